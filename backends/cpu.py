@@ -1,0 +1,74 @@
+"""The CPU adapter: PyTorch on the host's cores."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from backends.base import DeviceInfo, Probe
+from backends.torch_device import DeviceOps, TorchBackend
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (py-cpuinfo), falling back to the platform's processor string."""
+    try:
+        import cpuinfo
+
+        name = cpuinfo.get_cpu_info().get("brand_raw")
+        if name:
+            return name
+    except Exception:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _reset_rss_peak() -> None:
+    # Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM).
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        pass
+
+
+def _rss_peak_bytes() -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # lifetime peak on Linux
+
+
+def _info() -> DeviceInfo:
+    import psutil
+
+    return DeviceInfo(
+        backend="cpu", kind="cpu", device_name=cpu_model(), device_count=1,
+        memory_bytes=psutil.virtual_memory().total, driver=None,
+        runtime=f"torch {torch.__version__}",
+        extra={"physical_cores": psutil.cpu_count(logical=False), "logical_cores": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(), "arch": platform.machine()},
+    )
+
+
+def create() -> TorchBackend:
+    ops = DeviceOps(
+        device="cpu",
+        probe=Probe.ok,
+        info=_info,
+        dtypes=lambda: ("fp32", "bf16", "fp16"),
+        synchronize=lambda: None,  # CPU ops run synchronously in the calling thread
+        reset_peak_memory=_reset_rss_peak,
+        peak_memory_bytes=_rss_peak_bytes,
+        peak_memory_kind="process_rss_peak",
+    )
+    return TorchBackend("cpu", ops)

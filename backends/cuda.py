@@ -1,0 +1,75 @@
+"""The CUDA adapter: NVIDIA GPUs, and any stack that presents itself as torch.cuda (ROCm does).
+
+NVML is optional: driver facts come from nvidia-ml-py when it is installed and working, and
+are left empty otherwise (AMD, vendor stacks, containers without the library).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from backends.base import DeviceInfo, Probe
+from backends.torch_device import DeviceOps, TorchBackend
+
+
+def _probe() -> Probe:
+    if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+        return Probe.no(f"this torch build ({torch.__version__}) has no CUDA or ROCm support")
+    if not torch.cuda.is_available():
+        return Probe.no("torch has CUDA support but sees no CUDA device")
+    return Probe.ok()
+
+
+def _runtime() -> str:
+    hip = getattr(torch.version, "hip", None)
+    return f"rocm {hip}" if hip else f"cuda {torch.version.cuda}"
+
+
+def _nvml_driver(index: int) -> tuple[str | None, dict]:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            extra = {
+                "power_limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
+                "sm_clock_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                "mem_clock_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+            }
+            return pynvml.nvmlSystemGetDriverVersion(), extra
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None, {}
+
+
+def _info() -> DeviceInfo:
+    index = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    driver, extra = _nvml_driver(index)
+    extra.update({
+        "compute_capability": f"{props.major}.{props.minor}",
+        "multiprocessors": props.multi_processor_count,
+    })
+    return DeviceInfo(backend="cuda", kind="cuda", device_name=props.name,
+                      device_count=torch.cuda.device_count(), memory_bytes=props.total_memory,
+                      driver=driver, runtime=_runtime(), extra=extra)
+
+
+def _dtypes() -> tuple[str, ...]:
+    return ("fp32", "bf16", "fp16") if torch.cuda.is_bf16_supported() else ("fp32", "fp16")
+
+
+def create() -> TorchBackend:
+    ops = DeviceOps(
+        device="cuda:0",
+        probe=_probe,
+        info=_info,
+        dtypes=_dtypes,
+        synchronize=torch.cuda.synchronize,
+        reset_peak_memory=torch.cuda.reset_peak_memory_stats,
+        peak_memory_bytes=torch.cuda.max_memory_allocated,
+        peak_memory_kind="device_allocated_peak",
+    )
+    return TorchBackend("cuda", ops)

@@ -1,0 +1,86 @@
+"""Finding backends by name: the built-ins plus every `chipbench.backends` entry point.
+
+An entry point names a zero-argument callable (a factory or a class) returning a Backend.
+A plugin that fails to import or to build is listed with its reason; it never crashes a run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from backends.base import Backend, Probe
+from bench.errors import UsageError
+
+ENTRY_POINT_GROUP = "chipbench.backends"
+BUILTINS = {"cpu": "backends.cpu:create", "cuda": "backends.cuda:create",
+            "accelerator": "backends.accelerator:create"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    source: str  # "builtin" or the distribution that registered it
+    backend: Backend | None  # None when the plugin could not be loaded
+    probe: Probe
+
+    @property
+    def available(self) -> bool:
+        return self.backend is not None and self.probe.available
+
+
+def _instantiate(target) -> Backend:
+    backend = target() if callable(target) else target
+    missing = [m for m in ("probe", "info", "load", "generate", "close") if not hasattr(backend, m)]
+    if missing:
+        raise TypeError(f"object lacks the Backend method(s) {', '.join(missing)}")
+    return backend
+
+
+def _builtin(name: str, target: str) -> Entry:
+    module, attr = target.split(":")
+    backend = _instantiate(getattr(importlib.import_module(module), attr))
+    return Entry(name, "builtin", backend, backend.probe())
+
+
+def _plugin(ep) -> Entry:
+    dist = getattr(ep.dist, "name", None) or ep.value
+    try:
+        backend = _instantiate(ep.load())
+    except Exception as e:
+        return Entry(ep.name, dist, None, Probe.no(f"plugin failed to load: {type(e).__name__}: {e}"))
+    try:
+        probe = backend.probe()
+    except Exception as e:
+        probe = Probe.no(f"plugin probe raised {type(e).__name__}: {e}")
+    return Entry(ep.name, dist, backend, probe)
+
+
+def discover() -> dict[str, Entry]:
+    """Every backend this machine knows of, available or not, with the reason when not."""
+    found = {name: _builtin(name, target) for name, target in BUILTINS.items()}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found:  # built-ins win: a plugin cannot shadow them
+            dist = getattr(ep.dist, "name", None) or ep.value
+            found[f"{ep.name}@{dist}"] = Entry(
+                ep.name, dist, None, Probe.no(f"its name {ep.name!r} is taken by another adapter"))
+            continue
+        found[ep.name] = _plugin(ep)
+    return found
+
+
+def get_backend(name: str, entries: dict[str, Entry] | None = None) -> Backend:
+    """The named backend, ready to run; a one-line UsageError when unknown or unavailable."""
+    entries = entries if entries is not None else discover()
+    entry = entries.get(name)
+    if entry is None:
+        raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(entries)}")
+    if not entry.available:
+        raise UsageError(f"backend {name!r} is unavailable: {entry.probe.reason}")
+    return entry.backend
+
+
+def available_names(entries: dict[str, Entry] | None = None) -> list[str]:
+    entries = entries if entries is not None else discover()
+    return [n for n, e in entries.items() if e.available]

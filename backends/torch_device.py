@@ -1,0 +1,104 @@
+"""One adapter implementation for every device PyTorch drives; cpu, cuda and the generic
+accelerator adapter differ only in the small DeviceOps they pass in (probe, facts, sync, memory)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from backends import torch_loop
+from backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from bench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DeviceOps:
+    device: str  # torch device string, e.g. "cuda:0"
+    probe: Callable[[], Probe]
+    info: Callable[[], DeviceInfo]
+    dtypes: Callable[[], tuple[str, ...]]
+    synchronize: Callable[[], None]
+    reset_peak_memory: Callable[[], None]
+    peak_memory_bytes: Callable[[], int | None]
+    peak_memory_kind: str  # what peak_memory_bytes measures, for the record
+
+
+@dataclass
+class LoadedModel:
+    module: torch.nn.Module
+    spec: object  # models.zoo.ModelSpec
+    dtype: str
+    weights: str
+    build_time_s: float
+    exec_path: str  # how generation runs, recorded so eager and compiled numbers never mix
+    linear_attn_path: str | None  # hybrid models: "fla" kernels or the pure-torch fallback
+
+
+def linear_attention_path(spec) -> str | None:
+    if not spec.is_hybrid:
+        return None
+    fla = importlib.util.find_spec("fla") is not None
+    conv = importlib.util.find_spec("causal_conv1d") is not None
+    return "fla+causal_conv1d" if fla and conv else ("fla" if fla else "torch")
+
+
+class TorchBackend:
+    """A Backend (see backends.base) running the harness's own loop through PyTorch on one device."""
+
+    def __init__(self, name: str, ops: DeviceOps):
+        self.name = name
+        self.ops = ops
+
+    def probe(self) -> Probe:
+        try:
+            return self.ops.probe()
+        except Exception as e:  # a probe never raises: a broken runtime is a reason, not a crash
+            return Probe.no(f"{type(e).__name__}: {e}")
+
+    def info(self) -> DeviceInfo:
+        return self.ops.info()
+
+    def supported_dtypes(self) -> tuple[str, ...]:
+        return self.ops.dtypes()
+
+    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None) -> LoadedModel:
+        from models.build import build_random, load_local, parse_dtype
+
+        valid = self.supported_dtypes()
+        if dtype not in valid:
+            raise UsageError(f"backend {self.name!r} cannot run dtype {dtype!r}; it runs: {', '.join(valid)}")
+        torch_dtype = parse_dtype(dtype)
+        if weights_dir:
+            built = load_local(spec, weights_dir, torch_dtype, self.ops.device)
+        else:
+            built = build_random(spec, torch_dtype, self.ops.device, seed=seed)
+        self.ops.synchronize()
+        return LoadedModel(built.module, spec, dtype, built.weights, built.build_time_s,
+                           exec_path="eager", linear_attn_path=linear_attention_path(spec))
+
+    def prompt(self, handle: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
+        t = ids.to(self.ops.device)
+        self.ops.synchronize()
+        return t
+
+    def generate(self, handle: LoadedModel, prompt: torch.Tensor, new_tokens: int,
+                 on_token: TokenCallback) -> Generation:
+        self.ops.reset_peak_memory()
+        steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token)
+        return Generation(tokens=steps, peak_mem_bytes=self.ops.peak_memory_bytes(),
+                          peak_mem_kind=self.ops.peak_memory_kind)
+
+    def synchronize(self) -> None:
+        self.ops.synchronize()
+
+    def close(self, handle: LoadedModel | None) -> None:
+        if handle is not None:
+            handle.module = None
+        import gc
+
+        gc.collect()
+        if self.ops.device.startswith("cuda") and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()

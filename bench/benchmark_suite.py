@@ -1,0 +1,47 @@
+"""The benchmark suite `pytest --benchmark` collects: one test per planned case (bench/plugin.py).
+
+Each test loads the model (shared with the previous case when it is the same), times its rounds
+through pytest-benchmark's pedantic mode, and appends a record. A failing case is recorded as
+failed, with its reason, before the test fails; the other cases still run.
+"""
+
+import pytest
+
+from bench.metrics import HEADLINE
+from bench.runner import CaseRun, build_record, failed_record
+
+
+def test_case(chipbench_case, chipbench_suite, benchmark):
+    from backends.registry import get_backend
+    from bench import env
+    from bench.workload import prompt_ids
+    from models.zoo import get_model
+
+    case, state = chipbench_case, chipbench_suite
+    backend = get_backend(case.backend, state.entries)
+    device = {}
+    run = CaseRun(backend, case)
+    try:
+        device = env.device_facts(backend.info())
+        spec = get_model(case.model)
+        run.handle = state.handle_for(backend, case)
+        run.prompt = backend.prompt(run.handle, prompt_ids(case.workload, spec.vocab))
+        benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
+        record = build_record(run, run.rounds_done[case.warmup:], device, state.host)
+    except Exception as e:
+        state.release()  # free the device (after an OOM, say) before the next case
+        record = failed_record(case, e, device, state.host)
+        state.writer.write(record)
+        state.records.append(record)
+        pytest.fail(f"{case.id} failed: {record['error']}", pytrace=False)
+    state.writer.write(record)
+    state.records.append(record)
+    headline = HEADLINE[case.workload.kind]
+    benchmark.extra_info.update({
+        "record_id": record["record_id"],
+        "records_file": str(state.writer.path),
+        **{k: record[k] for k in ("backend", "device_name", "model", "dtype", "workload", "batch")},
+        **{f"{m}_median": record[f"{m}_median"] for m in
+           (headline, "ttft_s", "tpot_s", "e2e_s")},
+        "peak_mem_bytes": record["peak_mem_bytes"],
+    })

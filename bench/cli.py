@@ -1,0 +1,193 @@
+"""The `chipbench` command: list models and backends, describe this machine, run the suite.
+
+Bad input prints one line (what was wrong, what is valid) and exits 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bench.errors import UsageError
+from bench.workload import WORKLOAD_HELP
+
+
+def _gib(n) -> str:
+    return f"{n / 1e9:.2f} GB" if n else "-"
+
+
+def cmd_list(args) -> int:
+    import pandas as pd
+
+    from backends.registry import discover
+    from models.counts import facts
+    from models.zoo import MODELS
+
+    if args.what in ("models", "all"):
+        rows = []
+        for s in MODELS.values():
+            f = facts(s)
+            rows.append({
+                "model": s.name, "family": s.family, "layers": s.layers, "hidden": s.hidden,
+                "params": f"{f.params_total / 1e9:.3f}B" if not s.tiny else f"{f.params_total / 1e3:.1f}K",
+                "active": f"{f.params_active / 1e9:.3f}B" if not s.tiny else f"{f.params_active / 1e3:.1f}K",
+                "bf16 weights": _gib(f.weight_bytes("bf16")) if not s.tiny else "-",
+                "KV/token bf16": f"{f.kv_bytes_per_token('bf16') / 1024:g} KiB",
+                "state/seq": f"{(f.recurrent_state_bytes + f.conv_state_bytes('bf16')) / 2**20:.1f} MiB"
+                if s.is_hybrid else "-",
+                "context": s.max_pos,
+            })
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            print(pd.DataFrame(rows).to_string(index=False))
+    if args.what in ("backends", "all"):
+        rows = [{"backend": n, "source": e.source,
+                 "status": "available" if e.available else f"unavailable: {e.probe.reason}"}
+                for n, e in discover().items()]
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            print()
+            print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def cmd_env(args) -> int:
+    from dataclasses import asdict
+
+    from backends.registry import discover
+    from bench import env
+
+    out = {"host": env.host_facts(), "harness": env.provenance(0), "devices": {}}
+    out["harness"].pop("seed")
+    for name, e in discover().items():
+        if e.available:
+            try:
+                out["devices"][name] = asdict(e.backend.info())
+            except Exception as ex:  # a device that cannot describe itself is reported, not fatal
+                out["devices"][name] = {"error": f"{type(ex).__name__}: {ex}"}
+        else:
+            out["devices"][name] = {"unavailable": e.probe.reason}
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from backends.registry import discover
+    from bench import env
+    from bench.record import RecordWriter, default_path
+    from bench.report import summary_table
+    from bench.runner import run_case
+    from bench.suite import SuiteOptions, parse_ints, plan, split_list
+
+    opts = SuiteOptions(
+        backends=split_list(args.backend), models=split_list(args.model), dtypes=split_list(args.dtype),
+        workloads=split_list(args.workload), batches=parse_ints(args.batch, "batch sizes") or (1,),
+        rounds=args.rounds, warmup=args.warmup, seed=args.seed, weights_dir=args.weights)
+    entries = discover()
+    planned = plan(opts, entries)
+    writer = RecordWriter(args.out or default_path())
+    host = env.host_facts()
+    records = []
+    for p in planned:
+        if p.skip_reason:
+            print(f"skipped backend {p.label}: {p.skip_reason}", file=sys.stderr)
+            continue
+        print(f"running {p.label} ...", file=sys.stderr, flush=True)
+        rec = run_case(entries[p.case.backend].backend, p.case, host)
+        writer.write(rec)
+        records.append(rec)
+    if records:
+        print(summary_table(records))
+    print(f"{len(records)} record(s) appended to {writer.path}", file=sys.stderr)
+    return 0 if all(r["status"] == "ok" for r in records) else 1
+
+
+def cmd_selftest(args) -> int:
+    from backends.registry import discover, get_backend
+    from bench.selftest import check_timing_waits
+
+    entries = discover()
+    names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
+    bad = 0
+    for name in names:
+        check = check_timing_waits(get_backend(name, entries), model=args.model, dtype=args.dtype)
+        print(f"{name}: {check.describe()}")
+        bad += not check.passed
+    return 1 if bad else 0
+
+
+def cmd_build(args) -> int:
+    import torch
+
+    from models.build import build_random, parse_dtype
+    from models.zoo import get_model
+
+    spec = get_model(args.model)
+    dtype = parse_dtype(args.dtype)
+    built = build_random(spec, dtype, args.device, seed=args.seed)
+    params = list(built.module.parameters())
+    finite = all(bool(torch.isfinite(p).all()) for p in params)
+    n = sum(p.numel() for p in params)
+    print(f"{spec.name} {args.dtype} on {args.device}: {n:,} parameters built in "
+          f"{built.build_time_s:.2f} s ({n * dtype.itemsize / 1e9 / built.build_time_s:.2f} GB/s), "
+          f"all finite: {finite}")
+    return 0 if finite else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chipbench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="models with their facts; backends with availability")
+    s.add_argument("what", nargs="?", choices=("all", "models", "backends"), default="all")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("env", help="this machine's devices and software versions, as JSON")
+    s.set_defaults(fn=cmd_env)
+
+    s = sub.add_parser("run", help="run the benchmark suite without pytest (same options)")
+    s.add_argument("--backend", help="comma-separated backends (default: every available one)")
+    s.add_argument("--model", help="comma-separated zoo models (default: per backend)")
+    s.add_argument("--dtype", help="comma-separated: fp32, bf16, fp16 (default: per backend)")
+    s.add_argument("--workload", help=f"comma-separated: {WORKLOAD_HELP}")
+    s.add_argument("--batch", default="1", help="comma-separated batch sizes")
+    s.add_argument("--rounds", type=int, help="timed rounds per case (default: per backend)")
+    s.add_argument("--warmup", type=int, default=1, help="untimed warmup rounds (default 1)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--weights", metavar="DIR", help="local safetensors weights for the one model named")
+    s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("selftest", help="prove each backend's timing waits for the device")
+    s.add_argument("--backend", help="comma-separated backends (default: every available one)")
+    s.add_argument("--model", default="tiny-qwen3")
+    s.add_argument("--dtype", default="fp32")
+    s.set_defaults(fn=cmd_selftest)
+
+    s = sub.add_parser("build", help="build a model's random weights and report the build time")
+    s.add_argument("model")
+    s.add_argument("--dtype", default="bf16")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_build)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UsageError as e:
+        print(f"chipbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chipbench: interrupted; finished records were kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The environment and provenance every record carries: enough to know where a number came from."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bench
+from backends.base import DeviceInfo
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str | None:
+    """The harness's own commit (with '+dirty' for local changes), or None outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_ROOT, capture_output=True,
+                             text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def host_facts() -> dict:
+    import psutil
+    import torch
+    import transformers
+
+    from backends.cpu import cpu_model
+
+    return {
+        "env_hostname": socket.gethostname(),
+        "env_os": platform.platform(),
+        "env_python": platform.python_version(),
+        "env_torch": torch.__version__,
+        "env_transformers": transformers.__version__,
+        "env_cpu_model": cpu_model(),
+        "env_cpu_cores": psutil.cpu_count(logical=False),
+        "env_cpu_threads": os.cpu_count(),
+        "env_torch_threads": torch.get_num_threads(),
+        "env_host_memory_bytes": psutil.virtual_memory().total,
+    }
+
+
+def device_facts(info: DeviceInfo) -> dict:
+    out = {
+        "backend_kind": info.kind,
+        "device_name": info.device_name,
+        "env_device_count": info.device_count,
+        "env_device_memory_bytes": info.memory_bytes,
+        "env_driver": info.driver,
+        "env_runtime": info.runtime,
+    }
+    out.update({f"env_device_{k}": v for k, v in info.extra.items()})
+    return out
+
+
+def provenance(seed: int) -> dict:
+    return {
+        "harness_version": bench.__version__,
+        "git_commit": git_commit(),
+        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    }

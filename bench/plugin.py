@@ -1,0 +1,157 @@
+"""The pytest plugin: `pytest --benchmark` runs the benchmark suite on this machine's backends.
+
+Registered through the `pytest11` entry point. Without `--benchmark` it does nothing, so plain
+`pytest` runs only the project's own tests. With it, collection is replaced by the suite in
+bench/benchmark_suite.py, one test per case, each timed through pytest-benchmark's fixture in
+pedantic mode, with the harness's own metrics in `extra_info` and a record per case appended
+to a JSON-lines file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UsageError
+from bench.workload import WORKLOAD_HELP
+
+SUITE_FILE = Path(__file__).with_name("benchmark_suite.py")
+_KEY = "_chipbench"
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("chipbench", "chipbench: LLM inference benchmarks")
+    g.addoption("--benchmark", action="store_true", default=False,
+                help="run the chipbench benchmark suite (instead of the collected tests)")
+    g.addoption("--bench-backend", default=None, metavar="NAMES",
+                help="comma-separated backends (default: every available one)")
+    g.addoption("--bench-model", default=None, metavar="NAMES",
+                help="comma-separated zoo models (default: per backend; see `chipbench list`)")
+    g.addoption("--bench-dtype", default=None, metavar="NAMES", help="comma-separated: fp32, bf16, fp16")
+    g.addoption("--bench-workload", default=None, metavar="NAMES",
+                help=f"comma-separated workloads: {WORKLOAD_HELP} (default: pp512,tg128)")
+    g.addoption("--bench-batch", default="1", metavar="SIZES", help="comma-separated batch sizes (default 1)")
+    g.addoption("--bench-rounds", default=None, type=int, metavar="N",
+                help="timed rounds per case (default: per backend)")
+    g.addoption("--bench-warmup", default=1, type=int, metavar="N", help="untimed warmup rounds (default 1)")
+    g.addoption("--bench-seed", default=0, type=int, metavar="N", help="seed of weights and prompts")
+    g.addoption("--bench-weights", default=None, metavar="DIR",
+                help="local safetensors directory of real weights (one model only)")
+    g.addoption("--bench-out", default=None, metavar="FILE",
+                help="JSON-lines file the records are appended to (default results/runs/<time>-<host>.jsonl)")
+
+
+def _options(config):
+    from bench.suite import SuiteOptions, parse_ints, split_list
+
+    o = config.getoption
+    return SuiteOptions(
+        backends=split_list(o("--bench-backend")), models=split_list(o("--bench-model")),
+        dtypes=split_list(o("--bench-dtype")), workloads=split_list(o("--bench-workload")),
+        batches=parse_ints(o("--bench-batch"), "batch sizes") or (1,), rounds=o("--bench-rounds"),
+        warmup=o("--bench-warmup"), seed=o("--bench-seed"), weights_dir=o("--bench-weights"))
+
+
+class SuiteState:
+    """What the suite shares across its tests: the plan, the writer, a one-model cache."""
+
+    def __init__(self, planned, writer, entries):
+        from bench import env
+
+        self.planned = planned
+        self.entries = entries
+        self.writer = writer
+        self.records: list[dict] = []
+        self.host = env.host_facts()
+        self.loaded = None  # (key, backend, handle): consecutive cases on one model share it
+
+    def handle_for(self, backend, case):
+        from models.zoo import get_model
+
+        key = (case.backend, case.model, case.dtype, case.weights_dir, case.workload.seed)
+        if self.loaded and self.loaded[0] == key:
+            return self.loaded[2]
+        self.release()
+        handle = backend.load(get_model(case.model), case.dtype, seed=case.workload.seed,
+                              weights_dir=case.weights_dir)
+        self.loaded = (key, backend, handle)
+        return handle
+
+    def release(self):
+        if self.loaded:
+            self.loaded[1].close(self.loaded[2])
+            self.loaded = None
+
+
+def pytest_configure(config):
+    if not config.getoption("--benchmark"):
+        return
+    from backends.registry import discover
+    from bench.record import RecordWriter, default_path
+    from bench.suite import plan
+
+    try:
+        opts = _options(config)
+        entries = discover()
+        planned = plan(opts, entries)
+        if opts.weights_dir and len({p.case.model for p in planned if p.case}) > 1:
+            raise UsageError("--bench-weights loads one model's weights: name exactly one --bench-model")
+    except UsageError as e:
+        raise pytest.UsageError(str(e)) from None
+    out = config.getoption("--bench-out") or default_path(Path(config.rootpath) / "results" / "runs")
+    setattr(config, _KEY, SuiteState(planned, RecordWriter(out), entries))
+    config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
+
+
+def pytest_generate_tests(metafunc):
+    state = getattr(metafunc.config, _KEY, None)
+    if state is None or "chipbench_case" not in metafunc.fixturenames:
+        return
+    params = [pytest.param(p.case, id=p.label,
+                           marks=[pytest.mark.skip(reason=p.skip_reason)] if p.skip_reason else [])
+              for p in state.planned]
+    metafunc.parametrize("chipbench_case", params)
+
+
+@pytest.fixture
+def chipbench_suite(request):
+    state = getattr(request.config, _KEY, None)
+    if state is None:
+        pytest.skip("the chipbench suite runs only under `pytest --benchmark`")
+    return state
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from bench import env
+
+    state = getattr(config, _KEY, None)
+    machine_info["chipbench"] = dict(state.host if state else env.host_facts())
+    entries = state.entries if state else {}
+    machine_info["chipbench"]["backends"] = {
+        n: ("available" if e.available else e.probe.reason) for n, e in entries.items()}
+
+
+def pytest_sessionfinish(session):
+    state = getattr(session.config, _KEY, None)
+    if state is not None:
+        state.release()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    state = getattr(config, _KEY, None)
+    if state is None:
+        return
+    from bench.report import summary_table
+
+    tr = terminalreporter
+    tr.section("chipbench results")
+    if state.records:
+        tr.write_line(summary_table(state.records))
+        tr.write_line(f"\n{len(state.records)} record(s) appended to {state.writer.path}")
+    else:
+        tr.write_line("no case ran")
+    for p in state.planned:
+        if p.skip_reason:
+            tr.write_line(f"skipped backend {p.label}: {p.skip_reason}")

@@ -1,0 +1,174 @@
+"""Result records: one flat, versioned JSON object per case, appended to a JSON-lines file.
+
+Each record is written and flushed (and fsynced) as soon as its case finishes, so an
+interrupted run keeps every finished case. `load_records` reads any number of files or
+directories into one pandas DataFrame. The fields are documented in FIELDS (and the README).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.metrics import METRICS
+from bench.stats import STAT_NAMES
+
+SCHEMA_VERSION = 1
+
+# field -> (unit, meaning). Metric fields follow the pattern `<metric>_<stat>` and
+# `<metric>_samples`, documented once in METRIC_FIELD_DOC.
+FIELDS: dict[str, tuple[str, str]] = {
+    "schema_version": ("", f"record format version (this is {SCHEMA_VERSION})"),
+    "record_id": ("", "unique id of this record"),
+    "status": ("", "ok, or failed (then `error` says why and metrics are empty)"),
+    "error": ("", "why the case failed; null when it did not"),
+    "traceback": ("", "failed cases only: the last frames of the error, for bug reports"),
+    "backend": ("", "adapter that ran the case (cpu, cuda, accelerator, or a plugin's name)"),
+    "backend_kind": ("", "device family compared across runs (cpu, cuda, xpu, npu, ...)"),
+    "device_name": ("", "the device's own name for itself"),
+    "model": ("", "zoo name of the model"),
+    "family": ("", "architecture family (qwen2, qwen3, qwen3_moe, qwen3_next, qwen3_5, qwen3_5_moe)"),
+    "dtype": ("", "weight and activation dtype (fp32, bf16, fp16)"),
+    "weights": ("", "random(seed=N) for seeded random weights, local:<dir> for real weights"),
+    "workload": ("", "workload name in llama-bench style (pp512, tg128, tg128@d4096, pp512+tg128)"),
+    "kind": ("", "prefill, decode or generate"),
+    "batch": ("sequences", "batch size B"),
+    "prompt_tokens": ("tokens", "prompt length P per sequence (the context for decode workloads)"),
+    "gen_tokens": ("tokens", "tokens generated per sequence, N (fixed; EOS ignored)"),
+    "warmup_rounds": ("rounds", "untimed rounds run first"),
+    "rounds": ("rounds", "timed rounds the statistics are over"),
+    "exec_path": ("", "how generation ran (eager: the harness's loop on transformers' forward)"),
+    "linear_attn_path": ("", "hybrid models: DeltaNet kernels used (fla... or the pure-torch fallback); null otherwise"),
+    "params_total": ("parameters", "all parameters (tied embeddings once)"),
+    "params_active": ("parameters", "parameters used per token (top-k experts only)"),
+    "weight_bytes": ("bytes", "all weights in this dtype"),
+    "active_weight_bytes": ("bytes", "weights read per decode step in this dtype"),
+    "kv_bytes_per_token": ("bytes", "KV cache per token per sequence in this dtype"),
+    "recurrent_state_bytes": ("bytes", "DeltaNet recurrent plus conv state per sequence (hybrid models)"),
+    "flops_per_token": ("FLOP", "forward FLOPs for one token at the prompt's context length"),
+    "build_time_s": ("s", "time to allocate the model and fill or load its weights"),
+    "peak_mem_bytes": ("bytes", "peak memory over the timed rounds (see peak_mem_kind)"),
+    "peak_mem_kind": ("", "device_allocated_peak (torch allocator) or process_rss_peak (host RSS)"),
+    "token_times_s": ("s", "raw timestamps: per round, when each step's tokens reached the host, from the request start"),
+    "env_hostname": ("", "host name"),
+    "env_os": ("", "operating system"),
+    "env_python": ("", "Python version"),
+    "env_torch": ("", "torch version"),
+    "env_transformers": ("", "transformers version"),
+    "env_cpu_model": ("", "host CPU model"),
+    "env_cpu_cores": ("cores", "physical CPU cores"),
+    "env_cpu_threads": ("threads", "logical CPUs"),
+    "env_torch_threads": ("threads", "torch intra-op threads"),
+    "env_host_memory_bytes": ("bytes", "host RAM"),
+    "env_device_count": ("devices", "devices of this kind visible"),
+    "env_device_memory_bytes": ("bytes", "memory of the device used (host RAM for cpu)"),
+    "env_driver": ("", "device driver version, when the adapter can read it (NVML for NVIDIA)"),
+    "env_runtime": ("", "device runtime (cuda 13.0, rocm 6.4, torch x.y for cpu)"),
+    "env_device_*": ("", "adapter-specific device facts (compute capability, clocks, core counts)"),
+    "harness_version": ("", "chipbench version"),
+    "git_commit": ("", "chipbench's git commit (+dirty for local changes), null outside git"),
+    "timestamp_utc": ("", "when the case finished, ISO 8601 UTC"),
+    "seed": ("", "seed of the random weights and the prompt ids"),
+    "command": ("", "the command line that produced the record"),
+}
+
+METRIC_FIELD_DOC = (
+    "`<metric>_<stat>` for each metric in (" + ", ".join(METRICS) + ") and stat in ("
+    + ", ".join(STAT_NAMES) + "); `<metric>_samples`: the per-round values (itl_s pools every "
+    "inter-token gap of every round and has no per-round samples)"
+)
+
+
+def metric_fields() -> set[str]:
+    names = {f"{m}_{s}" for m in METRICS for s in STAT_NAMES}
+    names |= {f"{m}_samples" for m in METRICS if m != "itl_s"}
+    return names
+
+
+def is_documented(field: str) -> bool:
+    if field in FIELDS or field in metric_fields():
+        return True
+    return field.startswith("env_device_")
+
+
+def new_record_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _clean(value):
+    """JSON has no NaN or infinity: a non-finite number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def default_path(root: str | Path = "results/runs") -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path(root) / f"{stamp}-{socket.gethostname()}.jsonl"
+
+
+class RecordWriter:
+    """Appends records to a JSON-lines file, flushing and syncing each one to disk."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    def write(self, record: dict) -> None:
+        line = json.dumps({k: _clean(v) for k, v in record.items()}, allow_nan=False)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.count += 1
+
+
+def _files(paths: Iterable[str | Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(p.rglob("*.jsonl")))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UsageError(f"no such file or directory: {str(p)!r}")
+    return out
+
+
+def read_records(*paths: str | Path) -> list[dict]:
+    records = []
+    for path in _files(paths):
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UsageError(f"{path}:{lineno}: not a JSON record ({e.msg})") from None
+                if not isinstance(rec, dict) or "schema_version" not in rec:
+                    raise UsageError(f"{path}:{lineno}: not a chipbench record (no schema_version)")
+                if rec["schema_version"] != SCHEMA_VERSION:
+                    raise UsageError(f"{path}:{lineno}: schema_version {rec['schema_version']} is not "
+                                     f"supported; this chipbench reads version {SCHEMA_VERSION}")
+                rec["source_file"] = str(path)
+                records.append(rec)
+    return records
+
+
+def load_records(*paths: str | Path):
+    """Every record in the given JSON-lines files (and *.jsonl under given directories) as one DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(read_records(*paths))

@@ -1,0 +1,173 @@
+"""Running one case: load, warm up, time rounds, turn timestamps into a record.
+
+The harness owns the clock: a timestamp is taken when the backend hands over each step's
+tokens (already on the host), relative to a start stamped just before the generation call.
+Adapters only execute. A case that fails (out of memory, a crash inside the model, a backend
+that returns the wrong number of tokens) becomes a failed record; the suite goes on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from backends.base import Backend
+from bench import env
+from bench.metrics import METRICS, Round, inter_token_latencies, round_metrics
+from bench.record import SCHEMA_VERSION, new_record_id
+from bench.stats import summarize
+from bench.workload import Workload, prompt_ids
+from models.counts import facts, flops_per_token
+from models.zoo import get_model
+
+
+class BackendContractError(RuntimeError):
+    """The backend broke the Backend contract (wrong token count, tokens not on the host)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    backend: str
+    model: str
+    dtype: str
+    workload: Workload
+    warmup: int = 1
+    rounds: int = 5
+    weights_dir: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}-{self.model}-{self.dtype}-{self.workload.name}-b{self.workload.batch}"
+
+
+@dataclass
+class CaseRun:
+    """A case's loaded state between rounds (pytest-benchmark's pedantic mode calls `round`)."""
+
+    backend: Backend
+    case: Case
+    handle: object = None
+    prompt: object = None
+    rounds_done: list[Round] = field(default_factory=list)
+
+    def setup(self) -> None:
+        spec = get_model(self.case.model)
+        w = self.case.workload.validate(spec.max_pos, spec.name)
+        self.handle = self.backend.load(spec, self.case.dtype, seed=w.seed,
+                                        weights_dir=self.case.weights_dir)
+        self.prompt = self.backend.prompt(self.handle, prompt_ids(w, spec.vocab))
+
+    def round(self) -> Round:
+        """One timed generation; returns (and keeps) its per-token timestamps."""
+        w = self.case.workload
+        stamps: list[float] = []
+        clock = time.perf_counter
+        on_token = _stamping(stamps, clock, w.batch)
+        start = clock()
+        gen = self.backend.generate(self.handle, self.prompt, w.gen_tokens, on_token)
+        if len(stamps) != w.gen_tokens or len(gen.tokens) != w.gen_tokens:
+            raise BackendContractError(
+                f"backend {self.backend.name!r} produced {len(stamps)} token steps, the workload "
+                f"asked for exactly {w.gen_tokens} (EOS must be ignored)")
+        r = Round(tuple(t - start for t in stamps), gen.peak_mem_bytes, gen.peak_mem_kind)
+        self.rounds_done.append(r)
+        return r
+
+    def close(self) -> None:
+        self.backend.close(self.handle)
+        self.handle = self.prompt = None
+
+
+def _stamping(stamps: list[float], clock, batch: int):
+    def on_token(tokens) -> None:
+        stamps.append(clock())  # first: nothing the harness does may delay the stamp
+        if len(tokens) != batch or not all(isinstance(t, int) for t in tokens):
+            raise BackendContractError(
+                f"on_token got {type(tokens).__name__} of {len(tokens)} items; the contract is "
+                f"{batch} host ints per step (device tensors would let the clock run ahead)")
+    return on_token
+
+
+def case_identity(case: Case) -> dict:
+    spec = get_model(case.model)
+    w = case.workload
+    f = facts(spec)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "record_id": new_record_id(),
+        "backend": case.backend,
+        "model": spec.name,
+        "family": spec.family,
+        "dtype": case.dtype,
+        "workload": w.name,
+        "kind": w.kind,
+        "batch": w.batch,
+        "prompt_tokens": w.prompt_tokens,
+        "gen_tokens": w.gen_tokens,
+        "warmup_rounds": case.warmup,
+        "rounds": case.rounds,
+        "params_total": f.params_total,
+        "params_active": f.params_active,
+        "weight_bytes": f.weight_bytes(case.dtype),
+        "active_weight_bytes": f.active_weight_bytes(case.dtype),
+        "kv_bytes_per_token": f.kv_bytes_per_token(case.dtype),
+        "recurrent_state_bytes": f.recurrent_state_bytes + f.conv_state_bytes(case.dtype),
+        "flops_per_token": flops_per_token(spec, w.prompt_tokens),
+    }
+
+
+def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> dict:
+    case, w = run.case, run.case.workload
+    rec = case_identity(case)
+    rec.update(status="ok", error=None, weights=run.handle.weights,
+               exec_path=run.handle.exec_path, linear_attn_path=run.handle.linear_attn_path,
+               build_time_s=run.handle.build_time_s)
+    rec.update(device)
+    per_round = [round_metrics(r, w) for r in timed]
+    for name in METRICS:
+        if name == "itl_s":
+            values = [g for r in timed for g in inter_token_latencies(r)]
+        else:
+            values = [m[name] for m in per_round]
+            rec[f"{name}_samples"] = values
+        rec.update({f"{name}_{k}": v for k, v in summarize(values).items()})
+    peaks = [r.peak_mem_bytes for r in timed if r.peak_mem_bytes is not None]
+    rec["peak_mem_bytes"] = max(peaks) if peaks else None
+    kinds = {r.peak_mem_kind for r in timed if r.peak_mem_kind}
+    rec["peak_mem_kind"] = kinds.pop() if len(kinds) == 1 else None
+    rec["token_times_s"] = [list(r.token_times_s) for r in timed]
+    rec.update(host)
+    rec.update(env.provenance(w.seed))
+    return rec
+
+
+def failed_record(case: Case, error: BaseException, device: dict, host: dict) -> dict:
+    rec = case_identity(case)
+    rec.update(status="failed", error=f"{type(error).__name__}: {error}".strip())
+    rec.update(device)
+    rec.update(host)
+    rec.update(env.provenance(case.workload.seed))
+    return rec
+
+
+def run_case(backend: Backend, case: Case, host: dict | None = None) -> dict:
+    """Run `case` on `backend` (warmup, then timed rounds) and return its record, ok or failed."""
+    host = host if host is not None else env.host_facts()
+    device: dict = {}
+    run = CaseRun(backend, case)
+    try:
+        device = env.device_facts(backend.info())
+        run.setup()
+        for _ in range(case.warmup):
+            run.round()
+        run.rounds_done.clear()
+        for _ in range(case.rounds):
+            run.round()
+        return build_record(run, run.rounds_done, device, host)
+    except Exception as e:  # the case fails, the suite goes on
+        rec = failed_record(case, e, device, host)
+        rec["traceback"] = traceback.format_exc(limit=8)
+        return rec
+    finally:
+        run.close()

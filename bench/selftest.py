@@ -1,0 +1,57 @@
+"""Self-test: does a backend's timing wait for the device?
+
+A backend that hands tokens to the harness before the device has produced them (an async
+kernel launch timed on the host clock: pitfall 1 of measurement.md) makes every latency look
+small. The check: right after the last token callback, wait for the device. If the backend
+waited, nothing is left in flight and the wait is instant; if it did not, the wait lasts about
+as long as the work it skipped. A lag above a quarter of the median inter-token gap fails.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+from backends.base import Backend
+from bench.workload import Workload, prompt_ids
+from models.zoo import get_model
+
+LAG_FRACTION = 0.25  # of the median inter-token gap
+LAG_FLOOR_S = 0.002  # below this a lag is host jitter, whatever the gap
+
+
+@dataclass(frozen=True)
+class TimingCheck:
+    passed: bool
+    lag_s: float  # device work still in flight after the last token was "visible"
+    median_gap_s: float
+    e2e_s: float
+
+    def describe(self) -> str:
+        verdict = "waits for the device" if self.passed else "DOES NOT wait for the device"
+        return (f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token, "
+                f"median token gap {self.median_gap_s * 1e3:.2f} ms, e2e {self.e2e_s * 1e3:.1f} ms")
+
+
+def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str = "fp32",
+                       new_tokens: int = 16, prompt_tokens: int = 32) -> TimingCheck:
+    spec = get_model(model)
+    w = Workload("generate", prompt_tokens, new_tokens)
+    handle = backend.load(spec, dtype, seed=0)
+    try:
+        prompt = backend.prompt(handle, prompt_ids(w, spec.vocab))
+        backend.generate(handle, prompt, new_tokens, lambda t: None)  # warm up
+        backend.synchronize()
+        stamps: list[float] = []
+        start = time.perf_counter()
+        backend.generate(handle, prompt, new_tokens, lambda t: stamps.append(time.perf_counter()))
+        last = stamps[-1]
+        backend.synchronize()
+        lag = time.perf_counter() - last
+    finally:
+        backend.close(handle)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])] or [last - start]
+    median_gap = statistics.median(gaps)
+    passed = lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)
+    return TimingCheck(passed, lag, median_gap, last - start)

@@ -1,0 +1,114 @@
+"""Planning a benchmark suite: which cases run on which backends, validated before anything runs.
+
+Shared by the pytest plugin and the CLI, so both accept the same names and say the same thing
+about bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backends.registry import Entry
+from bench.errors import UsageError
+from bench.runner import Case
+from bench.workload import parse_workload
+from models.build import DTYPES
+from models.zoo import get_model
+
+# Sensible defaults per backend when the user names no model / dtype / workload.
+# CPU: a llama-bench-like pp512 / tg128 on qwen3-0.6b that completes in minutes on a laptop.
+# GPUs: qwen3-8b, the model of the published H20 / A100 speed tables (chips.md).
+DEFAULT_SUITE = {
+    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=3),
+    "cuda": dict(models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5),
+}
+FALLBACK_SUITE = dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5)
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    backends: tuple[str, ...] = ()  # empty: every available backend
+    models: tuple[str, ...] = ()  # empty: the backend's default
+    dtypes: tuple[str, ...] = ()
+    workloads: tuple[str, ...] = ()
+    batches: tuple[int, ...] = (1,)
+    rounds: int | None = None  # None: the backend's default
+    warmup: int = 1
+    seed: int = 0
+    weights_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    case: Case | None
+    skip_reason: str | None = None  # set for a backend that cannot run here
+    label: str = ""
+
+
+def split_list(text: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+
+
+def parse_ints(text: str | None, what: str) -> tuple[int, ...]:
+    out = []
+    for item in split_list(text):
+        try:
+            out.append(int(item))
+        except ValueError:
+            raise UsageError(f"{what} must be whole numbers >= 1, got {item!r}") from None
+    return tuple(out)
+
+
+def _positive(value: int, what: str) -> int:
+    if value < 1:
+        raise UsageError(f"{what} must be >= 1, got {value}")
+    return value
+
+
+def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
+    """Every case of the suite; raises UsageError (one line) on any bad name or value."""
+    for b in opts.batches:
+        _positive(b, "batch size")
+    if opts.rounds is not None:
+        _positive(opts.rounds, "rounds")
+    if opts.warmup < 0:
+        raise UsageError(f"warmup rounds must be >= 0, got {opts.warmup}")
+    for m in opts.models:
+        get_model(m)
+    for d in opts.dtypes:
+        if d not in DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(DTYPES)}")
+    workloads = [parse_workload(w) for w in opts.workloads]
+    for name in opts.backends:
+        if name not in entries:
+            raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(entries)}")
+
+    chosen = opts.backends or tuple(entries)
+    planned: list[Planned] = []
+    for name in chosen:
+        entry = entries[name]
+        if not entry.available:
+            planned.append(Planned(None, entry.probe.reason, label=name))
+            continue
+        defaults = DEFAULT_SUITE.get(name, FALLBACK_SUITE)
+        models = opts.models or defaults["models"]
+        dtypes = opts.dtypes or defaults["dtypes"]
+        runnable = entry.backend.supported_dtypes()
+        for d in dtypes:
+            if d not in runnable:
+                raise UsageError(f"backend {name!r} cannot run dtype {d!r}; it runs: {', '.join(runnable)}")
+        wls = workloads or [parse_workload(w) for w in defaults["workloads"]]
+        rounds = opts.rounds or defaults["rounds"]
+        for m in models:
+            spec = get_model(m)
+            for w in wls:
+                w.validate(spec.max_pos, spec.name)
+        for m in models:
+            for d in dtypes:
+                for w in wls:
+                    for b in opts.batches:
+                        wl = type(w)(w.kind, w.prompt_tokens, w.gen_tokens, b, opts.seed)
+                        case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
+                                    weights_dir=opts.weights_dir)
+                        planned.append(Planned(case, label=case.id))
+    return planned

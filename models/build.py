@@ -1,0 +1,241 @@
+"""Turn a ModelSpec into a transformers model: seeded random weights, or real local weights.
+
+Random weights are built fast: the module is allocated with every init function switched off
+(no per-module default initialisation), then each large tensor gets one seeded normal fill.
+Each tensor's generator is seeded from (seed, parameter name), on the CPU, so a given seed
+gives the same weights on every device, and a depth-reduced copy of a model shares its first
+layers' weights with the full one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.errors import UsageError
+from models.zoo import ModelSpec
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+INIT_STD = 0.02  # the published configs' initializer_range
+_FILL_CHUNK = 1 << 24  # elements generated at a time: bounds the fp32 scratch to 64 MiB
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise UsageError(f"unknown dtype {name!r}; valid dtypes: {', '.join(DTYPES)}") from None
+
+
+def hf_config(spec: ModelSpec):
+    """The transformers config of `spec`, built from the published architecture values."""
+    import transformers as tf
+
+    common = dict(
+        vocab_size=spec.vocab, hidden_size=spec.hidden, intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads, max_position_embeddings=spec.max_pos,
+        rms_norm_eps=1e-6, tie_word_embeddings=spec.tied, initializer_range=INIT_STD,
+        rope_parameters={"rope_type": "default", "rope_theta": spec.rope_theta},
+    )
+    moe = dict(num_experts=spec.experts, num_experts_per_tok=spec.top_k,
+               moe_intermediate_size=spec.moe_inter, norm_topk_prob=True)
+    hybrid = dict(
+        head_dim=spec.head_dim, layer_types=list(spec.layer_types),
+        linear_num_key_heads=spec.linear_key_heads, linear_num_value_heads=spec.linear_value_heads,
+        linear_key_head_dim=spec.linear_key_dim, linear_value_head_dim=spec.linear_value_dim,
+        linear_conv_kernel_dim=spec.conv_kernel,
+    )
+    if spec.is_hybrid:
+        common["rope_parameters"]["partial_rotary_factor"] = spec.partial_rotary
+    f = spec.family
+    if f == "qwen2":
+        # Qwen2's config derives head_dim = hidden / heads; the zoo value must agree.
+        assert spec.hidden // spec.heads == spec.head_dim, spec.name
+        return tf.Qwen2Config(**common)
+    if f == "qwen3":
+        return tf.Qwen3Config(head_dim=spec.head_dim, **common)
+    if f == "qwen3_moe":
+        return tf.Qwen3MoeConfig(head_dim=spec.head_dim, decoder_sparse_step=1, mlp_only_layers=[],
+                                 **moe, **common)
+    if f == "qwen3_next":
+        return tf.Qwen3NextConfig(shared_expert_intermediate_size=spec.shared_expert_inter,
+                                  decoder_sparse_step=1, mlp_only_layers=[], **moe, **hybrid, **common)
+    if f == "qwen3_5":
+        return tf.Qwen3_5TextConfig(**hybrid, **common)
+    if f == "qwen3_5_moe":
+        common.pop("intermediate_size")
+        return tf.Qwen3_5MoeTextConfig(shared_expert_intermediate_size=spec.shared_expert_inter,
+                                       **moe, **hybrid, **common)
+    raise AssertionError(f"no config builder for family {f}")
+
+
+def model_class(spec: ModelSpec):
+    import transformers as tf
+
+    return {
+        "qwen2": tf.Qwen2ForCausalLM,
+        "qwen3": tf.Qwen3ForCausalLM,
+        "qwen3_moe": tf.Qwen3MoeForCausalLM,
+        "qwen3_next": tf.Qwen3NextForCausalLM,
+        "qwen3_5": tf.Qwen3_5ForCausalLM,
+        "qwen3_5_moe": tf.Qwen3_5MoeForCausalLM,
+    }[spec.family]
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    module: torch.nn.Module
+    spec: ModelSpec
+    dtype: torch.dtype
+    weights: str  # "random(seed=N)" or "local:<dir>"
+    build_time_s: float  # allocation plus weight fill or load, wall clock
+
+
+def allocate(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu",
+             layers: int | None = None) -> torch.nn.Module:
+    """The model's module with uninitialised weights (no init functions run).
+
+    `layers` builds a depth-reduced copy (the first N layers), for references on small hosts.
+    """
+    from transformers import initialization as hf_init
+
+    config = hf_config(spec)
+    if layers is not None:
+        config.num_hidden_layers = layers
+        if hasattr(config, "layer_types"):
+            config.layer_types = config.layer_types[:layers]
+    cls = model_class(spec)
+    with hf_init.no_init_weights(), torch.device(device):
+        model = cls._from_config(config, dtype=dtype)
+    model.tie_weights()  # no_init_weights also skips the tying that post_init would do
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _tensor_seed(seed: int, name: str) -> int:
+    digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _seeded_normal_(param: torch.Tensor, seed: int, std: float) -> None:
+    """Fill `param` with N(0, std) from a CPU generator, chunk by chunk, whatever its device."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    flat = param.view(-1)
+    scratch = torch.empty(min(flat.numel(), _FILL_CHUNK), dtype=torch.float32)
+    for start in range(0, flat.numel(), _FILL_CHUNK):
+        part = scratch[: min(_FILL_CHUNK, flat.numel() - start)]
+        part.normal_(0.0, std, generator=gen)
+        flat[start : start + part.numel()].copy_(part)
+
+
+@torch.no_grad()
+def fill_random_(model: torch.nn.Module, seed: int, threads: int | None = None) -> None:
+    """Seeded, deterministic, device-independent random weights for an allocated model."""
+    named = list(model.named_parameters())
+    # Projections, embeddings, experts and convolutions are drawn at random; vectors (norm
+    # weights, biases, DeltaNet's A_log / dt_bias) take the model's own init below.
+    big = [(n, p) for n, p in named if p.ndim >= 2]
+    small = [(n, p) for n, p in named if p.ndim < 2]
+    workers = threads or max(1, torch.get_num_threads())
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # torch releases the GIL while filling
+        list(pool.map(lambda np_: _seeded_normal_(np_[1], _tensor_seed(seed, np_[0]), INIT_STD), big))
+    for _, p in big:
+        p._is_hf_initialized = True  # transformers' init functions skip flagged tensors
+    # The vectors take the model's own init (ones / zeros for norms, zero biases, DeltaNet decay
+    # ranges), computed on the CPU under a seeded generator so every device gets equal values.
+    homes = {n: p.data for n, p in small}
+    for _, p in small:
+        p.data = torch.empty(p.shape, dtype=p.dtype, device="cpu")
+    torch.manual_seed(seed)
+    model.initialize_weights()
+    for n, p in small:
+        homes[n].copy_(p.data)
+        p.data = homes[n]
+        p._is_hf_initialized = True
+
+
+def build_random(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu",
+                 seed: int = 0, layers: int | None = None) -> BuiltModel:
+    start = time.perf_counter()
+    model = allocate(spec, dtype, device, layers=layers)
+    fill_random_(model, seed)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    return BuiltModel(model, spec, dtype, f"random(seed={seed})", time.perf_counter() - start)
+
+
+def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
+               device: str | torch.device = "cpu") -> BuiltModel:
+    """Real weights from a local directory of safetensors files; nothing is fetched, no code runs."""
+    from safetensors import safe_open
+
+    start = time.perf_counter()
+    root = Path(directory)
+    if not root.is_dir():
+        raise UsageError(f"weights directory {str(root)!r} does not exist; give a local directory "
+                         f"holding {spec.name}'s *.safetensors files")
+    files = sorted(root.glob("*.safetensors"))
+    if not files:
+        others = sorted(p.name for p in root.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"})
+        extra = f" (found {', '.join(others[:3])}: pickle formats are not read)" if others else ""
+        raise UsageError(f"no *.safetensors files in {str(root)!r}{extra}; only safetensors "
+                         "weights are loaded")
+    _check_config_json(spec, root)
+    model = allocate(spec, dtype, device)
+    expected = dict(model.named_parameters())
+    # Tied embeddings: the checkpoint may or may not carry lm_head.weight.
+    seen: set[str] = set()
+    for path in files:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                if key not in expected:
+                    if key.startswith("mtp.") or (spec.tied and key == "lm_head.weight"):
+                        continue  # multi-token-prediction heads transformers ignores
+                    raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: "
+                                     f"unexpected tensor {key!r} in {path.name}")
+                tensor = f.get_tensor(key)
+                if tuple(tensor.shape) != tuple(expected[key].shape):
+                    raise UsageError(
+                        f"weights in {str(root)!r} do not match {spec.name}: {key!r} has shape "
+                        f"{tuple(tensor.shape)}, the architecture needs {tuple(expected[key].shape)}")
+                with torch.no_grad():
+                    expected[key].copy_(tensor)
+                seen.add(key)
+    missing = [k for k in expected if k not in seen]
+    if missing:
+        raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: {len(missing)} tensors "
+                         f"missing, first {missing[0]!r}")
+    return BuiltModel(model, spec, dtype, f"local:{root}", time.perf_counter() - start)
+
+
+_CONFIG_KEYS = {"hidden_size": "hidden", "num_hidden_layers": "layers",
+                "num_attention_heads": "heads", "num_key_value_heads": "kv_heads",
+                "vocab_size": "vocab"}
+
+
+def _check_config_json(spec: ModelSpec, root: Path) -> None:
+    path = root / "config.json"
+    if not path.exists():
+        return
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not valid JSON ({e})") from None
+    cfg = cfg.get("text_config", cfg)
+    for key, attr in _CONFIG_KEYS.items():
+        if key in cfg and cfg[key] != getattr(spec, attr):
+            raise UsageError(f"{path} does not match {spec.name}: {key} is {cfg[key]}, "
+                             f"the architecture has {getattr(spec, attr)}")

@@ -1,0 +1,131 @@
+"""Analytic facts of a model, from its architecture values alone (no weights needed).
+
+Parameter counts exclude multi-token-prediction heads (transformers ignores them); tied
+embeddings count once. These feed the roofline: a decode step reads the active weights plus
+the KV cache (and, for hybrid models, the recurrent state) of every sequence in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.zoo import ModelSpec
+
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
+RECURRENT_STATE_BYTES = 4  # DeltaNet recurrent state is kept in fp32 whatever the weights' dtype
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    params_total: int
+    params_active: int  # per token: shared weights plus the top-k experts
+    embedding_params: int  # input embedding (also the output head when tied)
+    kv_bytes_per_token_per_dtype_byte: int  # multiply by the KV dtype's bytes
+    recurrent_state_bytes: int  # per sequence, fp32, hybrid models only
+    conv_state_elems: int  # per sequence, hybrid models only (held in the model dtype)
+    attention_layers: int
+    linear_layers: int
+
+    def weight_bytes(self, dtype: str) -> int:
+        return self.params_total * DTYPE_BYTES[dtype]
+
+    def active_weight_bytes(self, dtype: str) -> int:
+        return self.params_active * DTYPE_BYTES[dtype]
+
+    def kv_bytes_per_token(self, dtype: str) -> int:
+        return self.kv_bytes_per_token_per_dtype_byte * DTYPE_BYTES[dtype]
+
+    def conv_state_bytes(self, dtype: str) -> int:
+        return self.conv_state_elems * DTYPE_BYTES[dtype]
+
+
+def _attention_params(s: ModelSpec) -> int:
+    q = s.heads * s.head_dim
+    kv = s.kv_heads * s.head_dim
+    gate = q if s.is_hybrid else 0  # hybrid models' gated attention projects q and its gate together
+    n = s.hidden * (q + gate) + 2 * s.hidden * kv + q * s.hidden
+    if s.qkv_bias:
+        n += q + 2 * kv
+    if s.family != "qwen2":
+        n += 2 * s.head_dim  # per-head q_norm / k_norm
+    return n
+
+
+def _linear_attention_params(s: ModelSpec) -> int:
+    key_dim = s.linear_key_heads * s.linear_key_dim
+    value_dim = s.linear_value_heads * s.linear_value_dim
+    conv_dim = 2 * key_dim + value_dim
+    in_qkvz = s.hidden * (2 * key_dim + 2 * value_dim)
+    in_ba = s.hidden * 2 * s.linear_value_heads
+    conv = conv_dim * s.conv_kernel
+    out = value_dim * s.hidden
+    vectors = 2 * s.linear_value_heads + s.linear_value_dim  # dt_bias, A_log, gated norm
+    return in_qkvz + in_ba + conv + out + vectors
+
+
+def _expert_params(s: ModelSpec) -> int:
+    return 3 * s.hidden * s.moe_inter
+
+
+def _mlp_params(s: ModelSpec) -> tuple[int, int]:
+    """(total, active) parameters of one layer's MLP block."""
+    if not s.is_moe:
+        n = 3 * s.hidden * s.intermediate
+        return n, n
+    router = s.experts * s.hidden
+    shared = 0
+    if s.shared_expert_inter:
+        shared = 3 * s.hidden * s.shared_expert_inter + s.hidden  # expert plus its sigmoid gate
+    total = router + shared + s.experts * _expert_params(s)
+    active = router + shared + s.top_k * _expert_params(s)
+    return total, active
+
+
+def facts(s: ModelSpec) -> ModelFacts:
+    mlp_total, mlp_active = _mlp_params(s)
+    norms = 2 * s.hidden
+    per_layer_common = norms
+    attn = _attention_params(s)
+    lin = _linear_attention_params(s) if s.is_hybrid else 0
+    a, l = s.attention_layers, s.linear_layers
+    embed = s.vocab * s.hidden
+    head = 0 if s.tied else s.vocab * s.hidden
+    shared = embed + head + s.hidden  # embeddings, output head, final norm
+    total = shared + a * attn + l * lin + s.layers * (per_layer_common + mlp_total)
+    active = shared + a * attn + l * lin + s.layers * (per_layer_common + mlp_active)
+    key_dim = s.linear_key_heads * s.linear_key_dim
+    value_dim = s.linear_value_heads * s.linear_value_dim
+    return ModelFacts(
+        params_total=total,
+        params_active=active,
+        embedding_params=embed,
+        kv_bytes_per_token_per_dtype_byte=a * 2 * s.kv_heads * s.head_dim,
+        recurrent_state_bytes=l * s.linear_value_heads * s.linear_key_dim * s.linear_value_dim
+        * RECURRENT_STATE_BYTES,
+        conv_state_elems=l * (2 * key_dim + value_dim) * (s.conv_kernel - 1) if s.is_hybrid else 0,
+        attention_layers=a,
+        linear_layers=l,
+    )
+
+
+def flops_per_token(s: ModelSpec, context: int) -> int:
+    """Forward FLOPs to process one token with `context` tokens already in the cache.
+
+    2 FLOPs per multiply-add of every active matrix that the token passes through (the input
+    embedding is a lookup, not a product; a tied embedding still does its product as the output
+    head), plus attention over the context (QK^T and AV: 4 * heads * head_dim per cached token
+    per attention layer), plus the DeltaNet state update and read-out (about 3 multiply-adds per
+    state element per linear-attention layer). Norms and activations are left out (<1%).
+    """
+    f = facts(s)
+    matmul_params = f.params_active - (0 if s.tied else f.embedding_params)
+    attention = f.attention_layers * 4 * s.heads * s.head_dim * context
+    state = f.linear_layers * 6 * s.linear_value_heads * s.linear_key_dim * s.linear_value_dim
+    return 2 * matmul_params + attention + state
+
+
+def decode_step_bytes(s: ModelSpec, dtype: str, context: int, batch: int = 1) -> int:
+    """Bytes a decode step must read at least: active weights once, plus every sequence's cache."""
+    f = facts(s)
+    per_seq = f.kv_bytes_per_token(dtype) * context + f.recurrent_state_bytes + f.conv_state_bytes(dtype)
+    return f.active_weight_bytes(dtype) + batch * per_seq
