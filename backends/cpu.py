@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 
@@ -55,8 +54,7 @@ def _info() -> DeviceInfo:
         backend="cpu", kind="cpu", device_name=cpu_model(), device_count=1,
         memory_bytes=psutil.virtual_memory().total, driver=None,
         runtime=f"torch {torch.__version__}",
-        extra={"physical_cores": psutil.cpu_count(logical=False), "logical_cores": os.cpu_count(),
-               "torch_threads": torch.get_num_threads(), "arch": platform.machine()},
+        extra={"arch": platform.machine()},  # core and thread counts are in the host facts
     )
 
 

@@ -95,8 +95,6 @@ def pytest_configure(config):
         opts = _options(config)
         entries = discover()
         planned = plan(opts, entries)
-        if opts.weights_dir and len({p.case.model for p in planned if p.case}) > 1:
-            raise UsageError("--bench-weights loads one model's weights: name exactly one --bench-model")
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     out = config.getoption("--bench-out") or default_path(Path(config.rootpath) / "results" / "runs")

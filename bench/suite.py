@@ -12,14 +12,14 @@ from backends.registry import Entry
 from bench.errors import UsageError
 from bench.runner import Case
 from bench.workload import parse_workload
-from models.build import DTYPES
+from models.build import DTYPES, check_weights_dir
 from models.zoo import get_model
 
 # Sensible defaults per backend when the user names no model / dtype / workload.
 # CPU: a llama-bench-like pp512 / tg128 on qwen3-0.6b that completes in minutes on a laptop.
 # GPUs: qwen3-8b, the model of the published H20 / A100 speed tables (chips.md).
 DEFAULT_SUITE = {
-    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=3),
+    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5),
     "cuda": dict(models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5),
 }
 FALLBACK_SUITE = dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5)
@@ -99,10 +99,14 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
                 raise UsageError(f"backend {name!r} cannot run dtype {d!r}; it runs: {', '.join(runnable)}")
         wls = workloads or [parse_workload(w) for w in defaults["workloads"]]
         rounds = opts.rounds or defaults["rounds"]
+        if opts.weights_dir and len(models) != 1:
+            raise UsageError("a weights directory holds one model's weights: name exactly one model")
         for m in models:
             spec = get_model(m)
             for w in wls:
                 w.validate(spec.max_pos, spec.name)
+            if opts.weights_dir:
+                check_weights_dir(spec, opts.weights_dir)
         for m in models:
             for d in dtypes:
                 for w in wls:

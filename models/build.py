@@ -183,17 +183,8 @@ def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
     from safetensors import safe_open
 
     start = time.perf_counter()
+    files = check_weights_dir(spec, directory)
     root = Path(directory)
-    if not root.is_dir():
-        raise UsageError(f"weights directory {str(root)!r} does not exist; give a local directory "
-                         f"holding {spec.name}'s *.safetensors files")
-    files = sorted(root.glob("*.safetensors"))
-    if not files:
-        others = sorted(p.name for p in root.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"})
-        extra = f" (found {', '.join(others[:3])}: pickle formats are not read)" if others else ""
-        raise UsageError(f"no *.safetensors files in {str(root)!r}{extra}; only safetensors "
-                         "weights are loaded")
-    _check_config_json(spec, root)
     model = allocate(spec, dtype, device)
     expected = dict(model.named_parameters())
     # Tied embeddings: the checkpoint may or may not carry lm_head.weight.
@@ -219,6 +210,23 @@ def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
         raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: {len(missing)} tensors "
                          f"missing, first {missing[0]!r}")
     return BuiltModel(model, spec, dtype, f"local:{root}", time.perf_counter() - start)
+
+
+def check_weights_dir(spec: ModelSpec, directory: str | Path) -> list[Path]:
+    """The directory's safetensors files, after checking it can hold `spec`'s weights (cheap:
+    no tensor is read). Raises a one-line UsageError otherwise."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise UsageError(f"weights directory {str(root)!r} does not exist; give a local directory "
+                         f"holding {spec.name}'s *.safetensors files")
+    files = sorted(root.glob("*.safetensors"))
+    if not files:
+        others = sorted(p.name for p in root.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"})
+        extra = f" (found {', '.join(others[:3])}: pickle formats are not read)" if others else ""
+        raise UsageError(f"no *.safetensors files in {str(root)!r}{extra}; only safetensors "
+                         "weights are loaded")
+    _check_config_json(spec, root)
+    return files
 
 
 _CONFIG_KEYS = {"hidden_size": "hidden", "num_hidden_layers": "layers",

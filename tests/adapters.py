@@ -1,0 +1,76 @@
+"""Backends that break the contract on purpose, each wrapping the real CPU adapter.
+
+They prove that the harness notices: a clock that does not wait, a short output, device
+tensors handed to the clock, a crash inside the model.
+"""
+
+import threading
+
+import torch
+
+from backends import torch_loop
+from backends.base import Generation
+from backends.cpu import create as create_cpu
+
+
+class Wrapped:
+    """Delegates everything to the CPU adapter; subclasses override generate()."""
+
+    def __init__(self, name="wrapped"):
+        self.inner = create_cpu()
+        self.name = name
+
+    def __getattr__(self, attr):
+        return getattr(self.inner, attr)
+
+    def generate(self, handle, prompt, new_tokens, on_token):
+        return self.inner.generate(handle, prompt, new_tokens, on_token)
+
+
+class LazyClock(Wrapped):
+    """Hands each token to the clock before computing it, like an async launch timed on the host.
+
+    The work runs in a background thread; synchronize() waits for it, as a device sync would.
+    """
+
+    def __init__(self):
+        super().__init__("lazy")
+        self.worker = None
+
+    def generate(self, handle, prompt, new_tokens, on_token):
+        self.synchronize()
+        for _ in range(new_tokens):
+            on_token([0] * prompt.shape[0])  # "visible" before any work was done
+        self.worker = threading.Thread(
+            target=lambda: torch_loop.generate(handle.module, prompt, new_tokens, lambda t: None))
+        self.worker.start()
+        return Generation([[0] * prompt.shape[0]] * new_tokens, None)
+
+    def synchronize(self):
+        if self.worker is not None:
+            self.worker.join()
+            self.worker = None
+
+
+class StopsEarly(Wrapped):
+    def generate(self, handle, prompt, new_tokens, on_token):
+        return self.inner.generate(handle, prompt, new_tokens - 1, on_token)
+
+
+class DeviceTensorTokens(Wrapped):
+    def generate(self, handle, prompt, new_tokens, on_token):
+        on_token(torch.zeros(prompt.shape[0], dtype=torch.long))
+        return Generation([[0]] * new_tokens, None)
+
+
+class CrashesOn(Wrapped):
+    """Runs out of memory on one model, works on the others."""
+
+    def __init__(self, model):
+        super().__init__("crashy")
+        self.model = model
+
+    def generate(self, handle, prompt, new_tokens, on_token):
+        if handle.spec.name == self.model:
+            raise torch.OutOfMemoryError("simulated: tried to allocate 80.00 GiB")
+        return self.inner.generate(handle, prompt, new_tokens, on_token)

@@ -1,0 +1,74 @@
+"""The chipbench command: listings, and one clear line with exit 2 for every kind of bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def chipbench(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
+                          cwd=kw.get("cwd", ROOT), timeout=300)
+
+
+def test_list_shows_models_with_facts_and_backends_with_status():
+    out = chipbench("list")
+    assert out.returncode == 0
+    assert "qwen3-next-80b-a3b" in out.stdout and "79.674B" in out.stdout and "3.875B" in out.stdout
+    assert "cpu" in out.stdout and "available" in out.stdout
+
+
+def test_list_json_is_machine_readable():
+    rows = json.loads(chipbench("list", "models", "--json").stdout)
+    assert {r["model"] for r in rows} >= {"qwen3-0.6b", "qwen3-8b", "qwen3.5-9b", "tiny-qwen3"}
+
+
+def test_env_reports_versions_and_devices():
+    data = json.loads(chipbench("env").stdout)
+    assert data["host"]["env_torch"] and data["devices"]["cpu"]["kind"] == "cpu"
+    assert "unavailable" in data["devices"]["cuda"] or data["devices"]["cuda"]["kind"] == "cuda"
+
+
+def test_run_writes_records_and_prints_a_summary(tmp_path):
+    out = tmp_path / "r.jsonl"
+    res = chipbench("run", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype", "fp32",
+                    "--workload", "pp16,tg8", "--rounds", "2", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "tiny-qwen3" in res.stdout and "tg8" in res.stdout
+    assert len(out.read_text().splitlines()) == 2
+
+
+BAD = [
+    (["--model", "qwen9"], "unknown model 'qwen9'; valid models:"),
+    (["--backend", "tpu9"], "unknown backend 'tpu9'; known backends:"),
+    (["--dtype", "fp64"], "unknown dtype 'fp64'; valid dtypes: fp32, bf16, fp16"),
+    (["--batch", "0"], "batch size must be >= 1, got 0"),
+    (["--batch", "two"], "batch sizes must be whole numbers"),
+    (["--rounds", "0"], "rounds must be >= 1, got 0"),
+    (["--workload", "pp0"], "prompt tokens must be >= 1"),
+    (["--workload", "xx12"], "unknown workload 'xx12'; valid forms:"),
+    (["--model", "tiny-qwen3", "--workload", "pp4000+tg200"], "longer than tiny-qwen3's context of 4096"),
+    (["--model", "tiny-qwen3", "--weights", "/nonexistent"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[m.split(";")[0][:30] for _, m in BAD])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    res = chipbench("run", "--backend", "cpu", "--out", str(tmp_path / "x.jsonl"), *args)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.stderr
+
+
+def test_cli_selftest_reports_that_cpu_timing_waits():
+    res = chipbench("selftest", "--backend", "cpu")
+    assert res.returncode == 0 and "cpu: timing waits for the device" in res.stdout
+
+
+def test_build_reports_the_build_time():
+    res = chipbench("build", "tiny-qwen3-next")
+    assert res.returncode == 0 and " s (" in res.stdout and "all finite: True" in res.stdout

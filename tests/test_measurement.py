@@ -1,0 +1,79 @@
+"""Workloads, statistics and metric definitions (measurement.md), on hand-made numbers."""
+
+import math
+
+import pytest
+from scipy import stats as st
+
+from bench.errors import UsageError
+from bench.metrics import Round, inter_token_latencies, round_metrics
+from bench.stats import summarize
+from bench.workload import Workload, parse_workload, prompt_ids
+
+
+@pytest.mark.parametrize("text,kind,p,n", [
+    ("pp512", "prefill", 512, 1), ("tg128", "decode", 1, 128),
+    ("tg128@d4096", "decode", 4096, 128), ("pp512+tg128", "generate", 512, 128),
+])
+def test_llama_bench_names_parse_and_round_trip(text, kind, p, n):
+    w = parse_workload(text)
+    assert (w.kind, w.prompt_tokens, w.gen_tokens, w.name) == (kind, p, n, text)
+
+
+@pytest.mark.parametrize("text", ["pp", "tg-1", "512", "pp512+", "tg0", "pp0"])
+def test_bad_workload_names_say_what_is_valid(text):
+    with pytest.raises(UsageError, match="pp<P>|must be >= 1"):
+        parse_workload(text)
+
+
+def test_batch_below_one_is_refused():
+    with pytest.raises(UsageError, match="batch must be >= 1, got 0"):
+        Workload("prefill", 8, 1, batch=0).validate()
+
+
+def test_prompt_plus_output_longer_than_the_context_is_refused():
+    with pytest.raises(UsageError, match="4097 tokens, longer than tiny's context of 4096"):
+        Workload("generate", 4000, 97).validate(4096, "tiny")
+
+
+def test_prompts_are_seeded_and_rows_differ():
+    w = Workload("prefill", 64, 1, batch=3, seed=11)
+    a, b = prompt_ids(w, 1000), prompt_ids(w, 1000)
+    assert a.equal(b) and a.shape == (3, 64) and not a[0].equal(a[1])
+
+
+def test_summary_statistics_and_t_interval():
+    x = [10.0, 12.0, 11.0, 13.0, 9.0]
+    s = summarize(x)
+    half = st.t.ppf(0.975, 4) * st.tstd(x) / math.sqrt(5)
+    assert s["n"] == 5 and s["median"] == 11.0 and s["mean"] == 11.0
+    assert s["stdev"] == pytest.approx(st.tstd(x))
+    assert (s["ci95_low"], s["ci95_high"]) == pytest.approx((11 - half, 11 + half))
+    assert s["p90"] == pytest.approx(12.6) and s["p99"] == pytest.approx(12.96)
+
+
+def test_one_sample_has_unknown_spread_not_zero():
+    s = summarize([4.0])
+    assert s["n"] == 1 and s["stdev"] is None and s["ci95_low"] is None
+
+
+def test_non_finite_samples_are_not_averaged_in():
+    assert summarize([1.0, float("nan"), 3.0])["n"] == 2
+
+
+def test_round_metrics_follow_the_definitions():
+    w = Workload("generate", prompt_tokens=100, gen_tokens=5, batch=2)
+    r = Round((0.5, 0.6, 0.7, 0.8, 0.9))
+    m = round_metrics(r, w)
+    assert m["ttft_s"] == 0.5 and m["e2e_s"] == 0.9
+    assert m["tpot_s"] == pytest.approx(0.4 / 4)  # first token excluded
+    assert m["prefill_tok_per_s"] == pytest.approx(2 * 100 / 0.5)
+    assert m["decode_tok_per_s"] == pytest.approx(2 * 4 / 0.4)
+    assert m["output_tok_per_s"] == pytest.approx(2 * 5 / 0.9)
+    assert inter_token_latencies(r) == pytest.approx([0.1] * 4)
+
+
+def test_single_token_round_has_no_decode_metrics():
+    m = round_metrics(Round((0.25,)), Workload("prefill", 512, 1))
+    assert m["tpot_s"] is None and m["decode_tok_per_s"] is None
+    assert m["prefill_tok_per_s"] == pytest.approx(2048)

@@ -1,0 +1,88 @@
+"""`pytest --benchmark`: the suite runs as real pytest sessions (smoke runs on tiny models)."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--bench-backend=cpu", "--bench-model=tiny-qwen3", "--bench-dtype=fp32", "--bench-rounds=2"]
+
+
+@pytest.fixture
+def env_path(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), str(ROOT)]))
+    return pytester.path
+
+
+def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_path):
+    out, js = env_path / "runs.jsonl", env_path / "bench.json"
+    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=pp16,tg8,pp8+tg4",
+                                        "--bench-batch=1,2", f"--bench-out={out}", f"--benchmark-json={js}")
+    res.assert_outcomes(passed=6)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["workload"], r["batch"]) for r in records} == {
+        (w, b) for w in ("pp16", "tg8", "pp8+tg4") for b in (1, 2)}
+    assert all(r["status"] == "ok" and r["rounds"] == 2 and len(r["token_times_s"]) == 2 for r in records)
+    res.stdout.fnmatch_lines(["*chipbench results*", "*tiny-qwen3*tg8*", "*6 record(s) appended to*"])
+    data = json.loads(js.read_text())
+    extra = {b["extra_info"]["workload"]: b["extra_info"] for b in data["benchmarks"]}
+    assert extra["tg8"]["decode_tok_per_s_median"] > 0 and extra["pp16"]["prefill_tok_per_s_median"] > 0
+    assert data["machine_info"]["chipbench"]["backends"]["cpu"] == "available"
+    assert all(b["stats"]["rounds"] == 2 for b in data["benchmarks"])
+
+
+def test_unavailable_backends_are_skipped_with_their_reason(pytester, env_path):
+    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=cpu,cuda,accelerator",
+                                        *TINY[1:], "--bench-workload=tg4", f"--bench-out={env_path / 'r.jsonl'}")
+    skipped = res.parseoutcomes().get("skipped", 0)
+    res.stdout.fnmatch_lines(["*chipbench results*"])
+    assert skipped == sum(1 for name in ("cuda", "accelerator")
+                          if f"skipped backend {name}:" in res.stdout.str())
+
+
+@pytest.mark.parametrize("option,message", [
+    ("--bench-model=qwen9", "unknown model 'qwen9'; valid models:"),
+    ("--bench-batch=0", "batch size must be >= 1, got 0"),
+    ("--bench-rounds=0", "rounds must be >= 1, got 0"),
+    ("--bench-dtype=int4", "unknown dtype 'int4'"),
+    ("--bench-backend=tpu9", "unknown backend 'tpu9'"),
+    ("--bench-workload=pp40000+tg8000", "longer than tiny-qwen3's context"),
+])
+def test_bad_options_fail_with_one_line(pytester, env_path, option, message):
+    res = pytester.runpytest_subprocess("--benchmark", *TINY, option)
+    assert res.ret != 0
+    assert message in res.stderr.str() and "Traceback" not in res.stderr.str()
+
+
+def test_plain_pytest_does_not_run_the_suite(pytester, env_path):
+    pytester.makepyfile(test_one="def test_one():\n    assert True\n")
+    res = pytester.runpytest_subprocess()
+    res.assert_outcomes(passed=1)
+    assert "chipbench results" not in res.stdout.str()
+
+
+CRASHY = """
+from tests.adapters import CrashesOn
+
+def create():
+    return CrashesOn("tiny-qwen3-moe")
+"""
+
+
+def test_a_failing_case_is_recorded_and_the_suite_goes_on(pytester, env_path):
+    (env_path / "crashy_plugin.py").write_text(CRASHY)
+    info = env_path / "crashy-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crashy\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[chipbench.backends]\ncrashy = crashy_plugin:create\n")
+    out = env_path / "r.jsonl"
+    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=crashy", "--bench-dtype=fp32",
+                                        "--bench-model=tiny-qwen3-moe,tiny-qwen3", "--bench-workload=tg4",
+                                        "--bench-rounds=1", f"--bench-out={out}")
+    res.assert_outcomes(passed=1, failed=1)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["model"], r["status"]) for r in records] == [("tiny-qwen3-moe", "failed"), ("tiny-qwen3", "ok")]
+    assert "OutOfMemoryError: simulated" in records[0]["error"]
+    res.stdout.fnmatch_lines(["*tiny-qwen3-moe*FAILED*"])

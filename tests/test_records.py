@@ -1,0 +1,120 @@
+"""Result records: documented fields, one flushed line per case, nothing lost on interruption."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.errors import UsageError
+from bench.record import FIELDS, SCHEMA_VERSION, RecordWriter, is_documented, load_records
+from bench.runner import Case, run_case
+from bench.workload import parse_workload
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def record():
+    from backends.cpu import create
+
+    return run_case(create(), Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8+tg4"), rounds=2))
+
+
+def test_every_field_of_a_record_is_documented(record):
+    undocumented = [k for k in record if not is_documented(k)]
+    assert not undocumented
+
+
+def test_the_readme_documents_every_field():
+    readme = (ROOT / "README.md").read_text()
+    missing = [f for f in FIELDS if f"`{f}`" not in readme]
+    assert not missing
+
+
+def test_records_carry_environment_and_provenance(record):
+    assert record["schema_version"] == SCHEMA_VERSION
+    for key in ("device_name", "env_torch", "env_transformers", "env_cpu_model", "env_cpu_cores",
+                "harness_version", "timestamp_utc", "seed", "exec_path"):
+        assert record[key] is not None, key
+
+
+def test_written_records_load_into_one_dataframe(tmp_path, record):
+    w = RecordWriter(tmp_path / "a" / "run.jsonl")
+    w.write(record)
+    w.write({**record, "record_id": "second"})
+    RecordWriter(tmp_path / "b.jsonl").write(record)
+    df = load_records(tmp_path)  # a directory: every *.jsonl below it
+    assert len(df) == 3 and set(df["model"]) == {"tiny-qwen3"}
+    assert df["decode_tok_per_s_median"].notna().all()
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    path = tmp_path / "r.jsonl"
+    RecordWriter(path).write({"schema_version": SCHEMA_VERSION, "x": float("nan"), "y": [1.0, float("inf")]})
+    assert json.loads(path.read_text()) == {"schema_version": SCHEMA_VERSION, "x": None, "y": [1.0, None]}
+
+
+def test_a_malformed_line_is_named_by_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION}) + "\n{oops\n")
+    with pytest.raises(UsageError, match=r"bad.jsonl:2: not a JSON record"):
+        load_records(path)
+
+
+def test_an_unknown_schema_version_is_refused(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"schema_version": 99}) + "\n")
+    with pytest.raises(UsageError, match="schema_version 99 is not supported"):
+        load_records(path)
+
+
+def test_a_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        load_records(tmp_path / "none.jsonl")
+
+
+KILLED_RUN = """
+import os, signal, sys
+from backends.cpu import create
+from bench.record import RecordWriter
+from bench.runner import Case, run_case
+from bench.workload import parse_workload
+
+class DiesMidCase:
+    def __init__(self):
+        self.inner = create(); self.name = "cpu"
+    def __getattr__(self, a):
+        return getattr(self.inner, a)
+    def generate(self, handle, prompt, n, on_token):
+        if handle.spec.name == "tiny-qwen3-moe":
+            os.kill(os.getpid(), signal.SIGKILL)  # power cut in the middle of the third case
+        return self.inner.generate(handle, prompt, n, on_token)
+
+writer = RecordWriter(sys.argv[1])
+for model in ("tiny-qwen3", "tiny-qwen2.5", "tiny-qwen3-moe", "tiny-qwen3.5"):
+    writer.write(run_case(DiesMidCase(), Case("cpu", model, "fp32", parse_workload("tg4"), rounds=1)))
+"""
+
+
+def test_an_interrupted_run_keeps_every_finished_record(tmp_path):
+    out = tmp_path / "run.jsonl"
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(out)], cwd=ROOT, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    df = load_records(out)
+    assert list(df["model"]) == ["tiny-qwen3", "tiny-qwen2.5"] and (df["status"] == "ok").all()
+
+
+def test_field_names_carry_their_units():
+    unitless_ok = re.compile(r"^(schema_version|record_id|status|error|traceback|backend|backend_kind|device_name|"
+                             r"model|family|dtype|weights|workload|kind|exec_path|linear_attn_path|"
+                             r"peak_mem_kind|env_.*|harness_version|git_commit|timestamp_utc|seed|command)$")
+    for name, (unit, _) in FIELDS.items():
+        assert unit or unitless_ok.match(name), name
+        if unit == "s":
+            assert name.endswith("_s"), name
+        if unit == "bytes":
+            assert "bytes" in name, name

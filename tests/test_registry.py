@@ -1,0 +1,107 @@
+"""Backend discovery: built-ins, and out-of-tree adapters through a really installed entry point."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from backends.registry import discover, get_backend
+from bench.errors import UsageError
+from bench.runner import Case, run_case
+from bench.workload import parse_workload
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cpu_is_always_available():
+    assert discover()["cpu"].available
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_device_is_unavailable_with_its_reason():
+    entry = discover()["cuda"]
+    assert not entry.available and ("no CUDA" in entry.probe.reason or "sees no CUDA device" in entry.probe.reason)
+
+
+def test_an_unknown_backend_names_the_known_ones():
+    with pytest.raises(UsageError, match="unknown backend 'tpu9'; known backends: cpu, cuda, accelerator"):
+        get_backend("tpu9")
+
+
+def test_an_unavailable_backend_says_why():
+    entries = discover()
+    down = [n for n, e in entries.items() if not e.available]
+    if not down:
+        pytest.skip("every built-in backend is available here")
+    with pytest.raises(UsageError, match=f"backend '{down[0]}' is unavailable: "):
+        get_backend(down[0], entries)
+
+
+PLUGIN = '''
+from backends.cpu import create as _cpu
+
+class VendorBackend:
+    """What a vendor ships: its own adapter, registered as an entry point."""
+    def __init__(self):
+        self._cpu = _cpu()
+        self.name = "vendorx"
+    def __getattr__(self, attr):
+        return getattr(self._cpu, attr)
+    def probe(self):
+        return self._cpu.probe()
+    def info(self):
+        from dataclasses import replace
+        return replace(self._cpu.info(), backend="vendorx", kind="vendorx", device_name="VendorX NPU-1")
+    def load(self, *a, **k):
+        return self._cpu.load(*a, **k)
+    def generate(self, *a, **k):
+        return self._cpu.generate(*a, **k)
+    def close(self, h):
+        return self._cpu.close(h)
+'''
+
+
+@pytest.fixture
+def installed_plugins(tmp_path, monkeypatch):
+    """Installs a tiny distribution with three chipbench.backends entry points into a site dir."""
+    (tmp_path / "chipbench_vendorx.py").write_text(PLUGIN)
+    info = tmp_path / "chipbench_vendorx-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: chipbench-vendorx\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent("""
+        [chipbench.backends]
+        vendorx = chipbench_vendorx:VendorBackend
+        broken = chipbench_vendorx_missing:create
+        cpu = chipbench_vendorx:VendorBackend
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_an_installed_entry_point_backend_is_found_and_runs(installed_plugins):
+    entries = discover()
+    assert entries["vendorx"].available and entries["vendorx"].source == "chipbench-vendorx"
+    rec = run_case(entries["vendorx"].backend, Case("vendorx", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1))
+    assert rec["status"] == "ok" and rec["device_name"] == "VendorX NPU-1" and rec["backend_kind"] == "vendorx"
+
+
+def test_a_broken_plugin_is_listed_with_its_reason(installed_plugins):
+    entry = discover()["broken"]
+    assert not entry.available and "plugin failed to load: ModuleNotFoundError" in entry.probe.reason
+
+
+def test_a_plugin_cannot_shadow_a_builtin(installed_plugins):
+    entries = discover()
+    assert entries["cpu"].source == "builtin"
+    assert "taken by another adapter" in entries["cpu@chipbench-vendorx"].probe.reason
+
+
+def test_chipbench_list_shows_plugins(installed_plugins):
+    env = {"PYTHONPATH": f"{installed_plugins}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "list", "backends"], capture_output=True,
+                         text=True, env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "vendorx" in out.stdout and "plugin failed to load" in out.stdout

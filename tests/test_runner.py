@@ -1,0 +1,71 @@
+"""The harness's clock and case runner, on the real CPU adapter and on adapters that misbehave."""
+
+import pytest
+
+from bench.runner import Case, run_case
+from bench.selftest import check_timing_waits
+from bench.workload import Workload, parse_workload
+from tests.adapters import CrashesOn, DeviceTensorTokens, LazyClock, StopsEarly
+
+
+def case(model="tiny-qwen3", workload="pp16+tg8", backend="cpu", batch=1, rounds=3):
+    return Case(backend, model, "fp32", parse_workload(workload, batch=batch), warmup=1, rounds=rounds)
+
+
+def test_a_case_yields_exactly_the_requested_tokens_every_round(cpu):
+    rec = run_case(cpu, case(workload="pp16+tg8", batch=2))
+    assert rec["status"] == "ok", rec.get("error")
+    assert len(rec["token_times_s"]) == 3 and all(len(t) == 8 for t in rec["token_times_s"])
+    assert all(a < b for t in rec["token_times_s"] for a, b in zip(t, t[1:]))  # monotonic clock
+    assert rec["ttft_s_n"] == 3 and rec["itl_s_n"] == 3 * 7
+    assert rec["decode_tok_per_s_median"] > 0 and rec["ttft_s_stdev"] is not None
+
+
+def test_metrics_are_recomputable_from_the_raw_timestamps(cpu):
+    rec = run_case(cpu, case(workload="pp16+tg8"))
+    first = rec["token_times_s"][0]
+    assert rec["ttft_s_samples"][0] == pytest.approx(first[0])
+    assert rec["tpot_s_samples"][0] == pytest.approx((first[-1] - first[0]) / 7)
+
+
+@pytest.mark.parametrize("model", ["tiny-qwen2.5", "tiny-qwen3-moe", "tiny-qwen3-next", "tiny-qwen3.5-moe"])
+def test_every_family_runs_through_the_harness_loop(cpu, model):
+    rec = run_case(cpu, case(model=model, workload="pp8+tg4", rounds=1))
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["linear_attn_path"] == ("torch" if "next" in model or "3.5" in model else None)
+
+
+def test_timing_self_test_passes_on_the_cpu_adapter(cpu):
+    check = check_timing_waits(cpu)
+    assert check.passed, check.describe()
+
+
+def test_timing_self_test_fails_a_backend_whose_clock_does_not_wait():
+    check = check_timing_waits(LazyClock(), model="tiny-qwen3-next", new_tokens=8)
+    assert not check.passed, check.describe()
+    assert check.lag_s > check.e2e_s  # the work it skipped outlasts everything it reported
+
+
+def test_an_output_shorter_than_requested_fails_the_case():
+    rec = run_case(StopsEarly(), case())
+    assert rec["status"] == "failed"
+    assert "produced 7 token steps, the workload asked for exactly 8" in rec["error"]
+
+
+def test_device_tensors_handed_to_the_clock_fail_the_case():
+    rec = run_case(DeviceTensorTokens(), case())
+    assert rec["status"] == "failed" and "host ints" in rec["error"]
+
+
+def test_a_crash_in_one_case_is_recorded_and_the_next_case_runs():
+    backend = CrashesOn("tiny-qwen3-moe")
+    bad = run_case(backend, case(model="tiny-qwen3-moe", backend="crashy"))
+    good = run_case(backend, case(model="tiny-qwen3", backend="crashy"))
+    assert bad["status"] == "failed" and bad["error"].startswith("OutOfMemoryError: simulated")
+    assert "ttft_s_median" not in bad and bad["model"] == "tiny-qwen3-moe"
+    assert good["status"] == "ok"
+
+
+def test_a_context_overflow_is_refused_before_loading(cpu):
+    rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", Workload("generate", 4090, 10), rounds=1))
+    assert rec["status"] == "failed" and "longer than tiny-qwen3's context of 4096" in rec["error"]
