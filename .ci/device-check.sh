@@ -15,7 +15,7 @@ step "install (offline, no deps)"
 python3 -m pip install -q --no-deps --no-build-isolation -e . || { echo "editable install failed"; exit 1; }
 
 step "unit tests, CUDA tests included"
-python3 -m pytest tests -q -x -p no:cacheprovider 2>&1 | tail -15
+python3 -m pytest tests -q -p no:cacheprovider 2>&1 | tail -15
 
 step "timing self-test"
 chipbench selftest --backend cpu,cuda
