@@ -71,6 +71,7 @@ class TorchBackend:
         if dtype not in valid:
             raise UsageError(f"backend {self.name!r} cannot run dtype {dtype!r}; it runs: {', '.join(valid)}")
         torch_dtype = parse_dtype(dtype)
+        self.ops.synchronize()  # start the device runtime first: build time is the model's alone
         if weights_dir:
             built = load_local(spec, weights_dir, torch_dtype, self.ops.device)
         else:

@@ -107,15 +107,16 @@ def cmd_run(args) -> int:
 
 def cmd_selftest(args) -> int:
     from backends.registry import discover, get_backend
-    from bench.selftest import check_timing_waits
+    from bench.selftest import check_all
 
     entries = discover()
     names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
+    backends = [get_backend(n, entries) for n in names]  # all names checked before any run
     bad = 0
-    for name in names:
-        check = check_timing_waits(get_backend(name, entries), model=args.model, dtype=args.dtype)
-        print(f"{name}: {check.describe()}")
-        bad += not check.passed
+    for name, backend in zip(names, backends):
+        for check in check_all(backend, model=args.model, dtype=args.dtype, long_prompt=args.long_prompt):
+            print(f"{name}: {check.describe()}")
+            bad += not check.passed
     return 1 if bad else 0
 
 
@@ -127,6 +128,7 @@ def cmd_build(args) -> int:
 
     spec = get_model(args.model)
     dtype = parse_dtype(args.dtype)
+    torch.empty(1, device=args.device)  # start the device runtime outside the timed build
     built = build_random(spec, dtype, args.device, seed=args.seed)
     params = list(built.module.parameters())
     finite = all(bool(torch.isfinite(p).all()) for p in params)
@@ -164,8 +166,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("selftest", help="prove each backend's timing waits for the device")
     s.add_argument("--backend", help="comma-separated backends (default: every available one)")
-    s.add_argument("--model", default="tiny-qwen3")
-    s.add_argument("--dtype", default="fp32")
+    s.add_argument("--model", default="qwen3-0.6b")
+    s.add_argument("--dtype", default="bf16")
+    s.add_argument("--long-prompt", type=int, default=2048, help="prompt of the prefill probe")
     s.set_defaults(fn=cmd_selftest)
 
     s = sub.add_parser("build", help="build a model's random weights and report the build time")

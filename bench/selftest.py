@@ -5,6 +5,12 @@ kernel launch timed on the host clock: pitfall 1 of measurement.md) makes every 
 small. The check: right after the last token callback, wait for the device. If the backend
 waited, nothing is left in flight and the wait is instant; if it did not, the wait lasts about
 as long as the work it skipped. A lag above a quarter of the median inter-token gap fails.
+
+Two probes, because a missing wait hides in different places: several decode steps from a
+short prompt, and one step after a long prompt, where the device (not the host launching
+kernels) is the bottleneck. transformers' forward syncs implicitly at the start of each step,
+so in launch-bound decode a missing wait shows only on the last token, and barely; a long
+prefill makes it plain.
 """
 
 from __future__ import annotations
@@ -27,11 +33,21 @@ class TimingCheck:
     lag_s: float  # device work still in flight after the last token was "visible"
     median_gap_s: float
     e2e_s: float
+    prompt_tokens: int
+    new_tokens: int
 
     def describe(self) -> str:
         verdict = "waits for the device" if self.passed else "DOES NOT wait for the device"
-        return (f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token, "
-                f"median token gap {self.median_gap_s * 1e3:.2f} ms, e2e {self.e2e_s * 1e3:.1f} ms")
+        return (f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token "
+                f"(prompt {self.prompt_tokens}, {self.new_tokens} tokens; median token gap "
+                f"{self.median_gap_s * 1e3:.2f} ms, e2e {self.e2e_s * 1e3:.1f} ms)")
+
+
+def check_all(backend: Backend, model: str = "qwen3-0.6b", dtype: str = "bf16",
+              long_prompt: int = 2048) -> list[TimingCheck]:
+    """The decode probe and the long-prefill probe; the backend passes when both do."""
+    return [check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32),
+            check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long_prompt)]
 
 
 def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str = "fp32",
@@ -51,7 +67,7 @@ def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str =
         lag = time.perf_counter() - last
     finally:
         backend.close(handle)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])] or [last - start]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])] or [last - start]  # one step: its e2e
     median_gap = statistics.median(gaps)
     passed = lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)
-    return TimingCheck(passed, lag, median_gap, last - start)
+    return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens)
