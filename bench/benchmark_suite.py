@@ -27,7 +27,10 @@ def test_case(chipbench_case, chipbench_suite, benchmark):
         run.handle = state.handle_for(backend, case)
         run.prompt = backend.prompt(run.handle, prompt_ids(case.workload, spec.vocab))
         benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
-        record = build_record(run, run.rounds_done[case.warmup:], device, state.host)
+        timed = run.rounds_done[case.warmup:]
+        if not timed:  # --benchmark-disable runs the function once, as a warmup would
+            pytest.skip("pytest-benchmark is disabled: nothing was timed, no record written")
+        record = build_record(run, timed, device, state.host)
     except Exception as e:
         state.release()  # free the device (after an OOM, say) before the next case
         record = failed_record(case, e, device, state.host)

@@ -86,3 +86,11 @@ def test_a_failing_case_is_recorded_and_the_suite_goes_on(pytester, env_path):
     assert [(r["model"], r["status"]) for r in records] == [("tiny-qwen3-moe", "failed"), ("tiny-qwen3", "ok")]
     assert "OutOfMemoryError: simulated" in records[0]["error"]
     res.stdout.fnmatch_lines(["*tiny-qwen3-moe*FAILED*"])
+
+
+def test_benchmark_disable_writes_no_empty_records(pytester, env_path):
+    out = env_path / "r.jsonl"
+    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg4", "--benchmark-disable",
+                                        f"--bench-out={out}")
+    res.assert_outcomes(skipped=1)
+    assert not out.exists() or out.read_text() == ""

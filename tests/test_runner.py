@@ -69,3 +69,20 @@ def test_a_crash_in_one_case_is_recorded_and_the_next_case_runs():
 def test_a_context_overflow_is_refused_before_loading(cpu):
     rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", Workload("generate", 4090, 10), rounds=1))
     assert rec["status"] == "failed" and "longer than tiny-qwen3's context of 4096" in rec["error"]
+
+
+def test_a_dtype_the_backend_cannot_run_is_refused_before_anything_runs():
+    from backends.registry import Entry
+    from backends.base import Probe
+    from bench.errors import UsageError
+    from bench.suite import SuiteOptions, plan
+    from tests.adapters import Wrapped
+
+    class Fp32Only(Wrapped):
+        def supported_dtypes(self):
+            return ("fp32",)
+
+    entries = {"fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok())}
+    with pytest.raises(UsageError, match="backend 'fp32only' cannot run dtype 'bf16'; it runs: fp32"):
+        plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("bf16",)), entries)
+    assert len(plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("fp32",)), entries)) == 2  # pp512, tg128
