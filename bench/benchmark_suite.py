@@ -14,8 +14,6 @@ from bench.runner import CaseRun, build_record, failed_record
 def test_case(chipbench_case, chipbench_suite, benchmark):
     from backends.registry import get_backend
     from bench import env
-    from bench.workload import prompt_ids
-    from models.zoo import get_model
 
     case, state = chipbench_case, chipbench_suite
     backend = get_backend(case.backend, state.entries)
@@ -23,9 +21,7 @@ def test_case(chipbench_case, chipbench_suite, benchmark):
     run = CaseRun(backend, case)
     try:
         device = env.device_facts(backend.info())
-        spec = get_model(case.model)
-        run.handle = state.handle_for(backend, case)
-        run.prompt = backend.prompt(run.handle, prompt_ids(case.workload, spec.vocab))
+        run.setup(handle=state.handle_for(backend, case))
         benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
         timed = run.rounds_done[case.warmup:]
         if not timed:  # --benchmark-disable runs the function once, as a warmup would

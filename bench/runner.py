@@ -51,11 +51,12 @@ class CaseRun:
     prompt: object = None
     rounds_done: list[Round] = field(default_factory=list)
 
-    def setup(self) -> None:
+    def setup(self, handle=None) -> None:
+        """Load the model (or take `handle`, one already loaded for this case) and the prompt."""
         spec = get_model(self.case.model)
         w = self.case.workload.validate(spec.max_pos, spec.name)
-        self.handle = self.backend.load(spec, self.case.dtype, seed=w.seed,
-                                        weights_dir=self.case.weights_dir)
+        self.handle = handle or self.backend.load(spec, self.case.dtype, seed=w.seed,
+                                                  weights_dir=self.case.weights_dir)
         self.prompt = self.backend.prompt(self.handle, prompt_ids(w, spec.vocab))
 
     def round(self) -> Round:

@@ -6,7 +6,7 @@ about bad input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backends.registry import Entry
 from bench.errors import UsageError
@@ -111,7 +111,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
             for d in dtypes:
                 for w in wls:
                     for b in opts.batches:
-                        wl = type(w)(w.kind, w.prompt_tokens, w.gen_tokens, b, opts.seed)
+                        wl = replace(w, batch=b, seed=opts.seed)
                         case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
                                     weights_dir=opts.weights_dir)
                         planned.append(Planned(case, label=case.id))
