@@ -37,6 +37,7 @@ def test_case(chipbench_case, chipbench_suite, benchmark):
     state.records.append(record)
     headline = HEADLINE[case.workload.kind]
     benchmark.extra_info.update({
+        "chipbench_record": record,  # the whole record: `chipbench report` reads --benchmark-json files
         "record_id": record["record_id"],
         "records_file": str(state.writer.path),
         **{k: record[k] for k in ("backend", "device_name", "model", "dtype", "workload", "batch")},

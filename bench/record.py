@@ -138,7 +138,7 @@ def _files(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(p.rglob("*.jsonl")))
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix in (".jsonl", ".json")))
         elif p.is_file():
             out.append(p)
         else:
@@ -146,29 +146,82 @@ def _files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def read_records(*paths: str | Path) -> list[dict]:
+def _check(rec, where: str) -> dict:
+    if not isinstance(rec, dict) or "schema_version" not in rec:
+        raise UsageError(f"{where}: not a chipbench record (no schema_version)")
+    if rec["schema_version"] != SCHEMA_VERSION:
+        raise UsageError(f"{where}: schema_version {rec['schema_version']} is not supported; "
+                         f"this chipbench reads version {SCHEMA_VERSION}")
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        raise UsageError(f"{where}: record lacks the field(s) {', '.join(missing)}")
+    return rec
+
+
+# Fields without which a record cannot be matched or tabulated.
+REQUIRED = ("record_id", "status", "backend", "model", "dtype", "workload", "kind", "batch")
+
+
+def _from_pytest_benchmark(data: dict, path: Path) -> list[dict]:
+    """Records embedded in a pytest-benchmark JSON file (--benchmark-json / --benchmark-autosave)."""
+    out = []
+    for i, bench in enumerate(data.get("benchmarks", [])):
+        rec = (bench.get("extra_info") or {}).get("chipbench_record")
+        if rec is not None:
+            out.append(_check(rec, f"{path}: benchmark {i} ({bench.get('name', '?')})"))
+    return out
+
+
+def _read_file(path: Path, on_error: str, warn) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        if not isinstance(data, dict) or "benchmarks" not in data:
+            raise UsageError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+        return _from_pytest_benchmark(data, path)
     records = []
-    for path in _files(paths):
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UsageError(f"{path}:{lineno}: not a JSON record ({e.msg})") from None
-                if not isinstance(rec, dict) or "schema_version" not in rec:
-                    raise UsageError(f"{path}:{lineno}: not a chipbench record (no schema_version)")
-                if rec["schema_version"] != SCHEMA_VERSION:
-                    raise UsageError(f"{path}:{lineno}: schema_version {rec['schema_version']} is not "
-                                     f"supported; this chipbench reads version {SCHEMA_VERSION}")
-                rec["source_file"] = str(path)
-                records.append(rec)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path}:{lineno}: not a JSON record ({e.msg})") from None
+            records.append(_check(rec, f"{path}:{lineno}"))
+        except UsageError as e:
+            if on_error != "skip":
+                raise
+            warn(f"skipped {e}")
     return records
 
 
-def load_records(*paths: str | Path):
-    """Every record in the given JSON-lines files (and *.jsonl under given directories) as one DataFrame."""
+def read_records(*paths: str | Path, on_error: str = "fail", warn=None) -> list[dict]:
+    """Records from JSON-lines files, pytest-benchmark JSON files and directories of either.
+
+    on_error="fail" raises a UsageError naming the file and line of the first bad record;
+    "skip" leaves bad lines out and reports each through `warn` (stderr by default).
+    """
+    import sys
+
+    warn = warn or (lambda msg: print(f"chipbench: {msg}", file=sys.stderr))
+    files = _files(paths)
+    if not files:
+        raise UsageError(f"no record files (*.jsonl, *.json) in {', '.join(map(str, paths))}")
+    records = []
+    for path in files:
+        for rec in _read_file(path, on_error, warn):
+            rec["source_file"] = str(path)
+            records.append(rec)
+    return records
+
+
+def load_records(*paths: str | Path, on_error: str = "fail"):
+    """Every record in the given files and directories (JSON lines or pytest-benchmark JSON) as
+    one DataFrame, with a `source_file` column."""
     import pandas as pd
 
-    return pd.DataFrame(read_records(*paths))
+    return pd.DataFrame(read_records(*paths, on_error=on_error))

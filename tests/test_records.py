@@ -58,11 +58,27 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
     assert json.loads(path.read_text()) == {"schema_version": SCHEMA_VERSION, "x": None, "y": [1.0, None]}
 
 
-def test_a_malformed_line_is_named_by_file_and_line(tmp_path):
+def test_a_malformed_line_is_named_by_file_and_line(tmp_path, record):
     path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps({"schema_version": SCHEMA_VERSION}) + "\n{oops\n")
+    path.write_text(json.dumps(record) + "\n{oops\n" + json.dumps(record) + "\n")
     with pytest.raises(UsageError, match=r"bad.jsonl:2: not a JSON record"):
         load_records(path)
+
+
+def test_malformed_lines_can_be_skipped_with_a_warning(tmp_path, record):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(record) + "\n{oops\n" + json.dumps({"schema_version": 1}) + "\n")
+    warnings = []
+    from bench.record import read_records
+
+    assert len(read_records(path, on_error="skip", warn=warnings.append)) == 1
+    assert "bad.jsonl:2: not a JSON record" in warnings[0]
+    assert "bad.jsonl:3: record lacks the field(s) record_id" in warnings[1]
+
+
+def test_an_empty_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(UsageError, match="no record files"):
+        load_records(tmp_path)
 
 
 def test_an_unknown_schema_version_is_refused(tmp_path):
