@@ -105,6 +105,107 @@ def cmd_run(args) -> int:
     return 0 if all(r["status"] == "ok" for r in records) else 1
 
 
+def _emit(text: str, out: str | None, github_summary: bool, markdown: str | None = None) -> None:
+    """Write `text` to --out (or stdout); with --github-summary also append the markdown to
+    the file GitHub Actions names in $GITHUB_STEP_SUMMARY."""
+    import os
+    from pathlib import Path
+
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if github_summary:
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not target:
+            raise UsageError("--github-summary needs $GITHUB_STEP_SUMMARY (set by GitHub Actions) to name a file")
+        with open(target, "a", encoding="utf-8") as f:
+            f.write((markdown if markdown is not None else text) + "\n")
+
+
+def _filters(args):
+    from bench.suite import split_list
+    from bench.tables import Filters
+
+    return Filters(models=split_list(args.model), backends=split_list(args.backend),
+                   workloads=split_list(args.workload), dtypes=split_list(args.dtype))
+
+
+def cmd_report(args) -> int:
+    from bench import tables
+    from bench.record import read_records
+    from bench.suite import split_list
+
+    records = read_records(*args.paths, on_error=args.on_error)
+    table = tables.build(records, split_list(args.metrics), _filters(args))
+    md = tables.to_markdown(table, args.transpose)
+    if args.format == "md":
+        text = md
+    elif args.format == "csv":
+        text = tables.to_csv(table)
+    elif args.format == "json":
+        text = tables.to_json(table)
+    else:
+        from bench.html_report import to_html
+
+        text = to_html(table, args.transpose)
+    _emit(text, args.out, args.github_summary, md)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from bench.compare import compare_records
+    from bench.record import read_records
+    from bench.report import render_comparison
+    from bench.suite import split_list
+    from bench.tables import check_metrics
+
+    if args.fail_below is not None and not 0 < args.fail_below <= 1:
+        raise UsageError(f"--fail-below must be a ratio in (0, 1], e.g. 0.95; got {args.fail_below}")
+    metrics = list(check_metrics(split_list(args.metrics))) or None
+    keep = _filters(args).keep
+    run = [r for r in read_records(*args.runs, on_error=args.on_error) if keep(r)]
+    base = [r for r in read_records(*args.baseline, on_error=args.on_error) if keep(r)]
+    result = compare_records(run, base, metrics, args.fail_below)
+    if not result.rows:
+        raise UsageError(f"the baseline matches none of the run's {len(result.unmatched_run)} case(s) "
+                         "(cases match by model, dtype, workload, batch and backend kind)")
+    text = render_comparison(result, args.format, args.fail_below, args.unmatched)
+    md = render_comparison(result, "md", args.fail_below, args.unmatched)
+    _emit(text, args.out, args.github_summary, md)
+    if result.failed:
+        print(f"chipbench: {len(result.failed)} metric(s) significantly below {args.fail_below} of the "
+              "baseline", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_merge(args) -> int:
+    """Combine records from several runners into one file (each record once) and tabulate them."""
+    from bench import tables
+    from bench.record import RecordWriter, read_records
+
+    seen, merged = set(), []
+    for rec in read_records(*args.paths, on_error=args.on_error):
+        if rec["record_id"] not in seen:
+            seen.add(rec["record_id"])
+            rec.pop("source_file", None)
+            merged.append(rec)
+    from pathlib import Path
+
+    if Path(args.out).exists():
+        raise UsageError(f"{args.out} exists; merge writes a new file and never overwrites one")
+    writer = RecordWriter(args.out)
+    for rec in merged:
+        writer.write(rec)
+    md = tables.to_markdown(tables.build(merged))
+    print(f"merged {len(merged)} record(s) from {len(args.paths)} path(s) into {args.out}", file=sys.stderr)
+    _emit(md, None, args.github_summary)
+    return 0
+
+
 def cmd_selftest(args) -> int:
     from backends.registry import discover, get_backend
     from bench.selftest import check_all
@@ -163,6 +264,47 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", metavar="DIR", help="local safetensors weights for the one model named")
     s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
     s.set_defaults(fn=cmd_run)
+
+    def filters(s):
+        s.add_argument("--model", help="comma-separated models to keep")
+        s.add_argument("--backend", help="comma-separated backends to keep")
+        s.add_argument("--workload", help="comma-separated workloads to keep")
+        s.add_argument("--dtype", help="comma-separated dtypes to keep")
+        s.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                       help="a malformed record: stop with its file and line (fail) or warn and skip it")
+        s.add_argument("--github-summary", action="store_true",
+                       help="also append the markdown to $GITHUB_STEP_SUMMARY")
+
+    s = sub.add_parser("report", help="tables of records: GitHub markdown, CSV, JSON, or HTML with charts")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="JSON-lines records, pytest-benchmark JSON, or directories")
+    s.add_argument("--format", choices=("md", "csv", "json", "html"), default="md")
+    s.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    s.add_argument("--transpose", action="store_true", help="one row per device, cases across")
+    s.add_argument("--metrics", default="headline,ttft_s,tpot_s",
+                   help="comma-separated; headline is the test's own throughput")
+    filters(s)
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("compare", help="compare runs with baselines: ratios, 95%% CIs, verdicts, a CI gate")
+    s.add_argument("runs", nargs="+", metavar="RUN")
+    s.add_argument("--baseline", nargs="+", required=True, metavar="BASE")
+    s.add_argument("--metrics", default="headline,ttft_s,tpot_s",
+                   help="comma-separated; default: the test's own throughput, TTFT and TPOT")
+    s.add_argument("--fail-below", type=float, metavar="RATIO",
+                   help="exit 1 when a case is significantly below RATIO of the baseline (e.g. 0.95)")
+    s.add_argument("--unmatched", action="store_true", help="list cases present on one side only")
+    s.add_argument("--format", choices=("md", "csv", "json", "html"), default="md")
+    s.add_argument("--out", metavar="FILE")
+    filters(s)
+    s.set_defaults(fn=cmd_compare)
+
+    s = sub.add_parser("merge", help="merge records from several runners into one file and table")
+    s.add_argument("paths", nargs="+", metavar="PATH")
+    s.add_argument("--out", required=True, metavar="FILE", help="the merged JSON-lines file (must not exist)")
+    s.set_defaults(model=None, backend=None, workload=None, dtype=None)
+    s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    s.add_argument("--github-summary", action="store_true")
+    s.set_defaults(fn=cmd_merge)
 
     s = sub.add_parser("selftest", help="prove each backend's timing waits for the device")
     s.add_argument("--backend", help="comma-separated backends (default: every available one)")

@@ -50,7 +50,7 @@ def compare_samples(run, base, metric: str, threshold: float | None = None) -> M
     med = lambda a: float(np.median(a)) if a.size else None  # noqa: E731
     if x.size == 0 or y.size == 0:
         return MetricComparison(metric, higher, med(x), med(y), x.size, y.size, None, None, None,
-                                "insufficient data")
+                                "insufficient data", None if threshold is None else "too noisy")
     lx, ly = np.log(x), np.log(y)
     d = lx.mean() - ly.mean()  # log of (run / base), geometric means
     sign = 1 if higher else -1
@@ -96,10 +96,11 @@ def latest_by_identity(records: list[dict]) -> dict[tuple, dict]:
     return out
 
 
-def default_metrics(rec: dict) -> list[str]:
-    head = HEADLINE.get(rec.get("kind"), "output_tok_per_s")
-    extra = ["ttft_s"] if rec.get("kind") == "prefill" else ["ttft_s", "tpot_s"]
-    return [head, *[m for m in extra if m != head]]
+DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload kind's own throughput
+
+
+def resolve_metric(metric: str, rec: dict) -> str:
+    return HEADLINE.get(rec.get("kind"), "output_tok_per_s") if metric == "headline" else metric
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,11 @@ def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None
         ref = bases.get(key)
         if ref is None:
             continue
-        for metric in metrics or default_metrics(rec):
-            c = compare_samples(rec.get(f"{metric}_samples"), ref.get(f"{metric}_samples"), metric, threshold)
+        for metric in dict.fromkeys(resolve_metric(m, rec) for m in metrics or DEFAULT_METRICS):
+            run_s, base_s = rec.get(f"{metric}_samples"), ref.get(f"{metric}_samples")
+            if not any(v is not None for v in (run_s or []) + (base_s or [])):
+                continue  # the metric does not apply to this workload (TPOT of a prefill)
+            c = compare_samples(run_s, base_s, metric, threshold)
             rows.append({**dict(zip(IDENTITY, key)), "device": rec.get("device_name"),
                          "base_device": ref.get("device_name"), **c.__dict__})
     return Comparison(rows, [k for k in runs if k not in bases], [k for k in bases if k not in runs])

@@ -27,6 +27,16 @@ METRICS: dict[str, tuple[str, bool]] = {
     "output_tok_per_s": ("tokens/s", True),
 }
 
+DEFINITIONS: dict[str, str] = {
+    "ttft_s": "time to first token: request start until the first token is on the host (prefill + first sample)",
+    "tpot_s": "time per output token: (E2E - TTFT) / (N - 1), first token excluded (vLLM's definition)",
+    "e2e_s": "request start until the last token is on the host",
+    "itl_s": "every gap between consecutive tokens, pooled over the rounds",
+    "prefill_tok_per_s": "B x P / TTFT",
+    "decode_tok_per_s": "B x (N - 1) / (E2E - TTFT)",
+    "output_tok_per_s": "B x N / E2E",
+}
+
 # the metric a workload kind is judged by (summary tables lead with it)
 HEADLINE = {"prefill": "prefill_tok_per_s", "decode": "decode_tok_per_s", "generate": "output_tok_per_s"}
 
