@@ -125,22 +125,29 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> 
                exec_path=run.handle.exec_path, linear_attn_path=run.handle.linear_attn_path,
                build_time_s=run.handle.build_time_s)
     rec.update(device)
+    rec.update(metric_fields(timed, w))
+    rec.update(host)
+    rec.update(env.provenance(w.seed))
+    return rec
+
+
+def metric_fields(timed: list[Round], w: Workload) -> dict:
+    """Every metric's statistics and samples, peak memory and the raw timestamps of the rounds."""
+    out: dict = {}
     per_round = [round_metrics(r, w) for r in timed]
     for name in METRICS:
         if name == "itl_s":
             values = [g for r in timed for g in inter_token_latencies(r)]
         else:
             values = [m[name] for m in per_round]
-            rec[f"{name}_samples"] = values
-        rec.update({f"{name}_{k}": v for k, v in summarize(values).items()})
+            out[f"{name}_samples"] = values
+        out.update({f"{name}_{k}": v for k, v in summarize(values).items()})
     peaks = [r.peak_mem_bytes for r in timed if r.peak_mem_bytes is not None]
-    rec["peak_mem_bytes"] = max(peaks) if peaks else None
+    out["peak_mem_bytes"] = max(peaks) if peaks else None
     kinds = {r.peak_mem_kind for r in timed if r.peak_mem_kind}
-    rec["peak_mem_kind"] = kinds.pop() if len(kinds) == 1 else None
-    rec["token_times_s"] = [list(r.token_times_s) for r in timed]
-    rec.update(host)
-    rec.update(env.provenance(w.seed))
-    return rec
+    out["peak_mem_kind"] = kinds.pop() if len(kinds) == 1 else None
+    out["token_times_s"] = [list(r.token_times_s) for r in timed]
+    return out
 
 
 def failed_record(case: Case, error: BaseException, device: dict, host: dict) -> dict:

@@ -1,0 +1,31 @@
+"""Hand-made records with known timings, built the way the runner builds real ones."""
+
+import numpy as np
+
+from bench.metrics import Round
+from bench.record import SCHEMA_VERSION, new_record_id
+from bench.runner import metric_fields
+from bench.workload import parse_workload
+
+
+def make_record(model="qwen3-8b", workload="tg32", device="Chip A", backend="cuda", kind_of_device="cuda",
+                ttft_s=0.05, tpot_s=0.02, spread=0.01, rounds=5, seed=0, status="ok", **extra):
+    """Rounds whose TTFT and TPOT scatter by `spread` (relative) around the given values."""
+    w = parse_workload(workload)
+    rng = np.random.default_rng(seed)
+    timed = []
+    for _ in range(rounds):
+        first = ttft_s * (1 + spread * rng.standard_normal())
+        step = tpot_s * (1 + spread * rng.standard_normal())
+        timed.append(Round(tuple(first + i * step for i in range(w.gen_tokens)), 10**9, "device_allocated_peak"))
+    rec = {"schema_version": SCHEMA_VERSION, "record_id": new_record_id(), "status": status, "error": None,
+           "backend": backend, "backend_kind": kind_of_device, "device_name": device, "model": model,
+           "family": "qwen3", "dtype": "bf16", "workload": w.name, "kind": w.kind, "batch": w.batch,
+           "prompt_tokens": w.prompt_tokens, "gen_tokens": w.gen_tokens, "exec_path": "eager",
+           "timestamp_utc": "2026-11-22T00:00:00+00:00", "env_torch": "2.13", "env_transformers": "5.23",
+           "env_runtime": "cuda 13.0", "env_driver": "580", "env_cpu_model": "Host CPU", "env_cpu_cores": 16,
+           "harness_version": "0.1.0", "git_commit": None}
+    if status == "ok":
+        rec.update(metric_fields(timed, w))
+    rec.update(extra)
+    return rec

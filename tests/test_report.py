@@ -1,0 +1,162 @@
+"""`chipbench report`, `compare` and `merge` on hand-made records whose answers are known."""
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import tables
+from bench.errors import UsageError
+from bench.html_report import to_html
+from bench.record import RecordWriter
+from tests.records import make_record
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(path, *records):
+    w = RecordWriter(path)
+    for r in records:
+        w.write(r)
+    return str(path)
+
+
+def chipbench(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+
+
+@pytest.fixture
+def two_devices():
+    return [make_record(device="Chip A", tpot_s=0.02), make_record(device="Chip B", tpot_s=0.01, seed=1),
+            make_record(workload="pp512", device="Chip A", ttft_s=0.1),
+            make_record(workload="pp512", device="Chip B", status="failed", error="OOM")]
+
+
+def test_markdown_has_a_row_per_case_a_group_per_device_and_spreads(two_devices):
+    md = tables.to_markdown(tables.build(two_devices))
+    lines = md.splitlines()
+    assert lines[0].startswith("| model | dtype | test | B | cuda: Chip A t/s |") and "cuda: Chip B TPOT ms" in lines[0]
+    tg = next(line for line in lines if "| tg32 |" in line)
+    assert tg.count("±") == 6  # t/s, TTFT and TPOT on both chips
+    cells = [c.strip() for c in tg.strip("|").split("|")]
+    medians = [float(c.split(" ± ")[0]) for c in cells[4:]]
+    # decode t/s = 1 / TPOT; TTFT and TPOT shown in ms
+    assert medians == pytest.approx([50, 50, 20, 100, 50, 10], rel=0.03)
+    pp = next(line for line in lines if "| pp512 |" in line)
+    assert "FAILED" in pp
+    assert "`tpot_s` (s, lower is better)" in md and "Environment:" in md and "driver 580" in md
+
+
+def test_transpose_puts_devices_down(two_devices):
+    header, body = tables.rows(tables.build(two_devices), transpose=True)
+    assert [r[0] for r in body] == ["cuda: Chip A", "cuda: Chip B"] and header[1].startswith("qwen3-8b bf16 pp512")
+
+
+def test_csv_and_json_carry_numbers(two_devices):
+    t = tables.build(two_devices)
+    rows = list(csv.DictReader(io.StringIO(tables.to_csv(t))))
+    tg = next(r for r in rows if r["workload"] == "tg32")
+    assert float(tg["cuda: Chip B | headline | median"]) == pytest.approx(100, rel=0.05)
+    data = json.loads(tables.to_json(t))
+    pp = next(e for e in data if e["workload"] == "pp512")
+    assert pp["results"]["cuda: Chip B"] == {"status": "failed"}
+    assert pp["results"]["cuda: Chip A"]["prefill_tok_per_s"]["n"] == 5
+
+
+def test_filters_and_metric_names_are_checked(two_devices):
+    t = tables.build(two_devices, filters=tables.Filters(workloads=("tg32",)))
+    assert [c[2] for c in t.cases] == ["tg32"]
+    with pytest.raises(UsageError, match="no record matches"):
+        tables.build(two_devices, filters=tables.Filters(models=("nope",)))
+    with pytest.raises(UsageError, match="unknown metric 'speed'; valid metrics: headline"):
+        tables.build(two_devices, metrics=("speed",))
+
+
+def test_html_escapes_record_strings_and_embeds_three_charts():
+    evil = '<script>alert("x")</script>'
+    recs = [make_record(device=evil), make_record(device="Chip B", seed=2, model="m<b>")]
+    page = to_html(tables.build(recs))
+    assert "<script>" not in page and "&lt;script&gt;" in page and "m&lt;b&gt;" in page
+    assert page.count("src='data:image/png;base64,") == 3 and "http" not in page.split("<body>")[1]
+
+
+def test_compare_cli_gates_on_a_real_regression_only(tmp_path):
+    base = write(tmp_path / "base.jsonl", make_record(tpot_s=0.010, spread=0.005, seed=1))
+    slow = write(tmp_path / "slow.jsonl", make_record(tpot_s=0.012, spread=0.005))  # 20% worse
+    noise = write(tmp_path / "noise.jsonl", make_record(tpot_s=0.0102, spread=0.05))  # 2% in noise
+    res = chipbench("compare", slow, "--baseline", base, "--fail-below", "0.95")
+    assert res.returncode == 1 and "| FAIL |" in res.stdout and "slower" in res.stdout
+    ok = chipbench("compare", noise, "--baseline", base, "--fail-below", "0.95")
+    assert ok.returncode == 0, ok.stdout and "FAIL" not in ok.stdout
+
+
+def test_compare_reports_unmatched_cases_and_a_baseline_matching_nothing(tmp_path):
+    base = write(tmp_path / "b.jsonl", make_record(model="qwen3-8b"), make_record(model="qwen3-4b"))
+    run = write(tmp_path / "r.jsonl", make_record(model="qwen3-8b"), make_record(model="qwen3-14b"))
+    res = chipbench("compare", run, "--baseline", base, "--unmatched")
+    assert res.returncode == 0 and "Unmatched (run): qwen3-14b" in res.stdout and "Unmatched (baseline): qwen3-4b" in res.stdout
+    other = write(tmp_path / "o.jsonl", make_record(model="qwen3-32b"))
+    res = chipbench("compare", other, "--baseline", base)
+    assert res.returncode == 2 and "the baseline matches none of the run's 1 case(s)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "json", "html"])
+def test_compare_writes_every_format(tmp_path, fmt):
+    base = write(tmp_path / "b.jsonl", make_record(seed=1))
+    run = write(tmp_path / "r.jsonl", make_record())
+    res = chipbench("compare", run, "--baseline", base, "--format", fmt, "--out", str(tmp_path / f"c.{fmt}"))
+    text = (tmp_path / f"c.{fmt}").read_text()
+    assert res.returncode == 0 and "decode_tok_per_s" in text
+    if fmt == "json":
+        assert json.loads(text)["rows"][0]["verdict"]
+
+
+def test_report_reads_bad_lines_by_option_and_names_them(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(make_record()) + "\n{bad\n")
+    res = chipbench("report", str(path))
+    assert res.returncode == 2 and "r.jsonl:2: not a JSON record" in res.stderr
+    res = chipbench("report", str(path), "--on-error", "skip")
+    assert res.returncode == 0 and "skipped" in res.stderr and "| tg32 |" in res.stdout
+
+
+def test_github_step_summary_is_appended(tmp_path):
+    path = write(tmp_path / "r.jsonl", make_record())
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    env = {"GITHUB_STEP_SUMMARY": str(summary), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    res = chipbench("report", path, "--format", "csv", "--github-summary", env=env)
+    assert res.returncode == 0 and summary.read_text().startswith("earlier step\n| model |")
+    env.pop("GITHUB_STEP_SUMMARY")
+    res = chipbench("report", path, "--github-summary", env=env)
+    assert res.returncode == 2 and "GITHUB_STEP_SUMMARY" in res.stderr
+
+
+def test_merge_combines_runners_once_and_never_overwrites(tmp_path):
+    a, b = make_record(device="Chip A"), make_record(device="Chip B")
+    p1, p2 = write(tmp_path / "r1.jsonl", a), write(tmp_path / "r2.jsonl", b, a)  # a uploaded twice
+    out = tmp_path / "merged.jsonl"
+    res = chipbench("merge", p1, p2, "--out", str(out))
+    assert res.returncode == 0 and len(out.read_text().splitlines()) == 2
+    assert "cuda: Chip A" in res.stdout and "cuda: Chip B" in res.stdout
+    again = chipbench("merge", p1, "--out", str(out))
+    assert again.returncode == 2 and "never overwrites" in again.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_html_report_renders_in_a_headless_browser(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(to_html(tables.build([make_record(), make_record(device="Chip B", seed=1)])))
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+                    f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    assert shot.stat().st_size > 50_000  # a page with charts, not a blank one
