@@ -103,6 +103,20 @@ def resolve_metric(metric: str, rec: dict) -> str:
     return HEADLINE.get(rec.get("kind"), "output_tok_per_s") if metric == "headline" else metric
 
 
+def best_baseline(run: list[dict], base: list[dict], label) -> list[dict]:
+    """For each case of the run, the baseline records of the best-matching machine: the same
+    device (by `label`) when the baselines have it, else any machine of the same backend kind."""
+    runs = latest_by_identity(run)
+    own = {r.get("record_id") for r in run}
+    base = [b for b in base if b.get("record_id") not in own]  # a run is never its own baseline
+    chosen = []
+    for key, rec in runs.items():
+        same_case = [b for b in base if identity(b) == key and b.get("status") == "ok"]
+        same_device = [b for b in same_case if label(b) == label(rec)]
+        chosen.extend(same_device or same_case)
+    return chosen
+
+
 @dataclass(frozen=True)
 class Comparison:
     rows: list[dict]  # one per (case, metric)

@@ -38,6 +38,8 @@ def pytest_addoption(parser):
     g.addoption("--bench-seed", default=0, type=int, metavar="N", help="seed of weights and prompts")
     g.addoption("--bench-weights", default=None, metavar="DIR",
                 help="local safetensors directory of real weights (one model only)")
+    g.addoption("--bench-baseline", default=None, metavar="PATH",
+                help="records to compare the run with at the end (default: results/baselines)")
     g.addoption("--bench-out", default=None, metavar="FILE",
                 help="JSON-lines file the records are appended to (default results/runs/<time>-<host>.jsonl)")
 
@@ -153,3 +155,29 @@ def pytest_terminal_summary(terminalreporter, config):
     for p in state.planned:
         if p.skip_reason:
             tr.write_line(f"skipped backend {p.label}: {p.skip_reason}")
+    if state.records:
+        _compare_with_baseline(tr, config, state.records)
+
+
+def _compare_with_baseline(tr, config, records) -> None:
+    from bench.compare import best_baseline, compare_records
+    from bench.record import read_records
+    from bench.report import render_comparison
+    from bench.tables import device_label
+
+    path = config.getoption("--bench-baseline") or Path(config.rootpath) / "results" / "baselines"
+    if not Path(path).exists():
+        return
+    try:
+        base = best_baseline(records, read_records(path, on_error="skip", warn=tr.write_line), device_label)
+    except Exception as e:  # a broken baseline never costs the run its results
+        tr.write_line(f"baseline comparison skipped: {e}")
+        return
+    result = compare_records(records, base)
+    tr.section("chipbench vs baseline")
+    if not result.rows:
+        tr.write_line(f"no baseline in {path} matches these cases")
+        return
+    devices = sorted({f"{r['base_device']}" for r in result.rows})
+    tr.write_line(f"baseline: {path} (device: {', '.join(devices)})")
+    tr.write_line(render_comparison(result, "md", None, show_unmatched=False))

@@ -73,3 +73,14 @@ def test_the_newest_ok_record_of_a_case_is_the_one_compared():
     run = [rec("m", "tg8", "decode", samples(80, 0.01, seed=3), "decode_tok_per_s")]
     (row,) = compare_records(run, base, metrics=["decode_tok_per_s"]).rows
     assert row["verdict"] == "no significant difference"
+
+
+def test_the_best_baseline_is_the_same_device_else_the_same_kind_never_the_run_itself():
+    from bench.compare import best_baseline
+
+    label = lambda r: r["device_name"]  # noqa: E731
+    run = [rec("m", "tg8", "decode", [1.0], "decode_tok_per_s", device_name="A", record_id="r1")]
+    same = rec("m", "tg8", "decode", [1.0], "decode_tok_per_s", device_name="A", record_id="b1")
+    other = rec("m", "tg8", "decode", [1.0], "decode_tok_per_s", device_name="B", record_id="b2")
+    assert best_baseline(run, [same, other, run[0]], label) == [same]
+    assert best_baseline(run, [other, run[0]], label) == [other]

@@ -31,6 +31,10 @@ def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_pa
     assert extra["tg8"]["decode_tok_per_s_median"] > 0 and extra["pp16"]["prefill_tok_per_s_median"] > 0
     assert data["machine_info"]["chipbench"]["backends"]["cpu"] == "available"
     assert all(b["stats"]["rounds"] == 2 for b in data["benchmarks"])
+    from bench.record import load_records
+
+    df = load_records(js)  # the reporter reads --benchmark-json files as records
+    assert len(df) == 6 and set(df["record_id"]) == {r["record_id"] for r in records}
 
 
 def test_unavailable_backends_are_skipped_with_their_reason(pytester, env_path):
@@ -94,3 +98,12 @@ def test_benchmark_disable_writes_no_empty_records(pytester, env_path):
                                         f"--bench-out={out}")
     res.assert_outcomes(skipped=1)
     assert not out.exists() or out.read_text() == ""
+
+
+def test_the_run_ends_compared_with_the_best_matching_baseline(pytester, env_path):
+    base = env_path / "base.jsonl"
+    args = ["--benchmark", *TINY, "--bench-workload=tg8"]
+    pytester.runpytest_subprocess(*args, f"--bench-out={base}").assert_outcomes(passed=1)
+    res = pytester.runpytest_subprocess(*args, f"--bench-out={env_path / 'run.jsonl'}", f"--bench-baseline={base}")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*chipbench vs baseline*", "*tiny-qwen3 | fp32 | tg8 | 1 | cpu | decode_tok_per_s |*"])
