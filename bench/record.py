@@ -162,13 +162,17 @@ def _check(rec, where: str) -> dict:
 REQUIRED = ("record_id", "status", "backend", "model", "dtype", "workload", "kind", "batch")
 
 
-def _from_pytest_benchmark(data: dict, path: Path) -> list[dict]:
+def _from_pytest_benchmark(data: dict, path: Path, warn) -> list[dict]:
     """Records embedded in a pytest-benchmark JSON file (--benchmark-json / --benchmark-autosave)."""
-    out = []
+    out, foreign = [], 0
     for i, bench in enumerate(data.get("benchmarks", [])):
         rec = (bench.get("extra_info") or {}).get("chipbench_record")
-        if rec is not None:
-            out.append(_check(rec, f"{path}: benchmark {i} ({bench.get('name', '?')})"))
+        if rec is None:
+            foreign += 1
+            continue
+        out.append(_check(rec, f"{path}: benchmark {i} ({bench.get('name', '?')})"))
+    if foreign:
+        warn(f"{path}: {foreign} benchmark(s) without a chipbench record (another suite's) left out")
     return out
 
 
@@ -181,7 +185,7 @@ def _read_file(path: Path, on_error: str, warn) -> list[dict]:
             raise UsageError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
         if not isinstance(data, dict) or "benchmarks" not in data:
             raise UsageError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
-        return _from_pytest_benchmark(data, path)
+        return _from_pytest_benchmark(data, path, warn)
     records = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -216,6 +220,8 @@ def read_records(*paths: str | Path, on_error: str = "fail", warn=None) -> list[
         for rec in _read_file(path, on_error, warn):
             rec["source_file"] = str(path)
             records.append(rec)
+    if not records:
+        raise UsageError(f"no records in {', '.join(map(str, files))} (empty, or every line was skipped)")
     return records
 
 

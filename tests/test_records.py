@@ -134,3 +134,20 @@ def test_field_names_carry_their_units():
             assert name.endswith("_s"), name
         if unit == "bytes":
             assert "bytes" in name, name
+
+
+def test_an_empty_file_is_a_clear_error(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(UsageError, match="no records in .*empty.jsonl"):
+        load_records(tmp_path / "empty.jsonl")
+
+
+def test_another_suites_pytest_benchmark_file_is_named_not_misread(tmp_path, record):
+    from bench.record import read_records
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"benchmarks": [{"name": "test_sort", "extra_info": {}},
+                                               {"name": "test_case", "extra_info": {"chipbench_record": record}}]}))
+    warnings = []
+    assert len(read_records(path, warn=warnings.append)) == 1
+    assert "1 benchmark(s) without a chipbench record" in warnings[0]
