@@ -26,12 +26,20 @@ img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
 """
 
 
+def _pyplot():
+    """matplotlib's pyplot on the headless Agg backend (reports are made on servers and CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    _pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -41,11 +49,7 @@ def _case_label(rec: dict) -> str:
 
 def throughput_chart(records: list[dict]):
     """Headline throughput per case and device, median with stdev error bars, one panel per kind."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     ok = [r for r in records if r.get("status") == "ok"]
     kinds = [k for k in ("prefill", "decode", "generate") if any(r["kind"] == k for r in ok)]
     if not kinds:
@@ -68,7 +72,7 @@ def throughput_chart(records: list[dict]):
 
 def distribution_chart(records: list[dict]):
     """TTFT and TPOT per round, as box plots per case and device."""
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     panels = []
     for metric, title in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
@@ -93,8 +97,9 @@ def distribution_chart(records: list[dict]):
 
 def per_token_chart(records: list[dict]):
     """Inter-token latency at each step of the generation (median over rounds)."""
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = _pyplot()
 
     lines = []
     for r in records:

@@ -98,30 +98,22 @@ def _metric_title(m: str) -> str:
     return TITLES[m]
 
 
+def _texts(table: Table, case: tuple, device: str) -> list[str]:
+    """One case on one device, a text per metric: blank when it did not run, FAILED when it failed."""
+    cell = table.cells.get((case, device), "absent")
+    return ["" if cell == "absent" else "FAILED" if cell is None else fmt(cell[m]) for m in table.metrics]
+
+
 def rows(table: Table, transpose: bool = False) -> tuple[list[str], list[list[str]]]:
     """Header and string rows: cases down / devices across, or the transpose."""
+    titles = [_metric_title(m) for m in table.metrics]
     if not transpose:
-        header = ["model", "dtype", "test", "B"] + [f"{d} {_metric_title(m)}" for d in table.devices
-                                                     for m in table.metrics]
-        body = []
-        for case in table.cases:
-            row = [str(x) for x in case]
-            for d in table.devices:
-                cell = table.cells.get((case, d), "absent")
-                for m in table.metrics:
-                    row.append("" if cell == "absent" else "FAILED" if cell is None else fmt(cell[m]))
-            body.append(row)
-        return header, body
-    header = ["device"] + [f"{c[0]} {c[1]} {c[2]} B{c[3]} {_metric_title(m)}" for c in table.cases
-                           for m in table.metrics]
-    body = []
-    for d in table.devices:
-        row = [d]
-        for case in table.cases:
-            cell = table.cells.get((case, d), "absent")
-            for m in table.metrics:
-                row.append("" if cell == "absent" else "FAILED" if cell is None else fmt(cell[m]))
-        body.append(row)
+        header = ["model", "dtype", "test", "B"] + [f"{d} {t}" for d in table.devices for t in titles]
+        body = [[str(x) for x in case] + [t for d in table.devices for t in _texts(table, case, d)]
+                for case in table.cases]
+    else:
+        header = ["device"] + [f"{c[0]} {c[1]} {c[2]} B{c[3]} {t}" for c in table.cases for t in titles]
+        body = [[d] + [t for case in table.cases for t in _texts(table, case, d)] for d in table.devices]
     return header, body
 
 
