@@ -1,0 +1,102 @@
+"""Chip spec sheets as data (results/chips.toml): the physical limits of each accelerator.
+
+A run's device is matched to a row by the name it reports ("NVIDIA H100 80GB HBM3" is an
+H100 SXM); a user can also name the chip, or give the peaks. A name that matches no row is
+not an error: the roofline then rests on the device's measured ceilings alone.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from bench.errors import UsageError
+
+CHIPS_FILE = Path(__file__).resolve().parent.parent / "results" / "chips.toml"
+CONFIDENCE = ("A", "B", "?")
+_NUMBERS = ("bf16_tflops", "fp8_tflops", "int8_tops", "memory_gb", "bandwidth_gb_per_s", "tdp_w")
+
+
+@dataclass(frozen=True)
+class Chip:
+    name: str
+    match: str  # case-insensitive regex tried against the device's reported name
+    confidence: str
+    source: str
+    bf16_tflops: float | None = None  # dense bf16/fp16 peak, TFLOP/s
+    fp8_tflops: float | None = None
+    int8_tops: float | None = None
+    memory_gb: float | None = None  # 10^9 bytes
+    bandwidth_gb_per_s: float | None = None  # memory bandwidth, 10^9 bytes/s
+    tdp_w: float | None = None
+    notes: str = ""
+
+    def peak_flops(self, dtype: str) -> float | None:
+        """Peak FLOP/s for the benchmark dtype (fp32 has no tensor-core row: None)."""
+        tf = {"bf16": self.bf16_tflops, "fp16": self.bf16_tflops, "fp8": self.fp8_tflops,
+              "int8": self.int8_tops}.get(dtype)
+        return tf * 1e12 if tf else None
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float | None:
+        return self.bandwidth_gb_per_s * 1e9 if self.bandwidth_gb_per_s else None
+
+    @property
+    def memory_bytes(self) -> float | None:
+        return self.memory_gb * 1e9 if self.memory_gb else None
+
+
+def load_chips(path: str | Path = CHIPS_FILE) -> list[Chip]:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"chip table {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML ({e})") from None
+    known = {f.name for f in fields(Chip)}
+    chips = []
+    for i, row in enumerate(data.get("chip", []), 1):
+        where = f"{path}: chip {i} ({row.get('name', '?')})"
+        unknown = sorted(set(row) - known)
+        if unknown:
+            raise UsageError(f"{where}: unknown field {unknown[0]!r}; valid fields: {', '.join(sorted(known))}")
+        for need in ("name", "match", "confidence", "source"):
+            if not row.get(need):
+                raise UsageError(f"{where}: field {need!r} is required")
+        if row["confidence"] not in CONFIDENCE:
+            raise UsageError(f"{where}: confidence {row['confidence']!r}; valid: {', '.join(CONFIDENCE)}")
+        for k in _NUMBERS:
+            if k in row and not (isinstance(row[k], (int, float)) and row[k] > 0):
+                raise UsageError(f"{where}: {k} must be a positive number, got {row[k]!r}")
+        try:
+            re.compile(row["match"])
+        except re.error as e:
+            raise UsageError(f"{where}: match is not a valid regular expression ({e})") from None
+        chips.append(Chip(**row))
+    return chips
+
+
+def match_chip(device_name: str | None, chips: list[Chip] | None = None) -> Chip | None:
+    """The spec row for a device's reported name, or None when no row matches."""
+    if not device_name:
+        return None
+    for chip in chips if chips is not None else load_chips():
+        if re.search(chip.match, device_name, re.IGNORECASE):
+            return chip
+    return None
+
+
+def find_chip(name: str, chips: list[Chip] | None = None) -> Chip:
+    """A chip named by the user: its table name (case-insensitive) or any name its regex matches."""
+    chips = chips if chips is not None else load_chips()
+    for chip in chips:
+        if chip.name.lower() == name.lower():
+            return chip
+    chip = match_chip(name, chips)
+    if chip is None:
+        raise UsageError(f"no chip named {name!r} in the spec table; known chips: "
+                         + ", ".join(c.name for c in chips))
+    return chip

@@ -1,0 +1,51 @@
+"""The chip spec table: every row valid, and devices matched by the names they report."""
+
+import pytest
+
+from bench.chips import find_chip, load_chips, match_chip
+from bench.errors import UsageError
+
+
+def test_every_row_of_the_shipped_table_is_valid_and_sourced():
+    chips = load_chips()
+    assert len(chips) >= 20 and all(c.source and c.confidence in ("A", "B", "?") for c in chips)
+
+
+@pytest.mark.parametrize("reported,chip", [
+    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM"),
+    ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe"),
+    ("NVIDIA H200", "NVIDIA H200 SXM"),
+    ("NVIDIA H20", "NVIDIA H20"),
+    ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB SXM"),
+    ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
+    ("AMD Instinct MI300X", "AMD Instinct MI300X"),
+    ("Ascend910B3", "Huawei Ascend 910B"),  # torch_npu's name: no space, a SKU suffix
+    ("Intel(R) Xeon(R) Processor", None),
+])
+def test_reported_device_names_match_their_spec_row(reported, chip):
+    found = match_chip(reported)
+    assert (found.name if found else None) == chip
+
+
+def test_h20_does_not_match_h200_and_l20_not_l40s():
+    assert match_chip("NVIDIA H200").name == "NVIDIA H200 SXM"
+    assert match_chip("NVIDIA L40S").name == "NVIDIA L40S"
+
+
+def test_a_user_names_a_chip_or_gets_the_list():
+    assert find_chip("h20").memory_gb == 96
+    with pytest.raises(UsageError, match="no chip named 'TPU v9' in the spec table; known chips: NVIDIA A100"):
+        find_chip("TPU v9")
+
+
+def test_a_broken_table_names_the_file_row_and_field(tmp_path):
+    bad = tmp_path / "chips.toml"
+    bad.write_text('[[chip]]\nname = "X"\nmatch = "X"\nconfidence = "C"\nsource = "s"\n')
+    with pytest.raises(UsageError, match=r"chips.toml: chip 1 \(X\): confidence 'C'; valid: A, B, \?"):
+        load_chips(bad)
+    bad.write_text('[[chip]]\nname = "X"\nmatch = "X"\nconfidence = "A"\nsource = "s"\nbandwith = 3\n')
+    with pytest.raises(UsageError, match="unknown field 'bandwith'"):
+        load_chips(bad)
+    bad.write_text("[[chip]\n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_chips(bad)
