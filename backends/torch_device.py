@@ -95,6 +95,12 @@ class TorchBackend:
     def synchronize(self) -> None:
         self.ops.synchronize()
 
+    def ceilings(self, dtype: str):
+        """This device's measured copy bandwidth and matmul rate in `dtype` (bench.ceilings)."""
+        from bench.ceilings import measure
+
+        return measure(self.ops.device, dtype, self.ops.synchronize)
+
     def close(self, handle: LoadedModel | None) -> None:
         if handle is not None:
             handle.module = None

@@ -89,14 +89,20 @@ def cmd_run(args) -> int:
     entries = discover()
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
+    from bench.runner import measure_ceilings
+
     host = env.host_facts()
-    records = []
+    records, ceilings = [], {}
     for p in planned:
         if p.skip_reason:
             print(f"skipped backend {p.label}: {p.skip_reason}", file=sys.stderr)
             continue
+        backend = entries[p.case.backend].backend
+        key = (p.case.backend, p.case.dtype)
+        if key not in ceilings:
+            ceilings[key] = measure_ceilings(backend, p.case.dtype)
         print(f"running {p.label} ...", file=sys.stderr, flush=True)
-        rec = run_case(entries[p.case.backend].backend, p.case, host)
+        rec = run_case(backend, p.case, host, ceilings[key])
         writer.write(rec)
         records.append(rec)
     if records:
@@ -165,6 +171,9 @@ def cmd_compare(args) -> int:
     if args.fail_below is not None and not 0 < args.fail_below <= 1:
         raise UsageError(f"--fail-below must be a ratio in (0, 1], e.g. 0.95; got {args.fail_below}")
     metrics = list(check_metrics(split_list(args.metrics))) or None
+    if metrics and "roofline" in metrics:
+        raise UsageError("roofline is a share of a peak, not a measured metric; compare headline, "
+                         "ttft_s, tpot_s, e2e_s or a throughput")
     keep = _filters(args).keep
     run = [r for r in read_records(*args.runs, on_error=args.on_error) if keep(r)]
     base = [r for r in read_records(*args.baseline, on_error=args.on_error) if keep(r)]
@@ -280,8 +289,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("md", "csv", "json", "html"), default="md")
     s.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     s.add_argument("--transpose", action="store_true", help="one row per device, cases across")
-    s.add_argument("--metrics", default="headline,ttft_s,tpot_s",
-                   help="comma-separated; headline is the test's own throughput")
+    s.add_argument("--metrics", default="headline,ttft_s,tpot_s,roofline",
+                   help="comma-separated; headline is the test's own throughput, roofline its MBU / MFU")
     filters(s)
     s.set_defaults(fn=cmd_report)
 

@@ -67,6 +67,15 @@ class SuiteState:
         self.records: list[dict] = []
         self.host = env.host_facts()
         self.loaded = None  # (key, backend, handle): consecutive cases on one model share it
+        self.ceilings: dict = {}  # (backend, dtype) -> measured ceilings, once per session
+
+    def ceilings_for(self, backend, case):
+        from bench.runner import measure_ceilings
+
+        key = (case.backend, case.dtype)
+        if key not in self.ceilings:
+            self.ceilings[key] = measure_ceilings(backend, case.dtype)
+        return self.ceilings[key]
 
     def handle_for(self, backend, case):
         from models.zoo import get_model

@@ -56,6 +56,31 @@ FIELDS: dict[str, tuple[str, str]] = {
     "peak_mem_bytes": ("bytes", "peak memory over the timed rounds (see peak_mem_kind)"),
     "peak_mem_kind": ("", "device_allocated_peak (torch allocator) or process_rss_peak (host RSS)"),
     "token_times_s": ("s", "raw timestamps: per round, when each step's tokens reached the host, from the request start"),
+    "decode_bytes_per_step": ("bytes", "least bytes a decode step reads: active weights plus every sequence's cache at the mean context"),
+    "decode_flops_per_step": ("FLOP", "FLOPs of a decode step for the whole batch at the mean context"),
+    "prefill_bytes": ("bytes", "least bytes the prefill moves: all weights plus the KV cache it writes"),
+    "prefill_flops": ("FLOP", "FLOPs of the prefill for the whole batch"),
+    "achieved_gb_per_s": ("GB/s", "decode_bytes_per_step / median TPOT, 10^9 bytes/s"),
+    "achieved_decode_tflops": ("TFLOP/s", "decode_flops_per_step / median TPOT"),
+    "achieved_prefill_tflops": ("TFLOP/s", "prefill_flops / median TTFT"),
+    "chip": ("", "spec row matched by device_name (results/chips.toml); null when none matches"),
+    "chip_confidence": ("", "the spec row's confidence: A, B or ? (sources conflict)"),
+    "ceiling_gb_per_s": ("GB/s", "measured: device copy bandwidth, bytes read plus written (bench/ceilings.py)"),
+    "ceiling_tflops": ("TFLOP/s", "measured: large matmul rate in this dtype"),
+    "spec_check": ("", "set when the measured ceilings beat the spec row or miss it by half"),
+    "spec_mbu": ("fraction", "model bandwidth utilisation: achieved bytes/s over the spec bandwidth (decode)"),
+    "measured_mbu": ("fraction", "the same over the measured copy bandwidth"),
+    "spec_decode_mfu": ("fraction", "decode FLOP/s over the spec peak for this dtype"),
+    "measured_decode_mfu": ("fraction", "decode FLOP/s over the measured matmul rate"),
+    "spec_prefill_mfu": ("fraction", "prefill FLOP/s over the spec peak (not for tgN tests)"),
+    "measured_prefill_mfu": ("fraction", "prefill FLOP/s over the measured matmul rate"),
+    "spec_best_tpot_s": ("s", "fastest TPOT the spec peaks allow: max(bytes / bandwidth, FLOPs / peak)"),
+    "measured_best_tpot_s": ("s", "the same with the measured ceilings"),
+    "spec_best_ttft_s": ("s", "fastest TTFT the spec peaks allow"),
+    "measured_best_ttft_s": ("s", "the same with the measured ceilings"),
+    "spec_best_decode_tok_per_s": ("tokens/s", "batch / spec_best_tpot_s: the decode roofline"),
+    "measured_best_decode_tok_per_s": ("tokens/s", "batch / measured_best_tpot_s"),
+    "roofline_flag": ("", "MEASUREMENT ERROR when a utilisation exceeds 100%: such a figure is not a result"),
     "env_hostname": ("", "host name"),
     "env_os": ("", "operating system"),
     "env_python": ("", "Python version"),
@@ -83,6 +108,13 @@ METRIC_FIELD_DOC = (
     + ", ".join(STAT_NAMES) + "); `<metric>_samples`: the per-round values (itl_s pools every "
     "inter-token gap of every round and has no per-round samples)"
 )
+
+
+def fields_markdown() -> str:
+    """The README's table of record fields, made from FIELDS so the two never drift apart."""
+    rows = [f"| `{k}` | {u} | {m.replace('|', '/')} |" for k, (u, m) in FIELDS.items()]
+    return "\n".join(["| field | unit | meaning |", "|---|---|---|", *rows,
+                      "| `<metric>_<stat>`, `<metric>_samples` | the metric's | see Metrics |"])
 
 
 def metric_fields() -> set[str]:

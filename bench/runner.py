@@ -118,7 +118,31 @@ def case_identity(case: Case) -> dict:
     }
 
 
-def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> dict:
+def add_roofline(rec: dict, ceilings=None) -> dict:
+    """Adds the roofline fields to an ok record: against the device's spec row when its name
+    matches one, and against measured ceilings when given."""
+    from bench.ceilings import check_spec
+    from bench.chips import match_chip
+    from bench.roofline import roofline_fields
+
+    chip = match_chip(rec.get("device_name"))
+    rec.update(roofline_fields(rec, chip, ceilings))
+    rec["spec_check"] = check_spec(ceilings, chip) if chip and ceilings else None
+    return rec
+
+
+def measure_ceilings(backend, dtype: str):
+    """The backend's measured ceilings, or None when it cannot measure them (or fails to)."""
+    measure = getattr(backend, "ceilings", None)
+    if measure is None:
+        return None
+    try:
+        return measure(dtype)
+    except Exception:  # a ceiling we cannot measure leaves the spec row, never costs the run
+        return None
+
+
+def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None) -> dict:
     case, w = run.case, run.case.workload
     rec = case_identity(case)
     rec.update(status="ok", error=None, weights=run.handle.weights,
@@ -126,6 +150,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> 
                build_time_s=run.handle.build_time_s)
     rec.update(device)
     rec.update(metric_fields(timed, w))
+    add_roofline(rec, ceilings)
     rec.update(host)
     rec.update(env.provenance(w.seed))
     return rec
@@ -159,7 +184,7 @@ def failed_record(case: Case, error: BaseException, device: dict, host: dict) ->
     return rec
 
 
-def run_case(backend: Backend, case: Case, host: dict | None = None) -> dict:
+def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=None) -> dict:
     """Run `case` on `backend` (warmup, then timed rounds) and return its record, ok or failed."""
     host = host if host is not None else env.host_facts()
     device: dict = {}
@@ -172,7 +197,7 @@ def run_case(backend: Backend, case: Case, host: dict | None = None) -> dict:
         run.rounds_done.clear()
         for _ in range(case.rounds):
             run.round()
-        return build_record(run, run.rounds_done, device, host)
+        return build_record(run, run.rounds_done, device, host, ceilings)
     except Exception as e:  # the case fails, the suite goes on
         rec = failed_record(case, e, device, host)
         rec["traceback"] = traceback.format_exc(limit=8)

@@ -11,12 +11,13 @@ import io
 import json
 from dataclasses import dataclass
 
-from bench.compare import DEFAULT_METRICS, resolve_metric
+from bench.compare import resolve_metric
 from bench.errors import UsageError
 from bench.metrics import DEFINITIONS, METRICS
 
 CASE = ("model", "dtype", "workload", "batch")
 STATS = ("median", "stdev", "n", "ci95_low", "ci95_high")
+DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s", "roofline")
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,20 @@ def device_label(rec: dict) -> str:
 
 def check_metrics(metrics) -> tuple[str, ...]:
     for m in metrics:
-        if m != "headline" and m not in METRICS:
-            raise UsageError(f"unknown metric {m!r}; valid metrics: headline, {', '.join(METRICS)}")
+        if m not in ("headline", "roofline") and m not in METRICS:
+            raise UsageError(f"unknown metric {m!r}; valid metrics: headline, roofline, {', '.join(METRICS)}")
     return tuple(metrics)
+
+
+def roofline_text(rec: dict) -> str:
+    """MBU for decode tests, MFU for prefill tests: against measured ceilings, then the spec row."""
+    if rec.get("roofline_flag"):
+        return "MEASUREMENT ERROR (>100%)"
+    which = "prefill_mfu" if rec.get("kind") == "prefill" else "mbu"
+    name = "MFU" if which == "prefill_mfu" else "MBU"
+    parts = [f"{rec[f'{tag}_{which}']:.0%} {label}" for tag, label in (("measured", "measured"), ("spec", "spec"))
+             if rec.get(f"{tag}_{which}") is not None]
+    return f"{name} " + " / ".join(parts) if parts else "-"
 
 
 
@@ -66,6 +78,13 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
         raise UsageError("no record matches the filters")
     newest: dict[tuple, dict] = {}
     for rec in sorted(shown, key=lambda r: r.get("timestamp_utc") or ""):
+        if "roofline" in metrics and rec.get("status") == "ok" and "decode_bytes_per_step" not in rec:
+            from bench.runner import add_roofline
+
+            try:
+                add_roofline(rec)  # records made before the roofline existed: the spec row only
+            except UsageError:
+                pass  # a model this chipbench does not know: no analytic counts, no roofline
         newest[(tuple(rec.get(k) for k in CASE), device_label(rec))] = rec  # failed ones too
     cases = sorted({c for c, _ in newest}, key=lambda c: tuple(str(x) for x in c))
     devices = sorted({d for _, d in newest})
@@ -74,12 +93,15 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
         if rec.get("status") != "ok":
             cells[(case, dev)] = None
             continue
-        cells[(case, dev)] = {m: {s: rec.get(f"{resolve_metric(m, rec)}_{s}") for s in STATS}
+        cells[(case, dev)] = {m: {"metric": "roofline", "text": roofline_text(rec)} if m == "roofline" else
+                              {s: rec.get(f"{resolve_metric(m, rec)}_{s}") for s in STATS}
                               | {"metric": resolve_metric(m, rec)} for m in metrics}
     return Table(cases, devices, metrics, cells, list(newest.values()))
 
 
 def fmt(stat: dict | None) -> str:
+    if stat is not None and "text" in stat:
+        return stat["text"]
     if stat is None or stat.get("median") is None:
         return "-"
     med, sd = stat["median"], stat.get("stdev")
@@ -89,7 +111,7 @@ def fmt(stat: dict | None) -> str:
     return f"{med:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-TITLES = {"headline": "t/s", "ttft_s": "TTFT ms", "tpot_s": "TPOT ms", "e2e_s": "E2E ms",
+TITLES = {"headline": "t/s", "roofline": "roofline", "ttft_s": "TTFT ms", "tpot_s": "TPOT ms", "e2e_s": "E2E ms",
           "itl_s": "ITL ms", "prefill_tok_per_s": "prefill t/s", "decode_tok_per_s": "decode t/s",
           "output_tok_per_s": "output t/s"}
 
@@ -132,11 +154,15 @@ def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> s
 
 
 def footer_lines(table: Table) -> list[str]:
-    used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics})
+    used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics} - {"roofline"})
     out = ["Cells: median ± sample stdev over the timed rounds. t/s is the test's own throughput: "
            "prefill tokens/s for ppN, decode tokens/s for tgN, output tokens/s for ppP+tgN."]
     out += [f"- `{m}` ({METRICS[m][0]}, {'higher' if METRICS[m][1] else 'lower'} is better): "
             f"{DEFINITIONS[m]}" for m in used]
+    if "roofline" in table.metrics:
+        out.append("- roofline: MBU (decode: bytes a step must read / TPOT, over peak bandwidth) or MFU "
+                   "(prefill: FLOPs / TTFT, over peak FLOP/s), against the device's measured ceilings "
+                   "and its spec row (results/chips.toml); above 100% is a measurement error, not a result")
     out.append("")
     out.append("Environment:")
     seen = set()
@@ -166,7 +192,7 @@ def to_csv(table: Table) -> str:
         for d in table.devices:
             cell = table.cells.get((case, d))
             for m in table.metrics:
-                row += [(cell[m][s] if cell else None) for s in STATS]
+                row += [(cell[m].get(s) if cell else None) for s in STATS]
         w.writerow(["" if v is None else v for v in row])
     return buf.getvalue()
 
@@ -181,6 +207,7 @@ def to_json(table: Table) -> str:
                 continue
             cell = table.cells[(case, d)]
             entry["results"][d] = {"status": "failed"} if cell is None else {
-                "status": "ok", **{v["metric"]: {s: v[s] for s in STATS} for v in cell.values()}}
+                "status": "ok", **{v["metric"]: ({"text": v["text"]} if "text" in v else {s: v[s] for s in STATS})
+                                   for v in cell.values()}}
         out.append(entry)
     return json.dumps(out, indent=1)

@@ -39,7 +39,7 @@ def two_devices():
 
 
 def test_markdown_has_a_row_per_case_a_group_per_device_and_spreads(two_devices):
-    md = tables.to_markdown(tables.build(two_devices))
+    md = tables.to_markdown(tables.build(two_devices, metrics=("headline", "ttft_s", "tpot_s")))
     lines = md.splitlines()
     assert lines[0].startswith("| model | dtype | test | B | cuda: Chip A t/s |") and "cuda: Chip B TPOT ms" in lines[0]
     tg = next(line for line in lines if "| tg32 |" in line)
@@ -51,6 +51,12 @@ def test_markdown_has_a_row_per_case_a_group_per_device_and_spreads(two_devices)
     pp = next(line for line in lines if "| pp512 |" in line)
     assert "FAILED" in pp
     assert "`tpot_s` (s, lower is better)" in md and "Environment:" in md and "driver 580" in md
+
+
+def test_the_default_table_carries_the_roofline(two_devices):
+    recs = [make_record(device="NVIDIA H100 80GB HBM3", tpot_s=0.031), make_record(model="future-model-9b")]
+    md = tables.to_markdown(tables.build(recs))
+    assert "MBU 16% spec" in md and "roofline: MBU" in md  # an unknown model just has no roofline
 
 
 def test_transpose_puts_devices_down(two_devices):

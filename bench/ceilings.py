@@ -1,0 +1,80 @@
+"""Measured ceilings: what this device actually sustains, in the benchmark dtype.
+
+Two numbers, as shared/reference/chips.md prescribes: a large device-to-device copy (bytes read
+plus bytes written, over the time) and a large matrix product (2 * n^3 FLOPs over the time).
+They are the roofline of a device with no spec row, and a check on the spec sheet of one with
+a row: a device that beats its sheet, or misses it badly, is flagged.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from models.build import parse_dtype
+
+BEATS = 1.05  # a measured ceiling above 105% of the sheet: wrong row, or a wrong sheet
+MISSES = 0.5  # below 50%: the sheet is not what this device delivers
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    device: str
+    dtype: str
+    bandwidth_gb_per_s: float  # copy: (read + written) bytes / s, 10^9
+    tflops: float  # matmul, 10^12 FLOP/s
+    copy_bytes: int
+    matmul_n: int
+
+
+def _timed(fn, sync, repeats: int) -> float:
+    fn()
+    sync()  # warm up: allocation, kernel selection, clocks
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n: int | None = None,
+            repeats: int = 5) -> Ceilings:
+    on_cpu = device == "cpu"
+    copy_mib = copy_mib or (512 if on_cpu else 2048)
+    matmul_n = matmul_n or (2048 if on_cpu else 8192)
+    t = parse_dtype(dtype)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    n_elems = copy_mib * 2**20 // t.itemsize
+    src = torch.empty(n_elems, dtype=t, device=device)
+    src.copy_(torch.rand(1, generator=gen).expand(n_elems))  # not zeros: zeros can run faster
+    dst = torch.empty_like(src)
+    copy_s = _timed(lambda: dst.copy_(src), sync, repeats)
+    del src, dst
+    a = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
+    b = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
+    mm_s = _timed(lambda: a @ b, sync, repeats)
+    return Ceilings(device, dtype, bandwidth_gb_per_s=2 * n_elems * t.itemsize / copy_s / 1e9,
+                    tflops=2 * matmul_n**3 / mm_s / 1e12, copy_bytes=2 * n_elems * t.itemsize,
+                    matmul_n=matmul_n)
+
+
+def check_spec(ceilings: Ceilings, chip) -> str | None:
+    """A sentence when the measured ceilings contradict the spec row, else None."""
+    notes = []
+    pairs = (("memory bandwidth", ceilings.bandwidth_gb_per_s, chip.bandwidth_gb_per_s, "GB/s"),
+             (f"{ceilings.dtype} matmul", ceilings.tflops,
+              (chip.peak_flops(ceilings.dtype) or 0) / 1e12 or None, "TFLOP/s"))
+    for what, measured, spec, unit in pairs:
+        if not spec:
+            continue
+        if measured > BEATS * spec:
+            notes.append(f"measured {what} {measured:.0f} {unit} beats the {chip.name} sheet's {spec:g}: "
+                         "wrong spec row or a wrong sheet")
+        elif measured < MISSES * spec:
+            notes.append(f"measured {what} {measured:.0f} {unit} is under half the {chip.name} sheet's {spec:g}")
+    return "; ".join(notes) or None

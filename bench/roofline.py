@@ -1,0 +1,88 @@
+"""The roofline of a case: how close a measured number is to the chip's physical limit.
+
+A decode step must read the active weights once plus every sequence's KV cache (and, for the
+hybrid models, recurrent state) at that context length, and do about 2 FLOPs per active
+parameter per token plus attention. Over the chip's peak bandwidth and FLOP/s, that gives the
+fastest TPOT physics allows; the measured TPOT over it is the model bandwidth utilisation
+(MBU) and the FLOP utilisation (MFU). Prefill is judged by MFU: its FLOPs over TTFT.
+
+Peaks come from the spec row when the device has one, and from measured ceilings always when
+they were measured. A share above 100% is not a result: it is flagged as a measurement error.
+"""
+
+from __future__ import annotations
+
+from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token
+from models.zoo import get_model
+
+
+def case_work(rec: dict) -> dict:
+    """Bytes and FLOPs of a case's decode step (averaged over the generation) and of its prefill."""
+    spec = get_model(rec["model"])
+    b, p, n, dtype = rec["batch"], rec["prompt_tokens"], rec["gen_tokens"], rec["dtype"]
+    context = p + n / 2  # decode step i reads the cache of p + i tokens
+    f = facts(spec)
+    return {
+        "decode_bytes_per_step": decode_step_bytes(spec, dtype, round(context), b),
+        "decode_flops_per_step": b * flops_per_token(spec, round(context)),
+        # prefill touches every expert once the batch of tokens is large: all weights are read
+        "prefill_bytes": f.weight_bytes(dtype) + b * p * f.kv_bytes_per_token(dtype),
+        "prefill_flops": b * p * flops_per_token(spec, p // 2),
+    }
+
+
+def _shares(work: dict, rec: dict, bandwidth: float | None, flops: float | None, tag: str) -> dict:
+    """Utilisations and best-case latencies against one set of peaks (bytes/s, FLOP/s)."""
+    out = {}
+    tpot = rec.get("tpot_s_median")
+    ttft = rec.get("ttft_s_median") if rec.get("kind") != "decode" else None  # tgN's prompt is 1 token
+    if bandwidth:
+        if tpot:
+            out[f"{tag}_mbu"] = work["decode_bytes_per_step"] / tpot / bandwidth
+        out[f"{tag}_best_tpot_s"] = work["decode_bytes_per_step"] / bandwidth
+    if flops:
+        if tpot:
+            out[f"{tag}_decode_mfu"] = work["decode_flops_per_step"] / tpot / flops
+        if ttft:
+            out[f"{tag}_prefill_mfu"] = work["prefill_flops"] / ttft / flops
+        out[f"{tag}_best_ttft_s"] = max(work["prefill_flops"] / flops,
+                                        work["prefill_bytes"] / bandwidth if bandwidth else 0)
+        if f"{tag}_best_tpot_s" in out:
+            out[f"{tag}_best_tpot_s"] = max(out[f"{tag}_best_tpot_s"], work["decode_flops_per_step"] / flops)
+    if f"{tag}_best_tpot_s" in out:
+        out[f"{tag}_best_decode_tok_per_s"] = rec["batch"] / out[f"{tag}_best_tpot_s"]
+    return out
+
+
+def roofline_fields(rec: dict, chip=None, ceilings=None) -> dict:
+    """Roofline fields for an ok record; `chip` is a spec row, `ceilings` measured ones (either may be None)."""
+    work = case_work(rec)
+    out = dict(work)
+    tpot = rec.get("tpot_s_median")
+    if tpot:
+        out["achieved_gb_per_s"] = work["decode_bytes_per_step"] / tpot / 1e9
+        out["achieved_decode_tflops"] = work["decode_flops_per_step"] / tpot / 1e12
+    if rec.get("ttft_s_median"):
+        out["achieved_prefill_tflops"] = work["prefill_flops"] / rec["ttft_s_median"] / 1e12
+    out["chip"] = chip.name if chip else None
+    out["chip_confidence"] = chip.confidence if chip else None
+    if chip:
+        out.update(_shares(work, rec, chip.bandwidth_bytes_per_s, chip.peak_flops(rec["dtype"]), "spec"))
+    if ceilings:
+        out["ceiling_gb_per_s"] = ceilings.bandwidth_gb_per_s
+        out["ceiling_tflops"] = ceilings.tflops
+        out.update(_shares(work, rec, ceilings.bandwidth_gb_per_s * 1e9, ceilings.tflops * 1e12, "measured"))
+    over = [k for k, v in out.items() if k.endswith(("_mbu", "_mfu")) and v > 1.0]
+    out["roofline_flag"] = (
+        "MEASUREMENT ERROR: " + ", ".join(f"{k} {out[k]:.0%}" for k in over)
+        + " exceeds 100% of the roofline (timing that did not wait, miscounted tokens, or a wrong spec row)"
+    ) if over else None
+    return out
+
+
+def decode_ceiling_tok_per_s(model: str, dtype: str, context: int, batch: int, bandwidth_gb_per_s: float) -> float:
+    """The most decode tokens/s physics allows at this bandwidth: batch / (bytes per step / bandwidth)."""
+    spec = get_model(model)
+    if dtype not in DTYPE_BYTES:
+        raise KeyError(dtype)
+    return batch * bandwidth_gb_per_s * 1e9 / decode_step_bytes(spec, dtype, context, batch)

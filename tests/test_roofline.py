@@ -1,0 +1,67 @@
+"""The roofline: physical limits beside every number, and figures above them flagged."""
+
+import pytest
+
+from bench.ceilings import Ceilings, check_spec
+from bench.chips import find_chip
+from bench.roofline import decode_ceiling_tok_per_s, roofline_fields
+from bench.runner import add_roofline
+from bench import tables
+from tests.records import make_record
+
+
+def test_qwen3_8b_batch1_decode_on_an_h20_is_bound_near_244_tokens_per_s():
+    # 16.38 GB of bf16 weights read per token, 4.0 TB/s: at most ~244 tokens/s
+    assert decode_ceiling_tok_per_s("qwen3-8b", "bf16", 1, 1, 4000) == pytest.approx(244, abs=1)
+
+
+def test_the_published_sglang_figure_is_a_third_of_the_h20_roofline():
+    # chips.md: Qwen3-8B on H20, SGLang, 81.7 tok/s, 2048 generated tokens: 33% of the roofline
+    rec = make_record(workload="tg2048", tpot_s=1 / 81.7, spread=0.001, rounds=2, device="NVIDIA H20")
+    f = roofline_fields(rec, find_chip("NVIDIA H20"))
+    assert f["spec_mbu"] == pytest.approx(0.34, abs=0.01) and f["roofline_flag"] is None
+
+
+def test_a_run_that_beats_its_roofline_is_flagged_as_a_measurement_error():
+    rec = make_record(tpot_s=0.001, device="NVIDIA H100 80GB HBM3")  # 16 TB/s from a 3.35 TB/s chip
+    add_roofline(rec)
+    assert rec["chip"] == "NVIDIA H100 SXM" and rec["spec_mbu"] > 1
+    assert rec["roofline_flag"].startswith("MEASUREMENT ERROR: spec_mbu")
+    assert "MEASUREMENT ERROR" in tables.to_markdown(tables.build([rec]))
+
+
+def test_a_plausible_run_shows_its_share_against_spec_and_measured_ceilings():
+    rec = make_record(tpot_s=0.031, device="NVIDIA H100 80GB HBM3")
+    add_roofline(rec, Ceilings("cuda", "bf16", bandwidth_gb_per_s=3000, tflops=790, copy_bytes=1, matmul_n=8192))
+    assert rec["spec_mbu"] == pytest.approx(16.4e9 / 0.031 / 3.35e12, rel=0.02)
+    assert rec["measured_mbu"] > rec["spec_mbu"] and rec["roofline_flag"] is None
+    assert rec["spec_best_tpot_s"] == pytest.approx(16.4e9 / 3.35e12, rel=0.02)
+    assert tables.roofline_text(rec) == "MBU 18% measured / 16% spec"
+
+
+def test_an_unknown_chip_falls_back_to_measured_ceilings():
+    rec = make_record(tpot_s=0.05, device="Brand-new NPU")
+    add_roofline(rec, Ceilings("npu", "bf16", 2000, 400, 1, 4096))
+    assert rec["chip"] is None and "spec_mbu" not in rec and rec["measured_mbu"] > 0
+
+
+@pytest.mark.parametrize("bandwidth,expect", [(3000, None), (5000, "beats the NVIDIA H100 SXM sheet"),
+                                              (1000, "under half the NVIDIA H100 SXM sheet")])
+def test_measured_ceilings_check_the_spec_sheet(bandwidth, expect):
+    note = check_spec(Ceilings("cuda", "bf16", bandwidth, 790, 1, 8192), find_chip("NVIDIA H100 SXM"))
+    assert note is None if expect is None else expect in note
+
+
+def test_cpu_ceilings_are_measured_in_the_benchmark_dtype(cpu):
+    c = cpu.ceilings("fp32")
+    assert c.bandwidth_gb_per_s > 0.5 and c.tflops > 0.001 and c.dtype == "fp32"
+
+
+def test_a_real_run_records_its_roofline(cpu):
+    from bench.runner import Case, run_case
+    from bench.workload import parse_workload
+
+    rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp32+tg8"), rounds=2),
+                   ceilings=cpu.ceilings("fp32"))
+    assert rec["status"] == "ok" and 0 < rec["measured_mbu"] and rec["chip"] is None
+    assert rec["decode_bytes_per_step"] > rec["active_weight_bytes"]  # weights plus the KV cache
