@@ -215,6 +215,17 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def cmd_claims(args) -> int:
+    from bench.claims import check_all, load_claims, render
+    from bench.record import read_records
+
+    claims = load_claims(args.file)
+    records = read_records(*args.runs, on_error=args.on_error) if args.runs else []
+    verdicts = check_all(claims, records)
+    _emit(render(verdicts, args.format), args.out, args.github_summary, render(verdicts, "md"))
+    return 0
+
+
 def cmd_selftest(args) -> int:
     from backends.registry import discover, get_backend
     from bench.selftest import check_all
@@ -314,6 +325,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     s.add_argument("--github-summary", action="store_true")
     s.set_defaults(fn=cmd_merge)
+
+    s = sub.add_parser("claims", help="check chip / model claims: physics, then measured runs")
+    s.add_argument("file", help="a claims TOML file (see results/claims.toml)")
+    s.add_argument("runs", nargs="*", metavar="RUN", help="records that can confirm or refute the claims")
+    s.add_argument("--format", choices=("md", "json"), default="md")
+    s.add_argument("--out", metavar="FILE")
+    s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    s.add_argument("--github-summary", action="store_true")
+    s.set_defaults(fn=cmd_claims)
 
     s = sub.add_parser("selftest", help="prove each backend's timing waits for the device")
     s.add_argument("--backend", help="comma-separated backends (default: every available one)")
