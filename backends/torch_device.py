@@ -64,7 +64,8 @@ class TorchBackend:
     def supported_dtypes(self) -> tuple[str, ...]:
         return self.ops.dtypes()
 
-    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None) -> LoadedModel:
+    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None,
+             layers: int | None = None) -> LoadedModel:
         from models.build import build_random, load_local, parse_dtype
 
         valid = self.supported_dtypes()
@@ -75,7 +76,7 @@ class TorchBackend:
         if weights_dir:
             built = load_local(spec, weights_dir, torch_dtype, self.ops.device)
         else:
-            built = build_random(spec, torch_dtype, self.ops.device, seed=seed)
+            built = build_random(spec, torch_dtype, self.ops.device, seed=seed, layers=layers)
         self.ops.synchronize()
         return LoadedModel(built.module, spec, dtype, built.weights, built.build_time_s,
                            exec_path="eager", linear_attn_path=linear_attention_path(spec))
@@ -94,6 +95,11 @@ class TorchBackend:
 
     def synchronize(self) -> None:
         self.ops.synchronize()
+
+    def teacher_forced_logits(self, handle: LoadedModel, ids: torch.Tensor, prompt_tokens: int) -> torch.Tensor:
+        """Logits at each position after the prompt, fed `ids` through this device's own
+        prefill and decode path (the correctness gate's input)."""
+        return torch_loop.teacher_forced_logits(handle.module, ids.to(self.ops.device), prompt_tokens)
 
     def ceilings(self, dtype: str):
         """This device's measured copy bandwidth and matmul rate in `dtype` (bench.ceilings)."""

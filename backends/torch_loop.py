@@ -37,3 +37,17 @@ def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallba
         on_token(host)
         steps.append(host)
     return steps
+
+
+@torch.inference_mode()
+def teacher_forced_logits(model, ids: torch.Tensor, prompt_tokens: int) -> torch.Tensor:
+    """Logits [K, vocab] (fp32, CPU) at each of the K positions after the prompt, feeding the given
+    ids rather than the model's own choices, through the same prefill + cached decode steps that
+    generation uses. ids: [1, prompt_tokens + K]."""
+    out = model(input_ids=ids[:, :prompt_tokens], use_cache=True, logits_to_keep=1)
+    logits = [out.logits[0, -1].float().cpu()]
+    cache = out.past_key_values
+    for i in range(prompt_tokens, ids.shape[1] - 1):
+        out = model(input_ids=ids[:, i : i + 1], past_key_values=cache, use_cache=True)
+        logits.append(out.logits[0, -1].float().cpu())
+    return torch.stack(logits)

@@ -102,7 +102,7 @@ def cmd_run(args) -> int:
         if key not in ceilings:
             ceilings[key] = measure_ceilings(backend, p.case.dtype)
         print(f"running {p.label} ...", file=sys.stderr, flush=True)
-        rec = run_case(backend, p.case, host, ceilings[key])
+        rec = run_case(backend, p.case, host, ceilings[key], check=not args.no_check)
         writer.write(rec)
         records.append(rec)
     if records:
@@ -171,8 +171,8 @@ def cmd_compare(args) -> int:
     if args.fail_below is not None and not 0 < args.fail_below <= 1:
         raise UsageError(f"--fail-below must be a ratio in (0, 1], e.g. 0.95; got {args.fail_below}")
     metrics = list(check_metrics(split_list(args.metrics))) or None
-    if metrics and "roofline" in metrics:
-        raise UsageError("roofline is a share of a peak, not a measured metric; compare headline, "
+    if metrics and {"roofline", "check"} & set(metrics):
+        raise UsageError("roofline and check are not measured metrics; compare headline, "
                          "ttft_s, tpot_s, e2e_s or a throughput")
     keep = _filters(args).keep
     run = [r for r in read_records(*args.runs, on_error=args.on_error) if keep(r)]
@@ -283,6 +283,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--weights", metavar="DIR", help="local safetensors weights for the one model named")
     s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
+    s.add_argument("--no-check", action="store_true", help="skip the correctness gate")
     s.set_defaults(fn=cmd_run)
 
     def filters(s):
@@ -300,8 +301,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("md", "csv", "json", "html"), default="md")
     s.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     s.add_argument("--transpose", action="store_true", help="one row per device, cases across")
-    s.add_argument("--metrics", default="headline,ttft_s,tpot_s,roofline",
-                   help="comma-separated; headline is the test's own throughput, roofline its MBU / MFU")
+    s.add_argument("--metrics", default="headline,ttft_s,tpot_s,roofline,check",
+                   help="comma-separated; headline: the test's own throughput, roofline: MBU / MFU, "
+                        "check: the correctness gate")
     filters(s)
     s.set_defaults(fn=cmd_report)
 

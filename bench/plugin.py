@@ -38,6 +38,8 @@ def pytest_addoption(parser):
     g.addoption("--bench-seed", default=0, type=int, metavar="N", help="seed of weights and prompts")
     g.addoption("--bench-weights", default=None, metavar="DIR",
                 help="local safetensors directory of real weights (one model only)")
+    g.addoption("--bench-no-check", action="store_true", default=False,
+                help="skip the correctness gate (a CPU fp32 reference of each model)")
     g.addoption("--bench-baseline", default=None, metavar="PATH",
                 help="records to compare the run with at the end (default: results/baselines)")
     g.addoption("--bench-out", default=None, metavar="FILE",
@@ -58,9 +60,11 @@ def _options(config):
 class SuiteState:
     """What the suite shares across its tests: the plan, the writer, a one-model cache."""
 
-    def __init__(self, planned, writer, entries):
+    def __init__(self, planned, writer, entries, check: bool = True):
         from bench import env
 
+        self.check = check
+        self.gates: dict = {}  # (backend, model, dtype, seed) -> correctness fields, once per session
         self.planned = planned
         self.entries = entries
         self.writer = writer
@@ -68,6 +72,16 @@ class SuiteState:
         self.host = env.host_facts()
         self.loaded = None  # (key, backend, handle): consecutive cases on one model share it
         self.ceilings: dict = {}  # (backend, dtype) -> measured ceilings, once per session
+
+    def correctness_for(self, backend, case, handle) -> dict:
+        from bench.runner import correctness
+
+        if not self.check:
+            return {"correct": None, "correctness_note": "not checked (--bench-no-check)"}
+        key = (case.backend, case.model, case.dtype, case.workload.seed, case.weights_dir)
+        if key not in self.gates:
+            self.gates[key] = correctness(backend, case, handle, self.host.get("env_host_memory_bytes") or 0)
+        return self.gates[key]
 
     def ceilings_for(self, backend, case):
         from bench.runner import measure_ceilings
@@ -109,7 +123,8 @@ def pytest_configure(config):
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     out = config.getoption("--bench-out") or default_path(Path(config.rootpath) / "results" / "runs")
-    setattr(config, _KEY, SuiteState(planned, RecordWriter(out), entries))
+    setattr(config, _KEY, SuiteState(planned, RecordWriter(out), entries,
+                                     check=not config.getoption("--bench-no-check")))
     config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
 
 

@@ -131,6 +131,18 @@ def add_roofline(rec: dict, ceilings=None) -> dict:
     return rec
 
 
+def correctness(backend, case: Case, handle, host_bytes: int) -> dict:
+    """The correctness gate's record fields for this backend, model and dtype (bench.correctness)."""
+    from bench.correctness import check
+
+    if case.weights_dir:
+        return {"correct": None, "correctness_note": "not checked: real weights have no seeded reference"}
+    try:
+        return check(backend, get_model(case.model), case.dtype, case.workload.seed, host_bytes, handle).fields()
+    except Exception as e:  # the gate failing to run is reported, never costs the measurement
+        return {"correct": None, "correctness_note": f"gate could not run: {type(e).__name__}: {e}"}
+
+
 def measure_ceilings(backend, dtype: str):
     """The backend's measured ceilings, or None when it cannot measure them (or fails to)."""
     measure = getattr(backend, "ceilings", None)
@@ -184,7 +196,8 @@ def failed_record(case: Case, error: BaseException, device: dict, host: dict) ->
     return rec
 
 
-def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=None) -> dict:
+def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=None,
+             check: bool = True) -> dict:
     """Run `case` on `backend` (warmup, then timed rounds) and return its record, ok or failed."""
     host = host if host is not None else env.host_facts()
     device: dict = {}
@@ -197,7 +210,10 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
         run.rounds_done.clear()
         for _ in range(case.rounds):
             run.round()
-        return build_record(run, run.rounds_done, device, host, ceilings)
+        rec = build_record(run, run.rounds_done, device, host, ceilings)
+        if check:
+            rec.update(correctness(backend, case, run.handle, host.get("env_host_memory_bytes") or 0))
+        return rec
     except Exception as e:  # the case fails, the suite goes on
         rec = failed_record(case, e, device, host)
         rec["traceback"] = traceback.format_exc(limit=8)

@@ -17,7 +17,7 @@ from bench.metrics import DEFINITIONS, METRICS
 
 CASE = ("model", "dtype", "workload", "batch")
 STATS = ("median", "stdev", "n", "ci95_low", "ci95_high")
-DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s", "roofline")
+DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s", "roofline", "check")
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,18 @@ def device_label(rec: dict) -> str:
 
 def check_metrics(metrics) -> tuple[str, ...]:
     for m in metrics:
-        if m not in ("headline", "roofline") and m not in METRICS:
-            raise UsageError(f"unknown metric {m!r}; valid metrics: headline, roofline, {', '.join(METRICS)}")
+        if m not in ("headline", "roofline", "check") and m not in METRICS:
+            raise UsageError(f"unknown metric {m!r}; valid metrics: headline, roofline, check, {', '.join(METRICS)}")
     return tuple(metrics)
+
+
+def check_text(rec: dict) -> str:
+    """The correctness gate's verdict: a fast but wrong backend is marked in every table."""
+    if rec.get("correct") is True:
+        return f"ok ({rec['correctness_rel_err']:.2%} ≤ {rec['correctness_tolerance']:.2%})"
+    if rec.get("correct") is False:
+        return f"WRONG: {rec.get('correctness_note') or 'failed the correctness gate'}"
+    return "-"
 
 
 def roofline_text(rec: dict) -> str:
@@ -93,7 +102,8 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
         if rec.get("status") != "ok":
             cells[(case, dev)] = None
             continue
-        cells[(case, dev)] = {m: {"metric": "roofline", "text": roofline_text(rec)} if m == "roofline" else
+        text = {"roofline": roofline_text, "check": check_text}
+        cells[(case, dev)] = {m: {"metric": m, "text": text[m](rec)} if m in text else
                               {s: rec.get(f"{resolve_metric(m, rec)}_{s}") for s in STATS}
                               | {"metric": resolve_metric(m, rec)} for m in metrics}
     return Table(cases, devices, metrics, cells, list(newest.values()))
@@ -111,7 +121,7 @@ def fmt(stat: dict | None) -> str:
     return f"{med:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-TITLES = {"headline": "t/s", "roofline": "roofline", "ttft_s": "TTFT ms", "tpot_s": "TPOT ms", "e2e_s": "E2E ms",
+TITLES = {"headline": "t/s", "roofline": "roofline", "check": "correct", "ttft_s": "TTFT ms", "tpot_s": "TPOT ms", "e2e_s": "E2E ms",
           "itl_s": "ITL ms", "prefill_tok_per_s": "prefill t/s", "decode_tok_per_s": "decode t/s",
           "output_tok_per_s": "output t/s"}
 
@@ -154,7 +164,7 @@ def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> s
 
 
 def footer_lines(table: Table) -> list[str]:
-    used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics} - {"roofline"})
+    used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics} - {"roofline", "check"})
     out = ["Cells: median ± sample stdev over the timed rounds. t/s is the test's own throughput: "
            "prefill tokens/s for ppN, decode tokens/s for tgN, output tokens/s for ppP+tgN."]
     out += [f"- `{m}` ({METRICS[m][0]}, {'higher' if METRICS[m][1] else 'lower'} is better): "
@@ -163,6 +173,9 @@ def footer_lines(table: Table) -> list[str]:
         out.append("- roofline: MBU (decode: bytes a step must read / TPOT, over peak bandwidth) or MFU "
                    "(prefill: FLOPs / TTFT, over peak FLOP/s), against the device's measured ceilings "
                    "and its spec row (results/chips.toml); above 100% is a measurement error, not a result")
+    if "check" in table.metrics:
+        out.append("- correct: the correctness gate: relative logits error against a CPU fp32 reference "
+                   "under teacher forcing, within its bound (WRONG: fast but wrong, not a result)")
     out.append("")
     out.append("Environment:")
     seen = set()

@@ -74,3 +74,20 @@ class CrashesOn(Wrapped):
         if handle.spec.name == self.model:
             raise torch.OutOfMemoryError("simulated: tried to allocate 80.00 GiB")
         return self.inner.generate(handle, prompt, new_tokens, on_token)
+
+
+class NoisyLogits(Wrapped):
+    """Perturbs its logits by `relative` noise: fast, plausible, and wrong."""
+
+    def __init__(self, relative=0.05, nan=False):
+        super().__init__("noisy")
+        self.relative, self.nan = relative, nan
+
+    def teacher_forced_logits(self, handle, ids, prompt_tokens):
+        logits = self.inner.teacher_forced_logits(handle, ids, prompt_tokens)
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.randn(logits.shape, generator=gen) * logits.norm(dim=-1, keepdim=True) / logits.shape[-1] ** 0.5
+        logits = logits + self.relative * noise
+        if self.nan:
+            logits[-1, 0] = float("nan")
+        return logits

@@ -67,3 +67,13 @@ def test_the_same_seed_gives_the_same_weights_on_cpu_and_cuda():
     a = build_random(spec, torch.float32, "cpu", seed=4).module.state_dict()
     b = build_random(spec, torch.float32, "cuda", seed=4).module.state_dict()
     assert all(torch.equal(a[k], b[k].cpu()) for k in a)
+
+
+@pytest.mark.parametrize("model,dtype", [("tiny-qwen3", "bf16"), ("tiny-qwen3-moe", "bf16"), ("tiny-qwen3-next", "bf16"),
+                                         ("tiny-qwen3.5-moe", "bf16"), ("qwen3-0.6b", "bf16"), ("tiny-qwen3", "fp16")])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_cuda_backend_passes_the_correctness_gate(cuda, model, dtype, seed):
+    from bench.correctness import check
+
+    r = check(cuda, get_model(model), dtype, seed, 64 * 2**30)
+    assert r.correct, r

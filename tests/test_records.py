@@ -130,7 +130,8 @@ def test_field_names_carry_their_units():
     unitless_ok = re.compile(r"^(schema_version|record_id|status|error|traceback|backend|backend_kind|device_name|"
                              r"model|family|dtype|weights|workload|kind|exec_path|linear_attn_path|"
                              r"peak_mem_kind|env_.*|harness_version|git_commit|timestamp_utc|seed|command|"
-                             r"chip|chip_confidence|spec_check|roofline_flag)$")
+                             r"chip|chip_confidence|spec_check|roofline_flag|correct|correctness_reference|"
+                             r"correctness_note)$")
     for name, (unit, _) in FIELDS.items():
         assert unit or unitless_ok.match(name), name
         if unit == "s":

@@ -1,0 +1,160 @@
+"""The correctness gate: does the backend compute the model right, or is it fast but wrong?
+
+The same seeded weights and prompt run through a CPU fp32 reference (a depth-reduced copy when
+the full model would not fit a quarter of the host's memory; the record says so). The reference
+generates greedily; then the backend is fed the reference's tokens (teacher forcing) through its
+own prefill and decode path, and the two logits are compared at each generated position.
+
+A correct backend in a low-precision dtype differs from fp32 by what that dtype does to this
+model (1-2% in bf16 for a 28-layer model), so the bound is the larger of the dtype's base
+tolerance and twice the error the same dtype shows on the CPU. Random weights give near-tied
+logits and, in MoE models, near-tied router scores: a greedy token that differs where the
+reference's top-1 margin is within twice the logit error (observed, capped by what the tolerance
+allows) is a tie; a position where a
+router's k-th and (k+1)-th expert scores are within the dtype's reach is a routing tie, held to
+a looser bound (ten times) rather than excused. NaN never passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from backends import torch_loop
+from models.build import build_random, parse_dtype
+from models.counts import facts
+from models.zoo import ModelSpec
+
+BASE_TOLERANCE = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 2e-3}  # relative logits error
+PROMPT_TOKENS, CHECKED_TOKENS = 32, 8
+HOST_SHARE = 0.25  # of host RAM the fp32 reference may take
+TIE_LOOSENING = 10
+
+
+@dataclass(frozen=True)
+class GateResult:
+    correct: bool | None  # None: the backend cannot be checked (says why)
+    rel_err: float | None  # max relative logits error over non-tie positions
+    tolerance: float | None
+    token_agreement: float | None  # greedy tokens equal to the reference's, ties counted as equal
+    ties: int  # positions excused as logit ties or held to the looser routing-tie bound
+    reference: str  # what the reference was
+    note: str = ""
+
+    def fields(self) -> dict:
+        return {"correct": self.correct, "correctness_rel_err": self.rel_err,
+                "correctness_tolerance": self.tolerance, "correctness_token_agreement": self.token_agreement,
+                "correctness_ties": self.ties, "correctness_reference": self.reference,
+                "correctness_note": self.note or None}
+
+
+def reference_layers(spec: ModelSpec, host_bytes: int) -> int | None:
+    """None when the full fp32 model fits the host share, else the depth of the reduced copy."""
+    f = facts(spec)
+    if f.params_total * 4 <= HOST_SHARE * host_bytes:
+        return None
+    per_layer = (f.params_total - 2 * f.embedding_params) * 4 / spec.layers
+    fixed = 2 * f.embedding_params * 4
+    n = int((HOST_SHARE * host_bytes - fixed) // per_layer)
+    step = spec.full_attention_interval or 1  # hybrids keep at least one attention layer
+    return max(step, n // step * step) if n < spec.layers else None
+
+
+class RouterMargins:
+    """Forward hooks on every MoE router: the smallest k-th vs (k+1)-th logit gap per token."""
+
+    def __init__(self, model):
+        self.gaps: list[torch.Tensor] = []
+        self.scales: list[torch.Tensor] = []
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
+                        if type(m).__name__.endswith("TopKRouter")]
+
+    def _hook(self, module, args, output):
+        logits = output[0].float()  # [tokens, experts]
+        top = logits.topk(module.top_k + 1, dim=-1).values
+        self.gaps.append((top[:, -2] - top[:, -1]).cpu())
+        self.scales.append(logits.abs().amax(dim=-1).cpu())
+
+    def tied_steps(self, reach: float) -> set[int]:
+        """Forward calls (call 0 the prefill, then one per fed token) in which some router's
+        k-th and (k+1)-th logits are closer than `reach` times its largest logit. Only each
+        call's last token counts: it is the one whose logits are checked."""
+        layers = max(1, len(self.handles))
+        for h in self.handles:
+            h.remove()
+        return {i // layers for i, (gap, scale) in enumerate(zip(self.gaps, self.scales))
+                if bool(gap[-1] <= reach * scale[-1])}
+
+
+def reference_run(spec: ModelSpec, seed: int, layers: int | None, dtype: str = "fp32"):
+    """(tokens fed, logits per checked position [K, V], tied positions) of a CPU run."""
+    model = build_random(spec, parse_dtype(dtype), "cpu", seed=seed, layers=layers).module
+    gen = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, spec.vocab, (1, PROMPT_TOKENS), generator=gen)
+    return model, prompt
+
+
+def check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
+    tf = getattr(backend, "teacher_forced_logits", None)
+    if tf is None:
+        return GateResult(None, None, None, None, 0, "-", "the backend offers no teacher_forced_logits()")
+    layers = reference_layers(spec, host_bytes)
+    where = f"cpu fp32, {layers or spec.layers} of {spec.layers} layers"
+    ref, prompt = reference_run(spec, seed, layers)
+    steps = torch_loop.generate(ref, prompt, CHECKED_TOKENS, lambda t: None)
+    seq = torch.cat([prompt, torch.tensor(steps).T], dim=1)  # [1, P + K]
+    hooks = RouterMargins(ref)
+    l_ref = torch_loop.teacher_forced_logits(ref, seq, PROMPT_TOKENS)
+    ref_router_ties = hooks.tied_steps(2 * BASE_TOLERANCE[dtype])
+    # ^ forward call 0 is the prefill (the first checked position); call i, position i
+    del ref
+    floor = 0.0
+    strict = [i for i in range(len(l_ref)) if i not in ref_router_ties]
+    if dtype != "fp32" and strict:  # what this dtype alone does to this model, on the CPU
+        same, _ = reference_run(spec, seed, layers, dtype)
+        err = _rel_err(torch_loop.teacher_forced_logits(same, seq, PROMPT_TOKENS), l_ref)
+        floor = float(err[strict].max())  # routing ties are judged apart, so left out here too
+        del same
+    tolerance = max(BASE_TOLERANCE[dtype], 2 * floor)
+    own = None
+    try:
+        if layers is not None or handle is None:
+            own = backend.load(spec, dtype, seed=seed, layers=layers)
+        l_b = tf(own or handle, seq, PROMPT_TOKENS)
+    except TypeError:
+        return GateResult(None, None, tolerance, None, 0, where, "the backend cannot load a depth-reduced copy")
+    finally:
+        if own is not None:
+            backend.close(own)
+    return _judge(l_b, l_ref, tolerance, ref_router_ties, where)
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).norm(dim=-1) / b.norm(dim=-1)
+
+
+def _judge(l_b, l_ref, tolerance, router_ties: set[int], where: str) -> GateResult:
+    if not torch.isfinite(l_b).all():
+        return GateResult(False, float("inf"), tolerance, None, 0, where, "non-finite logits")
+    rel = _rel_err(l_b, l_ref)
+    abs_err = (l_b - l_ref).abs().amax(dim=-1)
+    # The largest single-logit error the tolerance allows: its rms share, times ~4 sigma (the max
+    # of a vocabulary's worth of errors). A flip needs an error of half the margin, so a flip is a
+    # tie only when the margin is within twice the error that was both observed and allowed.
+    allowed = 4 * tolerance * l_ref.norm(dim=-1) / l_ref.shape[-1] ** 0.5
+    top2 = l_ref.topk(2, dim=-1).values
+    margin = top2[:, 0] - top2[:, 1]
+    mismatch = l_b.argmax(-1) != l_ref.argmax(-1)
+    logit_tie = mismatch & (margin <= 2 * torch.minimum(abs_err, allowed))
+    routing = torch.tensor([i in router_ties for i in range(len(rel))])
+    strict = ~routing
+    bad_err = bool((rel[strict] > tolerance).any()) or bool((rel[routing] > TIE_LOOSENING * tolerance).any())
+    bad_tokens = mismatch & ~logit_tie & ~routing
+    agreement = 1.0 - float(bad_tokens.float().mean())
+    worst = float(rel[strict].max()) if strict.any() else float(rel.max())
+    ties = int((logit_tie | routing).sum())
+    correct = not bad_err and not bool(bad_tokens.any())
+    note = "" if correct else (f"relative logits error {float(rel.max()):.3g} over the bound {tolerance:.3g}"
+                               if bad_err else f"{int(bad_tokens.sum())} greedy token(s) differ beyond ties")
+    return GateResult(correct, worst, tolerance, agreement, ties, where, note)
