@@ -26,7 +26,7 @@ def test_case(chipbench_case, chipbench_suite, benchmark):
         timed = run.rounds_done[case.warmup:]
         if not timed:  # --benchmark-disable runs the function once, as a warmup would
             pytest.skip("pytest-benchmark is disabled: nothing was timed, no record written")
-        record = build_record(run, timed, device, state.host, state.ceilings_for(backend, case))
+        record = build_record(run, timed, device, state.host, state.ceilings_for(backend, case), state.chip)
         record.update(state.correctness_for(backend, case, run.handle))
     except Exception as e:
         state.release()  # free the device (after an OOM, say) before the next case

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench.errors import UsageError
 
 CHIPS_FILE = Path(__file__).resolve().parent.parent / "results" / "chips.toml"
-CONFIDENCE = ("A", "B", "?")
+CONFIDENCE = ("A", "B", "?")  # a row made from peaks the user gives has confidence "user"
 _NUMBERS = ("bf16_tflops", "fp8_tflops", "int8_tops", "memory_gb", "bandwidth_gb_per_s", "tdp_w")
 
 
@@ -87,6 +87,30 @@ def match_chip(device_name: str | None, chips: list[Chip] | None = None) -> Chip
         if re.search(chip.match, device_name, re.IGNORECASE):
             return chip
     return None
+
+
+def user_chip(bandwidth_gb_per_s: float | None, tflops: float | None, name: str = "user-given peaks") -> Chip:
+    """A spec row from peaks given on the command line (bf16/fp16 TFLOP/s, memory GB/s)."""
+    for what, v in (("peak bandwidth", bandwidth_gb_per_s), ("peak TFLOP/s", tflops)):
+        if v is not None and v <= 0:
+            raise UsageError(f"{what} must be a positive number, got {v}")
+    return Chip(name=name, match="(?!)", confidence="user", source="command line",
+                bf16_tflops=tflops, bandwidth_gb_per_s=bandwidth_gb_per_s)
+
+
+def resolve_chip(name: str | None, bandwidth_gb_per_s: float | None, tflops: float | None,
+                 warn=None) -> Chip | None:
+    """The chip a user asked for: explicit peaks win, then a named row; None means 'match by the
+    device's name'. A name with no row is said, and the roofline falls back to measured ceilings."""
+    if bandwidth_gb_per_s is not None or tflops is not None:
+        return user_chip(bandwidth_gb_per_s, tflops, name or "user-given peaks")
+    if not name:
+        return None
+    try:
+        return find_chip(name)
+    except UsageError as e:
+        (warn or print)(f"{e}; the roofline uses the measured ceilings only")
+        return Chip(name=name, match="(?!)", confidence="user", source="unknown chip: no peaks")
 
 
 def find_chip(name: str, chips: list[Chip] | None = None) -> Chip:

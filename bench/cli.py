@@ -89,8 +89,11 @@ def cmd_run(args) -> int:
     entries = discover()
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
+    from bench.chips import resolve_chip
     from bench.runner import measure_ceilings
 
+    chip = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops,
+                        warn=lambda m: print(f"chipbench: {m}", file=sys.stderr))
     host = env.host_facts()
     records, ceilings = [], {}
     for p in planned:
@@ -102,7 +105,7 @@ def cmd_run(args) -> int:
         if key not in ceilings:
             ceilings[key] = measure_ceilings(backend, p.case.dtype)
         print(f"running {p.label} ...", file=sys.stderr, flush=True)
-        rec = run_case(backend, p.case, host, ceilings[key], check=not args.no_check)
+        rec = run_case(backend, p.case, host, ceilings[key], check=not args.no_check, chip=chip)
         writer.write(rec)
         records.append(rec)
     if records:
@@ -260,6 +263,56 @@ def cmd_build(args) -> int:
     return 0 if finite else 1
 
 
+def chip_options(s) -> None:
+    s.add_argument("--chip", help="the chip's spec row (results/chips.toml) instead of matching the device's name")
+    s.add_argument("--peak-gbps", type=float, help="peak memory bandwidth, for a chip with no spec row")
+    s.add_argument("--peak-tflops", type=float, help="peak dense bf16/fp16 TFLOP/s, for a chip with no spec row")
+
+
+def cmd_ceilings(args) -> int:
+    """Measured ceilings per backend, beside the spec row the device matches (or the one named)."""
+    from dataclasses import asdict
+
+    from backends.registry import discover, get_backend
+    from bench.ceilings import check_spec
+    from bench.chips import match_chip, resolve_chip
+    from models.build import parse_dtype
+
+    parse_dtype(args.dtype)
+    entries = discover()
+    names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
+    backends = [get_backend(n, entries) for n in names]
+    chosen = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops,
+                          warn=lambda m: print(f"chipbench: {m}", file=sys.stderr))
+    out = []
+    for name, backend in zip(names, backends):
+        measure = getattr(backend, "ceilings", None)
+        if measure is None:
+            out.append({"backend": name, "error": "this backend cannot measure ceilings"})
+            continue
+        c = measure(args.dtype)
+        device = backend.info().device_name
+        chip = chosen or match_chip(device)
+        out.append({"backend": name, "device": device, **asdict(c), "chip": chip.name if chip else None,
+                    "spec_gb_per_s": chip.bandwidth_gb_per_s if chip else None,
+                    "spec_tflops": (chip.peak_flops(args.dtype) or 0) / 1e12 or None if chip else None,
+                    "spec_check": check_spec(c, chip) if chip else
+                    f"no spec row matches {device!r}: these measured ceilings are its roofline"})
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        for o in out:
+            if "error" in o:
+                print(f"{o['backend']}: {o['error']}")
+                continue
+            spec = (f"; spec {o['chip']}: {o['spec_gb_per_s'] or '?'} GB/s, {o['spec_tflops'] or '?'} TFLOP/s"
+                    if o["spec_gb_per_s"] or o["spec_tflops"] else "")
+            print(f"{o['backend']} ({o['device']}): copy {o['bandwidth_gb_per_s']:.1f} GB/s (read + write), "
+                  f"{o['dtype']} matmul {o['tflops']:.2f} TFLOP/s (n={o['matmul_n']}){spec}"
+                  + (f"\n  {o['spec_check']}" if o["spec_check"] else ""))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chipbench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -284,7 +337,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--weights", metavar="DIR", help="local safetensors weights for the one model named")
     s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
     s.add_argument("--no-check", action="store_true", help="skip the correctness gate")
+    chip_options(s)
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("ceilings", help="measure this machine's copy bandwidth and matmul rate per backend")
+    s.add_argument("--backend", help="comma-separated backends (default: every available one)")
+    s.add_argument("--dtype", default="bf16", help="fp32, bf16 or fp16 (default bf16)")
+    s.add_argument("--json", action="store_true")
+    chip_options(s)
+    s.set_defaults(fn=cmd_ceilings)
 
     def filters(s):
         s.add_argument("--model", help="comma-separated models to keep")

@@ -38,6 +38,12 @@ def pytest_addoption(parser):
     g.addoption("--bench-seed", default=0, type=int, metavar="N", help="seed of weights and prompts")
     g.addoption("--bench-weights", default=None, metavar="DIR",
                 help="local safetensors directory of real weights (one model only)")
+    g.addoption("--bench-chip", default=None, metavar="NAME",
+                help="the chip's spec row (results/chips.toml) instead of matching the device's name")
+    g.addoption("--bench-peak-gbps", default=None, type=float, metavar="GB/S",
+                help="the chip's peak memory bandwidth, for a chip with no spec row")
+    g.addoption("--bench-peak-tflops", default=None, type=float, metavar="TFLOP/S",
+                help="the chip's peak dense bf16/fp16 TFLOP/s, for a chip with no spec row")
     g.addoption("--bench-no-check", action="store_true", default=False,
                 help="skip the correctness gate (a CPU fp32 reference of each model)")
     g.addoption("--bench-baseline", default=None, metavar="PATH",
@@ -64,6 +70,7 @@ class SuiteState:
         from bench import env
 
         self.check = check
+        self.chip = None  # a spec row the user chose; None: match each device by its name
         self.gates: dict = {}  # (backend, model, dtype, seed) -> correctness fields, once per session
         self.planned = planned
         self.entries = entries
@@ -116,15 +123,21 @@ def pytest_configure(config):
     from bench.record import RecordWriter, default_path
     from bench.suite import plan
 
+    from bench.chips import resolve_chip
+
+    notes: list[str] = []
     try:
         opts = _options(config)
         entries = discover()
         planned = plan(opts, entries)
+        chip = resolve_chip(config.getoption("--bench-chip"), config.getoption("--bench-peak-gbps"),
+                            config.getoption("--bench-peak-tflops"), warn=notes.append)
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     out = config.getoption("--bench-out") or default_path(Path(config.rootpath) / "results" / "runs")
-    setattr(config, _KEY, SuiteState(planned, RecordWriter(out), entries,
-                                     check=not config.getoption("--bench-no-check")))
+    state = SuiteState(planned, RecordWriter(out), entries, check=not config.getoption("--bench-no-check"))
+    state.chip, state.notes = chip, notes
+    setattr(config, _KEY, state)
     config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
 
 
@@ -179,8 +192,16 @@ def pytest_terminal_summary(terminalreporter, config):
     for p in state.planned:
         if p.skip_reason:
             tr.write_line(f"skipped backend {p.label}: {p.skip_reason}")
+    for note in getattr(state, "notes", []) + _unmatched_devices(state.records):
+        tr.write_line(note)
     if state.records:
         _compare_with_baseline(tr, config, state.records)
+
+
+def _unmatched_devices(records) -> list[str]:
+    names = sorted({r.get("device_name") for r in records if r.get("status") == "ok" and r.get("chip") is None})
+    return [f"no spec row matches {n!r} (results/chips.toml): its roofline rests on measured ceilings only; "
+            "name the chip with --bench-chip or give --bench-peak-gbps / --bench-peak-tflops" for n in names]
 
 
 def _compare_with_baseline(tr, config, records) -> None:

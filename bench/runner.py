@@ -118,14 +118,14 @@ def case_identity(case: Case) -> dict:
     }
 
 
-def add_roofline(rec: dict, ceilings=None) -> dict:
-    """Adds the roofline fields to an ok record: against the device's spec row when its name
-    matches one, and against measured ceilings when given."""
+def add_roofline(rec: dict, ceilings=None, chip=None) -> dict:
+    """Adds the roofline fields to an ok record: against `chip` when the user named one (or gave
+    peaks), else the spec row the device's name matches, and against measured ceilings."""
     from bench.ceilings import check_spec
     from bench.chips import match_chip
     from bench.roofline import roofline_fields
 
-    chip = match_chip(rec.get("device_name"))
+    chip = chip or match_chip(rec.get("device_name"))
     rec.update(roofline_fields(rec, chip, ceilings))
     rec["spec_check"] = check_spec(ceilings, chip) if chip and ceilings else None
     return rec
@@ -154,7 +154,8 @@ def measure_ceilings(backend, dtype: str):
         return None
 
 
-def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None) -> dict:
+def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None,
+                 chip=None) -> dict:
     case, w = run.case, run.case.workload
     rec = case_identity(case)
     rec.update(status="ok", error=None, weights=run.handle.weights,
@@ -162,7 +163,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
                build_time_s=run.handle.build_time_s)
     rec.update(device)
     rec.update(metric_fields(timed, w))
-    add_roofline(rec, ceilings)
+    add_roofline(rec, ceilings, chip)
     rec.update(host)
     rec.update(env.provenance(w.seed))
     return rec
@@ -197,7 +198,7 @@ def failed_record(case: Case, error: BaseException, device: dict, host: dict) ->
 
 
 def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=None,
-             check: bool = True) -> dict:
+             check: bool = True, chip=None) -> dict:
     """Run `case` on `backend` (warmup, then timed rounds) and return its record, ok or failed."""
     host = host if host is not None else env.host_facts()
     device: dict = {}
@@ -210,7 +211,7 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
         run.rounds_done.clear()
         for _ in range(case.rounds):
             run.round()
-        rec = build_record(run, run.rounds_done, device, host, ceilings)
+        rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
         if check:
             rec.update(correctness(backend, case, run.handle, host.get("env_host_memory_bytes") or 0))
         return rec

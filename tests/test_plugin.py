@@ -107,3 +107,14 @@ def test_the_run_ends_compared_with_the_best_matching_baseline(pytester, env_pat
     res = pytester.runpytest_subprocess(*args, f"--bench-out={env_path / 'run.jsonl'}", f"--bench-baseline={base}")
     res.assert_outcomes(passed=1)
     res.stdout.fnmatch_lines(["*chipbench vs baseline*", "*tiny-qwen3 | fp32 | tg8 | 1 | cpu | decode_tok_per_s |*"])
+
+
+def test_a_device_without_a_spec_row_is_said_and_a_named_chip_is_used(pytester, env_path):
+    out = env_path / "r.jsonl"
+    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg4", "--bench-no-check",
+                                        f"--bench-out={out}")
+    res.stdout.fnmatch_lines(["*no spec row matches*measured ceilings only*"])
+    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg4", "--bench-no-check",
+                                        "--bench-peak-gbps=40", f"--bench-out={out}")
+    rec = json.loads(out.read_text().splitlines()[-1])
+    assert rec["chip"] == "user-given peaks" and rec["spec_mbu"] > 0 and rec["correct"] is None

@@ -65,3 +65,33 @@ def test_a_real_run_records_its_roofline(cpu):
                    ceilings=cpu.ceilings("fp32"))
     assert rec["status"] == "ok" and 0 < rec["measured_mbu"] and rec["chip"] is None
     assert rec["decode_bytes_per_step"] > rec["active_weight_bytes"]  # weights plus the KV cache
+
+
+def test_user_given_peaks_replace_the_spec_row():
+    from bench.chips import user_chip
+
+    rec = make_record(tpot_s=0.05, device="Brand-new NPU")
+    add_roofline(rec, chip=user_chip(1000, 200))
+    assert rec["chip"] == "user-given peaks" and rec["chip_confidence"] == "user"
+    assert rec["spec_mbu"] == pytest.approx(rec["decode_bytes_per_step"] / 0.05 / 1e12, rel=0.02)
+
+
+def test_a_named_chip_without_a_row_is_said_and_falls_back_to_measured_ceilings():
+    from bench.chips import resolve_chip
+
+    said = []
+    chip = resolve_chip("TPU v9", None, None, warn=said.append)
+    rec = make_record(tpot_s=0.05, device="TPU v9")
+    add_roofline(rec, Ceilings("tpu", "bf16", 1000, 100, 1, 4096), chip)
+    assert "no chip named 'TPU v9'" in said[0] and "measured ceilings only" in said[0]
+    assert "spec_mbu" not in rec and rec["measured_mbu"] > 0
+
+
+def test_the_ceilings_command_reports_the_measured_roofline():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    res = subprocess.run([sys.executable, "-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert res.returncode == 0 and "copy" in res.stdout and "GB/s (read + write)" in res.stdout
