@@ -42,6 +42,13 @@ def _timed(fn, sync, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _copy_time(n_elems: int, dtype, device: str, sync, repeats: int, gen) -> float:
+    src = torch.empty(n_elems, dtype=dtype, device=device)
+    src.copy_(torch.rand(1, generator=gen).expand(n_elems))  # not zeros: zeros can run faster
+    dst = torch.empty_like(src)
+    return _timed(lambda: dst.copy_(src), sync, repeats)  # both buffers freed on return
+
+
 def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n: int | None = None,
             repeats: int = 5) -> Ceilings:
     on_cpu = device == "cpu"
@@ -50,11 +57,7 @@ def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n
     t = parse_dtype(dtype)
     gen = torch.Generator(device="cpu").manual_seed(0)
     n_elems = copy_mib * 2**20 // t.itemsize
-    src = torch.empty(n_elems, dtype=t, device=device)
-    src.copy_(torch.rand(1, generator=gen).expand(n_elems))  # not zeros: zeros can run faster
-    dst = torch.empty_like(src)
-    copy_s = _timed(lambda: dst.copy_(src), sync, repeats)
-    del src, dst
+    copy_s = _copy_time(n_elems, t, device, sync, repeats, gen)
     a = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
     b = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
     mm_s = _timed(lambda: a @ b, sync, repeats)

@@ -48,14 +48,19 @@ class Chip:
         return self.memory_gb * 1e9 if self.memory_gb else None
 
 
-def load_chips(path: str | Path = CHIPS_FILE) -> list[Chip]:
-    path = Path(path)
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML data file, or a one-line UsageError naming the file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"chip table {path} does not exist") from None
+        raise UsageError(f"{what} {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: not valid TOML ({e})") from None
+
+
+def load_chips(path: str | Path = CHIPS_FILE) -> list[Chip]:
+    path = Path(path)
+    data = read_toml(path, "chip table")
     known = {f.name for f in fields(Chip)}
     chips = []
     for i, row in enumerate(data.get("chip", []), 1):

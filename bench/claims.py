@@ -17,11 +17,10 @@ confirms a claim: a fast but wrong chip is marked so.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.chips import Chip, load_chips, match_chip
+from bench.chips import Chip, load_chips, match_chip, read_toml
 from bench.compare import compare_samples
 from bench.errors import UsageError
 from bench.metrics import METRICS
@@ -109,12 +108,7 @@ def _case(raw: dict, path, cid, chips: list[Chip], needs_workload: bool, prefix:
 def load_claims(path: str | Path, chips: list[Chip] | None = None) -> list[Claim]:
     path = Path(path)
     chips = chips if chips is not None else load_chips()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"claims file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: not valid TOML ({e})") from None
+    data = read_toml(path, "claims file")
     claims, seen = [], set()
     for i, raw in enumerate(data.get("claim", []), 1):
         cid = raw.get("id") or f"#{i}"

@@ -87,21 +87,32 @@ class RouterMargins:
                 if bool(gap[-1] <= reach * scale[-1])}
 
 
-def reference_run(spec: ModelSpec, seed: int, layers: int | None, dtype: str = "fp32"):
-    """(tokens fed, logits per checked position [K, V], tied positions) of a CPU run."""
-    model = build_random(spec, parse_dtype(dtype), "cpu", seed=seed, layers=layers).module
-    gen = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, spec.vocab, (1, PROMPT_TOKENS), generator=gen)
-    return model, prompt
+def _cpu_model(spec: ModelSpec, dtype: str, seed: int, layers: int | None):
+    return build_random(spec, parse_dtype(dtype), "cpu", seed=seed, layers=layers).module
+
+
+def _backend_logits(backend, spec, dtype, seed, layers, handle, seq) -> torch.Tensor | str:
+    """The backend's teacher-forced logits: on the loaded model when it is the full one, else on
+    a depth-reduced copy it loads for the purpose (a string says why it could not)."""
+    if layers is None and handle is not None:
+        return backend.teacher_forced_logits(handle, seq, PROMPT_TOKENS)
+    try:
+        own = backend.load(spec, dtype, seed=seed, **({"layers": layers} if layers is not None else {}))
+    except TypeError:
+        return "the backend cannot load a depth-reduced copy (its load() takes no layers)"
+    try:
+        return backend.teacher_forced_logits(own, seq, PROMPT_TOKENS)
+    finally:
+        backend.close(own)
 
 
 def check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
-    tf = getattr(backend, "teacher_forced_logits", None)
-    if tf is None:
+    if getattr(backend, "teacher_forced_logits", None) is None:
         return GateResult(None, None, None, None, 0, "-", "the backend offers no teacher_forced_logits()")
     layers = reference_layers(spec, host_bytes)
     where = f"cpu fp32, {layers or spec.layers} of {spec.layers} layers"
-    ref, prompt = reference_run(spec, seed, layers)
+    ref = _cpu_model(spec, "fp32", seed, layers)
+    prompt = torch.randint(0, spec.vocab, (1, PROMPT_TOKENS), generator=torch.Generator().manual_seed(seed))
     steps = torch_loop.generate(ref, prompt, CHECKED_TOKENS, lambda t: None)
     seq = torch.cat([prompt, torch.tensor(steps).T], dim=1)  # [1, P + K]
     hooks = RouterMargins(ref)
@@ -112,21 +123,14 @@ def check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, hand
     floor = 0.0
     strict = [i for i in range(len(l_ref)) if i not in ref_router_ties]
     if dtype != "fp32" and strict:  # what this dtype alone does to this model, on the CPU
-        same, _ = reference_run(spec, seed, layers, dtype)
+        same = _cpu_model(spec, dtype, seed, layers)
         err = _rel_err(torch_loop.teacher_forced_logits(same, seq, PROMPT_TOKENS), l_ref)
         floor = float(err[strict].max())  # routing ties are judged apart, so left out here too
         del same
     tolerance = max(BASE_TOLERANCE[dtype], 2 * floor)
-    own = None
-    try:
-        if layers is not None or handle is None:
-            own = backend.load(spec, dtype, seed=seed, layers=layers)
-        l_b = tf(own or handle, seq, PROMPT_TOKENS)
-    except TypeError:
-        return GateResult(None, None, tolerance, None, 0, where, "the backend cannot load a depth-reduced copy")
-    finally:
-        if own is not None:
-            backend.close(own)
+    l_b = _backend_logits(backend, spec, dtype, seed, layers, handle, seq)
+    if isinstance(l_b, str):
+        return GateResult(None, None, tolerance, None, 0, where, l_b)
     return _judge(l_b, l_ref, tolerance, ref_router_ties, where)
 
 
