@@ -106,7 +106,27 @@ def _backend_logits(backend, spec, dtype, seed, layers, handle, seq) -> torch.Te
         backend.close(own)
 
 
+def release_host_memory() -> None:
+    """Hand the reference models' freed memory back to the OS: on the CPU backend, peak memory
+    is the process's resident set, which the allocator's retained pages would inflate."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim, or no way to
+
+
 def check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
+    try:
+        return _check(backend, spec, dtype, seed, host_bytes, handle)
+    finally:
+        release_host_memory()
+
+
+def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
     if getattr(backend, "teacher_forced_logits", None) is None:
         return GateResult(None, None, None, None, 0, "-", "the backend offers no teacher_forced_logits()")
     layers = reference_layers(spec, host_bytes)
