@@ -44,7 +44,7 @@ def _timed(fn, sync, repeats: int) -> float:
 
 def _copy_time(n_elems: int, dtype, device: str, sync, repeats: int, gen) -> float:
     src = torch.empty(n_elems, dtype=dtype, device=device)
-    src.copy_(torch.rand(1, generator=gen).expand(n_elems))  # not zeros: zeros can run faster
+    src.fill_(0.5 + float(torch.rand(1, generator=gen)))  # on the device; not zeros: zeros can run faster
     dst = torch.empty_like(src)
     return _timed(lambda: dst.copy_(src), sync, repeats)  # both buffers freed on return
 
