@@ -102,8 +102,8 @@ class TorchBackend:
         return torch_loop.teacher_forced_logits(handle.module, ids.to(self.ops.device), prompt_tokens)
 
     def ceilings(self, dtype: str):
-        """This device's measured copy bandwidth and matmul rate in `dtype` (bench.ceilings)."""
-        from bench.ceilings import measure
+        """This device's measured copy bandwidth and matmul rate in `dtype` (bench.measuring.ceilings)."""
+        from bench.measuring.ceilings import measure
 
         return measure(self.ops.device, dtype, self.ops.synchronize)
 

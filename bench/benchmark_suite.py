@@ -7,13 +7,13 @@ failed, with its reason, before the test fails; the other cases still run.
 
 import pytest
 
-from bench.metrics import HEADLINE
-from bench.runner import CaseRun, build_record, failed_record
+from bench.measuring.metrics import HEADLINE
+from bench.measuring.runner import CaseRun, build_record, failed_record
 
 
 def test_case(chipbench_case, chipbench_suite, benchmark):
     from backends.registry import get_backend
-    from bench import env
+    from bench.measuring import env
 
     case, state = chipbench_case, chipbench_suite
     backend = get_backend(case.backend, state.entries)

@@ -10,7 +10,7 @@ import json
 import sys
 
 from bench.errors import UsageError
-from bench.workload import WORKLOAD_HELP
+from bench.measuring.workload import WORKLOAD_HELP
 
 
 def _gib(n) -> str:
@@ -58,7 +58,7 @@ def cmd_env(args) -> int:
     from dataclasses import asdict
 
     from backends.registry import discover
-    from bench import env
+    from bench.measuring import env
 
     out = {"host": env.host_facts(), "harness": env.provenance(0), "devices": {}}
     out["harness"].pop("seed")
@@ -76,11 +76,11 @@ def cmd_env(args) -> int:
 
 def cmd_run(args) -> int:
     from backends.registry import discover
-    from bench import env
-    from bench.record import RecordWriter, default_path
-    from bench.report import summary_table
-    from bench.runner import run_case
-    from bench.suite import SuiteOptions, parse_ints, plan, split_list
+    from bench.measuring import env
+    from bench.publishing.record import RecordWriter, default_path
+    from bench.publishing.report import summary_table
+    from bench.measuring.runner import run_case
+    from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
     opts = SuiteOptions(
         backends=split_list(args.backend), models=split_list(args.model), dtypes=split_list(args.dtype),
@@ -89,8 +89,8 @@ def cmd_run(args) -> int:
     entries = discover()
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
-    from bench.chips import resolve_chip
-    from bench.runner import measure_ceilings
+    from bench.judging.chips import resolve_chip
+    from bench.measuring.runner import measure_ceilings
 
     chip = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops,
                         warn=lambda m: print(f"chipbench: {m}", file=sys.stderr))
@@ -135,17 +135,17 @@ def _emit(text: str, out: str | None, github_summary: bool, markdown: str | None
 
 
 def _filters(args):
-    from bench.suite import split_list
-    from bench.tables import Filters
+    from bench.measuring.suite import split_list
+    from bench.publishing.tables import Filters
 
     return Filters(models=split_list(args.model), backends=split_list(args.backend),
                    workloads=split_list(args.workload), dtypes=split_list(args.dtype))
 
 
 def cmd_report(args) -> int:
-    from bench import tables
-    from bench.record import read_records
-    from bench.suite import split_list
+    from bench.publishing import tables
+    from bench.publishing.record import read_records
+    from bench.measuring.suite import split_list
 
     records = read_records(*args.paths, on_error=args.on_error)
     table = tables.build(records, split_list(args.metrics), _filters(args))
@@ -157,7 +157,7 @@ def cmd_report(args) -> int:
     elif args.format == "json":
         text = tables.to_json(table)
     else:
-        from bench.html_report import to_html
+        from bench.publishing.html_page import to_html
 
         text = to_html(table, args.transpose)
     _emit(text, args.out, args.github_summary, md)
@@ -165,11 +165,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from bench.compare import compare_records
-    from bench.record import read_records
-    from bench.report import render_comparison
-    from bench.suite import split_list
-    from bench.tables import check_metrics
+    from bench.judging.compare import compare_records
+    from bench.publishing.record import read_records
+    from bench.publishing.report import render_comparison
+    from bench.measuring.suite import split_list
+    from bench.publishing.tables import check_metrics
 
     if args.fail_below is not None and not 0 < args.fail_below <= 1:
         raise UsageError(f"--fail-below must be a ratio in (0, 1], e.g. 0.95; got {args.fail_below}")
@@ -196,8 +196,8 @@ def cmd_compare(args) -> int:
 
 def cmd_merge(args) -> int:
     """Combine records from several runners into one file (each record once) and tabulate them."""
-    from bench import tables
-    from bench.record import RecordWriter, read_records
+    from bench.publishing import tables
+    from bench.publishing.record import RecordWriter, read_records
 
     seen, merged = set(), []
     for rec in read_records(*args.paths, on_error=args.on_error):
@@ -219,8 +219,8 @@ def cmd_merge(args) -> int:
 
 
 def cmd_claims(args) -> int:
-    from bench.claims import check_all, load_claims, render
-    from bench.record import read_records
+    from bench.judging.claims import check_all, load_claims, render
+    from bench.publishing.record import read_records
 
     claims = load_claims(args.file)
     records = read_records(*args.runs, on_error=args.on_error) if args.runs else []
@@ -231,7 +231,7 @@ def cmd_claims(args) -> int:
 
 def cmd_selftest(args) -> int:
     from backends.registry import discover, get_backend
-    from bench.selftest import check_all
+    from bench.measuring.selftest import check_all
 
     entries = discover()
     names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
@@ -274,8 +274,8 @@ def cmd_ceilings(args) -> int:
     from dataclasses import asdict
 
     from backends.registry import discover, get_backend
-    from bench.ceilings import check_spec
-    from bench.chips import match_chip, resolve_chip
+    from bench.measuring.ceilings import check_spec
+    from bench.judging.chips import match_chip, resolve_chip
     from models.build import parse_dtype
 
     parse_dtype(args.dtype)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UsageError
-from bench.workload import WORKLOAD_HELP
+from bench.measuring.workload import WORKLOAD_HELP
 
 SUITE_FILE = Path(__file__).with_name("benchmark_suite.py")
 _KEY = "_chipbench"
@@ -53,7 +53,7 @@ def pytest_addoption(parser):
 
 
 def _options(config):
-    from bench.suite import SuiteOptions, parse_ints, split_list
+    from bench.measuring.suite import SuiteOptions, parse_ints, split_list
 
     o = config.getoption
     return SuiteOptions(
@@ -67,7 +67,7 @@ class SuiteState:
     """What the suite shares across its tests: the plan, the writer, a one-model cache."""
 
     def __init__(self, planned, writer, entries, check: bool = True):
-        from bench import env
+        from bench.measuring import env
 
         self.check = check
         self.chip = None  # a spec row the user chose; None: match each device by its name
@@ -81,7 +81,7 @@ class SuiteState:
         self.ceilings: dict = {}  # (backend, dtype) -> measured ceilings, once per session
 
     def correctness_for(self, backend, case, handle) -> dict:
-        from bench.runner import correctness
+        from bench.measuring.runner import correctness
 
         if not self.check:
             return {"correct": None, "correctness_note": "not checked (--bench-no-check)"}
@@ -91,7 +91,7 @@ class SuiteState:
         return self.gates[key]
 
     def ceilings_for(self, backend, case):
-        from bench.runner import measure_ceilings
+        from bench.measuring.runner import measure_ceilings
 
         key = (case.backend, case.dtype)
         if key not in self.ceilings:
@@ -120,10 +120,10 @@ def pytest_configure(config):
     if not config.getoption("--benchmark"):
         return
     from backends.registry import discover
-    from bench.record import RecordWriter, default_path
-    from bench.suite import plan
+    from bench.publishing.record import RecordWriter, default_path
+    from bench.measuring.suite import plan
 
-    from bench.chips import resolve_chip
+    from bench.judging.chips import resolve_chip
 
     notes: list[str] = []
     try:
@@ -161,7 +161,7 @@ def chipbench_suite(request):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from bench import env
+    from bench.measuring import env
 
     state = getattr(config, _KEY, None)
     machine_info["chipbench"] = dict(state.host if state else env.host_facts())
@@ -180,7 +180,7 @@ def pytest_terminal_summary(terminalreporter, config):
     state = getattr(config, _KEY, None)
     if state is None:
         return
-    from bench.report import summary_table
+    from bench.publishing.report import summary_table
 
     tr = terminalreporter
     tr.section("chipbench results")
@@ -205,10 +205,10 @@ def _unmatched_devices(records) -> list[str]:
 
 
 def _compare_with_baseline(tr, config, records) -> None:
-    from bench.compare import best_baseline, compare_records
-    from bench.record import read_records
-    from bench.report import render_comparison
-    from bench.tables import device_label
+    from bench.judging.compare import best_baseline, compare_records
+    from bench.publishing.record import read_records
+    from bench.publishing.report import render_comparison
+    from bench.publishing.tables import device_label
 
     path = config.getoption("--bench-baseline") or Path(config.rootpath) / "results" / "baselines"
     if not Path(path).exists():

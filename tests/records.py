@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from bench.metrics import Round
-from bench.record import SCHEMA_VERSION, new_record_id
-from bench.runner import metric_fields
-from bench.workload import parse_workload
+from bench.measuring.metrics import Round
+from bench.publishing.record import SCHEMA_VERSION, new_record_id
+from bench.measuring.runner import metric_fields
+from bench.measuring.workload import parse_workload
 
 
 def make_record(model="qwen3-8b", workload="tg32", device="Chip A", backend="cuda", kind_of_device="cuda",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.chips import find_chip, load_chips, match_chip
+from bench.judging.chips import find_chip, load_chips, match_chip
 from bench.errors import UsageError
 
 

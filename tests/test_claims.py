@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.claims import check, load_claims
+from bench.judging.claims import check, load_claims
 from bench.errors import UsageError
 from tests.records import make_record
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.compare import compare_records, compare_samples
+from bench.judging.compare import compare_records, compare_samples
 
 
 def samples(center, spread, n=7, seed=0):
@@ -76,7 +76,7 @@ def test_the_newest_ok_record_of_a_case_is_the_one_compared():
 
 
 def test_the_best_baseline_is_the_same_device_else_the_same_kind_never_the_run_itself():
-    from bench.compare import best_baseline
+    from bench.judging.compare import best_baseline
 
     label = lambda r: r["device_name"]  # noqa: E731
     run = [rec("m", "tg8", "decode", [1.0], "decode_tok_per_s", device_name="A", record_id="r1")]

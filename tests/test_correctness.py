@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from bench.correctness import GateResult, _judge, check, reference_layers
-from bench.runner import Case, run_case
-from bench.workload import parse_workload
-from bench import tables
+from bench.judging.correctness import GateResult, _judge, check, reference_layers
+from bench.measuring.runner import Case, run_case
+from bench.measuring.workload import parse_workload
+from bench.publishing import tables
 from models.zoo import get_model
 from tests.adapters import NoisyLogits
 

@@ -5,9 +5,9 @@ import torch
 
 from backends import torch_loop
 from backends.base import Generation
-from bench.runner import Case, run_case
-from bench.selftest import check_all, check_timing_waits
-from bench.workload import parse_workload
+from bench.measuring.runner import Case, run_case
+from bench.measuring.selftest import check_all, check_timing_waits
+from bench.measuring.workload import parse_workload
 from models.build import build_random
 from models.zoo import get_model
 
@@ -73,7 +73,7 @@ def test_the_same_seed_gives_the_same_weights_on_cpu_and_cuda():
                                          ("tiny-qwen3.5-moe", "bf16"), ("qwen3-0.6b", "bf16"), ("tiny-qwen3", "fp16")])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_cuda_backend_passes_the_correctness_gate(cuda, model, dtype, seed):
-    from bench.correctness import check
+    from bench.judging.correctness import check
 
     r = check(cuda, get_model(model), dtype, seed, 64 * 2**30)
     assert r.correct, r

@@ -6,9 +6,9 @@ import pytest
 from scipy import stats as st
 
 from bench.errors import UsageError
-from bench.metrics import Round, inter_token_latencies, round_metrics
-from bench.stats import summarize
-from bench.workload import Workload, parse_workload, prompt_ids
+from bench.measuring.metrics import Round, inter_token_latencies, round_metrics
+from bench.measuring.stats import summarize
+from bench.measuring.workload import Workload, parse_workload, prompt_ids
 
 
 @pytest.mark.parametrize("text,kind,p,n", [

@@ -31,7 +31,7 @@ def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_pa
     assert extra["tg8"]["decode_tok_per_s_median"] > 0 and extra["pp16"]["prefill_tok_per_s_median"] > 0
     assert data["machine_info"]["chipbench"]["backends"]["cpu"] == "available"
     assert all(b["stats"]["rounds"] == 2 for b in data["benchmarks"])
-    from bench.record import load_records
+    from bench.publishing.record import load_records
 
     df = load_records(js)  # the reporter reads --benchmark-json files as records
     assert len(df) == 6 and set(df["record_id"]) == {r["record_id"] for r in records}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UsageError
-from bench.record import FIELDS, SCHEMA_VERSION, RecordWriter, is_documented, load_records
-from bench.runner import Case, run_case
-from bench.workload import parse_workload
+from bench.publishing.record import FIELDS, SCHEMA_VERSION, RecordWriter, is_documented, load_records
+from bench.measuring.runner import Case, run_case
+from bench.measuring.workload import parse_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,10 +30,10 @@ def test_every_field_of_a_record_is_documented(record):
 
 
 def test_the_readme_documents_every_field():
-    from bench.record import fields_markdown
+    from bench.publishing.record import fields_markdown
 
     readme = (ROOT / "README.md").read_text()
-    assert fields_markdown() in readme  # regenerate the block with bench.record.fields_markdown()
+    assert fields_markdown() in readme  # regenerate the block with bench.publishing.record.fields_markdown()
     assert all(f"`{f}`" in readme for f in FIELDS)
 
 
@@ -71,7 +71,7 @@ def test_malformed_lines_can_be_skipped_with_a_warning(tmp_path, record):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(record) + "\n{oops\n" + json.dumps({"schema_version": 1}) + "\n")
     warnings = []
-    from bench.record import read_records
+    from bench.publishing.record import read_records
 
     assert len(read_records(path, on_error="skip", warn=warnings.append)) == 1
     assert "bad.jsonl:2: not a JSON record" in warnings[0]
@@ -98,9 +98,9 @@ def test_a_missing_path_is_a_clear_error(tmp_path):
 KILLED_RUN = """
 import os, signal, sys
 from backends.cpu import create
-from bench.record import RecordWriter
-from bench.runner import Case, run_case
-from bench.workload import parse_workload
+from bench.publishing.record import RecordWriter
+from bench.measuring.runner import Case, run_case
+from bench.measuring.workload import parse_workload
 
 class DiesMidCase:
     def __init__(self):
@@ -147,7 +147,7 @@ def test_an_empty_file_is_a_clear_error(tmp_path):
 
 
 def test_another_suites_pytest_benchmark_file_is_named_not_misread(tmp_path, record):
-    from bench.record import read_records
+    from bench.publishing.record import read_records
 
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"benchmarks": [{"name": "test_sort", "extra_info": {}},

@@ -10,8 +10,8 @@ import torch
 
 from backends.registry import discover, get_backend
 from bench.errors import UsageError
-from bench.runner import Case, run_case
-from bench.workload import parse_workload
+from bench.measuring.runner import Case, run_case
+from bench.measuring.workload import parse_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import tables
+from bench.publishing import tables
 from bench.errors import UsageError
-from bench.html_report import to_html
-from bench.record import RecordWriter
+from bench.publishing.html_page import to_html
+from bench.publishing.record import RecordWriter
 from tests.records import make_record
 
 ROOT = Path(__file__).resolve().parent.parent

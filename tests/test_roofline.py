@@ -2,11 +2,11 @@
 
 import pytest
 
-from bench.ceilings import Ceilings, check_spec
-from bench.chips import find_chip
-from bench.roofline import decode_ceiling_tok_per_s, roofline_fields
-from bench.runner import add_roofline
-from bench import tables
+from bench.measuring.ceilings import Ceilings, check_spec
+from bench.judging.chips import find_chip
+from bench.judging.roofline import decode_ceiling_tok_per_s, roofline_fields
+from bench.measuring.runner import add_roofline
+from bench.publishing import tables
 from tests.records import make_record
 
 
@@ -58,8 +58,8 @@ def test_cpu_ceilings_are_measured_in_the_benchmark_dtype(cpu):
 
 
 def test_a_real_run_records_its_roofline(cpu):
-    from bench.runner import Case, run_case
-    from bench.workload import parse_workload
+    from bench.measuring.runner import Case, run_case
+    from bench.measuring.workload import parse_workload
 
     rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp32+tg8"), rounds=2),
                    ceilings=cpu.ceilings("fp32"))
@@ -68,7 +68,7 @@ def test_a_real_run_records_its_roofline(cpu):
 
 
 def test_user_given_peaks_replace_the_spec_row():
-    from bench.chips import user_chip
+    from bench.judging.chips import user_chip
 
     rec = make_record(tpot_s=0.05, device="Brand-new NPU")
     add_roofline(rec, chip=user_chip(1000, 200))
@@ -77,7 +77,7 @@ def test_user_given_peaks_replace_the_spec_row():
 
 
 def test_a_named_chip_without_a_row_is_said_and_falls_back_to_measured_ceilings():
-    from bench.chips import resolve_chip
+    from bench.judging.chips import resolve_chip
 
     said = []
     chip = resolve_chip("TPU v9", None, None, warn=said.append)

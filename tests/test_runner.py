@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.runner import Case, run_case
-from bench.selftest import check_timing_waits
-from bench.workload import Workload, parse_workload
+from bench.measuring.runner import Case, run_case
+from bench.measuring.selftest import check_timing_waits
+from bench.measuring.workload import Workload, parse_workload
 from tests.adapters import CrashesOn, DeviceTensorTokens, LazyClock, StopsEarly
 
 
@@ -75,7 +75,7 @@ def test_a_dtype_the_backend_cannot_run_is_refused_before_anything_runs():
     from backends.registry import Entry
     from backends.base import Probe
     from bench.errors import UsageError
-    from bench.suite import SuiteOptions, plan
+    from bench.measuring.suite import SuiteOptions, plan
     from tests.adapters import Wrapped
 
     class Fp32Only(Wrapped):

@@ -13,11 +13,11 @@ import traceback
 from dataclasses import dataclass, field
 
 from backends.base import Backend
-from bench import env
-from bench.metrics import METRICS, Round, inter_token_latencies, round_metrics
-from bench.record import SCHEMA_VERSION, new_record_id
-from bench.stats import summarize
-from bench.workload import Workload, prompt_ids
+from bench.measuring import env
+from bench.measuring.metrics import METRICS, Round, inter_token_latencies, round_metrics
+from bench.publishing.record import SCHEMA_VERSION, new_record_id
+from bench.measuring.stats import summarize
+from bench.measuring.workload import Workload, prompt_ids
 from models.counts import facts, flops_per_token
 from models.zoo import get_model
 
@@ -121,9 +121,9 @@ def case_identity(case: Case) -> dict:
 def add_roofline(rec: dict, ceilings=None, chip=None) -> dict:
     """Adds the roofline fields to an ok record: against `chip` when the user named one (or gave
     peaks), else the spec row the device's name matches, and against measured ceilings."""
-    from bench.ceilings import check_spec
-    from bench.chips import match_chip
-    from bench.roofline import roofline_fields
+    from bench.measuring.ceilings import check_spec
+    from bench.judging.chips import match_chip
+    from bench.judging.roofline import roofline_fields
 
     chip = chip or match_chip(rec.get("device_name"))
     rec.update(roofline_fields(rec, chip, ceilings))
@@ -132,8 +132,8 @@ def add_roofline(rec: dict, ceilings=None, chip=None) -> dict:
 
 
 def correctness(backend, case: Case, handle, host_bytes: int) -> dict:
-    """The correctness gate's record fields for this backend, model and dtype (bench.correctness)."""
-    from bench.correctness import check
+    """The correctness gate's record fields for this backend, model and dtype (bench.judging.correctness)."""
+    from bench.judging.correctness import check
 
     if case.weights_dir:
         return {"correct": None, "correctness_note": "not checked: real weights have no seeded reference"}

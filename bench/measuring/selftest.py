@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from backends.base import Backend
-from bench.workload import Workload, prompt_ids
+from bench.measuring.workload import Workload, prompt_ids
 from models.zoo import get_model
 
 LAG_FRACTION = 0.25  # of the median inter-token gap

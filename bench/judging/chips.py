@@ -12,9 +12,10 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from bench import PROJECT_ROOT
 from bench.errors import UsageError
 
-CHIPS_FILE = Path(__file__).resolve().parent.parent / "results" / "chips.toml"
+CHIPS_FILE = PROJECT_ROOT / "results" / "chips.toml"
 CONFIDENCE = ("A", "B", "?")  # a row made from peaks the user gives has confidence "user"
 _NUMBERS = ("bf16_tflops", "fp8_tflops", "int8_tops", "memory_gb", "bandwidth_gb_per_s", "tdp_w")
 

@@ -12,8 +12,8 @@ import io
 import re
 from datetime import datetime, timezone
 
-from bench import tables
-from bench.metrics import HEADLINE
+from bench.publishing import tables
+from bench.measuring.metrics import HEADLINE
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.metrics import METRICS
-from bench.stats import STAT_NAMES
+from bench.measuring.metrics import METRICS
+from bench.measuring.stats import STAT_NAMES
 
 SCHEMA_VERSION = 1
 

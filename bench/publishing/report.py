@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.metrics import HEADLINE
+from bench.measuring.metrics import HEADLINE
 
 
 def _pm(median, stdev, scale: float = 1.0, digits: int = 1) -> str:
@@ -56,7 +56,7 @@ def _ratio_text(row: dict) -> str:
 
 
 def _median_text(value, metric: str) -> str:
-    from bench.metrics import METRICS
+    from bench.measuring.metrics import METRICS
 
     if value is None:
         return "-"

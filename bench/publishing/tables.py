@@ -11,9 +11,9 @@ import io
 import json
 from dataclasses import dataclass
 
-from bench.compare import resolve_metric
+from bench.judging.compare import resolve_metric
 from bench.errors import UsageError
-from bench.metrics import DEFINITIONS, METRICS
+from bench.measuring.metrics import DEFINITIONS, METRICS
 
 CASE = ("model", "dtype", "workload", "batch")
 STATS = ("median", "stdev", "n", "ci95_low", "ci95_high")
@@ -88,7 +88,7 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
     newest: dict[tuple, dict] = {}
     for rec in sorted(shown, key=lambda r: r.get("timestamp_utc") or ""):
         if "roofline" in metrics and rec.get("status") == "ok" and "decode_bytes_per_step" not in rec:
-            from bench.runner import add_roofline
+            from bench.measuring.runner import add_roofline
 
             try:
                 add_roofline(rec)  # records made before the roofline existed: the spec row only

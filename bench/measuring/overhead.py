@@ -13,7 +13,7 @@ the harness's per-token work (the token callback with its clock read and contrac
 the loop's bookkeeping) timed over many calls, as a share of the measured TPOT.
 
 Decode tokens/s here is (N - 1) / (time of the last token - time of the first), for every
-method alike. Run: python -m bench.overhead --backend cpu --model qwen3-0.6b --dtype bf16
+method alike. Run: python -m bench.measuring.overhead --backend cpu --model qwen3-0.6b --dtype bf16
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import torch
 from backends import torch_loop
 from backends.registry import get_backend
 from bench.errors import UsageError
-from bench.runner import Case, CaseRun
-from bench.stats import summarize
-from bench.workload import Workload
+from bench.measuring.runner import Case, CaseRun
+from bench.measuring.stats import summarize
+from bench.measuring.workload import Workload
 
 
 def harness_round(run: CaseRun) -> float:
@@ -75,7 +75,7 @@ def generate_round(model, prompt, n, sync) -> float:
 def per_token_harness_cost_s(batch: int, calls: int = 20000) -> float:
     """Seconds the harness adds per token: its callback (clock read, contract check) plus the
     loop's bookkeeping of the step, timed over many calls with host ints as a backend hands them."""
-    from bench.runner import _stamping
+    from bench.measuring.runner import _stamping
 
     stamps: list[float] = []
     steps: list[list[int]] = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-from bench.metrics import HEADLINE, METRICS
+from bench.measuring.metrics import HEADLINE, METRICS
 
 IDENTITY = ("model", "dtype", "workload", "batch", "backend_kind")
 

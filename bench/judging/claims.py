@@ -20,12 +20,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.chips import Chip, load_chips, match_chip, read_toml
-from bench.compare import compare_samples
+from bench.judging.chips import Chip, load_chips, match_chip, read_toml
+from bench.judging.compare import compare_samples
 from bench.errors import UsageError
-from bench.metrics import METRICS
-from bench.stats import summarize
-from bench.workload import parse_workload
+from bench.measuring.metrics import METRICS
+from bench.measuring.stats import summarize
+from bench.measuring.workload import parse_workload
 from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token
 from models.zoo import MODELS, get_model
 

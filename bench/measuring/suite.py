@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 from backends.registry import Entry
 from bench.errors import UsageError
-from bench.runner import Case
-from bench.workload import parse_workload
+from bench.measuring.runner import Case
+from bench.measuring.workload import parse_workload
 from models.build import DTYPES, check_weights_dir
 from models.zoo import get_model
 

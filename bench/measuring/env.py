@@ -13,7 +13,7 @@ from pathlib import Path
 import bench
 from backends.base import DeviceInfo
 
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = bench.PROJECT_ROOT
 
 
 def git_commit() -> str | None:

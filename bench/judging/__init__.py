@@ -1,0 +1,1 @@
+"""Judging: the roofline, chip specs, claims, the correctness gate, comparisons with baselines."""

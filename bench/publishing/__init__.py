@@ -1,0 +1,1 @@
+"""Publishing: result records (write, read, validate), tables, HTML and reports."""
