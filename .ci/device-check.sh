@@ -16,7 +16,7 @@ selftest()  { chipbench selftest --backend cpu,cuda 2>&1 | quiet; }
 build()     { for m in qwen3-0.6b qwen3-8b; do chipbench build $m --device cuda; done; }
 suite()     { pytest --benchmark --bench-out "$OUT/runs.jsonl" --benchmark-json "$OUT/bench.json" \
                 -p no:cacheprovider 2>&1 | sed -n '/chipbench results/,/skipped backend/p;/passed\|failed/p'; }
-overhead()  { python3 -m bench.overhead --backend cuda --model qwen3-8b --dtype bf16 --tokens 64 --rounds 7 2>&1 | quiet; }
+overhead()  { python3 -m bench.measuring.overhead --backend cuda --model qwen3-8b --dtype bf16 --tokens 64 --rounds 7 2>&1 | quiet; }
 models()    { chipbench run --backend cuda --model qwen3-30b-a3b,qwen3.5-9b --workload pp512,tg128 \
                 --rounds 3 --out "$OUT/runs.jsonl" 2>&1 | quiet; }
 
