@@ -75,7 +75,7 @@ def test_malformed_lines_can_be_skipped_with_a_warning(tmp_path, record):
 
     assert len(read_records(path, on_error="skip", warn=warnings.append)) == 1
     assert "bad.jsonl:2: not a JSON record" in warnings[0]
-    assert "bad.jsonl:3: record lacks the field(s) record_id" in warnings[1]
+    assert "bad.jsonl:3: field record_id: is required" in warnings[1]
 
 
 def test_an_empty_directory_is_a_clear_error(tmp_path):
@@ -131,8 +131,9 @@ def test_field_names_carry_their_units():
                              r"model|family|dtype|weights|workload|kind|exec_path|linear_attn_path|"
                              r"peak_mem_kind|env_.*|harness_version|git_commit|timestamp_utc|seed|command|"
                              r"chip|chip_confidence|spec_check|roofline_flag|correct|correctness_reference|"
-                             r"correctness_note)$")
-    for name, (unit, _) in FIELDS.items():
+                             r"correctness_note|backend_dist|backend_dist_version|series_id|trial_index|"
+                             r"trial_process|engine|engine_version|stack|parallel|host_loaded|host_load_note)$")
+    for name, (_, unit, _) in FIELDS.items():
         assert unit or unitless_ok.match(name), name
         if unit == "s":
             assert name.endswith("_s"), name
@@ -155,3 +156,86 @@ def test_another_suites_pytest_benchmark_file_is_named_not_misread(tmp_path, rec
     warnings = []
     assert len(read_records(path, warn=warnings.append)) == 1
     assert "1 benchmark(s) without a chipbench record" in warnings[0]
+
+
+# --- strict records: the declared schema ---------------------------------------------------------
+
+def test_a_write_never_glues_a_record_to_a_partial_line(tmp_path, record):
+    path = tmp_path / "r.jsonl"
+    RecordWriter(path).write(record)
+    with path.open("a") as f:
+        f.write('{"schema_version": 2, "record_id": "frag')  # a full disk cut the last write short
+    RecordWriter(path).write({**record, "record_id": "next"})
+    warnings = []
+    from bench.publishing.record import read_records
+
+    got = read_records(path, on_error="skip", warn=warnings.append)
+    assert [r["record_id"] for r in got] == [record["record_id"], "next"]
+    assert len(warnings) == 1 and "r.jsonl:2: not a JSON record" in warnings[0]
+    with pytest.raises(UsageError, match=r"r.jsonl:2: not a JSON record"):
+        read_records(path)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"batch": "1"}, "field batch: Input should be a valid integer (got '1')"),
+    ({"batch": 1.5}, "field batch: Input should be a valid integer"),
+    ({"batch": 0}, "field batch: Input should be greater than or equal to 1"),
+    ({"ttft_s_stdev": -0.1}, "field ttft_s_stdev: Input should be greater than or equal to 0"),
+    ({"decode_tok_per_s_samples": [1.0, "fast"]}, "field decode_tok_per_s_samples.1:"),
+    ({"token_times_s": [[0.1, -1.0]]}, "field token_times_s.0.1: Input should be greater than or equal to 0"),
+    ({"status": "great"}, "field status: Input should be 'ok' or 'failed'"),
+    ({"correct": "yes"}, "field correct: Input should be a valid boolean"),
+    ({"tpot_s_ci95_low": 2.0, "tpot_s_ci95_high": 1.0}, "tpot_s_ci95_low: 2.0 is above tpot_s_ci95_high 1.0"),
+    ({"speed": 3}, "unknown field 'speed'"),
+    ({"env_device_sm_clock": [1, 2]}, "device facts are single values"),
+])
+def test_every_bad_value_is_named_by_file_line_and_field(tmp_path, record, change, message):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(record) + "\n" + json.dumps({**record, **change}) + "\n")
+    with pytest.raises(UsageError) as e:
+        load_records(path)
+    assert str(e.value).startswith(f"{path}:2: ") and message in str(e.value)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused_on_reading(tmp_path, record, token):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(record).replace('"rounds": 2', f'"rounds": 2, "ttft_s_mean": {token}', 1) + "\n")
+    with pytest.raises(UsageError, match=f"r.jsonl:1: not a JSON record: {token} is not a JSON number"):
+        load_records(path)
+
+
+def test_undecodable_bytes_cost_only_their_line_with_skip(tmp_path, record):
+    from bench.publishing.record import read_records
+
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(json.dumps(record).encode() + b"\n\xff\xfe garbage\n" + json.dumps({**record, "record_id": "b"}).encode())
+    warnings = []
+    assert len(read_records(path, on_error="skip", warn=warnings.append)) == 2
+    assert "r.jsonl:2: not UTF-8 text (byte 0xff" in warnings[0]
+    with pytest.raises(UsageError, match="r.jsonl:2: not UTF-8"):
+        read_records(path)
+
+
+def test_records_of_schema_version_1_are_still_read():
+    df = load_records(ROOT / "results" / "measurements")
+    assert set(df["schema_version"]) == {1} and len(df) >= 8
+
+
+def test_the_published_json_schemas_are_current():
+    from bench.judging.claims import claims_json_schema
+    from bench.publishing.schema import json_schema, json_schema_text
+
+    # regenerate with `chipbench schema records --out results/schema/record.schema.json` (and claims)
+    assert (ROOT / "results/schema/record.schema.json").read_text() == json_schema_text(json_schema())
+    assert (ROOT / "results/schema/claims.schema.json").read_text() == json_schema_text(claims_json_schema())
+
+
+def test_others_can_validate_records_with_the_json_schema_alone(record):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "results/schema/record.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(json.loads(json.dumps(record))))
+    bad = {**json.loads(json.dumps(record)), "batch": 1.5, "speed": 3, "ttft_s_stdev": -1}
+    paths = {tuple(e.path) for e in validator.iter_errors(bad)} | {e.validator for e in validator.iter_errors(bad)}
+    assert ("batch",) in paths and ("ttft_s_stdev",) in paths and "additionalProperties" in paths

@@ -12,6 +12,8 @@ they were measured. A share above 100% is not a result: it is flagged as a measu
 
 from __future__ import annotations
 
+from bench.errors import UsageError
+from bench.measuring.workload import parse_workload
 from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token
 from models.zoo import get_model
 
@@ -19,7 +21,12 @@ from models.zoo import get_model
 def case_work(rec: dict) -> dict:
     """Bytes and FLOPs of a case's decode step (averaged over the generation) and of its prefill."""
     spec = get_model(rec["model"])
-    b, p, n, dtype = rec["batch"], rec["prompt_tokens"], rec["gen_tokens"], rec["dtype"]
+    b, p, n, dtype = rec["batch"], rec.get("prompt_tokens"), rec.get("gen_tokens"), rec["dtype"]
+    if dtype not in DTYPE_BYTES:
+        raise UsageError(f"no analytic byte counts for dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
+    if p is None or n is None:  # the lengths follow from the workload's name
+        w = parse_workload(rec["workload"])
+        p, n = w.prompt_tokens, w.gen_tokens
     context = p + n / 2  # decode step i reads the cache of p + i tokens
     f = facts(spec)
     return {

@@ -1,0 +1,239 @@
+"""The declared schema of result records: every field's type, range, unit and meaning, in one place.
+
+Records are validated with pydantic (strict types: no "1" for 1, no 1.5 for a count, no NaN or
+infinity, no negative spread), so a bad value is refused with its field path instead of reaching
+a table or a verdict. The same declaration documents the fields (README) and is published as a
+JSON Schema (`results/schema/record.schema.json`, `chipbench schema records`) so that others can
+validate records without chipbench.
+
+Version 2 added the trial, host-load and software-stack fields; version 1 records (which lack
+them) are still read, as single trials.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from bench.measuring.metrics import METRICS
+from bench.measuring.stats import STAT_NAMES
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+NonNeg = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0)]  # shares may exceed 1: that is flagged, not refused
+Text = Annotated[str, Field(min_length=1)]
+Opt = lambda t: t | None  # noqa: E731  (a field that may be null: unknown, not measured)
+
+# field -> (type, unit, meaning). Metric fields follow the pattern `<metric>_<stat>` and
+# `<metric>_samples` (METRIC_FIELDS below); `env_device_*` holds adapter-specific device facts.
+FIELDS: dict[str, tuple[Any, str, str]] = {
+    "schema_version": (Literal[READABLE_VERSIONS], "", f"record format version (this is {SCHEMA_VERSION}; 1 is still read)"),
+    "record_id": (Text, "", "unique id of this record (one trial of one case)"),
+    "status": (Literal["ok", "failed"], "", "ok, or failed (then `error` says why and metrics are empty)"),
+    "error": (Opt(str), "", "why the case failed; null when it did not"),
+    "traceback": (Opt(str), "", "failed cases only: the last frames of the error, for bug reports"),
+    "backend": (Text, "", "adapter that ran the case (cpu, cuda, accelerator, or a plugin's name)"),
+    "backend_kind": (Opt(str), "", "device family compared across runs (cpu, cuda, xpu, npu, ...)"),
+    "backend_dist": (Opt(str), "", "the distribution that provided the adapter (chipbench for the built-ins, else the plugin's)"),
+    "backend_dist_version": (Opt(str), "", "that distribution's version"),
+    "device_name": (Opt(str), "", "the device's own name for itself"),
+    "model": (Text, "", "zoo name of the model"),
+    "family": (Opt(str), "", "architecture family (qwen2, qwen3, qwen3_moe, qwen3_next, qwen3_5, qwen3_5_moe)"),
+    "dtype": (Text, "", "weight and activation dtype (fp32, bf16, fp16)"),
+    "weights": (Opt(str), "", "random(seed=N) for seeded random weights, local:<dir> for real weights"),
+    "workload": (Text, "", "workload name in llama-bench style (pp512, tg128, tg128@d4096, pp512+tg128)"),
+    "kind": (Literal["prefill", "decode", "generate"], "", "prefill, decode or generate"),
+    "batch": (Positive, "sequences", "batch size B"),
+    "prompt_tokens": (Opt(Positive), "tokens", "prompt length P per sequence (the context for decode workloads)"),
+    "gen_tokens": (Opt(Positive), "tokens", "tokens generated per sequence, N (fixed; EOS ignored)"),
+    "warmup_rounds": (Opt(Count), "rounds", "untimed rounds run first"),
+    "rounds": (Opt(Positive), "rounds", "timed rounds the statistics are over"),
+    "series_id": (Opt(str), "", "one invocation's id: the trials of one `--bench-repeats` run share it"),
+    "trial_index": (Opt(Count), "", "this trial's number within its series (0-based)"),
+    "trials_planned": (Opt(Positive), "trials", "trials the series asked for (--bench-repeats)"),
+    "trial_process": (Opt(Literal["worker", "in-process"]), "",
+                      "worker: the trial ran in a fresh process; in-process: in the calling process"),
+    "exec_path": (Opt(str), "", "how generation ran (eager: the harness's loop on transformers' forward)"),
+    "engine": (Opt(str), "", "the inference software that ran the model (transformers, llama.cpp, vllm, ...)"),
+    "engine_version": (Opt(str), "", "its version"),
+    "stack": (Opt(str), "", "the software stack in one line: engine, version and execution path (claims match on it)"),
+    "parallel": (Opt(str), "", "parallel layout: none for one device; tpN / ppN when split"),
+    "linear_attn_path": (Opt(str), "", "hybrid models: DeltaNet kernels used (fla... or the pure-torch fallback); null otherwise"),
+    "params_total": (Opt(Count), "parameters", "all parameters (tied embeddings once)"),
+    "params_active": (Opt(Count), "parameters", "parameters used per token (top-k experts only)"),
+    "weight_bytes": (Opt(Count), "bytes", "all weights in this dtype"),
+    "active_weight_bytes": (Opt(Count), "bytes", "weights read per decode step in this dtype"),
+    "kv_bytes_per_token": (Opt(Count), "bytes", "KV cache per token per sequence in this dtype"),
+    "recurrent_state_bytes": (Opt(Count), "bytes", "DeltaNet recurrent plus conv state per sequence (hybrid models)"),
+    "flops_per_token": (Opt(Count), "FLOP", "forward FLOPs for one token at the prompt's context length"),
+    "build_time_s": (Opt(NonNeg), "s", "time to allocate the model and fill or load its weights"),
+    "peak_mem_bytes": (Opt(Count), "bytes", "peak memory over the timed rounds (see peak_mem_kind)"),
+    "peak_mem_kind": (Opt(str), "", "device_allocated_peak (torch allocator) or process_rss_peak (host RSS)"),
+    "token_times_s": (Opt(list[list[NonNeg]]), "s",
+                      "raw timestamps: per round, when each step's tokens reached the host, from the request start"),
+    "host_load_avg_1m": (Opt(NonNeg), "processes", "the host's 1-minute load average when the trial started"),
+    "host_other_cpu_frac": (Opt(NonNeg), "fraction",
+                            "CPU time used by other processes during the trial, over wall time x logical CPUs"),
+    "host_steal_frac": (Opt(NonNeg), "fraction", "CPU time stolen by the hypervisor during the trial (where the kernel counts it)"),
+    "host_cpu_mhz": (Opt(NonNeg), "MHz", "mean CPU clock during the trial, where the kernel exposes it"),
+    "host_loaded": (Opt(bool), "", "the trial ran on a loaded host (other processes or steal took a noticeable share)"),
+    "host_load_note": (Opt(str), "", "why the host counted as loaded, or what could not be read"),
+    "decode_bytes_per_step": (Opt(NonNeg), "bytes", "least bytes a decode step reads: active weights plus every sequence's cache at the mean context"),
+    "decode_flops_per_step": (Opt(NonNeg), "FLOP", "FLOPs of a decode step for the whole batch at the mean context"),
+    "prefill_bytes": (Opt(NonNeg), "bytes", "least bytes the prefill moves: all weights plus the KV cache it writes"),
+    "prefill_flops": (Opt(NonNeg), "FLOP", "FLOPs of the prefill for the whole batch"),
+    "achieved_gb_per_s": (Opt(NonNeg), "GB/s", "decode_bytes_per_step / median TPOT, 10^9 bytes/s"),
+    "achieved_decode_tflops": (Opt(NonNeg), "TFLOP/s", "decode_flops_per_step / median TPOT"),
+    "achieved_prefill_tflops": (Opt(NonNeg), "TFLOP/s", "prefill_flops / median TTFT"),
+    "chip": (Opt(str), "", "spec row matched by device_name (results/chips.toml); null when none matches"),
+    "chip_confidence": (Opt(str), "", "the spec row's confidence: A, B or ? (sources conflict)"),
+    "ceiling_gb_per_s": (Opt(NonNeg), "GB/s", "measured: device copy bandwidth, bytes read plus written (bench/measuring/ceilings.py)"),
+    "ceiling_tflops": (Opt(NonNeg), "TFLOP/s", "measured: large matmul rate in this dtype"),
+    "spec_check": (Opt(str), "", "set when the measured ceilings beat the spec row or miss it by half"),
+    "spec_mbu": (Opt(Fraction), "fraction", "model bandwidth utilisation: achieved bytes/s over the spec bandwidth (decode)"),
+    "measured_mbu": (Opt(Fraction), "fraction", "the same over the measured copy bandwidth"),
+    "spec_decode_mfu": (Opt(Fraction), "fraction", "decode FLOP/s over the spec peak for this dtype"),
+    "measured_decode_mfu": (Opt(Fraction), "fraction", "decode FLOP/s over the measured matmul rate"),
+    "spec_prefill_mfu": (Opt(Fraction), "fraction", "prefill FLOP/s over the spec peak (not for tgN tests)"),
+    "measured_prefill_mfu": (Opt(Fraction), "fraction", "prefill FLOP/s over the measured matmul rate"),
+    "spec_best_tpot_s": (Opt(NonNeg), "s", "fastest TPOT the spec peaks allow: max(bytes / bandwidth, FLOPs / peak)"),
+    "measured_best_tpot_s": (Opt(NonNeg), "s", "the same with the measured ceilings"),
+    "spec_best_ttft_s": (Opt(NonNeg), "s", "fastest TTFT the spec peaks allow"),
+    "measured_best_ttft_s": (Opt(NonNeg), "s", "the same with the measured ceilings"),
+    "spec_best_decode_tok_per_s": (Opt(NonNeg), "tokens/s", "batch / spec_best_tpot_s: the decode roofline"),
+    "measured_best_decode_tok_per_s": (Opt(NonNeg), "tokens/s", "batch / measured_best_tpot_s"),
+    "roofline_flag": (Opt(str), "", "MEASUREMENT ERROR when a utilisation exceeds 100%: such a figure is not a result"),
+    "correct": (Opt(bool), "", "correctness gate: true, false (fast but wrong: flagged everywhere), null when not checked"),
+    "correctness_rel_err": (Opt(NonNeg), "fraction", "largest relative logits error against the CPU fp32 reference, ties aside"),
+    "correctness_tolerance": (Opt(NonNeg), "fraction", "the bound: max(dtype tolerance, 2 x the same dtype's error on the CPU)"),
+    "correctness_token_agreement": (Opt(Annotated[float, Field(ge=0, le=1)]), "fraction",
+                                    "greedy tokens equal to the reference's under teacher forcing, ties counted equal"),
+    "correctness_ties": (Opt(Count), "positions", "positions excused as logit ties or held to the looser routing-tie bound"),
+    "correctness_reference": (Opt(str), "", "what the reference was: cpu fp32, N of M layers (depth-reduced when the host is too small)"),
+    "correctness_note": (Opt(str), "", "why the gate failed, or why it did not run"),
+    "env_hostname": (Opt(str), "", "host name"),
+    "env_os": (Opt(str), "", "operating system"),
+    "env_python": (Opt(str), "", "Python version"),
+    "env_torch": (Opt(str), "", "torch version"),
+    "env_transformers": (Opt(str), "", "transformers version"),
+    "env_cpu_model": (Opt(str), "", "host CPU model"),
+    "env_cpu_cores": (Opt(Positive), "cores", "physical CPU cores"),
+    "env_cpu_threads": (Opt(Positive), "threads", "logical CPUs"),
+    "env_torch_threads": (Opt(Positive), "threads", "torch intra-op threads"),
+    "env_host_memory_bytes": (Opt(Count), "bytes", "host RAM"),
+    "env_device_count": (Opt(Count), "devices", "devices of this kind visible"),
+    "env_device_memory_bytes": (Opt(Count), "bytes", "memory of the device used (host RAM for cpu)"),
+    "env_driver": (Opt(str), "", "device driver version, when the adapter can read it (NVML for NVIDIA)"),
+    "env_runtime": (Opt(str), "", "device runtime (cuda 13.0, rocm 6.4, torch x.y for cpu)"),
+    "harness_version": (Opt(str), "", "chipbench version"),
+    "git_commit": (Opt(str), "", "chipbench's git commit (+dirty for local changes), null outside git"),
+    "timestamp_utc": (Opt(str), "", "when the case finished, ISO 8601 UTC"),
+    "seed": (Opt(int), "", "seed of the random weights and the prompt ids"),
+    "command": (Opt(str), "", "the command line that produced the record"),
+}
+
+# Documented, not declared: a family of fields whose names an adapter chooses.
+PATTERN_FIELDS = {"env_device_*": ("", "adapter-specific device facts (compute capability, clocks, core counts)")}
+DEVICE_FACT = str | int | float | bool | None
+REQUIRED = ("schema_version", "record_id", "status", "backend", "model", "dtype", "workload", "kind", "batch")
+
+
+def metric_field_types() -> dict[str, Any]:
+    """`<metric>_<stat>` and `<metric>_samples` for every metric, typed."""
+    out: dict[str, Any] = {}
+    for m in METRICS:
+        for s in STAT_NAMES:
+            out[f"{m}_{s}"] = Opt(Count) if s == "n" else Opt(float) if s.startswith("ci95") else Opt(NonNeg)
+        if m != "itl_s":
+            out[f"{m}_samples"] = Opt(list[Opt(NonNeg)])
+    return out
+
+
+class _RecordBase(BaseModel):
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow",
+                              json_schema_extra={"additionalProperties": False,
+                                                 "patternProperties": {"^env_device_": {
+                                                     "type": ["string", "number", "integer", "boolean", "null"]}}})
+
+    @model_validator(mode="after")
+    def _extras_and_spreads(self):
+        for key, value in (self.model_extra or {}).items():
+            if not key.startswith("env_device_"):
+                raise ValueError(f"unknown field {key!r}: not in the record schema (see results/schema/record.schema.json)")
+            if not (value is None or isinstance(value, (str, int, float, bool))):
+                raise ValueError(f"field {key!r}: device facts are single values, got {type(value).__name__}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"field {key!r}: not a finite number")
+        for m in METRICS:
+            lo, hi = getattr(self, f"{m}_ci95_low"), getattr(self, f"{m}_ci95_high")
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"field {m}_ci95_low: {lo} is above {m}_ci95_high {hi}")
+        return self
+
+
+def _field(name: str, annotation):
+    return (annotation, ...) if name in REQUIRED else (annotation, None)
+
+
+RecordModel = create_model(
+    "ChipbenchRecord", __base__=_RecordBase, __doc__="One chipbench result record: one trial of one case.",
+    **{k: _field(k, t) for k, (t, _, _) in FIELDS.items()},
+    **{k: (t, None) for k, t in metric_field_types().items()})
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(record)"
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def explain(err: ValidationError) -> str:
+    """One line for a ValidationError: each bad field's path, what was wrong, and the value."""
+    parts = []
+    for e in err.errors()[:5]:
+        msg = e["msg"].removeprefix("Value error, ")
+        where = _where(e["loc"])
+        if e["type"] == "missing":
+            parts.append(f"field {where}: is required")
+        elif e["type"] == "value_error" or not e["loc"]:
+            parts.append(msg)
+        else:
+            parts.append(f"field {where}: {msg} (got {_shown(e.get('input'))})")
+    more = len(err.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def validate(rec) -> None:
+    """Raises ValueError with one line naming every bad field (up to five) of a record."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"not a chipbench record (a JSON {type(rec).__name__}, not an object)")
+    if "schema_version" not in rec:
+        raise ValueError("not a chipbench record (no schema_version)")
+    if rec["schema_version"] not in READABLE_VERSIONS or isinstance(rec["schema_version"], bool):
+        raise ValueError(f"schema_version {_shown(rec['schema_version'])} is not supported; this chipbench reads "
+                         f"version(s) {', '.join(map(str, READABLE_VERSIONS))}")
+    try:
+        RecordModel.model_validate(rec)
+    except ValidationError as e:
+        raise ValueError(explain(e)) from None
+
+
+def json_schema() -> dict:
+    schema = RecordModel.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/chipbench/chipbench/results/schema/record.schema.json"
+    return schema
+
+
+def json_schema_text(schema: dict) -> str:
+    return json.dumps(schema, indent=1, sort_keys=True) + "\n"
