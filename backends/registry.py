@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from importlib import metadata
 from importlib.metadata import entry_points
 
 from backends.base import Backend, Probe
@@ -28,6 +29,18 @@ class Entry:
     @property
     def available(self) -> bool:
         return self.backend is not None and self.probe.available
+
+    def origin(self) -> dict:
+        """The record fields naming the distribution that provided this adapter, and its version."""
+        if self.source == "builtin":
+            import bench
+
+            return {"backend_dist": "chipbench", "backend_dist_version": bench.__version__}
+        try:
+            version = metadata.version(self.source)
+        except Exception:  # an entry point outside an installed distribution has no version
+            version = None
+        return {"backend_dist": self.source, "backend_dist_version": version}
 
 
 def _instantiate(target) -> Backend:

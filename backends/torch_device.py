@@ -35,6 +35,8 @@ class LoadedModel:
     build_time_s: float
     exec_path: str  # how generation runs, recorded so eager and compiled numbers never mix
     linear_attn_path: str | None  # hybrid models: "fla" kernels or the pure-torch fallback
+    engine: str = "transformers"  # the software that runs the model: transformers' modules
+    engine_version: str | None = None
 
 
 def linear_attention_path(spec) -> str | None:
@@ -48,9 +50,17 @@ def linear_attention_path(spec) -> str | None:
 class TorchBackend:
     """A Backend (see backends.base) running the harness's own loop through PyTorch on one device."""
 
+    engine = "transformers"
+
     def __init__(self, name: str, ops: DeviceOps):
         self.name = name
         self.ops = ops
+
+    @property
+    def engine_version(self) -> str:
+        import transformers
+
+        return transformers.__version__
 
     def probe(self) -> Probe:
         try:
@@ -79,7 +89,8 @@ class TorchBackend:
             built = build_random(spec, torch_dtype, self.ops.device, seed=seed, layers=layers)
         self.ops.synchronize()
         return LoadedModel(built.module, spec, dtype, built.weights, built.build_time_s,
-                           exec_path="eager", linear_attn_path=linear_attention_path(spec))
+                           exec_path="eager", linear_attn_path=linear_attention_path(spec),
+                           engine=self.engine, engine_version=self.engine_version)
 
     def prompt(self, handle: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         t = ids.to(self.ops.device)

@@ -1,48 +1,87 @@
 """The benchmark suite `pytest --benchmark` collects: one test per planned case (bench/plugin.py).
 
-Each test loads the model (shared with the previous case when it is the same), times its rounds
-through pytest-benchmark's pedantic mode, and appends a record. A failing case is recorded as
-failed, with its reason, before the test fails; the other cases still run.
+With one trial per case (the default), each test loads the model (shared with the previous case
+when it is the same) and times its rounds through pytest-benchmark's pedantic mode, one round a
+generation. With `--bench-repeats K`, each of the K trials is a fresh model load, warmup and
+rounds in a worker process (bench/measuring/trials.py), and pytest-benchmark times the trials
+(one of its rounds is one whole trial); the harness's own per-token metrics are in the records
+either way. Every trial's record is appended as soon as it finishes; a failing case is recorded
+as failed, with its reason, before the test fails, and the other cases still run.
 """
 
 import pytest
 
+from bench.measuring import hostload
 from bench.measuring.metrics import HEADLINE
-from bench.measuring.runner import CaseRun, build_record, failed_record
+from bench.measuring.runner import CaseRun, build_record, failed_record, new_series, stack_fields
 
 
 def test_case(chipbench_case, chipbench_suite, benchmark):
+    case, state = chipbench_case, chipbench_suite
+    records = _trials(case, state, benchmark) if state.repeats > 1 else [_one_trial(case, state, benchmark)]
+    failed = [r for r in records if r["status"] != "ok"]
+    ok = [r for r in records if r["status"] == "ok"]
+    _extra_info(benchmark, case, records, state)
+    if failed:
+        pytest.fail(f"{case.id}: {len(failed)} of {len(records)} trial(s) failed: {failed[0]['error']}", pytrace=False)
+
+
+def _one_trial(case, state, benchmark) -> dict:
+    """The case in this process: the loaded model is shared with the previous case when it is the same."""
     from backends.registry import get_backend
     from bench.measuring import env
 
-    case, state = chipbench_case, chipbench_suite
     backend = get_backend(case.backend, state.entries)
-    device = {}
+    trial = new_series()
+    device = state.entries[case.backend].origin()
     run = CaseRun(backend, case)
     try:
-        device = env.device_facts(backend.info())
+        device.update(env.device_facts(backend.info()))
         run.setup(handle=state.handle_for(backend, case))
+        before = hostload.sample()
         benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
+        load = hostload.facts(before, hostload.sample())
         timed = run.rounds_done[case.warmup:]
         if not timed:  # --benchmark-disable runs the function once, as a warmup would
             pytest.skip("pytest-benchmark is disabled: nothing was timed, no record written")
         record = build_record(run, timed, device, state.host, state.ceilings_for(backend, case), state.chip)
+        record.update(load)
         record.update(state.correctness_for(backend, case, run.handle))
     except Exception as e:
         state.release()  # free the device (after an OOM, say) before the next case
-        record = failed_record(case, e, device, state.host)
-        state.writer.write(record)
-        state.records.append(record)
-        pytest.fail(f"{case.id} failed: {record['error']}", pytrace=False)
-    state.writer.write(record)
-    state.records.append(record)
-    headline = HEADLINE[case.workload.kind]
+        record = failed_record(case, e, device, state.host, backend)
+        record.update(stack_fields(backend, None))
+    record.update(trial.fields())
+    state.record(record)
+    return record
+
+
+def _trials(case, state, benchmark) -> list[dict]:
+    """K independent trials, each a fresh load in a worker process; pytest-benchmark times each trial."""
+    from backends.registry import get_backend
+    from bench.measuring.trials import Series
+
+    backend = get_backend(case.backend, state.entries)
+    state.release()  # the workers load their own copies: free this process's first
+    series = Series(backend, case, state.repeats, entries=state.entries, host=state.host,
+                    ceilings=state.ceilings_for(backend, case), chip=state.chip, check=state.check,
+                    on_record=state.record)
+    benchmark.pedantic(series.run_one, rounds=state.repeats, warmup_rounds=0, iterations=1)
+    return series.run_rest()  # under --benchmark-disable pedantic ran one trial: run the others
+
+
+def _extra_info(benchmark, case, records, state) -> None:
+    """Every trial's whole record (`chipbench report` reads --benchmark-json files), and the headline
+    figures of the last ok trial for pytest-benchmark's own tables."""
+    benchmark.extra_info.update({"chipbench_records": records, "trials": len(records),
+                                 "records_file": str(state.writer.path)})
+    ok = [r for r in records if r["status"] == "ok"]
+    if not ok:
+        return
+    record, headline = ok[-1], HEADLINE[case.workload.kind]
     benchmark.extra_info.update({
-        "chipbench_record": record,  # the whole record: `chipbench report` reads --benchmark-json files
         "record_id": record["record_id"],
-        "records_file": str(state.writer.path),
         **{k: record[k] for k in ("backend", "device_name", "model", "dtype", "workload", "batch")},
-        **{f"{m}_median": record[f"{m}_median"] for m in
-           (headline, "ttft_s", "tpot_s", "e2e_s")},
+        **{f"{m}_median": record[f"{m}_median"] for m in (headline, "ttft_s", "tpot_s", "e2e_s")},
         "peak_mem_bytes": record["peak_mem_bytes"],
     })

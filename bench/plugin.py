@@ -34,6 +34,9 @@ def pytest_addoption(parser):
     g.addoption("--bench-batch", default="1", metavar="SIZES", help="comma-separated batch sizes (default 1)")
     g.addoption("--bench-rounds", default=None, type=int, metavar="N",
                 help="timed rounds per case (default: per backend)")
+    g.addoption("--bench-repeats", default=1, type=int, metavar="K",
+                help="independent trials per case, each a fresh model load, warmup and rounds in a fresh "
+                     "process (default 1); verdicts use the spread between trials")
     g.addoption("--bench-warmup", default=1, type=int, metavar="N", help="untimed warmup rounds (default 1)")
     g.addoption("--bench-seed", default=0, type=int, metavar="N", help="seed of weights and prompts")
     g.addoption("--bench-weights", default=None, metavar="DIR",
@@ -60,16 +63,18 @@ def _options(config):
         backends=split_list(o("--bench-backend")), models=split_list(o("--bench-model")),
         dtypes=split_list(o("--bench-dtype")), workloads=split_list(o("--bench-workload")),
         batches=parse_ints(o("--bench-batch"), "batch sizes") or (1,), rounds=o("--bench-rounds"),
-        warmup=o("--bench-warmup"), seed=o("--bench-seed"), weights_dir=o("--bench-weights"))
+        warmup=o("--bench-warmup"), seed=o("--bench-seed"), weights_dir=o("--bench-weights"),
+        repeats=o("--bench-repeats"))
 
 
 class SuiteState:
     """What the suite shares across its tests: the plan, the writer, a one-model cache."""
 
-    def __init__(self, planned, writer, entries, check: bool = True):
+    def __init__(self, planned, writer, entries, check: bool = True, repeats: int = 1):
         from bench.measuring import env
 
         self.check = check
+        self.repeats = repeats  # independent trials per case (--bench-repeats)
         self.chip = None  # a spec row the user chose; None: match each device by its name
         self.gates: dict = {}  # (backend, model, dtype, seed) -> correctness fields, once per session
         self.planned = planned
@@ -79,6 +84,10 @@ class SuiteState:
         self.host = env.host_facts()
         self.loaded = None  # (key, backend, handle): consecutive cases on one model share it
         self.ceilings: dict = {}  # (backend, dtype) -> measured ceilings, once per session
+
+    def record(self, rec: dict) -> None:
+        self.writer.write(rec)
+        self.records.append(rec)
 
     def correctness_for(self, backend, case, handle) -> dict:
         from bench.measuring.runner import correctness
@@ -135,7 +144,8 @@ def pytest_configure(config):
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     out = config.getoption("--bench-out") or default_path(Path(config.rootpath) / "results" / "runs")
-    state = SuiteState(planned, RecordWriter(out), entries, check=not config.getoption("--bench-no-check"))
+    state = SuiteState(planned, RecordWriter(out), entries, check=not config.getoption("--bench-no-check"),
+                       repeats=opts.repeats)
     state.chip, state.notes = chip, notes
     setattr(config, _KEY, state)
     config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
@@ -208,21 +218,21 @@ def _compare_with_baseline(tr, config, records) -> None:
     from bench.judging.compare import best_baseline, compare_records
     from bench.publishing.record import read_records
     from bench.publishing.report import render_comparison
-    from bench.publishing.tables import device_label
 
     path = config.getoption("--bench-baseline") or Path(config.rootpath) / "results" / "baselines"
     if not Path(path).exists():
         return
     try:
-        base = best_baseline(records, read_records(path, on_error="skip", warn=tr.write_line), device_label)
+        base, across = best_baseline(records, read_records(path, on_error="skip", warn=tr.write_line))
     except Exception as e:  # a broken baseline never costs the run its results
         tr.write_line(f"baseline comparison skipped: {e}")
         return
-    result = compare_records(records, base)
     tr.section("chipbench vs baseline")
-    if not result.rows:
+    if not base:
         tr.write_line(f"no baseline in {path} matches these cases")
         return
-    devices = sorted({f"{r['base_device']}" for r in result.rows})
-    tr.write_line(f"baseline: {path} (device: {', '.join(devices)})")
+    result = compare_records(records, base, across_devices=across)
+    devices = sorted({r["base_device"] for r in result.rows})
+    tr.write_line(f"baseline: {path} (device: {', '.join(devices)})" +
+                  (" - no baseline on this device: shown across devices, for information only" if across else ""))
     tr.write_line(render_comparison(result, "md", None, show_unmatched=False))

@@ -37,13 +37,42 @@ def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_pa
     assert len(df) == 6 and set(df["record_id"]) == {r["record_id"] for r in records}
 
 
-def test_unavailable_backends_are_skipped_with_their_reason(pytester, env_path):
-    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=cpu,cuda,accelerator",
-                                        *TINY[1:], "--bench-workload=tg4", f"--bench-out={env_path / 'r.jsonl'}")
+def test_unavailable_backends_are_skipped_with_their_reason_by_default(pytester, env_path):
+    res = pytester.runpytest_subprocess("--benchmark", *TINY[1:], "--bench-workload=tg4",
+                                        f"--bench-out={env_path / 'r.jsonl'}")
     skipped = res.parseoutcomes().get("skipped", 0)
     res.stdout.fnmatch_lines(["*chipbench results*"])
     assert skipped == sum(1 for name in ("cuda", "accelerator")
                           if f"skipped backend {name}:" in res.stdout.str())
+
+
+def test_a_backend_asked_for_by_name_that_is_unavailable_is_an_error(pytester, env_path):
+    from backends.registry import discover
+
+    missing = [n for n, e in discover().items() if not e.available]
+    if not missing:
+        pytest.skip("every backend is available on this machine")
+    out = env_path / "r.jsonl"
+    res = pytester.runpytest_subprocess("--benchmark", f"--bench-backend=cpu,{missing[0]}", *TINY[1:],
+                                        "--bench-workload=tg4", f"--bench-out={out}")
+    assert res.ret != 0 and not out.exists()  # a misconfigured GPU runner must not pass green with no data
+    assert f"backend '{missing[0]}' was asked for but is unavailable here:" in res.stderr.str()
+    assert "Traceback" not in res.stderr.str()
+
+
+def test_repeats_run_independent_trials_in_worker_processes(pytester, env_path):
+    out, js = env_path / "r.jsonl", env_path / "bench.json"
+    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg4", "--bench-repeats=2",
+                                        f"--bench-out={out}", f"--benchmark-json={js}")
+    res.assert_outcomes(passed=1)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["trial_index"] for r in records] == [0, 1] and len({r["series_id"] for r in records}) == 1
+    assert all(r["trial_process"] == "worker" and r["trials_planned"] == 2 and r["status"] == "ok" for r in records)
+    assert records[0]["env_hostname"] and records[0]["host_loaded"] in (True, False)
+    assert records[1]["correct"] is records[0]["correct"] is True  # checked once, in trial 0
+    (bench,) = json.loads(js.read_text())["benchmarks"]
+    assert bench["stats"]["rounds"] == 2 and len(bench["extra_info"]["chipbench_records"]) == 2
+    res.stdout.fnmatch_lines(["*chipbench results*", "*2 record(s) appended to*"])
 
 
 @pytest.mark.parametrize("option,message", [
@@ -106,7 +135,9 @@ def test_the_run_ends_compared_with_the_best_matching_baseline(pytester, env_pat
     pytester.runpytest_subprocess(*args, f"--bench-out={base}").assert_outcomes(passed=1)
     res = pytester.runpytest_subprocess(*args, f"--bench-out={env_path / 'run.jsonl'}", f"--bench-baseline={base}")
     res.assert_outcomes(passed=1)
-    res.stdout.fnmatch_lines(["*chipbench vs baseline*", "*tiny-qwen3 | fp32 | tg8 | 1 | cpu | decode_tok_per_s |*"])
+    res.stdout.fnmatch_lines(["*chipbench vs baseline*",
+                              "*tiny-qwen3 | fp32 | tg8 | 1 | eager | * | decode_tok_per_s |*between-run variance unknown*",
+                              "run: 1 record(s): 1 used", "baseline: 1 record(s): 1 used"])
 
 
 def test_a_device_without_a_spec_row_is_said_and_a_named_chip_is_used(pytester, env_path):

@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from backends.base import Backend
-from bench.measuring import env
+from bench.measuring import env, hostload
 from bench.measuring.metrics import METRICS, Round, inter_token_latencies, round_metrics
 from bench.publishing.record import SCHEMA_VERSION, new_record_id
 from bench.measuring.stats import summarize
@@ -39,6 +39,36 @@ class Case:
     @property
     def id(self) -> str:
         return f"{self.backend}-{self.model}-{self.dtype}-{self.workload.name}-b{self.workload.batch}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """Which trial of a series a record is: a series is one invocation's K independent trials of a
+    case (`--bench-repeats K`), each with its own model load, warmup and rounds."""
+
+    series_id: str
+    index: int = 0
+    planned: int = 1
+    process: str = "in-process"  # or "worker": a fresh process of its own
+
+    def fields(self) -> dict:
+        return {"series_id": self.series_id, "trial_index": self.index, "trials_planned": self.planned,
+                "trial_process": self.process}
+
+
+def new_series() -> Trial:
+    return Trial(new_record_id())
+
+
+def stack_fields(backend, handle) -> dict:
+    """The software stack that ran the case: engine, version, execution path, parallel layout."""
+    def fact(name):
+        return getattr(handle, name, None) or getattr(backend, name, None)
+
+    engine, version, path = fact("engine"), fact("engine_version"), fact("exec_path")
+    return {"engine": engine, "engine_version": version, "exec_path": path,
+            "parallel": fact("parallel") or "none",
+            "stack": " ".join(str(x) for x in (engine, version, path) if x) or None}
 
 
 @dataclass
@@ -159,8 +189,8 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     case, w = run.case, run.case.workload
     rec = case_identity(case)
     rec.update(status="ok", error=None, weights=run.handle.weights,
-               exec_path=run.handle.exec_path, linear_attn_path=run.handle.linear_attn_path,
-               build_time_s=run.handle.build_time_s)
+               linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s)
+    rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
     rec.update(metric_fields(timed, w))
     add_roofline(rec, ceilings, chip)
@@ -188,9 +218,11 @@ def metric_fields(timed: list[Round], w: Workload) -> dict:
     return out
 
 
-def failed_record(case: Case, error: BaseException, device: dict, host: dict) -> dict:
+def failed_record(case: Case, error: BaseException | str, device: dict, host: dict, backend=None) -> dict:
     rec = case_identity(case)
-    rec.update(status="failed", error=f"{type(error).__name__}: {error}".strip())
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}".strip()
+    rec.update(status="failed", error=text)
+    rec.update(stack_fields(backend, None))
     rec.update(device)
     rec.update(host)
     rec.update(env.provenance(case.workload.seed))
@@ -198,13 +230,16 @@ def failed_record(case: Case, error: BaseException, device: dict, host: dict) ->
 
 
 def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=None,
-             check: bool = True, chip=None) -> dict:
-    """Run `case` on `backend` (warmup, then timed rounds) and return its record, ok or failed."""
+             check: bool = True, chip=None, trial: Trial | None = None, origin: dict | None = None) -> dict:
+    """Run `case` on `backend` as one trial (load, warmup, timed rounds) and return its record, ok
+    or failed, with the host's load around it. `origin`: the adapter's distribution and version."""
     host = host if host is not None else env.host_facts()
-    device: dict = {}
+    trial = trial or new_series()
+    device: dict = dict(origin or {})
     run = CaseRun(backend, case)
+    before = hostload.sample()
     try:
-        device = env.device_facts(backend.info())
+        device.update(env.device_facts(backend.info()))
         run.setup()
         for _ in range(case.warmup):
             run.round()
@@ -212,12 +247,13 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
         for _ in range(case.rounds):
             run.round()
         rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
+        rec.update(hostload.facts(before, hostload.sample()))
         if check:
             rec.update(correctness(backend, case, run.handle, host.get("env_host_memory_bytes") or 0))
-        return rec
     except Exception as e:  # the case fails, the suite goes on
-        rec = failed_record(case, e, device, host)
+        rec = failed_record(case, e, device, host, backend)
         rec["traceback"] = traceback.format_exc(limit=8)
-        return rec
     finally:
         run.close()
+    rec.update(trial.fields())
+    return rec

@@ -36,6 +36,7 @@ class SuiteOptions:
     warmup: int = 1
     seed: int = 0
     weights_dir: str | None = None
+    repeats: int = 1  # independent trials per case, each a fresh load (in a fresh process where it can be)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         _positive(b, "batch size")
     if opts.rounds is not None:
         _positive(opts.rounds, "rounds")
+    _positive(opts.repeats, "repeats")
     if opts.warmup < 0:
         raise UsageError(f"warmup rounds must be >= 0, got {opts.warmup}")
     for m in opts.models:
@@ -82,6 +84,11 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
     for name in opts.backends:
         if name not in entries:
             raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(entries)}")
+        if not entries[name].available:  # asked for by name: a runner without it must not pass green
+            usable = [n for n, e in entries.items() if e.available]
+            raise UsageError(f"backend {name!r} was asked for but is unavailable here: {entries[name].probe.reason} "
+                             f"(available: {', '.join(usable) or 'none'}; leave --bench-backend out to run "
+                             "every available one)")
 
     chosen = opts.backends or tuple(entries)
     planned: list[Planned] = []

@@ -1,0 +1,90 @@
+"""Host load around a trial: was anything else using this machine while it was measured?
+
+Taken from the kernel's counters before and after each trial (psutil): the 1-minute load
+average, the CPU time other processes used (the whole machine's busy time minus this process's
+own), the time the hypervisor stole, and the CPU clock where the kernel exposes it. A trial
+during which others took a noticeable share is flagged `host_loaded`, and tables mark it; what
+cannot be read is recorded as unknown (null), never as zero.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+# A trial counts as run on a loaded host when other processes used more than this share of all
+# CPUs, or the hypervisor stole more than STEAL_SHARE of the CPU time, while it ran.
+OTHER_SHARE = 0.10
+STEAL_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class HostSample:
+    wall_s: float
+    busy_s: float | None  # the whole machine's non-idle CPU time
+    total_s: float | None  # the whole machine's CPU time
+    steal_s: float | None  # None where the kernel does not count steal
+    own_s: float | None  # this process's CPU time (all its threads)
+    load_1m: float | None
+    mhz: float | None
+
+
+def _cpu_mhz() -> float | None:
+    import psutil
+
+    try:
+        f = psutil.cpu_freq()
+    except Exception:  # containers and some kernels expose no frequency
+        return None
+    return float(f.current) if f and f.current else None
+
+
+def sample() -> HostSample:
+    import psutil
+
+    try:
+        t = psutil.cpu_times()
+        total = sum(t)
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        busy, steal = total - idle, getattr(t, "steal", None)
+    except Exception:
+        busy = total = steal = None
+    try:
+        own = sum(psutil.Process().cpu_times()[:2])
+    except Exception:
+        own = None
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = None
+    return HostSample(time.monotonic(), busy, total, steal, own, load, _cpu_mhz())
+
+
+def facts(before: HostSample, after: HostSample) -> dict:
+    """The host_* record fields for a trial that ran between the two samples."""
+    import psutil
+
+    cpus = psutil.cpu_count() or 1
+    wall = after.wall_s - before.wall_s
+    other = steal = None
+    notes = []
+    if None not in (before.busy_s, after.busy_s, before.own_s, after.own_s) and wall > 0:
+        other = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s)) / (wall * cpus)
+    else:
+        notes.append("other processes' CPU time not readable")
+    if None not in (before.steal_s, after.steal_s, before.total_s, after.total_s) and after.total_s > before.total_s:
+        steal = max(0.0, after.steal_s - before.steal_s) / (after.total_s - before.total_s)
+    mhz = [m for m in (before.mhz, after.mhz) if m]
+    loaded = None
+    if other is not None or steal is not None:
+        reasons = []
+        if other is not None and other > OTHER_SHARE:
+            reasons.append(f"other processes used {other:.0%} of the {cpus} CPUs")
+        if steal is not None and steal > STEAL_SHARE:
+            reasons.append(f"the hypervisor stole {steal:.0%} of the CPU time")
+        loaded = bool(reasons)
+        notes = reasons + notes
+    return {"host_load_avg_1m": before.load_1m, "host_other_cpu_frac": other, "host_steal_frac": steal,
+            "host_cpu_mhz": sum(mhz) / len(mhz) if mhz else None, "host_loaded": loaded,
+            "host_load_note": "; ".join(notes) or None}

@@ -1,0 +1,95 @@
+"""Independent trials of a case (`--bench-repeats K`), each in a fresh process where it can be.
+
+One process that loads a model once and times its rounds sees one state of the machine: one
+allocation layout, one set of clocks, one neighbour. Its rounds scatter less than separate runs
+do, so an interval built from them alone calls drift a regression. A trial is therefore a fresh
+model load, warmup and timed rounds, run like pyperf's workers in a process of its own
+(`python -m bench.measuring.worker`), and its record is written as soon as it finishes. The
+spread between trials is what verdicts use (bench/judging/cases.py).
+
+A backend runs its trials in workers when a fresh process can find it by name (a built-in or an
+installed plugin) and it does not say `fresh_process = False`; otherwise each trial still gets its
+own load, warmup and rounds, in this process, and the record says so (`trial_process`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict, replace
+
+from bench.measuring.runner import Case, Trial, failed_record, new_series, run_case
+
+MARK = "CHIPBENCH-RECORD "  # the worker's record line on stdout; anything else there is noise
+GATE_PREFIX = "correct"  # the correctness gate's fields: checked once per series, in trial 0
+
+
+def can_use_workers(name: str, backend, entries: dict) -> bool:
+    entry = entries.get(name)
+    return entry is not None and entry.backend is backend and getattr(backend, "fresh_process", True)
+
+
+def worker_spec(case: Case, trial: Trial, ceilings, chip, check: bool) -> dict:
+    return {"case": {**asdict(case), "workload": asdict(case.workload)}, "trial": asdict(trial),
+            "ceilings": asdict(ceilings) if ceilings is not None else None,
+            "chip": asdict(chip) if chip is not None else None, "check": check}
+
+
+def run_in_worker(case: Case, trial: Trial, ceilings=None, chip=None, check: bool = True,
+                  origin: dict | None = None, host: dict | None = None) -> dict:
+    """One trial in a fresh Python process; a worker that dies leaves a failed record saying how."""
+    spec = worker_spec(case, trial, ceilings, chip, check)
+    proc = subprocess.run([sys.executable, "-m", "bench.measuring.worker"], input=json.dumps(spec),
+                          capture_output=True, text=True)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or "no output"
+    why = f"the worker process exited with status {proc.returncode} before writing its record: {tail}"
+    rec = failed_record(case, why, dict(origin or {}), host or {})
+    rec.update(trial.fields())
+    return rec
+
+
+class Series:
+    """One invocation's `repeats` trials of a case; `run_one()` runs the next and hands its record to
+    `on_record` (the writer) as soon as it finishes, so an interrupted series keeps every finished trial."""
+
+    def __init__(self, backend, case: Case, repeats: int, *, entries: dict, host: dict | None = None,
+                 ceilings=None, chip=None, check: bool = True, on_record=None):
+        self.backend, self.case, self.repeats = backend, case, repeats
+        self.workers = can_use_workers(case.backend, backend, entries)
+        entry = entries.get(case.backend)
+        self.origin = entry.origin() if entry is not None else None
+        self.trial = replace(new_series(), planned=repeats, process="worker" if self.workers else "in-process")
+        self.host, self.ceilings, self.chip, self.check, self.on_record = host, ceilings, chip, check, on_record
+        self.records: list[dict] = []
+        self.gate: dict | None = None
+
+    def run_one(self) -> dict:
+        trial = replace(self.trial, index=len(self.records))
+        first_check = self.check and self.gate is None
+        if self.workers:
+            rec = run_in_worker(self.case, trial, self.ceilings, self.chip, first_check, self.origin, self.host)
+        else:
+            rec = run_case(self.backend, self.case, self.host, self.ceilings, first_check, self.chip, trial,
+                           self.origin)
+        if first_check and rec.get("status") == "ok":
+            self.gate = {k: v for k, v in rec.items() if k.startswith(GATE_PREFIX)}
+        elif self.check and self.gate is not None:
+            rec.update(self.gate)  # the gate is a property of backend, model, dtype and seed: once per series
+        if self.on_record is not None:
+            self.on_record(rec)
+        self.records.append(rec)
+        return rec
+
+    def run_rest(self) -> list[dict]:
+        while len(self.records) < self.repeats:
+            self.run_one()
+        return self.records
+
+
+def run_trials(backend, case: Case, repeats: int, **kw) -> list[dict]:
+    """`repeats` independent trials of `case` (keywords as Series)."""
+    return Series(backend, case, repeats, **kw).run_rest()
