@@ -1,86 +1,155 @@
-"""Comparisons on hand-made records whose right answer is known."""
+"""Comparisons on hand-made records whose right answer is known: trials, noise floors, devices."""
 
 import numpy as np
 import pytest
 
-from bench.judging.compare import compare_records, compare_samples
+from bench.errors import UsageError
+from bench.judging.cases import case_stat, noise_floor
+from bench.judging.compare import compare_records, compare_stats
+from tests.records import make_record, make_trials
 
 
-def samples(center, spread, n=7, seed=0):
-    rng = np.random.default_rng(seed)
-    return list(center * (1 + spread * rng.standard_normal(n)))
+def test_a_single_process_interval_does_not_call_drift_a_regression():
+    # Two back-to-back runs of identical code, one trial each: the rounds inside each process are
+    # tight, but the runs sit 6% apart (drift). Nothing is known of the between-run variance.
+    run = [make_record(tpot_s=0.0212, spread=0.005, seed=1)]
+    base = [make_record(tpot_s=0.0200, spread=0.005, seed=2)]
+    (row,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95).rows
+    assert row["gate"] == "too noisy" and "no noise floor" in row["gate_note"]
+    assert row["verdict"] == "no significant difference" and row["basis"].startswith("within one run")
 
 
-def test_a_20_percent_throughput_regression_with_tight_spread_fails_the_gate():
-    c = compare_samples(samples(80, 0.01), samples(100, 0.01, seed=1), "decode_tok_per_s", threshold=0.95)
-    assert c.verdict == "slower" and c.gate == "FAIL"
-    assert c.ratio == pytest.approx(0.8, abs=0.02) and c.ci_high < 0.95
+@pytest.mark.parametrize("seed", range(5))
+def test_two_a_a_runs_with_between_run_drift_pass_the_gate(seed):
+    # Identical code, 3 trials each; every trial drifts by 1.5% (between runs), rounds by 0.5%.
+    run = make_trials(3, tpot_s=0.02, drift=0.015, seed=10 * seed)
+    base = make_trials(3, tpot_s=0.02, drift=0.015, seed=10 * seed + 5)
+    rows = compare_records(run, base, threshold=0.95).rows
+    assert rows and all(r["gate"] != "FAIL" for r in rows)
+    assert all(r["basis"] == "between trials" for r in rows)
 
 
-def test_a_2_percent_change_inside_the_noise_does_not_fail():
-    c = compare_samples(samples(98, 0.08), samples(100, 0.08, seed=1), "decode_tok_per_s", threshold=0.95)
-    assert c.verdict == "no significant difference" and c.gate != "FAIL"
+def test_a_real_20_percent_regression_still_fails():
+    run = make_trials(3, tpot_s=0.025, drift=0.015, seed=1)  # 20% fewer tokens/s
+    base = make_trials(3, tpot_s=0.020, drift=0.015, seed=2)
+    (row,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95).rows
+    assert row["gate"] == "FAIL" and row["verdict"] == "slower"
+    assert row["ratio"] == pytest.approx(0.8, abs=0.03) and row["floor"] < 0.05
+
+
+def test_a_regression_within_a_noisy_machines_floor_is_too_noisy_to_gate():
+    run = make_trials(4, tpot_s=0.030, drift=0.05, seed=3)  # a third fewer tokens/s
+    base = make_trials(4, tpot_s=0.020, drift=0.05, seed=4)
+    (row,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95).rows
+    assert row["floor"] > 0.05 and row["gate"] == "too noisy"
+    assert "too noisy to gate at 0.95 on this machine" in row["gate_note"]
+    # a looser threshold, above the floor, gates the same data
+    (loose,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.8).rows
+    assert loose["gate"] == "FAIL"
+
+
+def test_one_trial_against_a_repeated_baseline_uses_the_baselines_noise_floor():
+    run = [make_record(tpot_s=0.025, spread=0.005, seed=7)]
+    base = make_trials(3, tpot_s=0.020, drift=0.015, seed=8)
+    (row,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95).rows
+    assert row["floor_source"] == "baseline" and "the run has 1 trial" in row["basis"]
+    assert row["gate"] == "FAIL"
+
+
+def test_the_noise_floor_is_the_a_a_spread_between_two_trials():
+    recs = make_trials(12, tpot_s=0.02, drift=0.02, seed=0, spread=0.0)
+    stat = case_stat(recs, "decode_tok_per_s")
+    # 1.96 * sqrt(2) * 2% ~ 5.5%, within sampling error of 12 trials
+    assert 0.03 < noise_floor(stat) < 0.09
+    assert noise_floor(case_stat(recs[:1], "decode_tok_per_s")) is None
 
 
 def test_latency_direction_is_respected():
-    # TPOT went from 10 ms to 12 ms: lower is better, so the run is slower (speed ratio ~0.83)
-    c = compare_samples(samples(0.012, 0.01), samples(0.010, 0.01, seed=1), "tpot_s", threshold=0.95)
-    assert c.verdict == "slower" and c.gate == "FAIL" and c.ratio == pytest.approx(1 / 1.2, abs=0.02)
-    better = compare_samples(samples(0.008, 0.01), samples(0.010, 0.01, seed=1), "tpot_s")
-    assert better.verdict == "faster" and better.ratio > 1.2
-
-
-def test_noise_wider_than_the_threshold_is_reported_not_flipped():
-    c = compare_samples(samples(90, 0.25, n=4), samples(100, 0.25, n=4, seed=1), "decode_tok_per_s",
-                        threshold=0.95)
-    assert c.gate == "too noisy" and c.verdict == "no significant difference"
-
-
-def test_one_round_is_insufficient_data():
-    c = compare_samples([80.0], [100.0, 101.0], "decode_tok_per_s", threshold=0.95)
-    assert c.verdict == "insufficient data" and c.gate == "too noisy" and c.ratio == pytest.approx(0.796, abs=0.01)
+    run = make_trials(3, tpot_s=0.012, drift=0.005, seed=1)
+    base = make_trials(3, tpot_s=0.010, drift=0.005, seed=2)
+    (row,) = compare_records(run, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["verdict"] == "slower" and row["ratio"] == pytest.approx(1 / 1.2, abs=0.02)
 
 
 def test_the_interval_covers_the_true_ratio_about_95_percent_of_the_time():
     hits = 0
-    for seed in range(400):
-        c = compare_samples(samples(90, 0.05, seed=2 * seed), samples(100, 0.05, seed=2 * seed + 1),
-                            "decode_tok_per_s")
-        hits += c.ci_low <= 0.9 <= c.ci_high
-    assert 0.90 <= hits / 400 <= 0.99
+    for seed in range(200):
+        rs = case_stat(make_trials(4, tpot_s=0.0111, drift=0.03, seed=2 * seed), "decode_tok_per_s")
+        bs = case_stat(make_trials(4, tpot_s=0.0100, drift=0.03, seed=2 * seed + 1), "decode_tok_per_s")
+        c = compare_stats(rs, bs)
+        hits += c.ci_low <= 0.9009 <= c.ci_high
+    assert 0.88 <= hits / 200 <= 0.995
 
 
-def rec(model, workload, kind, values, metric, ts="2026-11-22T00:00:00+00:00", **kw):
-    return {"model": model, "dtype": "bf16", "workload": workload, "batch": 1, "backend_kind": "cpu",
-            "kind": kind, "status": "ok", "device_name": "x", "timestamp_utc": ts,
-            f"{metric}_samples": values, **kw}
-
-
-def test_cases_match_by_identity_and_unmatched_cases_are_listed():
-    run = [rec("m", "tg128", "decode", samples(80, 0.01), "decode_tok_per_s"),
-           rec("m", "pp512", "prefill", samples(1000, 0.01), "prefill_tok_per_s")]
-    base = [rec("m", "tg128", "decode", samples(100, 0.01, seed=1), "decode_tok_per_s"),
-            rec("other", "tg128", "decode", samples(100, 0.01), "decode_tok_per_s")]
+def test_two_devices_in_one_merged_file_are_compared_device_by_device():
+    base = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=1) + \
+        make_trials(3, device="A100", tpot_s=0.020, drift=0.01, seed=2)
+    run = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=3) + \
+        make_trials(3, device="A100", tpot_s=0.040, drift=0.01, seed=4)  # the A100 runner got 2x slower
     c = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95)
-    assert [r["workload"] for r in c.rows] == ["tg128"] and len(c.failed) == 1
-    assert c.unmatched_run == [("m", "bf16", "pp512", 1, "cpu")]
-    assert c.unmatched_base == [("other", "bf16", "tg128", 1, "cpu")]
+    by_device = {r["device"]: r for r in c.rows}
+    assert set(by_device) == {"H100", "A100"} and all(r["base_device"] == r["device"] for r in c.rows)
+    assert by_device["A100"]["gate"] == "FAIL" and by_device["H100"]["gate"] != "FAIL"
+    assert by_device["H100"]["verdict"] == "no significant difference"
 
 
-def test_the_newest_ok_record_of_a_case_is_the_one_compared():
-    base = [rec("m", "tg8", "decode", samples(100, 0.01), "decode_tok_per_s", ts="2026-01-01"),
-            rec("m", "tg8", "decode", samples(80, 0.01), "decode_tok_per_s", ts="2026-02-01")]
-    run = [rec("m", "tg8", "decode", samples(80, 0.01, seed=3), "decode_tok_per_s")]
-    (row,) = compare_records(run, base, metrics=["decode_tok_per_s"]).rows
-    assert row["verdict"] == "no significant difference"
+def test_a_run_alone_is_never_compared_with_another_devices_baseline():
+    base = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=1)
+    run = make_trials(3, device="A100", tpot_s=0.020, drift=0.01, seed=2)
+    c = compare_records(run, base, threshold=0.95)
+    assert not c.rows and len(c.unmatched_run) == 1 and len(c.unmatched_base) == 1
+    assert c.accounts["run"].unmatched == 3 and c.accounts["baseline"].unmatched == 3
 
 
-def test_the_best_baseline_is_the_same_device_else_the_same_kind_never_the_run_itself():
+def test_across_devices_is_deliberate_and_never_gates():
+    base = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=1)
+    run = make_trials(3, device="A100", tpot_s=0.020, drift=0.01, seed=2)
+    c = compare_records(run, base, metrics=["decode_tok_per_s"], across_devices=True)
+    (row,) = c.rows
+    assert (row["device"], row["base_device"]) == ("A100", "H100") and row["verdict"] == "slower"
+    with pytest.raises(UsageError, match="across different devices is refused"):
+        compare_records(run, base, threshold=0.95, across_devices=True)
+
+
+def test_every_record_is_used_deduplicated_or_listed():
+    run = make_trials(3, seed=1)
+    base = make_trials(3, seed=2)
+    conflicting = dict(base[0], decode_tok_per_s_samples=[1.0, 2.0])  # same record_id, other content
+    failed = make_record(status="failed", seed=9, workload="tg16")
+    c = compare_records(run + run[:1], base + base + [conflicting, failed], metrics=["decode_tok_per_s"])
+    acc_run, acc_base = c.accounts["run"], c.accounts["baseline"]
+    assert (acc_run.inputs, acc_run.used, acc_run.duplicates) == (4, 3, 1)
+    assert (acc_base.inputs, acc_base.used, acc_base.duplicates, acc_base.unmatched) == (8, 3, 4, 1)
+    assert acc_base.conflicts == [base[0]["record_id"]]
+    assert "CONFLICT" in acc_base.line("baseline")
+
+
+def test_a_run_is_never_its_own_baseline():
+    run = make_trials(3, seed=1)
+    c = compare_records(run, run)
+    assert not c.rows and c.accounts["baseline"].duplicates == 3
+
+
+def test_a_case_that_failed_in_the_run_fails_the_gate():
+    base = make_trials(3, seed=1)
+    run = [make_record(status="failed", error="OutOfMemoryError: CUDA out of memory")]
+    (row,) = compare_records(run, base, threshold=0.95).rows
+    assert row["gate"] == "FAIL" and "every trial failed in the run" in row["verdict"]
+
+
+def test_the_best_baseline_is_the_same_device_else_across_devices_never_the_run_itself():
     from bench.judging.compare import best_baseline
 
-    label = lambda r: r["device_name"]  # noqa: E731
-    run = [rec("m", "tg8", "decode", [1.0], "decode_tok_per_s", device_name="A", record_id="r1")]
-    same = rec("m", "tg8", "decode", [1.0], "decode_tok_per_s", device_name="A", record_id="b1")
-    other = rec("m", "tg8", "decode", [1.0], "decode_tok_per_s", device_name="B", record_id="b2")
-    assert best_baseline(run, [same, other, run[0]], label) == [same]
-    assert best_baseline(run, [other, run[0]], label) == [other]
+    run = make_trials(2, device="A", seed=1)
+    same = make_trials(2, device="A", seed=2)
+    other = make_trials(2, device="B", seed=3)
+    assert best_baseline(run, same + other + run) == (same, False)
+    assert best_baseline(run, other + run) == (other, True)
+
+
+def test_one_statistic_everywhere_the_geometric_mean_of_trial_medians():
+    recs = make_trials(3, tpot_s=0.02, drift=0.05, seed=5)
+    stat = case_stat(recs, "decode_tok_per_s")
+    medians = [np.median(r["decode_tok_per_s_samples"]) for r in recs]
+    assert stat.value == pytest.approx(np.exp(np.mean(np.log(medians))))
+    assert stat.trials == 3 and stat.rounds == 15

@@ -14,7 +14,7 @@ from bench.publishing import tables
 from bench.errors import UsageError
 from bench.publishing.html_page import to_html
 from bench.publishing.record import RecordWriter
-from tests.records import make_record
+from tests.records import make_record, make_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,11 +41,11 @@ def two_devices():
 def test_markdown_has_a_row_per_case_a_group_per_device_and_spreads(two_devices):
     md = tables.to_markdown(tables.build(two_devices, metrics=("headline", "ttft_s", "tpot_s")))
     lines = md.splitlines()
-    assert lines[0].startswith("| model | dtype | test | B | cuda: Chip A t/s |") and "cuda: Chip B TPOT ms" in lines[0]
+    assert lines[0].startswith("| model | dtype | test | B | path | cuda: Chip A t/s |") and "cuda: Chip B TPOT ms" in lines[0]
     tg = next(line for line in lines if "| tg32 |" in line)
     assert tg.count("±") == 6  # t/s, TTFT and TPOT on both chips
     cells = [c.strip() for c in tg.strip("|").split("|")]
-    medians = [float(c.split(" ± ")[0]) for c in cells[4:]]
+    medians = [float(c.split(" ± ")[0]) for c in cells[5:]]
     # decode t/s = 1 / TPOT; TTFT and TPOT shown in ms
     assert medians == pytest.approx([50, 50, 20, 100, 50, 10], rel=0.03)
     pp = next(line for line in lines if "| pp512 |" in line)
@@ -68,11 +68,12 @@ def test_csv_and_json_carry_numbers(two_devices):
     t = tables.build(two_devices)
     rows = list(csv.DictReader(io.StringIO(tables.to_csv(t))))
     tg = next(r for r in rows if r["workload"] == "tg32")
-    assert float(tg["cuda: Chip B | headline | median"]) == pytest.approx(100, rel=0.05)
+    assert float(tg["cuda: Chip B | headline | value"]) == pytest.approx(100, rel=0.05)
     data = json.loads(tables.to_json(t))
     pp = next(e for e in data if e["workload"] == "pp512")
     assert pp["results"]["cuda: Chip B"] == {"status": "failed"}
-    assert pp["results"]["cuda: Chip A"]["prefill_tok_per_s"]["n"] == 5
+    assert pp["results"]["cuda: Chip A"]["prefill_tok_per_s"]["rounds"] == 5
+    assert pp["results"]["cuda: Chip A"]["prefill_tok_per_s"]["trials"] == 1
 
 
 def test_filters_and_metric_names_are_checked(two_devices):
@@ -93,13 +94,23 @@ def test_html_escapes_record_strings_and_embeds_three_charts():
 
 
 def test_compare_cli_gates_on_a_real_regression_only(tmp_path):
-    base = write(tmp_path / "base.jsonl", make_record(tpot_s=0.010, spread=0.005, seed=1))
-    slow = write(tmp_path / "slow.jsonl", make_record(tpot_s=0.012, spread=0.005))  # 20% worse
-    noise = write(tmp_path / "noise.jsonl", make_record(tpot_s=0.0102, spread=0.05))  # 2% in noise
+    base = write(tmp_path / "base.jsonl", *make_trials(3, tpot_s=0.010, drift=0.01, seed=1))
+    slow = write(tmp_path / "slow.jsonl", *make_trials(3, tpot_s=0.012, drift=0.01, seed=2))  # 20% worse
+    same = write(tmp_path / "same.jsonl", *make_trials(3, tpot_s=0.010, drift=0.01, seed=3))  # A/A
     res = chipbench("compare", slow, "--baseline", base, "--fail-below", "0.95")
-    assert res.returncode == 1 and "| FAIL |" in res.stdout and "slower" in res.stdout
-    ok = chipbench("compare", noise, "--baseline", base, "--fail-below", "0.95")
-    assert ok.returncode == 0, ok.stdout and "FAIL" not in ok.stdout
+    assert res.returncode == 1 and "| FAIL: significantly below 0.95" in res.stdout and "slower" in res.stdout
+    ok = chipbench("compare", same, "--baseline", base, "--fail-below", "0.95")
+    assert ok.returncode == 0, ok.stdout
+    assert "| FAIL" not in ok.stdout and "run: 3 record(s): 3 used" in ok.stdout
+
+
+def test_compare_cli_refuses_a_gate_across_devices(tmp_path):
+    base = write(tmp_path / "base.jsonl", *make_trials(3, device="H100", seed=1))
+    run = write(tmp_path / "run.jsonl", *make_trials(3, device="A100", seed=2))
+    res = chipbench("compare", run, "--baseline", base, "--across", "devices", "--fail-below", "0.95")
+    assert res.returncode == 2 and "a regression gate across different devices is refused" in res.stderr
+    res = chipbench("compare", run, "--baseline", base, "--across", "devices")
+    assert res.returncode == 0 and "| A100 | H100 |" in res.stdout
 
 
 def test_compare_reports_unmatched_cases_and_a_baseline_matching_nothing(tmp_path):

@@ -1,146 +1,226 @@
 """Comparing runs with baselines: small pure functions over result records.
 
-Cases match by identity: (model, dtype, workload, batch, backend kind). For each metric the
-comparison is a *speed ratio* (> 1: the run is better, whatever the metric's direction) with a
-95% confidence interval from Welch's t on the log of the per-round samples (so the ratio is one
-of geometric means and its interval is asymmetric, as ratios are). A verdict is only "faster"
-or "slower" when the whole interval says so.
+Cases match by identity (bench/judging/cases.py): model, dtype, workload, batch, backend kind,
+execution path and device. Comparing one device with another is a deliberate choice
+(`across_devices`), and never gates. For each metric the comparison is a *speed ratio* (> 1: the
+run is better, whatever the metric's direction) of the case statistics (geometric means of trial
+medians), with a 95% interval on its log:
 
-The gate (`threshold`, e.g. 0.95: "fail when more than 5% worse") fails a case only when it is
-significantly worse than the threshold; a case whose interval straddles the threshold and is
-wider than the tolerance itself is reported as too noisy to judge, never flipped on noise.
+- both sides with two or more trials: Welch's t on the log trial medians (the spread between runs);
+- one side with one trial: the other side's between-trial spread stands for both (the one trial's
+  between-run variance is unknown, and the row says so);
+- one trial on each side: no between-run variance at all; the rounds of the two processes give an
+  interval, widened by cases.UNREPLICATED_ALLOWANCE, that decides faster / slower only, never a gate.
+
+The gate (`threshold` T, e.g. 0.95: "fail when more than 5% worse") fails a case only when it is
+significantly worse than T (the whole interval below T) *and* 1 - T exceeds the machine's noise
+floor (the A/A spread between two trials, from the baseline's trials, else the run's). Otherwise it
+says "too noisy to gate at T on this machine" with the floor, never flipped on noise.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
 from scipy import stats as st
 
+from bench.errors import UsageError
+from bench.judging import cases
+from bench.judging.cases import IDENTITY, Account, CaseStat, case_stat, dedupe, group, noise_floor, ok
 from bench.measuring.metrics import HEADLINE, METRICS
 
-IDENTITY = ("model", "dtype", "workload", "batch", "backend_kind")
+DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload kind's own throughput
 
 
 @dataclass(frozen=True)
 class MetricComparison:
     metric: str
     higher_is_better: bool
-    run_median: float | None
-    base_median: float | None
-    n_run: int
-    n_base: int
+    run_value: float | None  # the case statistic (cases.STATISTIC)
+    base_value: float | None
+    run_trials: int
+    base_trials: int
+    run_rounds: int
+    base_rounds: int
     ratio: float | None  # speed ratio: > 1 means the run is better
     ci_low: float | None
     ci_high: float | None
+    basis: str  # what the interval rests on
     verdict: str  # faster | slower | no significant difference | insufficient data
+    floor: float | None = None  # the machine's A/A noise floor for this case (relative)
+    floor_source: str | None = None  # baseline | run
     gate: str | None = None  # pass | FAIL | too noisy (only with a threshold)
+    gate_note: str | None = None
 
 
-def _finite(values) -> np.ndarray:
-    x = np.asarray([v for v in (values or []) if v is not None and math.isfinite(v) and v > 0], float)
-    return x
+def _interval(run: CaseStat, base: CaseStat) -> tuple[float, float, str] | None:
+    """Half-width, degrees of freedom and basis of the 95% interval of log(run / base)."""
+    n1, n2 = run.trials, base.trials
+    if n1 >= 2 and n2 >= 2:
+        v1, v2 = run.log_sd_between**2 / n1, base.log_sd_between**2 / n2
+        se = math.sqrt(v1 + v2)
+        if se == 0:
+            return 0.0, math.inf, "between trials"
+        dof = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
+        return float(st.t.ppf(0.975, dof)) * se, dof, "between trials"
+    if n1 >= 2 or n2 >= 2:
+        known, side, other = (run, "run", "baseline") if n1 >= 2 else (base, "baseline", "run")
+        se = known.log_sd_between * math.sqrt(1 / n1 + 1 / n2)
+        dof = known.trials - 1
+        return (float(st.t.ppf(0.975, dof)) * se, dof,
+                f"between trials of the {side} (the {other} has 1 trial: its between-run variance is unknown)")
+    if run.log_sd_within is not None and base.log_sd_within is not None:
+        r1, r2 = max(run.rounds, 2), max(base.rounds, 2)
+        v1, v2 = run.log_sd_within**2 / r1, base.log_sd_within**2 / r2
+        se = math.sqrt(v1 + v2)
+        dof = (v1 + v2) ** 2 / (v1**2 / (r1 - 1) + v2**2 / (r2 - 1)) if se else math.inf
+        half = (float(st.t.ppf(0.975, dof)) * se if se else 0.0) + math.log(cases.UNREPLICATED_ALLOWANCE)
+        return (half, dof, f"within one run each (between-run variance unknown: 1 trial a side; interval "
+                f"widened x{cases.UNREPLICATED_ALLOWANCE:g})")
+    return None
 
 
-def compare_samples(run, base, metric: str, threshold: float | None = None) -> MetricComparison:
+def compare_stats(run: CaseStat, base: CaseStat, threshold: float | None = None) -> MetricComparison:
+    metric = run.metric
     higher = METRICS[metric][1]
-    x, y = _finite(run), _finite(base)
-    med = lambda a: float(np.median(a)) if a.size else None  # noqa: E731
-    if x.size == 0 or y.size == 0:
-        return MetricComparison(metric, higher, med(x), med(y), x.size, y.size, None, None, None,
-                                "insufficient data", None if threshold is None else "too noisy")
-    lx, ly = np.log(x), np.log(y)
-    d = lx.mean() - ly.mean()  # log of (run / base), geometric means
+    common = dict(metric=metric, higher_is_better=higher, run_value=run.value, base_value=base.value,
+                  run_trials=run.trials, base_trials=base.trials, run_rounds=run.rounds, base_rounds=base.rounds)
+    floor, source = noise_floor(base), "baseline"
+    if floor is None:
+        floor, source = noise_floor(run), "run"
+    if floor is None:
+        source = None
+    if run.value is None or base.value is None:
+        return MetricComparison(**common, ratio=None, ci_low=None, ci_high=None, basis="none",
+                                verdict="insufficient data", floor=floor, floor_source=source,
+                                **_gate(None, None, floor, threshold))
     sign = 1 if higher else -1
-    ratio = math.exp(sign * d)
-    if x.size < 2 or y.size < 2:
-        return MetricComparison(metric, higher, med(x), med(y), x.size, y.size, ratio, None, None,
-                                "insufficient data", _gate(ratio, None, None, threshold))
-    vx, vy = lx.var(ddof=1) / x.size, ly.var(ddof=1) / y.size
-    se = math.sqrt(vx + vy)
-    if se == 0:
-        lo = hi = ratio
-    else:
-        dof = (vx + vy) ** 2 / ((vx**2 / (x.size - 1)) + (vy**2 / (y.size - 1)))
-        half = float(st.t.ppf(0.975, dof)) * se
-        lo, hi = sorted((math.exp(sign * (d - half)), math.exp(sign * (d + half))))
+    d = sign * (math.log(run.value) - math.log(base.value))
+    ratio = math.exp(d)
+    iv = _interval(run, base)
+    if iv is None:
+        return MetricComparison(**common, ratio=ratio, ci_low=None, ci_high=None, basis="none (one round)",
+                                verdict="insufficient data", floor=floor, floor_source=source,
+                                **_gate(None, None, floor, threshold))
+    half, _, basis = iv
+    lo, hi = math.exp(d - half), math.exp(d + half)
     verdict = "faster" if lo > 1 else "slower" if hi < 1 else "no significant difference"
-    return MetricComparison(metric, higher, med(x), med(y), x.size, y.size, ratio, lo, hi, verdict,
-                            _gate(ratio, lo, hi, threshold))
+    return MetricComparison(**common, ratio=ratio, ci_low=lo, ci_high=hi, basis=basis, verdict=verdict,
+                            floor=floor, floor_source=source, **_gate(lo, hi, floor, threshold))
 
 
-def _gate(ratio, lo, hi, threshold):
+def _gate(lo, hi, floor, threshold) -> dict:
     if threshold is None:
-        return None
+        return {}
+    tol = 1 - threshold
     if lo is None:
-        return "too noisy"  # one round cannot tell a regression from noise
+        return {"gate": "too noisy", "gate_note": "no interval: too few rounds"}
+    if floor is None:
+        return {"gate": "too noisy", "gate_note": f"too noisy to gate at {threshold:g}: no noise floor (one trial "
+                "on each side); run the baseline or the run with --bench-repeats 3 or more"}
+    floor_text = f"noise floor {floor:.1%}"
+    if floor >= tol:
+        if lo >= threshold:
+            return {"gate": "pass", "gate_note": floor_text}
+        return {"gate": "too noisy", "gate_note": f"too noisy to gate at {threshold:g} on this machine: {floor_text} "
+                f"is not below {tol:.1%}"}
     if hi < threshold:
-        return "FAIL"
-    if lo < threshold and (hi - lo) / 2 > 1 - threshold:
-        return "too noisy"
-    return "pass"
-
-
-def identity(rec: dict) -> tuple:
-    return tuple(rec.get(k) for k in IDENTITY)
-
-
-def latest_by_identity(records: list[dict]) -> dict[tuple, dict]:
-    """One record per case identity: the newest ok one (records are appended in time order)."""
-    out: dict[tuple, dict] = {}
-    for rec in sorted(records, key=lambda r: r.get("timestamp_utc") or ""):
-        if rec.get("status") == "ok":
-            out[identity(rec)] = rec
-    return out
-
-
-DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload kind's own throughput
+        return {"gate": "FAIL", "gate_note": f"significantly below {threshold:g}; {floor_text}"}
+    if lo < threshold and (hi - lo) / 2 > tol:
+        return {"gate": "too noisy", "gate_note": f"the interval straddles {threshold:g} and is wider than "
+                f"{tol:.1%}; {floor_text}"}
+    return {"gate": "pass", "gate_note": floor_text}
 
 
 def resolve_metric(metric: str, rec: dict) -> str:
     return HEADLINE.get(rec.get("kind"), "output_tok_per_s") if metric == "headline" else metric
 
 
-def best_baseline(run: list[dict], base: list[dict], label) -> list[dict]:
-    """For each case of the run, the baseline records of the best-matching machine: the same
-    device (by `label`) when the baselines have it, else any machine of the same backend kind."""
-    runs = latest_by_identity(run)
+def best_baseline(run: list[dict], base: list[dict]) -> tuple[list[dict], bool]:
+    """The baseline records to compare a run with, and whether that is across devices: the same
+    device's records when the baselines have any of the run's cases on it, else every device of the
+    same backend kind (informative, never a gate). A run is never its own baseline."""
     own = {r.get("record_id") for r in run}
-    base = [b for b in base if b.get("record_id") not in own]  # a run is never its own baseline
-    chosen = []
-    for key, rec in runs.items():
-        same_case = [b for b in base if identity(b) == key and b.get("status") == "ok"]
-        same_device = [b for b in same_case if label(b) == label(rec)]
-        chosen.extend(same_device or same_case)
-    return chosen
+    base = [b for b in base if b.get("record_id") not in own]
+    run_keys = set(group(run))
+    same_device = [b for b in base if cases.identity(b) in run_keys]
+    if same_device:
+        return same_device, False
+    across = {k[:-1] for k in run_keys}
+    return [b for b in base if cases.identity(b, across_devices=True) in across], True
 
 
 @dataclass(frozen=True)
 class Comparison:
-    rows: list[dict]  # one per (case, metric)
+    rows: list[dict]  # one per (case, metric, and device pair)
     unmatched_run: list[tuple]
     unmatched_base: list[tuple]
+    accounts: dict = field(default_factory=dict)  # side -> cases.Account
+    across_devices: bool = False
 
     @property
     def failed(self) -> list[dict]:
         return [r for r in self.rows if r["gate"] == "FAIL"]
 
+    def account_lines(self) -> list[str]:
+        return [a.line(side) for side, a in self.accounts.items()]
+
 
 def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None = None,
-                    threshold: float | None = None) -> Comparison:
-    runs, bases = latest_by_identity(run), latest_by_identity(base)
-    rows = []
-    for key, rec in runs.items():
-        ref = bases.get(key)
-        if ref is None:
+                    threshold: float | None = None, across_devices: bool = False) -> Comparison:
+    if across_devices and threshold is not None:
+        raise UsageError("a regression gate across different devices is refused: a different device is not a "
+                         "regression; compare each device with its own baseline (drop --across devices), or "
+                         "drop --fail-below to see the ratios")
+    acc_run, acc_base = Account(), Account()
+    run = dedupe(run, acc_run)
+    base = dedupe(base, acc_base)
+    own = {r.get("record_id") for r in run}
+    shared = [b for b in base if b.get("record_id") in own]
+    base = [b for b in base if b.get("record_id") not in own]  # a run is never its own baseline
+    acc_base.duplicates += len(shared)
+    runs, bases = group(run), group(base)
+    rows, unmatched_run, matched_base = [], [], set()
+    for key, recs in runs.items():
+        partners = [k for k in bases if (k[:-1] == key[:-1] if across_devices else k == key)]
+        acc_run.failed += len(recs) - len(ok(recs))
+        if not partners:
+            unmatched_run.append(key)
+            acc_run.unmatched += len(recs)
             continue
-        for metric in dict.fromkeys(resolve_metric(m, rec) for m in metrics or DEFAULT_METRICS):
-            run_s, base_s = rec.get(f"{metric}_samples"), ref.get(f"{metric}_samples")
-            if not any(v is not None for v in (run_s or []) + (base_s or [])):
-                continue  # the metric does not apply to this workload (TPOT of a prefill)
-            c = compare_samples(run_s, base_s, metric, threshold)
-            rows.append({**dict(zip(IDENTITY, key)), "device": rec.get("device_name"),
-                         "base_device": ref.get("device_name"), **c.__dict__})
-    return Comparison(rows, [k for k in runs if k not in bases], [k for k in bases if k not in runs])
+        acc_run.used += len(ok(recs))
+        for bkey in partners:
+            matched_base.add(bkey)
+            rows += _rows(key, recs, bkey, bases[bkey], metrics, threshold)
+    unmatched_base = [k for k in bases if k not in matched_base]
+    for k, recs in bases.items():
+        acc_base.failed += len(recs) - len(ok(recs))
+        if k in matched_base:
+            acc_base.used += len(ok(recs))
+        else:
+            acc_base.unmatched += len(recs)
+    return Comparison(rows, unmatched_run, unmatched_base, {"run": acc_run, "baseline": acc_base}, across_devices)
+
+
+def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
+    ident = dict(zip(IDENTITY, key)) | {"base_device": bkey[-1]}
+    okr, okb = ok(recs), ok(brecs)
+    if not okr or not okb:
+        side = "the run" if not okr else "the baseline"
+        failed = not okr and okb
+        return [{**ident, "metric": "-", "verdict": f"every trial failed in {side}",
+                 "gate": ("FAIL" if failed else "too noisy") if threshold is not None else None,
+                 "gate_note": (recs[-1].get("error") if not okr else brecs[-1].get("error")),
+                 "ratio": None, "ci_low": None, "ci_high": None, "run_value": None, "base_value": None,
+                 "run_trials": len(okr), "base_trials": len(okb), "basis": "none", "floor": None}]
+    out = []
+    sample = okr[-1]
+    for metric in dict.fromkeys(resolve_metric(m, sample) for m in metrics or DEFAULT_METRICS):
+        rs, bs = case_stat(okr, metric), case_stat(okb, metric)
+        if rs.value is None and bs.value is None:
+            continue  # the metric does not apply to this workload (TPOT of a prefill)
+        c = compare_stats(rs, bs, threshold)
+        out.append({**ident, **c.__dict__,
+                    "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb)})
+    return out

@@ -12,6 +12,7 @@ import io
 import re
 from datetime import datetime, timezone
 
+from bench.judging import cases
 from bench.publishing import tables
 from bench.measuring.metrics import HEADLINE
 
@@ -47,25 +48,34 @@ def _case_label(rec: dict) -> str:
     return f"{rec['model']} {rec['dtype']} {rec['workload']} B{rec['batch']}"
 
 
-def throughput_chart(records: list[dict]):
-    """Headline throughput per case and device, median with stdev error bars, one panel per kind."""
+def throughput_chart(table: tables.Table):
+    """Headline throughput per case and device: the case statistic over all trials, with the stdev
+    between trials as error bars, one panel per workload kind, on a linear axis from zero."""
     plt = _pyplot()
-    ok = [r for r in records if r.get("status") == "ok"]
-    kinds = [k for k in ("prefill", "decode", "generate") if any(r["kind"] == k for r in ok)]
+    bars = {}  # kind -> [(label, value, spread)]
+    for (case, device), cell in sorted(table.cells.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if not cell:
+            continue
+        recs = [r for r in table.records if tables._case_key(r) == case and tables.device_label(r) == device]
+        kind = recs[0]["kind"] if recs else None
+        metric = HEADLINE.get(kind)
+        stat = cases.case_stat(cases.ok(recs), metric) if metric else None
+        if stat is None or stat.value is None:
+            continue
+        label = f"{case[0]} {case[1]} {case[2]} B{case[3]} {case[4]} | {device}"
+        bars.setdefault(kind, []).append((label, stat.value, stat.spread or 0.0))
+    kinds = [k for k in ("prefill", "decode", "generate") if k in bars]
     if not kinds:
         return None
-    fig, axes = plt.subplots(len(kinds), 1, figsize=(9, 1.5 + 0.5 * len(ok)), squeeze=False,
-                             layout="constrained")
+    n = sum(len(bars[k]) for k in kinds)
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(9, 1.5 + 0.5 * n), squeeze=False, layout="constrained")
     for ax, kind in zip(axes[:, 0], kinds):
-        rs = sorted((r for r in ok if r["kind"] == kind), key=lambda r: (_case_label(r), tables.device_label(r)))
-        metric = HEADLINE[kind]
-        labels = [f"{_case_label(r)} | {tables.device_label(r)}" for r in rs]
-        ax.barh(range(len(rs)), [r[f"{metric}_median"] for r in rs],
-                xerr=[r.get(f"{metric}_stdev") or 0 for r in rs], color="#4c72b0", capsize=3)
-        ax.set_yticks(range(len(rs)), labels, fontsize=8)
+        labels, values, spreads = zip(*bars[kind])
+        ax.barh(range(len(values)), values, xerr=spreads, color="#4c72b0", capsize=3)
+        ax.set_yticks(range(len(values)), labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{metric} (tokens/s, higher is better; median ± stdev)")
+        ax.set_xlim(left=0)
+        ax.set_xlabel(f"{HEADLINE[kind]} (tokens/s, higher is better; {cases.STATISTIC}, ± stdev between trials)")
     fig.suptitle("Throughput by device")
     return fig
 
@@ -128,7 +138,7 @@ def _code(escaped: str) -> str:
 
 def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbench report") -> str:
     header, body = tables.rows(table, transpose)
-    keys = 1 if transpose else 4
+    keys = 1 if transpose else len(tables.CASE)
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
            f"<style>{_STYLE}</style></head><body><h1>{e(title)}</h1>",
@@ -144,8 +154,9 @@ def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbenc
     foot = tables.footer_lines(table)
     out += [f"<p>{_code(e(line.lstrip('- ')))}</p>" for line in foot if line]
     out.append("</div>")
-    for chart in (throughput_chart, distribution_chart, per_token_chart):
-        fig = chart(table.records)
+    for chart, data in ((throughput_chart, table), (distribution_chart, table.records),
+                        (per_token_chart, table.records)):
+        fig = chart(data)
         if fig is not None:
             out.append(f"<img alt='{e(chart.__doc__.splitlines()[0])}' src='data:image/png;base64,{_png(fig)}'>")
     out.append("</body></html>")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.measuring.metrics import HEADLINE
+from bench.measuring.metrics import HEADLINE, METRICS
 
 
 def _pm(median, stdev, scale: float = 1.0, digits: int = 1) -> str:
@@ -49,31 +49,69 @@ def summary_table(records: list[dict]) -> str:
 # --- comparisons ---------------------------------------------------------------------------
 
 def _ratio_text(row: dict) -> str:
-    if row["ratio"] is None:
+    if row.get("ratio") is None:
         return "-"
-    ci = f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" if row["ci_low"] is not None else " [n < 2]"
+    ci = f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" if row.get("ci_low") is not None else " [no interval]"
     return f"{row['ratio']:.3f}{ci}"
 
 
-def _median_text(value, metric: str) -> str:
+def _value_text(value, metric: str, trials: int, rounds: int | None = None) -> str:
     from bench.measuring.metrics import METRICS
 
     if value is None:
         return "-"
-    return f"{value * 1e3:.2f} ms" if METRICS[metric][0] == "s" else f"{value:.1f}"
+    text = f"{value * 1e3:.2f} ms" if METRICS[metric][0] == "s" else f"{value:.1f}"
+    return text + f" ({trials} trial{'s' if trials != 1 else ''}" + (f", {rounds} rounds)" if rounds else ")")
+
+
+def _verdict_text(row: dict) -> str:
+    text = row["verdict"]
+    if row.get("basis", "").startswith("within one run"):
+        text += " (between-run variance unknown)"
+    elif "unknown" in row.get("basis", ""):
+        text += " (one side: 1 trial)"
+    return text
 
 
 def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[str]]]:
-    header = ["model", "dtype", "test", "B", "kind", "metric", "run", "baseline", "speed ratio [95% CI]",
-              "verdict"] + (["gate"] if with_gate else [])
+    across = comparison.across_devices
+    header = (["model", "dtype", "test", "B", "path", "device"] + (["baseline device"] if across else [])
+              + ["metric", "run", "baseline", "speed ratio [95% CI]", "verdict", "noise floor"]
+              + (["gate"] if with_gate else []))
     body = []
     for r in comparison.rows:
-        row = [r["model"], r["dtype"], r["workload"], str(r["batch"]), r["backend_kind"], r["metric"],
-               f"{_median_text(r['run_median'], r['metric'])} (n={r['n_run']})",
-               f"{_median_text(r['base_median'], r['metric'])} (n={r['n_base']})",
-               _ratio_text(r), r["verdict"]]
-        body.append(row + ([r["gate"]] if with_gate else []))
+        metric = r["metric"]
+        known = metric in METRICS
+        floor = f"{r['floor']:.1%} ({r.get('floor_source')})" if r.get("floor") is not None else "unknown"
+        loaded = r.get("run_loaded", 0) + r.get("base_loaded", 0)
+        row = [r["model"], r["dtype"], r["workload"], str(r["batch"]), str(r.get("exec_path")), r["device"]]
+        row += [r["base_device"]] if across else []
+        row += [metric,
+                _value_text(r.get("run_value"), metric, r.get("run_trials", 0), r.get("run_rounds")) if known else "-",
+                _value_text(r.get("base_value"), metric, r.get("base_trials", 0), r.get("base_rounds")) if known else "-",
+                _ratio_text(r), _verdict_text(r) + (f"; {loaded} trial(s) on a loaded host" if loaded else ""), floor]
+        if with_gate:
+            row.append(r["gate"] + (f": {r['gate_note']}" if r.get("gate_note") and r["gate"] != "pass" else ""))
+        body.append(row)
     return header, body
+
+
+def comparison_notes(comparison, threshold) -> list[str]:
+    from bench.judging.cases import STATISTIC, UNREPLICATED_ALLOWANCE
+
+    notes = [f"Statistic: {STATISTIC}. Speed ratio: run over baseline for throughputs, baseline over run "
+             "for latencies, so > 1 is better either way. The 95% interval comes from the spread between "
+             "trials (--bench-repeats); with one trial on a side, the other side's trials stand for both; "
+             "with one trial on each side only the rounds of two processes are left, and the interval is "
+             f"widened x{UNREPLICATED_ALLOWANCE:g} (between-run variance unknown). Noise floor: the relative "
+             "difference two trials of identical code exceed 5% of the time on this machine."]
+    if comparison.across_devices:
+        notes.append("Across devices: each run device beside each baseline device; a different device is "
+                     "not a regression, so nothing here gates.")
+    if threshold is not None:
+        notes.append(f"Gate: FAIL when the interval lies entirely below {threshold} and the noise floor is "
+                     f"below {1 - threshold:.3g}; otherwise too noisy to gate at {threshold} on this machine.")
+    return notes + comparison.account_lines()
 
 
 def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatched: bool) -> str:
@@ -83,26 +121,24 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
     import json
 
     header, body = comparison_table(comparison, threshold is not None)
-    unmatched = ([("run", k) for k in comparison.unmatched_run] +
-                 [("baseline", k) for k in comparison.unmatched_base]) if show_unmatched else []
+    unmatched = [("run", k) for k in comparison.unmatched_run] + [("baseline", k) for k in comparison.unmatched_base]
+    notes = comparison_notes(comparison, threshold)
+    if unmatched and not show_unmatched:
+        notes.append(f"{len(unmatched)} case(s) on one side only: --unmatched lists them")
+    listed = unmatched if show_unmatched else []
     if fmt == "json":
-        return json.dumps({"threshold": threshold, "rows": comparison.rows,
+        return json.dumps({"threshold": threshold, "across_devices": comparison.across_devices,
+                           "rows": comparison.rows, "accounts": {s: a.__dict__ for s, a in comparison.accounts.items()},
                            "unmatched": [{"side": s, "case": list(k)} for s, k in unmatched]}, indent=1)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        keys = list(comparison.rows[0]) if comparison.rows else []
+        keys = list(dict.fromkeys(k for r in comparison.rows for k in r))
         w.writerow(keys)
         for r in comparison.rows:
-            w.writerow(["" if r[k] is None else r[k] for k in keys])
+            w.writerow(["" if r.get(k) is None else r[k] for k in keys])
         return buf.getvalue()
-    notes = ["Speed ratio: run over baseline for throughputs, baseline over run for latencies, so "
-             "> 1 is better either way; 95% interval from Welch's t on log per-round samples. "
-             "faster / slower only when the whole interval is above / below 1."]
-    if threshold is not None:
-        notes.append(f"Gate: FAIL when the interval lies entirely below {threshold}; too noisy when "
-                     f"it straddles {threshold} and its half-width exceeds {1 - threshold:.3g}.")
-    notes += [f"Unmatched ({side}): " + " ".join(map(str, k)) for side, k in unmatched]
+    notes += [f"Unmatched ({side}): " + " ".join(map(str, k)) for side, k in listed]
     if fmt == "html":
         e = html.escape
         cells = "".join(f"<th>{e(h)}</th>" for h in header)
@@ -110,7 +146,7 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>chipbench comparison</title>"
                 f"</head><body><h1>chipbench comparison</h1><table border='1'><tr>{cells}</tr>{rows}"
                 f"</table>" + "".join(f"<p>{e(n)}</p>" for n in notes) + "</body></html>")
-    esc = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+    esc = lambda v: str(v).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in body]
-    return "\n".join(lines + [""] + notes) + "\n"
+    return "\n".join(lines + [""] + [esc(n) for n in notes]) + "\n"

@@ -1,7 +1,12 @@
-"""Result tables: one row per case (model, dtype, workload, batch), one column group per device.
+"""Result tables: one row per case (model, dtype, workload, batch, execution path), one column
+group per device.
 
-Every cell is a median with its spread. The same table renders as GitHub markdown (with the
-metric definitions and each device's environment in a footer), CSV, JSON and HTML.
+Several runs of one case on one device are one cell over all their trials (never the newest
+alone): the statistic is bench.judging.cases.STATISTIC, the spread the stdev between trials (or
+between the rounds of a single trial), and the `n` column says how many trials and rounds, how
+many failed and how many ran on a loaded host. Every record is accounted for in the footer (used,
+failed, duplicates). The same table renders as GitHub markdown (with the metric definitions and
+each device's environment in a footer), CSV, JSON and HTML.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ import io
 import json
 from dataclasses import dataclass
 
+from bench.judging import cases
 from bench.judging.compare import resolve_metric
 from bench.errors import UsageError
 from bench.measuring.metrics import DEFINITIONS, METRICS
 
-CASE = ("model", "dtype", "workload", "batch")
-STATS = ("median", "stdev", "n", "ci95_low", "ci95_high")
-DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s", "roofline", "check")
+CASE = ("model", "dtype", "workload", "batch", "exec_path")
+STATS = ("value", "spread", "trials", "rounds", "ci95_low", "ci95_high")
+TEXT_METRICS = ("headline", "roofline", "check", "n")  # not measured metrics: columns made from records
+DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s", "roofline", "check", "n")
 
 
 @dataclass(frozen=True)
@@ -34,16 +41,15 @@ class Filters:
 
 
 def device_label(rec: dict) -> str:
-    label = f"{rec.get('backend')}: {rec.get('device_name') or '?'}"
-    if rec.get("backend_kind") == "cpu" and rec.get("env_cpu_cores"):
-        label += f" ({rec['env_cpu_cores']} cores)"  # CPU names alone do not tell machines apart
-    return label
+    """A table column: the adapter and the device (CPU names alone do not tell machines apart:
+    the core count is added, as in the case identity)."""
+    return f"{rec.get('backend')}: {cases.device_key(rec)}"
 
 
 def check_metrics(metrics) -> tuple[str, ...]:
     for m in metrics:
-        if m not in ("headline", "roofline", "check") and m not in METRICS:
-            raise UsageError(f"unknown metric {m!r}; valid metrics: headline, roofline, check, {', '.join(METRICS)}")
+        if m not in TEXT_METRICS and m not in METRICS:
+            raise UsageError(f"unknown metric {m!r}; valid metrics: {', '.join(TEXT_METRICS)}, {', '.join(METRICS)}")
     return tuple(metrics)
 
 
@@ -54,6 +60,15 @@ def check_text(rec: dict) -> str:
     if rec.get("correct") is False:
         return f"WRONG: {rec.get('correctness_note') or 'failed the correctness gate'}"
     return "-"
+
+
+def pooled_check_text(records: list[dict]) -> str:
+    """WRONG if any trial failed the gate; ok (the worst error) when every checked trial passed."""
+    wrong = [r for r in records if r.get("correct") is False]
+    if wrong:
+        return check_text(wrong[0])
+    checked = [r for r in records if r.get("correct") is True and r.get("correctness_rel_err") is not None]
+    return check_text(max(checked, key=lambda r: r["correctness_rel_err"])) if checked else "-"
 
 
 def roofline_text(rec: dict) -> str:
@@ -67,25 +82,55 @@ def roofline_text(rec: dict) -> str:
     return f"{name} " + " / ".join(parts) if parts else "-"
 
 
+def pooled_roofline_text(records: list[dict]) -> str:
+    """The roofline shares over the trials (geometric mean, like the statistic)."""
+    import math
+
+    pooled = {"kind": records[0].get("kind"), "roofline_flag": next((r["roofline_flag"] for r in records
+                                                                     if r.get("roofline_flag")), None)}
+    for key in ("measured_mbu", "spec_mbu", "measured_prefill_mfu", "spec_prefill_mfu"):
+        values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and r[key] > 0]
+        if values:
+            pooled[key] = math.exp(sum(map(math.log, values)) / len(values))
+    return roofline_text(pooled)
+
+
+def n_text(records: list[dict], failed: int, metric: str) -> str:
+    """Trials x rounds of the headline metric, with failed and loaded trials said."""
+    stat = cases.case_stat(records, metric)
+    text = f"{stat.trials}×{stat.rounds // stat.trials}" if stat.trials and stat.rounds % stat.trials == 0 \
+        else f"{stat.trials} trials, {stat.rounds} rounds"
+    loaded = cases.loaded_trials(records)
+    if loaded:
+        text += f" ⚠ {loaded} loaded"
+    if failed:
+        text += f", {failed} failed"
+    return text
 
 
 @dataclass(frozen=True)
 class Table:
-    """cells[(case, device)][metric] = {median, stdev, n, ...}; None for a failed case."""
+    """cells[(case, device)][metric] = {value, spread, trials, rounds, ...}; None when every trial failed."""
 
     cases: list[tuple]
     devices: list[str]
     metrics: tuple[str, ...]
     cells: dict
-    records: list[dict]  # the records shown (newest per case and device)
+    records: list[dict]  # every record shown (all trials)
+    account: cases.Account | None = None
+
+
+def _case_key(rec: dict) -> tuple:
+    return tuple(rec.get(k) if k != "exec_path" else (rec.get(k) or "eager") for k in CASE)
 
 
 def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filters()) -> Table:
     metrics = check_metrics(metrics)
-    shown = [r for r in records if filters.keep(r)]
+    account = cases.Account()
+    shown = cases.dedupe([r for r in records if filters.keep(r)], account)
     if not shown:
         raise UsageError("no record matches the filters")
-    newest: dict[tuple, dict] = {}
+    groups: dict[tuple, list[dict]] = {}
     for rec in sorted(shown, key=lambda r: r.get("timestamp_utc") or ""):
         if "roofline" in metrics and rec.get("status") == "ok" and "decode_bytes_per_step" not in rec:
             from bench.measuring.runner import add_roofline
@@ -94,34 +139,45 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
                 add_roofline(rec)  # records made before the roofline existed: the spec row only
             except UsageError:
                 pass  # a model this chipbench does not know: no analytic counts, no roofline
-        newest[(tuple(rec.get(k) for k in CASE), device_label(rec))] = rec  # failed ones too
-    cases = sorted({c for c, _ in newest}, key=lambda c: tuple(str(x) for x in c))
-    devices = sorted({d for _, d in newest})
+        groups.setdefault((_case_key(rec), device_label(rec)), []).append(rec)  # failed ones too
+    table_cases = sorted({c for c, _ in groups}, key=lambda c: tuple(str(x) for x in c))
+    devices = sorted({d for _, d in groups})
     cells = {}
-    for (case, dev), rec in newest.items():
-        if rec.get("status") != "ok":
-            cells[(case, dev)] = None
+    for key, recs in groups.items():
+        good = cases.ok(recs)
+        account.failed += len(recs) - len(good)
+        account.used += len(good)
+        if not good:
+            cells[key] = None
             continue
-        text = {"roofline": roofline_text, "check": check_text}
-        cells[(case, dev)] = {m: {"metric": m, "text": text[m](rec)} if m in text else
-                              {s: rec.get(f"{resolve_metric(m, rec)}_{s}") for s in STATS}
-                              | {"metric": resolve_metric(m, rec)} for m in metrics}
-    return Table(cases, devices, metrics, cells, list(newest.values()))
+        head = resolve_metric("headline", good[-1])
+        text = {"roofline": lambda: pooled_roofline_text(good), "check": lambda: pooled_check_text(good),
+                "n": lambda: n_text(good, len(recs) - len(good), head)}
+        cell = {}
+        for m in metrics:
+            if m in text:
+                cell[m] = {"metric": m, "text": text[m]()}
+                continue
+            stat = cases.case_stat(good, resolve_metric(m, good[-1]))
+            cell[m] = {"metric": stat.metric, "value": stat.value, "spread": stat.spread, "trials": stat.trials,
+                       "rounds": stat.rounds, "ci95_low": stat.ci_low, "ci95_high": stat.ci_high}
+        cells[key] = cell
+    return Table(table_cases, devices, metrics, cells, shown, account)
 
 
 def fmt(stat: dict | None) -> str:
     if stat is not None and "text" in stat:
         return stat["text"]
-    if stat is None or stat.get("median") is None:
+    if stat is None or stat.get("value") is None:
         return "-"
-    med, sd = stat["median"], stat.get("stdev")
+    med, sd = stat["value"], stat.get("spread")
     if METRICS[stat["metric"]][0] == "s":  # times read best in milliseconds
         med, sd = med * 1e3, (sd * 1e3 if sd is not None else None)
     digits = 1 if abs(med) >= 10 else 2 if abs(med) >= 0.1 else 4
     return f"{med:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-TITLES = {"headline": "t/s", "roofline": "roofline", "check": "correct", "ttft_s": "TTFT ms", "tpot_s": "TPOT ms", "e2e_s": "E2E ms",
+TITLES = {"headline": "t/s", "roofline": "roofline", "check": "correct", "n": "n", "ttft_s": "TTFT ms", "tpot_s": "TPOT ms", "e2e_s": "E2E ms",
           "itl_s": "ITL ms", "prefill_tok_per_s": "prefill t/s", "decode_tok_per_s": "decode t/s",
           "output_tok_per_s": "output t/s"}
 
@@ -140,11 +196,11 @@ def rows(table: Table, transpose: bool = False) -> tuple[list[str], list[list[st
     """Header and string rows: cases down / devices across, or the transpose."""
     titles = [_metric_title(m) for m in table.metrics]
     if not transpose:
-        header = ["model", "dtype", "test", "B"] + [f"{d} {t}" for d in table.devices for t in titles]
+        header = ["model", "dtype", "test", "B", "path"] + [f"{d} {t}" for d in table.devices for t in titles]
         body = [[str(x) for x in case] + [t for d in table.devices for t in _texts(table, case, d)]
                 for case in table.cases]
     else:
-        header = ["device"] + [f"{c[0]} {c[1]} {c[2]} B{c[3]} {t}" for c in table.cases for t in titles]
+        header = ["device"] + [f"{c[0]} {c[1]} {c[2]} B{c[3]} {c[4]} {t}" for c in table.cases for t in titles]
         body = [[d] + [t for case in table.cases for t in _texts(table, case, d)] for d in table.devices]
     return header, body
 
@@ -156,7 +212,7 @@ def _md_escape(text: str) -> str:
 def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> str:
     header, body = rows(table, transpose)
     lines = ["| " + " | ".join(map(_md_escape, header)) + " |",
-             "|" + "|".join("---" if i < (1 if transpose else 4) else "---:" for i in range(len(header))) + "|"]
+             "|" + "|".join("---" if i < (1 if transpose else len(CASE)) else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(map(_md_escape, r)) + " |" for r in body]
     if footer:
         lines += ["", *footer_lines(table)]
@@ -164,9 +220,11 @@ def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> s
 
 
 def footer_lines(table: Table) -> list[str]:
-    used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics} - {"roofline", "check"})
-    out = ["Cells: median ± sample stdev over the timed rounds. t/s is the test's own throughput: "
-           "prefill tokens/s for ppN, decode tokens/s for tgN, output tokens/s for ppP+tgN."]
+    used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics} - set(TEXT_METRICS))
+    out = [f"Cells: the {cases.STATISTIC}, ± the stdev between trials (between the rounds of a single "
+           "trial); n: trials × rounds each (⚠ trials run on a loaded host, failed trials). Several runs of a "
+           "case are pooled, never the newest alone. t/s is the test's own throughput: prefill tokens/s for "
+           "ppN, decode tokens/s for tgN, output tokens/s for ppP+tgN."]
     out += [f"- `{m}` ({METRICS[m][0]}, {'higher' if METRICS[m][1] else 'lower'} is better): "
             f"{DEFINITIONS[m]}" for m in used]
     if "roofline" in table.metrics:
@@ -176,6 +234,8 @@ def footer_lines(table: Table) -> list[str]:
     if "check" in table.metrics:
         out.append("- correct: the correctness gate: relative logits error against a CPU fp32 reference "
                    "under teacher forcing, within its bound (WRONG: fast but wrong, not a result)")
+    if table.account is not None:
+        out.append("- " + table.account.line("records"))
     out.append("")
     out.append("Environment:")
     seen = set()
@@ -187,7 +247,7 @@ def footer_lines(table: Table) -> list[str]:
         facts = [f"torch {rec.get('env_torch')}", f"transformers {rec.get('env_transformers')}",
                  f"runtime {rec.get('env_runtime')}", f"driver {rec.get('env_driver') or '-'}",
                  f"host CPU {rec.get('env_cpu_model')} ({rec.get('env_cpu_cores')} cores)",
-                 f"path {rec.get('exec_path')}", f"chipbench {rec.get('harness_version')}"
+                 f"stack {rec.get('stack') or rec.get('exec_path')}", f"chipbench {rec.get('harness_version')}"
                  + (f" ({rec['git_commit'][:12]})" if rec.get("git_commit") else ""),
                  f"run {rec.get('timestamp_utc')}"]
         out.append(f"- {_md_escape(dev)}: " + ", ".join(_md_escape(f) for f in facts))
@@ -198,7 +258,7 @@ def to_csv(table: Table) -> str:
     """Wide CSV of numbers: per device and metric, its median, stdev, n and 95% interval."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["model", "dtype", "workload", "batch"] + [f"{d} | {m} | {s}" for d in table.devices
+    w.writerow(list(CASE) + [f"{d} | {m} | {s}" for d in table.devices
                                                           for m in table.metrics for s in STATS])
     for case in table.cases:
         row = list(case)

@@ -1,0 +1,185 @@
+"""From records to cases: deduplication with an account of every record, and two-level statistics.
+
+A record is one trial of one case. A *case* is everything that must be equal for two numbers to
+be comparable: model, dtype, workload, batch, backend kind, execution path and the device (a
+device's name, plus the core count for CPUs, whose names do not tell machines apart). Records of
+one case from several runs are pooled, never overwritten.
+
+The statistic, named everywhere it is shown: per trial, the **median** of its timed rounds; per
+case, the **geometric mean of the trial medians**. Its interval comes from the spread between
+trials (Student's t on the log of the trial medians) when there are two or more; with one trial
+the between-run variance is unknown, and only the rounds of that one process are left.
+
+Every input record is accounted for: used, a duplicate (same record_id; a duplicate whose content
+differs is named as a conflict), failed (status failed: shown, never pooled into a statistic),
+or left unmatched by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as st
+
+STATISTIC = "median of each trial's rounds; geometric mean over trials"
+CASE_FIELDS = ("model", "dtype", "workload", "batch", "backend_kind", "exec_path")
+IDENTITY = CASE_FIELDS + ("device",)
+# With one trial a side, no between-run variance is known: an interval then comes from the rounds
+# of one process alone, which the drift between runs on a shared machine can exceed (this
+# project measured ~20% within an hour on a shared 2-core CPU). Verdicts that must rest on such
+# an interval widen it by this factor on each side and say so.
+UNREPLICATED_ALLOWANCE = 1.25
+
+
+def device_key(rec: dict) -> str:
+    """The device a record ran on, as identity: its reported name, plus cores for CPUs."""
+    name = rec.get("device_name") or "?"
+    if rec.get("backend_kind") == "cpu" and rec.get("env_cpu_cores"):
+        name += f" ({rec['env_cpu_cores']} cores)"
+    return name
+
+
+def identity(rec: dict, across_devices: bool = False) -> tuple:
+    values = tuple(rec.get(k) if k != "exec_path" else (rec.get(k) or "eager") for k in CASE_FIELDS)
+    return values if across_devices else values + (device_key(rec),)
+
+
+@dataclass
+class Account:
+    """What happened to every input record of one side (a run, a baseline, a report)."""
+
+    inputs: int = 0
+    duplicates: int = 0
+    conflicts: list[str] = field(default_factory=list)  # record_ids seen twice with different content
+    failed: int = 0
+    used: int = 0
+    unmatched: int = 0
+
+    def line(self, side: str) -> str:
+        parts = [f"{self.used} used"]
+        if self.unmatched:
+            parts.append(f"{self.unmatched} unmatched")
+        if self.failed:
+            parts.append(f"{self.failed} failed trial(s) (not pooled)")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate(s) of a record_id dropped")
+        text = f"{side}: {self.inputs} record(s): " + ", ".join(parts)
+        if self.conflicts:
+            text += (f"; CONFLICT: record_id(s) {', '.join(self.conflicts[:5])} appear with different "
+                     "content (the first copy was used)")
+        return text
+
+
+def _content(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k != "source_file"}
+
+
+def dedupe(records: Iterable[dict], account: Account | None = None) -> list[dict]:
+    """Each record_id once (the first copy); duplicates counted, conflicting ones named."""
+    account = account if account is not None else Account()
+    seen: dict[str, dict] = {}
+    out = []
+    for rec in records:
+        account.inputs += 1
+        rid = rec.get("record_id")
+        if rid in seen:
+            account.duplicates += 1
+            if _content(seen[rid]) != _content(rec) and rid not in account.conflicts:
+                account.conflicts.append(rid)
+            continue
+        seen[rid] = rec
+        out.append(rec)
+    return out
+
+
+def group(records: Iterable[dict], across_devices: bool = False) -> dict[tuple, list[dict]]:
+    """Records by case identity, in time order (failed trials included: callers count them)."""
+    out: dict[tuple, list[dict]] = {}
+    for rec in sorted(records, key=lambda r: r.get("timestamp_utc") or ""):
+        out.setdefault(identity(rec, across_devices), []).append(rec)
+    return out
+
+
+def ok(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("status") == "ok"]
+
+
+def _positive(values) -> np.ndarray:
+    return np.asarray([v for v in (values or []) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v) and v > 0], float)
+
+
+def trial_samples(rec: dict, metric: str) -> np.ndarray:
+    """One trial's per-round values of a metric (its median alone for pooled metrics like itl_s)."""
+    x = _positive(rec.get(f"{metric}_samples"))
+    if x.size == 0 and rec.get(f"{metric}_median") is not None:
+        x = _positive([rec[f"{metric}_median"]])
+    return x
+
+
+@dataclass(frozen=True)
+class CaseStat:
+    """One metric of one case over its trials."""
+
+    metric: str
+    trials: int  # trials with a value
+    rounds: int  # timed rounds over all those trials
+    value: float | None  # the named statistic (STATISTIC)
+    trial_values: tuple[float, ...]  # each trial's median
+    log_sd_between: float | None  # sample stdev of log(trial medians): the between-run spread
+    log_sd_within: float | None  # single trial: sample stdev of log(round values)
+    ci_low: float | None
+    ci_high: float | None
+    basis: str  # what the interval rests on: "between trials", "within one run" or "none"
+
+    @property
+    def spread(self) -> float | None:
+        """A stdev in the metric's unit, for tables: between trials when there are several, else
+        between the rounds of the one trial."""
+        if self.value is None:
+            return None
+        if self.trials >= 2:
+            return float(np.std(self.trial_values, ddof=1))
+        return None if self.log_sd_within is None else self.value * self.log_sd_within
+
+
+def case_stat(records: list[dict], metric: str) -> CaseStat:
+    medians, rounds, only = [], 0, None
+    for rec in ok(records):
+        x = trial_samples(rec, metric)
+        if x.size:
+            medians.append(float(np.median(x)))
+            rounds += x.size
+            only = x
+    if not medians:
+        return CaseStat(metric, 0, 0, None, (), None, None, None, None, "none")
+    logs = np.log(medians)
+    value = float(math.exp(logs.mean()))
+    if len(medians) >= 2:
+        sd = float(logs.std(ddof=1))
+        half = float(st.t.ppf(0.975, len(medians) - 1)) * sd / math.sqrt(len(medians))
+        return CaseStat(metric, len(medians), rounds, value, tuple(medians), sd, None,
+                        value * math.exp(-half), value * math.exp(half), "between trials")
+    lx = np.log(only)
+    if lx.size >= 2:
+        sd = float(lx.std(ddof=1))
+        half = float(st.t.ppf(0.975, lx.size - 1)) * sd / math.sqrt(lx.size)
+        return CaseStat(metric, 1, rounds, value, tuple(medians), None, sd,
+                        value * math.exp(-half), value * math.exp(half), "within one run")
+    return CaseStat(metric, 1, rounds, value, tuple(medians), None, None, None, None, "none")
+
+
+def noise_floor(stat: CaseStat) -> float | None:
+    """The machine's A/A noise for this case: the relative difference that two independent trials
+    of identical code exceed 5% of the time, 1.96 * sqrt(2) * (between-trial stdev of the log).
+    None with fewer than two trials (unknown, never zero)."""
+    if stat.log_sd_between is None:
+        return None
+    return math.expm1(1.96 * math.sqrt(2) * stat.log_sd_between)
+
+
+def loaded_trials(records: list[dict]) -> int:
+    return sum(1 for r in records if r.get("host_loaded") is True)
