@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from bench.errors import UsageError
@@ -80,12 +81,13 @@ def cmd_run(args) -> int:
     from bench.publishing.record import RecordWriter, default_path
     from bench.publishing.report import summary_table
     from bench.measuring.runner import run_case
+    from bench.measuring.trials import run_trials
     from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
     opts = SuiteOptions(
         backends=split_list(args.backend), models=split_list(args.model), dtypes=split_list(args.dtype),
         workloads=split_list(args.workload), batches=parse_ints(args.batch, "batch sizes") or (1,),
-        rounds=args.rounds, warmup=args.warmup, seed=args.seed, weights_dir=args.weights)
+        rounds=args.rounds, warmup=args.warmup, seed=args.seed, weights_dir=args.weights, repeats=args.repeats)
     entries = discover()
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
@@ -104,10 +106,16 @@ def cmd_run(args) -> int:
         key = (p.case.backend, p.case.dtype)
         if key not in ceilings:
             ceilings[key] = measure_ceilings(backend, p.case.dtype)
-        print(f"running {p.label} ...", file=sys.stderr, flush=True)
-        rec = run_case(backend, p.case, host, ceilings[key], check=not args.no_check, chip=chip)
-        writer.write(rec)
-        records.append(rec)
+        print(f"running {p.label}" + (f" ({args.repeats} trials)" if args.repeats > 1 else "") + " ...",
+              file=sys.stderr, flush=True)
+        if args.repeats > 1:
+            records += run_trials(backend, p.case, args.repeats, entries=entries, host=host,
+                                  ceilings=ceilings[key], chip=chip, check=not args.no_check, on_record=writer.write)
+        else:
+            rec = run_case(backend, p.case, host, ceilings[key], check=not args.no_check, chip=chip,
+                           origin=entries[p.case.backend].origin())
+            writer.write(rec)
+            records.append(rec)
     if records:
         print(summary_table(records))
     print(f"{len(records)} record(s) appended to {writer.path}", file=sys.stderr)
@@ -180,10 +188,11 @@ def cmd_compare(args) -> int:
     keep = _filters(args).keep
     run = [r for r in read_records(*args.runs, on_error=args.on_error) if keep(r)]
     base = [r for r in read_records(*args.baseline, on_error=args.on_error) if keep(r)]
-    result = compare_records(run, base, metrics, args.fail_below)
+    result = compare_records(run, base, metrics, args.fail_below, across_devices=args.across == "devices")
     if not result.rows:
-        raise UsageError(f"the baseline matches none of the run's {len(result.unmatched_run)} case(s) "
-                         "(cases match by model, dtype, workload, batch and backend kind)")
+        hint = "" if args.across else " and device; --across devices compares one device with another"
+        raise UsageError(f"the baseline matches none of the run's {len(result.unmatched_run)} case(s) (cases match "
+                         f"by model, dtype, workload, batch, backend kind, execution path{hint})")
     text = render_comparison(result, args.format, args.fail_below, args.unmatched)
     md = render_comparison(result, "md", args.fail_below, args.unmatched)
     _emit(text, args.out, args.github_summary, md)
@@ -218,14 +227,79 @@ def cmd_merge(args) -> int:
     return 0
 
 
+def noise_rows(records: list[dict]) -> list[dict]:
+    """Per case: trials, the headline statistic, its spread between trials and the noise floor."""
+    from bench.judging import cases
+    from bench.judging.compare import resolve_metric
+
+    rows = []
+    for key, recs in cases.group(records).items():
+        good = cases.ok(recs)
+        if not good:
+            rows.append({"case": " ".join(map(str, key[:-1])), "device": key[-1], "trials": 0,
+                         "note": f"every trial failed: {recs[-1].get('error')}"})
+            continue
+        metric = resolve_metric("headline", good[-1])
+        stat = cases.case_stat(good, metric)
+        floor = cases.noise_floor(stat)
+        rows.append({"case": " ".join(map(str, key[:-1])), "device": key[-1], "metric": metric,
+                     "trials": stat.trials, "value": stat.value,
+                     "between-trial stdev": f"{math.expm1(stat.log_sd_between):.2%}" if stat.log_sd_between is not None else "-",
+                     "noise floor": f"{floor:.1%}" if floor is not None else "unknown (1 trial)",
+                     "loaded": cases.loaded_trials(good), "failed": len(recs) - len(good)})
+    return rows
+
+
+def cmd_baseline(args) -> int:
+    """A baseline file from repeated runs: every record once, each case's noise floor said."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from bench.judging.cases import Account, dedupe
+    from bench.publishing.record import RecordWriter, read_records
+
+    if args.out and Path(args.out).exists():
+        raise UsageError(f"{args.out} exists; a baseline is written to a new file, never over an old one")
+    account = Account()
+    records = dedupe(read_records(*args.runs, on_error=args.on_error), account)
+    account.failed = sum(1 for r in records if r.get("status") != "ok")
+    account.used = len(records) - account.failed
+    rows = noise_rows(records)
+    print(pd.DataFrame(rows).to_string(index=False))
+    print(account.line("records"))
+    single = [r for r in rows if r.get("trials") == 1]
+    if single:
+        print(f"{len(single)} case(s) with one trial: their noise floor is unknown and a gate against them says "
+              "'too noisy'; make the baseline from runs with --bench-repeats 3 or more", file=sys.stderr)
+    if args.out:
+        writer = RecordWriter(args.out)
+        for rec in records:
+            rec.pop("source_file", None)
+            writer.write(rec)
+        print(f"wrote {writer.count} record(s) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from bench.judging.claims import claims_json_schema
+    from bench.publishing.schema import json_schema, json_schema_text
+
+    text = json_schema_text(json_schema() if args.what == "records" else claims_json_schema())
+    _emit(text, args.out, False)
+    return 0
+
+
 def cmd_claims(args) -> int:
+    from bench.judging.cases import Account
     from bench.judging.claims import check_all, load_claims, render
     from bench.publishing.record import read_records
 
     claims = load_claims(args.file)
     records = read_records(*args.runs, on_error=args.on_error) if args.runs else []
-    verdicts = check_all(claims, records)
-    _emit(render(verdicts, args.format), args.out, args.github_summary, render(verdicts, "md"))
+    account = Account()
+    verdicts = check_all(claims, records, account)
+    _emit(render(verdicts, args.format, account), args.out, args.github_summary, render(verdicts, "md", account))
     return 0
 
 
@@ -333,6 +407,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", default="1", help="comma-separated batch sizes")
     s.add_argument("--rounds", type=int, help="timed rounds per case (default: per backend)")
     s.add_argument("--warmup", type=int, default=1, help="untimed warmup rounds (default 1)")
+    s.add_argument("--repeats", type=int, default=1,
+                   help="independent trials per case, each a fresh load in a fresh process (default 1)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--weights", metavar="DIR", help="local safetensors weights for the one model named")
     s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
@@ -362,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("md", "csv", "json", "html"), default="md")
     s.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     s.add_argument("--transpose", action="store_true", help="one row per device, cases across")
-    s.add_argument("--metrics", default="headline,ttft_s,tpot_s,roofline,check",
+    s.add_argument("--metrics", default="headline,ttft_s,tpot_s,roofline,check,n",
                    help="comma-separated; headline: the test's own throughput, roofline: MBU / MFU, "
                         "check: the correctness gate")
     filters(s)
@@ -376,6 +452,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--fail-below", type=float, metavar="RATIO",
                    help="exit 1 when a case is significantly below RATIO of the baseline (e.g. 0.95)")
     s.add_argument("--unmatched", action="store_true", help="list cases present on one side only")
+    s.add_argument("--across", choices=("devices",),
+                   help="devices: compare each run device with every baseline device of the same case "
+                        "(deliberate; never gates)")
     s.add_argument("--format", choices=("md", "csv", "json", "html"), default="md")
     s.add_argument("--out", metavar="FILE")
     filters(s)
@@ -388,6 +467,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     s.add_argument("--github-summary", action="store_true")
     s.set_defaults(fn=cmd_merge)
+
+    s = sub.add_parser("baseline", help="make a baseline from repeated runs and print each case's noise floor")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="records of runs made with --bench-repeats (or several runs)")
+    s.add_argument("--out", metavar="FILE", help="the baseline JSON-lines file to write (must not exist)")
+    s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    s.set_defaults(fn=cmd_baseline)
+
+    s = sub.add_parser("schema", help="the JSON Schema of records or of claims files")
+    s.add_argument("what", choices=("records", "claims"))
+    s.add_argument("--out", metavar="FILE")
+    s.set_defaults(fn=cmd_schema)
 
     s = sub.add_parser("claims", help="check chip / model claims: physics, then measured runs")
     s.add_argument("file", help="a claims TOML file (see results/claims.toml)")

@@ -8,7 +8,7 @@ import pytest
 
 from bench.judging.claims import check, load_claims
 from bench.errors import UsageError
-from tests.records import make_record
+from tests.records import make_record, make_trials
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,16 +40,16 @@ def test_qwen3_next_in_bf16_does_not_fit_one_h200_and_in_fp8_it_does(tmp_path):
     assert fp8.verdict == "inconclusive" and fp8.reasons[0].startswith("fits on paper")
 
 
-def h20_runs(tok_per_s, spread=0.01, **kw):
-    return [make_record(workload="tg2048", device="NVIDIA H20", tpot_s=1 / tok_per_s, spread=spread,
-                        rounds=5, **kw)]
+def h20_runs(tok_per_s, drift=0.01, trials=3, **kw):
+    return make_trials(trials, workload="tg2048", device="NVIDIA H20", tpot_s=1 / tok_per_s, drift=drift, **kw)
 
 
-def test_runs_confirm_or_refute_by_their_interval(tmp_path):
-    claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\n')
+def test_runs_confirm_or_refute_by_their_interval_over_trials(tmp_path):
+    claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\nstack = "transformers"\n')
     assert check(claim, h20_runs(82)).verdict == "confirmed"
-    assert check(claim, h20_runs(60)).verdict == "refuted"
-    assert check(claim, h20_runs(78, spread=0.2)).verdict == "inconclusive"
+    refuted = check(claim, h20_runs(60))
+    assert refuted.verdict == "refuted" and "refuted with the claimed stack" in refuted.reasons
+    assert check(claim, h20_runs(78, drift=0.2)).verdict == "inconclusive"
     other_chip = [make_record(workload="tg2048", device="NVIDIA H100 80GB HBM3", tpot_s=1 / 82)]
     assert check(claim, other_chip).verdict == "inconclusive"  # runs on another chip decide nothing
 
@@ -60,15 +60,72 @@ def test_a_fast_but_wrong_run_never_confirms(tmp_path):
     assert v.verdict == "refuted" and "correctness gate" in v.reasons[-1]
 
 
-def test_a_ratio_claim_is_decided_by_the_paired_interval(tmp_path):
-    body = ('kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "about"\ntolerance = 0.15\n'
-            'model = "qwen3-8b"\nworkload = "tg32"\nnumerator = { chip = "NVIDIA H100 SXM" }\n'
-            'denominator = { chip = "NVIDIA H20" }\n')
-    claim = one(tmp_path, body)
-    runs = [make_record(device="NVIDIA H100 80GB HBM3", tpot_s=0.010), make_record(device="NVIDIA H20", tpot_s=0.0102, seed=1)]
-    assert check(claim, runs).verdict == "confirmed"
-    runs[1] = make_record(device="NVIDIA H20", tpot_s=0.02, seed=1)
-    assert check(claim, runs).verdict == "refuted"
+RATIO = ('kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "about"\ntolerance = 0.15\n'
+         'model = "qwen3-8b"\nworkload = "tg32"\nnumerator = { chip = "NVIDIA H100 SXM" }\n'
+         'denominator = { chip = "NVIDIA H20" }\n')
+
+
+def test_a_ratio_claim_is_decided_by_the_interval_between_trials(tmp_path):
+    claim = one(tmp_path, RATIO)
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1)
+    assert check(claim, h100 + make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2)).verdict == "confirmed"
+    assert check(claim, h100 + make_trials(3, device="NVIDIA H20", tpot_s=0.02, seed=2)).verdict == "refuted"
+
+
+def test_a_ratio_whose_sides_ran_different_stacks_is_not_like_for_like(tmp_path):
+    claim = one(tmp_path, RATIO)
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1, stack="transformers 5.23 compiled")
+    h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.02, seed=2)  # eager
+    v = check(claim, h100 + h20)
+    assert v.verdict == "inconclusive" and any("would be refuted" in r and "stack" in r for r in v.reasons)
+
+
+def test_a_typo_inside_numerator_is_refused(tmp_path):
+    with pytest.raises(UsageError) as e:
+        one(tmp_path, RATIO.replace('numerator = { chip =', 'numerator = { chp ='))
+    assert "claim 'c': field 'numerator.chp': unknown field" in str(e.value) and "chip" in str(e.value)
+
+
+def test_a_duplicated_file_does_not_change_a_verdict(tmp_path):
+    from bench.judging.cases import Account
+    from bench.judging.claims import check_all
+
+    claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\n')
+    runs = h20_runs(80, trials=1)  # one trial: between-run variance unknown, so inconclusive...
+    (alone,) = check_all([claim], runs)
+    acc = Account()
+    (twice,) = check_all([claim], runs + [dict(r) for r in runs], acc)  # ...and a second copy is not a second trial
+    assert alone.verdict == twice.verdict == "inconclusive" and alone.numbers == twice.numbers
+    assert (acc.inputs, acc.duplicates, acc.used) == (2, 1, 1)
+
+
+H100_150 = ('kind = "metric"\nmetric = "decode_tok_per_s"\nvalue = 150\nmodel = "qwen3-8b"\ndtype = "bf16"\n'
+            'workload = "tg128"\nchip = "NVIDIA H100 SXM"\nstack = "vllm"\n')
+
+
+def test_an_eager_run_at_15_percent_of_the_roofline_does_not_refute_a_claim_at_73_percent(tmp_path):
+    claim = one(tmp_path, H100_150)
+    eager = make_trials(3, model="qwen3-8b", workload="tg128", device="NVIDIA H100 80GB HBM3", tpot_s=1 / 32,
+                        measured_mbu=0.15)
+    v = check(claim, eager)
+    assert v.numbers["claimed_share_of_roofline"] == pytest.approx(0.73, abs=0.01)
+    assert v.verdict == "not reproduced with transformers 5.23 eager (15% of the measured roofline)"
+    assert v.category == "inconclusive" and "a run with the claimed stack (vllm)" in v.reasons[-1]
+
+
+def test_a_shortfall_refutes_with_the_claimed_stack_or_near_the_roofline(tmp_path):
+    claim = one(tmp_path, H100_150)
+    common = dict(model="qwen3-8b", workload="tg128", device="NVIDIA H100 80GB HBM3", tpot_s=1 / 100)
+    assert check(claim, make_trials(3, **common, stack="vllm 0.9.1 compiled")).verdict == "refuted"
+    assert check(claim, make_trials(3, **common, measured_mbu=0.85)).verdict == "refuted"
+
+
+def test_one_trial_decides_a_claim_only_beyond_the_unreplicated_allowance(tmp_path):
+    claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "at_least"\nstack = "transformers"\n')
+    near = check(claim, h20_runs(75, trials=1))  # 8% short: inside x1.25
+    far = check(claim, h20_runs(40, trials=1))
+    assert near.verdict == "inconclusive" and "between-run variance unknown" in near.reasons[-1]
+    assert far.verdict == "refuted"
 
 
 def test_the_10x_decode_claim_exceeds_the_byte_ratio_at_32k(tmp_path):
@@ -82,11 +139,14 @@ def test_the_10x_decode_claim_exceeds_the_byte_ratio_at_32k(tmp_path):
      "model", "unknown model 'qwen9'; valid: qwen2.5-0.5b"),
     (H20_8B.replace("NVIDIA H20", "H30") + "value = 5\n", "chip", "no chip 'H30' in the spec table; valid: NVIDIA"),
     (H20_8B.replace("decode_tok_per_s", "speed") + "value = 5\n", "metric", "'speed'; valid: ttft_s"),
-    (H20_8B + "value = 5\nunit = \"GB/s\"\n", "unit", "'GB/s' does not fit decode_tok_per_s"),
+    (H20_8B + "value = 5\nunit = \"GB/s\"\n", "unit", "Input should be 'tokens/s', 's', 'ms' or 'x' (got 'GB/s')"),
+    (H20_8B + "value = 5\nunit = \"x\"\n", "unit", "'x' does not fit decode_tok_per_s"),
     ('kind = "fits"\nmodel = "qwen3-8b"\nchip = "NVIDIA H20"\nmetric = "ttft_s"\n', "metric", "a fits claim names"),
-    (H20_8B + "value = -3\n", "value", "must be a positive number"),
-    (H20_8B + "value = 5\ncompare = \"roughly\"\n", "compare", "'roughly'; valid: at_least, at_most, about"),
-    (H20_8B + "value = 5\nspeedup = 2\n", "speedup", "unknown field; valid fields:"),
+    (H20_8B + "value = -3\n", "value", "Input should be greater than 0 (got -3)"),
+    (H20_8B + "value = 5\ncompare = \"roughly\"\n", "compare", "Input should be 'at_least', 'at_most' or 'about'"),
+    (H20_8B + "value = 5\nspeedup = 2\n", "speedup", "unknown field; valid fields here:"),
+    (H20_8B + "value = 5\nbatch = 1.0\n", "batch", "Input should be a valid integer"),
+    (H20_8B + "value = nan\n", "value", "Input should be a finite number"),
 ])
 def test_bad_claims_name_the_file_the_claim_and_the_field(tmp_path, body, field, message):
     with pytest.raises(UsageError) as e:
@@ -115,4 +175,4 @@ def test_a_bad_claims_file_exits_2_with_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "bench.cli", "claims", str(path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
-    assert "claim 'x': field 'kind': 'vibes'; valid: metric, ratio, fits" in res.stderr
+    assert "claim 'x': field 'kind': Input should be 'metric', 'ratio' or 'fits' (got 'vibes')" in res.stderr

@@ -9,19 +9,34 @@ Verdicts, in the order they are decided:
   physically implausible  it breaks the roofline (more tokens/s than the chip's memory bandwidth
                           or FLOP/s allow) or the memory capacity: decided with no hardware
   confirmed / refuted     measured runs of the claimed case decide it, by their 95% interval
-  inconclusive            no matching runs, or the interval straddles the claimed value
+                          over trials (bench/judging/cases.py)
+  not reproduced with S   the runs fall short, but with a stack S other than the claimed one and
+                          below REFUTES_AT of the measured roofline: a slow stack does not refute
+                          a chip (an inconclusive verdict that says what would decide it)
+  inconclusive            no matching runs, an interval that straddles the claimed value, or a
+                          ratio whose two sides differ in more than the claim compares
 A run whose backend failed the correctness gate (its record's `correct` is false) never
-confirms a claim: a fast but wrong chip is marked so.
+confirms a claim: a fast but wrong chip is marked so. Records are deduplicated by record_id
+first: a file given twice counts once.
+
+The file's structure (types, ranges, unknown keys, nested ones included) is validated with
+pydantic (ClaimsFile below, published as results/schema/claims.schema.json); names (models,
+chips, metrics, workloads) are then checked against this chipbench's tables.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.judging.chips import Chip, load_chips, match_chip, read_toml
-from bench.judging.compare import compare_samples
+from bench.judging import cases
+from bench.judging.compare import compare_stats
 from bench.errors import UsageError
 from bench.measuring.metrics import METRICS
 from bench.measuring.stats import summarize
@@ -32,9 +47,61 @@ from models.zoo import MODELS, get_model
 KINDS = ("metric", "ratio", "fits")
 COMPARES = ("at_least", "at_most", "about")
 UNITS = {"tokens/s": 1.0, "s": 1.0, "ms": 1e-3, "x": 1.0}
-CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip")
-FIELDS = {"id", "statement", "source", "date", "kind", "metric", "value", "unit", "compare", "tolerance",
-          "context", "numerator", "denominator", "notes", *CASE_FIELDS}
+CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip", "stack")
+# A run below a claim refutes it only with the claimed stack, or when it already reaches this share
+# of the measured ceiling (bandwidth for decode, compute for prefill): no stack could do much better.
+REFUTES_AT = 0.8
+# What a ratio claim may compare; any other difference between its two sides is not like for like.
+COMPARED = ("chip", "model")
+LIKE_FOR_LIKE = ("dtype", "batch", "stack", "parallel")
+
+_strict = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+Name = Annotated[str, Field(min_length=1)]
+
+
+class CaseTable(BaseModel):
+    """What one side of a ratio claim names (the rest is shared from the claim's top level)."""
+
+    model_config = _strict
+    model: Name | None = None
+    dtype: Name | None = None
+    workload: Name | None = None
+    batch: Annotated[int, Field(ge=1)] | None = None
+    chip: Name | None = None
+    stack: Name | None = Field(None, description="the software the claim was made with, e.g. 'sglang', 'vllm 0.6.3'")
+
+
+class ClaimTable(CaseTable):
+    """One [[claim]] table."""
+
+    id: Name | None = None
+    statement: Name
+    source: Name
+    date: str | dt.date | None = None
+    kind: Literal[KINDS]
+    metric: Name | None = None
+    value: Annotated[float, Field(gt=0)] | None = None
+    unit: Literal[tuple(UNITS)] | None = None
+    compare: Literal[COMPARES] = "at_least"
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    context: Annotated[int, Field(ge=0)] = 0
+    numerator: CaseTable | None = None
+    denominator: CaseTable | None = None
+    notes: str | None = None
+
+
+class ClaimsFile(BaseModel):
+    """A claims file: one [[claim]] table per claim."""
+
+    model_config = _strict
+    claim: list[ClaimTable] = Field(min_length=1)
+
+
+def claims_json_schema() -> dict:
+    schema = ClaimsFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/chipbench/chipbench/results/schema/claims.schema.json"
+    return schema
 
 
 @dataclass(frozen=True)
@@ -44,6 +111,7 @@ class Case:
     workload: str
     batch: int
     chip: Chip | None
+    stack: str | None = None  # the stack the claim was made with, when it names one
 
 
 @dataclass(frozen=True)
@@ -69,6 +137,11 @@ class Verdict:
     verdict: str
     reasons: list[str] = field(default_factory=list)
     numbers: dict = field(default_factory=dict)
+
+    @property
+    def category(self) -> str:
+        """confirmed, refuted, physically implausible or inconclusive ("not reproduced with ..." is inconclusive)."""
+        return self.verdict if self.verdict in ("confirmed", "refuted", "physically implausible") else "inconclusive"
 
 
 # --- reading and validating -----------------------------------------------------------------
@@ -102,54 +175,65 @@ def _case(raw: dict, path, cid, chips: list[Chip], needs_workload: bool, prefix:
         if chip is None:
             raise _err(path, cid, prefix + "chip", f"no chip {get('chip')!r} in the spec table; valid: "
                        + ", ".join(c.name for c in chips))
-    return Case(model, dtype, workload, batch, chip)
+    return Case(model, dtype, workload, batch, chip, get("stack"))
 
 
-def load_claims(path: str | Path, chips: list[Chip] | None = None) -> list[Claim]:
-    path = Path(path)
+def _structure_error(path, data, err: ValidationError) -> UsageError:
+    """The first structural problem, as file, claim id and field path."""
+    e = err.errors()[0]
+    loc = list(e["loc"])
+    if len(loc) >= 2 and loc[0] == "claim" and isinstance(loc[1], int):
+        raw = data["claim"][loc[1]] if isinstance(data.get("claim"), list) else {}
+        cid = (raw.get("id") if isinstance(raw, dict) else None) or f"#{loc[1] + 1}"
+        rest = ".".join(str(p) for p in loc[2:])
+        if e["type"] == "extra_forbidden":
+            table = CaseTable if loc[2:3] and loc[2] in ("numerator", "denominator") else ClaimTable
+            valid = ", ".join(sorted(table.model_fields))
+            return _err(path, cid, rest, f"unknown field; valid fields here: {valid}")
+        if e["type"] == "missing":
+            return _err(path, cid, rest, "is required")
+        return _err(path, cid, rest, f"{e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r:.60})")
+    where = ".".join(str(p) for p in loc) or "the file"
+    if e["type"] == "extra_forbidden":
+        return UsageError(f"{path}: unknown top-level key {where!r}; a claims file holds [[claim]] tables only")
+    if loc == ["claim"] and e["type"] in ("missing", "too_short"):
+        return UsageError(f"{path}: no [[claim]] tables")
+    return UsageError(f"{path}: {where}: {e['msg']}")
+
+
+def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | None = None) -> list[Claim]:
+    """Claims from a parsed TOML document; a one-line UsageError naming the claim and field otherwise."""
     chips = chips if chips is not None else load_chips()
-    data = read_toml(path, "claims file")
+    try:
+        ClaimsFile.model_validate(data)
+    except ValidationError as e:
+        raise _structure_error(path, data, e) from None
     claims, seen = [], set()
-    for i, raw in enumerate(data.get("claim", []), 1):
+    for i, raw in enumerate(data["claim"], 1):
         cid = raw.get("id") or f"#{i}"
-        unknown = sorted(set(raw) - FIELDS)
-        if unknown:
-            raise _err(path, cid, unknown[0], f"unknown field; valid fields: {', '.join(sorted(FIELDS))}")
         if cid in seen:
             raise _err(path, cid, "id", "used by an earlier claim; ids must be unique")
         seen.add(cid)
-        for need in ("statement", "source", "kind"):
-            if not raw.get(need):
-                raise _err(path, cid, need, "is required")
-        kind = raw["kind"]
-        if kind not in KINDS:
-            raise _err(path, cid, "kind", f"{kind!r}; valid: {', '.join(KINDS)}")
-        compare = raw.get("compare", "at_least")
-        if compare not in COMPARES:
-            raise _err(path, cid, "compare", f"{compare!r}; valid: {', '.join(COMPARES)}")
-        tolerance = raw.get("tolerance", 0.1)
-        if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
-            raise _err(path, cid, "tolerance", f"must be a fraction in (0, 1), got {tolerance!r}")
+        kind, compare = raw["kind"], raw.get("compare", "at_least")
         common = dict(id=cid, kind=kind, statement=raw["statement"], source=raw["source"],
-                      date=str(raw.get("date", "")), compare=compare, tolerance=float(tolerance))
+                      date=str(raw.get("date", "")), compare=compare, tolerance=float(raw.get("tolerance", 0.1)))
         if kind == "fits":
-            for bad in ("metric", "value", "numerator", "denominator", "workload"):
+            for bad in ("metric", "value", "numerator", "denominator", "workload", "unit", "stack"):
                 if bad in raw:
                     raise _err(path, cid, bad, "a fits claim names a model, dtype, chip and optional context only")
             case = _case(raw, path, cid, chips, needs_workload=False)
             if case.chip is None:
                 raise _err(path, cid, "chip", "a fits claim needs the chip")
-            context = raw.get("context", 0)
-            if not isinstance(context, int) or context < 0:
-                raise _err(path, cid, "context", f"must be a whole number of tokens >= 0, got {context!r}")
-            claims.append(Claim(**common, case=case, context=context))
+            claims.append(Claim(**common, case=case, context=raw.get("context", 0)))
             continue
+        if "context" in raw:
+            raise _err(path, cid, "context", "only a fits claim has a context; a workload names its own (tg128@d4096)")
         metric = raw.get("metric")
         if metric not in METRICS or metric == "itl_s":
             raise _err(path, cid, "metric", f"{metric!r}; valid: {', '.join(m for m in METRICS if m != 'itl_s')}")
         value = raw.get("value")
-        if not isinstance(value, (int, float)) or value <= 0:
-            raise _err(path, cid, "value", f"must be a positive number, got {value!r}")
+        if value is None:
+            raise _err(path, cid, "value", "is required: a positive number")
         unit = raw.get("unit")
         valid_units = ("x",) if kind == "ratio" else ("tokens/s",) if METRICS[metric][0] == "tokens/s" else ("s", "ms")
         if unit is not None and unit not in valid_units:
@@ -168,9 +252,12 @@ def load_claims(path: str | Path, chips: list[Chip] | None = None) -> list[Claim
                 merged = {k: raw[k] for k in CASE_FIELDS if k in raw} | raw[side]  # shared fields at the top
                 sides.append(_case(merged, path, cid, chips, needs_workload=True, prefix=f"{side}."))
             claims.append(Claim(**common, metric=metric, value=value, numerator=sides[0], denominator=sides[1]))
-    if not claims:
-        raise UsageError(f"{path}: no [[claim]] tables")
     return claims
+
+
+def load_claims(path: str | Path, chips: list[Chip] | None = None) -> list[Claim]:
+    path = Path(path)
+    return parse_claims(read_toml(path, "claims file"), path, chips)
 
 
 # --- physics --------------------------------------------------------------------------------
@@ -263,6 +350,69 @@ def _wrong(records: list[dict]) -> list[dict]:
     return [r for r in records if r.get("correct") is False]
 
 
+def stack_matches(claimed: str | None, run_stack: str | None) -> bool:
+    """Whether a run used the claimed stack: every word the claim names appears in the run's stack
+    (case-insensitive; a version matches as a prefix, so 'vllm 0.6' matches 'vllm 0.6.3 compiled')."""
+    if not claimed or not run_stack:
+        return False
+    have = run_stack.lower().split()
+    return all(any(h == w or (w[:1].isdigit() and h.startswith(w)) for h in have) for w in claimed.lower().split())
+
+
+def roofline_share(records: list[dict], metric: str) -> float | None:
+    """How close the runs came to the measured ceiling that bounds this metric: bandwidth (or the
+    matmul rate, whichever binds) for decode metrics, the matmul rate for prefill ones. The
+    geometric mean over the trials; None when no ceiling was measured."""
+    keys = ("measured_prefill_mfu",) if metric in ("prefill_tok_per_s", "ttft_s") else ("measured_mbu", "measured_decode_mfu")
+    shares = [max(v for v in (r.get(k) for k in keys) if isinstance(v, (int, float)))
+              for r in records if any(isinstance(r.get(k), (int, float)) and r.get(k) > 0 for k in keys)]
+    shares = [x for x in shares if x > 0]
+    return math.exp(sum(map(math.log, shares)) / len(shares)) if shares else None
+
+
+def _stacks(records: list[dict]) -> list[str]:
+    return sorted({r.get("stack") or f"{r.get('backend')} {r.get('exec_path') or 'eager'}" for r in records})
+
+
+def _interval(stat, what: str) -> tuple[float, float, str]:
+    """The interval a claim's verdict rests on: between trials, or one run's rounds widened by the
+    allowance for an unknown between-run variance."""
+    if stat.basis == "between trials":
+        return stat.ci_low, stat.ci_high, f"95% CI [{stat.ci_low:.4g}, {stat.ci_high:.4g}] over {stat.trials} trials"
+    a = cases.UNREPLICATED_ALLOWANCE
+    lo, hi = stat.ci_low / a, stat.ci_high * a
+    return lo, hi, (f"one trial of {stat.rounds} rounds: between-run variance unknown, so its interval "
+                    f"[{stat.ci_low:.4g}, {stat.ci_high:.4g}] is widened x{a:g} to [{lo:.4g}, {hi:.4g}] "
+                    "(run with --bench-repeats 3 or more to narrow it)")
+
+
+def _stack_of(rec: dict) -> str:
+    return rec.get("stack") or f"{rec.get('backend')} {rec.get('exec_path') or 'eager'}"
+
+
+def _one_stack(runs: list[dict], claimed: str | None, metric: str, v: Verdict) -> list[dict]:
+    """Runs of one stack only: eager and compiled trials are never pooled. The claimed stack's runs
+    when there are any, else the stack that did best."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(_stack_of(r), []).append(r)
+    if len(groups) == 1:
+        return runs
+    same = [k for k in groups if stack_matches(claimed, k)]
+    higher = METRICS[metric][1]
+    best = same[0] if same else max(groups, key=lambda k: (cases.case_stat(groups[k], metric).value or 0)
+                                    * (1 if higher else -1))
+    v.reasons.append(f"runs with {len(groups)} stacks ({', '.join(sorted(groups))}), never pooled: judged on {best} "
+                     + ("(the claimed stack)" if same else "(the best of them)"))
+    return groups[best]
+
+
+def _short_of(claim: Claim, value: float) -> bool:
+    """Whether a measured value falls short of the claim (slower than claimed), not past it."""
+    higher = METRICS[claim.metric][1]
+    return value < claim.value if higher else value > claim.value
+
+
 def check(claim: Claim, records: list[dict]) -> Verdict:
     v = Verdict(claim, "inconclusive")
     if claim.kind == "fits":
@@ -307,16 +457,50 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.verdict = "refuted"
         v.reasons.append(f"{len(_wrong(runs))} matching run(s) failed the correctness gate: fast but wrong")
         return v
-    samples = [s for r in runs for s in (r.get(f"{metric}_samples") or []) if s is not None]
-    st = summarize(samples)
-    v.numbers.update(measured_mean=st["mean"], ci95_low=st["ci95_low"], ci95_high=st["ci95_high"], n=st["n"])
-    if st["ci95_low"] is None:
-        v.reasons.append(f"{st['n']} sample(s): too few for an interval")
+    runs = _one_stack(runs, case.stack, metric, v)
+    stat = cases.case_stat(runs, metric)
+    v.numbers.update(measured=stat.value, trials=stat.trials, rounds=stat.rounds, statistic=cases.STATISTIC)
+    if stat.ci_low is None:
+        v.reasons.append(f"{stat.rounds} round(s): too few for an interval")
         return v
-    v.verdict = _decide(st["ci95_low"], st["ci95_high"], claim.value, claim.compare, claim.tolerance)
-    v.reasons.append(f"measured {st['mean']:.4g}, 95% CI [{st['ci95_low']:.4g}, {st['ci95_high']:.4g}] over "
-                     f"{st['n']} rounds of {len(runs)} run(s); claimed {claim.compare.replace('_', ' ')} {claim.value:g}")
+    lo, hi, basis = _interval(stat, metric)
+    v.numbers.update(ci95_low=lo, ci95_high=hi, interval_basis=stat.basis)
+    decided = _decide(lo, hi, claim.value, claim.compare, claim.tolerance)
+    stacks = _stacks(runs)
+    v.reasons.append(f"measured {stat.value:.4g} ({cases.STATISTIC}), {basis}; claimed "
+                     f"{claim.compare.replace('_', ' ')} {claim.value:g}; stack: {', '.join(stacks)}")
+    if decided == "refuted" and _short_of(claim, stat.value):
+        same_stack = all(stack_matches(case.stack, r.get("stack")) for r in runs)
+        share = roofline_share(runs, metric)
+        v.numbers["measured_roofline_share"] = share
+        if not same_stack and (share is None or share < REFUTES_AT):
+            at = f"{share:.0%} of the measured roofline" if share is not None else "no measured roofline"
+            v.verdict = f"not reproduced with {', '.join(stacks)} ({at})"
+            v.reasons.append(
+                "a slow stack does not refute a chip: deciding this takes a run with the claimed stack"
+                + (f" ({case.stack})" if case.stack else " (the claim names none)")
+                + f", or any run at {REFUTES_AT:.0%} or more of the measured roofline")
+            return v
+        v.reasons.append("refuted with the claimed stack" if same_stack else
+                         f"refuted at {share:.0%} of the measured roofline: no stack could do much better")
+    v.verdict = decided
     return v
+
+
+def _sides_differ(claim: Claim, rn: list[dict], rd: list[dict]) -> list[str]:
+    """What differs between a ratio claim's two sides beyond what it compares (chip or model)."""
+    num, den = claim.numerator, claim.denominator
+    out = []
+    if num.dtype != den.dtype:
+        out.append(f"dtype ({num.dtype} vs {den.dtype})")
+    if num.batch != den.batch:
+        out.append(f"batch ({num.batch} vs {den.batch})")
+    for field_, label in (("stack", "stack"), ("parallel", "parallel layout")):
+        get = _stack_of if field_ == "stack" else (lambda r: str(r.get("parallel") or "none"))
+        a, b = sorted({get(r) for r in rn}), sorted({get(r) for r in rd})
+        if a != b:
+            out.append(f"{label} ({', '.join(a)} vs {', '.join(b)})")
+    return out
 
 
 def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
@@ -336,6 +520,11 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(f"no roofline ratio: {how_num if not b_num else how_den}")
     rn = [r for r in matching_runs(num, records) if r.get("status") == "ok"]
     rd = [r for r in matching_runs(den, records) if r.get("status") == "ok"]
+    common = sorted({_stack_of(r) for r in rn} & {_stack_of(r) for r in rd})
+    if common and len({_stack_of(r) for r in rn + rd}) > 1:  # like for like where the runs allow it
+        pick = max(common, key=lambda k: sum(_stack_of(r) == k for r in rn + rd))
+        rn, rd = [r for r in rn if _stack_of(r) == pick], [r for r in rd if _stack_of(r) == pick]
+        v.reasons.append(f"both sides judged on the stack they share: {pick}")
     if not rn or not rd:
         v.reasons.append("no matching runs of " + " and ".join(
             s for s, r in (("the numerator", rn), ("the denominator", rd)) if not r))
@@ -344,33 +533,51 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.verdict = "refuted"
         v.reasons.append("a matching run failed the correctness gate: fast but wrong")
         return v
-    c = compare_samples([s for r in rn for s in r.get(f"{metric}_samples") or []],
-                        [s for r in rd for s in r.get(f"{metric}_samples") or []], metric)
-    v.numbers.update(measured_ratio=c.ratio, ci95_low=c.ci_low, ci95_high=c.ci_high)
+    c = compare_stats(cases.case_stat(rn, metric), cases.case_stat(rd, metric))
+    v.numbers.update(measured_ratio=c.ratio, ci95_low=c.ci_low, ci95_high=c.ci_high, interval_basis=c.basis,
+                     numerator_trials=c.run_trials, denominator_trials=c.base_trials)
     if c.ci_low is None:
         v.reasons.append("too few samples for an interval")
         return v
-    v.verdict = _decide(c.ci_low, c.ci_high, claim.value, claim.compare, claim.tolerance)
-    v.reasons.append(f"measured {c.ratio:.3g}x, 95% CI [{c.ci_low:.3g}, {c.ci_high:.3g}]; claimed "
+    decided = _decide(c.ci_low, c.ci_high, claim.value, claim.compare, claim.tolerance)
+    v.reasons.append(f"measured {c.ratio:.3g}x, 95% CI [{c.ci_low:.3g}, {c.ci_high:.3g}] ({c.basis}); claimed "
                      f"{claim.compare.replace('_', ' ')} {claim.value:g}x")
+    differ = _sides_differ(claim, rn, rd)
+    if differ and decided in ("confirmed", "refuted"):
+        v.reasons.append(f"would be {decided}, but the two sides also differ in {'; '.join(differ)}: not like for "
+                         f"like, so inconclusive (a ratio claim may differ only in {' or '.join(COMPARED)})")
+        decided = "inconclusive"
+    elif differ:
+        v.reasons.append(f"the two sides also differ in {'; '.join(differ)}")
+    v.verdict = decided
     return v
 
 
-def check_all(claims: list[Claim], records: list[dict]) -> list[Verdict]:
-    return [check(c, records) for c in claims]
+def check_all(claims: list[Claim], records: list[dict], account: cases.Account | None = None) -> list[Verdict]:
+    """Every claim's verdict; records are deduplicated by record_id first (a file given twice, or a
+    file and its merge, counts once), and `account` says what happened to them."""
+    unique = cases.dedupe(records, account)
+    if account is not None:
+        account.failed = sum(1 for r in unique if r.get("status") != "ok")
+        account.used = len(unique) - account.failed
+    return [check(c, unique) for c in claims]
 
 
-def render(verdicts: list[Verdict], fmt: str = "md") -> str:
+def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | None = None) -> str:
     import json
 
     if fmt == "json":
-        return json.dumps([{"id": v.claim.id, "statement": v.claim.statement, "source": v.claim.source,
-                            "date": v.claim.date, "verdict": v.verdict, "reasons": v.reasons,
-                            "numbers": {k: (None if isinstance(x, float) and not math.isfinite(x) else x)
-                                        for k, x in v.numbers.items()}} for v in verdicts], indent=1)
-    esc = lambda t: str(t).replace("|", "\\|")  # noqa: E731
+        return json.dumps({"claims": [{"id": v.claim.id, "statement": v.claim.statement, "source": v.claim.source,
+                                       "date": v.claim.date, "verdict": v.verdict, "category": v.category,
+                                       "reasons": v.reasons,
+                                       "numbers": {k: (None if isinstance(x, float) and not math.isfinite(x) else x)
+                                                   for k, x in v.numbers.items()}} for v in verdicts],
+                           "records": account.__dict__ if account is not None else None}, indent=1)
+    esc = lambda t: str(t).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")  # noqa: E731
     lines = ["| claim | statement | verdict | why |", "|---|---|---|---|"]
     for v in verdicts:
         lines.append(f"| {esc(v.claim.id)} | {esc(v.claim.statement)} ({esc(v.claim.source)}, {esc(v.claim.date)}) "
-                     f"| **{v.verdict}** | {esc('; '.join(v.reasons))} |")
+                     f"| **{esc(v.verdict)}** | {esc('; '.join(v.reasons))} |")
+    if account is not None and account.inputs:
+        lines += ["", account.line("records")]
     return "\n".join(lines) + "\n"
