@@ -13,7 +13,7 @@ import pytest
 
 from bench.measuring import hostload
 from bench.measuring.metrics import HEADLINE
-from bench.measuring.runner import CaseRun, build_record, failed_record, new_series, stack_fields
+from bench.measuring.runner import CaseRun, build_record, failed_record, new_series
 
 
 def test_case(chipbench_case, chipbench_suite, benchmark):
@@ -50,7 +50,6 @@ def _one_trial(case, state, benchmark) -> dict:
     except Exception as e:
         state.release()  # free the device (after an OOM, say) before the next case
         record = failed_record(case, e, device, state.host, backend)
-        record.update(stack_fields(backend, None))
     record.update(trial.fields())
     state.record(record)
     return record

@@ -205,24 +205,24 @@ def cmd_compare(args) -> int:
 
 def cmd_merge(args) -> int:
     """Combine records from several runners into one file (each record once) and tabulate them."""
+    from pathlib import Path
+
+    from bench.judging.cases import Account, dedupe
     from bench.publishing import tables
     from bench.publishing.record import RecordWriter, read_records
 
-    seen, merged = set(), []
-    for rec in read_records(*args.paths, on_error=args.on_error):
-        if rec["record_id"] not in seen:
-            seen.add(rec["record_id"])
-            rec.pop("source_file", None)
-            merged.append(rec)
-    from pathlib import Path
-
     if Path(args.out).exists():
         raise UsageError(f"{args.out} exists; merge writes a new file and never overwrites one")
+    account = Account()
+    merged = dedupe(read_records(*args.paths, on_error=args.on_error), account)
     writer = RecordWriter(args.out)
     for rec in merged:
+        rec.pop("source_file", None)
         writer.write(rec)
+    account.used = len(merged)
     md = tables.to_markdown(tables.build(merged))
-    print(f"merged {len(merged)} record(s) from {len(args.paths)} path(s) into {args.out}", file=sys.stderr)
+    print(f"merged {len(merged)} record(s) from {len(args.paths)} path(s) into {args.out}; "
+          + account.line("input"), file=sys.stderr)
     _emit(md, None, args.github_summary)
     return 0
 

@@ -53,6 +53,7 @@ BAD = [
     (["--workload", "xx12"], "unknown workload 'xx12'; valid forms:"),
     (["--model", "tiny-qwen3", "--workload", "pp4000+tg200"], "longer than tiny-qwen3's context of 4096"),
     (["--model", "tiny-qwen3", "--weights", "/nonexistent"], "does not exist"),
+    (["--repeats", "0"], "repeats must be >= 1, got 0"),
 ]
 
 
@@ -64,6 +65,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.stderr
 
 
+def test_run_with_an_unavailable_backend_named_is_an_error(tmp_path):
+    from backends.registry import discover
+
+    missing = [n for n, e in discover().items() if not e.available]
+    if not missing:
+        pytest.skip("every backend is available on this machine")
+    out = tmp_path / "x.jsonl"
+    res = chipbench("run", "--backend", missing[0], "--model", "tiny-qwen3", "--out", str(out))
+    assert res.returncode == 2 and not out.exists()
+    assert f"backend '{missing[0]}' was asked for but is unavailable here" in res.stderr
+
+
 def test_cli_selftest_reports_that_cpu_timing_waits():
     res = chipbench("selftest", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype", "fp32",
                     "--long-prompt", "1024")
@@ -73,3 +86,10 @@ def test_cli_selftest_reports_that_cpu_timing_waits():
 def test_build_reports_the_build_time():
     res = chipbench("build", "tiny-qwen3-next")
     assert res.returncode == 0 and " s (" in res.stdout and "all finite: True" in res.stdout
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = "python -m pip install -e '.[test]' && pytest"
+    assert f"{command}                # the harness's own tests" in readme
+    assert (ROOT / ".ci" / "run").read_text().rstrip().endswith(command)

@@ -13,37 +13,50 @@ def _pm(median, stdev, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
+    """One row per case and device over all its trials (bench.judging.cases.STATISTIC ± the spread
+    between trials, or between the rounds of a single trial)."""
+    from bench.judging import cases
+
     rows = []
-    for r in records:
-        ok = r.get("status") == "ok"
-        head = HEADLINE.get(r.get("kind"), "output_tok_per_s")
-        mem = r.get("peak_mem_bytes")
+    for key, recs in cases.group(records).items():
+        good = cases.ok(recs)
+        first = (good or recs)[-1]
+        failed = len(recs) - len(good)
+        head = HEADLINE.get(first.get("kind"), "output_tok_per_s")
+        stats = {m: cases.case_stat(good, m) for m in (head, "ttft_s", "tpot_s")}
+        mem = max((r["peak_mem_bytes"] for r in good if r.get("peak_mem_bytes")), default=None)
+        s = stats[head]
+        note = f"{failed} of {len(recs)} trial(s) failed: {(recs[-1].get('error') or '')[:60]}" if failed else ""
+        if cases.loaded_trials(good):
+            note = (note + "; " if note else "") + f"{cases.loaded_trials(good)} trial(s) on a loaded host"
         rows.append({
-            "backend": r.get("backend"),
-            "device": r.get("device_name") or "-",
-            "model": r.get("model"),
-            "dtype": r.get("dtype"),
-            "test": r.get("workload"),
-            "B": r.get("batch"),
-            "t/s": _pm(r.get(f"{head}_median"), r.get(f"{head}_stdev")) if ok else "FAILED",
-            "TTFT ms": _pm(r.get("ttft_s_median"), r.get("ttft_s_stdev"), 1e3) if ok else "-",
-            "TPOT ms": _pm(r.get("tpot_s_median"), r.get("tpot_s_stdev"), 1e3, 2) if ok else "-",
+            "backend": first.get("backend"),
+            "device": first.get("device_name") or "-",
+            "model": first.get("model"),
+            "dtype": first.get("dtype"),
+            "test": first.get("workload"),
+            "B": first.get("batch"),
+            "t/s": _pm(s.value, s.spread) if good else "FAILED",
+            "TTFT ms": _pm(stats["ttft_s"].value, stats["ttft_s"].spread, 1e3) if good else "-",
+            "TPOT ms": _pm(stats["tpot_s"].value, stats["tpot_s"].spread, 1e3, 2) if good else "-",
             "peak GiB": f"{mem / 2**30:.2f}" if mem else "-",
-            "n": r.get(f"{head}_n") if ok else 0,
-            "note": "" if ok else (r.get("error") or "")[:80],
+            "trials×rounds": f"{s.trials}×{s.rounds // s.trials}" if s.trials else "0",
+            "note": note,
         })
     return rows
 
 
 def summary_table(records: list[dict]) -> str:
-    """One line per case: the workload's headline throughput (median ± stdev), TTFT, TPOT, memory.
+    """One line per case: the workload's headline throughput, TTFT, TPOT, memory, over all trials.
 
     t/s is prefill tokens/s for pp tests, decode tokens/s for tg tests, output tokens/s for pp+tg.
     """
     import pandas as pd
 
+    from bench.judging.cases import STATISTIC
+
     df = pd.DataFrame(summary_rows(records))
-    return df.to_string(index=False)
+    return df.to_string(index=False) + f"\n(each cell: the {STATISTIC}, ± the stdev between trials)"
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -91,7 +104,9 @@ def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[
                 _value_text(r.get("base_value"), metric, r.get("base_trials", 0), r.get("base_rounds")) if known else "-",
                 _ratio_text(r), _verdict_text(r) + (f"; {loaded} trial(s) on a loaded host" if loaded else ""), floor]
         if with_gate:
-            row.append(r["gate"] + (f": {r['gate_note']}" if r.get("gate_note") and r["gate"] != "pass" else ""))
+            note = r.get("gate_note") or ""
+            row.append(note if r["gate"] == "too noisy" and note.startswith("too noisy") else
+                       r["gate"] + (f": {note}" if note and r["gate"] != "pass" else ""))
         body.append(row)
     return header, body
 
