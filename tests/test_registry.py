@@ -88,6 +88,17 @@ def test_an_installed_entry_point_backend_is_found_and_runs(installed_plugins):
     assert rec["status"] == "ok" and rec["device_name"] == "VendorX NPU-1" and rec["backend_kind"] == "vendorx"
 
 
+def test_a_plugins_trials_run_in_workers_and_name_its_distribution(installed_plugins):
+    from bench.measuring.trials import run_trials
+
+    entries = discover()
+    recs = run_trials(entries["vendorx"].backend, Case("vendorx", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1),
+                      2, entries=entries, check=False)
+    assert [r["status"] for r in recs] == ["ok", "ok"], recs[0].get("error")
+    assert {(r["backend_dist"], r["backend_dist_version"], r["trial_process"]) for r in recs} == {
+        ("chipbench-vendorx", "1.0", "worker")}
+
+
 def test_a_broken_plugin_is_listed_with_its_reason(installed_plugins):
     entry = discover()["broken"]
     assert not entry.available and "plugin failed to load: ModuleNotFoundError" in entry.probe.reason

@@ -15,6 +15,7 @@ own load, warmup and rounds, in this process, and the record says so (`trial_pro
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict, replace
@@ -40,8 +41,10 @@ def run_in_worker(case: Case, trial: Trial, ceilings=None, chip=None, check: boo
                   origin: dict | None = None, host: dict | None = None) -> dict:
     """One trial in a fresh Python process; a worker that dies leaves a failed record saying how."""
     spec = worker_spec(case, trial, ceilings, chip, check)
+    # the worker sees the modules this process sees (plugins found on a path added at run time too)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.run([sys.executable, "-m", "bench.measuring.worker"], input=json.dumps(spec),
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])
