@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def _info() -> DeviceInfo:
         backend="cpu", kind="cpu", device_name=cpu_model(), device_count=1,
         memory_bytes=psutil.virtual_memory().total, driver=None,
         runtime=f"torch {torch.__version__}",
-        extra={"arch": platform.machine()},  # core and thread counts are in the host facts
+        # core and thread counts are in the host facts; thp_alloc: torch's CPU tensors on huge pages
+        extra={"arch": platform.machine(), "thp_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") == "1"},
     )
 
 

@@ -327,14 +327,27 @@ def cmd_build(args) -> int:
     spec = get_model(args.model)
     dtype = parse_dtype(args.dtype)
     torch.empty(1, device=args.device)  # start the device runtime outside the timed build
+    rss_before = _peak_rss_bytes()
     built = build_random(spec, dtype, args.device, seed=args.seed)
+    rss_peak = _peak_rss_bytes()  # before the finite check below, which allocates its own masks
     params = list(built.module.parameters())
-    finite = all(bool(torch.isfinite(p).all()) for p in params)
     n = sum(p.numel() for p in params)
+    weight_bytes = n * dtype.itemsize
+    finite = all(bool(torch.isfinite(p).all()) for p in params)
+    rss = (f", host peak RSS {rss_peak / 2**30:.2f} GiB ({rss_before / 2**30:.2f} GiB before the build) for "
+           f"{weight_bytes / 2**30:.2f} GiB of weights" if rss_peak else "")
     print(f"{spec.name} {args.dtype} on {args.device}: {n:,} parameters built in "
-          f"{built.build_time_s:.2f} s ({n * dtype.itemsize / 1e9 / built.build_time_s:.2f} GB/s), "
-          f"all finite: {finite}")
+          f"{built.build_time_s:.2f} s ({weight_bytes / 1e9 / built.build_time_s:.2f} GB/s){rss}, all finite: {finite}")
     return 0 if finite else 1
+
+
+def _peak_rss_bytes() -> int | None:
+    """This process's peak resident set (Linux VmHWM), or None where the kernel does not say."""
+    try:
+        status = open("/proc/self/status").read()
+        return int(status.split("VmHWM:")[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def chip_options(s) -> None:

@@ -47,7 +47,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "model": (Text, "", "zoo name of the model"),
     "family": (Opt(str), "", "architecture family (qwen2, qwen3, qwen3_moe, qwen3_next, qwen3_5, qwen3_5_moe)"),
     "dtype": (Text, "", "weight and activation dtype (fp32, bf16, fp16)"),
-    "weights": (Opt(str), "", "random(seed=N) for seeded random weights, local:<dir> for real weights"),
+    "weights": (Opt(str), "", "random(seed=N, u8) for seeded random weights (random(seed=N): the older normal draw), local:<dir> for real weights"),
     "workload": (Text, "", "workload name in llama-bench style (pp512, tg128, tg128@d4096, pp512+tg128)"),
     "kind": (Literal["prefill", "decode", "generate"], "", "prefill, decode or generate"),
     "batch": (Positive, "sequences", "batch size B"),
