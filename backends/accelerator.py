@@ -76,5 +76,7 @@ def create() -> TorchBackend:
         reset_peak_memory=lambda: _memory("reset_peak_memory_stats")(),
         peak_memory_bytes=lambda: _memory("max_memory_allocated")(),
         peak_memory_kind="device_allocated_peak",
+        compile_unsupported="torch.compile is verified by chipbench on cpu and cuda only; this adapter "
+                            "runs other torch accelerators eager",
     )
     return TorchBackend("accelerator", ops)

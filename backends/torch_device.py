@@ -24,6 +24,8 @@ class DeviceOps:
     reset_peak_memory: Callable[[], None]
     peak_memory_bytes: Callable[[], int | None]
     peak_memory_kind: str  # what peak_memory_bytes measures, for the record
+    # Why compiled mode falls back to eager on this device; None: torch.compile runs here
+    compile_unsupported: str | None = None
 
 
 @dataclass
@@ -37,6 +39,11 @@ class LoadedModel:
     linear_attn_path: str | None  # hybrid models: "fla" kernels or the pure-torch fallback
     engine: str = "transformers"  # the software that runs the model: transformers' modules
     engine_version: str | None = None
+    exec_note: str | None = None  # why the requested mode did not run (a fallback), if it did not
+    decoder: object = None  # compiled: the static cache and compiled step (torch_loop.StaticDecoder)
+
+
+MODES = ("eager", "compiled")
 
 
 def linear_attention_path(spec) -> str | None:
@@ -74,8 +81,12 @@ class TorchBackend:
     def supported_dtypes(self) -> tuple[str, ...]:
         return self.ops.dtypes()
 
+    def supported_modes(self) -> tuple[str, ...]:
+        """Execution modes a case may ask for (a device that cannot compile runs eager and says why)."""
+        return MODES
+
     def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None,
-             layers: int | None = None) -> LoadedModel:
+             layers: int | None = None, mode: str = "eager") -> LoadedModel:
         from models.build import build_random, load_local, parse_dtype
 
         valid = self.supported_dtypes()
@@ -88,9 +99,23 @@ class TorchBackend:
         else:
             built = build_random(spec, torch_dtype, self.ops.device, seed=seed, layers=layers)
         self.ops.synchronize()
+        path, note = mode, None
+        if mode == "compiled" and self.ops.compile_unsupported:
+            path, note = "eager", f"compiled mode asked for, ran eager: {self.ops.compile_unsupported}"
         return LoadedModel(built.module, spec, dtype, built.weights, built.build_time_s,
-                           exec_path="eager", linear_attn_path=linear_attention_path(spec),
-                           engine=self.engine, engine_version=self.engine_version)
+                           exec_path=path, linear_attn_path=linear_attention_path(spec),
+                           engine=self.engine, engine_version=self.engine_version, exec_note=note)
+
+    def prepare(self, handle: LoadedModel, batch: int, tokens: int) -> float | None:
+        """Compiled mode: a static cache for `batch` sequences of `tokens` and the decode step
+        compiled for it (reused when it fits). Returns the compile / capture time; None in eager."""
+        if handle.exec_path != "compiled":
+            return None
+        if handle.decoder is None or not handle.decoder.fits(batch, tokens):
+            handle.decoder = None  # free the old cache first
+            handle.decoder = torch_loop.build_static_decoder(handle.module, batch, tokens, self.ops.device,
+                                                             self.ops.synchronize)
+        return handle.decoder.compile_time_s
 
     def prompt(self, handle: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         t = ids.to(self.ops.device)
@@ -100,7 +125,11 @@ class TorchBackend:
     def generate(self, handle: LoadedModel, prompt: torch.Tensor, new_tokens: int,
                  on_token: TokenCallback) -> Generation:
         self.ops.reset_peak_memory()
-        steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token)
+        if handle.exec_path == "compiled":
+            self.prepare(handle, prompt.shape[0], prompt.shape[1] + new_tokens)
+            steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token)
+        else:
+            steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token)
         return Generation(tokens=steps, peak_mem_bytes=self.ops.peak_memory_bytes(),
                           peak_mem_kind=self.ops.peak_memory_kind)
 
@@ -109,8 +138,13 @@ class TorchBackend:
 
     def teacher_forced_logits(self, handle: LoadedModel, ids: torch.Tensor, prompt_tokens: int) -> torch.Tensor:
         """Logits at each position after the prompt, fed `ids` through this device's own
-        prefill and decode path (the correctness gate's input)."""
-        return torch_loop.teacher_forced_logits(handle.module, ids.to(self.ops.device), prompt_tokens)
+        prefill and decode path, compiled or eager as the case runs (the correctness gate's input)."""
+        ids = ids.to(self.ops.device)
+        if handle.exec_path == "compiled":
+            if handle.decoder is None or ids.shape[1] > handle.decoder.max_len:
+                self.prepare(handle, 1, ids.shape[1])
+            return torch_loop.teacher_forced_logits_static(handle.decoder, ids, prompt_tokens)
+        return torch_loop.teacher_forced_logits(handle.module, ids, prompt_tokens)
 
     def ceilings(self, dtype: str):
         """This device's measured copy bandwidth and matmul rate in `dtype` (bench.measuring.ceilings)."""
@@ -120,7 +154,7 @@ class TorchBackend:
 
     def close(self, handle: LoadedModel | None) -> None:
         if handle is not None:
-            handle.module = None
+            handle.module = handle.decoder = None
         import gc
 
         gc.collect()

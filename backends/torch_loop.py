@@ -1,27 +1,47 @@
-"""The harness's own generation loop on a transformers model's forward (not `generate()`).
+"""The harness's own generation loops on a transformers model's forward (not `generate()`).
 
 gpt-fast style: prefill and decode_one_token are separate named steps. Greedy, fixed length,
 EOS ignored. Each step's tokens are copied to the host before the callback, so a timestamp
 taken in the callback can never precede the device work that produced the token.
+
+Two execution paths, recorded as `exec_path` so their numbers are never mixed:
+- eager: transformers' forward one kernel at a time, with a dynamic KV cache;
+- compiled: a static KV cache sized for the request and a decode step compiled with
+  torch.compile (inductor; on CUDA with graph capture, mode "reduce-overhead"). The prefill runs
+  eager into the static cache; the compile / capture time is measured when the step is built,
+  apart from steady state (gpt-fast's split).
 """
 
 from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
 
 import torch
 
 from backends.base import TokenCallback
 
 
-def forward_last(model, input_ids: torch.Tensor, cache=None):
-    """Logits [batch, vocab] of the last position only, and the cache.
+def _cache_kwarg(model) -> str:
+    """transformers renamed the forward's cache argument (past_key_values -> cache) in 5.x."""
+    params = inspect.signature(model.model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
-    The base model runs, then the output head on the last hidden state made contiguous: with
-    transformers' logits_to_keep the head gets a strided 3-D slice, and torch's CPU matmul then
-    copies the whole (tied) vocabulary matrix per call: 1.3 s of a 1.4 s qwen3-0.6b prefill on
-    a 2-core CPU, whatever the prompt length. Only the last position's logits are ever needed.
-    """
-    out = model.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
-    return model.lm_head(out.last_hidden_state[:, -1].contiguous()), out.past_key_values
+
+def _head(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The output head on the last position's hidden state, made contiguous: with transformers'
+    logits_to_keep the head gets a strided 3-D slice, and torch's CPU matmul then copies the whole
+    (tied) vocabulary matrix per call: 1.3 s of a 1.4 s qwen3-0.6b prefill on a 2-core CPU."""
+    return model.lm_head(hidden[:, -1].contiguous())
+
+
+def forward_last(model, input_ids: torch.Tensor, cache=None, position_ids=None):
+    """Logits [batch, vocab] of the last position only, and the cache (the model makes the right
+    kind, hybrid layers included, when None is given)."""
+    kw = _cache_kwarg(model)
+    out = model.model(input_ids=input_ids, position_ids=position_ids, use_cache=True, **{kw: cache})
+    return _head(model, out.last_hidden_state), out[kw] if kw in out else cache
 
 
 def prefill(model, prompt: torch.Tensor):
@@ -61,4 +81,93 @@ def teacher_forced_logits(model, ids: torch.Tensor, prompt_tokens: int) -> torch
     for i in range(prompt_tokens, ids.shape[1] - 1):
         last, _ = forward_last(model, ids[:, i : i + 1], cache)
         logits.append(last[0].float().cpu())
+    return torch.stack(logits)
+
+
+# --- compiled: a static cache and a compiled decode step ------------------------------------
+
+@dataclass
+class StaticDecoder:
+    """A static KV cache for `batch` sequences of up to `max_len` tokens, and the decode step
+    compiled for exactly that shape."""
+
+    model: torch.nn.Module
+    cache: object  # transformers.StaticCache
+    step: object  # compiled (token [batch, 1], position [batch, 1]) -> logits [batch, vocab]
+    batch: int
+    max_len: int
+    compile_time_s: float  # tracing, compiling and (CUDA) graph capture, measured at build
+    mode: str  # the torch.compile mode used
+
+    def fits(self, batch: int, tokens: int) -> bool:
+        return batch == self.batch and tokens <= self.max_len
+
+
+def compile_mode(device: str) -> str:
+    """CUDA graphs where the device has them (reduce-overhead), inductor's default elsewhere."""
+    return "reduce-overhead" if device.startswith("cuda") else "default"
+
+
+@torch.inference_mode()
+def build_static_decoder(model, batch: int, max_len: int, device: str, synchronize) -> StaticDecoder:
+    """Allocate the static cache and compile the decode step, timing the compile (and capture) by
+    running the step on a dummy request until it is warm."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=model.config, max_cache_len=max_len)
+    kw = _cache_kwarg(model)
+
+    def step(token, position):
+        out = model.model(input_ids=token, position_ids=position, use_cache=True, **{kw: cache})
+        return _head(model, out.last_hidden_state)
+
+    mode = compile_mode(device)
+    compiled = torch.compile(step, mode=mode, dynamic=False)
+    start = time.perf_counter()
+    _static_prefill(model, cache, torch.zeros(batch, 1, dtype=torch.long, device=device))
+    token = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    for i in range(3):  # reduce-overhead records its CUDA graph on a later call than the first
+        compiled(token, torch.full((batch, 1), 1 + i, dtype=torch.long, device=device))
+    synchronize()
+    return StaticDecoder(model, cache, compiled, batch, max_len, time.perf_counter() - start, mode)
+
+
+def _static_prefill(model, cache, prompt: torch.Tensor) -> torch.Tensor:
+    """The prompt, eager, into a reset static cache; logits of its last position."""
+    cache.reset()
+    b, n = prompt.shape
+    positions = torch.arange(n, device=prompt.device).expand(b, n)
+    out = model.model(input_ids=prompt, position_ids=positions, use_cache=True, **{_cache_kwarg(model): cache})
+    return _head(model, out.last_hidden_state)
+
+
+def _position(dec: StaticDecoder, pos: int, device) -> torch.Tensor:
+    return torch.full((dec.batch, 1), pos, dtype=torch.long, device=device)
+
+
+@torch.inference_mode()
+def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
+                    on_token: TokenCallback) -> list[list[int]]:
+    steps: list[list[int]] = []
+    token = _static_prefill(dec.model, dec.cache, prompt).argmax(dim=-1)
+    host = token.tolist()
+    on_token(host)
+    steps.append(host)
+    n = prompt.shape[1]
+    for i in range(new_tokens - 1):
+        token = dec.step(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1)
+        host = token.tolist()  # device -> host copy: blocks until the token exists
+        on_token(host)
+        steps.append(host)
+    return steps
+
+
+@torch.inference_mode()
+def teacher_forced_logits_static(dec: StaticDecoder, ids: torch.Tensor, prompt_tokens: int) -> torch.Tensor:
+    """As teacher_forced_logits, through the compiled step (ids replicated over its batch)."""
+    ids = ids.expand(dec.batch, -1)
+    logits = [_static_prefill(dec.model, dec.cache, ids[:, :prompt_tokens])[0].float().cpu()]
+    for i in range(prompt_tokens, ids.shape[1] - 1):
+        out = dec.step(ids[:, i : i + 1].contiguous(), _position(dec, i, ids.device))
+        logits.append(out[0].float().cpu())  # copied before the next replay reuses the buffer
     return torch.stack(logits)

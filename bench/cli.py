@@ -87,7 +87,8 @@ def cmd_run(args) -> int:
     opts = SuiteOptions(
         backends=split_list(args.backend), models=split_list(args.model), dtypes=split_list(args.dtype),
         workloads=split_list(args.workload), batches=parse_ints(args.batch, "batch sizes") or (1,),
-        rounds=args.rounds, warmup=args.warmup, seed=args.seed, weights_dir=args.weights, repeats=args.repeats)
+        rounds=args.rounds, warmup=args.warmup, seed=args.seed, weights_dir=args.weights, repeats=args.repeats,
+        modes=split_list(args.mode))
     entries = discover()
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
@@ -420,6 +421,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--batch", default="1", help="comma-separated batch sizes")
     s.add_argument("--rounds", type=int, help="timed rounds per case (default: per backend)")
     s.add_argument("--warmup", type=int, default=1, help="untimed warmup rounds (default 1)")
+    s.add_argument("--mode", help="comma-separated execution modes: eager, compiled (default eager)")
     s.add_argument("--repeats", type=int, default=1,
                    help="independent trials per case, each a fresh load in a fresh process (default 1)")
     s.add_argument("--seed", type=int, default=0)

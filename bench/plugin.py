@@ -34,6 +34,9 @@ def pytest_addoption(parser):
     g.addoption("--bench-batch", default="1", metavar="SIZES", help="comma-separated batch sizes (default 1)")
     g.addoption("--bench-rounds", default=None, type=int, metavar="N",
                 help="timed rounds per case (default: per backend)")
+    g.addoption("--bench-mode", default=None, metavar="MODES",
+                help="comma-separated execution modes: eager, compiled (a static KV cache and a torch.compile'd "
+                     "decode step; CUDA graphs on CUDA) (default: eager)")
     g.addoption("--bench-repeats", default=1, type=int, metavar="K",
                 help="independent trials per case, each a fresh model load, warmup and rounds in a fresh "
                      "process (default 1); verdicts use the spread between trials")
@@ -64,7 +67,7 @@ def _options(config):
         dtypes=split_list(o("--bench-dtype")), workloads=split_list(o("--bench-workload")),
         batches=parse_ints(o("--bench-batch"), "batch sizes") or (1,), rounds=o("--bench-rounds"),
         warmup=o("--bench-warmup"), seed=o("--bench-seed"), weights_dir=o("--bench-weights"),
-        repeats=o("--bench-repeats"))
+        repeats=o("--bench-repeats"), modes=split_list(o("--bench-mode")))
 
 
 class SuiteState:
@@ -94,7 +97,7 @@ class SuiteState:
 
         if not self.check:
             return {"correct": None, "correctness_note": "not checked (--bench-no-check)"}
-        key = (case.backend, case.model, case.dtype, case.workload.seed, case.weights_dir)
+        key = (case.backend, case.model, case.dtype, case.workload.seed, case.weights_dir, case.mode)
         if key not in self.gates:
             self.gates[key] = correctness(backend, case, handle, self.host.get("env_host_memory_bytes") or 0)
         return self.gates[key]
@@ -110,12 +113,11 @@ class SuiteState:
     def handle_for(self, backend, case):
         from models.zoo import get_model
 
-        key = (case.backend, case.model, case.dtype, case.weights_dir, case.workload.seed)
+        key = (case.backend, case.model, case.dtype, case.weights_dir, case.workload.seed, case.mode)
         if self.loaded and self.loaded[0] == key:
             return self.loaded[2]
         self.release()
-        handle = backend.load(get_model(case.model), case.dtype, seed=case.workload.seed,
-                              weights_dir=case.weights_dir)
+        handle = backend.load(get_model(case.model), case.dtype, seed=case.workload.seed, **case.load_kwargs())
         self.loaded = (key, backend, handle)
         return handle
 

@@ -96,8 +96,10 @@ def _backend_logits(backend, spec, dtype, seed, layers, handle, seq) -> torch.Te
     a depth-reduced copy it loads for the purpose (a string says why it could not)."""
     if layers is None and handle is not None:
         return backend.teacher_forced_logits(handle, seq, PROMPT_TOKENS)
+    mode = getattr(handle, "exec_path", "eager")
     try:
-        own = backend.load(spec, dtype, seed=seed, **({"layers": layers} if layers is not None else {}))
+        own = backend.load(spec, dtype, seed=seed, **({"layers": layers} if layers is not None else {}),
+                           **({"mode": mode} if mode != "eager" else {}))
     except TypeError:
         return "the backend cannot load a depth-reduced copy (its load() takes no layers)"
     try:

@@ -1,4 +1,4 @@
-"""Host load around a trial: was anything else using this machine while it was measured?
+"""Host load during a trial's rounds: was anything else using this machine while it was measured?
 
 Taken from the kernel's counters before and after each trial (psutil): the 1-minute load
 average, the CPU time other processes used (the whole machine's busy time minus this process's

@@ -35,10 +35,20 @@ class Case:
     warmup: int = 1
     rounds: int = 5
     weights_dir: str | None = None
+    mode: str = "eager"  # execution mode asked for: eager, or compiled (static cache, compiled decode)
 
     @property
     def id(self) -> str:
-        return f"{self.backend}-{self.model}-{self.dtype}-{self.workload.name}-b{self.workload.batch}"
+        suffix = "" if self.mode == "eager" else f"-{self.mode}"
+        return f"{self.backend}-{self.model}-{self.dtype}-{self.workload.name}-b{self.workload.batch}{suffix}"
+
+    def load_kwargs(self) -> dict:
+        """backend.load()'s keywords: the mode only when it is not the default, so adapters that
+        know only eager need not accept it."""
+        kw = {"weights_dir": self.weights_dir}
+        if self.mode != "eager":
+            kw["mode"] = self.mode
+        return kw
 
 
 @dataclass(frozen=True)
@@ -60,12 +70,13 @@ def new_series() -> Trial:
     return Trial(new_record_id())
 
 
-def stack_fields(backend, handle) -> dict:
+def stack_fields(backend, handle, mode: str | None = None) -> dict:
     """The software stack that ran the case: engine, version, execution path, parallel layout."""
     def fact(name):
         return getattr(handle, name, None) or getattr(backend, name, None)
 
-    engine, version, path = fact("engine"), fact("engine_version"), fact("exec_path")
+    engine, version = fact("engine"), fact("engine_version")
+    path = getattr(handle, "exec_path", None) or getattr(backend, "exec_path", None) or mode
     return {"engine": engine, "engine_version": version, "exec_path": path,
             "parallel": fact("parallel") or "none",
             "stack": " ".join(str(x) for x in (engine, version, path) if x) or None}
@@ -80,14 +91,18 @@ class CaseRun:
     handle: object = None
     prompt: object = None
     rounds_done: list[Round] = field(default_factory=list)
+    compile_time_s: float | None = None
 
     def setup(self, handle=None) -> None:
-        """Load the model (or take `handle`, one already loaded for this case) and the prompt."""
+        """Load the model (or take `handle`, one already loaded for this case) and the prompt, and
+        in compiled mode build the static cache and compile the step, outside every timed round."""
         spec = get_model(self.case.model)
         w = self.case.workload.validate(spec.max_pos, spec.name)
-        self.handle = handle or self.backend.load(spec, self.case.dtype, seed=w.seed,
-                                                  weights_dir=self.case.weights_dir)
+        self.handle = handle or self.backend.load(spec, self.case.dtype, seed=w.seed, **self.case.load_kwargs())
         self.prompt = self.backend.prompt(self.handle, prompt_ids(w, spec.vocab))
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is not None:
+            self.compile_time_s = prepare(self.handle, w.batch, w.prompt_tokens + w.gen_tokens)
 
     def round(self) -> Round:
         """One timed generation; returns (and keeps) its per-token timestamps."""
@@ -189,7 +204,8 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     case, w = run.case, run.case.workload
     rec = case_identity(case)
     rec.update(status="ok", error=None, weights=run.handle.weights,
-               linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s)
+               linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s,
+               compile_time_s=run.compile_time_s, exec_note=getattr(run.handle, "exec_note", None))
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
     rec.update(metric_fields(timed, w))
@@ -222,7 +238,7 @@ def failed_record(case: Case, error: BaseException | str, device: dict, host: di
     rec = case_identity(case)
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}".strip()
     rec.update(status="failed", error=text)
-    rec.update(stack_fields(backend, None))
+    rec.update(stack_fields(backend, None, case.mode))
     rec.update(device)
     rec.update(host)
     rec.update(env.provenance(case.workload.seed))
@@ -237,10 +253,10 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
     trial = trial or new_series()
     device: dict = dict(origin or {})
     run = CaseRun(backend, case)
-    before = hostload.sample()
     try:
         device.update(env.device_facts(backend.info()))
         run.setup()
+        before = hostload.sample()  # the host's load over the rounds (not the build or compile)
         for _ in range(case.warmup):
             run.round()
         run.rounds_done.clear()

@@ -12,6 +12,7 @@ from backends.registry import Entry
 from bench.errors import UsageError
 from bench.measuring.runner import Case
 from bench.measuring.workload import parse_workload
+from backends.torch_device import MODES
 from models.build import DTYPES, check_weights_dir
 from models.zoo import get_model
 
@@ -37,6 +38,7 @@ class SuiteOptions:
     seed: int = 0
     weights_dir: str | None = None
     repeats: int = 1  # independent trials per case, each a fresh load (in a fresh process where it can be)
+    modes: tuple[str, ...] = ()  # execution modes; empty: eager
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         if d not in DTYPES:
             raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(DTYPES)}")
     workloads = [parse_workload(w) for w in opts.workloads]
+    modes = opts.modes or ("eager",)
+    for m in modes:
+        if m not in MODES:
+            raise UsageError(f"unknown execution mode {m!r}; valid modes: {', '.join(MODES)}")
     for name in opts.backends:
         if name not in entries:
             raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(entries)}")
@@ -104,6 +110,10 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         for d in dtypes:
             if d not in runnable:
                 raise UsageError(f"backend {name!r} cannot run dtype {d!r}; it runs: {', '.join(runnable)}")
+        has_modes = getattr(entry.backend, "supported_modes", lambda: ("eager",))()
+        for m in modes:
+            if m not in has_modes:
+                raise UsageError(f"backend {name!r} cannot run mode {m!r}; it runs: {', '.join(has_modes)}")
         wls = workloads or [parse_workload(w) for w in defaults["workloads"]]
         rounds = opts.rounds or defaults["rounds"]
         if opts.weights_dir and len(models) != 1:
@@ -118,8 +128,9 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
             for d in dtypes:
                 for w in wls:
                     for b in opts.batches:
-                        wl = replace(w, batch=b, seed=opts.seed)
-                        case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
-                                    weights_dir=opts.weights_dir)
-                        planned.append(Planned(case, label=case.id))
+                        for mode in modes:
+                            wl = replace(w, batch=b, seed=opts.seed)
+                            case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
+                                        weights_dir=opts.weights_dir, mode=mode)
+                            planned.append(Planned(case, label=case.id))
     return planned

@@ -1,0 +1,113 @@
+"""Execution modes: eager and compiled (a static KV cache and a torch.compile'd decode step)."""
+
+import json
+
+import pytest
+
+from bench.errors import UsageError
+from bench.measuring.runner import Case, run_case
+from bench.measuring.workload import parse_workload, prompt_ids
+from models.zoo import get_model
+
+
+@pytest.fixture(scope="module")
+def compiled_case(cpu):
+    return run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8+tg6", batch=2), rounds=2,
+                              mode="compiled"))
+
+
+def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_case):
+    rec = compiled_case
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["exec_path"] == "compiled" and rec["stack"].endswith(" compiled")
+    assert rec["compile_time_s"] > 0 and rec["exec_note"] is None
+    # the compile happened before the rounds: no round took as long as compiling
+    assert max(rec["e2e_s_samples"]) < rec["compile_time_s"]
+
+
+def test_the_correctness_gate_checks_the_compiled_path(compiled_case):
+    assert compiled_case["correct"] is True and compiled_case["correctness_rel_err"] < 1e-4
+
+
+@pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-next"])
+def test_compiled_and_eager_give_the_same_greedy_tokens(cpu, model):
+    spec = get_model(model)
+    w = parse_workload("pp12+tg10", batch=2)
+    tokens = {}
+    for mode in ("eager", "compiled"):
+        handle = cpu.load(spec, "fp32", seed=1, mode=mode)
+        try:
+            prompt = cpu.prompt(handle, prompt_ids(w, spec.vocab))
+            tokens[mode] = cpu.generate(handle, prompt, w.gen_tokens, lambda t: None).tokens
+            assert handle.exec_path == mode
+        finally:
+            cpu.close(handle)
+    assert tokens["compiled"] == tokens["eager"]
+
+
+def test_a_device_that_cannot_compile_runs_eager_and_says_why():
+    from backends.cpu import create
+    from dataclasses import replace
+
+    from backends.torch_device import TorchBackend
+
+    backend = TorchBackend("nocompile", replace(create().ops, compile_unsupported="not verified here"))
+    rec = run_case(backend, Case("nocompile", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1, mode="compiled"))
+    assert rec["status"] == "ok" and rec["exec_path"] == "eager" and rec["compile_time_s"] is None
+    assert rec["exec_note"] == "compiled mode asked for, ran eager: not verified here"
+
+
+def test_modes_are_checked_before_anything_runs():
+    from backends.registry import discover
+    from bench.measuring.suite import SuiteOptions, plan
+
+    entries = discover()
+    with pytest.raises(UsageError, match="unknown execution mode 'jit'; valid modes: eager, compiled"):
+        plan(SuiteOptions(backends=("cpu",), modes=("jit",)), entries)
+    cases = [p.case for p in plan(SuiteOptions(backends=("cpu",), models=("tiny-qwen3",), workloads=("tg4",),
+                                               modes=("eager", "compiled")), entries)]
+    assert [(c.mode, c.id) for c in cases] == [("eager", "cpu-tiny-qwen3-bf16-tg4-b1"),
+                                               ("compiled", "cpu-tiny-qwen3-bf16-tg4-b1-compiled")]
+
+
+def test_an_adapter_that_knows_only_eager_refuses_compiled():
+    from backends.base import Probe
+    from backends.registry import Entry
+    from bench.measuring.suite import SuiteOptions, plan
+
+    class EagerOnly:
+        name = "eageronly"
+
+        def supported_dtypes(self):
+            return ("fp32",)
+
+    entries = {"eageronly": Entry("eageronly", "x", EagerOnly(), Probe.ok())}
+    with pytest.raises(UsageError, match="backend 'eageronly' cannot run mode 'compiled'; it runs: eager"):
+        plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("fp32",), modes=("compiled",)), entries)
+
+
+def test_eager_and_compiled_are_separate_cases_in_tables_and_comparisons(compiled_case, cpu):
+    from bench.judging.compare import compare_records
+    from bench.publishing import tables
+
+    eager = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8+tg6", batch=2), rounds=2))
+    t = tables.build([eager, compiled_case])
+    assert sorted(c[4] for c in t.cases) == ["compiled", "eager"]
+    c = compare_records([compiled_case], [eager])
+    assert not c.rows and len(c.unmatched_run) == 1  # never compared with each other by default
+
+
+def test_pytest_benchmark_runs_both_modes(pytester, monkeypatch):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), str(root)]))
+    out = pytester.path / "r.jsonl"
+    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=cpu", "--bench-model=tiny-qwen3",
+                                        "--bench-dtype=fp32", "--bench-workload=tg4", "--bench-rounds=2",
+                                        "--bench-mode=eager,compiled", "--bench-no-check", f"--bench-out={out}")
+    res.assert_outcomes(passed=2)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["exec_path"] for r in records] == ["eager", "compiled"]
+    res.stdout.fnmatch_lines(["*tiny-qwen3*tg4*compiled*"])
