@@ -86,3 +86,16 @@ def test_a_dtype_the_backend_cannot_run_is_refused_before_anything_runs():
     with pytest.raises(UsageError, match="backend 'fp32only' cannot run dtype 'bf16'; it runs: fp32"):
         plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("bf16",)), entries)
     assert len(plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("fp32",)), entries)) == 2  # pp512, tg128
+
+
+def test_peak_memory_is_set_beside_the_analytic_weights_and_cache(cpu):
+    from models.counts import facts
+    from models.zoo import get_model
+
+    rec = run_case(cpu, case(model="tiny-qwen3-next", workload="pp16+tg8", batch=2))
+    f = facts(get_model("tiny-qwen3-next"))
+    per_seq = 24 * f.kv_bytes_per_token("fp32") + f.recurrent_state_bytes + f.conv_state_bytes("fp32")
+    assert rec["expected_mem_bytes"] == f.weight_bytes("fp32") + 2 * per_seq
+    # on the CPU the peak is the whole process's RSS: far above a tiny model's bytes, and said so
+    assert rec["mem_vs_expected"] == pytest.approx(rec["peak_mem_bytes"] / rec["expected_mem_bytes"])
+    assert rec["peak_mem_kind"] == "process_rss_peak" and rec["mem_vs_expected"] > 1

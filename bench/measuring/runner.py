@@ -160,6 +160,8 @@ def case_identity(case: Case) -> dict:
         "kv_bytes_per_token": f.kv_bytes_per_token(case.dtype),
         "recurrent_state_bytes": f.recurrent_state_bytes + f.conv_state_bytes(case.dtype),
         "flops_per_token": flops_per_token(spec, w.prompt_tokens),
+        "expected_mem_bytes": f.weight_bytes(case.dtype) + w.batch * (
+            w.total_tokens * f.kv_bytes_per_token(case.dtype) + f.recurrent_state_bytes + f.conv_state_bytes(case.dtype)),
     }
 
 
@@ -209,6 +211,8 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
     rec.update(metric_fields(timed, w))
+    if rec["peak_mem_bytes"] and rec.get("expected_mem_bytes"):
+        rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
     add_roofline(rec, ceilings, chip)
     rec.update(host)
     rec.update(env.provenance(w.seed))

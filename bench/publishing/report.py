@@ -25,6 +25,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
         head = HEADLINE.get(first.get("kind"), "output_tok_per_s")
         stats = {m: cases.case_stat(good, m) for m in (head, "ttft_s", "tpot_s")}
         mem = max((r["peak_mem_bytes"] for r in good if r.get("peak_mem_bytes")), default=None)
+        est = first.get("expected_mem_bytes")
         s = stats[head]
         note = f"{failed} of {len(recs)} trial(s) failed: {(recs[-1].get('error') or '')[:60]}" if failed else ""
         if cases.loaded_trials(good):
@@ -40,7 +41,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
             "t/s": _pm(s.value, s.spread) if good else "FAILED",
             "TTFT ms": _pm(stats["ttft_s"].value, stats["ttft_s"].spread, 1e3) if good else "-",
             "TPOT ms": _pm(stats["tpot_s"].value, stats["tpot_s"].spread, 1e3, 2) if good else "-",
-            "peak GiB": f"{mem / 2**30:.2f}" if mem else "-",
+            "peak GiB": (f"{mem / 2**30:.2f}" if mem else "-") + (f" (est {est / 2**30:.2f})" if est else ""),
             "trials×rounds": f"{s.trials}×{s.rounds // s.trials}" if s.trials else "0",
             "note": note,
         })

@@ -79,6 +79,9 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "build_time_s": (Opt(NonNeg), "s", "time to allocate the model and fill or load its weights"),
     "peak_mem_bytes": (Opt(Count), "bytes", "peak memory over the timed rounds (see peak_mem_kind)"),
     "peak_mem_kind": (Opt(str), "", "device_allocated_peak (torch allocator) or process_rss_peak (host RSS)"),
+    "expected_mem_bytes": (Opt(Count), "bytes", "analytic: the weights plus every sequence's KV cache (and recurrent state) at its full length"),
+    "mem_vs_expected": (Opt(NonNeg), "fraction", "peak_mem_bytes / expected_mem_bytes: above 1 is the runtime's overhead "
+                        "(on the CPU the whole process, whose peak memory is its RSS)"),
     "token_times_s": (Opt(list[list[NonNeg]]), "s",
                       "raw timestamps: per round, when each step's tokens reached the host, from the request start"),
     "host_load_avg_1m": (Opt(NonNeg), "processes", "the host's 1-minute load average when the trial's rounds started"),
