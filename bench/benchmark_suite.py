@@ -18,7 +18,15 @@ from bench.measuring.runner import CaseRun, build_record, failed_record, new_ser
 
 def test_case(chipbench_case, chipbench_suite, benchmark):
     case, state = chipbench_case, chipbench_suite
-    records = _trials(case, state, benchmark) if state.repeats > 1 else [_one_trial(case, state, benchmark)]
+    refused, selftest = _selftest(case, state)
+    if refused is not None:
+        pytest.fail(f"{case.id}: {refused['error']}", pytrace=False)
+
+    def keep(rec: dict) -> None:
+        rec["timing_selftest"] = selftest
+        state.record(rec)
+
+    records = _trials(case, state, benchmark, keep) if state.repeats > 1 else [_one_trial(case, state, benchmark, keep)]
     failed = [r for r in records if r["status"] != "ok"]
     ok = [r for r in records if r["status"] == "ok"]
     _extra_info(benchmark, case, records, state)
@@ -26,7 +34,24 @@ def test_case(chipbench_case, chipbench_suite, benchmark):
         pytest.fail(f"{case.id}: {len(failed)} of {len(records)} trial(s) failed: {failed[0]['error']}", pytrace=False)
 
 
-def _one_trial(case, state, benchmark) -> dict:
+def _selftest(case, state) -> tuple[dict | None, str]:
+    """(a failed record or None, the self-test's text): no number is reported from a backend
+    whose timing self-test failed, nor from a case whose model the self-test could not run on."""
+    from backends.registry import get_backend
+
+    backend = get_backend(case.backend, state.entries)
+    status, text = state.selftest_for(backend, case)
+    if status == "passed":
+        return None, text
+    why = ("timing self-test failed, so no number from this backend is reported" if status == "failed" else
+           "timing self-test could not run, so this case reports no number")
+    rec = failed_record(case, f"{why}: {text}", state.entries[case.backend].origin(), state.host, backend)
+    rec.update(new_series().fields(), timing_selftest=text)
+    state.record(rec)
+    return rec, text
+
+
+def _one_trial(case, state, benchmark, keep) -> dict:
     """The case in this process: the loaded model is shared with the previous case when it is the same."""
     from backends.registry import get_backend
     from bench.measuring import env
@@ -51,11 +76,11 @@ def _one_trial(case, state, benchmark) -> dict:
         state.release()  # free the device (after an OOM, say) before the next case
         record = failed_record(case, e, device, state.host, backend)
     record.update(trial.fields())
-    state.record(record)
+    keep(record)
     return record
 
 
-def _trials(case, state, benchmark) -> list[dict]:
+def _trials(case, state, benchmark, keep) -> list[dict]:
     """K independent trials, each a fresh load in a worker process; pytest-benchmark times each trial."""
     from backends.registry import get_backend
     from bench.measuring.trials import Series
@@ -64,7 +89,7 @@ def _trials(case, state, benchmark) -> list[dict]:
     state.release()  # the workers load their own copies: free this process's first
     series = Series(backend, case, state.repeats, entries=state.entries, host=state.host,
                     ceilings=state.ceilings_for(backend, case), chip=state.chip, check=state.check,
-                    on_record=state.record)
+                    on_record=keep)
     benchmark.pedantic(series.run_one, rounds=state.repeats, warmup_rounds=0, iterations=1)
     return series.run_rest()  # under --benchmark-disable pedantic ran one trial: run the others
 

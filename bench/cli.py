@@ -80,7 +80,8 @@ def cmd_run(args) -> int:
     from bench.measuring import env
     from bench.publishing.record import RecordWriter, default_path
     from bench.publishing.report import summary_table
-    from bench.measuring.runner import run_case
+    from bench.measuring.runner import failed_record, new_series, run_case
+    from bench.measuring.selftest import suite_check
     from bench.measuring.trials import run_trials
     from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
@@ -98,25 +99,43 @@ def cmd_run(args) -> int:
     chip = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops,
                         warn=lambda m: print(f"chipbench: {m}", file=sys.stderr))
     host = env.host_facts()
-    records, ceilings = [], {}
+    records, ceilings, selftests = [], {}, {}
     for p in planned:
         if p.skip_reason:
             print(f"skipped backend {p.label}: {p.skip_reason}", file=sys.stderr)
             continue
         backend = entries[p.case.backend].backend
+        if p.case.backend in selftests:
+            status, selftest = selftests[p.case.backend]
+        else:
+            print(f"timing self-test of {p.case.backend} ...", file=sys.stderr, flush=True)
+            status, selftest = suite_check(backend, p.case.model, p.case.dtype)
+            if status != "error":  # could not run on this model: the next case's model tries again
+                selftests[p.case.backend] = (status, selftest)
+        if status != "passed":
+            why = ("timing self-test failed, so no number from this backend is reported" if status == "failed"
+                   else "timing self-test could not run, so this case reports no number")
+            rec = failed_record(p.case, f"{why}: {selftest}", entries[p.case.backend].origin(), host, backend)
+            rec.update(new_series().fields(), timing_selftest=selftest)
+            writer.write(rec)
+            records.append(rec)
+            continue
         key = (p.case.backend, p.case.dtype)
         if key not in ceilings:
             ceilings[key] = measure_ceilings(backend, p.case.dtype)
         print(f"running {p.label}" + (f" ({args.repeats} trials)" if args.repeats > 1 else "") + " ...",
               file=sys.stderr, flush=True)
-        if args.repeats > 1:
-            records += run_trials(backend, p.case, args.repeats, entries=entries, host=host,
-                                  ceilings=ceilings[key], chip=chip, check=not args.no_check, on_record=writer.write)
-        else:
-            rec = run_case(backend, p.case, host, ceilings[key], check=not args.no_check, chip=chip,
-                           origin=entries[p.case.backend].origin())
+        def keep(rec: dict, selftest=selftest) -> None:
+            rec["timing_selftest"] = selftest
             writer.write(rec)
             records.append(rec)
+
+        if args.repeats > 1:
+            run_trials(backend, p.case, args.repeats, entries=entries, host=host,
+                       ceilings=ceilings[key], chip=chip, check=not args.no_check, on_record=keep)
+        else:
+            keep(run_case(backend, p.case, host, ceilings[key], check=not args.no_check, chip=chip,
+                          origin=entries[p.case.backend].origin()))
     if records:
         print(summary_table(records))
     print(f"{len(records)} record(s) appended to {writer.path}", file=sys.stderr)

@@ -149,3 +149,28 @@ def test_a_device_without_a_spec_row_is_said_and_a_named_chip_is_used(pytester, 
                                         "--bench-peak-gbps=40", f"--bench-out={out}")
     rec = json.loads(out.read_text().splitlines()[-1])
     assert rec["chip"] == "user-given peaks" and rec["spec_mbu"] > 0 and rec["correct"] is None
+
+
+LAZY = """
+from tests.adapters import LazyClock
+
+def create():
+    return LazyClock()
+"""
+
+
+def test_a_backend_whose_timing_does_not_wait_reports_no_numbers(pytester, env_path):
+    (env_path / "lazy_plugin.py").write_text(LAZY)
+    info = env_path / "lazy-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lazy\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[chipbench.backends]\nlazy = lazy_plugin:create\n")
+    out = env_path / "r.jsonl"
+    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=lazy", "--bench-dtype=fp32",
+                                        "--bench-model=tiny-qwen3", "--bench-workload=tg4,pp8",
+                                        "--bench-rounds=1", f"--bench-out={out}")
+    res.assert_outcomes(failed=2)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2 and all(r["status"] == "failed" for r in records)
+    assert all("timing self-test failed" in r["error"] and "DOES NOT wait" in r["timing_selftest"] for r in records)
+    assert all(r.get("decode_tok_per_s_median") is None for r in records)  # no number reported

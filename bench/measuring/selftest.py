@@ -71,3 +71,21 @@ def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str =
     median_gap = statistics.median(gaps)
     passed = lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)
     return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens)
+
+
+def suite_check(backend: Backend, model: str, dtype: str) -> tuple[str, str]:
+    """The self-test a benchmark run performs once per backend before reporting any number from
+    it: both probes on the run's own model and dtype (a long prompt that fits the model).
+
+    Returns (status, text): status "passed", "failed" (the timing does not wait: no number from
+    this backend may be reported) or "error" (it could not run on this model: no proof yet, so
+    this case reports nothing, and the next case's model tries again)."""
+    spec = get_model(model)
+    try:
+        checks = check_all(backend, model=model, dtype=dtype, long_prompt=min(2048, spec.max_pos - 2))
+    except Exception as e:  # a self-test that cannot run proves nothing
+        return "error", f"could not run on {model} {dtype}: {type(e).__name__}: {e}"
+    passed = all(c.passed for c in checks)
+    worst = max(checks, key=lambda c: c.lag_s)
+    text = ("passed" if passed else "FAILED") + ": " + "; ".join(c.describe() for c in checks if not passed or c is worst)
+    return ("passed" if passed else "failed"), text

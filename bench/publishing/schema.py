@@ -115,6 +115,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "measured_best_ttft_s": (Opt(NonNeg), "s", "the same with the measured ceilings"),
     "spec_best_decode_tok_per_s": (Opt(NonNeg), "tokens/s", "batch / spec_best_tpot_s: the decode roofline"),
     "measured_best_decode_tok_per_s": (Opt(NonNeg), "tokens/s", "batch / measured_best_tpot_s"),
+    "timing_selftest": (Opt(str), "", "the backend's timing self-test, run once per benchmark run before any number is "
+                        "reported (bench/measuring/selftest.py): passed, with the work left in flight after the last token"),
     "roofline_flag": (Opt(str), "", "MEASUREMENT ERROR when a utilisation exceeds 100%: such a figure is not a result"),
     "correct": (Opt(bool), "", "correctness gate: true, false (fast but wrong: flagged everywhere), null when not checked"),
     "correctness_rel_err": (Opt(NonNeg), "fraction", "largest relative logits error against the CPU fp32 reference, ties aside"),
