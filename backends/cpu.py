@@ -70,5 +70,12 @@ def create() -> TorchBackend:
         reset_peak_memory=_reset_rss_peak,
         peak_memory_bytes=_rss_peak_bytes,
         peak_memory_kind="process_rss_peak",
+        telemetry=_telemetry,
     )
     return TorchBackend("cpu", ops)
+
+
+def _telemetry() -> list:
+    from bench.measuring.telemetry import CpuClock, Rapl
+
+    return [CpuClock(), Rapl()]

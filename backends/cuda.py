@@ -71,5 +71,13 @@ def create() -> TorchBackend:
         reset_peak_memory=torch.cuda.reset_peak_memory_stats,
         peak_memory_bytes=torch.cuda.max_memory_allocated,
         peak_memory_kind="device_allocated_peak",
+        telemetry=_telemetry,
     )
     return TorchBackend("cuda", ops)
+
+
+def _telemetry() -> list:
+    """NVML on NVIDIA; a ROCm device has no NVML, so every quantity is then not metered."""
+    from bench.measuring.telemetry import Nvml
+
+    return [] if getattr(torch.version, "hip", None) else [Nvml(torch.cuda.current_device())]

@@ -26,6 +26,8 @@ class DeviceOps:
     peak_memory_kind: str  # what peak_memory_bytes measures, for the record
     # Why compiled mode falls back to eager on this device; None: torch.compile runs here
     compile_unsupported: str | None = None
+    # telemetry sources (bench.measuring.telemetry) for this device; none: nothing is metered
+    telemetry: Callable[[], list] = lambda: []
 
 
 @dataclass
@@ -80,6 +82,10 @@ class TorchBackend:
 
     def supported_dtypes(self) -> tuple[str, ...]:
         return self.ops.dtypes()
+
+    def telemetry_sources(self) -> list:
+        """What can be sampled on this device while it runs (clocks, power, energy, throttling)."""
+        return self.ops.telemetry()
 
     def supported_modes(self) -> tuple[str, ...]:
         """Execution modes a case may ask for (a device that cannot compile runs eager and says why)."""

@@ -11,7 +11,7 @@ as failed, with its reason, before the test fails, and the other cases still run
 
 import pytest
 
-from bench.measuring import hostload
+from bench.measuring import hostload, telemetry
 from bench.measuring.metrics import HEADLINE
 from bench.measuring.runner import CaseRun, build_record, failed_record, new_series
 
@@ -64,13 +64,19 @@ def _one_trial(case, state, benchmark, keep) -> dict:
         device.update(env.device_facts(backend.info()))
         run.setup(handle=state.handle_for(backend, case))
         before = hostload.sample()
-        benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
+        sampler = telemetry.sampler_for(backend).start()
+        try:
+            benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
+        finally:
+            sampler.stop()
         load = hostload.facts(before, hostload.sample())
         timed = run.rounds_done[case.warmup:]
         if not timed:  # --benchmark-disable runs the function once, as a warmup would
             pytest.skip("pytest-benchmark is disabled: nothing was timed, no record written")
         record = build_record(run, timed, device, state.host, state.ceilings_for(backend, case), state.chip)
         record.update(load)
+        windows = run.windows[case.warmup:]
+        record.update(sampler.summary(windows, run.tokens_per_round() * len(windows)))
         record.update(state.correctness_for(backend, case, run.handle))
     except Exception as e:
         state.release()  # free the device (after an OOM, say) before the next case

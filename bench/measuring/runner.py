@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from backends.base import Backend
-from bench.measuring import env, hostload
+from bench.measuring import env, hostload, telemetry
 from bench.measuring.metrics import METRICS, Round, inter_token_latencies, round_metrics
 from bench.publishing.record import SCHEMA_VERSION, new_record_id
 from bench.measuring.stats import summarize
@@ -91,6 +91,7 @@ class CaseRun:
     handle: object = None
     prompt: object = None
     rounds_done: list[Round] = field(default_factory=list)
+    windows: list[tuple[float, float]] = field(default_factory=list)  # each round's start and end
     compile_time_s: float | None = None
 
     def setup(self, handle=None) -> None:
@@ -118,7 +119,14 @@ class CaseRun:
                 f"asked for exactly {w.gen_tokens} (EOS must be ignored)")
         r = Round(tuple(t - start for t in stamps), gen.peak_mem_bytes, gen.peak_mem_kind)
         self.rounds_done.append(r)
+        self.windows.append((start, stamps[-1]))
         return r
+
+    def tokens_per_round(self) -> int:
+        """What a round produced, for energy per token: prompt tokens for a prefill test,
+        generated tokens otherwise."""
+        w = self.case.workload
+        return w.batch * (w.prompt_tokens if w.kind == "prefill" else w.gen_tokens)
 
     def close(self) -> None:
         self.backend.close(self.handle)
@@ -261,13 +269,19 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
         device.update(env.device_facts(backend.info()))
         run.setup()
         before = hostload.sample()  # the host's load over the rounds (not the build or compile)
-        for _ in range(case.warmup):
-            run.round()
-        run.rounds_done.clear()
-        for _ in range(case.rounds):
-            run.round()
+        sampler = telemetry.sampler_for(backend).start()
+        try:
+            for _ in range(case.warmup):
+                run.round()
+            run.rounds_done.clear()
+            for _ in range(case.rounds):
+                run.round()
+        finally:
+            sampler.stop()
         rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
         rec.update(hostload.facts(before, hostload.sample()))
+        timed = run.windows[-case.rounds:]
+        rec.update(sampler.summary(timed, run.tokens_per_round() * len(timed)))
         if check:
             rec.update(correctness(backend, case, run.handle, host.get("env_host_memory_bytes") or 0))
     except Exception as e:  # the case fails, the suite goes on

@@ -30,6 +30,10 @@ def summary_rows(records: list[dict]) -> list[dict]:
         note = f"{failed} of {len(recs)} trial(s) failed: {(recs[-1].get('error') or '')[:60]}" if failed else ""
         if cases.loaded_trials(good):
             note = (note + "; " if note else "") + f"{cases.loaded_trials(good)} trial(s) on a loaded host"
+        throttled = sum(r.get("throttled_rounds") or 0 for r in good)
+        if throttled:
+            note = (note + "; " if note else "") + f"{throttled} round(s) throttled"
+        energy = [r["energy_per_token_j"] for r in good if r.get("energy_per_token_j")]
         rows.append({
             "backend": first.get("backend"),
             "device": first.get("device_name") or "-",
@@ -42,6 +46,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
             "TTFT ms": _pm(stats["ttft_s"].value, stats["ttft_s"].spread, 1e3) if good else "-",
             "TPOT ms": _pm(stats["tpot_s"].value, stats["tpot_s"].spread, 1e3, 2) if good else "-",
             "peak GiB": (f"{mem / 2**30:.2f}" if mem else "-") + (f" (est {est / 2**30:.2f})" if est else ""),
+            "J/token": f"{sum(energy) / len(energy):.3g}" if energy else "-",
             "trials×rounds": f"{s.trials}×{s.rounds // s.trials}" if s.trials else "0",
             "note": note,
         })

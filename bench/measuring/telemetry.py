@@ -1,0 +1,272 @@
+"""Telemetry: what the chip was doing while it was measured (clocks, power, temperature, energy,
+throttling), sampled in the background at a fixed rate.
+
+Each backend names its sources (`telemetry_sources()`): NVML on NVIDIA (nvidia-ml-py, optional),
+the CPU clock (psutil) and the RAPL energy counters (powercap, where the kernel exposes and lets us
+read them) on the CPU. A quantity no source can read is recorded as not metered (null, and named in
+`telemetry_not_metered`), never as zero. Rounds during which the device reported a throttle reason
+are counted (`throttled_rounds`), and tables flag them.
+
+The sampler is one Python thread reading counters every 1/rate seconds; each read takes tens of
+microseconds, so it takes well under 1% of a core and can delay a token's timestamp by at most one
+read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+RATE_HZ = 10.0
+# quantity -> how a window summarises it
+QUANTITIES = {"clock_mhz": "mean", "mem_clock_mhz": "mean", "power_w": "mean", "temp_c": "max",
+              "energy_j": "delta", "throttle": "any"}
+
+
+class Source(Protocol):
+    name: str
+    quantities: tuple[str, ...]
+
+    def open(self) -> str | None:
+        """None when readable; else why not (never raises)."""
+
+    def read(self) -> dict:
+        """The current values of its quantities (energy_j: a cumulative counter; throttle: a text
+        naming the active reasons, empty when none)."""
+
+    def close(self) -> None: ...
+
+
+class CpuClock:
+    """The host CPU's current clock, averaged over its cores (psutil)."""
+
+    name, quantities = "psutil cpu_freq", ("clock_mhz",)
+
+    def open(self) -> str | None:
+        import psutil
+
+        try:
+            f = psutil.cpu_freq()
+        except Exception as e:
+            return f"cpu_freq unreadable: {e}"
+        return None if f and f.current else "the kernel exposes no CPU frequency"
+
+    def read(self) -> dict:
+        import psutil
+
+        return {"clock_mhz": float(psutil.cpu_freq().current)}
+
+    def close(self) -> None:
+        pass
+
+
+class Rapl:
+    """CPU package energy from the RAPL counters the kernel exposes under powercap."""
+
+    name, quantities = "rapl", ("energy_j",)
+    ROOT = Path("/sys/class/powercap")
+
+    def __init__(self):
+        self.zones: list[tuple[Path, float]] = []  # (energy_uj file, wrap range in J)
+        self.last: list[float] = []
+        self.total = 0.0
+
+    def open(self) -> str | None:
+        if not self.ROOT.exists():
+            return "no powercap interface (RAPL) on this host"
+        for zone in sorted(self.ROOT.glob("intel-rapl:*")):
+            if zone.name.count(":") != 1:
+                continue  # a subzone (core, dram): the package counts them already
+            try:
+                rng = float((zone / "max_energy_range_uj").read_text()) / 1e6
+                float((zone / "energy_uj").read_text())
+            except (OSError, ValueError) as e:
+                return f"RAPL energy counters are not readable ({e.__class__.__name__}; often root-only)"
+            self.zones.append((zone / "energy_uj", rng))
+        if not self.zones:
+            return "no RAPL package zone under powercap"
+        self.last = [self._raw(p) for p, _ in self.zones]
+        return None
+
+    @staticmethod
+    def _raw(path: Path) -> float:
+        return float(path.read_text()) / 1e6
+
+    def read(self) -> dict:
+        for i, (path, rng) in enumerate(self.zones):
+            now = self._raw(path)
+            step = now - self.last[i]
+            self.total += step if step >= 0 else step + rng  # the counter wrapped
+            self.last[i] = now
+        return {"energy_j": self.total}
+
+    def close(self) -> None:
+        pass
+
+
+# NVML clock-event (throttle) reasons that mean the device ran slower than it could
+_NVML_THROTTLES = {0x4: "sw power cap", 0x8: "hw slowdown", 0x20: "sw thermal", 0x40: "hw thermal",
+                   0x80: "hw power brake"}
+
+
+class Nvml:
+    """An NVIDIA GPU through NVML (nvidia-ml-py): SM and memory clocks, power, temperature, the
+    energy counter and the throttle reasons."""
+
+    name = "nvml"
+    quantities = ("clock_mhz", "mem_clock_mhz", "power_w", "temp_c", "energy_j", "throttle")
+
+    def __init__(self, index: int):
+        self.index = index
+        self.nvml = self.handle = None
+        self.missing: set[str] = set()
+
+    def open(self) -> str | None:
+        try:
+            import pynvml
+        except ImportError:
+            return "nvidia-ml-py is not installed (pip install 'chipbench[nvidia]')"
+        try:
+            pynvml.nvmlInit()
+            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(self.index)
+        except Exception as e:
+            return f"NVML unavailable: {e}"
+        return None
+
+    def _get(self, quantity: str, fn):
+        if quantity in self.missing:
+            return None
+        try:
+            return fn()
+        except Exception:  # not supported on this device or driver: not metered, from now on
+            self.missing.add(quantity)
+            return None
+
+    def read(self) -> dict:
+        n, h = self.nvml, self.handle
+        reasons = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
+        mask = self._get("throttle", lambda: reasons(h))
+        energy = self._get("energy_j", lambda: n.nvmlDeviceGetTotalEnergyConsumption(h) / 1e3)
+        power = self._get("power_w", lambda: n.nvmlDeviceGetPowerUsage(h) / 1e3)
+        return {"clock_mhz": self._get("clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
+                "mem_clock_mhz": self._get("mem_clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)),
+                "power_w": power, "temp_c": self._get("temp_c", lambda: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU)),
+                "energy_j": energy,
+                "throttle": None if mask is None else ", ".join(v for k, v in _NVML_THROTTLES.items() if mask & k)}
+
+    def close(self) -> None:
+        if self.nvml is not None:
+            try:
+                self.nvml.nvmlShutdown()
+            except Exception:
+                pass
+
+
+@dataclass
+class Sampler:
+    """Background sampling of `sources` between start() and stop()."""
+
+    sources: list
+    rate_hz: float = RATE_HZ
+    samples: list[tuple[float, dict]] = field(default_factory=list)  # (perf_counter time, values)
+    unavailable: dict[str, str] = field(default_factory=dict)  # source name -> why not
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = None
+        self.live = []
+        for s in self.sources:
+            why = s.open()
+            if why is None:
+                self.live.append(s)
+            else:
+                self.unavailable[s.name] = why
+
+    def _read(self) -> dict:
+        values: dict = {}
+        for s in self.live:
+            try:
+                for k, v in s.read().items():
+                    if v is not None:
+                        values.setdefault(k, v)
+            except Exception:
+                pass  # one failed read leaves a gap, never stops the run
+        return values
+
+    def _loop(self) -> None:
+        period = 1.0 / self.rate_hz
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), self._read()))
+            self._stop.wait(period)
+
+    def start(self) -> "Sampler":
+        if self.live:
+            self._thread = threading.Thread(target=self._loop, name="chipbench-telemetry", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.samples.append((time.perf_counter(), self._read()))  # close the last window
+        for s in self.live:
+            s.close()
+
+    def summary(self, windows: list[tuple[float, float]], tokens: int) -> dict:
+        """Record fields over the timed rounds (`windows`: each round's start and end on the
+        perf_counter clock); `tokens`: tokens those rounds produced, for energy per token."""
+        metered = {q for s in self.live for q in s.quantities}
+        out = {"telemetry_sources": ", ".join(s.name for s in self.live) or None,
+               "telemetry_rate_hz": self.rate_hz if self.live else None}
+        lo, hi = (windows[0][0], windows[-1][1]) if windows else (0.0, 0.0)
+        times = [t for t, _ in self.samples]
+        first = max([i for i, t in enumerate(times) if t <= lo], default=0)  # the last read before the rounds
+        last = min([i for i, t in enumerate(times) if t >= hi], default=len(times) - 1)  # the first after
+        inside = [v for _, v in self.samples[first : last + 1]]
+        out["telemetry_samples"] = sum(1 for t in times if lo <= t <= hi)
+
+        def values(q):
+            return [v[q] for v in inside if q in v]
+
+        for q, field_ in (("clock_mhz", "tele_clock_mhz"), ("mem_clock_mhz", "tele_mem_clock_mhz"),
+                          ("power_w", "tele_power_w")):
+            xs = values(q)
+            out[field_] = sum(xs) / len(xs) if xs else None
+        temps = values("temp_c")
+        out["tele_temp_c_max"] = max(temps) if temps else None
+        out["energy_j"] = out["energy_per_token_j"] = None
+        energy = [(t, v["energy_j"]) for t, v in self.samples if "energy_j" in v]
+        before = [e for t, e in energy if t <= lo]
+        after = [e for t, e in energy if t >= hi]
+        if before and after:  # the counter read just before the first round and just after the last
+            out["energy_j"] = after[0] - before[-1]
+            out["energy_per_token_j"] = out["energy_j"] / tokens if tokens else None
+        throttled, reasons = 0, set()
+        if "throttle" in metered:
+            for start, end in windows:
+                active = {v["throttle"] for t, v in self.samples if start <= t <= end and v.get("throttle")}
+                throttled += bool(active)
+                reasons |= active
+        out["throttled_rounds"] = throttled if "throttle" in metered else None
+        out["throttle_reasons"] = "; ".join(sorted(reasons)) or None
+        names = {"clock_mhz": "clock", "mem_clock_mhz": "memory clock", "power_w": "power",
+                 "temp_c": "temperature", "energy_j": "energy", "throttle": "throttling"}
+        missing = [names[q] for q in QUANTITIES if q not in metered or
+                   (q == "energy_j" and out["energy_j"] is None) or (q not in ("energy_j", "throttle") and not values(q))]
+        why = "; ".join(f"{k}: {v}" for k, v in self.unavailable.items())
+        out["telemetry_not_metered"] = (", ".join(dict.fromkeys(missing)) + (f" ({why})" if why else "")) if missing else None
+        return out
+
+
+def sampler_for(backend) -> Sampler:
+    """The backend's telemetry sources (none: every quantity is not metered)."""
+    make = getattr(backend, "telemetry_sources", None)
+    try:
+        sources = list(make()) if make is not None else []
+    except Exception:
+        sources = []
+    return Sampler(sources)

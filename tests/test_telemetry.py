@@ -1,0 +1,84 @@
+"""Telemetry: sampled in the background, summarised over the timed rounds, never zero when unread."""
+
+import time
+
+import pytest
+
+from bench.measuring.telemetry import Nvml, Sampler
+
+
+class FakeBoard:
+    """A device drawing 100 W (its energy counter climbs 100 J/s) that throttles from t_hot on."""
+
+    name, quantities = "fake", ("clock_mhz", "power_w", "temp_c", "energy_j", "throttle")
+
+    def __init__(self, t_hot: float):
+        self.t0, self.t_hot = time.perf_counter(), t_hot
+
+    def open(self):
+        return None
+
+    def read(self):
+        t = time.perf_counter()
+        hot = t >= self.t_hot
+        return {"clock_mhz": 1500.0 if hot else 1980.0, "power_w": 100.0, "temp_c": 90.0 if hot else 60.0,
+                "energy_j": 100.0 * (t - self.t0), "throttle": "hw thermal" if hot else ""}
+
+    def close(self):
+        pass
+
+
+def test_energy_power_and_throttled_rounds_over_the_timed_rounds():
+    now = time.perf_counter()
+    sampler = Sampler([FakeBoard(t_hot=now + 0.35)], rate_hz=50).start()
+    windows = []
+    for _ in range(4):  # four 0.15 s rounds; the board throttles from 0.35 s on
+        start = time.perf_counter()
+        time.sleep(0.15)
+        windows.append((start, time.perf_counter()))
+    sampler.stop()
+    out = sampler.summary(windows, tokens=600)
+    span = windows[-1][1] - windows[0][0]
+    assert out["energy_j"] == pytest.approx(100 * span, rel=0.15)
+    assert out["energy_per_token_j"] == pytest.approx(out["energy_j"] / 600)
+    assert out["tele_power_w"] == 100.0 and out["tele_temp_c_max"] == 90.0
+    assert out["throttled_rounds"] in (2, 3) and out["throttle_reasons"] == "hw thermal"
+    assert out["telemetry_not_metered"] == "memory clock" and out["telemetry_samples"] > 10
+
+
+def test_nothing_readable_is_not_metered_never_zero():
+    class Nothing:
+        name, quantities = "nothing", ("power_w",)
+
+        def open(self):
+            return "no sensor here"
+
+    sampler = Sampler([Nothing()]).start()
+    sampler.stop()
+    out = sampler.summary([(0.0, 1.0)], tokens=10)
+    assert out["energy_j"] is None and out["tele_power_w"] is None and out["throttled_rounds"] is None
+    assert out["telemetry_not_metered"].startswith("clock, memory clock, power, temperature, energy, throttling")
+    assert "nothing: no sensor here" in out["telemetry_not_metered"]
+
+
+def test_a_cpu_record_says_what_was_and_was_not_metered(cpu):
+    from bench.measuring.runner import Case, run_case
+    from bench.measuring.workload import parse_workload
+
+    rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg16"), rounds=2))
+    names = {"tele_clock_mhz": "clock", "tele_power_w": "power", "energy_j": "energy", "throttled_rounds": "throttling"}
+    listed = set((rec["telemetry_not_metered"] or "").split(" (")[0].split(", "))
+    for field, name in names.items():
+        # every quantity is either a value or named as not metered; never silently zero
+        assert (rec[field] is None) == (name in listed), field
+        assert rec[field] is None or rec[field] > 0 or field == "throttled_rounds"
+
+
+def test_nvml_without_its_library_or_device_says_why():
+    reason = Nvml(0).open()
+    try:
+        import pynvml  # noqa: F401
+    except ImportError:
+        assert reason == "nvidia-ml-py is not installed (pip install 'chipbench[nvidia]')"
+    else:
+        assert reason is None or reason.startswith("NVML unavailable")
