@@ -13,7 +13,7 @@ import pytest
 
 from bench.measuring import hostload, telemetry
 from bench.measuring.metrics import HEADLINE
-from bench.measuring.runner import CaseRun, build_record, failed_record, new_series
+from bench.measuring.runner import CaseRun, build_record, failed_record, new_series, soak_fields, soak_rounds
 
 
 def test_case(chipbench_case, chipbench_suite, benchmark):
@@ -66,17 +66,24 @@ def _one_trial(case, state, benchmark, keep) -> dict:
         before = hostload.sample()
         sampler = telemetry.sampler_for(backend).start()
         try:
-            benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
+            if case.soak_s:  # sustained: warm up first, then as many rounds as fill the soak at that pace
+                for _ in range(case.warmup):
+                    run.round()
+                run.rounds_done.clear()
+                benchmark.pedantic(run.round, rounds=soak_rounds(case, run.windows), warmup_rounds=0, iterations=1)
+            else:
+                benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
         finally:
             sampler.stop()
         load = hostload.facts(before, hostload.sample())
-        timed = run.rounds_done[case.warmup:]
+        timed = run.rounds_done if case.soak_s else run.rounds_done[case.warmup:]
         if not timed:  # --benchmark-disable runs the function once, as a warmup would
             pytest.skip("pytest-benchmark is disabled: nothing was timed, no record written")
         record = build_record(run, timed, device, state.host, state.ceilings_for(backend, case), state.chip)
         record.update(load)
         windows = run.windows[case.warmup:]
         record.update(sampler.summary(windows, run.tokens_per_round() * len(windows)))
+        record.update(soak_fields(case, timed, windows))
         record.update(state.correctness_for(backend, case, run.handle))
     except Exception as e:
         state.release()  # free the device (after an OOM, say) before the next case

@@ -89,7 +89,7 @@ def cmd_run(args) -> int:
         backends=split_list(args.backend), models=split_list(args.model), dtypes=split_list(args.dtype),
         workloads=split_list(args.workload), batches=parse_ints(args.batch, "batch sizes") or (1,),
         rounds=args.rounds, warmup=args.warmup, seed=args.seed, weights_dir=args.weights, repeats=args.repeats,
-        modes=split_list(args.mode))
+        modes=split_list(args.mode), soak_s=args.soak)
     entries = discover()
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
@@ -441,6 +441,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, help="timed rounds per case (default: per backend)")
     s.add_argument("--warmup", type=int, default=1, help="untimed warmup rounds (default 1)")
     s.add_argument("--mode", help="comma-separated execution modes: eager, compiled (default eager)")
+    s.add_argument("--soak", type=float, metavar="SECONDS",
+                   help="sustained mode: rounds for at least SECONDS; first minute against last minute")
     s.add_argument("--repeats", type=int, default=1,
                    help="independent trials per case, each a fresh load in a fresh process (default 1)")
     s.add_argument("--seed", type=int, default=0)

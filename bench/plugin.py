@@ -37,6 +37,9 @@ def pytest_addoption(parser):
     g.addoption("--bench-mode", default=None, metavar="MODES",
                 help="comma-separated execution modes: eager, compiled (a static KV cache and a torch.compile'd "
                      "decode step; CUDA graphs on CUDA) (default: eager)")
+    g.addoption("--bench-soak", default=None, type=float, metavar="SECONDS",
+                help="sustained mode: time rounds for at least SECONDS and report the first minute's "
+                     "throughput against the last minute's")
     g.addoption("--bench-repeats", default=1, type=int, metavar="K",
                 help="independent trials per case, each a fresh model load, warmup and rounds in a fresh "
                      "process (default 1); verdicts use the spread between trials")
@@ -67,7 +70,7 @@ def _options(config):
         dtypes=split_list(o("--bench-dtype")), workloads=split_list(o("--bench-workload")),
         batches=parse_ints(o("--bench-batch"), "batch sizes") or (1,), rounds=o("--bench-rounds"),
         warmup=o("--bench-warmup"), seed=o("--bench-seed"), weights_dir=o("--bench-weights"),
-        repeats=o("--bench-repeats"), modes=split_list(o("--bench-mode")))
+        repeats=o("--bench-repeats"), modes=split_list(o("--bench-mode")), soak_s=o("--bench-soak"))
 
 
 class SuiteState:

@@ -174,3 +174,12 @@ def test_a_backend_whose_timing_does_not_wait_reports_no_numbers(pytester, env_p
     assert len(records) == 2 and all(r["status"] == "failed" for r in records)
     assert all("timing self-test failed" in r["error"] and "DOES NOT wait" in r["timing_selftest"] for r in records)
     assert all(r.get("decode_tok_per_s_median") is None for r in records)  # no number reported
+
+
+def test_sustained_mode_under_pytest_benchmark(pytester, env_path):
+    out = env_path / "r.jsonl"
+    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg8", "--bench-soak=1.5",
+                                        "--bench-no-check", f"--bench-out={out}")
+    res.assert_outcomes(passed=1)
+    rec = json.loads(out.read_text())
+    assert rec["rounds"] == len(rec["token_times_s"]) > 2 and rec["soak_first_tok_per_s"] > 0

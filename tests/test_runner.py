@@ -99,3 +99,23 @@ def test_peak_memory_is_set_beside_the_analytic_weights_and_cache(cpu):
     # on the CPU the peak is the whole process's RSS: far above a tiny model's bytes, and said so
     assert rec["mem_vs_expected"] == pytest.approx(rec["peak_mem_bytes"] / rec["expected_mem_bytes"])
     assert rec["peak_mem_kind"] == "process_rss_peak" and rec["mem_vs_expected"] > 1
+
+
+def test_sustained_mode_fills_its_time_and_compares_first_with_last(cpu):
+    from dataclasses import replace
+
+    c = replace(case(workload="tg16", rounds=2), soak_s=1.5)
+    rec = run_case(cpu, c)
+    assert rec["status"] == "ok" and rec["soak_elapsed_s"] >= 1.5
+    assert rec["rounds"] == len(rec["token_times_s"]) > 2  # more rounds than the minimum, all recorded
+    assert rec["soak_window_s"] == pytest.approx(rec["soak_elapsed_s"] / 3)  # shorter than 2 min: thirds
+    assert rec["soak_change"] == pytest.approx(rec["soak_last_tok_per_s"] / rec["soak_first_tok_per_s"])
+
+
+def test_a_soak_must_be_positive():
+    from backends.registry import discover
+    from bench.errors import UsageError
+    from bench.measuring.suite import SuiteOptions, plan
+
+    with pytest.raises(UsageError, match="soak must be a number of seconds > 0, got -1"):
+        plan(SuiteOptions(backends=("cpu",), soak_s=-1), discover())

@@ -8,13 +8,14 @@ that returns the wrong number of tokens) becomes a failed record; the suite goes
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
 
 from backends.base import Backend
 from bench.measuring import env, hostload, telemetry
-from bench.measuring.metrics import METRICS, Round, inter_token_latencies, round_metrics
+from bench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
 from bench.publishing.record import SCHEMA_VERSION, new_record_id
 from bench.measuring.stats import summarize
 from bench.measuring.workload import Workload, prompt_ids
@@ -36,6 +37,7 @@ class Case:
     rounds: int = 5
     weights_dir: str | None = None
     mode: str = "eager"  # execution mode asked for: eager, or compiled (static cache, compiled decode)
+    soak_s: float | None = None  # sustained mode: time rounds for at least this long (rounds is then a minimum)
 
     @property
     def id(self) -> str:
@@ -219,6 +221,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
     rec.update(metric_fields(timed, w))
+    rec["rounds"] = len(timed)  # what ran: more than asked for in sustained mode
     if rec["peak_mem_bytes"] and rec.get("expected_mem_bytes"):
         rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
     add_roofline(rec, ceilings, chip)
@@ -244,6 +247,34 @@ def metric_fields(timed: list[Round], w: Workload) -> dict:
     out["peak_mem_kind"] = kinds.pop() if len(kinds) == 1 else None
     out["token_times_s"] = [list(r.token_times_s) for r in timed]
     return out
+
+
+def soak_rounds(case: Case, warmup_windows: list[tuple[float, float]]) -> int:
+    """Timed rounds to run: the case's rounds, or in sustained mode enough to fill the soak at the
+    warmup's pace (the caller may add more until the soak's time is up)."""
+    if not case.soak_s:
+        return case.rounds
+    pace = max((end - start for start, end in warmup_windows[-1:]), default=0.0)
+    return max(case.rounds, math.ceil(case.soak_s / pace) if pace > 0 else case.rounds)
+
+
+def soak_fields(case: Case, timed: list[Round], windows: list[tuple[float, float]]) -> dict:
+    """Sustained mode: the headline throughput of the first minute against the last minute (the
+    first and last third when the soak is shorter than two minutes)."""
+    if not case.soak_s or not windows:
+        return {}
+    w = case.workload
+    metric = HEADLINE[w.kind]
+    values = [round_metrics(r, w)[metric] for r in timed]
+    t0, t_end = windows[0][0], windows[-1][1]
+    elapsed = t_end - t0
+    span = 60.0 if elapsed >= 120 else elapsed / 3
+    first = [v for v, (start, _) in zip(values, windows) if start - t0 < span and v]
+    last = [v for v, (_, end) in zip(values, windows) if t_end - end < span and v]
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    a, b = mean(first), mean(last)
+    return {"soak_s": case.soak_s, "soak_elapsed_s": elapsed, "soak_window_s": span,
+            "soak_first_tok_per_s": a, "soak_last_tok_per_s": b, "soak_change": b / a if a and b else None}
 
 
 def failed_record(case: Case, error: BaseException | str, device: dict, host: dict, backend=None) -> dict:
@@ -274,14 +305,17 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
             for _ in range(case.warmup):
                 run.round()
             run.rounds_done.clear()
-            for _ in range(case.rounds):
+            for _ in range(soak_rounds(case, run.windows)):
+                run.round()
+            while case.soak_s and run.windows[-1][1] - run.windows[case.warmup][0] < case.soak_s:
                 run.round()
         finally:
             sampler.stop()
         rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
         rec.update(hostload.facts(before, hostload.sample()))
-        timed = run.windows[-case.rounds:]
+        timed = run.windows[case.warmup:]
         rec.update(sampler.summary(timed, run.tokens_per_round() * len(timed)))
+        rec.update(soak_fields(case, run.rounds_done, timed))
         if check:
             rec.update(correctness(backend, case, run.handle, host.get("env_host_memory_bytes") or 0))
     except Exception as e:  # the case fails, the suite goes on

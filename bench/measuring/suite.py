@@ -39,6 +39,7 @@ class SuiteOptions:
     weights_dir: str | None = None
     repeats: int = 1  # independent trials per case, each a fresh load (in a fresh process where it can be)
     modes: tuple[str, ...] = ()  # execution modes; empty: eager
+    soak_s: float | None = None  # sustained mode: rounds for at least this many seconds
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
     if opts.rounds is not None:
         _positive(opts.rounds, "rounds")
     _positive(opts.repeats, "repeats")
+    if opts.soak_s is not None and not opts.soak_s > 0:
+        raise UsageError(f"soak must be a number of seconds > 0, got {opts.soak_s}")
     if opts.warmup < 0:
         raise UsageError(f"warmup rounds must be >= 0, got {opts.warmup}")
     for m in opts.models:
@@ -131,6 +134,6 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
                         for mode in modes:
                             wl = replace(w, batch=b, seed=opts.seed)
                             case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
-                                        weights_dir=opts.weights_dir, mode=mode)
+                                        weights_dir=opts.weights_dir, mode=mode, soak_s=opts.soak_s)
                             planned.append(Planned(case, label=case.id))
     return planned
