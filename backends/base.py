@@ -47,6 +47,10 @@ class Generation:
     tokens: list[list[int]]  # [step][batch]
     peak_mem_bytes: int | None  # peak memory during the call, or None when not measurable
     peak_mem_kind: str | None = None  # what was measured: device_allocated_peak, process_rss_peak
+    # Per step, seconds from the request's start to that step's tokens, on the device's own clock
+    # (events recorded in the stream), when the adapter has one; the harness cross-checks them
+    # against its host stamps and uses them only when the two agree.
+    device_times_s: list[float] | None = None
 
 
 @runtime_checkable

@@ -72,6 +72,7 @@ def create() -> TorchBackend:
         peak_memory_bytes=torch.cuda.max_memory_allocated,
         peak_memory_kind="device_allocated_peak",
         telemetry=_telemetry,
+        event=lambda: torch.cuda.Event(enable_timing=True),
     )
     return TorchBackend("cuda", ops)
 

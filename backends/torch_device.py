@@ -28,6 +28,9 @@ class DeviceOps:
     compile_unsupported: str | None = None
     # telemetry sources (bench.measuring.telemetry) for this device; none: nothing is metered
     telemetry: Callable[[], list] = lambda: []
+    # a timing event of this device's stream (e.g. torch.cuda.Event(enable_timing=True)); None: the
+    # device has no clock of its own to offer, and the harness's host stamps are the times
+    event: Callable[[], object] | None = None
 
 
 @dataclass
@@ -133,11 +136,24 @@ class TorchBackend:
         self.ops.reset_peak_memory()
         if handle.exec_path == "compiled":
             self.prepare(handle, prompt.shape[0], prompt.shape[1] + new_tokens)
-            steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token)
+        events, mark, start = [], None, None
+        if self.ops.event is not None:  # the device's own clock: an event after each step, in the stream
+            start = self.ops.event()
+            start.record()
+
+            def mark():
+                events.append(self.ops.event())
+                events[-1].record()
+        if handle.exec_path == "compiled":
+            steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token, mark)
         else:
-            steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token)
+            steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token, mark)
+        device_times = None
+        if events:
+            events[-1].synchronize()  # one wait at the end: every event has happened by then
+            device_times = [start.elapsed_time(e) / 1e3 for e in events]  # elapsed_time is in ms
         return Generation(tokens=steps, peak_mem_bytes=self.ops.peak_memory_bytes(),
-                          peak_mem_kind=self.ops.peak_memory_kind)
+                          peak_mem_kind=self.ops.peak_memory_kind, device_times_s=device_times)
 
     def synchronize(self) -> None:
         self.ops.synchronize()

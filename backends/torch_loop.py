@@ -57,14 +57,19 @@ def decode_one_token(model, token: torch.Tensor, cache):
 
 
 @torch.inference_mode()
-def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallback) -> list[list[int]]:
+def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallback, mark=None) -> list[list[int]]:
+    """`mark()`, when given, is called once a step's tokens are queued on the device, before the copy
+    to the host (the adapter records a device event there)."""
+    mark = mark or (lambda: None)
     steps: list[list[int]] = []
     token, cache = prefill(model, prompt)
+    mark()
     host = token.tolist()  # device -> host copy: blocks until the token exists
     on_token(host)
     steps.append(host)
     for _ in range(new_tokens - 1):
         token = decode_one_token(model, token, cache)
+        mark()
         host = token.tolist()
         on_token(host)
         steps.append(host)
@@ -147,15 +152,18 @@ def _position(dec: StaticDecoder, pos: int, device) -> torch.Tensor:
 
 @torch.inference_mode()
 def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
-                    on_token: TokenCallback) -> list[list[int]]:
+                    on_token: TokenCallback, mark=None) -> list[list[int]]:
+    mark = mark or (lambda: None)
     steps: list[list[int]] = []
     token = _static_prefill(dec.model, dec.cache, prompt).argmax(dim=-1)
+    mark()
     host = token.tolist()
     on_token(host)
     steps.append(host)
     n = prompt.shape[1]
     for i in range(new_tokens - 1):
         token = dec.step(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1)
+        mark()
         host = token.tolist()  # device -> host copy: blocks until the token exists
         on_token(host)
         steps.append(host)

@@ -91,3 +91,26 @@ class NoisyLogits(Wrapped):
         if self.nan:
             logits[-1, 0] = float("nan")
         return logits
+
+
+class DeviceClock(Wrapped):
+    """Reports per-step device times, as an adapter with stream events would: here the CPU's own
+    steps, a fixed 0.1 ms before the host sees them, or (honest=False) times of something else."""
+
+    def __init__(self, honest: bool = True):
+        super().__init__("deviceclock")
+        self.honest = honest
+
+    def generate(self, handle, prompt, new_tokens, on_token):
+        import dataclasses
+        import time
+
+        t0, seen = time.perf_counter(), []
+
+        def stamp(tokens):
+            seen.append(time.perf_counter() - t0 - 1e-4)
+            on_token(tokens)
+
+        gen = self.inner.generate(handle, prompt, new_tokens, stamp)
+        times = seen if self.honest else [i * 1e-6 for i in range(len(seen))]
+        return dataclasses.replace(gen, device_times_s=times)

@@ -60,6 +60,23 @@ def test_a_cuda_case_records_device_facts_and_memory(cuda):
     assert rec["backend_kind"] == "cuda" and rec["device_name"] == torch.cuda.get_device_name()
     assert rec["peak_mem_kind"] == "device_allocated_peak" and rec["peak_mem_bytes"] > 0
     assert rec["env_runtime"].startswith(("cuda", "rocm"))
+    # CUDA events time the tokens, and agree with the host stamps
+    assert rec["timing_method"].startswith("device events"), rec["timing_method"]
+    assert rec["clock_disagreement_s"] < 1e-3
+
+
+@pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen3-moe"])
+def test_cuda_compiled_decode_gives_the_eager_tokens_and_a_compile_time(cuda, model):
+    rec = run_case(cuda, Case("cuda", model, "bf16", parse_workload("pp32+tg16", batch=2), rounds=2, mode="compiled"))
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["exec_path"] == "compiled" and rec["compile_time_s"] > 0 and rec["correct"] is True
+
+
+def test_nvml_telemetry_meters_the_gpu(cuda):
+    pytest.importorskip("pynvml")
+    rec = run_case(cuda, Case("cuda", "tiny-qwen3", "bf16", parse_workload("tg256"), rounds=3))
+    assert rec["telemetry_sources"] == "nvml" and rec["tele_clock_mhz"] > 0 and rec["tele_power_w"] > 0
+    assert rec["energy_j"] is None or rec["energy_per_token_j"] > 0
 
 
 def test_the_same_seed_gives_the_same_weights_on_cpu_and_cuda():

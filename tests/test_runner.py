@@ -119,3 +119,22 @@ def test_a_soak_must_be_positive():
 
     with pytest.raises(UsageError, match="soak must be a number of seconds > 0, got -1"):
         plan(SuiteOptions(backends=("cpu",), soak_s=-1), discover())
+
+
+def test_device_clock_times_are_used_when_they_agree_with_the_host_stamps():
+    from tests.adapters import DeviceClock
+
+    rec = run_case(DeviceClock(), case(workload="pp16+tg8"))
+    assert rec["status"] == "ok" and rec["timing_method"].startswith("device events")
+    assert rec["clock_disagreement_s"] < 1e-3
+    # the recorded times are the device's: each a near-constant lag before the host stamp
+    assert all(t > 0 for r in rec["token_times_s"] for t in r)
+
+
+def test_device_clock_times_that_disagree_are_not_used():
+    from tests.adapters import DeviceClock
+
+    rec = run_case(DeviceClock(honest=False), case(workload="pp16+tg8"))
+    assert rec["status"] == "ok" and rec["timing_method"].startswith("host clock")
+    assert "device events disagreed with the host stamps" in rec["timing_method"]
+    assert rec["tpot_s_median"] > 1e-5  # the host's times, not the bogus microsecond steps

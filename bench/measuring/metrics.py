@@ -43,12 +43,14 @@ HEADLINE = {"prefill": "prefill_tok_per_s", "decode": "decode_tok_per_s", "gener
 
 @dataclass(frozen=True)
 class Round:
-    """One timed generation: token_times_s[i] is when step i's tokens reached the host,
-    in seconds after the request started."""
+    """One timed generation: token_times_s[i] is when step i's tokens were ready, in seconds after
+    the request started, on the clock `timing_method` names (the host's, or the device's own)."""
 
     token_times_s: tuple[float, ...]
     peak_mem_bytes: int | None = None
     peak_mem_kind: str | None = None
+    timing_method: str = "host"  # host | device events
+    clock_disagreement_s: float | None = None  # device events: spread of (host stamp - device time)
 
 
 def round_metrics(r: Round, w: Workload) -> dict[str, float | None]:

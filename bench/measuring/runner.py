@@ -94,6 +94,7 @@ class CaseRun:
     prompt: object = None
     rounds_done: list[Round] = field(default_factory=list)
     windows: list[tuple[float, float]] = field(default_factory=list)  # each round's start and end
+    clock_notes: set = field(default_factory=set)
     compile_time_s: float | None = None
 
     def setup(self, handle=None) -> None:
@@ -119,7 +120,15 @@ class CaseRun:
             raise BackendContractError(
                 f"backend {self.backend.name!r} produced {len(stamps)} token steps, the workload "
                 f"asked for exactly {w.gen_tokens} (EOS must be ignored)")
-        r = Round(tuple(t - start for t in stamps), gen.peak_mem_bytes, gen.peak_mem_kind)
+        host = tuple(t - start for t in stamps)
+        r = Round(host, gen.peak_mem_bytes, gen.peak_mem_kind)
+        device = getattr(gen, "device_times_s", None)
+        if device:
+            agree, spread = clocks_agree(host, device)
+            self.clock_notes.add(None if agree else f"device events disagreed with the host stamps by "
+                                 f"{spread * 1e3:.2f} ms: host stamps used")
+            r = Round(tuple(device) if agree else host, gen.peak_mem_bytes, gen.peak_mem_kind,
+                      "device events" if agree else "host", spread)
         self.rounds_done.append(r)
         self.windows.append((start, stamps[-1]))
         return r
@@ -133,6 +142,34 @@ class CaseRun:
     def close(self) -> None:
         self.backend.close(self.handle)
         self.handle = self.prompt = None
+
+
+# Device events are used when they agree with the host stamps: the host sees each token a little
+# after the device made it (the copy to the host, the callback), by a near-constant amount; a spread
+# beyond this (or a device time after the host's) means the events timed something else.
+CLOCK_SPREAD_S = 1e-3
+CLOCK_SPREAD_FRACTION = 0.05
+
+
+def clocks_agree(host: tuple[float, ...], device: list[float]) -> tuple[bool, float]:
+    """Whether per-step device times fit the host stamps; and the spread of host - device."""
+    if len(device) != len(host):
+        return False, float("inf")
+    lags = [h - d for h, d in zip(host, device)]
+    spread = max(lags) - min(lags)
+    return (min(lags) >= -CLOCK_SPREAD_S and spread <= max(CLOCK_SPREAD_S, CLOCK_SPREAD_FRACTION * host[-1])), spread
+
+
+def timing_fields(timed: list[Round], notes: set) -> dict:
+    """Which clock timed the rounds, and how well the device's agreed with the host's."""
+    methods = sorted({r.timing_method for r in timed})
+    spreads = [r.clock_disagreement_s for r in timed if r.clock_disagreement_s is not None]
+    text = {"host": "host clock: stamped when each step's tokens were copied to the host",
+            "device events": "device events recorded in the stream after each step, read after one wait at "
+                             "the end, cross-checked against the host stamps"}
+    note = "; ".join(sorted(n for n in notes if n))
+    return {"timing_method": " + ".join(text[m] for m in methods) + (f" ({note})" if note else ""),
+            "clock_disagreement_s": max(spreads) if spreads else None}
 
 
 def _stamping(stamps: list[float], clock, batch: int):
@@ -222,6 +259,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     rec.update(device)
     rec.update(metric_fields(timed, w))
     rec["rounds"] = len(timed)  # what ran: more than asked for in sustained mode
+    rec.update(timing_fields(timed, run.clock_notes))
     if rec["peak_mem_bytes"] and rec.get("expected_mem_bytes"):
         rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
     add_roofline(rec, ceilings, chip)

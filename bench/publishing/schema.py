@@ -133,6 +133,10 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "measured_best_ttft_s": (Opt(NonNeg), "s", "the same with the measured ceilings"),
     "spec_best_decode_tok_per_s": (Opt(NonNeg), "tokens/s", "batch / spec_best_tpot_s: the decode roofline"),
     "measured_best_decode_tok_per_s": (Opt(NonNeg), "tokens/s", "batch / measured_best_tpot_s"),
+    "timing_method": (Opt(str), "", "the clock the token times come from: device events in the stream (cross-checked "
+                      "against the host stamps) or the host clock after each token's copy to the host"),
+    "clock_disagreement_s": (Opt(NonNeg), "s", "device events: the largest spread, over a round, of host stamp minus "
+                             "device time (a near-constant lag is expected; beyond 1 ms or 5% the host stamps are used)"),
     "timing_selftest": (Opt(str), "", "the backend's timing self-test, run once per benchmark run before any number is "
                         "reported (bench/measuring/selftest.py): passed, with the work left in flight after the last token"),
     "roofline_flag": (Opt(str), "", "MEASUREMENT ERROR when a utilisation exceeds 100%: such a figure is not a result"),
