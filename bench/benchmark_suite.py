@@ -28,7 +28,6 @@ def test_case(chipbench_case, chipbench_suite, benchmark):
 
     records = _trials(case, state, benchmark, keep) if state.repeats > 1 else [_one_trial(case, state, benchmark, keep)]
     failed = [r for r in records if r["status"] != "ok"]
-    ok = [r for r in records if r["status"] == "ok"]
     _extra_info(benchmark, case, records, state)
     if failed:
         pytest.fail(f"{case.id}: {len(failed)} of {len(records)} trial(s) failed: {failed[0]['error']}", pytrace=False)

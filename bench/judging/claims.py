@@ -39,7 +39,6 @@ from bench.judging import cases
 from bench.judging.compare import compare_stats
 from bench.errors import UsageError
 from bench.measuring.metrics import METRICS
-from bench.measuring.stats import summarize
 from bench.measuring.workload import parse_workload
 from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token
 from models.zoo import MODELS, get_model
