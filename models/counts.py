@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from models.zoo import ModelSpec
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
+# llama.cpp's quantised types: bytes per weight of the block format (q8_0: 32 int8 + one fp16 scale
+# in 34 bytes). The _M mixes keep some tensors in a wider type: their figure is the nominal one,
+# and records of them carry the file's real tensor bytes instead (the adapter reads them).
+QUANT_BYTES = {"q8_0": 34 / 32, "q6_K": 210 / 256, "q5_K_M": 176 / 256, "q4_K_M": 144 / 256, "q4_0": 18 / 32}
+# llama.cpp keeps its KV cache in fp16 whatever the weights' type
+KV_DTYPE = {q: "fp16" for q in QUANT_BYTES}
 RECURRENT_STATE_BYTES = 4  # DeltaNet recurrent state is kept in fp32 whatever the weights' dtype
 
 
@@ -27,16 +33,20 @@ class ModelFacts:
     linear_layers: int
 
     def weight_bytes(self, dtype: str) -> int:
-        return self.params_total * DTYPE_BYTES[dtype]
+        return int(self.params_total * weight_bytes_per_param(dtype))
 
     def active_weight_bytes(self, dtype: str) -> int:
-        return self.params_active * DTYPE_BYTES[dtype]
+        return int(self.params_active * weight_bytes_per_param(dtype))
 
     def kv_bytes_per_token(self, dtype: str) -> int:
-        return self.kv_bytes_per_token_per_dtype_byte * DTYPE_BYTES[dtype]
+        return self.kv_bytes_per_token_per_dtype_byte * DTYPE_BYTES[KV_DTYPE.get(dtype, dtype)]
 
     def conv_state_bytes(self, dtype: str) -> int:
-        return self.conv_state_elems * DTYPE_BYTES[dtype]
+        return self.conv_state_elems * DTYPE_BYTES[KV_DTYPE.get(dtype, dtype)]
+
+
+def weight_bytes_per_param(dtype: str) -> float:
+    return DTYPE_BYTES[dtype] if dtype in DTYPE_BYTES else QUANT_BYTES[dtype]
 
 
 def _attention_params(s: ModelSpec) -> int:

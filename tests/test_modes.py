@@ -83,6 +83,10 @@ def test_an_adapter_that_knows_only_eager_refuses_compiled():
 
     entries = {"eageronly": Entry("eageronly", "x", EagerOnly(), Probe.ok())}
     with pytest.raises(UsageError, match="backend 'eageronly' cannot run mode 'compiled'; it runs: eager"):
+        plan(SuiteOptions(backends=("eageronly",), models=("tiny-qwen3",), dtypes=("fp32",), modes=("compiled",)),
+             entries)
+    # not named, and no other backend runs it: nothing would run, which is an error too
+    with pytest.raises(UsageError, match="no available backend can run this suite: eageronly: cannot run mode"):
         plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("fp32",), modes=("compiled",)), entries)
 
 

@@ -82,10 +82,16 @@ def test_a_dtype_the_backend_cannot_run_is_refused_before_anything_runs():
         def supported_dtypes(self):
             return ("fp32",)
 
-    entries = {"fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok())}
+    entries = {"fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok()),
+               "cpu": Entry("cpu", "builtin", Wrapped("cpu"), Probe.ok())}
     with pytest.raises(UsageError, match="backend 'fp32only' cannot run dtype 'bf16'; it runs: fp32"):
-        plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("bf16",)), entries)
-    assert len(plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("fp32",)), entries)) == 2  # pp512, tg128
+        plan(SuiteOptions(backends=("fp32only",), models=("tiny-qwen3",), dtypes=("bf16",)), entries)
+    assert len(plan(SuiteOptions(backends=("fp32only",), models=("tiny-qwen3",), dtypes=("fp32",)),
+                    entries)) == 2  # pp512, tg128
+    # Not named: every available backend runs what it can; what one cannot run is listed, not dropped
+    planned = plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("bf16",)), entries)
+    assert [p.skip_reason for p in planned if p.case is None] == ["cannot run dtype 'bf16' (it runs: fp32)"]
+    assert {p.case.backend for p in planned if p.case} == {"cpu"}
 
 
 def test_peak_memory_is_set_beside_the_analytic_weights_and_cache(cpu):

@@ -26,7 +26,9 @@ from models.build import build_random, parse_dtype
 from models.counts import facts
 from models.zoo import ModelSpec
 
-BASE_TOLERANCE = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 2e-3}  # relative logits error
+BASE_TOLERANCE = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 2e-3,  # relative logits error
+                  # llama.cpp's quantised weights (they also quantise activations for the matmul)
+                  "q8_0": 2e-2, "q6_K": 3e-2, "q5_K_M": 5e-2, "q4_K_M": 1e-1, "q4_0": 1e-1}
 PROMPT_TOKENS, CHECKED_TOKENS = 32, 8
 HOST_SHARE = 0.25  # of host RAM the fp32 reference may take
 TIE_LOOSENING = 10
@@ -91,6 +93,14 @@ def _cpu_model(spec: ModelSpec, dtype: str, seed: int, layers: int | None):
     return build_random(spec, parse_dtype(dtype), "cpu", seed=seed, layers=layers).module
 
 
+def _dtype_model(backend, spec: ModelSpec, dtype: str, seed: int, layers: int | None):
+    """A CPU model carrying what `dtype` does to the weights: the backend's own when it has one
+    (llama.cpp: its quantised file's weights, dequantised), else torch's model in that dtype."""
+    own = getattr(backend, "reference_model", None)
+    model = own(spec, dtype, seed, layers) if own is not None else None
+    return model if model is not None else _cpu_model(spec, dtype, seed, layers)
+
+
 def _backend_logits(backend, spec, dtype, seed, layers, handle, seq) -> torch.Tensor | str:
     """The backend's teacher-forced logits: on the loaded model when it is the full one, else on
     a depth-reduced copy it loads for the purpose (a string says why it could not)."""
@@ -145,7 +155,7 @@ def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, han
     floor = 0.0
     strict = [i for i in range(len(l_ref)) if i not in ref_router_ties]
     if dtype != "fp32" and strict:  # what this dtype alone does to this model, on the CPU
-        same = _cpu_model(spec, dtype, seed, layers)
+        same = _dtype_model(backend, spec, dtype, seed, layers)
         err = _rel_err(torch_loop.teacher_forced_logits(same, seq, PROMPT_TOKENS), l_ref)
         floor = float(err[strict].max())  # routing ties are judged apart, so left out here too
         del same

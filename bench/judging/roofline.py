@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bench.errors import UsageError
 from bench.measuring.workload import parse_workload
-from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token
+from models.counts import DTYPE_BYTES, QUANT_BYTES, decode_step_bytes, facts, flops_per_token
 from models.zoo import get_model
 
 
@@ -22,18 +22,22 @@ def case_work(rec: dict) -> dict:
     """Bytes and FLOPs of a case's decode step (averaged over the generation) and of its prefill."""
     spec = get_model(rec["model"])
     b, p, n, dtype = rec["batch"], rec.get("prompt_tokens"), rec.get("gen_tokens"), rec["dtype"]
-    if dtype not in DTYPE_BYTES:
-        raise UsageError(f"no analytic byte counts for dtype {dtype!r}; known: {', '.join(DTYPE_BYTES)}")
+    if dtype not in DTYPE_BYTES and dtype not in QUANT_BYTES:
+        raise UsageError(f"no analytic byte counts for dtype {dtype!r}; known: "
+                         f"{', '.join((*DTYPE_BYTES, *QUANT_BYTES))}")
     if p is None or n is None:  # the lengths follow from the workload's name
         w = parse_workload(rec["workload"])
         p, n = w.prompt_tokens, w.gen_tokens
     context = p + n / 2  # decode step i reads the cache of p + i tokens
     f = facts(spec)
+    # the record's weight bytes when it has them (an engine's real file bytes), else the analytic ones
+    weights = rec.get("weight_bytes") or f.weight_bytes(dtype)
+    active = rec.get("active_weight_bytes") or f.active_weight_bytes(dtype)
     return {
-        "decode_bytes_per_step": decode_step_bytes(spec, dtype, round(context), b),
+        "decode_bytes_per_step": decode_step_bytes(spec, dtype, round(context), b) - f.active_weight_bytes(dtype) + active,
         "decode_flops_per_step": b * flops_per_token(spec, round(context)),
         # prefill touches every expert once the batch of tokens is large: all weights are read
-        "prefill_bytes": f.weight_bytes(dtype) + b * p * f.kv_bytes_per_token(dtype),
+        "prefill_bytes": weights + b * p * f.kv_bytes_per_token(dtype),
         "prefill_flops": b * p * flops_per_token(spec, p // 2),
     }
 

@@ -252,6 +252,11 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
                  chip=None) -> dict:
     case, w = run.case, run.case.workload
     rec = case_identity(case)
+    file_bytes = getattr(run.handle, "file_bytes", None)
+    if file_bytes and rec["weight_bytes"]:  # an engine's real tensor bytes beat the nominal figure
+        scale = file_bytes / rec["weight_bytes"]
+        rec["expected_mem_bytes"] += file_bytes - rec["weight_bytes"]
+        rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
     rec.update(status="ok", error=None, weights=run.handle.weights,
                linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s,
                compile_time_s=run.compile_time_s, exec_note=getattr(run.handle, "exec_note", None))

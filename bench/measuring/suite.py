@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from backends.registry import Entry
+from backends.registry import Entry, add_endpoints
 from bench.errors import UsageError
 from bench.measuring.runner import Case
 from bench.measuring.workload import parse_workload
 from backends.torch_device import MODES
 from models.build import DTYPES, check_weights_dir
+from models.gguf_export import DTYPES as ENGINE_DTYPES
 from models.zoo import get_model
 
 # Sensible defaults per backend when the user names no model / dtype / workload.
@@ -82,14 +83,16 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         raise UsageError(f"warmup rounds must be >= 0, got {opts.warmup}")
     for m in opts.models:
         get_model(m)
+    known_dtypes = (*DTYPES, *(d for d in ENGINE_DTYPES if d not in DTYPES))
     for d in opts.dtypes:
-        if d not in DTYPES:
-            raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(DTYPES)}")
+        if d not in known_dtypes:
+            raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(known_dtypes)}")
     workloads = [parse_workload(w) for w in opts.workloads]
     modes = opts.modes or ("eager",)
     for m in modes:
         if m not in MODES:
             raise UsageError(f"unknown execution mode {m!r}; valid modes: {', '.join(MODES)}")
+    add_endpoints(entries, opts.backends)  # openai:URL names a server, not an installed adapter
     for name in opts.backends:
         if name not in entries:
             raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(entries)}")
@@ -110,17 +113,31 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         models = opts.models or defaults["models"]
         dtypes = opts.dtypes or defaults["dtypes"]
         runnable = entry.backend.supported_dtypes()
-        for d in dtypes:
-            if d not in runnable:
-                raise UsageError(f"backend {name!r} cannot run dtype {d!r}; it runs: {', '.join(runnable)}")
         has_modes = getattr(entry.backend, "supported_modes", lambda: ("eager",))()
-        for m in modes:
-            if m not in has_modes:
-                raise UsageError(f"backend {name!r} cannot run mode {m!r}; it runs: {', '.join(has_modes)}")
+        named = name in opts.backends
+        for what, asked, can in (("dtype", dtypes, runnable), ("mode", modes, has_modes)):
+            for x in asked:
+                if x in can:
+                    continue
+                if named:  # asked for by name: what it cannot run is an error
+                    raise UsageError(f"backend {name!r} cannot run {what} {x!r}; it runs: {', '.join(can)}")
+                # every available backend: another one runs it; say so in the plan, never drop it silently
+                planned.append(Planned(None, f"cannot run {what} {x!r} (it runs: {', '.join(can)})",
+                                       label=f"{name} {what} {x}"))
+        dtypes = tuple(d for d in dtypes if d in runnable)
+        modes_here = tuple(m for m in modes if m in has_modes)
         wls = workloads or [parse_workload(w) for w in defaults["workloads"]]
         rounds = opts.rounds or defaults["rounds"]
         if opts.weights_dir and len(models) != 1:
             raise UsageError("a weights directory holds one model's weights: name exactly one model")
+        unsupported = getattr(entry.backend, "model_unsupported", lambda spec: None)
+        for m in models:
+            why = unsupported(get_model(m))
+            if why and named:
+                raise UsageError(f"backend {name!r} cannot run model {m!r}: {why}")
+            if why:
+                planned.append(Planned(None, f"cannot run model {m!r}: {why}", label=f"{name} model {m}"))
+        models = tuple(m for m in models if not unsupported(get_model(m)))
         for m in models:
             spec = get_model(m)
             for w in wls:
@@ -131,9 +148,13 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
             for d in dtypes:
                 for w in wls:
                     for b in opts.batches:
-                        for mode in modes:
+                        for mode in modes_here:
                             wl = replace(w, batch=b, seed=opts.seed)
                             case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
                                         weights_dir=opts.weights_dir, mode=mode, soak_s=opts.soak_s)
                             planned.append(Planned(case, label=case.id))
+    if not opts.backends and not any(p.case for p in planned) and any(e.available for e in entries.values()):
+        why = "; ".join(f"{p.label.split(' ')[0]}: {p.skip_reason}" for p in planned
+                        if entries.get(p.label.split(" ")[0]) and entries[p.label.split(" ")[0]].available)
+        raise UsageError(f"no available backend can run this suite: {why}")
     return planned
