@@ -16,7 +16,10 @@ from bench.errors import UsageError
 
 ENTRY_POINT_GROUP = "chipbench.backends"
 BUILTINS = {"cpu": "backends.cpu:create", "cuda": "backends.cuda:create",
-            "accelerator": "backends.accelerator:create"}
+            "accelerator": "backends.accelerator:create", "llamacpp": "backends.llamacpp:create"}
+
+# backends named by an address rather than installed: PREFIX + address -> factory(name)
+ENDPOINTS = {"openai:": "backends.openai_endpoint:create"}
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,29 @@ def _plugin(ep) -> Entry:
     return Entry(ep.name, dist, backend, probe)
 
 
-def discover() -> dict[str, Entry]:
-    """Every backend this machine knows of, available or not, with the reason when not."""
+def endpoint_entry(name: str) -> Entry | None:
+    """The entry for an address-named backend (openai:URL), probed now; None for any other name."""
+    for prefix, target in ENDPOINTS.items():
+        if name.startswith(prefix):
+            module, attr = target.rsplit(":", 1)
+            backend = getattr(importlib.import_module(module), attr)(name)
+            return Entry(name, "builtin", backend, backend.probe())
+    return None
+
+
+def add_endpoints(entries: dict[str, Entry], names) -> dict[str, Entry]:
+    """Adds an entry for each address-named backend in `names` that `entries` lacks."""
+    for name in names:
+        if name not in entries:
+            entry = endpoint_entry(name)
+            if entry is not None:
+                entries[name] = entry
+    return entries
+
+
+def discover(requested=()) -> dict[str, Entry]:
+    """Every backend this machine knows of, available or not, with the reason when not; plus the
+    address-named backends (openai:URL) among `requested`."""
     found = {name: _builtin(name, target) for name, target in BUILTINS.items()}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in found:  # built-ins win: a plugin cannot shadow them
@@ -80,12 +104,12 @@ def discover() -> dict[str, Entry]:
                 ep.name, dist, None, Probe.no(f"its name {ep.name!r} is taken by another adapter"))
             continue
         found[ep.name] = _plugin(ep)
-    return found
+    return add_endpoints(found, requested)
 
 
 def get_backend(name: str, entries: dict[str, Entry] | None = None) -> Backend:
     """The named backend, ready to run; a one-line UsageError when unknown or unavailable."""
-    entries = entries if entries is not None else discover()
+    entries = add_endpoints(entries if entries is not None else discover(), [name])
     entry = entries.get(name)
     if entry is None:
         raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(entries)}")

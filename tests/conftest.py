@@ -1,3 +1,9 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -8,3 +14,39 @@ def cpu():
     from backends.cpu import create
 
     return create()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's Python server (llama-cpp-python[server]) on 127.0.0.1 serving the seeded tiny-qwen3
+    in fp32, queueing concurrent requests rather than interrupting them; stopped after the session."""
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
+    from backends.openai_endpoint import create
+    from models import gguf_export
+    from models.zoo import get_model
+
+    os.environ.setdefault("CHIPBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    path = gguf_export.export(get_model("tiny-qwen3"), "fp32", 0).path
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
+                             "--port", str(port), "--n_ctx", "8192", "--n_threads", "1",
+                             "--interrupt_requests", "False"], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    try:
+        while not create("openai:" + url).probe().available:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the llama.cpp server did not start: see {log.name}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()

@@ -19,7 +19,7 @@ def main() -> int:
 
     spec = json.loads(sys.stdin.read())
     case = Case(**{**spec["case"], "workload": Workload(**spec["case"]["workload"])})
-    entry = discover().get(case.backend)
+    entry = discover((case.backend,)).get(case.backend)
     if entry is None or not entry.available:
         reason = "unknown backend" if entry is None else entry.probe.reason
         print(f"backend {case.backend!r} is not available in the worker process: {reason}", file=sys.stderr)

@@ -1,0 +1,362 @@
+"""Any OpenAI-compatible server as a backend: `--bench-backend openai:URL` (URL up to /v1).
+
+vLLM serve, SGLang, llama.cpp's servers, a vendor's cloud endpoint on a chip that runs no PyTorch:
+the harness streams completions from it and stamps each streamed chunk as it arrives. The server
+runs its own weights: name the served model's zoo name (`--bench-model`) so the roofline knows its
+bytes, and `--bench-chip` for the hardware behind it; the correctness gate cannot check it.
+
+Fixed output lengths: every request asks for exactly N tokens (max_tokens = min_tokens = N,
+ignore_eos, temperature 0); the tokens served are counted and a count other than N fails the case.
+What the server accepts is found once, at load, with a small request:
+- prompts as token ids (vLLM, SGLang, llama.cpp's own server) or, where refused, as text built
+  from single-token words chosen by the seeded ids (so it tokenises to exactly the prompt length;
+  the served prompt length is checked where the server reports it);
+- the fixed-length controls it takes (a field it rejects is dropped, and the record says which ran);
+- how tokens are counted: the usage the stream reports, or, where it reports none, per-chunk
+  logprobs (one entry per token even when a chunk's text is empty).
+A batch of B is B concurrent requests; step i is done when every request has streamed its i-th token.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from bench.errors import UsageError
+
+PREFIX = "openai:"
+TIMEOUT_S = 600.0  # one request; a stuck server fails the case rather than hanging the suite
+FIXED_LENGTH = ("min_tokens", "ignore_eos")  # asked for on every request the server accepts them on
+
+
+def _client(timeout: float = TIMEOUT_S):
+    import httpx
+
+    return httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False)
+
+
+class EndpointError(RuntimeError):
+    """The server answered something other than a well-formed completion stream."""
+
+
+@dataclass
+class StreamResult:
+    chunks: list[tuple[float, int]] = field(default_factory=list)  # (arrival, tokens in the chunk)
+    usage: dict | None = None
+    finish_reason: str | None = None
+    text: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return sum(n for _, n in self.chunks)
+
+
+def stream_completion(client, url: str, body: dict, on_chunk=None, clock=time.perf_counter) -> StreamResult:
+    """POST a streaming completion and read its server-sent events; each chunk is stamped on arrival
+    (before it is parsed). `on_chunk(arrival, tokens)` is called for every chunk that carries tokens."""
+    out = StreamResult()
+    with client.stream("POST", f"{url}/completions", json=body) as r:
+        if r.status_code != 200:
+            r.read()
+            raise EndpointError(f"HTTP {r.status_code}: {r.text[:300]}")
+        for line in r.iter_lines():
+            arrival = clock()
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            try:
+                chunk = json.loads(data)
+            except json.JSONDecodeError:
+                raise EndpointError(f"the stream sent a line that is not JSON: {data[:120]!r}") from None
+            if chunk.get("error"):
+                raise EndpointError(f"the server reported an error mid-stream: {chunk['error']}")
+            if chunk.get("usage"):
+                out.usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                n = _chunk_tokens(choice)
+                out.text += choice.get("text") or ""
+                out.finish_reason = choice.get("finish_reason") or out.finish_reason
+                if n:
+                    out.chunks.append((arrival, n))
+                    if on_chunk:
+                        on_chunk(arrival, n)
+    return out
+
+
+def _chunk_tokens(choice: dict) -> int:
+    """Tokens a streamed choice carries: its ids or logprobs entries when the server sends them (one
+    per token, even for a token whose text is an incomplete UTF-8 sequence), else one per chunk with
+    text (or with no finish reason: a token whose text is still held back)."""
+    ids = choice.get("token_ids") or choice.get("tokens")
+    if isinstance(ids, list) and ids:
+        return len(ids)
+    lp = choice.get("logprobs")
+    if isinstance(lp, dict) and isinstance(lp.get("tokens"), list):
+        return len(lp["tokens"])
+    if isinstance(lp, dict) and isinstance(lp.get("content"), list):
+        return len(lp["content"])
+    return 1 if (choice.get("text") or choice.get("finish_reason") is None) else 0
+
+
+# --- prompts as text that tokenises to exactly the prompt length -------------------------------
+
+_WORDS: dict[int, list[str]] = {}
+
+
+def single_token_words(vocab: int) -> list[str]:
+    """Words that are one Qwen token each, with their leading space (' the', ' of', ...), under the
+    vocabulary the GGUF export writes for `vocab` rows (a tiny model's keeps only the merges among
+    its tokens, so a word in it may still not be reachable): checked by running that BPE."""
+    if vocab not in _WORDS:
+        from tokenizers import Tokenizer, models, pre_tokenizers
+
+        from models.gguf_export import qwen_vocab
+
+        v = qwen_vocab(vocab)
+        bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(v.tokens)},
+                                   merges=[tuple(m.split(" ", 1)) for m in v.merges]))
+        bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        words = [t for t in v.tokens if re.fullmatch("\u0120[a-z]{2,}", t)]
+        words = [" " + t[1:] for t in words if len(bpe.encode(" " + t[1:]).ids) == 1]
+        if len(words) < 8:
+            raise UsageError(f"too few single-token words below id {vocab} to make text prompts")
+        _WORDS[vocab] = words
+    return _WORDS[vocab]
+
+
+def text_prompt(ids: list[int], vocab: int) -> str:
+    words = single_token_words(vocab)
+    return "".join(words[i % len(words)] for i in ids)
+
+
+# --- the backend --------------------------------------------------------------------------------
+
+@dataclass
+class Served:
+    spec: object
+    dtype: str
+    model_id: str  # the served model's name, as the server lists it
+    prompt_format: str  # "token ids" or "text"
+    controls: tuple[str, ...]  # fixed-length fields the server accepted
+    count_method: str  # "usage" or "logprobs"
+    weights: str = "served by the endpoint (its own weights)"
+    build_time_s: float = 0.0
+    exec_path: str = ""
+    engine: str = "openai-compatible server"
+    engine_version: str | None = None
+    linear_attn_path: str | None = None
+    exec_note: str | None = None
+
+
+class OpenAIEndpoint:
+    engine = "openai-compatible server"
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.name = PREFIX + url
+        self._models: list[dict] | None = None
+        self._server: str | None = None
+
+    def _list_models(self) -> list[dict]:
+        with _client(10.0) as c:
+            r = c.get(f"{self.url}/models")
+            r.raise_for_status()
+            self._server = r.headers.get("server")
+            return r.json().get("data") or []
+
+    @property
+    def exec_path(self) -> str:
+        return "openai completions stream"
+
+    def probe(self) -> Probe:
+        parsed = urlparse(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            return Probe.no(f"{self.url!r} is not an http(s) URL (give the server's base, e.g. "
+                            "openai:http://127.0.0.1:8000/v1)")
+        try:
+            import httpx  # noqa: F401
+        except ImportError:
+            return Probe.no("httpx is not installed")
+        try:
+            self._models = self._list_models()
+        except Exception as e:
+            return Probe.no(f"no OpenAI-compatible server answered at {self.url}/models: {type(e).__name__}: {e}")
+        if not self._models:
+            return Probe.no(f"the server at {self.url} lists no models")
+        return Probe.ok()
+
+    def info(self) -> DeviceInfo:
+        host = urlparse(self.url).netloc
+        ids = [m.get("id") for m in self._models or []]
+        return DeviceInfo(backend=self.name, kind="endpoint", device_name=f"endpoint {host}", device_count=1,
+                          runtime=self._server, extra={"url": self.url, "served_models": ", ".join(map(str, ids))})
+
+    def supported_dtypes(self) -> tuple[str, ...]:
+        from models.build import DTYPES
+        from models.gguf_export import DTYPES as ENGINE
+
+        return (*DTYPES, *(d for d in ENGINE if d not in DTYPES))  # what the server runs: as the user says
+
+    def supported_modes(self) -> tuple[str, ...]:
+        return ("eager",)
+
+    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None) -> Served:
+        if layers is not None:
+            raise TypeError("an endpoint serves its own model: no depth-reduced copy")
+        models = self._models if self._models is not None else self._list_models()
+        if not models:
+            raise EndpointError(f"the server at {self.url} lists no models")
+        model_id = str(models[0].get("id"))
+        owner = models[0].get("owned_by")
+        fmt, controls, method = self._capabilities(model_id, spec.vocab)
+        path = f"openai completions stream, {fmt} prompts, {'+'.join(controls) or 'max_tokens only'}"
+        return Served(spec, dtype, model_id, fmt, controls, method, exec_path=path,
+                      engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
+                      engine_version=self._server)
+
+    def _capabilities(self, model_id: str, vocab: int) -> tuple[str, tuple[str, ...], str]:
+        """One small request per question: token-id prompts, fixed-length fields, stream usage."""
+        base = {"model": model_id, "max_tokens": 2, "temperature": 0, "stream": True,
+                "stream_options": {"include_usage": True}}
+        controls = {"min_tokens": 2, "ignore_eos": True}
+        fmt = "token ids"
+        with _client(60.0) as c:
+            for _ in range(4):
+                body = {**base, **controls, "prompt": [1, 2, 3] if fmt == "token ids" else text_prompt([1, 2, 3], vocab)}
+                try:
+                    res = stream_completion(c, self.url, body)
+                    break
+                except EndpointError as e:
+                    text = str(e)
+                    if not text.startswith("HTTP "):  # a refusal names the field (some servers answer 500)
+                        raise
+                    rejected = [k for k in controls if k in text]
+                    if rejected:
+                        for k in rejected:
+                            controls.pop(k)
+                    elif fmt == "token ids" and "prompt" in text:
+                        fmt = "text"
+                    elif "stream_options" in text and "stream_options" in base:
+                        base.pop("stream_options")
+                    else:
+                        raise
+            else:
+                raise EndpointError("the server refused every form of a small completion request")
+        method = "usage" if res.usage and "completion_tokens" in res.usage else "logprobs"
+        return fmt, tuple(controls), method
+
+    def prompt(self, handle: Served, ids) -> list:
+        rows = ids.tolist()
+        prompts = rows if handle.prompt_format == "token ids" else [text_prompt(r, handle.spec.vocab) for r in rows]
+        if handle.count_method != "usage":  # the stream will not report the prompt's length: check it here
+            self.check_prompt_lengths(handle, prompts, len(rows[0]))
+        return prompts
+
+    def check_prompt_lengths(self, handle: Served, prompts: list, expected: int) -> None:
+        """One non-streamed one-token request per prompt, outside the clock: the server's usage must
+        count exactly the workload's prompt length."""
+        with _client() as c:
+            for p in prompts:
+                r = c.post(f"{self.url}/completions", json={"model": handle.model_id, "prompt": p,
+                                                           "max_tokens": 1, "temperature": 0})
+                if r.status_code != 200:
+                    raise EndpointError(f"HTTP {r.status_code}: {r.text[:300]}")
+                got = (r.json().get("usage") or {}).get("prompt_tokens")
+                if got is not None and got != expected:
+                    raise EndpointError(f"the server tokenised the prompt to {got} tokens, the workload has {expected}")
+
+    def request_body(self, handle: Served, prompt, new_tokens: int) -> dict:
+        body = {"model": handle.model_id, "prompt": prompt, "max_tokens": new_tokens, "temperature": 0,
+                "stream": True, "stream_options": {"include_usage": True}}
+        if "min_tokens" in handle.controls:
+            body["min_tokens"] = new_tokens
+        if "ignore_eos" in handle.controls:
+            body["ignore_eos"] = True
+        if handle.count_method == "logprobs":
+            body["logprobs"] = 1
+        return body
+
+    def generate(self, handle: Served, prompt: list, new_tokens: int, on_token: TokenCallback) -> Generation:
+        """B concurrent streams; step i is handed to the harness when the last of them delivers it."""
+        events: queue.Queue = queue.Queue()
+        results: list = [None] * len(prompt)
+
+        def worker(i, p):
+            try:
+                results[i] = self.stream_one(handle, p, new_tokens, on_chunk=lambda t, n: events.put((i, n)),
+                                             check=False)
+            except Exception as e:  # handed to the harness's thread, which fails the case
+                results[i] = e
+            events.put((i, None))
+
+        threads = [threading.Thread(target=worker, args=(i, p), daemon=True) for i, p in enumerate(prompt)]
+        for t in threads:
+            t.start()
+        counts, done, handed = [0] * len(prompt), 0, 0
+        steps: list[list[int]] = []
+        while done < len(prompt):
+            i, n = events.get()
+            if n is None:
+                done += 1
+                continue
+            counts[i] += n
+            while handed < min(counts) and handed < new_tokens:
+                on_token([-1] * len(prompt))  # the server sends text, not ids: -1 marks an unknown id
+                steps.append([-1] * len(prompt))
+                handed += 1
+        for t in threads:
+            t.join()
+        for i, r in enumerate(results):
+            if isinstance(r, Exception):
+                raise r
+            check_counts(r, new_tokens, handle.count_method, self.expected_prompt(handle, prompt[i]))
+        return Generation(tokens=steps, peak_mem_bytes=None, peak_mem_kind=None)
+
+    def stream_one(self, handle: Served, prompt, new_tokens: int, on_chunk=None, check: bool = True) -> StreamResult:
+        """One streamed request, each chunk stamped on arrival; with `check`, the served counts are
+        checked against the request (a mismatch raises EndpointError)."""
+        with _client() as c:
+            r = stream_completion(c, self.url, self.request_body(handle, prompt, new_tokens), on_chunk=on_chunk)
+        if check:
+            check_counts(r, new_tokens, handle.count_method, self.expected_prompt(handle, prompt))
+        return r
+
+    @staticmethod
+    def expected_prompt(handle: Served, prompt) -> int:
+        return len(prompt) if isinstance(prompt, list) else prompt.count(" ")  # one word, one token
+
+    def synchronize(self) -> None:
+        pass
+
+    def close(self, handle) -> None:
+        pass
+
+
+def check_counts(r: StreamResult, new_tokens: int, method: str, prompt_tokens: int | None) -> None:
+    """The served token counts against the request; any mismatch fails the case."""
+    usage = r.usage or {}
+    served = usage.get("completion_tokens")
+    if served is not None and served != new_tokens:
+        raise EndpointError(f"the server generated {served} tokens, the workload asked for exactly {new_tokens} "
+                            f"(finish reason {r.finish_reason!r}: it may not honour min_tokens / ignore_eos)")
+    if r.tokens != new_tokens:
+        how = f"usage says {served}" if served is not None else f"counted by {method}"
+        raise EndpointError(f"the stream carried {r.tokens} tokens in {len(r.chunks)} chunks for {new_tokens} "
+                            f"requested ({how}): per-token times cannot be had")
+    got = usage.get("prompt_tokens")
+    if got is not None and prompt_tokens is not None and got != prompt_tokens:
+        raise EndpointError(f"the server tokenised the prompt to {got} tokens, the workload has {prompt_tokens}")
+
+
+def create(name: str) -> OpenAIEndpoint:
+    if not name.startswith(PREFIX) or len(name) == len(PREFIX):
+        raise UsageError(f"an endpoint backend is named openai:URL (e.g. openai:http://127.0.0.1:8000/v1), got {name!r}")
+    return OpenAIEndpoint(name[len(PREFIX):])

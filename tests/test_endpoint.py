@@ -1,0 +1,104 @@
+"""The OpenAI-compatible endpoint backend, against a real llama.cpp server (llama-cpp-python[server])
+that the test starts on the loopback address, and against hand-made streams."""
+
+import pytest
+
+from backends.openai_endpoint import (EndpointError, StreamResult, _chunk_tokens, check_counts, create,
+                                      text_prompt)
+from bench.measuring.runner import Case, run_case
+from bench.measuring.workload import parse_workload
+from tests.conftest import free_port
+
+MODEL = "tiny-qwen3"  # what the shared llama_server serves
+
+
+@pytest.fixture(scope="module")
+def server(llama_server):
+    return llama_server
+
+
+def case(url, workload="pp16+tg8", batch=1, rounds=3):
+    return Case("openai:" + url, MODEL, "fp32", parse_workload(workload, batch=batch), warmup=1, rounds=rounds)
+
+
+def test_a_case_streams_exactly_the_requested_tokens_through_the_server(server):
+    backend = create("openai:" + server)
+    assert backend.probe().available
+    rec = run_case(backend, case(server), check=False)
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["backend_kind"] == "endpoint" and rec["device_name"].startswith("endpoint 127.0.0.1:")
+    # llama-cpp-python's server takes text prompts only, and streams no usage: counted by logprobs
+    assert "text prompts" in rec["exec_path"] and "min_tokens" in rec["exec_path"]
+    assert len(rec["token_times_s"]) == 3 and all(len(t) == 8 for t in rec["token_times_s"])
+    assert rec["ttft_s_median"] > 0 and rec["tpot_s_median"] > 0
+
+
+def test_a_batch_is_concurrent_requests_each_stepped_when_the_last_delivers(server):
+    rec = run_case(create("openai:" + server), case(server, batch=3, rounds=2), check=False)
+    assert rec["status"] == "ok", rec.get("error")
+    assert all(len(t) == 8 for t in rec["token_times_s"])
+
+
+def test_a_server_that_stops_short_fails_the_case(server, monkeypatch):
+    backend = create("openai:" + server)
+    real = backend.request_body
+
+    def short(handle, prompt, new_tokens):
+        body = real(handle, prompt, new_tokens)
+        body.update(max_tokens=new_tokens - 2, min_tokens=0)
+        return body
+
+    monkeypatch.setattr(backend, "request_body", short)
+    rec = run_case(backend, case(server), check=False)
+    assert rec["status"] == "failed"
+    assert "carried 6 tokens" in rec["error"] and "for 8 requested" in rec["error"]
+
+
+def test_the_text_prompt_is_one_token_per_word_on_the_server(server):
+    import httpx
+
+    from models.zoo import get_model
+
+    text = text_prompt(list(range(40)), get_model(MODEL).vocab)
+    r = httpx.post(f"{server}/completions", json={"prompt": text, "max_tokens": 1, "temperature": 0}, timeout=60)
+    assert r.json()["usage"]["prompt_tokens"] == 40
+
+
+def test_no_server_at_the_address_is_a_reason_and_asked_by_name_an_error():
+    from backends.registry import discover
+    from bench.errors import UsageError
+    from bench.measuring.suite import SuiteOptions, plan
+
+    url = f"openai:http://127.0.0.1:{free_port()}/v1"
+    assert "no OpenAI-compatible server answered" in create(url).probe().reason
+    with pytest.raises(UsageError, match="was asked for but is unavailable here: no OpenAI-compatible server"):
+        plan(SuiteOptions(backends=(url,), models=(MODEL,)), discover())
+    assert "not an http(s) URL" in create("openai:ftp://x").probe().reason
+
+
+def test_chunk_token_counts_from_ids_logprobs_or_text():
+    assert _chunk_tokens({"text": "ab", "token_ids": [1, 2]}) == 2
+    assert _chunk_tokens({"text": "", "logprobs": {"tokens": [""]}}) == 1  # an incomplete UTF-8 token
+    assert _chunk_tokens({"text": "a", "finish_reason": None}) == 1
+    assert _chunk_tokens({"text": "", "finish_reason": "length"}) == 0  # the closing chunk
+
+
+def test_served_counts_must_match_the_request():
+    ok = StreamResult(chunks=[(0.1, 1)] * 4, usage={"completion_tokens": 4, "prompt_tokens": 8})
+    check_counts(ok, 4, "usage", 8)
+    with pytest.raises(EndpointError, match="generated 3 tokens, the workload asked for exactly 4"):
+        check_counts(StreamResult(chunks=[(0.1, 1)] * 3, usage={"completion_tokens": 3}), 4, "usage", 8)
+    with pytest.raises(EndpointError, match="carried 3 tokens in 2 chunks for 4 requested"):  # coalesced
+        check_counts(StreamResult(chunks=[(0.1, 2), (0.2, 1)], usage=None), 4, "logprobs", 8)
+    with pytest.raises(EndpointError, match="tokenised the prompt to 9 tokens, the workload has 8"):
+        check_counts(StreamResult(chunks=[(0.1, 1)] * 4, usage={"completion_tokens": 4, "prompt_tokens": 9}),
+                     4, "usage", 8)
+
+
+def test_a_prompt_the_server_tokenises_to_another_length_fails_the_case(server, monkeypatch):
+    import backends.openai_endpoint as ep
+
+    real = ep.text_prompt
+    monkeypatch.setattr(ep, "text_prompt", lambda ids, vocab: real(ids, vocab) + " se")  # 2 tokens here
+    rec = run_case(create("openai:" + server), case(server), check=False)
+    assert rec["status"] == "failed" and "tokenised the prompt to 18 tokens, the workload has 16" in rec["error"]
