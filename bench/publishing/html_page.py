@@ -154,8 +154,17 @@ def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbenc
     foot = tables.footer_lines(table)
     out += [f"<p>{_code(e(line.lstrip('- ')))}</p>" for line in foot if line]
     out.append("</div>")
+    from bench.publishing import serving_view
+
+    serve_rows = serving_view.table_rows(table.records)
+    if serve_rows:
+        out.append("<h2>Serving</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in serving_view.COLUMNS) + "</tr>")
+        for row in serve_rows:
+            out.append("<tr>" + "".join(f"<td class='{'k' if i < 5 else ''}'>{e(v)}</td>" for i, v in enumerate(row))
+                       + "</tr>")
+        out.append("</table>")
     for chart, data in ((throughput_chart, table), (distribution_chart, table.records),
-                        (per_token_chart, table.records)):
+                        (per_token_chart, table.records), (serving_view.curve_chart, table.records)):
         fig = chart(data)
         if fig is not None:
             out.append(f"<img alt='{e(chart.__doc__.splitlines()[0])}' src='data:image/png;base64,{_png(fig)}'>")

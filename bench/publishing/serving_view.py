@@ -1,0 +1,102 @@
+"""Serving levels as a table and as the curve users compare chips by: output tokens/s (per device)
+against tokens/s per user (1 / TPOT), one point per load level, one line per device and model.
+
+Several trials of one level are pooled: each figure is the median over them, and the table's
+n column says how many trials and requests stand behind it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+COLUMNS = ("backend", "device", "model", "dtype", "test", "trials", "ok/sent", "req/s", "out tok/s",
+           "tok/s/user", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms", "ITL p99 ms",
+           "E2E p50 s", "goodput req/s", "goodput %")
+
+
+def serving_records(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("kind") == "serve"]
+
+
+def _levels(records: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in serving_records(records):
+        key = (r.get("backend"), r.get("device_name"), r.get("model"), r.get("dtype"), r.get("workload"))
+        groups[key].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (tuple(str(x) for x in kv[0][:4]),
+                                                       kv[1][0].get("serve_concurrency") or 0,
+                                                       kv[1][0].get("serve_rate_per_s") or 0)))
+
+
+def _med(recs: list[dict], field: str, scale: float = 1.0) -> float | None:
+    vals = [r[field] for r in recs if r.get("status") == "ok" and r.get(field) is not None]
+    return statistics.median(vals) * scale if vals else None
+
+
+def _f(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def table_rows(records: list[dict]) -> list[list[str]]:
+    rows = []
+    for (backend, device, model, dtype, workload), recs in _levels(records).items():
+        ok = sum(r.get("serve_ok") or 0 for r in recs)
+        sent = sum(r.get("serve_requests") or 0 for r in recs)
+        good = [r for r in recs if r.get("status") == "ok"]
+        goodput = _med(recs, "goodput_fraction", 100)
+        rows.append([str(backend), str(device or "-"), str(model), str(dtype), str(workload),
+                     f"{len(good)}/{len(recs)}", f"{ok}/{sent}",
+                     _f(_med(recs, "request_per_s"), 2), _f(_med(recs, "serve_output_tok_per_s")),
+                     _f(_med(recs, "tok_per_s_per_user")),
+                     _f(_med(recs, "ttft_s_median", 1e3)), _f(_med(recs, "ttft_s_p99", 1e3)),
+                     _f(_med(recs, "tpot_s_median", 1e3), 2), _f(_med(recs, "tpot_s_p99", 1e3), 2),
+                     _f(_med(recs, "itl_s_p99", 1e3), 2), _f(_med(recs, "e2e_s_median"), 2),
+                     _f(_med(recs, "goodput_req_per_s"), 2), _f(goodput, 0)])
+    return rows
+
+
+def to_markdown(records: list[dict]) -> str:
+    rows = table_rows(records)
+    if not rows:
+        return ""
+    from bench.publishing.tables import _md_escape
+
+    slo = next((r for r in serving_records(records) if r.get("slo_ttft_s") is not None), {})
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    lines.append("")
+    lines.append("Serving levels: each figure is the median over the level's trials; out tok/s is generated tokens "
+                 "over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with "
+                 f"TTFT ≤ {slo.get('slo_ttft_s', '-')} s and TPOT ≤ {slo.get('slo_tpot_s', '-')} s.")
+    return "\n".join(lines)
+
+
+def curve_chart(records: list[dict]):
+    """Output tokens/s against tokens/s per user, one point per serving level (the serving curve)."""
+    from bench.publishing.html_page import _pyplot
+
+    series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for (backend, device, model, dtype, workload), recs in _levels(records).items():
+        x, y = _med(recs, "tok_per_s_per_user"), _med(recs, "serve_output_tok_per_s")
+        if x is None or y is None:
+            continue
+        level = workload.split(" ")[-1].removeprefix("serve@")
+        series[f"{device or backend} · {model} {dtype}"].append((x, y, level))
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for label, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        for x, y, level in pts:
+            ax.annotate(level, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("tokens/s per user (1 / TPOT)")
+    ax.set_ylabel("output tokens/s (all requests)")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("Serving: throughput against interactivity")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)  # beside, never over the data
+    return fig

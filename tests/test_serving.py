@@ -1,0 +1,115 @@
+"""Serving load: Poisson or fixed-concurrency requests against a real server, the serving metrics,
+the sweep's records, table and curve; and the arithmetic on hand-made request timings."""
+
+import pytest
+
+from bench.errors import UsageError
+from bench.measuring.serving import Load, LoadRun, RequestResult, peak_in_flight, serve_fields
+
+MODEL = "tiny-qwen3"
+
+
+def load(**kw):
+    base = dict(prompt_tokens=16, gen_tokens=8, requests=4, concurrency=2)
+    base.update(kw)
+    return Load(**base)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(concurrency=None, rate=None), "needs a concurrency, a request rate, or both"),
+    (dict(concurrency=0), "concurrency must be >= 1"),
+    (dict(rate=-1.0), "request rate must be > 0"),
+    (dict(gen_tokens=1), ">= 2 generated tokens"),
+    (dict(requests=0), "requests must be >= 1"),
+    (dict(max_duration_s=0), "max duration must be > 0"),
+])
+def test_bad_loads_are_refused_in_one_line(kw, message):
+    with pytest.raises(UsageError, match=message):
+        load(**kw).validate()
+
+
+def test_poisson_arrivals_are_seeded_and_average_the_rate():
+    times = load(requests=4000, rate=5.0, seed=1).send_times()
+    assert times == load(requests=4000, rate=5.0, seed=1).send_times()
+    assert times[0] == 0 and all(a <= b for a, b in zip(times, times[1:]))
+    assert (times[-1] / (len(times) - 1)) == pytest.approx(0.2, rel=0.05)
+    assert load(rate=None).send_times() == [0.0] * 4  # concurrency alone paces them
+
+
+def test_each_request_gets_its_own_prompt():
+    p = load(requests=8).prompts(512)
+    assert p.shape == (8, 16) and len({tuple(r) for r in p.tolist()}) == 8
+
+
+def test_level_figures_from_hand_made_timings():
+    # two requests of 8 tokens: one fast (TTFT 0.1, TPOT 0.01), one over the TTFT limit (3 s)
+    fast = RequestResult(0, 0.0, tuple(0.1 + 0.01 * i for i in range(8)))
+    slow = RequestResult(1, 0.05, tuple(3.0 + 0.01 * i for i in range(8)))  # sent while the first ran
+    bad = RequestResult(2, 0.6, (), error="EndpointError: boom")
+    run = LoadRun(load(requests=4, slo_ttft_s=2.0, slo_tpot_s=0.2), [fast, slow, bad], not_sent=1, duration_s=3.57)
+    f = serve_fields(run)
+    assert (f["serve_requests"], f["serve_ok"], f["serve_failed"], f["serve_not_sent"]) == (4, 2, 1, 1)
+    assert f["serve_output_tok_per_s"] == pytest.approx(16 / 3.57)
+    assert f["request_per_s"] == pytest.approx(2 / 3.57)
+    assert f["tok_per_s_per_user"] == pytest.approx(100.0)
+    assert f["goodput_req_per_s"] == pytest.approx(1 / 3.57) and f["goodput_fraction"] == pytest.approx(1 / 3)
+    assert f["serve_errors"] == "EndpointError: boom"
+    assert peak_in_flight(run) == 2
+
+
+def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
+    import json
+
+    from bench.cli import main
+    from bench.publishing.record import read_records
+
+    out = tmp_path / "serve.jsonl"
+    rc = main(["serve", "--backend", "openai:" + llama_server, "--model", MODEL, "--dtype", "fp32",
+               "--concurrency", "1,2", "--requests", "4", "--prompt", "16", "--gen", "8", "--out", str(out)])
+    assert rc == 0
+    recs = read_records(str(out))  # schema-validated
+    assert [r["workload"] for r in recs] == ["pp16+tg8 serve@c1", "pp16+tg8 serve@c2"]
+    for r in recs:
+        assert r["status"] == "ok" and r["kind"] == "serve" and r["serve_ok"] == 4
+        assert r["serve_output_tok_per_s"] > 0 and r["ttft_s_n"] == 4 and r["itl_s_n"] == 4 * 7
+        assert r["output_tok_per_s_median"] == r["serve_output_tok_per_s"]
+        assert r["prefix_caching"].startswith("distinct seeded prompts")
+        assert r["correct"] is None
+    assert recs[1]["batch"] == 2
+    json.dumps(recs)
+
+
+def test_a_rate_level_and_its_time_bound(llama_server):
+    from backends.openai_endpoint import create
+    from bench.measuring.serving import serve_record
+
+    backend = create("openai:" + llama_server)
+    assert backend.probe().available
+    rec = serve_record(backend, MODEL, "fp32", load(concurrency=None, rate=50.0, requests=6), {}, warmup=0)
+    assert rec["status"] == "ok" and rec["serve_ok"] == 6 and rec["workload"] == "pp16+tg8 serve@r50"
+    # a bound too short for the level: what was not sent is counted, never silently dropped
+    rec = serve_record(backend, MODEL, "fp32", load(concurrency=1, rate=1.0, requests=50, max_duration_s=1.5),
+                       {}, warmup=0)
+    assert rec["serve_not_sent"] > 0 and rec["serve_requests"] == 50
+    assert rec["serve_ok"] + rec["serve_failed"] + rec["serve_not_sent"] == 50
+
+
+def test_the_report_shows_the_serving_table_and_curve(llama_server, tmp_path):
+    from bench.cli import main
+
+    out = tmp_path / "serve.jsonl"
+    assert main(["serve", "--backend", "openai:" + llama_server, "--model", MODEL, "--dtype", "fp32",
+                 "--concurrency", "1,3", "--requests", "3", "--prompt", "8", "--gen", "4", "--out", str(out)]) == 0
+    md, page = tmp_path / "r.md", tmp_path / "r.html"
+    assert main(["report", str(out), "--out", str(md)]) == 0
+    text = md.read_text()
+    assert "## Serving" in text and "serve@c3" in text and "tok/s/user" in text
+    assert main(["report", str(out), "--format", "html", "--out", str(page)]) == 0
+    html = page.read_text()
+    assert "<h2>Serving</h2>" in html and "Output tokens/s against tokens/s per user" in html
+
+
+def test_serving_needs_a_server_backend():
+    from bench.cli import main
+
+    assert main(["serve", "--backend", "cpu", "--model", MODEL, "--concurrency", "1"]) == 2
