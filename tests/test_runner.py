@@ -144,3 +144,26 @@ def test_device_clock_times_that_disagree_are_not_used():
     assert rec["status"] == "ok" and rec["timing_method"].startswith("host clock")
     assert "device events disagreed with the host stamps" in rec["timing_method"]
     assert rec["tpot_s_median"] > 1e-5  # the host's times, not the bogus microsecond steps
+
+
+def test_several_named_backends_each_run_what_they_can_and_list_the_rest():
+    from backends.base import Probe
+    from backends.registry import Entry
+    from bench.errors import UsageError
+    from bench.measuring.suite import SuiteOptions, plan
+    from tests.adapters import Wrapped
+
+    class Fp32Only(Wrapped):
+        def supported_dtypes(self):
+            return ("fp32",)
+
+    entries = {"fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok()),
+               "cpu": Entry("cpu", "builtin", Wrapped("cpu"), Probe.ok())}
+    planned = plan(SuiteOptions(backends=("fp32only", "cpu"), models=("tiny-qwen3",), dtypes=("fp32", "bf16"),
+                                workloads=("tg8",)), entries)
+    assert sorted(p.case.id for p in planned if p.case) == [
+        "cpu-tiny-qwen3-bf16-tg8-b1", "cpu-tiny-qwen3-fp32-tg8-b1", "fp32only-tiny-qwen3-fp32-tg8-b1"]
+    assert [p.skip_reason for p in planned if not p.case] == ["cannot run dtype 'bf16' (it runs: fp32)"]
+    with pytest.raises(UsageError, match="cannot run dtype 'fp16'"):  # none of the named runs it
+        plan(SuiteOptions(backends=("fp32only", "cpu"), models=("tiny-qwen3",), dtypes=("fp16",)),
+             {**entries, "cpu": Entry("cpu", "builtin", Fp32Only("cpu"), Probe.ok())})

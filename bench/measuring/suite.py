@@ -104,6 +104,20 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
 
     chosen = opts.backends or tuple(entries)
     planned: list[Planned] = []
+
+    def runs_elsewhere(name: str, what: str, x) -> bool:
+        """Whether another named backend runs `x`: then this one skips it rather than refusing the run."""
+        for other in opts.backends:
+            b = entries[other].backend
+            if other == name or not entries[other].available:
+                continue
+            if what == "dtype" and x in b.supported_dtypes():
+                return True
+            if what == "mode" and x in getattr(b, "supported_modes", lambda: ("eager",))():
+                return True
+            if what == "model" and not getattr(b, "model_unsupported", lambda spec: None)(get_model(x)):
+                return True
+        return False
     for name in chosen:
         entry = entries[name]
         if not entry.available:
@@ -119,7 +133,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
             for x in asked:
                 if x in can:
                     continue
-                if named:  # asked for by name: what it cannot run is an error
+                if named and not runs_elsewhere(name, what, x):  # asked for by name, and no other runs it
                     raise UsageError(f"backend {name!r} cannot run {what} {x!r}; it runs: {', '.join(can)}")
                 # every available backend: another one runs it; say so in the plan, never drop it silently
                 planned.append(Planned(None, f"cannot run {what} {x!r} (it runs: {', '.join(can)})",
@@ -133,7 +147,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         unsupported = getattr(entry.backend, "model_unsupported", lambda spec: None)
         for m in models:
             why = unsupported(get_model(m))
-            if why and named:
+            if why and named and not runs_elsewhere(name, "model", m):
                 raise UsageError(f"backend {name!r} cannot run model {m!r}: {why}")
             if why:
                 planned.append(Planned(None, f"cannot run model {m!r}: {why}", label=f"{name} model {m}"))
