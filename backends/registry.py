@@ -16,7 +16,8 @@ from bench.errors import UsageError
 
 ENTRY_POINT_GROUP = "chipbench.backends"
 BUILTINS = {"cpu": "backends.cpu:create", "cuda": "backends.cuda:create",
-            "accelerator": "backends.accelerator:create", "llamacpp": "backends.llamacpp:create"}
+            "accelerator": "backends.accelerator:create", "llamacpp": "backends.llamacpp:create",
+            "vllm": "backends.vllm_engine:create"}
 
 # backends named by an address rather than installed: PREFIX + address -> factory(name)
 ENDPOINTS = {"openai:": "backends.openai_endpoint:create"}

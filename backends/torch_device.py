@@ -11,6 +11,7 @@ import torch
 
 from backends import torch_loop
 from backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from bench.measuring import distributed
 from bench.errors import UsageError
 
 
@@ -46,6 +47,7 @@ class LoadedModel:
     engine_version: str | None = None
     exec_note: str | None = None  # why the requested mode did not run (a fallback), if it did not
     decoder: object = None  # compiled: the static cache and compiled step (torch_loop.StaticDecoder)
+    parallel: str = "none"  # tpN when split over a torchrun launch's N ranks
 
 
 MODES = ("eager", "compiled")
@@ -102,8 +104,12 @@ class TorchBackend:
         if dtype not in valid:
             raise UsageError(f"backend {self.name!r} cannot run dtype {dtype!r}; it runs: {', '.join(valid)}")
         torch_dtype = parse_dtype(dtype)
+        if layers is None:
+            self._refuse_if_too_big(spec, dtype)
         self.ops.synchronize()  # start the device runtime first: build time is the model's alone
-        if weights_dir:
+        if distributed.is_parallel():
+            built = self._load_split(spec, dtype, seed, layers, weights_dir)
+        elif weights_dir:
             built = load_local(spec, weights_dir, torch_dtype, self.ops.device)
         else:
             built = build_random(spec, torch_dtype, self.ops.device, seed=seed, layers=layers)
@@ -111,9 +117,48 @@ class TorchBackend:
         path, note = mode, None
         if mode == "compiled" and self.ops.compile_unsupported:
             path, note = "eager", f"compiled mode asked for, ran eager: {self.ops.compile_unsupported}"
+        if mode == "compiled" and distributed.is_parallel():
+            path, note = "eager", "compiled mode asked for, ran eager: the tensor-parallel model is not compiled here"
         return LoadedModel(built.module, spec, dtype, built.weights, built.build_time_s,
                            exec_path=path, linear_attn_path=linear_attention_path(spec),
-                           engine=self.engine, engine_version=self.engine_version, exec_note=note)
+                           engine=self.engine, engine_version=self.engine_version, exec_note=note,
+                           parallel=distributed.layout())
+
+    def _refuse_if_too_big(self, spec, dtype: str) -> None:
+        """Weights that cannot fit this device (this rank's share under torchrun) are refused before
+        anything is allocated, with the tensor-parallel sizes that would fit."""
+        from models.counts import facts
+
+        try:
+            memory = self.ops.info().memory_bytes
+        except Exception:
+            return
+        advice = distributed.fit_advice(facts(spec).weight_bytes(dtype) // distributed.world_size(), memory,
+                                        what="weights alone")
+        if advice:
+            raise MemoryError(f"{spec.name} {dtype} {advice}")
+
+    def _load_split(self, spec, dtype: str, seed: int, layers: int | None, weights_dir: str | None):
+        """Under torchrun: the model split by transformers' tensor-parallel plan over the ranks."""
+        import time
+
+        from models.build import WEIGHTS_SCHEME, BuiltModel, parse_dtype
+
+        if weights_dir:
+            raise UsageError("tensor parallel runs the seeded weights here; real weights: load them with "
+                             "transformers' tp_plan yourself")
+        start = time.perf_counter()
+        module, where = distributed.load_tensor_parallel(spec, dtype, seed, layers, self.ops.device)
+        return BuiltModel(module, spec, parse_dtype(dtype), f"random(seed={seed}, {WEIGHTS_SCHEME}) via {where}",
+                          time.perf_counter() - start)
+
+    @property
+    def parallel(self) -> str:
+        return distributed.layout()
+
+    def before_round(self) -> None:
+        """Every rank ready before rank 0 starts its clock (a no-op in one process)."""
+        distributed.barrier()
 
     def prepare(self, handle: LoadedModel, batch: int, tokens: int) -> float | None:
         """Compiled mode: a static cache for `batch` sequences of `tokens` and the decode step

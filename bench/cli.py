@@ -419,7 +419,7 @@ def cmd_ceilings(args) -> int:
                 continue
             spec = (f"; spec {o['chip']}: {o['spec_gb_per_s'] or '?'} GB/s, {o['spec_tflops'] or '?'} TFLOP/s"
                     if o["spec_gb_per_s"] or o["spec_tflops"] else "")
-            print(f"{o['backend']} ({o['device']}): copy {o['bandwidth_gb_per_s']:.1f} GB/s (read + write), "
+            print(f"{o['backend']} ({o['device']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read), "
                   f"{o['dtype']} matmul {o['tflops']:.2f} TFLOP/s (n={o['matmul_n']}){spec}"
                   + (f"\n  {o['spec_check']}" if o["spec_check"] else ""))
     return 0

@@ -163,7 +163,15 @@ def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, han
     l_b = _backend_logits(backend, spec, dtype, seed, layers, handle, seq)
     if isinstance(l_b, str):
         return GateResult(None, None, tolerance, None, 0, where, l_b)
+    if getattr(backend, "teacher_forced_kind", "logits") == "logprobs":  # vLLM: log-softmax, not logits
+        l_b, l_ref = _centred(l_b), _centred(l_ref)
     return _judge(l_b, l_ref, tolerance, ref_router_ties, where)
+
+
+def _centred(logits: torch.Tensor) -> torch.Tensor:
+    """Logits or log-probabilities with each row's mean removed: the two differ by a constant per
+    row (the log-sum-exp), so centred they compare as logits do."""
+    return logits - logits.mean(dim=-1, keepdim=True)
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -79,9 +79,10 @@ def stack_fields(backend, handle, mode: str | None = None) -> dict:
 
     engine, version = fact("engine"), fact("engine_version")
     path = getattr(handle, "exec_path", None) or getattr(backend, "exec_path", None) or mode
-    return {"engine": engine, "engine_version": version, "exec_path": path,
-            "parallel": fact("parallel") or "none",
-            "stack": " ".join(str(x) for x in (engine, version, path) if x) or None}
+    parallel = fact("parallel") or "none"
+    return {"engine": engine, "engine_version": version, "exec_path": path, "parallel": parallel,
+            "stack": " ".join(str(x) for x in (engine, version, path, parallel if parallel != "none" else None)
+                              if x) or None}
 
 
 @dataclass
@@ -102,6 +103,8 @@ class CaseRun:
         in compiled mode build the static cache and compile the step, outside every timed round."""
         spec = get_model(self.case.model)
         w = self.case.workload.validate(spec.max_pos, spec.name)
+        if handle is None:
+            refuse_if_too_big(self.backend, self.case)
         self.handle = handle or self.backend.load(spec, self.case.dtype, seed=w.seed, **self.case.load_kwargs())
         self.prompt = self.backend.prompt(self.handle, prompt_ids(w, spec.vocab))
         prepare = getattr(self.backend, "prepare", None)
@@ -114,6 +117,9 @@ class CaseRun:
         stamps: list[float] = []
         clock = time.perf_counter
         on_token = _stamping(stamps, clock, w.batch)
+        ready = getattr(self.backend, "before_round", None)
+        if ready is not None:
+            ready()  # tensor parallel: every rank at the line before rank 0's clock starts
         start = clock()
         gen = self.backend.generate(self.handle, self.prompt, w.gen_tokens, on_token)
         if len(stamps) != w.gen_tokens or len(gen.tokens) != w.gen_tokens:
@@ -180,6 +186,22 @@ def _stamping(stamps: list[float], clock, batch: int):
                 f"on_token got {type(tokens).__name__} of {len(tokens)} items; the contract is "
                 f"{batch} host ints per step (device tensors would let the clock run ahead)")
     return on_token
+
+
+def refuse_if_too_big(backend, case: Case) -> None:
+    """A model (weights and cache) that cannot fit the device is refused before loading, with the
+    tensor-parallel sizes that would fit (the share of each rank under torchrun)."""
+    from bench.measuring import distributed
+
+    try:
+        memory = backend.info().memory_bytes
+        needed = case_identity(case)["expected_mem_bytes"]
+    except Exception:  # no memory figure, or no analytic counts: nothing to say
+        return
+    if memory and needed:
+        advice = distributed.fit_advice(needed // distributed.world_size(), memory)
+        if advice:
+            raise MemoryError(f"{case.model} {case.dtype} {advice}")
 
 
 def case_identity(case: Case) -> dict:

@@ -27,6 +27,10 @@ GATE_PREFIX = "correct"  # the correctness gate's fields: checked once per serie
 
 
 def can_use_workers(name: str, backend, entries: dict) -> bool:
+    from bench.measuring import distributed
+
+    if distributed.is_parallel():  # a torchrun launch's ranks run every trial together, in-process
+        return False
     entry = entries.get(name)
     return entry is not None and entry.backend is backend and getattr(backend, "fresh_process", True)
 

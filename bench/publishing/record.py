@@ -87,6 +87,10 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: dict) -> None:
+        from bench.measuring import distributed
+
+        if not distributed.is_lead():  # tensor parallel: rank 0's record is the measurement
+            return
         line = record_json(record)
         with self.path.open("a+b") as f:
             f.seek(0, os.SEEK_END)
