@@ -13,7 +13,8 @@ The harness owns the clock: requests are added to vLLM's engine and its step() i
 one call at a time; a step's tokens are handed over when every request of the batch has one more
 token (the engine's outputs as the Python side receives them: what a user of the engine sees).
 Fixed lengths: min_tokens = max_tokens = N, ignore_eos, greedy. Prefix caching is off.
-Tensor and pipeline parallel sizes: CHIPBENCH_VLLM_TP / CHIPBENCH_VLLM_PP (default 1).
+Tensor and pipeline parallel sizes: CHIPBENCH_VLLM_TP / CHIPBENCH_VLLM_PP (default 1); the longest
+sequence it reserves KV cache for: CHIPBENCH_VLLM_MAX_LEN (default 8192, or the model's own limit).
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class VllmBackend:
         return ("eager",)  # vLLM chooses its own graphs (CUDA graphs on GPUs); the record says which
 
     def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None) -> VllmModel:
+        # the engine core in this process: each step() is the step itself, stamped when it returns
+        # (vLLM's default runs the core in a spawned process that works ahead of the caller)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         import vllm
 
         from models.hf_export import REAL_VOCAB, export_dir
@@ -120,7 +124,8 @@ class VllmBackend:
         path = weights_dir or str(export_dir(spec, dtype, seed, layers))
         kw = dict(model=path, dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype],
                   tensor_parallel_size=tp, pipeline_parallel_size=pp, seed=seed, enable_prefix_caching=False,
-                  max_logprobs=spec.vocab, skip_tokenizer_init=spec.vocab < REAL_VOCAB)
+                  max_logprobs=spec.vocab, skip_tokenizer_init=spec.vocab < REAL_VOCAB,
+                  max_model_len=min(spec.max_pos, int(os.environ.get("CHIPBENCH_VLLM_MAX_LEN", "8192"))))
         if dummy:
             kw["load_format"] = "dummy"
         llm = vllm.LLM(**kw)
@@ -128,7 +133,8 @@ class VllmBackend:
                    if dummy else (f"local:{weights_dir}" if weights_dir else f"random(seed={seed}) via {path}"))
         attn = os.environ.get("VLLM_ATTENTION_BACKEND") or "vllm default"
         return VllmModel(llm, spec, dtype, weights, time.perf_counter() - start,
-                         exec_path=f"vllm engine steps, {self._platform()}, attention {attn}",
+                         exec_path=f"vllm engine steps, {self._platform()}, attention {attn}"
+                                   + ("" if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" else ", core in its own process"),
                          parallel="none" if tp * pp == 1 else f"tp{tp}" + (f"pp{pp}" if pp > 1 else ""),
                          engine_version=self.engine_version, checkable=not dummy and not weights_dir)
 

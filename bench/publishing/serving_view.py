@@ -87,15 +87,16 @@ def curve_chart(records: list[dict]):
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for label, pts in sorted(series.items()):
-        pts.sort()
+    for label, pts in sorted(series.items()):  # points in load order (concurrency, then rate): the curve
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         for x, y, level in pts:
             ax.annotate(level, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    xs = [p[0] for pts in series.values() for p in pts]
+    ys = [p[1] for pts in series.values() for p in pts]
     ax.set_xlabel("tokens/s per user (1 / TPOT)")
     ax.set_ylabel("output tokens/s (all requests)")
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+    ax.set_xlim(0, max(xs) * 1.15)  # linear from zero, room for the last point's label
+    ax.set_ylim(0, max(ys) * 1.15)
     ax.grid(True, alpha=0.3)
     ax.set_title("Serving: throughput against interactivity")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)  # beside, never over the data
