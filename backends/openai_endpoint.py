@@ -220,7 +220,19 @@ class OpenAIEndpoint:
         path = f"openai completions stream, {fmt} prompts, {'+'.join(controls) or 'max_tokens only'}"
         return Served(spec, dtype, model_id, fmt, controls, method, exec_path=path,
                       engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
-                      engine_version=self._server)
+                      engine_version=self._version() or self._server)
+
+    def _version(self) -> str | None:
+        """The serving software's version where it tells it (vLLM and SGLang answer GET /version)."""
+        root = self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
+        try:
+            with _client(5.0) as c:
+                r = c.get(f"{root}/version")
+            if r.status_code == 200 and isinstance(r.json(), dict) and r.json().get("version"):
+                return str(r.json()["version"])
+        except Exception:
+            pass  # not offered: the HTTP server header stands in
+        return None
 
     def _capabilities(self, model_id: str, vocab: int) -> tuple[str, tuple[str, ...], str]:
         """One small request per question: token-id prompts, fixed-length fields, stream usage."""
