@@ -131,7 +131,7 @@ class VllmBackend:
         llm = vllm.LLM(**kw)
         weights = ("dummy (vLLM's own random init: not the harness's weights, the gate cannot check them)"
                    if dummy else (f"local:{weights_dir}" if weights_dir else f"random(seed={seed}) via {path}"))
-        attn = os.environ.get("VLLM_ATTENTION_BACKEND") or "vllm default"
+        attn = _attention_backends(llm) or os.environ.get("VLLM_ATTENTION_BACKEND") or "not read"
         return VllmModel(llm, spec, dtype, weights, time.perf_counter() - start,
                          exec_path=f"vllm engine steps, {self._platform()}, attention {attn}"
                                    + ("" if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" else ", core in its own process"),
@@ -198,6 +198,18 @@ class VllmBackend:
         import gc
 
         gc.collect()
+
+
+def _attention_backends(llm) -> str | None:
+    """The attention backend(s) vLLM chose (CPU_ATTN, FLASH_ATTN, ...), read from the in-process
+    engine's model runner; None where its internals are laid out otherwise."""
+    try:
+        core = llm.llm_engine.engine_core.engine_core
+        runner = core.model_executor.driver_worker.worker.model_runner
+        names = sorted({g.backend.get_name() for groups in runner.attn_groups for g in groups})
+        return "+".join(names) or None
+    except Exception:
+        return None
 
 
 def create() -> VllmBackend:

@@ -214,6 +214,11 @@ def cmd_compare(args) -> int:
     run = [r for r in read_records(*args.runs, on_error=args.on_error) if keep(r)]
     base = [r for r in read_records(*args.baseline, on_error=args.on_error) if keep(r)]
     result = compare_records(run, base, metrics, args.fail_below, across_devices=args.across == "devices")
+    if not result.rows and args.if_unmatched == "note":  # CI over runners: no baseline for them yet
+        note = (f"No baseline matches the run's {len(result.unmatched_run)} case(s) on the same device: "
+                "nothing to compare or gate.")
+        _emit(note, args.out, args.github_summary, note)
+        return 0
     if not result.rows:
         hint = "" if args.across else " and device; --across devices compares one device with another"
         raise UsageError(f"the baseline matches none of the run's {len(result.unmatched_run)} case(s) (cases match "
@@ -566,6 +571,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--fail-below", type=float, metavar="RATIO",
                    help="exit 1 when a case is significantly below RATIO of the baseline (e.g. 0.95)")
     s.add_argument("--unmatched", action="store_true", help="list cases present on one side only")
+    s.add_argument("--if-unmatched", choices=("error", "note"), default="error",
+                   help="when no baseline case matches: an error (default), or a note and exit 0 (CI over "
+                        "runners that have no baseline yet)")
     s.add_argument("--across", choices=("devices",),
                    help="devices: compare each run device with every baseline device of the same case "
                         "(deliberate; never gates)")

@@ -37,6 +37,7 @@ def test_vllm_generates_the_torch_fp32_tokens_on_the_seeded_weights(loaded):
     ref = build_random(spec, torch.float32, seed=0).module
     assert got == torch_loop.generate(ref, ids, 6, lambda t: None) and len(steps) == 6
     assert handle.parallel == "none" and "vllm engine steps" in handle.exec_path
+    assert "attention not read" not in handle.exec_path  # the backend vLLM chose, e.g. CPU_ATTN
 
 
 def test_the_correctness_gate_passes_vllm_on_its_prompt_logprobs(loaded):

@@ -48,6 +48,7 @@ def host_facts() -> dict:
         "env_cpu_threads": os.cpu_count(),
         "env_torch_threads": torch.get_num_threads(),
         "env_world_size": int(os.environ.get("WORLD_SIZE", "1") or 1),
+        "env_runner": os.environ.get("CHIPBENCH_RUNNER") or None,
         "env_host_memory_bytes": psutil.virtual_memory().total,
     }
 

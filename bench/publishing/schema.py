@@ -175,6 +175,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "env_cpu_cores": (Opt(Positive), "cores", "physical CPU cores"),
     "env_cpu_threads": (Opt(Positive), "threads", "logical CPUs"),
     "env_torch_threads": (Opt(Positive), "threads", "torch intra-op threads"),
+    "env_runner": (Opt(str), "", "the CI runner's label (CHIPBENCH_RUNNER, set by the cross-runner workflow); null outside it"),
     "env_world_size": (Opt(Positive), "processes", "ranks of the torchrun launch that ran the case (1: one process)"),
     "env_host_memory_bytes": (Opt(Count), "bytes", "host RAM"),
     "env_device_count": (Opt(Count), "devices", "devices of this kind visible"),
