@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -205,9 +206,14 @@ def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
     expected = dict(model.named_parameters())
     # Tied embeddings: the checkpoint may or may not carry lm_head.weight.
     seen: set[str] = set()
+    experts: dict[str, set] = {}  # fused expert parameter -> the (expert, projection) pieces copied into it
     for path in files:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             for key in f.keys():
+                piece = _EXPERT_KEY.match(key)
+                if key not in expected and piece:  # published MoE checkpoints: one tensor per expert
+                    _copy_expert(expected, piece, f.get_tensor(key), experts, root, spec)
+                    continue
                 if key not in expected:
                     if key.startswith("mtp.") or (spec.tied and key == "lm_head.weight"):
                         continue  # multi-token-prediction heads transformers ignores
@@ -221,11 +227,37 @@ def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
                 with torch.no_grad():
                     expected[key].copy_(tensor)
                 seen.add(key)
+    for fused, pieces in experts.items():  # a fused parameter counts once every expert filled it
+        if len(pieces) == expected[fused].shape[0] * (2 if fused.endswith("gate_up_proj") else 1):
+            seen.add(fused)
     missing = [k for k in expected if k not in seen]
     if missing:
         raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: {len(missing)} tensors "
                          f"missing, first {missing[0]!r}")
     return BuiltModel(model, spec, dtype, f"local:{root}", time.perf_counter() - start)
+
+
+_EXPERT_KEY = re.compile(r"^(?P<prefix>.*\.mlp\.experts)\.(?P<e>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)\.weight$")
+
+
+def _copy_expert(expected: dict, piece, tensor: torch.Tensor, experts: dict, root: Path, spec: ModelSpec) -> None:
+    """One expert's projection from a per-expert checkpoint, copied into transformers' fused expert
+    parameters: gate_up_proj [experts, 2 x inter, hidden] (gate first, as the module splits it)
+    and down_proj [experts, hidden, inter]. No extra copy of the experts is held."""
+    prefix, e, proj = piece["prefix"], int(piece["e"]), piece["proj"]
+    fused = f"{prefix}.{'down_proj' if proj == 'down_proj' else 'gate_up_proj'}"
+    if fused not in expected or e >= expected[fused].shape[0]:
+        raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: unexpected tensor {piece.string!r}")
+    target = expected[fused][e]
+    if proj != "down_proj":
+        half = target.shape[0] // 2
+        target = target[:half] if proj == "gate_proj" else target[half:]
+    if tuple(tensor.shape) != tuple(target.shape):
+        raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: {piece.string!r} has shape "
+                         f"{tuple(tensor.shape)}, the architecture needs {tuple(target.shape)}")
+    with torch.no_grad():
+        target.copy_(tensor)
+    experts.setdefault(fused, set()).add((e, proj))
 
 
 def check_weights_dir(spec: ModelSpec, directory: str | Path) -> list[Path]:

@@ -186,3 +186,28 @@ def test_config_json_that_disagrees_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 4096}))
     with pytest.raises(UsageError, match="hidden_size is 4096"):
         load_local(get_model("tiny-qwen3-untied"), tmp_path, torch.float32)
+
+
+def test_local_weights_in_the_published_per_expert_layout_load_into_the_fused_experts(tmp_path, monkeypatch):
+    """Published Qwen MoE checkpoints hold one tensor per expert and projection; transformers'
+    modules fuse them. The seeded model written by save_pretrained has that published layout."""
+    from safetensors.torch import load_file, save_file
+
+    from models.build import build_random, load_local
+    from models.hf_export import export_dir
+
+    monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path / "cache"))
+    spec = get_model("tiny-qwen3-moe")
+    src = export_dir(spec, "fp32", 0)
+    weights = load_file(str(src / "model.safetensors"))
+    assert "model.layers.0.mlp.experts.7.up_proj.weight" in weights  # the per-expert layout
+    got = load_local(spec, src, torch.float32).module.state_dict()
+    want = build_random(spec, torch.float32, seed=0).module.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    # one expert's projection missing: refused, never loaded half-filled
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    weights.pop("model.layers.1.mlp.experts.3.gate_proj.weight")
+    save_file(weights, str(partial / "model.safetensors"))
+    with pytest.raises(UsageError, match="tensors missing, first 'model.layers.1.mlp.experts.gate_up_proj'"):
+        load_local(spec, partial, torch.float32)
