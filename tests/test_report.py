@@ -167,13 +167,137 @@ def test_merge_combines_runners_once_and_never_overwrites(tmp_path):
     assert again.returncode == 2 and "never overwrites" in again.stderr
 
 
+LAYOUT_PROBE = """<script>
+window.addEventListener('load', () => {
+  const vw = window.innerWidth;
+  const tables = [...document.querySelectorAll('table')].map(t => {
+    const box = t.parentElement, style = getComputedStyle(box);
+    const verdicts = [...t.querySelectorAll('td.verdict')].map(c => c.getBoundingClientRect().right);
+    return {table_width: t.scrollWidth, box_width: box.clientWidth, box_right: box.getBoundingClientRect().right,
+            scrolls: ['auto', 'scroll'].includes(style.overflowX), verdict_rights: verdicts};
+  });
+  const images = [...document.images].map(i => i.getBoundingClientRect().right);
+  const pre = document.createElement('pre');
+  pre.id = 'layout';
+  pre.textContent = JSON.stringify({viewport: vw, page_width: document.documentElement.scrollWidth, tables, images});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _layout(tmp_path, page_html: str, width: int = 1280) -> dict:
+    """What headless chromium laid out: the page's width against the window's, and each table's."""
+    import re
+
+    page = tmp_path / "probe.html"
+    page.write_text(page_html.replace("</body>", LAYOUT_PROBE + "</body>"))
+    res = subprocess.run([*CHROMIUM, f"--user-data-dir={tmp_path / 'profile-probe'}", f"--window-size={width},1000",
+                          "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    found = re.search(r"<pre id=\"layout\">(.*?)</pre>", res.stdout, re.S)
+    assert found, res.stderr[-2000:]
+    import html as _html
+
+    return json.loads(_html.unescape(found.group(1)))
+
+
+def _many_devices(n: int) -> list[dict]:
+    return [make_record(device=f"Accelerator model {i} with a long marketing name", seed=i,
+                        correct=True, correctness_rel_err=0.005, correctness_tolerance=0.02,
+                        measured_mbu=0.4, spec_mbu=0.35, kind="decode") for i in range(n)]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_report_fits_the_page_or_scrolls_in_its_own_box(tmp_path):
+    # eight devices with long names: the table grows down, not across, so every verdict cell is on the page
+    page = _layout(tmp_path, to_html(tables.build(_many_devices(8))))
+    assert page["page_width"] <= page["viewport"]
+    [t] = page["tables"]
+    assert len(t["verdict_rights"]) == 8 * 2  # a correctness and a roofline verdict per device
+    assert max(t["verdict_rights"]) <= t["box_right"] <= page["viewport"]
+    assert all(right <= page["viewport"] for right in page["images"])
+    # every metric asked for: wider than the page, so it scrolls inside its own box; the page does not
+    from bench.measuring.metrics import METRICS
+
+    wide = _layout(tmp_path, to_html(tables.build(_many_devices(2), metrics=(*tables.DEFAULT_METRICS, *METRICS))),
+                   width=900)
+    assert wide["page_width"] <= wide["viewport"]
+    [t] = wide["tables"]
+    assert t["table_width"] > t["box_width"] and t["scrolls"]
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_the_html_report_renders_in_a_headless_browser(tmp_path):
     page = tmp_path / "report.html"
     page.write_text(to_html(tables.build([make_record(), make_record(device="Chip B", seed=1)])))
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
+    subprocess.run([*CHROMIUM, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
                     f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     assert shot.stat().st_size > 50_000  # a page with charts, not a blank one
+
+
+def _tick_texts_and_boxes(fig):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+            out.append((axis.axis_name, [t.get_text() for t in labels],
+                        [t.get_window_extent(renderer) for t in labels]))
+    return out
+
+
+def _assert_readable(fig):
+    """Plain-number ticks (no 3×10¹), none overlapping its neighbour."""
+    for name, texts, boxes in _tick_texts_and_boxes(fig):
+        for text in texts:
+            assert "10^" not in text and "times" not in text and "×10" not in text, texts
+        for a, b in zip(boxes, boxes[1:]):
+            assert not a.overlaps(b), (name, texts)
+
+
+REAL_RUNS = [ROOT / "results/measurements/2026-12-02-cpu-engines/records.jsonl",
+             ROOT / "results/measurements/2026-12-02-cpu-vllm-serve/records.jsonl",
+             ROOT / "results/baselines/cpu-xeon-2core-ci.jsonl"]
+
+
+def test_charts_of_real_runs_have_readable_ticks_and_legends_off_the_data():
+    from bench.publishing import html_page, serving_view
+    from bench.publishing.record import read_records
+
+    records = list(read_records(*REAL_RUNS))
+    table = tables.build(records)
+    for fig in (html_page.throughput_chart(table), html_page.distribution_chart(records),
+                html_page.per_token_chart(records), serving_view.curve_chart(records)):
+        assert fig is not None
+        _assert_readable(fig)
+        renderer = fig.canvas.get_renderer()
+        legends = [a.get_legend() for a in fig.axes if a.get_legend()] + list(fig.legends)
+        for legend in legends:  # beside or below the plot, never over the data
+            for ax in fig.axes:
+                assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+def test_throughput_bars_are_linear_from_zero_for_close_values():
+    from bench.publishing import html_page
+
+    recs = [make_record(tpot_s=1 / v, device=f"Chip {v}", seed=v) for v in (394, 401, 408)]
+    fig = html_page.throughput_chart(tables.build(recs))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
+    _assert_readable(fig)
+
+
+@pytest.mark.parametrize("values", [(30, 45), (0.6, 130), (0.5, 3000), (12, 13)])
+def test_latency_axes_are_plain_numbers_over_any_span(values):
+    from bench.publishing import html_page
+
+    recs = [make_record(tpot_s=v / 1e3, ttft_s=v / 1e3, device=f"Chip {i}", seed=i) for i, v in enumerate(values)]
+    fig = html_page.distribution_chart(recs)
+    _assert_readable(fig)
+    scale = fig.axes[0].get_xscale()
+    assert scale == ("log" if max(values) / min(values) >= 10 else "linear")

@@ -572,7 +572,8 @@ def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | No
                                        "numbers": {k: (None if isinstance(x, float) and not math.isfinite(x) else x)
                                                    for k, x in v.numbers.items()}} for v in verdicts],
                            "records": account.__dict__ if account is not None else None}, indent=1)
-    esc = lambda t: str(t).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")  # noqa: E731
+    from bench.publishing.tables import md_cell as esc
+
     lines = ["| claim | statement | verdict | why |", "|---|---|---|---|"]
     for v in verdicts:
         lines.append(f"| {esc(v.claim.id)} | {esc(v.claim.statement)} ({esc(v.claim.source)}, {esc(v.claim.date)}) "

@@ -168,7 +168,8 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>chipbench comparison</title>"
                 f"</head><body><h1>chipbench comparison</h1><table border='1'><tr>{cells}</tr>{rows}"
                 f"</table>" + "".join(f"<p>{e(n)}</p>" for n in notes) + "</body></html>")
-    esc = lambda v: str(v).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")  # noqa: E731
+    from bench.publishing.tables import md_cell as esc
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in body]
     return "\n".join(lines + [""] + [esc(n) for n in notes]) + "\n"

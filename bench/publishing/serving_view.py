@@ -60,11 +60,11 @@ def to_markdown(records: list[dict]) -> str:
     rows = table_rows(records)
     if not rows:
         return ""
-    from bench.publishing.tables import _md_escape
+    from bench.publishing.tables import md_cell
 
     slo = next((r for r in serving_records(records) if r.get("slo_ttft_s") is not None), {})
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     lines.append("")
     lines.append("Serving levels: each figure is the median over the level's trials; out tok/s is generated tokens "
                  "over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with "

@@ -12,6 +12,7 @@ each device's environment in a footer), CSV, JSON and HTML.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from dataclasses import dataclass
@@ -208,15 +209,17 @@ def rows(table: Table, transpose: bool = False) -> tuple[list[str], list[list[st
     return header, body
 
 
-def _md_escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def md_cell(text) -> str:
+    """Text from a record made safe for one Markdown table cell or line: HTML is escaped (a record's
+    error, device or note text never becomes markup on a rendered page), pipes and newlines too."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> str:
     header, body = rows(table, transpose)
-    lines = ["| " + " | ".join(map(_md_escape, header)) + " |",
+    lines = ["| " + " | ".join(map(md_cell, header)) + " |",
              "|" + "|".join("---" if i < (1 if transpose else len(CASE)) else "---:" for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(map(_md_escape, r)) + " |" for r in body]
+    lines += ["| " + " | ".join(map(md_cell, r)) + " |" for r in body]
     if footer:
         lines += ["", *footer_lines(table)]
     return "\n".join(lines) + "\n"
@@ -253,7 +256,7 @@ def footer_lines(table: Table) -> list[str]:
                  f"stack {rec.get('stack') or rec.get('exec_path')}", f"chipbench {rec.get('harness_version')}"
                  + (f" ({rec['git_commit'][:12]})" if rec.get("git_commit") else ""),
                  f"run {rec.get('timestamp_utc')}"]
-        out.append(f"- {_md_escape(dev)}: " + ", ".join(_md_escape(f) for f in facts))
+        out.append(f"- {md_cell(dev)}: " + ", ".join(md_cell(f) for f in facts))
     return out
 
 
