@@ -19,7 +19,9 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 
+from bench.errors import UsageError
 from bench.measuring.runner import Case, Trial, failed_record, new_series, run_case
 
 MARK = "CHIPBENCH-RECORD "  # the worker's record line on stdout; anything else there is noise
@@ -41,14 +43,29 @@ def worker_spec(case: Case, trial: Trial, ceilings, chip, check: bool) -> dict:
             "chip": asdict(chip) if chip is not None else None, "check": check}
 
 
+def project_root() -> str:
+    """The folder holding this checkout's bench/, backends/ and models/ packages."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def worker_env(python: str | None = None) -> dict:
+    """The worker's environment. Under this interpreter it sees the modules this process sees
+    (plugins found on a path added at run time too); under another interpreter (`python`, e.g. a
+    virtual environment with other versions of torch or transformers) only this checkout is added,
+    so that interpreter's own packages are the ones measured."""
+    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+        return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return dict(env, PYTHONPATH=project_root())
+
+
 def run_in_worker(case: Case, trial: Trial, ceilings=None, chip=None, check: bool = True,
-                  origin: dict | None = None, host: dict | None = None) -> dict:
-    """One trial in a fresh Python process; a worker that dies leaves a failed record saying how."""
+                  origin: dict | None = None, host: dict | None = None, python: str | None = None) -> dict:
+    """One trial in a fresh Python process (this interpreter, or `python`); a worker that dies
+    leaves a failed record saying how."""
     spec = worker_spec(case, trial, ceilings, chip, check)
-    # the worker sees the modules this process sees (plugins found on a path added at run time too)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.run([sys.executable, "-m", "bench.measuring.worker"], input=json.dumps(spec),
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run([python or sys.executable, "-m", "bench.measuring.worker"], input=json.dumps(spec),
+                          capture_output=True, text=True, env=worker_env(python))
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])
@@ -64,9 +81,12 @@ class Series:
     `on_record` (the writer) as soon as it finishes, so an interrupted series keeps every finished trial."""
 
     def __init__(self, backend, case: Case, repeats: int, *, entries: dict, host: dict | None = None,
-                 ceilings=None, chip=None, check: bool = True, on_record=None):
-        self.backend, self.case, self.repeats = backend, case, repeats
+                 ceilings=None, chip=None, check: bool = True, on_record=None, python: str | None = None):
+        self.backend, self.case, self.repeats, self.python = backend, case, repeats, python
         self.workers = can_use_workers(case.backend, backend, entries)
+        if python is not None and not self.workers:
+            raise UsageError(f"backend {case.backend!r} runs its trials in this process, so it cannot run them "
+                             f"under another interpreter ({python})")
         entry = entries.get(case.backend)
         self.origin = entry.origin() if entry is not None else None
         self.trial = replace(new_series(), planned=repeats, process="worker" if self.workers else "in-process")
@@ -78,7 +98,8 @@ class Series:
         trial = replace(self.trial, index=len(self.records))
         first_check = self.check and self.gate is None
         if self.workers:
-            rec = run_in_worker(self.case, trial, self.ceilings, self.chip, first_check, self.origin, self.host)
+            rec = run_in_worker(self.case, trial, self.ceilings, self.chip, first_check, self.origin, self.host,
+                                self.python)
         else:
             rec = run_case(self.backend, self.case, self.host, self.ceilings, first_check, self.chip, trial,
                            self.origin)

@@ -61,6 +61,10 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "trials_planned": (Opt(Positive), "trials", "trials the series asked for (--bench-repeats)"),
     "trial_process": (Opt(Literal["worker", "in-process"]), "",
                       "worker: the trial ran in a fresh process; in-process: in the calling process"),
+    "ab_id": (Opt(str), "", "same-machine A/B (`chipbench ab`): the run's id, shared by both arms' trials; null otherwise"),
+    "ab_arm": (Opt(Literal["A", "B"]), "", "A/B: which arm this trial belongs to"),
+    "ab_pair": (Opt(Count), "", "A/B: the pair this trial belongs to (0-based; one trial of each arm, back to back)"),
+    "ab_label": (Opt(str), "", "A/B: the arm's name (its label, or what it changes: a backend, mode, dtype or python=PATH)"),
     "exec_path": (Opt(str), "", "how generation ran: eager (the harness's loop on transformers' forward) or compiled "
                   "(a static KV cache and a torch.compile'd decode step; CUDA graphs on CUDA)"),
     "exec_note": (Opt(str), "", "why the mode asked for did not run (a fallback to eager, with its reason); null otherwise"),

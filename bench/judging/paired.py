@@ -1,0 +1,196 @@
+"""Same-machine A/B: the paired ratio of two arms whose trials were interleaved (`chipbench ab`).
+
+An A/B run alternates fresh-process trials of two arms on one machine (A B, B A, A B, ...), so
+drift, clock changes and noisy neighbours hit both arms alike. Each pair i gives one speed ratio
+r_i of B over A (the medians of the two trials' rounds; for a latency, A over B, so > 1 always
+means B is better). The case's ratio is the geometric mean of the r_i, and its 95% interval is
+Student's t on the log ratios with n - 1 degrees of freedom: the pairing removes the drift both
+arms shared, which an unpaired comparison of two separate runs cannot.
+
+Verdicts are refused rather than guessed: fewer than two complete pairs give no interval; an arm
+that failed the correctness gate gives no verdict at all (a fast wrong answer is not faster); a
+pair with a failed trial is left out and counted, never silently.
+With a margin m, a claim of equivalence ("comparable") holds only when the whole interval lies
+within [1 / (1 + m), 1 + m]; an interval entirely outside it refutes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats as st
+
+from bench.judging.cases import Account, dedupe, trial_samples
+from bench.judging.compare import resolve_metric
+from bench.measuring.metrics import METRICS
+
+ARMS = ("A", "B")
+
+
+@dataclass
+class PairedRow:
+    ab_id: str
+    case: str  # model dtype-independent identity of the pair: model, workload, batch
+    metric: str
+    a_label: str
+    b_label: str
+    pairs: int  # complete pairs used
+    incomplete: int  # pairs left out (a failed or missing trial), counted
+    a_value: float | None  # geometric mean of A's trial medians over the complete pairs
+    b_value: float | None
+    ratio: float | None  # speed ratio B vs A: > 1 means B is better
+    ci_low: float | None
+    ci_high: float | None
+    verdict: str  # B faster | B slower | no significant difference | insufficient data | no verdict: ...
+    equivalence: str | None = None  # with a margin: within | outside | not shown
+    ratios: list[float] = field(default_factory=list)  # each pair's ratio, in pair order
+    notes: list[str] = field(default_factory=list)
+
+
+def _trial_value(rec: dict, metric: str) -> float | None:
+    x = trial_samples(rec, metric)
+    return float(np.median(x)) if x.size else None
+
+
+def _gate_failure(records: list[dict]) -> bool:
+    return any(r.get("correct") is False for r in records)
+
+
+def _arm_label(records: list[dict], arm: str) -> str:
+    labels = {r.get("ab_label") for r in records if r.get("ab_arm") == arm}
+    return next(iter(labels)) if len(labels) == 1 else arm
+
+
+def paired_ratio(ratios: list[float]) -> tuple[float, float | None, float | None]:
+    """Geometric mean of the pair ratios and the 95% t interval of it (None below two pairs)."""
+    logs = np.log(np.asarray(ratios, float))
+    mean = float(logs.mean())
+    if logs.size < 2:
+        return math.exp(mean), None, None
+    sd = float(logs.std(ddof=1))
+    half = float(st.t.ppf(0.975, logs.size - 1)) * sd / math.sqrt(logs.size) if sd > 0 else 0.0
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
+def equivalence(lo: float | None, hi: float | None, margin: float) -> str:
+    if lo is None:
+        return "not shown"
+    if lo >= 1 / (1 + margin) and hi <= 1 + margin:
+        return "within"
+    if hi < 1 / (1 + margin) or lo > 1 + margin:
+        return "outside"
+    return "not shown"
+
+
+def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margin: float | None = None,
+            account: Account | None = None) -> list[PairedRow]:
+    """Every A/B case of `records` (those with ab_* fields) with its paired ratio per metric."""
+    account = account if account is not None else Account()
+    runs: dict[tuple, dict[int, dict[str, list[dict]]]] = {}
+    arm_records: dict[tuple, list[dict]] = {}
+    for rec in dedupe(records, account):
+        if rec.get("ab_id") is None or rec.get("ab_arm") not in ARMS or rec.get("ab_pair") is None:
+            account.unmatched += 1  # not an A/B trial: counted, never read as one
+            continue
+        if rec.get("status") != "ok":
+            account.failed += 1
+        key = (rec["ab_id"], rec.get("model"), rec.get("workload"), rec.get("batch"))
+        runs.setdefault(key, {}).setdefault(rec["ab_pair"], {}).setdefault(rec["ab_arm"], []).append(rec)
+        arm_records.setdefault(key, []).append(rec)
+    rows = []
+    used: set[str] = set()
+    for key, pairs in runs.items():
+        ab_id, model, workload, batch = key
+        recs = arm_records[key]
+        labels = {arm: _arm_label(recs, arm) for arm in ARMS}
+        failed_gate = [arm for arm in ARMS if _gate_failure([r for r in recs if r.get("ab_arm") == arm])]
+        unchecked = [arm for arm in ARMS if not any(r.get("correct") is True for r in recs if r.get("ab_arm") == arm)]
+        for metric in metrics:
+            ratios, a_vals, b_vals, incomplete, notes = [], [], [], 0, []
+            for index in sorted(pairs):
+                arms = pairs[index]
+                duplicated = [arm for arm in ARMS if len(arms.get(arm, [])) > 1]
+                if duplicated:
+                    incomplete += 1
+                    notes.append(f"pair {index}: more than one {'/'.join(duplicated)} trial, so it is left out")
+                    continue
+                a, b = (arms.get(arm, [None])[0] for arm in ARMS)
+                missing = [arm for arm, r in (("A", a), ("B", b)) if r is None or r.get("status") != "ok"]
+                if missing:
+                    incomplete += 1
+                    why = "; ".join(f"{arm} " + ("missing" if r is None else f"failed: {r.get('error')}")
+                                    for arm, r in (("A", a), ("B", b)) if arm in missing)
+                    notes.append(f"pair {index} left out: {why}")
+                    continue
+                name = resolve_metric(metric, a)
+                va, vb = _trial_value(a, name), _trial_value(b, name)
+                if va is None or vb is None:
+                    incomplete += 1
+                    notes.append(f"pair {index} left out: no {name} samples")
+                    continue
+                higher = METRICS.get(name, ("", True))[1]
+                ratios.append(vb / va if higher else va / vb)
+                used.update((a["record_id"], b["record_id"]))
+                a_vals.append(va)
+                b_vals.append(vb)
+            name = resolve_metric(metric, recs[0])
+            row = PairedRow(ab_id, f"{model} {workload} b{batch}", name, labels["A"], labels["B"], len(ratios),
+                            incomplete, None, None, None, None, None, "insufficient data", ratios=ratios, notes=notes)
+            if ratios:
+                row.a_value = float(np.exp(np.log(a_vals).mean()))
+                row.b_value = float(np.exp(np.log(b_vals).mean()))
+                row.ratio, row.ci_low, row.ci_high = paired_ratio(ratios)
+            if failed_gate:
+                row.verdict = f"no verdict: {' and '.join(failed_gate)} failed the correctness gate"
+            elif row.ci_low is None:
+                row.verdict = ("insufficient data: " + (f"{len(ratios)} complete pair" if ratios else "no complete pair")
+                               + " (an interval needs two or more)")
+            else:
+                row.verdict = ("B faster" if row.ci_low > 1 else "B slower" if row.ci_high < 1
+                               else "no significant difference")
+            if margin is not None:
+                row.equivalence = "not shown" if failed_gate else equivalence(row.ci_low, row.ci_high, margin)
+            if unchecked and not failed_gate:
+                row.notes.append(f"correctness not checked for {' and '.join(unchecked)}")
+            rows.append(row)
+    account.used = len(used)
+    return rows
+
+
+def row_dicts(rows: list[PairedRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
+
+
+def _value(v: float | None, metric: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v * 1e3:.2f} ms" if METRICS.get(metric, ("",))[0] == "s" else f"{v:.2f}"
+
+
+def to_markdown(rows: list[PairedRow], margin: float | None = None, account: Account | None = None) -> str:
+    from bench.publishing.tables import md_cell
+
+    header = ["case", "metric", "A", "B", "pairs", "B vs A speed ratio [95% CI]", "verdict"]
+    header += [f"within ±{margin:.0%}"] if margin is not None else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 4 + ["---"] * (len(header) - 6)) + "|"]
+    for r in rows:
+        ci = f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low is not None else " [no interval]"
+        cells = [r.case, r.metric, f"{r.a_label}: {_value(r.a_value, r.metric)}", f"{r.b_label}: {_value(r.b_value, r.metric)}",
+                 f"{r.pairs}" + (f" (+{r.incomplete} left out)" if r.incomplete else ""),
+                 "-" if r.ratio is None else f"{r.ratio:.3f}{ci}", r.verdict]
+        cells += [r.equivalence or "-"] if margin is not None else []
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
+    notes = ["", "Speed ratio: B over A for throughputs, A over B for latencies, so > 1 means B is better. Each pair "
+             "is one fresh-process trial of each arm, run back to back in alternating order; the interval is "
+             "Student's t on the pairs' log ratios."]
+    if margin is not None:
+        notes.append(f"Within ±{margin:.0%}: the whole interval lies in [{1 / (1 + margin):.3f}, {1 + margin:.3f}] "
+                     "(equivalence shown); outside: the whole interval lies beyond it; otherwise not shown.")
+    for r in rows:
+        for note in r.notes:
+            notes.append(md_cell(f"- {r.case} {r.metric}: {note}"))
+    if account is not None:
+        notes.append(md_cell(account.line("records")))
+    return "\n".join(lines + notes) + "\n"

@@ -1,0 +1,205 @@
+"""Same-machine A/B (`chipbench ab`): two arms' trials interleaved on one machine.
+
+An arm is the suite's options with some of them changed: a backend, an execution mode, a dtype,
+or another Python interpreter (a virtual environment with other versions of torch, transformers
+or an engine installed, with this checkout's dependencies). Each pair runs one fresh-process
+trial of each arm back to back, in alternating order (A B, B A, A B, ...; `--order fixed` keeps
+A first), so slow drift and a noisy neighbour hit both arms, and the position within a pair
+cancels out over an even number of pairs. Every trial's record is written as soon as it finishes,
+with ab_id, ab_arm, ab_pair and ab_label, so `chipbench ab --from FILE` re-reads a run (or the part
+of it that finished) and bench/judging/paired.py gives the paired ratio with its interval.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bench.errors import UsageError
+
+ARM_KEYS = ("backend", "mode", "dtype", "python", "label")
+ORDERS = ("alternate", "fixed")
+
+
+class ArmSpec(BaseModel):
+    """What an arm changes; whatever it leaves out comes from the common options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    backend: str | None = None
+    mode: str | None = None
+    dtype: str | None = None
+    python: str | None = None  # another interpreter: the software versions under test
+    label: str | None = None
+
+
+def parse_arm(text: str, which: str) -> ArmSpec:
+    """`KEY=VALUE[,KEY=VALUE...]` (keys: backend, mode, dtype, python, label); an empty text changes nothing."""
+    fields: dict[str, str] = {}
+    for item in (x.strip() for x in (text or "").split(",")):
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not value:
+            raise UsageError(f"--{which.lower()}: {item!r} is not KEY=VALUE; keys: {', '.join(ARM_KEYS)} "
+                             "(e.g. mode=compiled,dtype=fp32)")
+        if key in fields:
+            raise UsageError(f"--{which.lower()}: {key} is given twice")
+        fields[key] = value
+    try:
+        arm = ArmSpec(**fields)
+    except ValidationError as e:
+        bad = ", ".join(str(err["loc"][0]) for err in e.errors())
+        raise UsageError(f"--{which.lower()}: unknown key {bad}; valid keys: {', '.join(ARM_KEYS)}") from None
+    if arm.python is not None:
+        path = os.path.expanduser(arm.python)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise UsageError(f"--{which.lower()}: python={arm.python} is not an executable file; give the "
+                             "interpreter of the environment to test, e.g. python=/path/to/venv/bin/python")
+        arm = arm.model_copy(update={"python": path})
+    return arm
+
+
+def arm_label(arm: ArmSpec, other: ArmSpec, common: dict[str, str]) -> str:
+    """The arm's name in tables: its own label, else its values of the keys either arm changes
+    (the common value where only the other arm changes it)."""
+    if arm.label:
+        return arm.label
+    keys = [k for k in ("backend", "mode", "dtype", "python") if getattr(arm, k) or getattr(other, k)]
+    parts = [f"{k}={getattr(arm, k) or common[k]}" if k == "python" else getattr(arm, k) or common[k] for k in keys]
+    return " ".join(parts) or "as the other arm (A/A)"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str  # A or B
+    spec: ArmSpec
+    label: str
+    backend: str
+    mode: str
+    dtype: str
+
+
+def selftest_elsewhere(python: str, backend: str, model: str, dtype: str) -> tuple[str, str]:
+    """The timing self-test under another interpreter (its own torch): `chipbench selftest` there."""
+    from bench.measuring.trials import worker_env
+
+    proc = subprocess.run([python, "-m", "bench.cli", "selftest", "--backend", backend, "--model", model,
+                           "--dtype", dtype, "--long-prompt", "256"], capture_output=True, text=True,
+                          env=worker_env(python))
+    lines = (proc.stdout.strip() or proc.stderr.strip() or "no output").splitlines()
+    text = " | ".join(lines[-3:])
+    if proc.returncode == 0:
+        return "passed", f"passed under {python}: {text}"
+    if proc.returncode == 1:
+        return "failed", f"FAILED under {python}: {text}"
+    return "error", f"could not run under {python} (exit {proc.returncode}): {text}"
+
+
+def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm], list[tuple]]:
+    """Both arms' cases, paired by model, workload and batch; any bad name or value raises UsageError."""
+    from dataclasses import replace
+
+    from bench.measuring.suite import plan
+
+    defaults = {"backend": common.backends[0], "mode": common.modes[0], "dtype": common.dtypes[0],
+                "python": sys.executable}
+    arms, cases = [], []
+    for name, spec, other in (("A", a, b), ("B", b, a)):
+        backend, mode, dtype = spec.backend or defaults["backend"], spec.mode or defaults["mode"], \
+            spec.dtype or defaults["dtype"]
+        try:
+            planned = plan(replace(common, backends=(backend,), modes=(mode,), dtypes=(dtype,)), entries)
+        except UsageError as e:
+            raise UsageError(f"arm {name}: {e}") from None
+        skipped = [p for p in planned if p.case is None]
+        if skipped:
+            raise UsageError(f"arm {name}: {skipped[0].label}: {skipped[0].skip_reason}")
+        arms.append(Arm(name, spec, arm_label(spec, other, defaults), backend, mode, dtype))
+        cases.append([p.case for p in planned])
+    pairs = list(zip(*cases))
+    for ca, cb in pairs:
+        if (ca.model, ca.workload.name, ca.workload.batch) != (cb.model, cb.workload.name, cb.workload.batch):
+            raise UsageError(f"the arms plan different cases ({ca.id} against {cb.id}): give --model and --workload")
+    return arms, pairs
+
+
+def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, entries: dict, host: dict,
+           chip=None, check: bool = True, write=None, log=None) -> list[dict]:
+    """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists."""
+    from bench.measuring.runner import failed_record, measure_ceilings, new_series
+    from bench.measuring.selftest import suite_check
+    from bench.measuring.trials import Series
+    from bench.publishing.record import new_record_id
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    ab_id = new_record_id()
+    records: list[dict] = []
+    selftests: dict[tuple, tuple[str, str]] = {}
+    ceilings: dict[tuple, object] = {}
+    current: dict = {}
+
+    def keep(rec: dict) -> None:
+        rec.update(ab_id=ab_id, **current)
+        if write is not None:
+            write(rec)
+        records.append(rec)
+
+    for ca, cb in case_pairs:
+        series, refused = {}, {}
+        for arm, case in zip(arms, (ca, cb)):
+            backend = entries[case.backend].backend
+            key = (case.backend, arm.spec.python, case.model, case.dtype)
+            if key not in selftests:
+                where = f" under {arm.spec.python}" if arm.spec.python else ""
+                log(f"timing self-test of {case.backend}{where} on {case.model} {case.dtype} ...")
+                selftests[key] = (selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype)
+                                  if arm.spec.python else suite_check(backend, case.model, case.dtype))
+            status, text = selftests[key]
+            current["timing_selftest"] = text
+            if status != "passed":
+                refused[arm.name] = (("timing self-test failed, so no number from this arm is reported" if status
+                                      == "failed" else "timing self-test could not run") + f": {text}")
+                continue
+            if (case.backend, case.dtype) not in ceilings:
+                ceilings[(case.backend, case.dtype)] = measure_ceilings(backend, case.dtype)
+            series[arm.name] = Series(backend, case, pairs, entries=entries, host=host,
+                                      ceilings=ceilings[(case.backend, case.dtype)], chip=chip, check=check,
+                                      on_record=keep, python=arm.spec.python)
+        for arm, case in zip(arms, (ca, cb)):
+            if arm.name in refused:
+                trial = new_series()
+                for i in range(pairs):  # every pair of the case is left out, and says why
+                    rec = failed_record(case, refused[arm.name], entries[case.backend].origin(), host,
+                                        entries[case.backend].backend)
+                    rec.update(trial.fields(), trial_index=i, trials_planned=pairs)
+                    current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label,
+                                   timing_selftest=selftests[(case.backend, arm.spec.python, case.model,
+                                                              case.dtype)][1])
+                    keep(rec)
+        if refused:
+            log(f"{ca.model} {ca.workload.name} b{ca.workload.batch}: arm {' and '.join(refused)} refused; "
+                "the other arm is not run (no pair could be complete)")
+            continue
+        for i in range(pairs):
+            turn = arms if order == "fixed" or i % 2 == 0 else arms[::-1]
+            for arm in turn:
+                case = ca if arm.name == "A" else cb
+                current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label,
+                               timing_selftest=selftests[(case.backend, arm.spec.python, case.model, case.dtype)][1])
+                rec = series[arm.name].run_one()
+                value = rec.get(f"{_headline(rec)}_median")
+                log(f"pair {i + 1}/{pairs} {arm.name} ({arm.label}) {case.id}: "
+                    + (f"{value:.2f} {_headline(rec)}" if rec.get("status") == "ok" and value is not None
+                       else f"failed: {rec.get('error')}"))
+    return records
+
+
+def _headline(rec: dict) -> str:
+    from bench.measuring.metrics import HEADLINE
+
+    return HEADLINE.get(rec.get("kind"), "output_tok_per_s")

@@ -1,0 +1,159 @@
+"""Same-machine A/B (`chipbench ab`): interleaved trials, the paired ratio, refused verdicts."""
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.judging.cases import Account
+from bench.judging.paired import ab_rows, equivalence, paired_ratio, to_markdown
+from bench.publishing.record import read_records
+from tests.records import make_record
+
+
+def ab_records(ratios, drift=0.0, tpot_s=0.02, ab_id="run1", fail=(), gate=(True, True), seed=0):
+    """Pairs whose B decode is `ratios[i]` times faster than A's, both arms moved by a shared
+    drift (a machine getting slower or faster between pairs)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, r in enumerate(ratios):
+        shared = 1 + drift * rng.standard_normal()
+        for arm, tpot, correct in (("A", tpot_s * shared, gate[0]), ("B", tpot_s * shared / r, gate[1])):
+            status = "failed" if (i, arm) in fail else "ok"
+            rec = make_record(workload="tg32", tpot_s=tpot, spread=0.001, seed=seed * 100 + 2 * i + (arm == "B"),
+                              status=status, ab_id=ab_id, ab_arm=arm, ab_pair=i, ab_label=f"arm {arm}",
+                              correct=correct)
+            if status == "failed":
+                rec["error"] = "RuntimeError: <b>boom</b>"
+            out.append(rec)
+    return out
+
+
+def test_paired_ratio_interval_is_t_on_log_ratios():
+    ratio, lo, hi = paired_ratio([1.1, 1.2, 1.15])
+    logs = np.log([1.1, 1.2, 1.15])
+    half = 4.302652729911275 * logs.std(ddof=1) / math.sqrt(3)  # t(0.975, 2)
+    assert ratio == pytest.approx(math.exp(logs.mean()))
+    assert (lo, hi) == pytest.approx((math.exp(logs.mean() - half), math.exp(logs.mean() + half)))
+    assert paired_ratio([1.3])[1:] == (None, None)
+
+
+def test_pairing_removes_drift_both_arms_share():
+    # a 30% drift between pairs would swamp a 5% difference unpaired; paired it is found
+    recs = ab_records([1.05] * 6, drift=0.3)
+    [row] = ab_rows(recs)
+    assert row.metric == "decode_tok_per_s" and row.pairs == 6 and row.incomplete == 0
+    assert row.ratio == pytest.approx(1.05, rel=0.01)
+    assert row.verdict == "B faster" and row.ci_low > 1
+
+
+def test_identical_arms_are_no_significant_difference_and_equivalent():
+    recs = ab_records([1.0, 1.004, 0.996, 1.002, 0.998, 1.0])
+    [row] = ab_rows(recs, margin=0.05)
+    assert row.verdict == "no significant difference"
+    assert row.equivalence == "within"
+    [slow] = ab_rows(ab_records([0.8, 0.81, 0.79, 0.8]), margin=0.05)
+    assert slow.verdict == "B slower" and slow.equivalence == "outside"
+
+
+def test_equivalence_needs_the_whole_interval_inside_the_margin():
+    assert equivalence(0.97, 1.04, 0.05) == "within"
+    assert equivalence(0.9, 1.04, 0.05) == "not shown"
+    assert equivalence(1.06, 1.2, 0.05) == "outside"
+    assert equivalence(None, None, 0.05) == "not shown"
+
+
+def test_latency_ratio_points_the_same_way_as_throughput():
+    [tok, tpot] = ab_rows(ab_records([1.2, 1.2, 1.21, 1.19]), metrics=("headline", "tpot_s"))
+    assert tpot.metric == "tpot_s"
+    assert tpot.ratio == pytest.approx(tok.ratio, rel=0.02) and tpot.ratio > 1  # B's shorter TPOT: B better
+
+
+def test_a_failed_trial_leaves_its_pair_out_and_says_so():
+    recs = ab_records([1.1, 1.1, 1.1, 1.1], fail={(1, "B")})
+    account = Account()
+    [row] = ab_rows(recs, account=account)
+    assert row.pairs == 3 and row.incomplete == 1
+    assert any("pair 1 left out: B failed" in n for n in row.notes)
+    assert account.failed == 1 and account.used == 6 and account.inputs == 8
+    md = to_markdown([row], account=account)
+    assert "<b>" not in md and "&lt;b&gt;boom" in md  # record text never becomes markup
+
+
+def test_one_complete_pair_gives_no_verdict():
+    [row] = ab_rows(ab_records([1.5, 1.5], fail={(1, "A")}))
+    assert row.pairs == 1 and row.ci_low is None
+    assert row.verdict.startswith("insufficient data")
+
+
+def test_a_wrong_answer_is_not_faster():
+    [row] = ab_rows(ab_records([2.0, 2.0, 2.0], gate=(True, False)))
+    assert row.verdict == "no verdict: B failed the correctness gate"
+    [row] = ab_rows(ab_records([2.0, 2.0, 2.0], gate=(True, None)))
+    assert row.verdict == "B faster" and "correctness not checked for B" in row.notes
+
+
+def test_duplicates_count_once_and_non_ab_records_are_counted():
+    recs = ab_records([1.1, 1.12, 1.09])
+    account = Account()
+    [row] = ab_rows(recs + recs[:2] + [make_record()], account=account)
+    assert row.pairs == 3
+    assert account.duplicates == 2 and account.unmatched == 1
+
+
+def test_separate_ab_runs_are_separate_rows():
+    rows = ab_rows(ab_records([1.1] * 3, ab_id="x") + ab_records([0.9] * 3, ab_id="y"))
+    assert sorted(r.ab_id for r in rows) == ["x", "y"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--a", "mode", "--model", "tiny-qwen3"], "is not KEY=VALUE"),
+    (["--a", "speed=fast", "--model", "tiny-qwen3"], "unknown key speed; valid keys: backend, mode, dtype"),
+    (["--b", "python=/no/such/python", "--model", "tiny-qwen3"], "is not an executable file"),
+    (["--b", "mode=warp", "--model", "tiny-qwen3"], "arm B: unknown execution mode 'warp'"),
+    (["--b", "dtype=fp8", "--model", "tiny-qwen3"], "arm B: unknown dtype 'fp8'"),
+    (["--b", "mode=compiled"], "name the model"),
+    (["--b", "mode=compiled", "--model", "tiny-qwen3", "--pairs", "1"], "--pairs must be 2 or more"),
+    (["--b", "mode=compiled", "--model", "tiny-qwen3", "--metrics", "speed"], "unknown metric 'speed'"),
+    (["--b", "mode=compiled", "--model", "tiny-qwen3", "--margin", "5"], "--margin must be a fraction"),
+])
+def test_bad_ab_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    assert main(["ab", "--backend", "cpu", "--out", str(tmp_path / "r.jsonl"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_from_a_file_without_ab_records_is_an_error(tmp_path, capsys):
+    path = tmp_path / "plain.jsonl"
+    path.write_text(json.dumps(make_record()) + "\n")
+    assert main(["ab", "--from", str(path)]) == 2
+    assert "no A/B records" in capsys.readouterr().err
+
+
+def test_ab_run_interleaves_fresh_process_trials_and_rereads(tmp_path, capsys):
+    """A real A/B on the CPU: tiny-qwen3 fp32 against bf16, three pairs in alternating order; the
+    B arm runs under an interpreter named by path (here this one), the software-version route."""
+    out = tmp_path / "ab.jsonl"
+    rc = main(["ab", "--backend", "cpu", "--model", "tiny-qwen3", "--workload", "tg16", "--rounds", "3",
+               "--a", "dtype=fp32", "--b", f"dtype=bf16,python={sys.executable},label=bf16 here", "--pairs", "3",
+               "--out", str(out), "--json"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    [row] = printed["rows"]
+    assert row["a_label"] == f"fp32 python={sys.executable}" and row["b_label"] == "bf16 here"
+    assert row["pairs"] == 3 and row["incomplete"] == 0 and row["ci_low"] is not None
+    recs = list(read_records(out))  # in the order they were written
+    assert len(recs) == 6 and all(r["status"] == "ok" and r["trial_process"] == "worker" for r in recs)
+    assert [(r["ab_pair"], r["ab_arm"]) for r in recs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
+    assert len({r["ab_id"] for r in recs}) == 1 and len({r["series_id"] for r in recs}) == 2
+    assert {r["dtype"] for r in recs if r["ab_arm"] == "A"} == {"fp32"}
+    assert all(r["correct"] is True for r in recs)  # the gate ran once per arm and travels with its trials
+    assert all(r["timing_selftest"].startswith("passed") for r in recs)
+    # the records alone give the same comparison
+    assert main(["ab", "--from", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["rows"][0]
+    assert again["ratio"] == pytest.approx(row["ratio"]) and again["verdict"] == row["verdict"]
