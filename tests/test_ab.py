@@ -157,3 +157,10 @@ def test_ab_run_interleaves_fresh_process_trials_and_rereads(tmp_path, capsys):
     assert main(["ab", "--from", str(out), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)["rows"][0]
     assert again["ratio"] == pytest.approx(row["ratio"]) and again["verdict"] == row["verdict"]
+
+
+def test_trials_on_a_loaded_host_are_said():
+    recs = ab_records([1.1, 1.1, 1.1])
+    recs[2]["host_loaded"] = True
+    [row] = ab_rows(recs)
+    assert row.pairs == 3 and any("1 trial(s) ran on a loaded host" in n for n in row.notes)

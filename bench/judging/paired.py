@@ -152,6 +152,11 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                                else "no significant difference")
             if margin is not None:
                 row.equivalence = "not shown" if failed_gate else equivalence(row.ci_low, row.ci_high, margin)
+            loaded = sum(1 for index in pairs for arm in ARMS for r in pairs[index].get(arm, [])
+                         if r.get("host_loaded") and r.get("record_id") in used)
+            if loaded:
+                row.notes.append(f"{loaded} trial(s) ran on a loaded host (others took CPU time or the "
+                                 "hypervisor stole it); the pairing shares what both arms saw, not what one did")
             if unchecked and not failed_gate:
                 row.notes.append(f"correctness not checked for {' and '.join(unchecked)}")
             rows.append(row)
