@@ -164,3 +164,31 @@ def test_trials_on_a_loaded_host_are_said():
     recs[2]["host_loaded"] = True
     [row] = ab_rows(recs)
     assert row.pairs == 3 and any("1 trial(s) ran on a loaded host" in n for n in row.notes)
+
+
+def test_arms_that_ran_the_same_software_are_called_an_a_a_comparison():
+    recs = ab_records([1.0, 1.01, 0.99])
+    [row] = ab_rows(recs)
+    assert any("this is an A/A comparison" in n for n in row.notes)
+    assert "transformers 5.23" in row.a_software and row.a_software == row.b_software
+    for r in recs:
+        if r["ab_arm"] == "B":
+            r["env_transformers"] = "5.24"
+    [row] = ab_rows(recs)
+    assert not any("A/A" in n for n in row.notes) and "transformers 5.24" in row.b_software
+    assert "B (arm B) ran cuda bf16 eager on Chip A; transformers 5.23" in to_markdown([row])
+
+
+def test_another_interpreter_sees_its_own_packages_not_ours(tmp_path):
+    """A venv's python is often a link to the same binary as ours: it is told apart by its path,
+    and its workers get only this checkout on their path, never our site-packages."""
+    import os
+
+    from bench.measuring.trials import project_root, worker_env
+
+    link = tmp_path / "venv" / "bin" / "python"
+    link.parent.mkdir(parents=True)
+    os.symlink(sys.executable, link)
+    assert worker_env(str(link))["PYTHONPATH"] == project_root()
+    assert "VIRTUAL_ENV" not in worker_env(str(link))
+    assert worker_env(sys.executable)["PYTHONPATH"] != project_root()  # ours: everything we see

@@ -45,8 +45,27 @@ class PairedRow:
     ci_high: float | None
     verdict: str  # B faster | B slower | no significant difference | insufficient data | no verdict: ...
     equivalence: str | None = None  # with a margin: within | outside | not shown
+    a_software: str = "-"  # what A's trials ran on and with, from their records
+    b_software: str = "-"
     ratios: list[float] = field(default_factory=list)  # each pair's ratio, in pair order
     notes: list[str] = field(default_factory=list)
+
+
+SOFTWARE = ("backend", "device_name", "dtype", "exec_path", "engine", "engine_version", "env_python", "env_torch",
+            "env_transformers")  # what an arm ran on and with, as its records say
+
+
+def arm_software(records: list[dict]) -> str:
+    """What an arm's trials actually ran: backend, device, dtype, path and versions (each distinct
+    combination once), from the records themselves rather than from what the arm asked for."""
+    seen = []
+    for r in records:
+        text = (f"{r.get('backend')} {r.get('dtype')} {r.get('exec_path') or 'eager'} on {r.get('device_name')}; "
+                f"{r.get('engine') or 'engine ?'} {r.get('engine_version') or ''}".rstrip()
+                + f", torch {r.get('env_torch')}, transformers {r.get('env_transformers')}, python {r.get('env_python')}")
+        if text not in seen:
+            seen.append(text)
+    return " | ".join(seen) or "-"
 
 
 def _trial_value(rec: dict, metric: str) -> float | None:
@@ -107,8 +126,15 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
         labels = {arm: _arm_label(recs, arm) for arm in ARMS}
         failed_gate = [arm for arm in ARMS if _gate_failure([r for r in recs if r.get("ab_arm") == arm])]
         unchecked = [arm for arm in ARMS if not any(r.get("correct") is True for r in recs if r.get("ab_arm") == arm)]
+        by_arm = {arm: [r for r in recs if r.get("ab_arm") == arm and r.get("status") == "ok"] for arm in ARMS}
+        software = {arm: arm_software(by_arm[arm]) for arm in ARMS}
+        same = (all(by_arm.values()) and {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["A"]}
+                == {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["B"]})
         for metric in metrics:
             ratios, a_vals, b_vals, incomplete, notes = [], [], [], 0, []
+            if same:
+                notes.append("A and B ran the same backend, device, dtype, execution path and software versions, "
+                             "whatever their labels say: this is an A/A comparison")
             for index in sorted(pairs):
                 arms = pairs[index]
                 duplicated = [arm for arm in ARMS if len(arms.get(arm, [])) > 1]
@@ -137,7 +163,8 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                 b_vals.append(vb)
             name = resolve_metric(metric, recs[0])
             row = PairedRow(ab_id, f"{model} {workload} b{batch}", name, labels["A"], labels["B"], len(ratios),
-                            incomplete, None, None, None, None, None, "insufficient data", ratios=ratios, notes=notes)
+                            incomplete, None, None, None, None, None, "insufficient data", a_software=software["A"],
+                            b_software=software["B"], ratios=ratios, notes=notes)
             if ratios:
                 row.a_value = float(np.exp(np.log(a_vals).mean()))
                 row.b_value = float(np.exp(np.log(b_vals).mean()))
@@ -193,7 +220,12 @@ def to_markdown(rows: list[PairedRow], margin: float | None = None, account: Acc
     if margin is not None:
         notes.append(f"Within ±{margin:.0%}: the whole interval lies in [{1 / (1 + margin):.3f}, {1 + margin:.3f}] "
                      "(equivalence shown); outside: the whole interval lies beyond it; otherwise not shown.")
+    described = set()
     for r in rows:
+        for arm, label, software in (("A", r.a_label, r.a_software), ("B", r.b_label, r.b_software)):
+            if (r.ab_id, r.case, arm) not in described:
+                described.add((r.ab_id, r.case, arm))
+                notes.append(md_cell(f"- {r.case}: {arm} ({label}) ran {software}"))
         for note in r.notes:
             notes.append(md_cell(f"- {r.case} {r.metric}: {note}"))
     if account is not None:

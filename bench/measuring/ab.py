@@ -56,7 +56,7 @@ def parse_arm(text: str, which: str) -> ArmSpec:
         bad = ", ".join(str(err["loc"][0]) for err in e.errors())
         raise UsageError(f"--{which.lower()}: unknown key {bad}; valid keys: {', '.join(ARM_KEYS)}") from None
     if arm.python is not None:
-        path = os.path.expanduser(arm.python)
+        path = os.path.abspath(os.path.expanduser(arm.python))  # links kept: a venv's python is one
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             raise UsageError(f"--{which.lower()}: python={arm.python} is not an executable file; give the "
                              "interpreter of the environment to test, e.g. python=/path/to/venv/bin/python")

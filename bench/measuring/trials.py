@@ -53,7 +53,9 @@ def worker_env(python: str | None = None) -> dict:
     (plugins found on a path added at run time too); under another interpreter (`python`, e.g. a
     virtual environment with other versions of torch or transformers) only this checkout is added,
     so that interpreter's own packages are the ones measured."""
-    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+    # a virtual environment is known by its interpreter's path, not the binary it links to (every
+    # venv's python may link to the same one): compare paths without resolving links
+    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
         return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     return dict(env, PYTHONPATH=project_root())
