@@ -173,10 +173,10 @@ def test_arms_that_ran_the_same_software_are_called_an_a_a_comparison():
     assert "transformers 5.23" in row.a_software and row.a_software == row.b_software
     for r in recs:
         if r["ab_arm"] == "B":
-            r["env_transformers"] = "5.24"
+            r["env_transformers"] = r["engine_version"] = "5.24"
     [row] = ab_rows(recs)
     assert not any("A/A" in n for n in row.notes) and "transformers 5.24" in row.b_software
-    assert "B (arm B) ran cuda bf16 eager on Chip A; transformers 5.23" in to_markdown([row])
+    assert "B (arm B) ran cuda bf16 eager on Chip A; transformers 5.24" in to_markdown([row])
 
 
 def test_another_interpreter_sees_its_own_packages_not_ours(tmp_path):
@@ -192,3 +192,46 @@ def test_another_interpreter_sees_its_own_packages_not_ours(tmp_path):
     assert worker_env(str(link))["PYTHONPATH"] == project_root()
     assert "VIRTUAL_ENV" not in worker_env(str(link))
     assert worker_env(sys.executable)["PYTHONPATH"] != project_root()  # ours: everything we see
+
+
+def _with_positions(recs, b_first_pairs):
+    for r in recs:
+        b_first = r["ab_pair"] in b_first_pairs
+        r["ab_position"] = int((r["ab_arm"] == "A") == b_first)
+    return recs
+
+
+def test_crossover_removes_a_position_effect_and_reports_it():
+    # true ratio 1.00; the second trial of every pair runs 3% slower than the first
+    true, second = 1.0, 0.97
+    b_first = {1, 3, 5}
+    ratios = [true / second if i in b_first else true * second for i in range(6)]
+    ratios = [r * (1 + 0.002 * (-1) ** (i // 2)) for i, r in enumerate(ratios)]  # a little noise
+    recs = _with_positions(ab_records(ratios), b_first)
+    [row] = ab_rows(recs, margin=0.05)
+    assert row.basis.startswith("crossover: 3 pair(s) A then B, 3 B then A")
+    assert row.ratio == pytest.approx(1.0, abs=0.005)
+    assert row.position[0] == pytest.approx(0.97, abs=0.005) and row.position[2] < 1
+    assert row.verdict == "no significant difference" and row.equivalence == "within"
+    assert any("position effect" in n and "significant" in n for n in row.notes)
+    # the plain paired t on the same ratios: a far wider interval, inflated by the position effect
+    plain = paired_ratio(ratios)
+    assert (plain[2] - plain[1]) > 3 * (row.ci_high - row.ci_low)
+
+
+def test_crossover_matches_the_textbook_formula():
+    from bench.judging.paired import crossover
+
+    d1, d2 = np.log([1.05, 1.07, 1.06]), np.log([1.12, 1.10])
+    (ratio, lo, hi), (pos, _, _) = crossover(np.exp(d1), np.exp(d2))
+    tau = (d1.mean() + d2.mean()) / 2
+    s2 = (((d1 - d1.mean()) ** 2).sum() + ((d2 - d2.mean()) ** 2).sum()) / 3
+    half = 3.182446305284263 * math.sqrt(s2 / 4 * (1 / 3 + 1 / 2))  # t(0.975, 3)
+    assert (ratio, lo, hi) == pytest.approx((math.exp(tau), math.exp(tau - half), math.exp(tau + half)))
+    assert pos == pytest.approx(math.exp((d1.mean() - d2.mean()) / 2))
+    assert crossover([1.1, 1.2], []) is None and crossover([1.1], [1.2]) is None
+
+
+def test_pairs_all_in_one_order_say_the_position_effect_is_confounded():
+    [row] = ab_rows(_with_positions(ab_records([1.1, 1.12, 1.09]), set()))
+    assert row.position is None and "cannot be told apart" in row.basis

@@ -3,9 +3,13 @@
 An A/B run alternates fresh-process trials of two arms on one machine (A B, B A, A B, ...), so
 drift, clock changes and noisy neighbours hit both arms alike. Each pair i gives one speed ratio
 r_i of B over A (the medians of the two trials' rounds; for a latency, A over B, so > 1 always
-means B is better). The case's ratio is the geometric mean of the r_i, and its 95% interval is
-Student's t on the log ratios with n - 1 degrees of freedom: the pairing removes the drift both
-arms shared, which an unpaired comparison of two separate runs cannot.
+means B is better); the pairing removes the drift both arms shared, which an unpaired comparison
+of two separate runs cannot. With pairs in both orders the estimate is the 2x2 crossover's
+(`crossover`): the two orders' mean log ratios averaged, with Student's t on their pooled spread,
+so a position effect (the second trial of a pair running slower, measured here at about 2.5% on a
+2-core VM) cancels even with unequal numbers in each order, and is reported with its own interval.
+With every pair in one order it is the geometric mean of the r_i with Student's t on the log
+ratios (n - 1 degrees of freedom), and the row says a position effect cannot be told apart.
 
 Verdicts are refused rather than guessed: fewer than two complete pairs give no interval; an arm
 that failed the correctness gate gives no verdict at all (a fast wrong answer is not faster); a
@@ -45,6 +49,8 @@ class PairedRow:
     ci_high: float | None
     verdict: str  # B faster | B slower | no significant difference | insufficient data | no verdict: ...
     equivalence: str | None = None  # with a margin: within | outside | not shown
+    basis: str = "none"  # what the interval rests on
+    position: tuple | None = None  # crossover only: (ratio, lo, hi) of a pair's second trial over its first
     a_software: str = "-"  # what A's trials ran on and with, from their records
     b_software: str = "-"
     ratios: list[float] = field(default_factory=list)  # each pair's ratio, in pair order
@@ -60,12 +66,21 @@ def arm_software(records: list[dict]) -> str:
     combination once), from the records themselves rather than from what the arm asked for."""
     seen = []
     for r in records:
+        engine = f"{r.get('engine') or 'engine ?'} {r.get('engine_version') or ''}".rstrip()
         text = (f"{r.get('backend')} {r.get('dtype')} {r.get('exec_path') or 'eager'} on {r.get('device_name')}; "
-                f"{r.get('engine') or 'engine ?'} {r.get('engine_version') or ''}".rstrip()
-                + f", torch {r.get('env_torch')}, transformers {r.get('env_transformers')}, python {r.get('env_python')}")
+                f"{engine}, torch {r.get('env_torch')}"
+                + ("" if r.get("engine") == "transformers" else f", transformers {r.get('env_transformers')}")
+                + f", python {r.get('env_python')}")
         if text not in seen:
             seen.append(text)
     return " | ".join(seen) or "-"
+
+
+def _ran_first(rec: dict, other: dict, arrival: dict[str, int]) -> bool:
+    """Whether `rec` ran before `other` in their pair: its ab_position, else the order they came in."""
+    if rec.get("ab_position") is not None and other.get("ab_position") is not None:
+        return rec["ab_position"] < other["ab_position"]
+    return arrival.get(rec.get("record_id"), 0) < arrival.get(other.get("record_id"), 0)
 
 
 def _trial_value(rec: dict, metric: str) -> float | None:
@@ -93,6 +108,28 @@ def paired_ratio(ratios: list[float]) -> tuple[float, float | None, float | None
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
+def crossover(ratios_a_first: list[float], ratios_b_first: list[float]):
+    """The two-sequence crossover estimate (A B pairs and B A pairs; Jones & Kenward's 2x2 design):
+    with d the log ratios of B over A, a pair where B ran second carries tau + pi and one where B ran
+    first tau - pi, pi being the log of how much faster a pair's second trial runs than its first.
+    tau = (mean_AB + mean_BA) / 2 and pi = (mean_AB - mean_BA) / 2, each with variance
+    s^2 / 4 (1/n1 + 1/n2) from the pooled within-sequence variance (n1 + n2 - 2 degrees of freedom).
+
+    Returns ((ratio, lo, hi), (position, lo, hi)), or None below one pair in each order and three
+    in all. The ratio is then free of any position effect, even with unequal numbers in each order."""
+    d1, d2 = np.log(np.asarray(ratios_a_first, float)), np.log(np.asarray(ratios_b_first, float))
+    n1, n2 = d1.size, d2.size
+    if n1 < 1 or n2 < 1 or n1 + n2 < 3:
+        return None
+    ss = float(((d1 - d1.mean()) ** 2).sum() + ((d2 - d2.mean()) ** 2).sum())
+    dof = n1 + n2 - 2
+    se = math.sqrt(ss / dof / 4 * (1 / n1 + 1 / n2))
+    half = float(st.t.ppf(0.975, dof)) * se
+    tau, pi = (d1.mean() + d2.mean()) / 2, (d1.mean() - d2.mean()) / 2
+    return ((math.exp(tau), math.exp(tau - half), math.exp(tau + half)),
+            (math.exp(pi), math.exp(pi - half), math.exp(pi + half)))
+
+
 def equivalence(lo: float | None, hi: float | None, margin: float) -> str:
     if lo is None:
         return "not shown"
@@ -109,7 +146,9 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
     account = account if account is not None else Account()
     runs: dict[tuple, dict[int, dict[str, list[dict]]]] = {}
     arm_records: dict[tuple, list[dict]] = {}
+    arrival: dict[str, int] = {}  # input order: the run order where a record carries no ab_position
     for rec in dedupe(records, account):
+        arrival[rec.get("record_id")] = len(arrival)
         if rec.get("ab_id") is None or rec.get("ab_arm") not in ARMS or rec.get("ab_pair") is None:
             account.unmatched += 1  # not an A/B trial: counted, never read as one
             continue
@@ -131,7 +170,7 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
         same = (all(by_arm.values()) and {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["A"]}
                 == {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["B"]})
         for metric in metrics:
-            ratios, a_vals, b_vals, incomplete, notes = [], [], [], 0, []
+            ratios, a_vals, b_vals, incomplete, notes, b_first = [], [], [], 0, [], []
             if same:
                 notes.append("A and B ran the same backend, device, dtype, execution path and software versions, "
                              "whatever their labels say: this is an A/A comparison")
@@ -158,6 +197,7 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                     continue
                 higher = METRICS.get(name, ("", True))[1]
                 ratios.append(vb / va if higher else va / vb)
+                b_first.append(_ran_first(b, a, arrival))
                 used.update((a["record_id"], b["record_id"]))
                 a_vals.append(va)
                 b_vals.append(vb)
@@ -169,6 +209,20 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                 row.a_value = float(np.exp(np.log(a_vals).mean()))
                 row.b_value = float(np.exp(np.log(b_vals).mean()))
                 row.ratio, row.ci_low, row.ci_high = paired_ratio(ratios)
+                split = crossover([r for r, first in zip(ratios, b_first) if not first],
+                                  [r for r, first in zip(ratios, b_first) if first])
+                if split is not None:
+                    (row.ratio, row.ci_low, row.ci_high), (pos, plo, phi) = split
+                    row.basis = (f"crossover: {b_first.count(False)} pair(s) A then B, {b_first.count(True)} B then A; "
+                                 f"t with {len(ratios) - 2} df, position effect removed")
+                    row.position = (pos, plo, phi)
+                    row.notes.append(f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
+                                     f"[{plo:.3f}, {phi:.3f}]" + (" (significant; the alternating order cancels it)"
+                                                                   if plo > 1 or phi < 1 else ""))
+                elif row.ci_low is not None:
+                    row.basis = ("paired t on the log ratios, " + (f"{len(ratios) - 1} df; every pair in one order: a "
+                                 "position effect cannot be told apart from the A/B difference" if len(set(b_first)) == 1
+                                 else f"{len(ratios) - 1} df"))
             if failed_gate:
                 row.verdict = f"no verdict: {' and '.join(failed_gate)} failed the correctness gate"
             elif row.ci_low is None:
@@ -215,8 +269,9 @@ def to_markdown(rows: list[PairedRow], margin: float | None = None, account: Acc
         cells += [r.equivalence or "-"] if margin is not None else []
         lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     notes = ["", "Speed ratio: B over A for throughputs, A over B for latencies, so > 1 means B is better. Each pair "
-             "is one fresh-process trial of each arm, run back to back in alternating order; the interval is "
-             "Student's t on the pairs' log ratios."]
+             "is one fresh-process trial of each arm, run back to back (alternating order unless --order fixed); the "
+             "95% interval is Student's t on the pairs' log ratios, as the crossover of the two orders where "
+             "pairs ran in both (a position effect removed), each row's basis below."]
     if margin is not None:
         notes.append(f"Within ±{margin:.0%}: the whole interval lies in [{1 / (1 + margin):.3f}, {1 + margin:.3f}] "
                      "(equivalence shown); outside: the whole interval lies beyond it; otherwise not shown.")
@@ -226,6 +281,8 @@ def to_markdown(rows: list[PairedRow], margin: float | None = None, account: Acc
             if (r.ab_id, r.case, arm) not in described:
                 described.add((r.ab_id, r.case, arm))
                 notes.append(md_cell(f"- {r.case}: {arm} ({label}) ran {software}"))
+        if r.basis != "none":
+            notes.append(md_cell(f"- {r.case} {r.metric}: interval: {r.basis}"))
         for note in r.notes:
             notes.append(md_cell(f"- {r.case} {r.metric}: {note}"))
     if account is not None:

@@ -121,6 +121,8 @@ def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm],
             raise UsageError(f"arm {name}: {skipped[0].label}: {skipped[0].skip_reason}")
         arms.append(Arm(name, spec, arm_label(spec, other, defaults), backend, mode, dtype))
         cases.append([p.case for p in planned])
+    if len(cases[0]) != len(cases[1]):
+        raise UsageError(f"the arms plan {len(cases[0])} and {len(cases[1])} cases: give --model and --workload")
     pairs = list(zip(*cases))
     for ca, cb in pairs:
         if (ca.model, ca.workload.name, ca.workload.batch) != (cb.model, cb.workload.name, cb.workload.batch):
@@ -177,7 +179,7 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
                     rec = failed_record(case, refused[arm.name], entries[case.backend].origin(), host,
                                         entries[case.backend].backend)
                     rec.update(trial.fields(), trial_index=i, trials_planned=pairs)
-                    current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label,
+                    current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=None,
                                    timing_selftest=selftests[(case.backend, arm.spec.python, case.model,
                                                               case.dtype)][1])
                     keep(rec)
@@ -187,9 +189,9 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
             continue
         for i in range(pairs):
             turn = arms if order == "fixed" or i % 2 == 0 else arms[::-1]
-            for arm in turn:
+            for position, arm in enumerate(turn):
                 case = ca if arm.name == "A" else cb
-                current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label,
+                current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=position,
                                timing_selftest=selftests[(case.backend, arm.spec.python, case.model, case.dtype)][1])
                 rec = series[arm.name].run_one()
                 value = rec.get(f"{_headline(rec)}_median")

@@ -64,6 +64,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "ab_id": (Opt(str), "", "same-machine A/B (`chipbench ab`): the run's id, shared by both arms' trials; null otherwise"),
     "ab_arm": (Opt(Literal["A", "B"]), "", "A/B: which arm this trial belongs to"),
     "ab_pair": (Opt(Count), "", "A/B: the pair this trial belongs to (0-based; one trial of each arm, back to back)"),
+    "ab_position": (Opt(Literal[0, 1]), "", "A/B: 0 when this trial ran first in its pair, 1 when second (the order alternates: A B, B A, ...)"),
     "ab_label": (Opt(str), "", "A/B: the arm's name (its label, or what it changes: a backend, mode, dtype or python=PATH)"),
     "exec_path": (Opt(str), "", "how generation ran: eager (the harness's loop on transformers' forward) or compiled "
                   "(a static KV cache and a torch.compile'd decode step; CUDA graphs on CUDA)"),
