@@ -149,6 +149,7 @@ def test_ab_run_interleaves_fresh_process_trials_and_rereads(tmp_path, capsys):
     recs = list(read_records(out))  # in the order they were written
     assert len(recs) == 6 and all(r["status"] == "ok" and r["trial_process"] == "worker" for r in recs)
     assert [(r["ab_pair"], r["ab_arm"]) for r in recs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
+    assert [r["ab_position"] for r in recs] == [0, 1, 0, 1, 0, 1]
     assert len({r["ab_id"] for r in recs}) == 1 and len({r["series_id"] for r in recs}) == 2
     assert {r["dtype"] for r in recs if r["ab_arm"] == "A"} == {"fp32"}
     assert all(r["correct"] is True for r in recs)  # the gate ran once per arm and travels with its trials
