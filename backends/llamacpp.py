@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import time
 from dataclasses import dataclass
 
@@ -35,6 +36,25 @@ def _lib():
 
 def threads() -> int:
     return max(1, torch.get_num_threads())
+
+
+EXTRA_BUFTS_ENV = "CHIPBENCH_LLAMACPP_EXTRA_BUFTS"
+
+
+def extra_buffers() -> bool:
+    """Whether llama.cpp may repack weights into its extra buffer types (AMX, CPU_REPACK) at load.
+
+    ${CHIPBENCH_LLAMACPP_EXTRA_BUFTS} = 1 or 0 decides. By default they are on, except where this
+    build of llama.cpp has ggml's AMX path (its system info says AMX_INT8 = 1): there the AMX
+    matmul segfaults in a q8_0 teacher-forced prefill on this project's Sapphire-Rapids-class VM
+    (tests/test_llamacpp.py), as reported upstream (ggml-org/llama.cpp#20824, unfixed), so a run
+    keeps going with the plain CPU kernels and its records say "no weight repacking"."""
+    setting = os.environ.get(EXTRA_BUFTS_ENV)
+    if setting in ("0", "1"):
+        return setting == "1"
+    if setting:
+        raise UsageError(f"{EXTRA_BUFTS_ENV} must be 1 (repack) or 0 (do not), got {setting!r}")
+    return "AMX_INT8 = 1" not in _lib().llama_print_system_info().decode(errors="replace")
 
 
 def gpu_offload() -> bool:
@@ -159,11 +179,14 @@ class LlamaCppBackend:
         start = time.perf_counter()
         params = lib.llama_model_default_params()
         params.n_gpu_layers = 999 if gpu_offload() else 0
+        params.use_extra_bufts = extra_buffers()
         model = lib.llama_model_load_from_file(str(exported.path).encode(), params)
         if not model:
             raise RuntimeError(f"llama.cpp could not load {exported.path}")
         where = self.exec_path
         where += ", fp32 KV, no flash attention" if dtype == "fp32" else ", fp16 KV, flash attention auto"
+        if not params.use_extra_bufts:
+            where += ", no weight repacking"
         return LlamaModel(
             model=model, spec=spec, dtype=dtype, build_time_s=exported.seconds + time.perf_counter() - start,
             weights=f"random(seed={seed}) as GGUF {dtype}" + (" (cached file)" if exported.cached else ""),

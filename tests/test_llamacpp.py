@@ -129,3 +129,27 @@ def test_a_family_the_exporter_does_not_write_is_refused_by_name():
 
     with pytest.raises(UsageError, match="cannot run model 'tiny-qwen3.5'"):
         plan(SuiteOptions(backends=("llamacpp",), models=("tiny-qwen3.5",)), discover())
+
+
+def test_weight_repacking_is_off_where_ggml_has_its_amx_path(llama, monkeypatch):
+    """ggml's AMX matmul segfaults in a q8_0 prefill on AMX CPUs (ggml-org/llama.cpp#20824): builds
+    with it load without extra buffer types, and the records say so; the setting overrides."""
+    import llama_cpp
+
+    from backends.llamacpp import EXTRA_BUFTS_ENV, extra_buffers
+    from bench.errors import UsageError
+
+    monkeypatch.delenv(EXTRA_BUFTS_ENV, raising=False)
+    amx = "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode()
+    assert extra_buffers() is (not amx)
+    monkeypatch.setenv(EXTRA_BUFTS_ENV, "0")
+    h = llama.load(get_model("tiny-qwen3"), "q8_0", seed=0)
+    try:
+        assert h.exec_path.endswith("no weight repacking")
+    finally:
+        llama.close(h)
+    monkeypatch.setenv(EXTRA_BUFTS_ENV, "1")
+    assert extra_buffers() is True
+    monkeypatch.setenv(EXTRA_BUFTS_ENV, "yes")
+    with pytest.raises(UsageError, match="must be 1 .repack. or 0"):
+        extra_buffers()
