@@ -301,3 +301,20 @@ def test_latency_axes_are_plain_numbers_over_any_span(values):
     _assert_readable(fig)
     scale = fig.axes[0].get_xscale()
     assert scale == ("log" if max(values) / min(values) >= 10 else "linear")
+
+
+def test_markdown_escapes_html_from_records_in_every_table():
+    from bench.judging.compare import compare_records
+    from bench.publishing import serving_view
+    from bench.publishing.report import render_comparison
+
+    evil = '<img src=x onerror="alert(1)">'
+    recs = [make_record(device=evil, model="qwen3-8b"), make_record(device="Chip B", seed=2, model="m<b>|x")]
+    md = tables.to_markdown(tables.build(recs))
+    assert "<img" not in md and "&lt;img" in md and "m&lt;b&gt;\\|x" in md
+    cmp_md = render_comparison(compare_records(recs[:1], [make_record(device=evil, seed=5)]), "md", None, True)
+    assert "<img" not in cmp_md and "&lt;img" in cmp_md
+    serve = [make_record(kind="serve", workload="pp128+tg64", device=evil, serve_requests_ok=4, serve_requests_sent=4,
+                         serve_output_tok_per_s=10.0, tok_per_s_per_user=5.0)]
+    serve_md = serving_view.to_markdown(serve)
+    assert "<img" not in serve_md and "&lt;img" in serve_md
