@@ -318,3 +318,16 @@ def test_markdown_escapes_html_from_records_in_every_table():
                          serve_output_tok_per_s=10.0, tok_per_s_per_user=5.0)]
     serve_md = serving_view.to_markdown(serve)
     assert "<img" not in serve_md and "&lt;img" in serve_md
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_the_comparison_page_keeps_its_verdicts_on_the_page(tmp_path):
+    from bench.judging.compare import compare_records
+    from bench.publishing.report import render_comparison
+
+    run = make_trials(3, tpot_s=0.021, device="Accelerator model 1 with a long marketing name", seed=1)
+    base = make_trials(3, tpot_s=0.020, device="Accelerator model 1 with a long marketing name", seed=2)
+    page = _layout(tmp_path, render_comparison(compare_records(run, base, threshold=0.95), "html", 0.95, True))
+    assert page["page_width"] <= page["viewport"]
+    [t] = page["tables"]
+    assert t["verdict_rights"] and max(t["verdict_rights"]) <= t["box_right"] <= page["viewport"]

@@ -27,6 +27,7 @@ tr.first td{border-top:2px solid #999}
 td.k{white-space:normal;overflow-wrap:anywhere;min-width:7em;max-width:15em}
 td.k:first-child,th.k:first-child{position:sticky;left:0;background:#fafafa;z-index:1}
 td.verdict{white-space:normal;min-width:7em;max-width:12em;text-align:left}
+td.v{white-space:normal;min-width:6em}
 td.failed,td.bad{color:#b00;font-weight:bold}td.good{color:#060}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:0.5em 0}
 .foot{font-size:13px;color:#444}

@@ -161,13 +161,26 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
             w.writerow(["" if r.get(k) is None else r[k] for k in keys])
         return buf.getvalue()
     notes += [f"Unmatched ({side}): " + " ".join(map(str, k)) for side, k in listed]
-    if fmt == "html":
+    if fmt == "html":  # the report's page style: one case cell, the table in its own box, verdicts wrap
+        from bench.publishing.html_page import _STYLE
+
         e = html.escape
-        cells = "".join(f"<th>{e(h)}</th>" for h in header)
-        rows = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>" for row in body)
+        keys = 5  # model, dtype, test, B, path: one "case" cell, as in the report's table
+        head = ["case", *header[keys:]]
+        verdicts = {i for i, h in enumerate(head) if h in ("verdict", "gate", "noise floor", "speed ratio [95% CI]")}
+        cells = "".join(f"<th class='{'k' if i in verdicts or i < 2 else ''}'>{e(h)}</th>" for i, h in enumerate(head))
+
+        def td(i: int, v) -> str:
+            if i in verdicts:
+                return f"<td class='verdict{' bad' if str(v).startswith('FAIL') else ''}'>{e(v)}</td>"
+            return f"<td class='{'k' if i < 2 else 'v'}'>{e(v)}</td>"  # values wrap: "47.4 (3 trials, 15 rounds)"
+
+        rows = "".join("<tr><td class='k'>" + f"{e(r[0])} {e(r[1])}<br>{e(r[2])} B{e(r[3])} {e(r[4])}</td>"
+                       + "".join(td(i, v) for i, v in enumerate(r[keys:], start=1)) + "</tr>" for r in body)
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>chipbench comparison</title>"
-                f"</head><body><h1>chipbench comparison</h1><table border='1'><tr>{cells}</tr>{rows}"
-                f"</table>" + "".join(f"<p>{e(n)}</p>" for n in notes) + "</body></html>")
+                f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_STYLE}</style>"
+                f"</head><body><h1>chipbench comparison</h1><div class='scroll'><table><tr>{cells}</tr>{rows}"
+                f"</table></div>" + "".join(f"<p class='foot'>{e(n)}</p>" for n in notes) + "</body></html>")
     from bench.publishing.tables import md_cell as esc
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
