@@ -171,6 +171,13 @@ class TorchBackend:
                                                              self.ops.synchronize)
         return handle.decoder.compile_time_s
 
+    def compile_facts(self, handle: LoadedModel) -> dict:
+        """Compiled mode: what the decode step became (graphs, graph breaks, CUDA graphs) and,
+        under "note", how it fell short of one whole (captured) graph; {} in eager."""
+        if handle.exec_path != "compiled" or handle.decoder is None:
+            return {}
+        return {**handle.decoder.facts(), "note": handle.decoder.problems()}
+
     def prompt(self, handle: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
         t = ids.to(self.ops.device)
         self.ops.synchronize()

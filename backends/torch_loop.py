@@ -15,8 +15,9 @@ Two execution paths, recorded as `exec_path` so their numbers are never mixed:
 from __future__ import annotations
 
 import inspect
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -103,9 +104,59 @@ class StaticDecoder:
     max_len: int
     compile_time_s: float  # tracing, compiling and (CUDA) graph capture, measured at build
     mode: str  # the torch.compile mode used
+    graphs: int = 1  # graphs dynamo made of the step at build (1: the whole step is one graph)
+    breaks: dict = field(default_factory=dict)  # graph-break reason -> count, at build
+    cudagraph_skips: int | None = None  # reduce-overhead: graphs inductor would not capture; None: no CUDA graphs asked
+    cudagraph_reasons: list = field(default_factory=list)  # inductor's "skipping cudagraphs due to ..." lines
+    recompiles: int = 0  # graphs compiled after the build, while generating (their time was in a round)
 
     def fits(self, batch: int, tokens: int) -> bool:
         return batch == self.batch and tokens <= self.max_len
+
+    def facts(self) -> dict:
+        """What the compiled step became, for the record: torch.compile may quietly run less than
+        the mode promises (graph breaks return to Python mid-step; a skipped CUDA graph launches
+        kernels one by one; a recompile puts compile time into a timed round)."""
+        cuda_graphs = None if self.cudagraph_skips is None else ("skipped" if self.cudagraph_skips else "captured")
+        return {"compiled_graphs": self.graphs + self.recompiles, "graph_breaks": sum(self.breaks.values()),
+                "cuda_graphs": cuda_graphs}
+
+    def problems(self) -> str | None:
+        """One line on how the compiled step falls short of one whole graph (captured on CUDA), or None."""
+        said = []
+        if self.graphs == 0:
+            said.append("torch.compile made no graph of the decode step: it ran eagerly")
+        if self.breaks:
+            why = "; ".join(f"{n}x {reason[:120]}" for reason, n in sorted(self.breaks.items(), key=lambda kv: -kv[1])[:3])
+            said.append(f"the decode step has {sum(self.breaks.values())} graph break(s) ({why})")
+        if self.cudagraph_skips:
+            why = "; ".join(r[:160] for r in self.cudagraph_reasons[:2]) or "TORCH_LOGS=cudagraphs says why"
+            said.append(f"inductor skipped CUDA graphs for {self.cudagraph_skips} graph(s) ({why}): "
+                        "kernels launch one by one")
+        if self.recompiles:
+            said.append(f"the decode step recompiled {self.recompiles} time(s) after its build: a round "
+                        "that recompiled timed the compiler too")
+        return "; ".join(said) or None
+
+
+def compile_counters() -> tuple[int, dict, int]:
+    """torch.compile's process-wide counters: graphs dynamo compiled, graph breaks by reason, and
+    graphs inductor refused to capture as CUDA graphs (deltas around a build say what it made)."""
+    from torch._dynamo.utils import counters
+
+    return (int(counters["stats"].get("unique_graphs", 0)), dict(counters["graph_break"]),
+            int(counters["inductor"].get("cudagraph_skips", 0)))
+
+
+class _SkipLines(logging.Handler):
+    """Collects inductor's "skipping cudagraphs due to ..." warnings while a step compiles."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record) -> None:
+        self.lines.append(record.getMessage())
 
 
 def compile_mode(device: str) -> str:
@@ -127,14 +178,43 @@ def build_static_decoder(model, batch: int, max_len: int, device: str, synchroni
         return _head(model, out.last_hidden_state)
 
     mode = compile_mode(device)
+    # Each decoder compiles the same `step` code with new closure tensors, which dynamo counts as a
+    # recompile: past its limit (8) it would run the step eagerly, and a ninth case in one process
+    # would be "compiled" in name only. A reset drops the old decoder's code and CUDA graph pool.
+    torch.compiler.reset()
     compiled = torch.compile(step, mode=mode, dynamic=False)
-    start = time.perf_counter()
-    _static_prefill(model, cache, torch.zeros(batch, 1, dtype=torch.long, device=device))
-    token = torch.zeros(batch, 1, dtype=torch.long, device=device)
-    for i in range(3):  # reduce-overhead records its CUDA graph on a later call than the first
-        compiled(token, torch.full((batch, 1), 1 + i, dtype=torch.long, device=device))
-    synchronize()
-    return StaticDecoder(model, cache, compiled, batch, max_len, time.perf_counter() - start, mode)
+    graphs0, breaks0, skips0 = compile_counters()
+    skip_lines = _SkipLines()
+    log = _cudagraphs_log()
+    level = log.level if log else None
+    if log:
+        log.addHandler(skip_lines)
+        log.setLevel(logging.WARNING)  # torch keeps its log artifacts off unless TORCH_LOGS names them
+    try:
+        start = time.perf_counter()
+        _static_prefill(model, cache, torch.zeros(batch, 1, dtype=torch.long, device=device))
+        token = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        for i in range(3):  # reduce-overhead records its CUDA graph on a later call than the first
+            compiled(token, torch.full((batch, 1), 1 + i, dtype=torch.long, device=device))
+        synchronize()
+        elapsed = time.perf_counter() - start
+    finally:
+        if log:
+            log.removeHandler(skip_lines)
+            log.setLevel(level)
+    graphs, breaks, skips = compile_counters()
+    new_breaks = {k: n - breaks0.get(k, 0) for k, n in breaks.items() if n > breaks0.get(k, 0)}
+    return StaticDecoder(model, cache, compiled, batch, max_len, elapsed, mode, graphs=graphs - graphs0,
+                         breaks=new_breaks, cudagraph_skips=skips - skips0 if mode == "reduce-overhead" else None,
+                         cudagraph_reasons=skip_lines.lines)
+
+
+def _cudagraphs_log():
+    try:
+        from torch._inductor.cudagraph_utils import cudagraphs_log
+        return cudagraphs_log
+    except Exception:  # another torch: the count alone still says whether graphs were skipped
+        return None
 
 
 def _static_prefill(model, cache, prompt: torch.Tensor) -> torch.Tensor:
@@ -161,12 +241,14 @@ def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
     on_token(host)
     steps.append(host)
     n = prompt.shape[1]
+    graphs = compile_counters()[0]
     for i in range(new_tokens - 1):
         token = dec.step(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1)
         mark()
         host = token.tolist()  # device -> host copy: blocks until the token exists
         on_token(host)
         steps.append(host)
+    dec.recompiles += compile_counters()[0] - graphs
     return steps
 
 

@@ -70,6 +70,8 @@ def test_cuda_compiled_decode_gives_the_eager_tokens_and_a_compile_time(cuda, mo
     rec = run_case(cuda, Case("cuda", model, "bf16", parse_workload("pp32+tg16", batch=2), rounds=2, mode="compiled"))
     assert rec["status"] == "ok", rec.get("error")
     assert rec["exec_path"] == "compiled" and rec["compile_time_s"] > 0 and rec["correct"] is True
+    # one graph, replayed as a captured CUDA graph: otherwise the host's launches are measured again
+    assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"]) == (1, 0, "captured"), rec["exec_note"]
 
 
 def test_nvml_telemetry_meters_the_gpu(cuda):

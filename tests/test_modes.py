@@ -23,6 +23,77 @@ def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_ca
     assert rec["compile_time_s"] > 0 and rec["exec_note"] is None
     # the compile happened before the rounds: no round took as long as compiling
     assert max(rec["e2e_s_samples"]) < rec["compile_time_s"]
+    # the whole step is one graph, never recompiled while timed; CPU has no CUDA graphs to capture
+    assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"]) == (1, 0, None)
+
+
+def test_an_eager_case_has_no_compile_facts(cpu):
+    rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1), check=False)
+    assert rec["status"] == "ok", rec.get("error")
+    assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"], rec["exec_note"]) == (None,) * 4
+
+
+def _decoder(model, batch=1, max_len=24):
+    from backends import torch_loop
+
+    return torch_loop.build_static_decoder(model, batch, max_len, "cpu", lambda: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_module():
+    import torch
+
+    from models.build import build_random
+
+    return build_random(get_model("tiny-qwen3"), torch.float32, "cpu", seed=0).module
+
+
+def test_a_graph_break_in_the_compiled_step_is_counted_and_said(tiny_module, monkeypatch):
+    import torch
+
+    norm = type(tiny_module.model.norm)
+    forward = norm.forward
+
+    def breaking(self, x):
+        torch._dynamo.graph_break()  # what an untraceable op in a model's code does
+        return forward(self, x)
+
+    monkeypatch.setattr(norm, "forward", breaking)
+    dec = _decoder(tiny_module)
+    facts, why = dec.facts(), dec.problems()
+    assert facts["graph_breaks"] >= 1 and facts["compiled_graphs"] >= 2, facts
+    assert why.startswith("the decode step has ") and "graph break" in why
+
+
+def test_skipped_cuda_graphs_are_said(tiny_module, monkeypatch):
+    """Inductor refuses CUDA graphs for a CPU graph: reduce-overhead asked for on the CPU is the
+    skip a CUDA step would meet (mutated inputs, CPU ops), seen through the same counters."""
+    from backends import torch_loop
+
+    monkeypatch.setattr(torch_loop, "compile_mode", lambda device: "reduce-overhead")
+    dec = _decoder(tiny_module)
+    assert dec.facts()["cuda_graphs"] == "skipped"
+    assert "inductor skipped CUDA graphs for 1 graph(s)" in dec.problems()
+
+
+def test_a_recompile_while_generating_is_counted(tiny_module):
+    import torch
+
+    from backends import torch_loop
+
+    dec = _decoder(tiny_module)
+    torch.compiler.reset()  # the compiled step's code is gone: its next call compiles again
+    torch_loop.generate_static(dec, torch.tensor([[1, 2, 3]]), 4, lambda t: None)
+    assert dec.recompiles == 1 and dec.facts()["compiled_graphs"] == 2
+    assert "recompiled 1 time(s) after its build" in dec.problems()
+
+
+def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
+    """dynamo stops compiling a function after 8 recompiles and runs it eagerly: the ninth
+    decoder in a process (a suite's ninth compiled case) must still be compiled."""
+    for n in range(10):
+        dec = _decoder(tiny_module, max_len=20 + n)
+    assert dec.facts() == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None} and dec.problems() is None
 
 
 def test_the_correctness_gate_checks_the_compiled_path(compiled_case):

@@ -279,9 +279,13 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         scale = file_bytes / rec["weight_bytes"]
         rec["expected_mem_bytes"] += file_bytes - rec["weight_bytes"]
         rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
+    compiled = getattr(run.backend, "compile_facts", None)  # read before the gate, which may rebuild the step
+    facts = {"compiled_graphs": None, "graph_breaks": None, "cuda_graphs": None,
+             **(compiled(run.handle) if compiled else {})}
+    notes = [n for n in (getattr(run.handle, "exec_note", None), facts.pop("note", None)) if n]
     rec.update(status="ok", error=None, weights=run.handle.weights,
                linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s,
-               compile_time_s=run.compile_time_s, exec_note=getattr(run.handle, "exec_note", None))
+               compile_time_s=run.compile_time_s, exec_note="; ".join(notes) or None, **facts)
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
     rec.update(metric_fields(timed, w))

@@ -30,6 +30,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
         note = f"{failed} of {len(recs)} trial(s) failed: {(recs[-1].get('error') or '')[:60]}" if failed else ""
         if cases.loaded_trials(good):
             note = (note + "; " if note else "") + f"{cases.loaded_trials(good)} trial(s) on a loaded host"
+        if first.get("exec_note"):  # a fallback, or a compiled step that is less than one whole graph
+            note = (note + "; " if note else "") + first["exec_note"][:100]
         throttled = sum(r.get("throttled_rounds") or 0 for r in good)
         if throttled:
             note = (note + "; " if note else "") + f"{throttled} round(s) throttled"

@@ -68,8 +68,14 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "ab_label": (Opt(str), "", "A/B: the arm's name (its label, or what it changes: a backend, mode, dtype or python=PATH)"),
     "exec_path": (Opt(str), "", "how generation ran: eager (the harness's loop on transformers' forward) or compiled "
                   "(a static KV cache and a torch.compile'd decode step; CUDA graphs on CUDA)"),
-    "exec_note": (Opt(str), "", "why the mode asked for did not run (a fallback to eager, with its reason); null otherwise"),
+    "exec_note": (Opt(str), "", "why the mode asked for did not run as asked: a fallback to eager, or a compiled step "
+                  "that has graph breaks, skipped CUDA graphs or recompiled while timed, with the reason; null otherwise"),
     "compile_time_s": (Opt(NonNeg), "s", "compiled: time to trace, compile and capture the decode step, apart from steady state"),
+    "compiled_graphs": (Opt(Count), "graphs", "compiled: graphs torch.compile made of the decode step over the case (1: the "
+                        "whole step is one graph; 0: it ran eagerly; more: graph breaks or recompiles); null otherwise"),
+    "graph_breaks": (Opt(Count), "", "compiled: graph breaks in the decode step (each one returns to Python mid-step); null otherwise"),
+    "cuda_graphs": (Opt(Literal["captured", "skipped"]), "", "compiled on CUDA (mode reduce-overhead): whether inductor "
+                    "captured the step as CUDA graphs or skipped them (kernels then launch one by one); null where none were asked"),
     "engine": (Opt(str), "", "the inference software that ran the model (transformers, llama.cpp, vllm, ...)"),
     "engine_version": (Opt(str), "", "its version"),
     "stack": (Opt(str), "", "the software stack in one line: engine, version and execution path (claims match on it)"),
