@@ -51,6 +51,9 @@ class Generation:
     # (events recorded in the stream), when the adapter has one; the harness cross-checks them
     # against its host stamps and uses them only when the two agree.
     device_times_s: list[float] | None = None
+    # True when the host queued each step before it waited for the previous step's tokens (the
+    # device never idled on the host's round trip); False: host and device in lock step
+    ran_ahead: bool = False
 
 
 @runtime_checkable

@@ -196,8 +196,13 @@ class TorchBackend:
             def mark():
                 events.append(self.ops.event())
                 events[-1].record()
+        # Compiled, on a device with stream events, the loop runs one step ahead of the host
+        # (torch_loop.run_steps): a replayed graph launches in microseconds, so the device, not the
+        # host's round trip, sets the pace. Eager stays in lock step, as transformers' own loop runs.
+        ahead = handle.exec_path == "compiled" and self.ops.event is not None
         if handle.exec_path == "compiled":
-            steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token, mark)
+            steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token, mark,
+                                               fence=self.ops.event if ahead else None)
         else:
             steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token, mark)
         device_times = None
@@ -205,7 +210,7 @@ class TorchBackend:
             events[-1].synchronize()  # one wait at the end: every event has happened by then
             device_times = [start.elapsed_time(e) / 1e3 for e in events]  # elapsed_time is in ms
         return Generation(tokens=steps, peak_mem_bytes=self.ops.peak_memory_bytes(),
-                          peak_mem_kind=self.ops.peak_memory_kind, device_times_s=device_times)
+                          peak_mem_kind=self.ops.peak_memory_kind, device_times_s=device_times, ran_ahead=ahead)
 
     def synchronize(self) -> None:
         self.ops.synchronize()

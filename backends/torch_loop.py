@@ -2,7 +2,9 @@
 
 gpt-fast style: prefill and decode_one_token are separate named steps. Greedy, fixed length,
 EOS ignored. Each step's tokens are copied to the host before the callback, so a timestamp
-taken in the callback can never precede the device work that produced the token.
+taken in the callback can never precede the device work that produced the token. On a device
+with stream events the host queues step i+1 before it waits for token i (run_steps), so the
+device does not idle while the host takes delivery and launches the next step.
 
 Two execution paths, recorded as `exec_path` so their numbers are never mixed:
 - eager: transformers' forward one kernel at a time, with a dynamic KV cache;
@@ -58,23 +60,69 @@ def decode_one_token(model, token: torch.Tensor, cache):
 
 
 @torch.inference_mode()
-def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallback, mark=None) -> list[list[int]]:
+def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallback, mark=None,
+             fence=None) -> list[list[int]]:
     """`mark()`, when given, is called once a step's tokens are queued on the device, before the copy
-    to the host (the adapter records a device event there)."""
+    to the host (the adapter records a device event there). `fence`: see run_steps."""
+    state = {}
+
+    def first():
+        token, state["cache"] = prefill(model, prompt)
+        return token
+
+    return run_steps(first, lambda token, i: decode_one_token(model, token, state["cache"]),
+                     new_tokens, on_token, mark, fence)
+
+
+def run_steps(first, step, new_tokens: int, on_token: TokenCallback, mark=None, fence=None) -> list[list[int]]:
+    """The generation loop: `first()` queues the prefill and returns its tokens [batch] (on the
+    device), `step(token, i)` queues decode step i on the last tokens and returns the next ones.
+    Every step's tokens reach `on_token` as host ints, in order, once they exist.
+
+    Without `fence` (a device that runs each op to completion, or one with no stream events), the
+    host copies each step's tokens before it queues the next step: host and device in lock step.
+    With `fence` (a factory of the device's stream events) the loop runs one step ahead: it queues
+    step i+1, then waits for token i (copied to pinned host memory in stream order, behind a
+    fence), so the device never idles while the host takes delivery, stamps the clock and launches
+    the next step: the device is measured, not the round trip to the host."""
     mark = mark or (lambda: None)
     steps: list[list[int]] = []
-    token, cache = prefill(model, prompt)
-    mark()
-    host = token.tolist()  # device -> host copy: blocks until the token exists
-    on_token(host)
-    steps.append(host)
-    for _ in range(new_tokens - 1):
-        token = decode_one_token(model, token, cache)
-        mark()
-        host = token.tolist()
+
+    def deliver(host: list[int]) -> None:
         on_token(host)
         steps.append(host)
+
+    token = first()
+    mark()
+    if fence is None:
+        deliver(token.tolist())  # device -> host copy: blocks until the token exists
+        for i in range(new_tokens - 1):
+            token = step(token, i)
+            mark()
+            deliver(token.tolist())
+        return steps
+    pending = _copy_to_host(token, fence)
+    for i in range(new_tokens - 1):
+        token = step(token, i)  # queued behind the previous step; its input never leaves the device
+        mark()
+        ready = _copy_to_host(token, fence)
+        deliver(_wait(pending))  # token i: the device is already working on step i+1
+        pending = ready
+    deliver(_wait(pending))
     return steps
+
+
+def _copy_to_host(token: torch.Tensor, fence):
+    host = token.to("cpu", non_blocking=True)  # pinned memory, filled in stream order
+    done = fence()
+    done.record()
+    return host, done
+
+
+def _wait(pending) -> list[int]:
+    host, done = pending
+    done.synchronize()  # the copy (and so the step before it) has finished
+    return host.tolist()
 
 
 @torch.inference_mode()
@@ -232,22 +280,12 @@ def _position(dec: StaticDecoder, pos: int, device) -> torch.Tensor:
 
 @torch.inference_mode()
 def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
-                    on_token: TokenCallback, mark=None) -> list[list[int]]:
-    mark = mark or (lambda: None)
-    steps: list[list[int]] = []
-    token = _static_prefill(dec.model, dec.cache, prompt).argmax(dim=-1)
-    mark()
-    host = token.tolist()
-    on_token(host)
-    steps.append(host)
+                    on_token: TokenCallback, mark=None, fence=None) -> list[list[int]]:
     n = prompt.shape[1]
     graphs = compile_counters()[0]
-    for i in range(new_tokens - 1):
-        token = dec.step(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1)
-        mark()
-        host = token.tolist()  # device -> host copy: blocks until the token exists
-        on_token(host)
-        steps.append(host)
+    steps = run_steps(lambda: _static_prefill(dec.model, dec.cache, prompt).argmax(dim=-1),
+                      lambda token, i: dec.step(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1),
+                      new_tokens, on_token, mark, fence)
     dec.recompiles += compile_counters()[0] - graphs
     return steps
 

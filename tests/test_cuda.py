@@ -72,6 +72,24 @@ def test_cuda_compiled_decode_gives_the_eager_tokens_and_a_compile_time(cuda, mo
     assert rec["exec_path"] == "compiled" and rec["compile_time_s"] > 0 and rec["correct"] is True
     # one graph, replayed as a captured CUDA graph: otherwise the host's launches are measured again
     assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"]) == (1, 0, "captured"), rec["exec_note"]
+    # the host ran a step ahead, and the device's events still agree with its stamps
+    assert rec["timing_method"].startswith("device events") and "queued each step" in rec["timing_method"]
+
+
+def test_cuda_compiled_run_ahead_gives_the_eager_tokens(cuda):
+    from bench.measuring.workload import prompt_ids
+
+    w, spec = parse_workload("pp16+tg24", batch=2), get_model("tiny-qwen3")
+    tokens = {}
+    for mode in ("eager", "compiled"):
+        handle = cuda.load(spec, "fp32", seed=3, mode=mode)
+        try:
+            gen = cuda.generate(handle, cuda.prompt(handle, prompt_ids(w, spec.vocab)), w.gen_tokens, lambda t: None)
+            tokens[mode] = gen.tokens
+            assert gen.ran_ahead == (mode == "compiled") and len(gen.device_times_s) == w.gen_tokens
+        finally:
+            cuda.close(handle)
+    assert tokens["compiled"] == tokens["eager"]
 
 
 def test_nvml_telemetry_meters_the_gpu(cuda):

@@ -167,3 +167,69 @@ def test_several_named_backends_each_run_what_they_can_and_list_the_rest():
     with pytest.raises(UsageError, match="cannot run dtype 'fp16'"):  # none of the named runs it
         plan(SuiteOptions(backends=("fp32only", "cpu"), models=("tiny-qwen3",), dtypes=("fp16",)),
              {**entries, "cpu": Entry("cpu", "builtin", Fp32Only("cpu"), Probe.ok())})
+
+
+class HostEvent:
+    """A stand-in for a stream event on the CPU (where every op has finished when it returns):
+    records the host clock, so the event-driven paths of the torch adapter run without a GPU."""
+
+    def record(self):
+        import time
+
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other) -> float:
+        return (other.t - self.t) * 1e3  # milliseconds, as torch.cuda.Event's
+
+
+def test_with_stream_events_the_loop_queues_the_next_step_before_taking_a_token():
+    import torch
+
+    from backends import torch_loop
+
+    log = []
+
+    def first():
+        log.append("prefill")
+        return torch.tensor([1, 2])
+
+    def step(token, i):
+        log.append(f"step {i}")
+        return token + 1
+
+    got = torch_loop.run_steps(first, step, 4, lambda t: log.append(f"token {t}"), fence=HostEvent)
+    assert log == ["prefill", "step 0", "token [1, 2]", "step 1", "token [2, 3]", "step 2", "token [3, 4]",
+                   "token [4, 5]"]
+    assert got == [[1, 2], [2, 3], [3, 4], [4, 5]]
+    log.clear()
+    torch_loop.run_steps(first, step, 3, lambda t: log.append(f"token {t}"))  # no events: lock step
+    assert log == ["prefill", "token [1, 2]", "step 0", "token [2, 3]", "step 1", "token [3, 4]"]
+
+
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
+def test_the_one_step_ahead_loop_gives_the_lock_step_tokens_and_agreeing_clocks(cpu, mode):
+    from dataclasses import replace
+
+    from backends.torch_device import TorchBackend
+    from bench.measuring.workload import prompt_ids
+    from models.zoo import get_model
+
+    events = TorchBackend("cpu-events", replace(cpu.ops, event=HostEvent))
+    w, spec = parse_workload("pp8+tg6", batch=2), get_model("tiny-qwen3")
+    handle = cpu.load(spec, "fp32", seed=0, mode=mode)
+    try:
+        prompt = cpu.prompt(handle, prompt_ids(w, spec.vocab))
+        lock, ahead = (b.generate(handle, prompt, w.gen_tokens, lambda t: None) for b in (cpu, events))
+    finally:
+        cpu.close(handle)
+    assert ahead.tokens == lock.tokens and len(ahead.device_times_s) == w.gen_tokens
+    assert lock.device_times_s is None and not lock.ran_ahead
+    assert ahead.ran_ahead == (mode == "compiled")  # eager stays in lock step, as transformers runs
+    rec = run_case(events, Case("cpu-events", "tiny-qwen3", "fp32", w, rounds=2, mode=mode), check=False)
+    assert rec["status"] == "ok" and rec["exec_path"] == mode, rec.get("error")
+    assert ("queued each step" in rec["timing_method"]) == (mode == "compiled"), rec["timing_method"]
+    if mode == "eager":  # (on the CPU every op has finished when the host queues the next: no overlap to see)
+        assert rec["timing_method"].startswith("device events"), rec["timing_method"]

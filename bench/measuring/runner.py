@@ -135,6 +135,8 @@ class CaseRun:
                                  f"{spread * 1e3:.2f} ms: host stamps used")
             r = Round(tuple(device) if agree else host, gen.peak_mem_bytes, gen.peak_mem_kind,
                       "device events" if agree else "host", spread)
+        if getattr(gen, "ran_ahead", False):
+            self.clock_notes.add("the host queued each step before it waited for the previous step's tokens")
         self.rounds_done.append(r)
         self.windows.append((start, stamps[-1]))
         return r
