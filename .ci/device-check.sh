@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Verifies the CUDA paths on a lent GPU machine (not run by CI, which has no GPU).
 # Usage there: bash .ci/device-check.sh [SECTION ...]; with none, every section runs.
-# Sections: tests cudatests selftest build suite overhead models. Logs and records go to
+# Sections: tests cudatests selftest build suite overhead models issue9. First, here: bash
+# .ci/device-wheels.sh, then run it with carry [".whl"]. Logs and records go to
 # $OUT (or ./device-out).
 set -uo pipefail
 OUT=${OUT:-device-out}; mkdir -p "$OUT"
@@ -17,6 +18,18 @@ build()     { for m in qwen3-0.6b qwen3-8b; do chipbench build $m --device cuda;
 suite()     { pytest --benchmark --bench-out "$OUT/runs.jsonl" --benchmark-json "$OUT/bench.json" \
                 -p no:cacheprovider 2>&1 | sed -n '/chipbench results/,/skipped backend/p;/passed\|failed/p'; }
 overhead()  { python3 -m bench.measuring.overhead --backend cuda --model qwen3-8b --dtype bf16 --tokens 64 --rounds 7 2>&1 | quiet; }
+# Issue 9's GPU list, most important first, each run capped so one slow compile cannot eat the rest:
+# qwen3-8b batch-1 decode eager vs compiled (the 70% MBU target), then the rest of the grid, then an
+# interleaved A/B of the two modes. Records go to $OUT/issue9.jsonl as each case finishes.
+issue9()    { local o="$OUT/issue9.jsonl"
+              timeout 200 chipbench run --backend cuda --model qwen3-8b --workload tg128 --batch 1 \
+                --mode compiled,eager --rounds 5 --out "$o" 2>&1 | quiet
+              timeout 150 chipbench run --backend cuda --model qwen3-0.6b --workload pp512,tg128 --batch 1,16 \
+                --mode compiled,eager --rounds 5 --out "$o" 2>&1 | quiet
+              timeout 200 chipbench run --backend cuda --model qwen3-8b --workload pp512,tg128 --batch 16 \
+                --mode compiled,eager --rounds 3 --out "$o" 2>&1 | quiet
+              timeout 150 chipbench ab --backend cuda --model qwen3-0.6b --workload tg128 --a mode=eager \
+                --b mode=compiled --pairs 3 --out "$OUT/issue9-ab.jsonl" 2>&1 | quiet; }
 models()    { chipbench run --backend cuda --model qwen3-30b-a3b,qwen3.5-9b --workload pp512,tg128 \
                 --rounds 3 --out "$OUT/runs.jsonl" 2>&1 | quiet; }
 
@@ -24,6 +37,12 @@ step "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
 python3 -c "import torch, transformers, sys; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
 step "install (offline, no deps)"
+if ls .whl/*.whl >/dev/null 2>&1; then  # what the image lacks (pydantic, jsonschema): .ci/device-wheels.sh, carried as .whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+python3 -c "import pydantic" 2>/dev/null || { echo "pydantic is missing: run .ci/device-wheels.sh here and carry .whl"; exit 1; }
 python3 -m pip install -q --no-deps --no-build-isolation -e . || { echo "editable install failed"; exit 1; }
 
 sections=("$@"); [ ${#sections[@]} -eq 0 ] && sections=(tests selftest build suite overhead models)
