@@ -171,6 +171,13 @@ class TorchBackend:
                                                              self.ops.synchronize)
         return handle.decoder.compile_time_s
 
+    def runs_ahead(self, mode: str) -> bool:
+        """Whether generation in `mode` runs one step ahead of the host (torch_loop.run_steps):
+        compiled, on a device with stream events, where a replayed graph launches in microseconds
+        and the device, not the host's round trip, should set the pace. Eager stays in lock step,
+        as transformers' own loop runs. The timing self-test proves each loop separately."""
+        return mode == "compiled" and self.ops.event is not None and not self.ops.compile_unsupported
+
     def compile_facts(self, handle: LoadedModel) -> dict:
         """Compiled mode: what the decode step became (graphs, graph breaks, CUDA graphs) and,
         under "note", how it fell short of one whole (captured) graph; {} in eager."""
@@ -196,10 +203,7 @@ class TorchBackend:
             def mark():
                 events.append(self.ops.event())
                 events[-1].record()
-        # Compiled, on a device with stream events, the loop runs one step ahead of the host
-        # (torch_loop.run_steps): a replayed graph launches in microseconds, so the device, not the
-        # host's round trip, sets the pace. Eager stays in lock step, as transformers' own loop runs.
-        ahead = handle.exec_path == "compiled" and self.ops.event is not None
+        ahead = self.runs_ahead(handle.exec_path)
         if handle.exec_path == "compiled":
             steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token, mark,
                                                fence=self.ops.event if ahead else None)

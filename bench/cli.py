@@ -81,7 +81,7 @@ def cmd_run(args) -> int:
     from bench.publishing.record import RecordWriter, default_path
     from bench.publishing.report import summary_table
     from bench.measuring.runner import failed_record, new_series, run_case
-    from bench.measuring.selftest import suite_check
+    from bench.measuring.selftest import suite_check, timing_loop
     from bench.measuring.trials import run_trials
     from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
@@ -105,13 +105,15 @@ def cmd_run(args) -> int:
             print(f"skipped backend {p.label}: {p.skip_reason}", file=sys.stderr)
             continue
         backend = entries[p.case.backend].backend
-        if p.case.backend in selftests:
-            status, selftest = selftests[p.case.backend]
+        loop = timing_loop(backend, p.case.mode)  # each loop the run times is proved once
+        if (p.case.backend, loop) in selftests:
+            status, selftest = selftests[(p.case.backend, loop)]
         else:
-            print(f"timing self-test of {p.case.backend} ...", file=sys.stderr, flush=True)
-            status, selftest = suite_check(backend, p.case.model, p.case.dtype)
+            print(f"timing self-test of {p.case.backend}" + (f" ({loop} loop)" if loop != "lock-step" else "")
+                  + " ...", file=sys.stderr, flush=True)
+            status, selftest = suite_check(backend, p.case.model, p.case.dtype, p.case.mode)
             if status != "error":  # could not run on this model: the next case's model tries again
-                selftests[p.case.backend] = (status, selftest)
+                selftests[(p.case.backend, loop)] = (status, selftest)
         if status != "passed":
             why = ("timing self-test failed, so no number from this backend is reported" if status == "failed"
                    else "timing self-test could not run, so this case reports no number")
@@ -417,7 +419,8 @@ def cmd_selftest(args) -> int:
     backends = [get_backend(n, entries) for n in names]  # all names checked before any run
     bad = 0
     for name, backend in zip(names, backends):
-        for check in check_all(backend, model=args.model, dtype=args.dtype, long_prompt=args.long_prompt):
+        for check in check_all(backend, model=args.model, dtype=args.dtype, long_prompt=args.long_prompt,
+                               mode=args.mode):
             print(f"{name}: {check.describe()}")
             bad += not check.passed
     return 1 if bad else 0
@@ -721,6 +724,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="qwen3-0.6b")
     s.add_argument("--dtype", default="bf16")
     s.add_argument("--long-prompt", type=int, default=2048, help="prompt of the prefill probe")
+    s.add_argument("--mode", default="eager", choices=("eager", "compiled"),
+                   help="execution mode of the decode probe (compiled runs ahead of the host on CUDA)")
     s.set_defaults(fn=cmd_selftest)
 
     s = sub.add_parser("build", help="build a model's random weights and report the build time")

@@ -90,19 +90,20 @@ class SuiteState:
         self.host = env.host_facts()
         self.loaded = None  # (key, backend, handle): consecutive cases on one model share it
         self.ceilings: dict = {}  # (backend, dtype) -> measured ceilings, once per session
-        self.selftests: dict = {}  # backend -> (passed, text): the timing self-test, once per session
+        self.selftests: dict = {}  # (backend, timing loop) -> (status, text): the timing self-test, once per session
 
     def selftest_for(self, backend, case) -> tuple[str, str]:
-        """The backend's timing self-test, once per run (on the first case's model and dtype that
-        it can run on): (passed | failed | error, text)."""
-        from bench.measuring.selftest import suite_check
+        """The backend's timing self-test, once per run and generation loop (on the first case's
+        model and dtype that it can run on): (passed | failed | error, text)."""
+        from bench.measuring.selftest import suite_check, timing_loop
 
-        if case.backend in self.selftests:
-            return self.selftests[case.backend]
+        key = (case.backend, timing_loop(backend, case.mode))  # each loop the run times is proved once
+        if key in self.selftests:
+            return self.selftests[key]
         self.release()  # the self-test loads its own copies
-        status, text = suite_check(backend, case.model, case.dtype)
+        status, text = suite_check(backend, case.model, case.dtype, case.mode)
         if status != "error":
-            self.selftests[case.backend] = (status, text)
+            self.selftests[key] = (status, text)
         return status, text
 
     def record(self, rec: dict) -> None:

@@ -54,6 +54,20 @@ def test_a_cuda_loop_without_the_host_copy_fails_the_self_test(cuda):
     assert not check.passed, check.describe()
 
 
+def test_the_compiled_run_ahead_loop_waits_for_the_device(cuda):
+    for check in check_all(cuda, mode="compiled", long_prompt=8192):
+        assert check.passed, check.describe()
+
+
+def test_a_run_ahead_loop_that_skips_its_fence_fails_the_self_test(cuda, monkeypatch):
+    # tokens read from pinned memory without waiting for the copy: the host races ahead of the
+    # device by every queued step (a replay takes the host well under qwen3-8b's ~4 ms step)
+    monkeypatch.setattr(torch_loop, "_wait", lambda pending: pending[0].tolist())
+    check = check_timing_waits(cuda, model="qwen3-8b", dtype="bf16", new_tokens=32, prompt_tokens=32,
+                               mode="compiled")
+    assert not check.passed, check.describe()
+
+
 def test_a_cuda_case_records_device_facts_and_memory(cuda):
     rec = run_case(cuda, Case("cuda", "tiny-qwen3-moe", "bf16", parse_workload("pp64+tg8"), rounds=2))
     assert rec["status"] == "ok", rec.get("error")

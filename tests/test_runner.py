@@ -233,3 +233,47 @@ def test_the_one_step_ahead_loop_gives_the_lock_step_tokens_and_agreeing_clocks(
     assert ("queued each step" in rec["timing_method"]) == (mode == "compiled"), rec["timing_method"]
     if mode == "eager":  # (on the CPU every op has finished when the host queues the next: no overlap to see)
         assert rec["timing_method"].startswith("device events"), rec["timing_method"]
+
+
+def test_each_timing_loop_gets_its_own_self_test(cpu):
+    from dataclasses import replace
+
+    from backends.torch_device import TorchBackend
+    from bench.measuring.selftest import suite_check, timing_loop
+
+    events = TorchBackend("cpu-events", replace(cpu.ops, event=HostEvent))
+    assert [timing_loop(cpu, m) for m in ("eager", "compiled")] == ["lock-step", "lock-step"]
+    assert [timing_loop(events, m) for m in ("eager", "compiled")] == ["lock-step", "run-ahead"]
+    status, text = suite_check(events, "tiny-qwen3", "fp32", "compiled")
+    assert status == "passed" and text.endswith("(decode probe compiled, run-ahead loop)"), text
+    status, text = suite_check(cpu, "tiny-qwen3", "fp32", "compiled")  # lock step: the eager proof stands
+    assert status == "passed" and "compiled" not in text, text
+
+
+def test_chipbench_run_self_tests_each_loop_it_times(cpu, tmp_path, monkeypatch, capsys):
+    """A run of eager and compiled cases on a backend that runs compiled steps ahead proves both
+    loops before reporting, and each record carries its own loop's proof."""
+    from dataclasses import replace
+
+    from backends import registry
+    from backends.base import Probe
+    from backends.torch_device import TorchBackend
+    from bench.cli import main
+    from bench.publishing.record import read_records
+
+    events = TorchBackend("cpuev", replace(cpu.ops, event=HostEvent))
+    real = registry.discover
+
+    def discover():
+        found = dict(real())
+        found["cpuev"] = registry.Entry("cpuev", "test", events, Probe.ok())
+        return found
+
+    monkeypatch.setattr(registry, "discover", discover)
+    out = tmp_path / "r.jsonl"
+    assert main(["run", "--backend", "cpuev", "--model", "tiny-qwen3", "--dtype", "fp32", "--workload", "tg4",
+                 "--mode", "eager,compiled", "--rounds", "1", "--no-check", "--out", str(out)]) == 0
+    assert capsys.readouterr().err.count("timing self-test of cpuev") == 2
+    recs = {r["exec_path"]: r for r in read_records(out)}
+    assert "run-ahead loop" in recs["compiled"]["timing_selftest"]
+    assert "run-ahead" not in recs["eager"]["timing_selftest"]

@@ -84,12 +84,13 @@ class Arm:
     dtype: str
 
 
-def selftest_elsewhere(python: str, backend: str, model: str, dtype: str) -> tuple[str, str]:
-    """The timing self-test under another interpreter (its own torch): `chipbench selftest` there."""
+def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: str = "eager") -> tuple[str, str]:
+    """The timing self-test under another interpreter (its own torch): `chipbench selftest` there
+    (`mode`: the decode probe's, for a loop that runs ahead of the host)."""
     from bench.measuring.trials import worker_env
 
     proc = subprocess.run([python, "-m", "bench.cli", "selftest", "--backend", backend, "--model", model,
-                           "--dtype", dtype, "--long-prompt", "256"], capture_output=True, text=True,
+                           "--dtype", dtype, "--long-prompt", "256", "--mode", mode], capture_output=True, text=True,
                           env=worker_env(python))
     lines = (proc.stdout.strip() or proc.stderr.strip() or "no output").splitlines()
     text = " | ".join(lines[-3:])
@@ -134,7 +135,7 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
            chip=None, check: bool = True, write=None, log=None) -> list[dict]:
     """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists."""
     from bench.measuring.runner import failed_record, measure_ceilings, new_series
-    from bench.measuring.selftest import suite_check
+    from bench.measuring.selftest import suite_check, timing_loop
     from bench.measuring.trials import Series
     from bench.publishing.record import new_record_id
 
@@ -152,17 +153,20 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
         records.append(rec)
 
     for ca, cb in case_pairs:
-        series, refused = {}, {}
+        series, refused, arm_selftest = {}, {}, {}
         for arm, case in zip(arms, (ca, cb)):
             backend = entries[case.backend].backend
-            key = (case.backend, arm.spec.python, case.model, case.dtype)
+            loop = timing_loop(backend, case.mode)  # the same checkout decides the loop under any interpreter
+            key = (case.backend, arm.spec.python, case.model, case.dtype, loop)
             if key not in selftests:
                 where = f" under {arm.spec.python}" if arm.spec.python else ""
-                log(f"timing self-test of {case.backend}{where} on {case.model} {case.dtype} ...")
-                selftests[key] = (selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype)
-                                  if arm.spec.python else suite_check(backend, case.model, case.dtype))
+                log(f"timing self-test of {case.backend}{where} on {case.model} {case.dtype}"
+                    + (f" ({loop} loop)" if loop != "lock-step" else "") + " ...")
+                probe = case.mode if loop == "run-ahead" else "eager"
+                selftests[key] = (selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype, probe)
+                                  if arm.spec.python else suite_check(backend, case.model, case.dtype, case.mode))
             status, text = selftests[key]
-            current["timing_selftest"] = text
+            current["timing_selftest"] = arm_selftest[arm.name] = text
             if status != "passed":
                 refused[arm.name] = (("timing self-test failed, so no number from this arm is reported" if status
                                       == "failed" else "timing self-test could not run") + f": {text}")
@@ -180,8 +184,7 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
                                         entries[case.backend].backend)
                     rec.update(trial.fields(), trial_index=i, trials_planned=pairs)
                     current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=None,
-                                   timing_selftest=selftests[(case.backend, arm.spec.python, case.model,
-                                                              case.dtype)][1])
+                                   timing_selftest=arm_selftest[arm.name])
                     keep(rec)
         if refused:
             log(f"{ca.model} {ca.workload.name} b{ca.workload.batch}: arm {' and '.join(refused)} refused; "
@@ -192,7 +195,7 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
             for position, arm in enumerate(turn):
                 case = ca if arm.name == "A" else cb
                 current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=position,
-                               timing_selftest=selftests[(case.backend, arm.spec.python, case.model, case.dtype)][1])
+                               timing_selftest=arm_selftest[arm.name])
                 rec = series[arm.name].run_one()
                 value = rec.get(f"{_headline(rec)}_median")
                 log(f"pair {i + 1}/{pairs} {arm.name} ({arm.label}) {case.id}: "

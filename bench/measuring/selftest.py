@@ -35,26 +35,37 @@ class TimingCheck:
     e2e_s: float
     prompt_tokens: int
     new_tokens: int
+    mode: str = "eager"
 
     def describe(self) -> str:
         verdict = "waits for the device" if self.passed else "DOES NOT wait for the device"
         return (f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token "
-                f"(prompt {self.prompt_tokens}, {self.new_tokens} tokens; median token gap "
+                f"({self.mode + ', ' if self.mode != 'eager' else ''}prompt {self.prompt_tokens}, "
+                f"{self.new_tokens} tokens; median token gap "
                 f"{self.median_gap_s * 1e3:.2f} ms, e2e {self.e2e_s * 1e3:.1f} ms)")
 
 
+def timing_loop(backend: Backend, mode: str) -> str:
+    """The generation loop a case in `mode` times: "run-ahead" where the backend queues each step
+    before it waits for the previous step's tokens, else "lock-step". Each loop needs its own proof."""
+    ahead = getattr(backend, "runs_ahead", None)
+    return "run-ahead" if ahead is not None and ahead(mode) else "lock-step"
+
+
 def check_all(backend: Backend, model: str = "qwen3-0.6b", dtype: str = "bf16",
-              long_prompt: int = 2048) -> list[TimingCheck]:
-    """The decode probe and the long-prefill probe; the backend passes when both do."""
-    return [check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32),
+              long_prompt: int = 2048, mode: str = "eager") -> list[TimingCheck]:
+    """The decode probe (in `mode`) and the long-prefill probe; the backend passes when both do.
+    The prefill probe runs eager: prefill is eager in every mode, and a compiled step for its
+    length would be compiled for nothing."""
+    return [check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode),
             check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long_prompt)]
 
 
 def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str = "fp32",
-                       new_tokens: int = 16, prompt_tokens: int = 32) -> TimingCheck:
+                       new_tokens: int = 16, prompt_tokens: int = 32, mode: str = "eager") -> TimingCheck:
     spec = get_model(model)
     w = Workload("generate", prompt_tokens, new_tokens)
-    handle = backend.load(spec, dtype, seed=0)
+    handle = backend.load(spec, dtype, seed=0, **({"mode": mode} if mode != "eager" else {}))
     try:
         prompt = backend.prompt(handle, prompt_ids(w, spec.vocab))
         backend.generate(handle, prompt, new_tokens, lambda t: None)  # warm up
@@ -70,22 +81,26 @@ def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str =
     gaps = [b - a for a, b in zip(stamps, stamps[1:])] or [last - start]  # one step: its e2e
     median_gap = statistics.median(gaps)
     passed = lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)
-    return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens)
+    return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens, mode)
 
 
-def suite_check(backend: Backend, model: str, dtype: str) -> tuple[str, str]:
-    """The self-test a benchmark run performs once per backend before reporting any number from
-    it: both probes on the run's own model and dtype (a long prompt that fits the model).
+def suite_check(backend: Backend, model: str, dtype: str, mode: str = "eager") -> tuple[str, str]:
+    """The self-test a benchmark run performs once per backend and timing loop before reporting
+    any number from it: both probes on the run's own model and dtype (a long prompt that fits the
+    model); the decode probe in `mode` where that mode runs ahead of the host (timing_loop).
 
     Returns (status, text): status "passed", "failed" (the timing does not wait: no number from
     this backend may be reported) or "error" (it could not run on this model: no proof yet, so
     this case reports nothing, and the next case's model tries again)."""
     spec = get_model(model)
+    probe_mode = mode if timing_loop(backend, mode) == "run-ahead" else "eager"
     try:
-        checks = check_all(backend, model=model, dtype=dtype, long_prompt=min(2048, spec.max_pos - 2))
+        checks = check_all(backend, model=model, dtype=dtype, long_prompt=min(2048, spec.max_pos - 2), mode=probe_mode)
     except Exception as e:  # a self-test that cannot run proves nothing
         return "error", f"could not run on {model} {dtype}: {type(e).__name__}: {e}"
     passed = all(c.passed for c in checks)
     worst = max(checks, key=lambda c: c.lag_s)
     text = ("passed" if passed else "FAILED") + ": " + "; ".join(c.describe() for c in checks if not passed or c is worst)
+    if probe_mode != "eager":
+        text += f" (decode probe {probe_mode}, {timing_loop(backend, mode)} loop)"
     return ("passed" if passed else "failed"), text
