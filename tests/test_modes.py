@@ -89,10 +89,14 @@ def test_a_recompile_while_generating_is_counted(tiny_module):
 
 
 def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
-    """dynamo stops compiling a function after 8 recompiles and runs it eagerly: the ninth
-    decoder in a process (a suite's ninth compiled case) must still be compiled."""
-    for n in range(10):
-        dec = _decoder(tiny_module, max_len=20 + n)
+    """dynamo stops compiling a function after `recompile_limit` (8) recompiles and runs it eagerly:
+    the ninth decoder in a process (a suite's ninth compiled case) must still be compiled. With the
+    limit at 2, the third decoder is that one."""
+    import torch
+
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for n in range(3):
+            dec = _decoder(tiny_module, max_len=20 + n)
     assert dec.facts() == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None} and dec.problems() is None
 
 
