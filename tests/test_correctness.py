@@ -86,3 +86,20 @@ def test_a_correct_run_records_its_gate(cpu):
     rec = run_case(cpu, Case("cpu", "tiny-qwen3-moe", "bf16", parse_workload("pp16+tg4"), rounds=1))
     assert rec["correct"] is True and rec["correctness_reference"] == "cpu fp32, 2 of 2 layers"
     assert isinstance(GateResult(True, 0, 0, 1, 0, "x").fields()["correct"], bool)
+
+
+def test_the_reference_is_computed_once_for_every_path_of_a_model(cpu, monkeypatch):
+    """Gating eager and compiled (or several batch sizes) of one model reuses the fp32 reference:
+    it depends on the model, dtype and seed, not on the backend's path; a wrong path still fails."""
+    from bench.judging import correctness
+
+    calls = []
+    compute = correctness._compute_reference
+    monkeypatch.setattr(correctness, "_REFERENCES", {})
+    monkeypatch.setattr(correctness, "_compute_reference", lambda *a: calls.append(a[1:]) or compute(*a))
+    first = check(cpu, get_model("tiny-qwen3"), "bf16", 4, HOST)
+    again = check(cpu, get_model("tiny-qwen3"), "bf16", 4, HOST)
+    noisy = check(NoisyLogits(0.05), get_model("tiny-qwen3"), "bf16", 4, HOST)
+    other = check(cpu, get_model("tiny-qwen3"), "bf16", 5, HOST)
+    assert len(calls) == 2 and [c[2] for c in calls] == [4, 5]  # seeds 4 and 5, once each
+    assert first == again and first.correct and noisy.correct is False and other.correct

@@ -138,11 +138,26 @@ def check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, hand
         release_host_memory()
 
 
-def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
-    if getattr(backend, "teacher_forced_logits", None) is None:
-        return GateResult(None, None, None, None, 0, "-", "the backend offers no teacher_forced_logits()")
-    layers = reference_layers(spec, host_bytes)
-    where = f"cpu fp32, {layers or spec.layers} of {spec.layers} layers"
+# The reference side of a gate (the fp32 run, its tokens and router ties, the dtype's own error
+# on the CPU) depends only on the model, dtype, seed, depth and the backend's reference weights,
+# not on the backend's path: a run that gates eager and compiled, or several batch sizes, of one
+# model computes it once. Small (a few MB of logits each), so a few are kept.
+_REFERENCES: dict[tuple, tuple] = {}
+_KEPT_REFERENCES = 4
+
+
+def _reference(backend, spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> tuple:
+    """(seq, l_ref, router ties, the dtype's own error floor), computed once per process."""
+    own = getattr(backend, "reference_model", None)
+    key = (spec.name, dtype, seed, layers, type(backend).__qualname__ if own is not None else None)
+    if key not in _REFERENCES:
+        if len(_REFERENCES) >= _KEPT_REFERENCES:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[key] = _compute_reference(backend, spec, dtype, seed, layers)
+    return _REFERENCES[key]
+
+
+def _compute_reference(backend, spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> tuple:
     ref = _cpu_model(spec, "fp32", seed, layers)
     prompt = torch.randint(0, spec.vocab, (1, PROMPT_TOKENS), generator=torch.Generator().manual_seed(seed))
     steps = torch_loop.generate(ref, prompt, CHECKED_TOKENS, lambda t: None)
@@ -159,6 +174,15 @@ def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, han
         err = _rel_err(torch_loop.teacher_forced_logits(same, seq, PROMPT_TOKENS), l_ref)
         floor = float(err[strict].max())  # routing ties are judged apart, so left out here too
         del same
+    return seq, l_ref, ref_router_ties, floor
+
+
+def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
+    if getattr(backend, "teacher_forced_logits", None) is None:
+        return GateResult(None, None, None, None, 0, "-", "the backend offers no teacher_forced_logits()")
+    layers = reference_layers(spec, host_bytes)
+    where = f"cpu fp32, {layers or spec.layers} of {spec.layers} layers"
+    seq, l_ref, ref_router_ties, floor = _reference(backend, spec, dtype, seed, layers)
     tolerance = max(BASE_TOLERANCE[dtype], 2 * floor)
     l_b = _backend_logits(backend, spec, dtype, seed, layers, handle, seq)
     if isinstance(l_b, str):
