@@ -81,7 +81,7 @@ def cmd_run(args) -> int:
     from bench.publishing.record import RecordWriter, default_path
     from bench.publishing.report import summary_table
     from bench.measuring.runner import failed_record, new_series, run_case
-    from bench.measuring.selftest import suite_check, timing_loop
+    from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
     from bench.measuring.trials import run_trials
     from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
@@ -111,7 +111,7 @@ def cmd_run(args) -> int:
         else:
             print(f"timing self-test of {p.case.backend}" + (f" ({loop} loop)" if loop != "lock-step" else "")
                   + " ...", file=sys.stderr, flush=True)
-            status, selftest = suite_check(backend, p.case.model, p.case.dtype, p.case.mode)
+            status, selftest = suite_check(backend, p.case.model, p.case.dtype, p.case.mode, probe_cache_len(p.case))
             if status != "error":  # could not run on this model: the next case's model tries again
                 selftests[(p.case.backend, loop)] = (status, selftest)
         if status != "passed":

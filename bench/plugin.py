@@ -95,13 +95,13 @@ class SuiteState:
     def selftest_for(self, backend, case) -> tuple[str, str]:
         """The backend's timing self-test, once per run and generation loop (on the first case's
         model and dtype that it can run on): (passed | failed | error, text)."""
-        from bench.measuring.selftest import suite_check, timing_loop
+        from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
 
         key = (case.backend, timing_loop(backend, case.mode))  # each loop the run times is proved once
         if key in self.selftests:
             return self.selftests[key]
         self.release()  # the self-test loads its own copies
-        status, text = suite_check(backend, case.model, case.dtype, case.mode)
+        status, text = suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case))
         if status != "error":
             self.selftests[key] = (status, text)
         return status, text

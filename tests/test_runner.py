@@ -235,7 +235,7 @@ def test_the_one_step_ahead_loop_gives_the_lock_step_tokens_and_agreeing_clocks(
         assert rec["timing_method"].startswith("device events"), rec["timing_method"]
 
 
-def test_each_timing_loop_gets_its_own_self_test(cpu):
+def test_each_timing_loop_gets_its_own_self_test(cpu, monkeypatch):
     from dataclasses import replace
 
     from backends.torch_device import TorchBackend
@@ -244,8 +244,14 @@ def test_each_timing_loop_gets_its_own_self_test(cpu):
     events = TorchBackend("cpu-events", replace(cpu.ops, event=HostEvent))
     assert [timing_loop(cpu, m) for m in ("eager", "compiled")] == ["lock-step", "lock-step"]
     assert [timing_loop(events, m) for m in ("eager", "compiled")] == ["lock-step", "run-ahead"]
-    status, text = suite_check(events, "tiny-qwen3", "fp32", "compiled")
+    from backends import torch_loop
+
+    built = []
+    build = torch_loop.build_static_decoder
+    monkeypatch.setattr(torch_loop, "build_static_decoder", lambda m, b, n, *a: built.append((b, n)) or build(m, b, n, *a))
+    status, text = suite_check(events, "tiny-qwen3", "fp32", "compiled", cache_len=129)
     assert status == "passed" and text.endswith("(decode probe compiled, run-ahead loop)"), text
+    assert built == [(1, 129)]  # the first case's cache (tg128 at batch 1): its compile is the case's too
     status, text = suite_check(cpu, "tiny-qwen3", "fp32", "compiled")  # lock step: the eager proof stands
     assert status == "passed" and "compiled" not in text, text
 

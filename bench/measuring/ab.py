@@ -135,7 +135,7 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
            chip=None, check: bool = True, write=None, log=None) -> list[dict]:
     """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists."""
     from bench.measuring.runner import failed_record, measure_ceilings, new_series
-    from bench.measuring.selftest import suite_check, timing_loop
+    from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
     from bench.measuring.trials import Series
     from bench.publishing.record import new_record_id
 
@@ -163,8 +163,9 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
                 log(f"timing self-test of {case.backend}{where} on {case.model} {case.dtype}"
                     + (f" ({loop} loop)" if loop != "lock-step" else "") + " ...")
                 probe = case.mode if loop == "run-ahead" else "eager"
-                selftests[key] = (selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype, probe)
-                                  if arm.spec.python else suite_check(backend, case.model, case.dtype, case.mode))
+                selftests[key] = (
+                    selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype, probe) if arm.spec.python
+                    else suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case)))
             status, text = selftests[key]
             current["timing_selftest"] = arm_selftest[arm.name] = text
             if status != "passed":

@@ -53,20 +53,27 @@ def timing_loop(backend: Backend, mode: str) -> str:
 
 
 def check_all(backend: Backend, model: str = "qwen3-0.6b", dtype: str = "bf16",
-              long_prompt: int = 2048, mode: str = "eager") -> list[TimingCheck]:
+              long_prompt: int = 2048, mode: str = "eager", cache_len: int | None = None) -> list[TimingCheck]:
     """The decode probe (in `mode`) and the long-prefill probe; the backend passes when both do.
     The prefill probe runs eager: prefill is eager in every mode, and a compiled step for its
     length would be compiled for nothing."""
-    return [check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode),
+    return [check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode,
+                               cache_len=cache_len),
             check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long_prompt)]
 
 
 def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str = "fp32",
-                       new_tokens: int = 16, prompt_tokens: int = 32, mode: str = "eager") -> TimingCheck:
+                       new_tokens: int = 16, prompt_tokens: int = 32, mode: str = "eager",
+                       cache_len: int | None = None) -> TimingCheck:
+    """`cache_len` (compiled): the static cache's length, at least the probe's; the first case's
+    length makes the probe's compile the one that case then finds in inductor's cache."""
     spec = get_model(model)
     w = Workload("generate", prompt_tokens, new_tokens)
     handle = backend.load(spec, dtype, seed=0, **({"mode": mode} if mode != "eager" else {}))
     try:
+        prepare = getattr(backend, "prepare", None)
+        if mode != "eager" and cache_len and prepare is not None:
+            prepare(handle, 1, max(cache_len, prompt_tokens + new_tokens))
         prompt = backend.prompt(handle, prompt_ids(w, spec.vocab))
         backend.generate(handle, prompt, new_tokens, lambda t: None)  # warm up
         backend.synchronize()
@@ -84,10 +91,18 @@ def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str =
     return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens, mode)
 
 
-def suite_check(backend: Backend, model: str, dtype: str, mode: str = "eager") -> tuple[str, str]:
+def probe_cache_len(case) -> int | None:
+    """A batch-1 case's static cache length: a compiled self-test probe on it compiles the step that
+    case then finds in inductor's cache (a compile of a large model can take minutes)."""
+    return case.workload.total_tokens if case.workload.batch == 1 else None
+
+
+def suite_check(backend: Backend, model: str, dtype: str, mode: str = "eager",
+                cache_len: int | None = None) -> tuple[str, str]:
     """The self-test a benchmark run performs once per backend and timing loop before reporting
     any number from it: both probes on the run's own model and dtype (a long prompt that fits the
-    model); the decode probe in `mode` where that mode runs ahead of the host (timing_loop).
+    model); the decode probe in `mode` where that mode runs ahead of the host (timing_loop), on a
+    static cache of `cache_len` (the first case's, at batch 1) when given.
 
     Returns (status, text): status "passed", "failed" (the timing does not wait: no number from
     this backend may be reported) or "error" (it could not run on this model: no proof yet, so
@@ -95,7 +110,8 @@ def suite_check(backend: Backend, model: str, dtype: str, mode: str = "eager") -
     spec = get_model(model)
     probe_mode = mode if timing_loop(backend, mode) == "run-ahead" else "eager"
     try:
-        checks = check_all(backend, model=model, dtype=dtype, long_prompt=min(2048, spec.max_pos - 2), mode=probe_mode)
+        checks = check_all(backend, model=model, dtype=dtype, long_prompt=min(2048, spec.max_pos - 2), mode=probe_mode,
+                           cache_len=cache_len)
     except Exception as e:  # a self-test that cannot run proves nothing
         return "error", f"could not run on {model} {dtype}: {type(e).__name__}: {e}"
     passed = all(c.passed for c in checks)
