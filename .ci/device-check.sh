@@ -25,9 +25,9 @@ overhead()  { python3 -m bench.measuring.overhead --backend cuda --model qwen3-8
 # grid. issue9b, a second call while the machine is warm: qwen3-8b batch 16 and pp512, and an
 # interleaved A/B of the two modes. Records go to $OUT/issue9*.jsonl as each case finishes.
 issue9()    { local o="$OUT/issue9.jsonl"
-              timeout 330 chipbench run --backend cuda --model qwen3-8b --workload tg128 --batch 1 \
+              timeout 380 chipbench run --backend cuda --model qwen3-8b --workload tg128 --batch 1 \
                 --mode compiled,eager --rounds 5 --out "$o" 2>&1 | quiet
-              timeout 200 chipbench run --backend cuda --model qwen3-0.6b --workload pp512,tg128 --batch 1,16 \
+              timeout 170 chipbench run --backend cuda --model qwen3-0.6b --workload pp512,tg128 --batch 1,16 \
                 --mode compiled,eager --rounds 5 --no-check --out "$o" 2>&1 | quiet; }
 issue9b()   { timeout 300 chipbench run --backend cuda --model qwen3-8b --workload pp512,tg128 --batch 16 \
                 --mode compiled,eager --rounds 3 --no-check --out "$OUT/issue9b.jsonl" 2>&1 | quiet
