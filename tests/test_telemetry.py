@@ -46,6 +46,25 @@ def test_energy_power_and_throttled_rounds_over_the_timed_rounds():
     assert out["telemetry_not_metered"] == "memory clock" and out["telemetry_samples"] > 10
 
 
+def test_a_round_shorter_than_the_sampling_period_is_judged_by_the_reads_around_it():
+    """A GPU prefill takes ~30 ms against a 100 ms sampling period: most rounds hold no read, and
+    a throttle reason active on both sides of such a round must not be missed."""
+    class Board:
+        name, quantities = "board", ("throttle",)
+
+        def open(self):
+            return None
+
+    sampler = Sampler([Board()])
+    states = ["", "", "sw power cap", "sw power cap", ""]
+    sampler.samples = [(0.1 * i, {"throttle": s}) for i, s in enumerate(states)]  # reads at 0, 0.1 .. 0.4 s
+    windows = [(0.02, 0.05), (0.22, 0.25), (0.42, 0.45)]  # cool, between two throttled reads, after the last
+    out = sampler.summary(windows, tokens=3)
+    assert out["throttled_rounds"] == 1 and out["throttle_reasons"] == "sw power cap"
+    sampler.samples = [(0.1 * i, {"throttle": ""}) for i in range(5)]
+    assert sampler.summary(windows, tokens=3)["throttled_rounds"] == 0
+
+
 def test_nothing_readable_is_not_metered_never_zero():
     class Nothing:
         name, quantities = "nothing", ("power_w",)

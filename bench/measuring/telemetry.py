@@ -5,7 +5,8 @@ Each backend names its sources (`telemetry_sources()`): NVML on NVIDIA (nvidia-m
 the CPU clock (psutil) and the RAPL energy counters (powercap, where the kernel exposes and lets us
 read them) on the CPU. A quantity no source can read is recorded as not metered (null, and named in
 `telemetry_not_metered`), never as zero. Rounds during which the device reported a throttle reason
-are counted (`throttled_rounds`), and tables flag them.
+are counted (`throttled_rounds`), and tables flag them; a round with no read inside it is judged by
+the reads around it.
 
 The sampler is one Python thread reading counters every 1/rate seconds; each read takes tens of
 microseconds, so it takes well under 1% of a core and can delay a token's timestamp by at most one
@@ -216,6 +217,17 @@ class Sampler:
         for s in self.live:
             s.close()
 
+    def _around(self, start: float, end: float) -> list[dict]:
+        """The reads taken during [start, end]; for a round shorter than the sampling period, which
+        may hold none, the last read before it and the first after it (a throttle reason active at
+        either may have covered the round: flagged rather than missed)."""
+        inside = [v for t, v in self.samples if start <= t <= end]
+        if inside:
+            return inside
+        before = [v for t, v in self.samples if t < start][-1:]
+        after = [v for t, v in self.samples if t > end][:1]
+        return before + after
+
     def summary(self, windows: list[tuple[float, float]], tokens: int) -> dict:
         """Record fields over the timed rounds (`windows`: each round's start and end on the
         perf_counter clock); `tokens`: tokens those rounds produced, for energy per token."""
@@ -248,7 +260,7 @@ class Sampler:
         throttled, reasons = 0, set()
         if "throttle" in metered:
             for start, end in windows:
-                active = {v["throttle"] for t, v in self.samples if start <= t <= end and v.get("throttle")}
+                active = {v["throttle"] for v in self._around(start, end) if v.get("throttle")}
                 throttled += bool(active)
                 reasons |= active
         out["throttled_rounds"] = throttled if "throttle" in metered else None
