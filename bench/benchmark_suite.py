@@ -63,7 +63,7 @@ def _one_trial(case, state, benchmark, keep) -> dict:
         device.update(env.device_facts(backend.info()))
         run.setup(handle=state.handle_for(backend, case))
         before = hostload.sample()
-        sampler = telemetry.sampler_for(backend).start()
+        sampler = run.sampler = telemetry.sampler_for(backend).start()
         try:
             if case.soak_s:  # sustained: warm up first, then as many rounds as fill the soak at that pace
                 for _ in range(case.warmup):

@@ -65,6 +65,46 @@ def test_a_round_shorter_than_the_sampling_period_is_judged_by_the_reads_around_
     assert sampler.summary(windows, tokens=3)["throttled_rounds"] == 0
 
 
+def test_energy_counts_the_rounds_alone_read_at_their_edges():
+    """Energy per token is the counter's rise over the timed rounds: not over the gaps between them,
+    and not over the up-to-a-period between a background read and a round's edge."""
+    class Meter:
+        name, quantities = "meter", ("energy_j",)
+
+        def open(self):
+            return None
+
+    sampler = Sampler([Meter()])
+    sampler.samples = [(0.0, {"energy_j": 0.0}), (1.0, {"energy_j": 100.0})]  # 100 W, read once a second
+    windows = [(0.2, 0.3), (0.6, 0.7)]  # two 0.1 s rounds with a gap between them
+    out = sampler.summary(windows, tokens=20)
+    assert out["energy_j"] == pytest.approx(20.0) and out["energy_per_token_j"] == pytest.approx(1.0)
+    # reads at the edges (what the runner takes) are used as they are: here the board idled between them
+    sampler.samples = [(0.0, {"energy_j": 0.0}), (0.2, {"energy_j": 5.0}), (0.3, {"energy_j": 35.0}),
+                       (0.6, {"energy_j": 40.0}), (0.7, {"energy_j": 70.0}), (1.0, {"energy_j": 75.0})]
+    assert sampler.summary(windows, tokens=20)["energy_j"] == pytest.approx(60.0)
+    sampler.samples = [(0.25, {"energy_j": 1.0}), (1.0, {"energy_j": 100.0})]  # nothing before the first round
+    assert sampler.summary(windows, tokens=20)["energy_j"] is None
+
+
+def test_each_round_reads_the_counters_just_before_and_just_after_its_clock(cpu):
+    from bench.measuring.runner import Case, CaseRun
+    from bench.measuring.workload import parse_workload
+
+    run = CaseRun(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg8"), rounds=2))
+    run.sampler = Sampler([FakeBoard(t_hot=float("inf"))])  # not started: only the edge reads
+    run.setup()
+    try:
+        for _ in range(3):
+            run.round()
+    finally:
+        run.close()
+    times = [t for t, _ in run.sampler.samples]
+    assert len(times) == 6
+    for (start, end), (before, after) in zip(run.windows, zip(times[::2], times[1::2])):
+        assert 0 <= start - before < 0.01 and 0 <= after - end < 0.05
+
+
 def test_nothing_readable_is_not_metered_never_zero():
     class Nothing:
         name, quantities = "nothing", ("power_w",)

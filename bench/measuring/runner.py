@@ -97,6 +97,7 @@ class CaseRun:
     windows: list[tuple[float, float]] = field(default_factory=list)  # each round's start and end
     clock_notes: set = field(default_factory=set)
     compile_time_s: float | None = None
+    sampler: object = None  # telemetry.Sampler: read at each round's edges, outside its clock
 
     def setup(self, handle=None) -> None:
         """Load the model (or take `handle`, one already loaded for this case) and the prompt, and
@@ -120,8 +121,12 @@ class CaseRun:
         ready = getattr(self.backend, "before_round", None)
         if ready is not None:
             ready()  # tensor parallel: every rank at the line before rank 0's clock starts
+        if self.sampler is not None:
+            self.sampler.read_now()  # the energy counter at the round's start
         start = clock()
         gen = self.backend.generate(self.handle, self.prompt, w.gen_tokens, on_token)
+        if self.sampler is not None:
+            self.sampler.read_now()  # and at its end
         if len(stamps) != w.gen_tokens or len(gen.tokens) != w.gen_tokens:
             raise BackendContractError(
                 f"backend {self.backend.name!r} produced {len(stamps)} token steps, the workload "
@@ -371,7 +376,7 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
         device.update(env.device_facts(backend.info()))
         run.setup()
         before = hostload.sample()  # the host's load over the rounds (not the build or compile)
-        sampler = telemetry.sampler_for(backend).start()
+        sampler = run.sampler = telemetry.sampler_for(backend).start()
         try:
             for _ in range(case.warmup):
                 run.round()

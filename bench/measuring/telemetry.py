@@ -177,6 +177,7 @@ class Sampler:
 
     def __post_init__(self):
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one read at a time (RAPL keeps running totals); samples in time order
         self._thread = None
         self.live = []
         for s in self.sources:
@@ -197,10 +198,18 @@ class Sampler:
                 pass  # one failed read leaves a gap, never stops the run
         return values
 
+    def read_now(self) -> None:
+        """One read, now, beside the background ones: the runner takes one just before each round
+        starts its clock and one just after its last token, so the energy counter is read at the
+        round's edges (as Zeus does) rather than up to a sampling period away from them."""
+        if self.live:
+            with self._lock:
+                self.samples.append((time.perf_counter(), self._read()))
+
     def _loop(self) -> None:
         period = 1.0 / self.rate_hz
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), self._read()))
+            self.read_now()
             self._stop.wait(period)
 
     def start(self) -> "Sampler":
@@ -213,7 +222,7 @@ class Sampler:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-            self.samples.append((time.perf_counter(), self._read()))  # close the last window
+            self.read_now()  # close the last window
         for s in self.live:
             s.close()
 
@@ -252,10 +261,9 @@ class Sampler:
         out["tele_temp_c_max"] = max(temps) if temps else None
         out["energy_j"] = out["energy_per_token_j"] = None
         energy = [(t, v["energy_j"]) for t, v in self.samples if "energy_j" in v]
-        before = [e for t, e in energy if t <= lo]
-        after = [e for t, e in energy if t >= hi]
-        if before and after:  # the counter read just before the first round and just after the last
-            out["energy_j"] = after[0] - before[-1]
+        edges = [(_counter_at(energy, start), _counter_at(energy, end)) for start, end in windows]
+        if edges and all(a is not None and b is not None for a, b in edges):
+            out["energy_j"] = sum(b - a for a, b in edges)  # the rounds alone, not the gaps between them
             out["energy_per_token_j"] = out["energy_j"] / tokens if tokens else None
         throttled, reasons = 0, set()
         if "throttle" in metered:
@@ -272,6 +280,17 @@ class Sampler:
         why = "; ".join(f"{k}: {v}" for k, v in self.unavailable.items())
         out["telemetry_not_metered"] = (", ".join(dict.fromkeys(missing)) + (f" ({why})" if why else "")) if missing else None
         return out
+
+
+def _counter_at(reads: list[tuple[float, float]], t: float) -> float | None:
+    """A cumulative counter at time t, interpolated linearly between the reads on either side of t
+    (exact when a read was taken at t); None without a read on both sides."""
+    before = [(rt, e) for rt, e in reads if rt <= t]
+    after = [(rt, e) for rt, e in reads if rt >= t]
+    if not before or not after:
+        return None
+    (t0, e0), (t1, e1) = before[-1], after[0]
+    return e0 if t1 == t0 else e0 + (e1 - e0) * (t - t0) / (t1 - t0)
 
 
 def sampler_for(backend) -> Sampler:

@@ -110,7 +110,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "tele_mem_clock_mhz": (Opt(NonNeg), "MHz", "mean memory clock over the timed rounds"),
     "tele_power_w": (Opt(NonNeg), "W", "mean board power over the timed rounds"),
     "tele_temp_c_max": (Opt(float), "°C", "highest device temperature over the timed rounds"),
-    "energy_j": (Opt(NonNeg), "J", "energy counter's increase over the timed rounds (NVML total energy; RAPL package energy)"),
+    "energy_j": (Opt(NonNeg), "J", "energy counter's increase during the timed rounds, read at each round's edges, the gaps between rounds left out (NVML total energy; RAPL package energy)"),
     "energy_per_token_j": (Opt(NonNeg), "J", "energy_j over the tokens the timed rounds produced (prompt tokens for ppN, generated tokens otherwise)"),
     "throttled_rounds": (Opt(Count), "rounds", "timed rounds during which the device reported a throttle reason (null: not metered)"),
     "throttle_reasons": (Opt(str), "", "the throttle reasons reported (sw power cap, hw slowdown, sw/hw thermal, hw power brake)"),
