@@ -145,6 +145,29 @@ def test_modes_are_checked_before_anything_runs():
                                                ("compiled", "cpu-tiny-qwen3-bf16-tg4-b1-compiled")]
 
 
+def test_cuda_runs_eager_and_compiled_by_default_and_the_cpu_eager():
+    """A GPU's default suite times both the host-bound eager loop and the chip-bound compiled step;
+    --bench-mode still decides when given."""
+    from backends.base import Probe
+    from backends.registry import Entry
+    from bench.measuring.suite import SuiteOptions, plan
+    from tests.adapters import Wrapped
+
+    entries = {n: Entry(n, "builtin", Wrapped(n), Probe.ok()) for n in ("cpu", "cuda")}
+    small = dict(models=("tiny-qwen3",), dtypes=("fp32",), workloads=("tg4",))
+    cases = [p.case for p in plan(SuiteOptions(**small), entries)]
+    assert [(c.backend, c.mode) for c in cases] == [("cpu", "eager"), ("cuda", "eager"), ("cuda", "compiled")]
+    cases = [p.case for p in plan(SuiteOptions(modes=("eager",), **small), entries)]
+    assert [(c.backend, c.mode) for c in cases] == [("cpu", "eager"), ("cuda", "eager")]
+
+    class EagerOnly(Wrapped):
+        def supported_modes(self):
+            return ("eager",)
+
+    entries["cuda"] = Entry("cuda", "builtin", EagerOnly("cuda"), Probe.ok())  # a default it cannot run is not asked
+    assert [p.case.mode for p in plan(SuiteOptions(backends=("cuda",), **small), entries)] == ["eager"]
+
+
 def test_an_adapter_that_knows_only_eager_refuses_compiled():
     from backends.base import Probe
     from backends.registry import Entry

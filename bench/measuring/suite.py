@@ -17,14 +17,19 @@ from models.build import DTYPES, check_weights_dir
 from models.gguf_export import DTYPES as ENGINE_DTYPES
 from models.zoo import get_model
 
-# Sensible defaults per backend when the user names no model / dtype / workload.
-# CPU: a llama-bench-like pp512 / tg128 on qwen3-0.6b that completes in minutes on a laptop.
-# GPUs: qwen3-8b, the model of the published H20 / A100 speed tables (chips.md).
+# Sensible defaults per backend when the user names no model / dtype / workload / mode.
+# CPU: a llama-bench-like pp512 / tg128 on qwen3-0.6b that completes in minutes on a laptop, eager.
+# GPUs: qwen3-8b, the model of the published H20 / A100 speed tables (chips.md), eager and compiled
+# side by side: eager decode at batch 1 times the host launching kernels one by one, compiled (CUDA
+# graphs) times the chip, and a claim about the chip needs the second; the pair shows the gap.
 DEFAULT_SUITE = {
-    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5),
-    "cuda": dict(models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5),
+    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5,
+                modes=("eager",)),
+    "cuda": dict(models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5,
+                 modes=("eager", "compiled")),
 }
-FALLBACK_SUITE = dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5)
+FALLBACK_SUITE = dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5,
+                      modes=("eager",))
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class SuiteOptions:
     seed: int = 0
     weights_dir: str | None = None
     repeats: int = 1  # independent trials per case, each a fresh load (in a fresh process where it can be)
-    modes: tuple[str, ...] = ()  # execution modes; empty: eager
+    modes: tuple[str, ...] = ()  # execution modes; empty: the backend's default
     soak_s: float | None = None  # sustained mode: rounds for at least this many seconds
 
 
@@ -88,8 +93,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         if d not in known_dtypes:
             raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(known_dtypes)}")
     workloads = [parse_workload(w) for w in opts.workloads]
-    modes = opts.modes or ("eager",)
-    for m in modes:
+    for m in opts.modes:
         if m not in MODES:
             raise UsageError(f"unknown execution mode {m!r}; valid modes: {', '.join(MODES)}")
     add_endpoints(entries, opts.backends)  # openai:URL names a server, not an installed adapter
@@ -128,6 +132,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         dtypes = opts.dtypes or defaults["dtypes"]
         runnable = entry.backend.supported_dtypes()
         has_modes = getattr(entry.backend, "supported_modes", lambda: ("eager",))()
+        modes = opts.modes or tuple(m for m in defaults["modes"] if m in has_modes) or ("eager",)
         named = name in opts.backends
         for what, asked, can in (("dtype", dtypes, runnable), ("mode", modes, has_modes)):
             for x in asked:
