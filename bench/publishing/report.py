@@ -124,7 +124,7 @@ def comparison_notes(comparison, threshold) -> list[str]:
     from bench.judging.cases import STATISTIC, UNREPLICATED_ALLOWANCE
 
     notes = [f"Statistic: {STATISTIC}. Speed ratio: run over baseline for throughputs, baseline over run "
-             "for latencies, so > 1 is better either way. The 95% interval comes from the spread between "
+             "for latencies, so above 1 is better either way. The 95% interval comes from the spread between "
              "trials (--bench-repeats); with one trial on a side, the other side's trials stand for both; "
              "with one trial on each side only the rounds of two processes are left, and the interval is "
              f"widened x{UNREPLICATED_ALLOWANCE:g} (between-run variance unknown). Noise floor: the relative "
