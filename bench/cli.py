@@ -581,7 +581,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, help="timed rounds per case (default: per backend)")
     s.add_argument("--warmup", type=int, default=1, help="untimed warmup rounds (default 1)")
     s.add_argument("--mode", help="comma-separated execution modes: eager, compiled (default: per backend; "
-                   "eager, and on CUDA eager and compiled)")
+                   "eager, and on CUDA eager and compiled for decode tests)")
     s.add_argument("--soak", type=float, metavar="SECONDS",
                    help="sustained mode: rounds for at least SECONDS; first minute against last minute")
     s.add_argument("--repeats", type=int, default=1,

@@ -159,6 +159,12 @@ def test_cuda_runs_eager_and_compiled_by_default_and_the_cpu_eager():
     assert [(c.backend, c.mode) for c in cases] == [("cpu", "eager"), ("cuda", "eager"), ("cuda", "compiled")]
     cases = [p.case for p in plan(SuiteOptions(modes=("eager",), **small), entries)]
     assert [(c.backend, c.mode) for c in cases] == [("cpu", "eager"), ("cuda", "eager")]
+    # a prefill test has no decode step to compile: by default it runs eager only; asked for, both
+    pp = dict(small, workloads=("pp16", "tg4"))
+    cases = [p.case for p in plan(SuiteOptions(backends=("cuda",), **pp), entries)]
+    assert [(c.workload.name, c.mode) for c in cases] == [("pp16", "eager"), ("tg4", "eager"), ("tg4", "compiled")]
+    cases = [p.case for p in plan(SuiteOptions(backends=("cuda",), modes=("eager", "compiled"), **pp), entries)]
+    assert len(cases) == 4
 
     class EagerOnly(Wrapped):
         def supported_modes(self):
