@@ -437,11 +437,13 @@ def cmd_build(args) -> int:
     torch.empty(1, device=args.device)  # start the device runtime outside the timed build
     rss_before = _peak_rss_bytes()
     built = build_random(spec, dtype, args.device, seed=args.seed)
-    rss_peak = _peak_rss_bytes()  # before the finite check below, which allocates its own masks
+    rss_peak = _peak_rss_bytes()
     params = list(built.module.parameters())
     n = sum(p.numel() for p in params)
     weight_bytes = n * dtype.itemsize
-    finite = all(bool(torch.isfinite(p).all()) for p in params)
+    # a NaN or an infinity anywhere shows in a tensor's min or max: one pass, no mask the size of the
+    # weights (isfinite().all() took 30 s and 3 GiB more for qwen3-8b on a 2-core CPU)
+    finite = all(bool(torch.isfinite(t)) for p in params for t in torch.aminmax(p.detach()))
     rss = (f", host peak RSS {rss_peak / 2**30:.2f} GiB ({rss_before / 2**30:.2f} GiB before the build) for "
            f"{weight_bytes / 2**30:.2f} GiB of weights" if rss_peak else "")
     print(f"{spec.name} {args.dtype} on {args.device}: {n:,} parameters built in "

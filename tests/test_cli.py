@@ -88,6 +88,23 @@ def test_build_reports_the_build_time():
     assert res.returncode == 0 and " s (" in res.stdout and "all finite: True" in res.stdout
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_build_says_when_a_weight_is_not_finite(monkeypatch, capsys, bad):
+    import models.build
+    from bench.cli import main
+
+    real = models.build.build_random
+
+    def spoiled(*args, **kwargs):
+        built = real(*args, **kwargs)
+        next(built.module.parameters()).data.view(-1)[7] = bad
+        return built
+
+    monkeypatch.setattr(models.build, "build_random", spoiled)
+    assert main(["build", "tiny-qwen3"]) == 1
+    assert "all finite: False" in capsys.readouterr().out
+
+
 def test_ci_runs_exactly_the_readmes_test_command():
     readme = (ROOT / "README.md").read_text()
     command = "python -m pip install -e '.[test]' && pytest"
