@@ -36,7 +36,8 @@ def pytest_addoption(parser):
                 help="timed rounds per case (default: per backend)")
     g.addoption("--bench-mode", default=None, metavar="MODES",
                 help="comma-separated execution modes: eager, compiled (a static KV cache and a torch.compile'd "
-                     "decode step; CUDA graphs on CUDA) (default: per backend; eager, and on CUDA eager and compiled for decode tests)")
+                     "decode step; CUDA graphs on CUDA) (default: per backend; eager, and on CUDA eager and "
+                     "compiled for decode tests)")
     g.addoption("--bench-soak", default=None, type=float, metavar="SECONDS",
                 help="sustained mode: time rounds for at least SECONDS and report the first minute's "
                      "throughput against the last minute's")

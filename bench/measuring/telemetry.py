@@ -15,6 +15,7 @@ read.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass, field
@@ -226,16 +227,14 @@ class Sampler:
         for s in self.live:
             s.close()
 
-    def _around(self, start: float, end: float) -> list[dict]:
+    def _around(self, times: list[float], start: float, end: float) -> list[dict]:
         """The reads taken during [start, end]; for a round shorter than the sampling period, which
         may hold none, the last read before it and the first after it (a throttle reason active at
-        either may have covered the round: flagged rather than missed)."""
-        inside = [v for t, v in self.samples if start <= t <= end]
-        if inside:
-            return inside
-        before = [v for t, v in self.samples if t < start][-1:]
-        after = [v for t, v in self.samples if t > end][:1]
-        return before + after
+        either may have covered the round: flagged rather than missed). `times`: the samples' times."""
+        i, j = bisect.bisect_left(times, start), bisect.bisect_right(times, end)
+        if i < j:
+            return [v for _, v in self.samples[i:j]]
+        return [v for _, v in self.samples[max(i - 1, 0):i]] + [v for _, v in self.samples[j:j + 1]]
 
     def summary(self, windows: list[tuple[float, float]], tokens: int) -> dict:
         """Record fields over the timed rounds (`windows`: each round's start and end on the
@@ -261,14 +260,15 @@ class Sampler:
         out["tele_temp_c_max"] = max(temps) if temps else None
         out["energy_j"] = out["energy_per_token_j"] = None
         energy = [(t, v["energy_j"]) for t, v in self.samples if "energy_j" in v]
-        edges = [(_counter_at(energy, start), _counter_at(energy, end)) for start, end in windows]
+        reads = [t for t, _ in energy]
+        edges = [(_counter_at(energy, reads, start), _counter_at(energy, reads, end)) for start, end in windows]
         if edges and all(a is not None and b is not None for a, b in edges):
             out["energy_j"] = sum(b - a for a, b in edges)  # the rounds alone, not the gaps between them
             out["energy_per_token_j"] = out["energy_j"] / tokens if tokens else None
         throttled, reasons = 0, set()
         if "throttle" in metered:
             for start, end in windows:
-                active = {v["throttle"] for v in self._around(start, end) if v.get("throttle")}
+                active = {v["throttle"] for v in self._around(times, start, end) if v.get("throttle")}
                 throttled += bool(active)
                 reasons |= active
         out["throttled_rounds"] = throttled if "throttle" in metered else None
@@ -282,14 +282,15 @@ class Sampler:
         return out
 
 
-def _counter_at(reads: list[tuple[float, float]], t: float) -> float | None:
+def _counter_at(reads: list[tuple[float, float]], times: list[float], t: float) -> float | None:
     """A cumulative counter at time t, interpolated linearly between the reads on either side of t
-    (exact when a read was taken at t); None without a read on both sides."""
-    before = [(rt, e) for rt, e in reads if rt <= t]
-    after = [(rt, e) for rt, e in reads if rt >= t]
-    if not before or not after:
+    (exact when a read was taken at t); None without a read on both sides. `times`: the reads' times,
+    in order (a soak of short rounds holds hundreds of thousands of them)."""
+    i = bisect.bisect_right(times, t)  # reads[:i] were taken at or before t
+    j = bisect.bisect_left(times, t)  # reads[j:] at or after t
+    if i == 0 or j == len(reads):
         return None
-    (t0, e0), (t1, e1) = before[-1], after[0]
+    (t0, e0), (t1, e1) = reads[i - 1], reads[j]
     return e0 if t1 == t0 else e0 + (e1 - e0) * (t - t0) / (t1 - t0)
 
 
