@@ -111,7 +111,9 @@ def test_nvml_telemetry_meters_the_gpu(cuda):
     rec = run_case(cuda, Case("cuda", "tiny-qwen3", "bf16", parse_workload("tg256"), rounds=3))
     assert rec["telemetry_sources"] == "nvml" and rec["tele_clock_mhz"] > 0 and rec["tele_power_w"] > 0
     assert rec["energy_j"] is None or rec["energy_per_token_j"] > 0
-    if rec["energy_j"] is not None and rec.get("env_device_power_limit_w"):
+    if rec["energy_j"] is not None:
+        assert 0 < rec["energy_counter_period_s"] < 0.5 and rec["energy_scope"] in ("rounds", "span")
+    if rec["energy_scope"] == "rounds" and rec.get("env_device_power_limit_w"):
         # energy is the counter's rise over the rounds alone: the power it implies over the rounds'
         # own time is a board's, above idle and within its limit (gaps counted in would inflate it)
         watts = rec["energy_j"] / sum(rec["e2e_s_samples"])

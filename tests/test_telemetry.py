@@ -87,6 +87,55 @@ def test_energy_counts_the_rounds_alone_read_at_their_edges():
     assert sampler.summary(windows, tokens=20)["energy_j"] is None
 
 
+class SteppedMeter:
+    """A 100 W board whose energy counter moves only every `step` seconds (NVML's moves about every
+    10 ms): a round shorter than a few steps may see it move once, or not at all."""
+
+    name, quantities = "stepped", ("energy_j",)
+
+    def __init__(self, step: float):
+        self.step = step
+
+    def open(self):
+        return None
+
+    def read(self):
+        return {"energy_j": 100.0 * self.step * (time.perf_counter() // self.step)}
+
+    def close(self):
+        pass
+
+
+def test_the_energy_counters_step_is_timed_before_the_rounds():
+    sampler = Sampler([SteppedMeter(0.01)])
+    assert 0.005 < sampler.energy_period() < 0.02
+    assert Sampler([SteppedMeter(10.0)]).energy_period(limit_s=0.05) == 0.05  # never moved: at least that coarse
+    assert Sampler([FakeBoard(t_hot=0.0)]).energy_period() < 0.001  # moves on every read
+    without = Sampler([SteppedMeter(0.01)])
+    without.live = []
+    assert without.energy_period() is None
+
+
+def test_energy_is_summed_per_round_only_where_the_counter_resolves_the_rounds():
+    """Rounds of ten counter steps or more: each round's own rise. Shorter rounds: the span from the
+    first round's start to the last one's end when that is long enough (gaps counted in, and said).
+    Shorter still: not metered, with why; never a zero or a single step passed off as a measurement."""
+    sampler = Sampler([SteppedMeter(0.01)])
+    sampler.samples = [(0.01 * i, {"energy_j": 1.0 * i}) for i in range(200)]  # 100 W, read every step
+    sampler.energy_period_s = 0.01
+    long_rounds = [(0.1, 0.3), (0.5, 0.7)]
+    out = sampler.summary(long_rounds, tokens=40)
+    assert out["energy_scope"] == "rounds" and out["energy_j"] == pytest.approx(40.0)
+    assert out["energy_counter_period_s"] == 0.01
+    short_rounds = [(0.1 + 0.2 * i, 0.13 + 0.2 * i) for i in range(5)]  # 30 ms each over 0.83 s
+    out = sampler.summary(short_rounds, tokens=40)
+    assert out["energy_scope"] == "span" and out["energy_j"] == pytest.approx(83.0)
+    sampler.energy_period_s = 0.1  # a coarser counter: not even the span is ten steps long
+    out = sampler.summary(short_rounds, tokens=40)
+    assert out["energy_j"] is None and out["energy_per_token_j"] is None and out["energy_scope"] is None
+    assert "energy: its counter moves every 100 ms, too coarse" in out["telemetry_not_metered"]
+
+
 def test_each_round_reads_the_counters_just_before_and_just_after_its_clock(cpu):
     from bench.measuring.runner import Case, CaseRun
     from bench.measuring.workload import parse_workload

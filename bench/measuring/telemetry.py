@@ -23,6 +23,12 @@ from pathlib import Path
 from typing import Protocol
 
 RATE_HZ = 10.0
+# An energy counter moves in steps (NVML's about every 10 ms by reports, RAPL's about every 1 ms), so a
+# reading over a stretch of time is off by up to one step. Energy is summed round by round when each
+# round lasts at least this many steps (<= 10% off), else over the span from the first round's start
+# to the last round's end when that does (the gaps between rounds then counted in), else not at all.
+ENERGY_STEPS = 10
+ENERGY_PERIOD_LIMIT_S = 0.5  # how long start() watches the counter to time its steps
 # quantity -> how a window summarises it
 QUANTITIES = {"clock_mhz": "mean", "mem_clock_mhz": "mean", "power_w": "mean", "temp_c": "max",
               "energy_j": "delta", "throttle": "any"}
@@ -175,6 +181,7 @@ class Sampler:
     rate_hz: float = RATE_HZ
     samples: list[tuple[float, dict]] = field(default_factory=list)  # (perf_counter time, values)
     unavailable: dict[str, str] = field(default_factory=dict)  # source name -> why not
+    energy_period_s: float | None = None  # how often the energy counter moves (start() times it); None: unknown
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -213,7 +220,29 @@ class Sampler:
             self.read_now()
             self._stop.wait(period)
 
+    def energy_period(self, limit_s: float = ENERGY_PERIOD_LIMIT_S) -> float | None:
+        """How often the energy counter moves: read it back to back until it has moved three times
+        (30 ms for a 10 ms counter), the mean step between those moves; `limit_s` when it moved
+        less than twice in that long (at least that coarse); None without a counter."""
+        source = next((s for s in self.live if "energy_j" in s.quantities), None)
+        if source is None:
+            return None
+        try:
+            moves, last = [], source.read().get("energy_j")
+            deadline = time.perf_counter() + limit_s
+            while len(moves) < 3 and time.perf_counter() < deadline and last is not None:
+                now = source.read().get("energy_j")
+                if now != last:
+                    moves.append(time.perf_counter())
+                last = now
+        except Exception:
+            return None
+        if last is None:
+            return None
+        return (moves[-1] - moves[0]) / (len(moves) - 1) if len(moves) >= 2 else limit_s
+
     def start(self) -> "Sampler":
+        self.energy_period_s = self.energy_period()  # before the rounds, and before the thread reads too
         if self.live:
             self._thread = threading.Thread(target=self._loop, name="chipbench-telemetry", daemon=True)
             self._thread.start()
@@ -258,13 +287,10 @@ class Sampler:
             out[field_] = sum(xs) / len(xs) if xs else None
         temps = values("temp_c")
         out["tele_temp_c_max"] = max(temps) if temps else None
-        out["energy_j"] = out["energy_per_token_j"] = None
-        energy = [(t, v["energy_j"]) for t, v in self.samples if "energy_j" in v]
-        reads = [t for t, _ in energy]
-        edges = [(_counter_at(energy, reads, start), _counter_at(energy, reads, end)) for start, end in windows]
-        if edges and all(a is not None and b is not None for a, b in edges):
-            out["energy_j"] = sum(b - a for a, b in edges)  # the rounds alone, not the gaps between them
-            out["energy_per_token_j"] = out["energy_j"] / tokens if tokens else None
+        energy, why_not = self._energy(windows)
+        out.update(energy_j=energy, energy_per_token_j=energy / tokens if energy is not None and tokens else None,
+                   energy_counter_period_s=self.energy_period_s if "energy_j" in metered else None,
+                   energy_scope=self._energy_scope(windows) if energy is not None else None)
         throttled, reasons = 0, set()
         if "throttle" in metered:
             for start, end in windows:
@@ -277,9 +303,38 @@ class Sampler:
                  "temp_c": "temperature", "energy_j": "energy", "throttle": "throttling"}
         missing = [names[q] for q in QUANTITIES if q not in metered or
                    (q == "energy_j" and out["energy_j"] is None) or (q not in ("energy_j", "throttle") and not values(q))]
-        why = "; ".join(f"{k}: {v}" for k, v in self.unavailable.items())
+        why = "; ".join([f"{k}: {v}" for k, v in self.unavailable.items()] + ([f"energy: {why_not}"] if why_not else []))
         out["telemetry_not_metered"] = (", ".join(dict.fromkeys(missing)) + (f" ({why})" if why else "")) if missing else None
         return out
+
+
+    def _energy_scope(self, windows: list[tuple[float, float]]) -> str | None:
+        """"rounds" (each round's own rise, summed), "span" (the rise from the first round's start to
+        the last round's end, the gaps counted in), or None (too short for the counter's steps)."""
+        if not windows:
+            return None
+        step = self.energy_period_s
+        if step is None or min(end - start for start, end in windows) >= ENERGY_STEPS * step:
+            return "rounds"
+        return "span" if windows[-1][1] - windows[0][0] >= ENERGY_STEPS * step else None
+
+    def _energy(self, windows: list[tuple[float, float]]) -> tuple[float | None, str | None]:
+        """The energy of the timed rounds (see ENERGY_STEPS), or None and why not."""
+        reads = [(t, v["energy_j"]) for t, v in self.samples if "energy_j" in v]
+        if not reads or not windows:
+            return None, None
+        times = [t for t, _ in reads]
+        scope = self._energy_scope(windows)
+        if scope is None:
+            step = (f"did not move twice in {self.energy_period_s:g} s" if self.energy_period_s >= ENERGY_PERIOD_LIMIT_S
+                    else f"moves every {self.energy_period_s * 1e3:.0f} ms")
+            return None, (f"its counter {step}, too coarse for rounds that span "
+                          f"{(windows[-1][1] - windows[0][0]) * 1e3:.0f} ms in all")
+        spans = windows if scope == "rounds" else [(windows[0][0], windows[-1][1])]
+        edges = [(_counter_at(reads, times, start), _counter_at(reads, times, end)) for start, end in spans]
+        if any(a is None or b is None for a, b in edges):
+            return None, "no counter read on both sides of the rounds"
+        return sum(b - a for a, b in edges), None
 
 
 def _counter_at(reads: list[tuple[float, float]], times: list[float], t: float) -> float | None:
