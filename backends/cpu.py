@@ -71,8 +71,32 @@ def create() -> TorchBackend:
         peak_memory_bytes=_rss_peak_bytes,
         peak_memory_kind="process_rss_peak",
         telemetry=_telemetry,
+        compile_refuses=compile_refuses,
     )
     return TorchBackend("cpu", ops)
+
+
+# torch 2.11's and 2.12's inductor generate CPU code for the DeltaNet hybrids' decode step (Qwen3-Next,
+# Qwen3.5: the linear-attention layers through transformers' torch fallbacks) that writes past a heap
+# buffer: glibc aborts ("corrupted size vs. prev_size", "invalid fastbin entry") or the process
+# segfaults, and every case after it is lost with it. Seen here on all three tiny hybrids, fp32 and
+# bf16, with both releases, and gone with vectorisation off (cpp.simdlen=1), so it is the vectorised
+# code; torch 2.13 compiles and runs the same step with eager's tokens. Releases before 2.11 were not
+# tried, so they are kept out too. Dense and MoE families compile on all of these.
+HYBRID_COMPILE_MIN_TORCH = (2, 13)
+
+
+def compile_refuses(spec, version: str | None = None) -> str | None:
+    """Why `spec` runs eager in compiled mode on the CPU with this torch; None: it compiles."""
+    from torch.torch_version import TorchVersion
+
+    version = TorchVersion(version or torch.__version__)
+    if spec.is_hybrid and version < HYBRID_COMPILE_MIN_TORCH:
+        need = ".".join(map(str, HYBRID_COMPILE_MIN_TORCH))
+        return (f"torch {version}'s inductor corrupts memory in the CPU code of {spec.family}'s linear-attention "
+                f"decode step (a process abort; seen with torch 2.11 and 2.12), so it is not compiled on torch "
+                f"below {need}")
+    return None
 
 
 def _telemetry() -> list:

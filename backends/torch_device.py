@@ -27,6 +27,9 @@ class DeviceOps:
     peak_memory_kind: str  # what peak_memory_bytes measures, for the record
     # Why compiled mode falls back to eager on this device; None: torch.compile runs here
     compile_unsupported: str | None = None
+    # Why compiled mode falls back to eager for one model here (a known fault of this torch's compiler
+    # with that family on this device); None: it compiles
+    compile_refuses: Callable[[object], str | None] = lambda spec: None
     # telemetry sources (bench.measuring.telemetry) for this device; none: nothing is metered
     telemetry: Callable[[], list] = lambda: []
     # a timing event of this device's stream (e.g. torch.cuda.Event(enable_timing=True)); None: the
@@ -115,8 +118,9 @@ class TorchBackend:
             built = build_random(spec, torch_dtype, self.ops.device, seed=seed, layers=layers)
         self.ops.synchronize()
         path, note = mode, None
-        if mode == "compiled" and self.ops.compile_unsupported:
-            path, note = "eager", f"compiled mode asked for, ran eager: {self.ops.compile_unsupported}"
+        refused = mode == "compiled" and (self.ops.compile_unsupported or self.ops.compile_refuses(spec))
+        if refused:
+            path, note = "eager", f"compiled mode asked for, ran eager: {refused}"
         if mode == "compiled" and distributed.is_parallel():
             path, note = "eager", "compiled mode asked for, ran eager: the tensor-parallel model is not compiled here"
         return LoadedModel(built.module, spec, dtype, built.weights, built.build_time_s,

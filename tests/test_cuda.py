@@ -79,7 +79,7 @@ def test_a_cuda_case_records_device_facts_and_memory(cuda):
     assert rec["clock_disagreement_s"] < 1e-3
 
 
-@pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen3-moe"])
+@pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-next"])
 def test_cuda_compiled_decode_gives_the_eager_tokens_and_a_compile_time(cuda, model):
     rec = run_case(cuda, Case("cuda", model, "bf16", parse_workload("pp32+tg16", batch=2), rounds=2, mode="compiled"))
     assert rec["status"] == "ok", rec.get("error")
