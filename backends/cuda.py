@@ -25,23 +25,47 @@ def _runtime() -> str:
     return f"rocm {hip}" if hip else f"cuda {torch.version.cuda}"
 
 
+def _uuid(index: int) -> str | None:
+    """The device's UUID as torch gives it (bare hex; NVML adds GPU- or MIG-), where it has one."""
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return str(uuid) if uuid is not None else None
+
+
 def _nvml_driver(index: int) -> tuple[str | None, dict]:
+    """The driver version (machine-wide) and this card's power limit and top clocks, each where NVML
+    can read it; nothing when nvidia-ml-py or NVML is missing."""
     try:
         import pynvml
 
+        from bench.measuring.telemetry import nvml_handle
+
         pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            extra = {
-                "power_limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
-                "sm_clock_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
-                "mem_clock_max_mhz": pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM),
-            }
-            return pynvml.nvmlSystemGetDriverVersion(), extra
-        finally:
-            pynvml.nvmlShutdown()
     except Exception:
         return None, {}
+    extra: dict = {}
+    try:
+        driver = _try(pynvml.nvmlSystemGetDriverVersion)
+        try:
+            handle = nvml_handle(pynvml, index, _uuid(index))
+        except LookupError:  # which card is ours is unknown: no per-card facts rather than another's
+            return driver, extra
+        facts = {"power_limit_w": lambda: pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
+                 "sm_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+                 "mem_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)}
+        for name, read in facts.items():
+            value = _try(read)
+            if value is not None:
+                extra[name] = value
+        return driver, extra
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _try(read):
+    try:
+        return read()
+    except Exception:  # not supported on this card (a MIG slice has no power limit of its own)
+        return None
 
 
 def _info() -> DeviceInfo:
@@ -81,4 +105,7 @@ def _telemetry() -> list:
     """NVML on NVIDIA; a ROCm device has no NVML, so every quantity is then not metered."""
     from bench.measuring.telemetry import Nvml
 
-    return [] if getattr(torch.version, "hip", None) else [Nvml(torch.cuda.current_device())]
+    if getattr(torch.version, "hip", None):
+        return []
+    index = torch.cuda.current_device()
+    return [Nvml(index, _uuid(index))]

@@ -120,6 +120,21 @@ def test_nvml_telemetry_meters_the_gpu(cuda):
         assert 20 < watts <= 1.1 * rec["env_device_power_limit_w"], (watts, rec["env_device_power_limit_w"])
 
 
+def test_nvml_finds_the_card_by_the_uuid_torch_gives():
+    pynvml = pytest.importorskip("pynvml")
+    from bench.measuring.telemetry import nvml_handle
+
+    index = torch.cuda.current_device()
+    uuid = str(torch.cuda.get_device_properties(index).uuid)
+    pynvml.nvmlInit()
+    try:
+        found = pynvml.nvmlDeviceGetUUID(nvml_handle(pynvml, index, uuid))
+        found = found.decode() if isinstance(found, bytes) else found
+        assert found.split("-", 1)[1] == uuid, (found, uuid)  # NVML's GPU-<uuid>: the very card torch runs
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def test_the_same_seed_gives_the_same_weights_on_cpu_and_cuda():
     spec = get_model("tiny-qwen3-next")
     a = build_random(spec, torch.float32, "cpu", seed=4).module.state_dict()

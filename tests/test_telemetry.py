@@ -190,3 +190,65 @@ def test_nvml_without_its_library_or_device_says_why():
         assert reason == "nvidia-ml-py is not installed (pip install 'chipbench[nvidia]')"
     else:
         assert reason is None or reason.startswith("NVML unavailable")
+
+
+class FakeNvmlLibrary:
+    """NVML's lookups over a machine's GPUs, listed in NVML's (PCI) order by UUID; `str_uuids`: this
+    release takes UUIDs as str (newer nvidia-ml-py), else only bytes (older ones)."""
+
+    def __init__(self, uuids: list[str], str_uuids: bool = True):
+        self.uuids, self.str_uuids = uuids, str_uuids
+
+    def nvmlDeviceGetCount(self):
+        return len(self.uuids)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return ("card", index)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if isinstance(uuid, str) and not self.str_uuids:
+            raise TypeError("bytes expected")
+        uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+        if uuid not in self.uuids:
+            raise RuntimeError("Not Found")
+        return ("card", self.uuids.index(uuid))
+
+
+A, B = "1a2b3c4d-0000-1111-2222-333344445555", "9f8e7d6c-0000-1111-2222-333344445555"
+
+
+@pytest.mark.parametrize("str_uuids", [True, False])
+def test_nvml_reads_the_card_torch_runs_on_not_the_one_at_its_index(str_uuids):
+    from bench.measuring.telemetry import nvml_handle
+
+    # CUDA_VISIBLE_DEVICES=1: torch's cuda:0 is NVML's second GPU; torch gives the UUID bare
+    nvml = FakeNvmlLibrary([f"GPU-{A}", f"GPU-{B}"], str_uuids=str_uuids)
+    assert nvml_handle(nvml, 0, B) == ("card", 1)
+    assert nvml_handle(FakeNvmlLibrary([f"GPU-{A}", f"MIG-{B}"]), 0, B) == ("card", 1)  # a MIG slice
+
+
+def test_nvml_never_guesses_which_of_several_cards_runs():
+    from bench.measuring.telemetry import nvml_handle
+
+    with pytest.raises(LookupError, match=r"no NVML device matches torch's cuda:0 .* among NVML's 2 GPU"):
+        nvml_handle(FakeNvmlLibrary([f"GPU-{A}", f"GPU-{B}"]), 0, None)
+    with pytest.raises(LookupError, match="UUID 00000000"):
+        nvml_handle(FakeNvmlLibrary([f"GPU-{A}", f"GPU-{B}"]), 0, "00000000-0000-0000-0000-000000000000")
+    # one GPU in the machine: index 0 cannot name another card
+    assert nvml_handle(FakeNvmlLibrary([f"GPU-{A}"]), 0, None) == ("card", 0)
+
+
+def test_nvml_telemetry_of_an_unmatched_card_is_not_metered(monkeypatch):
+    import types
+
+    fake = types.ModuleType("pynvml")
+    library = FakeNvmlLibrary([f"GPU-{A}", f"GPU-{B}"])
+    for name in ("nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetHandleByUUID"):
+        setattr(fake, name, getattr(library, name))
+    shut = []
+    fake.nvmlInit, fake.nvmlShutdown = (lambda: None), (lambda: shut.append(True))
+    monkeypatch.setitem(__import__("sys").modules, "pynvml", fake)
+    sampler = Sampler([Nvml(0, uuid=None)])
+    assert sampler.live == [] and "no NVML device matches" in sampler.unavailable["nvml"]
+    assert shut == [True]  # NVML is released again
+    assert Nvml(0, uuid=B).open() is None

@@ -120,6 +120,30 @@ _NVML_THROTTLES = {0x4: "sw power cap", 0x8: "hw slowdown", 0x20: "sw thermal", 
                    0x80: "hw power brake"}
 
 
+def nvml_handle(nvml, index: int, uuid: str | None):
+    """NVML's handle of the GPU torch calls cuda:<index>. NVML numbers every GPU of the machine in
+    PCI order; torch numbers the ones it sees (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER), so on a
+    shared multi-GPU host the same index can name another card, whose clocks, power and energy
+    would be recorded as this run's. The card is found by its UUID (torch prints it bare, NVML as
+    GPU-... or MIG-...); the index is trusted only where it cannot be wrong: NVML sees one GPU.
+    LookupError, saying why, when no card matches."""
+    if uuid:
+        for name in (f"GPU-{uuid}", f"MIG-{uuid}", uuid):
+            for arg in (name, name.encode()):  # nvidia-ml-py releases differ: str or bytes
+                try:
+                    return nvml.nvmlDeviceGetHandleByUUID(arg)
+                except Exception:
+                    continue
+    try:
+        count = nvml.nvmlDeviceGetCount()
+    except Exception as e:
+        raise LookupError(f"NVML cannot count its GPUs: {e}") from None
+    if count == 1 and index == 0:
+        return nvml.nvmlDeviceGetHandleByIndex(0)
+    raise LookupError(f"no NVML device matches torch's cuda:{index} (UUID {uuid or 'unknown'}) among NVML's "
+                      f"{count} GPU(s): not metered rather than read from another card")
+
+
 class Nvml:
     """An NVIDIA GPU through NVML (nvidia-ml-py): SM and memory clocks, power, temperature, the
     energy counter and the throttle reasons."""
@@ -127,8 +151,8 @@ class Nvml:
     name = "nvml"
     quantities = ("clock_mhz", "mem_clock_mhz", "power_w", "temp_c", "energy_j", "throttle")
 
-    def __init__(self, index: int):
-        self.index = index
+    def __init__(self, index: int, uuid: str | None = None):
+        self.index, self.uuid = index, uuid  # torch's cuda:<index> and its UUID (see nvml_handle)
         self.nvml = self.handle = None
         self.missing: set[str] = set()
 
@@ -139,9 +163,13 @@ class Nvml:
             return "nvidia-ml-py is not installed (pip install 'chipbench[nvidia]')"
         try:
             pynvml.nvmlInit()
-            self.nvml, self.handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(self.index)
         except Exception as e:
             return f"NVML unavailable: {e}"
+        try:
+            self.nvml, self.handle = pynvml, nvml_handle(pynvml, self.index, self.uuid)
+        except LookupError as e:
+            pynvml.nvmlShutdown()
+            return str(e)
         return None
 
     def _get(self, quantity: str, fn):
