@@ -87,7 +87,7 @@ def _dtypes() -> tuple[str, ...]:
 
 def create() -> TorchBackend:
     ops = DeviceOps(
-        device="cuda:0",
+        device="cuda",  # the current device: cuda:0, or cuda:LOCAL_RANK under torchrun (distributed.init sets it)
         probe=_probe,
         info=_info,
         dtypes=_dtypes,

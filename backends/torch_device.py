@@ -17,7 +17,7 @@ from bench.errors import UsageError
 
 @dataclass(frozen=True)
 class DeviceOps:
-    device: str  # torch device string, e.g. "cuda:0"
+    device: str  # torch device string, e.g. "cuda" (the current CUDA device) or "cpu"
     probe: Callable[[], Probe]
     info: Callable[[], DeviceInfo]
     dtypes: Callable[[], tuple[str, ...]]
