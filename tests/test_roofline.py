@@ -1,5 +1,7 @@
 """The roofline: physical limits beside every number, and figures above them flagged."""
 
+import time
+
 import pytest
 
 from bench.measuring.ceilings import Ceilings, check_spec
@@ -95,3 +97,17 @@ def test_the_ceilings_command_reports_the_measured_roofline():
     res = subprocess.run([sys.executable, "-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
     assert res.returncode == 0 and "memory" in res.stdout and "GB/s (best of copy and read)" in res.stdout
+
+
+def test_ceilings_spread_each_synchronisation_over_enough_calls():
+    from bench.measuring.ceilings import MAX_CALLS, _timed
+
+    log = []
+    # a call that returns at once (a kernel launch), and a wait: one wait per timed stretch, however fast
+    # the call, so the wait's fixed cost is not counted as the device's time once per call
+    _timed(lambda: log.append("call"), lambda: log.append("sync"), repeats=3)
+    stretches = "".join("|" if x == "sync" else "." for x in log).split("|")[2:-1]  # after warmup and sizing
+    assert len(stretches) == 3 and all(len(s) == MAX_CALLS for s in stretches), [len(s) for s in stretches]
+    log.clear()
+    _timed(lambda: (log.append("call"), time.sleep(0.05)), lambda: log.append("sync"), repeats=2)
+    assert log == ["call", "sync"] * 4  # a call longer than a stretch: one call per synchronisation

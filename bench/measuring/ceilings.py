@@ -12,6 +12,7 @@ a row: a device that beats its sheet, or misses it badly, is flagged.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -33,16 +34,30 @@ class Ceilings:
     matmul_n: int
 
 
+STRETCH_S = 0.02  # each timed stretch lasts at least this long (see _timed)
+MAX_CALLS = 100
+
+
 def _timed(fn, sync, repeats: int) -> float:
-    """The best time of `repeats` runs after one warmup."""
+    """The best time of one call over `repeats` timed stretches, after one warmup. A stretch queues
+    enough calls back to back to last STRETCH_S before its one synchronisation: a 2 GiB copy takes
+    about a millisecond on an HBM GPU, and the launch and the wait (tens of microseconds, paid once
+    per stretch) would otherwise be a few percent of the bandwidth, which then flatters every MBU
+    measured against it. On a CPU one call already lasts longer than a stretch."""
     fn()
     sync()  # warm up: allocation, kernel selection, clocks
+    start = time.perf_counter()
+    fn()
+    sync()
+    once = time.perf_counter() - start
+    calls = max(1, min(MAX_CALLS, math.ceil(STRETCH_S / max(once, 1e-9))))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        for _ in range(calls):
+            fn()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / calls)
     return min(times)
 
 
