@@ -305,11 +305,15 @@ class LlamaCppBackend:
         return model
 
     def ceilings(self, dtype: str):
-        """The host's measured copy bandwidth (and bf16 matmul rate for the quantised types, which
-        torch has no kernel for): llama.cpp runs on the same cores and memory."""
+        """The measured bandwidth and matmul rate (bf16 for the quantised types, which torch has no
+        kernel for) of the device llama.cpp runs on, measured through torch: the host's cores and
+        memory, or the GPU its layers are offloaded to."""
         from bench.measuring.ceilings import measure
 
-        return measure("cpu", dtype if dtype in ("fp32", "bf16", "fp16") else "bf16", lambda: None)
+        like = dtype if dtype in ("fp32", "bf16", "fp16") else "bf16"
+        if gpu_offload() and torch.cuda.is_available():
+            return measure("cuda", like, torch.cuda.synchronize)
+        return measure("cpu", like, lambda: None)
 
     def synchronize(self) -> None:
         pass  # each llama_decode + sample returns once the work is done

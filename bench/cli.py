@@ -94,7 +94,7 @@ def cmd_run(args) -> int:
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
     from bench.judging.chips import resolve_chip
-    from bench.measuring.runner import measure_ceilings
+    from bench.measuring.runner import shared_ceilings
 
     chip = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops,
                         warn=lambda m: print(f"chipbench: {m}", file=sys.stderr))
@@ -122,9 +122,7 @@ def cmd_run(args) -> int:
             writer.write(rec)
             records.append(rec)
             continue
-        key = (p.case.backend, p.case.dtype)
-        if key not in ceilings:
-            ceilings[key] = measure_ceilings(backend, p.case.dtype)
+        device_ceilings = shared_ceilings(ceilings, backend, p.case.dtype)
         print(f"running {p.label}" + (f" ({args.repeats} trials)" if args.repeats > 1 else "") + " ...",
               file=sys.stderr, flush=True)
         def keep(rec: dict, selftest=selftest) -> None:
@@ -134,9 +132,9 @@ def cmd_run(args) -> int:
 
         if args.repeats > 1:
             run_trials(backend, p.case, args.repeats, entries=entries, host=host,
-                       ceilings=ceilings[key], chip=chip, check=not args.no_check, on_record=keep)
+                       ceilings=device_ceilings, chip=chip, check=not args.no_check, on_record=keep)
         else:
-            keep(run_case(backend, p.case, host, ceilings[key], check=not args.no_check, chip=chip,
+            keep(run_case(backend, p.case, host, device_ceilings, check=not args.no_check, chip=chip,
                           origin=entries[p.case.backend].origin()))
     if records:
         print(summary_table(records))

@@ -90,7 +90,7 @@ class SuiteState:
         self.records: list[dict] = []
         self.host = env.host_facts()
         self.loaded = None  # (key, backend, handle): consecutive cases on one model share it
-        self.ceilings: dict = {}  # (backend, dtype) -> measured ceilings, once per session
+        self.ceilings: dict = {}  # (device kind, device, dtype) -> measured ceilings, once per session
         self.selftests: dict = {}  # (backend, timing loop) -> (status, text): the timing self-test, once per session
 
     def selftest_for(self, backend, case) -> tuple[str, str]:
@@ -122,12 +122,9 @@ class SuiteState:
         return self.gates[key]
 
     def ceilings_for(self, backend, case):
-        from bench.measuring.runner import measure_ceilings
+        from bench.measuring.runner import shared_ceilings
 
-        key = (case.backend, case.dtype)
-        if key not in self.ceilings:
-            self.ceilings[key] = measure_ceilings(backend, case.dtype)
-        return self.ceilings[key]
+        return shared_ceilings(self.ceilings, backend, case.dtype)
 
     def handle_for(self, backend, case):
         from models.zoo import get_model

@@ -111,3 +111,64 @@ def test_ceilings_spread_each_synchronisation_over_enough_calls():
     log.clear()
     _timed(lambda: (log.append("call"), time.sleep(0.05)), lambda: log.append("sync"), repeats=2)
     assert log == ["call", "sync"] * 4  # a call longer than a stretch: one call per synchronisation
+
+
+def test_beating_only_a_measured_ceiling_names_the_ceiling_among_the_causes():
+    # an H100 decode at 2.9 TB/s: within the 3.35 TB/s sheet, above a ceiling measured at 2.5 TB/s
+    rec = make_record(tpot_s=16.4e9 / 2.9e12, device="NVIDIA H100 80GB HBM3")
+    add_roofline(rec, Ceilings("cuda", "bf16", bandwidth_gb_per_s=2500, tflops=790, copy_bytes=1, matmul_n=8192))
+    flag = rec["roofline_flag"]
+    assert flag.startswith("MEASUREMENT ERROR: measured_mbu 11") and "spec_mbu" not in flag.split(" exceeds")[0]
+    assert "a measured ceiling that came out low" in flag and "within physics (spec_mbu 8" in flag
+    # above the sheet itself: the number (or the sheet) is wrong, whatever was measured
+    rec = make_record(tpot_s=16.4e9 / 4e12, device="NVIDIA H100 80GB HBM3")
+    add_roofline(rec, Ceilings("cuda", "bf16", bandwidth_gb_per_s=2500, tflops=790, copy_bytes=1, matmul_n=8192))
+    assert "spec_mbu 1" in rec["roofline_flag"] and "wrong spec row" in rec["roofline_flag"]
+    assert "within physics" not in rec["roofline_flag"]
+
+
+def test_the_summary_shows_each_case_beside_its_roofline_share_and_correctness():
+    from bench.publishing.report import summary_rows, summary_table
+
+    ok = make_record(tpot_s=0.031, device="NVIDIA H100 80GB HBM3", correct=True, correctness_rel_err=0.004,
+                     correctness_tolerance=0.01)
+    add_roofline(ok, Ceilings("cuda", "bf16", bandwidth_gb_per_s=3000, tflops=790, copy_bytes=1, matmul_n=8192))
+    over = make_record(model="qwen3-0.6b", tpot_s=0.0001, device="NVIDIA H100 80GB HBM3", correct=False,
+                       correctness_note="token agreement 12%")
+    add_roofline(over)
+    rows = {r["model"]: r for r in summary_rows([ok, over])}
+    assert rows["qwen3-8b"]["roofline"] == "MBU 18% measured / 16% spec"
+    assert rows["qwen3-8b"]["correct"] == "ok (0.40% ≤ 1.00%)"
+    assert rows["qwen3-0.6b"]["roofline"] == "MEASUREMENT ERROR (>100%)"
+    assert rows["qwen3-0.6b"]["correct"] == "WRONG: token agreement 12%"
+    assert "MEASUREMENT ERROR" in summary_table([ok, over]) and "WRONG" in summary_table([ok, over])
+
+
+class _OnDevice:
+    """A backend on a named device whose ceilings count how often they are measured."""
+
+    def __init__(self, name, device, measured):
+        self.name, self.device, self.measured = name, device, measured
+
+    def info(self):
+        from backends.base import DeviceInfo
+
+        return DeviceInfo(backend=self.name, kind="cpu", device_name=self.device, device_count=1, memory_bytes=1)
+
+    def ceilings(self, dtype):
+        self.measured.append(self.name)
+        return Ceilings("cpu", dtype, bandwidth_gb_per_s=20.0 + len(self.measured), tflops=1.0, copy_bytes=1,
+                        matmul_n=8)
+
+
+def test_backends_on_one_device_are_judged_against_one_measured_ceiling():
+    from bench.measuring.runner import shared_ceilings
+
+    measured, cache = [], {}
+    torch_cpu, llama = _OnDevice("cpu", "Xeon", measured), _OnDevice("llamacpp", "Xeon", measured)
+    other = _OnDevice("cpu", "EPYC", measured)
+    first = shared_ceilings(cache, torch_cpu, "bf16")
+    assert shared_ceilings(cache, llama, "bf16") is first  # the same cores and memory: measured once
+    assert shared_ceilings(cache, torch_cpu, "fp32") is not first  # another dtype's matmul rate
+    assert shared_ceilings(cache, other, "bf16").bandwidth_gb_per_s != first.bandwidth_gb_per_s
+    assert measured == ["cpu", "cpu", "cpu"]

@@ -134,7 +134,7 @@ def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm],
 def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, entries: dict, host: dict,
            chip=None, check: bool = True, write=None, log=None) -> list[dict]:
     """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists."""
-    from bench.measuring.runner import failed_record, measure_ceilings, new_series
+    from bench.measuring.runner import failed_record, new_series, shared_ceilings
     from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
     from bench.measuring.trials import Series
     from bench.publishing.record import new_record_id
@@ -172,10 +172,8 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
                 refused[arm.name] = (("timing self-test failed, so no number from this arm is reported" if status
                                       == "failed" else "timing self-test could not run") + f": {text}")
                 continue
-            if (case.backend, case.dtype) not in ceilings:
-                ceilings[(case.backend, case.dtype)] = measure_ceilings(backend, case.dtype)
             series[arm.name] = Series(backend, case, pairs, entries=entries, host=host,
-                                      ceilings=ceilings[(case.backend, case.dtype)], chip=chip, check=check,
+                                      ceilings=shared_ceilings(ceilings, backend, case.dtype), chip=chip, check=check,
                                       on_record=keep, python=arm.spec.python)
         for arm, case in zip(arms, (ca, cb)):
             if arm.name in refused:

@@ -277,6 +277,29 @@ def measure_ceilings(backend, dtype: str):
         return None
 
 
+def device_key(backend) -> tuple:
+    """The device a backend runs on: its kind and name (torch's cpu adapter and llama.cpp share the
+    host's cores and memory; cuda and an engine offloading to the GPU share the GPU)."""
+    try:
+        info = backend.info()
+        return (info.kind, info.device_name)
+    except Exception:  # no facts: the backend is its own device
+        return ("backend", backend.name)
+
+
+def shared_ceilings(cache: dict, backend, dtype: str):
+    """The measured ceilings of the device `backend` runs on, measured once per run and dtype and
+    shared by every backend on that device: two engines side by side on one chip are judged against
+    one yardstick (on a shared host, two measurements a minute apart can differ by a quarter, and
+    each engine's MBU would then rest on its own). `cache` maps (kind, device, dtype) to them."""
+    if getattr(backend, "ceilings", None) is None:
+        return None
+    key = (*device_key(backend), dtype)
+    if cache.get(key) is None:  # not yet measured, or the last backend could not measure them
+        cache[key] = measure_ceilings(backend, dtype)
+    return cache[key]
+
+
 def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None,
                  chip=None) -> dict:
     case, w = run.case, run.case.workload

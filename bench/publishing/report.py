@@ -16,6 +16,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
     """One row per case and device over all its trials (bench.judging.cases.STATISTIC ± the spread
     between trials, or between the rounds of a single trial)."""
     from bench.judging import cases
+    from bench.publishing.tables import pooled_check_text, pooled_roofline_text
 
     rows = []
     for key, recs in cases.group(records).items():
@@ -49,6 +50,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
             "TPOT ms": _pm(stats["tpot_s"].value, stats["tpot_s"].spread, 1e3, 2) if good else "-",
             "peak GiB": (f"{mem / 2**30:.2f}" if mem else "-") + (f" (est {est / 2**30:.2f})" if est else ""),
             "J/token": f"{sum(energy) / len(energy):.3g}" if energy else "-",
+            "roofline": pooled_roofline_text(good) if good else "-",
+            "correct": pooled_check_text(good) if good else "-",
             "trials×rounds": f"{s.trials}×{s.rounds // s.trials}" if s.trials else "0",
             "note": note,
         })
@@ -56,7 +59,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
 
 
 def summary_table(records: list[dict]) -> str:
-    """One line per case: the workload's headline throughput, TTFT, TPOT, memory, over all trials.
+    """One line per case: the workload's headline throughput, TTFT, TPOT, memory and energy over
+    all trials, beside its roofline share and the correctness gate's verdict.
 
     t/s is prefill tokens/s for pp tests, decode tokens/s for tg tests, output tokens/s for pp+tg.
     """
