@@ -47,7 +47,7 @@ def _nvml_driver(index: int) -> tuple[str | None, dict]:
         driver = _try(pynvml.nvmlSystemGetDriverVersion)
         try:
             handle = nvml_handle(pynvml, index, _uuid(index))
-        except LookupError:  # which card is ours is unknown: no per-card facts rather than another's
+        except Exception:  # which card is ours is unknown: no per-card facts rather than another's
             return driver, extra
         facts = {"power_limit_w": lambda: pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
                  "sm_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),

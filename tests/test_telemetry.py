@@ -236,6 +236,10 @@ def test_nvml_never_guesses_which_of_several_cards_runs():
         nvml_handle(FakeNvmlLibrary([f"GPU-{A}", f"GPU-{B}"]), 0, "00000000-0000-0000-0000-000000000000")
     # one GPU in the machine: index 0 cannot name another card
     assert nvml_handle(FakeNvmlLibrary([f"GPU-{A}"]), 0, None) == ("card", 0)
+    broken = FakeNvmlLibrary([f"GPU-{A}"])
+    broken.nvmlDeviceGetHandleByIndex = lambda i: (_ for _ in ()).throw(RuntimeError("NVML_ERROR_GPU_IS_LOST"))
+    with pytest.raises(LookupError, match="cannot open its one GPU: NVML_ERROR_GPU_IS_LOST"):
+        nvml_handle(broken, 0, None)  # a lookup error, never an NVML exception out of a device's facts
 
 
 def test_nvml_telemetry_of_an_unmatched_card_is_not_metered(monkeypatch):

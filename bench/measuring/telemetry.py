@@ -139,7 +139,10 @@ def nvml_handle(nvml, index: int, uuid: str | None):
     except Exception as e:
         raise LookupError(f"NVML cannot count its GPUs: {e}") from None
     if count == 1 and index == 0:
-        return nvml.nvmlDeviceGetHandleByIndex(0)
+        try:
+            return nvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception as e:
+            raise LookupError(f"NVML cannot open its one GPU: {e}") from None
     raise LookupError(f"no NVML device matches torch's cuda:{index} (UUID {uuid or 'unknown'}) among NVML's "
                       f"{count} GPU(s): not metered rather than read from another card")
 
@@ -167,9 +170,9 @@ class Nvml:
             return f"NVML unavailable: {e}"
         try:
             self.nvml, self.handle = pynvml, nvml_handle(pynvml, self.index, self.uuid)
-        except LookupError as e:
+        except Exception as e:  # LookupError says which card could not be found
             pynvml.nvmlShutdown()
-            return str(e)
+            return str(e) if isinstance(e, LookupError) else f"NVML unavailable: {e}"
         return None
 
     def _get(self, quantity: str, fn):
