@@ -172,3 +172,7 @@ def test_backends_on_one_device_are_judged_against_one_measured_ceiling():
     assert shared_ceilings(cache, torch_cpu, "fp32") is not first  # another dtype's matmul rate
     assert shared_ceilings(cache, other, "bf16").bandwidth_gb_per_s != first.bandwidth_gb_per_s
     assert measured == ["cpu", "cpu", "cpu"]
+    engine = _OnDevice("vllm", "Xeon", measured)
+    engine.ceilings = None  # an engine with no way to measure: the device's, measured by another backend
+    assert shared_ceilings(cache, engine, "bf16") is first and shared_ceilings(cache, engine, "fp16") is None
+    assert measured == ["cpu", "cpu", "cpu"]

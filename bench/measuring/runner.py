@@ -291,10 +291,12 @@ def shared_ceilings(cache: dict, backend, dtype: str):
     """The measured ceilings of the device `backend` runs on, measured once per run and dtype and
     shared by every backend on that device: two engines side by side on one chip are judged against
     one yardstick (on a shared host, two measurements a minute apart can differ by a quarter, and
-    each engine's MBU would then rest on its own). `cache` maps (kind, device, dtype) to them."""
-    if getattr(backend, "ceilings", None) is None:
-        return None
+    each engine's MBU would then rest on its own). A backend that cannot measure them (vLLM) gets
+    those another backend measured on its device in this run, if any. `cache` maps (kind, device,
+    dtype) to them."""
     key = (*device_key(backend), dtype)
+    if getattr(backend, "ceilings", None) is None:
+        return cache.get(key)
     if cache.get(key) is None:  # not yet measured, or the last backend could not measure them
         cache[key] = measure_ceilings(backend, dtype)
     return cache[key]
