@@ -238,7 +238,7 @@ def _emit(text: str, out: str | None, github_summary: bool, markdown: str | None
 
 
 def _filters(args):
-    from bench.measuring.suite import split_list
+    from bench.options import split_list
     from bench.publishing.tables import Filters
 
     return Filters(models=split_list(args.model), backends=split_list(args.backend),
@@ -248,7 +248,7 @@ def _filters(args):
 def cmd_report(args) -> int:
     from bench.publishing import tables
     from bench.publishing.record import read_records
-    from bench.measuring.suite import split_list
+    from bench.options import split_list
 
     records = read_records(*args.paths, on_error=args.on_error)
     table = tables.build(records, split_list(args.metrics), _filters(args))
@@ -276,7 +276,7 @@ def cmd_compare(args) -> int:
     from bench.judging.compare import compare_records
     from bench.publishing.record import read_records
     from bench.publishing.report import render_comparison
-    from bench.measuring.suite import split_list
+    from bench.options import split_list
     from bench.publishing.tables import check_metrics
 
     if args.fail_below is not None and not 0 < args.fail_below <= 1:
@@ -517,7 +517,7 @@ def cmd_serve(args) -> int:
     from bench.measuring import env
     from bench.measuring.runner import new_series
     from bench.measuring.serving import Load, serve_record
-    from bench.measuring.suite import parse_ints, split_list
+    from bench.options import parse_ints, split_list
     from bench.publishing import serving_view
     from bench.publishing.record import RecordWriter, default_path
     from models.zoo import get_model

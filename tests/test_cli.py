@@ -57,12 +57,34 @@ BAD = [
 ]
 
 
+def chipbench_here(capsys, *args) -> subprocess.CompletedProcess:
+    """`chipbench ARGS` in this process (bench.cli.main), as a CompletedProcess: the same code path
+    less the interpreter start and imports (~5 s a call on these machines)."""
+    from bench.cli import main
+
+    try:
+        rc = main(list(args))
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["chipbench", *args], rc, out, err)
+
+
 @pytest.mark.parametrize("args,message", BAD, ids=[m.split(";")[0][:30] for _, m in BAD])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    res = chipbench("run", "--backend", "cpu", "--out", str(tmp_path / "x.jsonl"), *args)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    res = chipbench_here(capsys, "run", "--backend", "cpu", "--out", str(tmp_path / "x.jsonl"), *args)
     assert res.returncode == 2, (res.returncode, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.stderr
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_bad_input_from_the_installed_command_is_one_line_and_exit_2(tmp_path):
+    """The same through a fresh interpreter: what a user's shell sees, import-time errors included."""
+    res = chipbench("run", "--backend", "cpu", "--out", str(tmp_path / "x.jsonl"), "--model", "qwen9")
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown model 'qwen9'; valid models:" in lines[0]
 
 
 def test_run_with_an_unavailable_backend_named_is_an_error(tmp_path):
@@ -110,3 +132,14 @@ def test_ci_runs_exactly_the_readmes_test_command():
     command = "python -m pip install -e '.[test]' && pytest"
     assert f"{command}                # the harness's own tests" in readme
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith(command)
+
+
+def test_the_pytest_plugin_and_the_record_commands_do_not_import_torch():
+    """The plugin is loaded by every pytest run where chipbench is installed, and report / merge /
+    compare only read records: neither may pay torch's seconds of import."""
+    code = ("import sys, bench.plugin, bench.cli, bench.options, bench.judging.compare, bench.publishing.report, "
+            "bench.publishing.tables, bench.publishing.record, bench.publishing.html_page; "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "[]"

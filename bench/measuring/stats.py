@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as _st
 
 STAT_NAMES = ("n", "median", "mean", "stdev", "p90", "p99", "ci95_low", "ci95_high")
 
@@ -26,6 +25,8 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
            "stdev": None, "ci95_low": None, "ci95_high": None}
     if n >= 2:
         sd = float(x.std(ddof=1))
+        from scipy import stats as _st  # here: scipy takes a second to import, and most callers never need it
+
         half = float(_st.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
         out.update(stdev=sd, ci95_low=mean - half, ci95_high=mean + half)
     return out

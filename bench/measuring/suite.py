@@ -12,6 +12,7 @@ from backends.registry import Entry, add_endpoints
 from bench.errors import UsageError
 from bench.measuring.runner import Case
 from bench.measuring.workload import parse_workload
+from bench.options import parse_ints, split_list  # noqa: F401  (callers import them from here too)
 from backends.torch_device import MODES
 from models.build import DTYPES, check_weights_dir
 from models.gguf_export import DTYPES as ENGINE_DTYPES
@@ -53,20 +54,6 @@ class Planned:
     case: Case | None
     skip_reason: str | None = None  # set for a backend that cannot run here
     label: str = ""
-
-
-def split_list(text: str | None) -> tuple[str, ...]:
-    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
-
-
-def parse_ints(text: str | None, what: str) -> tuple[int, ...]:
-    out = []
-    for item in split_list(text):
-        try:
-            out.append(int(item))
-        except ValueError:
-            raise UsageError(f"{what} must be whole numbers >= 1, got {item!r}") from None
-    return tuple(out)
 
 
 def _positive(value: int, what: str) -> int:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 KINDS = ("prefill", "decode", "generate")
 _NAME = re.compile(r"^(?:pp(?P<pp>\d+)(?:\+tg(?P<gen>\d+))?|tg(?P<tg>\d+)(?:@d(?P<depth>\d+))?)$")
@@ -70,5 +72,7 @@ def prompt_ids(workload: Workload, vocab: int) -> torch.Tensor:
 
     Every row differs, so no prefix cache or batch deduplication can skip work.
     """
+    import torch  # here, not at the top: the pytest plugin imports this module in every pytest run
+
     gen = torch.Generator().manual_seed(workload.seed)
     return torch.randint(0, vocab, (workload.batch, workload.prompt_tokens), generator=gen)
