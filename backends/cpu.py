@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -15,8 +16,10 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
+@functools.cache
 def cpu_model() -> str:
-    """The CPU's marketing name (py-cpuinfo), falling back to the platform's processor string."""
+    """The CPU's marketing name (py-cpuinfo), falling back to the platform's processor string. Once
+    per process: py-cpuinfo starts a subprocess each call (~0.2 s), and the name cannot change."""
     try:
         import cpuinfo
 
