@@ -135,21 +135,21 @@ def test_from_a_file_without_ab_records_is_an_error(tmp_path, capsys):
 
 
 def test_ab_run_interleaves_fresh_process_trials_and_rereads(tmp_path, capsys):
-    """A real A/B on the CPU: tiny-qwen3 fp32 against bf16, three pairs in alternating order; the
+    """A real A/B on the CPU: tiny-qwen3 fp32 against bf16, two pairs in alternating order; the
     B arm runs under an interpreter named by path (here this one), the software-version route."""
     out = tmp_path / "ab.jsonl"
     rc = main(["ab", "--backend", "cpu", "--model", "tiny-qwen3", "--workload", "tg16", "--rounds", "3",
-               "--a", "dtype=fp32", "--b", f"dtype=bf16,python={sys.executable},label=bf16 here", "--pairs", "3",
+               "--a", "dtype=fp32", "--b", f"dtype=bf16,python={sys.executable},label=bf16 here", "--pairs", "2",
                "--out", str(out), "--json"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     [row] = printed["rows"]
     assert row["a_label"] == f"fp32 python={sys.executable}" and row["b_label"] == "bf16 here"
-    assert row["pairs"] == 3 and row["incomplete"] == 0 and row["ci_low"] is not None
+    assert row["pairs"] == 2 and row["incomplete"] == 0 and row["ci_low"] is not None
     recs = list(read_records(out))  # in the order they were written
-    assert len(recs) == 6 and all(r["status"] == "ok" and r["trial_process"] == "worker" for r in recs)
-    assert [(r["ab_pair"], r["ab_arm"]) for r in recs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A"), (2, "A"), (2, "B")]
-    assert [r["ab_position"] for r in recs] == [0, 1, 0, 1, 0, 1]
+    assert len(recs) == 4 and all(r["status"] == "ok" and r["trial_process"] == "worker" for r in recs)
+    assert [(r["ab_pair"], r["ab_arm"]) for r in recs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A")]
+    assert [r["ab_position"] for r in recs] == [0, 1, 0, 1]
     assert len({r["ab_id"] for r in recs}) == 1 and len({r["series_id"] for r in recs}) == 2
     assert {r["dtype"] for r in recs if r["ab_arm"] == "A"} == {"fp32"}
     assert all(r["correct"] is True for r in recs)  # the gate ran once per arm and travels with its trials
