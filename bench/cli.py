@@ -85,6 +85,7 @@ def cmd_run(args) -> int:
     from bench.measuring.trials import run_trials
     from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
+    use_ceiling_window(args)
     opts = SuiteOptions(
         backends=split_list(args.backend), models=split_list(args.model), dtypes=split_list(args.dtype),
         workloads=split_list(args.workload), batches=parse_ints(args.batch, "batch sizes") or (1,),
@@ -188,6 +189,7 @@ def _run_ab(args) -> tuple[list[dict], int, bool]:
     from bench.measuring.suite import SuiteOptions, parse_ints, split_list
     from bench.publishing.record import RecordWriter, default_path
 
+    use_ceiling_window(args)
     a, b = parse_arm(args.a or "", "A"), parse_arm(args.b or "", "B")
     if not args.model:
         raise UsageError("name the model to compare with --model (e.g. --model qwen3-0.6b)")
@@ -458,6 +460,18 @@ def _peak_rss_bytes() -> int | None:
         return None
 
 
+def ceiling_window_option(s) -> None:
+    s.add_argument("--ceiling-window", type=float, metavar="SECONDS",
+                   help="how long the measured ceilings' rounds run: their best round is the ceiling (default 3 "
+                        "on a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds only)")
+
+
+def use_ceiling_window(args) -> None:
+    from bench.measuring.ceilings import use_window
+
+    use_window(getattr(args, "ceiling_window", None))
+
+
 def chip_options(s) -> None:
     s.add_argument("--chip", help="the chip's spec row (results/chips.toml) instead of matching the device's name")
     s.add_argument("--peak-gbps", type=float, help="peak memory bandwidth, for a chip with no spec row")
@@ -474,6 +488,7 @@ def cmd_ceilings(args) -> int:
     from models.build import parse_dtype
 
     parse_dtype(args.dtype)
+    use_ceiling_window(args)
     entries = discover()
     names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
     backends = [get_backend(n, entries) for n in names]
@@ -488,7 +503,7 @@ def cmd_ceilings(args) -> int:
         c = measure(args.dtype)
         device = backend.info().device_name
         chip = chosen or match_chip(device)
-        out.append({"backend": name, "device": device, **asdict(c), "chip": chip.name if chip else None,
+        out.append({"backend": name, "device": device, **asdict(c), "unsteady": c.unsteady(), "chip": chip.name if chip else None,
                     "spec_gb_per_s": chip.bandwidth_gb_per_s if chip else None,
                     "spec_tflops": (chip.peak_flops(args.dtype) or 0) / 1e12 or None if chip else None,
                     "spec_check": check_spec(c, chip) if chip else
@@ -502,9 +517,11 @@ def cmd_ceilings(args) -> int:
                 continue
             spec = (f"; spec {o['chip']}: {o['spec_gb_per_s'] or '?'} GB/s, {o['spec_tflops'] or '?'} TFLOP/s"
                     if o["spec_gb_per_s"] or o["spec_tflops"] else "")
-            print(f"{o['backend']} ({o['device']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read), "
-                  f"{o['dtype']} matmul {o['tflops']:.2f} TFLOP/s (n={o['matmul_n']}){spec}"
-                  + (f"\n  {o['spec_check']}" if o["spec_check"] else ""))
+            print(f"{o['backend']} ({o['device']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read; "
+                  f"median round {o['bandwidth_gb_per_s_median']:.1f}), {o['dtype']} matmul {o['tflops']:.2f} TFLOP/s "
+                  f"(n={o['matmul_n']}; median round {o['tflops_median']:.2f}), best of {o['rounds']} rounds in "
+                  f"{o['window_s']:.1f} s{spec}" + (f"\n  {o['spec_check']}" if o["spec_check"] else "")
+                  + "".join(f"\n  unsteady: {u}" for u in o["unsteady"]))
     return 0
 
 
@@ -591,6 +608,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
     s.add_argument("--no-check", action="store_true", help="skip the correctness gate")
     chip_options(s)
+    ceiling_window_option(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("serve", help="a serving load sweep against an OpenAI-compatible server: TTFT / TPOT / ITL / "
@@ -643,6 +661,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--github-summary", action="store_true", help="also append the table to $GITHUB_STEP_SUMMARY")
     s.add_argument("--no-check", action="store_true", help="skip the correctness gate (verdicts then say unchecked)")
     chip_options(s)
+    ceiling_window_option(s)
     s.set_defaults(fn=cmd_ab)
 
     s = sub.add_parser("ceilings", help="measure this machine's copy bandwidth and matmul rate per backend")
@@ -650,6 +669,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", default="bf16", help="fp32, bf16 or fp16 (default bf16)")
     s.add_argument("--json", action="store_true")
     chip_options(s)
+    ceiling_window_option(s)
     s.set_defaults(fn=cmd_ceilings)
 
     def filters(s):

@@ -54,6 +54,9 @@ def pytest_addoption(parser):
                 help="the chip's peak memory bandwidth, for a chip with no spec row")
     g.addoption("--bench-peak-tflops", default=None, type=float, metavar="TFLOP/S",
                 help="the chip's peak dense bf16/fp16 TFLOP/s, for a chip with no spec row")
+    g.addoption("--bench-ceiling-window", default=None, type=float, metavar="SECONDS",
+                help="how long the measured ceilings' rounds run: their best round is the ceiling (default 3 on "
+                     "a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds only)")
     g.addoption("--bench-no-check", action="store_true", default=False,
                 help="skip the correctness gate (a CPU fp32 reference of each model)")
     g.addoption("--bench-baseline", default=None, metavar="PATH",
@@ -148,15 +151,16 @@ def pytest_configure(config):
         return
     from backends.registry import discover
     from bench.publishing.record import RecordWriter, default_path
-    from bench.measuring.suite import plan
-
     from bench.judging.chips import resolve_chip
+    from bench.measuring.ceilings import use_window
+    from bench.measuring.suite import plan
 
     notes: list[str] = []
     try:
         opts = _options(config)
         entries = discover()
         planned = plan(opts, entries)
+        use_window(config.getoption("--bench-ceiling-window"))
         chip = resolve_chip(config.getoption("--bench-chip"), config.getoption("--bench-peak-gbps"),
                             config.getoption("--bench-peak-tflops"), warn=notes.append)
     except UsageError as e:

@@ -54,6 +54,7 @@ BAD = [
     (["--model", "tiny-qwen3", "--workload", "pp4000+tg200"], "longer than tiny-qwen3's context of 4096"),
     (["--model", "tiny-qwen3", "--weights", "/nonexistent"], "does not exist"),
     (["--repeats", "0"], "repeats must be >= 1, got 0"),
+    (["--ceiling-window", "-1"], "the ceilings' window (CHIPBENCH_CEILING_WINDOW_S or --ceiling-window) must be"),
 ]
 
 

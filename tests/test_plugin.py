@@ -91,6 +91,7 @@ def test_repeats_run_independent_trials_in_worker_processes(pytester, env_path):
     ("--bench-dtype=int4", "unknown dtype 'int4'"),
     ("--bench-backend=tpu9", "unknown backend 'tpu9'"),
     ("--bench-workload=pp40000+tg8000", "longer than tiny-qwen3's context"),
+    ("--bench-ceiling-window=-2", "must be seconds >= 0, got -2.0"),
 ])
 def test_bad_options_fail_with_one_line(pytester, env_path, option, message):
     # in this process: the options are refused in pytest_configure, before any case would run, and a

@@ -94,22 +94,70 @@ def test_the_ceilings_command_reports_the_measured_roofline():
     import sys
     from pathlib import Path
 
-    res = subprocess.run([sys.executable, "-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32"],
+    res = subprocess.run([sys.executable, "-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32",
+                          "--ceiling-window", "0.5"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
-    assert res.returncode == 0 and "memory" in res.stdout and "GB/s (best of copy and read)" in res.stdout
+    assert res.returncode == 0 and "memory" in res.stdout and "GB/s (best of copy and read; median round" in res.stdout
+    rounds = int(res.stdout.split("best of ")[-1].split(" rounds")[0])
+    seconds = float(res.stdout.split(" rounds in ")[1].split(" s")[0])
+    assert rounds >= 5 and seconds >= 0.5  # rounds for the window's half second, and at least five
+
+
+def test_ceilings_are_the_best_of_rounds_over_a_window_with_the_median_kept():
+    from bench.measuring.ceilings import measure
+
+    quick = measure("cpu", "fp32", lambda: None, copy_mib=8, matmul_n=64, repeats=3, window=0)
+    assert quick.rounds == 3 and quick.window_s < 0.5  # no window: the minimum rounds only
+    slow = measure("cpu", "fp32", lambda: None, copy_mib=8, matmul_n=64, repeats=3, window=0.3)
+    assert slow.window_s >= 0.3 and slow.rounds > 3
+    assert slow.bandwidth_gb_per_s >= slow.bandwidth_gb_per_s_median > 0 and slow.tflops >= slow.tflops_median > 0
+
+
+def test_the_window_comes_from_the_option_else_the_environment_else_the_device(monkeypatch):
+    from bench.errors import UsageError
+    from bench.measuring.ceilings import CPU_WINDOW_S, DEVICE_WINDOW_S, WINDOW_ENV, use_window, window_s
+
+    monkeypatch.delenv(WINDOW_ENV, raising=False)
+    assert window_s("cpu") == CPU_WINDOW_S and window_s("cuda") == DEVICE_WINDOW_S
+    monkeypatch.setenv(WINDOW_ENV, "0.25")
+    assert window_s("cuda") == 0.25 and window_s("cuda", 2) == 2
+    use_window(1.5)  # an option's value, for this process and its children
+    assert window_s("cpu") == 1.5
+    for bad in ("-1", "nan", "soon"):
+        monkeypatch.setenv(WINDOW_ENV, bad)
+        with pytest.raises(UsageError, match=f"must be seconds >= 0, got '{bad}'"):
+            use_window(None)  # refused when the run starts, never swallowed with the ceilings mid-run
+
+
+def test_a_ceiling_measured_while_the_device_rate_moved_says_so_in_the_flag():
+    # the Xeon VM of 2026-12-03: a prefill at 0.50 TFLOP/s against a matmul ceiling of 0.49 whose rounds
+    # had ranged to 1.56: the flag names the unsteady rounds
+    steady = Ceilings("cpu", "bf16", 20.0, 0.49, 1, 2048, 19.0, 0.47, 3.0, 25)
+    unsteady = Ceilings("cpu", "bf16", 20.0, 0.49, 1, 2048, 19.0, 0.30, 3.0, 25)
+    assert steady.unsteady() == []
+    assert unsteady.unsteady() == ["bf16 matmul best 0.49, median 0.3 TFLOP/s over 25 rounds in 3.0 s"]
+    for c, said in ((steady, False), (unsteady, True)):
+        rec = make_record(model="qwen3-0.6b", workload="pp512", ttft_s=0.6, device="Some CPU", dtype="bf16")
+        add_roofline(rec, c)
+        assert rec["measured_prefill_mfu"] > 1 and rec["roofline_flag"].startswith("MEASUREMENT ERROR")
+        assert ("the device's rate moved while the ceilings were measured" in rec["roofline_flag"]) is said
+        assert rec["ceiling_tflops_median"] == c.tflops_median and rec["ceiling_window_s"] == 3.0
 
 
 def test_ceilings_spread_each_synchronisation_over_enough_calls():
-    from bench.measuring.ceilings import MAX_CALLS, _timed
+    from bench.measuring.ceilings import MAX_CALLS, _Probe
 
     log = []
     # a call that returns at once (a kernel launch), and a wait: one wait per timed stretch, however fast
     # the call, so the wait's fixed cost is not counted as the device's time once per call
-    _timed(lambda: log.append("call"), lambda: log.append("sync"), repeats=3)
+    probe = _Probe(lambda: log.append("call"), lambda: log.append("sync"))
+    for _ in range(3):
+        probe.time()
     stretches = "".join("|" if x == "sync" else "." for x in log).split("|")[2:-1]  # after warmup and sizing
     assert len(stretches) == 3 and all(len(s) == MAX_CALLS for s in stretches), [len(s) for s in stretches]
     log.clear()
-    _timed(lambda: (log.append("call"), time.sleep(0.05)), lambda: log.append("sync"), repeats=2)
+    probe = _Probe(lambda: (log.append("call"), time.sleep(0.05)), lambda: log.append("sync"))
+    probe.time(), probe.time()
     assert log == ["call", "sync"] * 4  # a call longer than a stretch: one call per synchronisation
 
 

@@ -82,15 +82,19 @@ def roofline_fields(rec: dict, chip=None, ceilings=None) -> dict:
     if ceilings:
         out["ceiling_gb_per_s"] = ceilings.bandwidth_gb_per_s
         out["ceiling_tflops"] = ceilings.tflops
+        out["ceiling_gb_per_s_median"] = ceilings.bandwidth_gb_per_s_median
+        out["ceiling_tflops_median"] = ceilings.tflops_median
+        out["ceiling_window_s"] = ceilings.window_s
         out.update(_shares(work, rec, ceilings.bandwidth_gb_per_s * 1e9, ceilings.tflops * 1e12, "measured"))
-    out["roofline_flag"] = _flag(out)
+    out["roofline_flag"] = _flag(out, ceilings.unsteady() if ceilings else [])
     return out
 
 
-def _flag(out: dict) -> str | None:
+def _flag(out: dict, unsteady: list[str]) -> str | None:
     """MEASUREMENT ERROR when a share exceeds 100%, with the causes that fit: above the spec sheet,
     the number or the sheet is wrong; above a measured ceiling alone, the ceiling may be what came
-    out low (measured a minute apart on a loaded host, or by kernels slower than this engine's)."""
+    out low (measured a minute apart on a loaded host, or by kernels slower than this engine's), and
+    `unsteady` says when the ceilings' own rounds showed the device's rate moving."""
     shares = {k: v for k, v in out.items() if k.endswith(("_mbu", "_mfu"))}
     over = [k for k, v in shares.items() if v > 1.0]
     if not over:
@@ -100,6 +104,8 @@ def _flag(out: dict) -> str | None:
         return said + "(timing that did not wait, miscounted tokens, or a wrong spec row)"
     said += ("(timing that did not wait, miscounted tokens, or a measured ceiling that came out low: a loaded "
              "host while it was measured, or torch's copy and sum slower than this engine's reads)")
+    if unsteady:
+        said += f"; the device's rate moved while the ceilings were measured ({'; '.join(unsteady)})"
     within = [f"{k} {v:.0%}" for k, v in shares.items() if k.startswith("spec_")]
     return said + (f"; against the spec sheet it is within physics ({', '.join(within)}): most likely the ceiling"
                    if within else "")

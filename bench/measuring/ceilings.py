@@ -4,8 +4,16 @@ Two numbers, as shared/reference/chips.md prescribes: memory bandwidth, the bett
 device-to-device copy (bytes read plus bytes written, over the time) and a large fp32 sum (bytes
 read over the time: what a decode step mostly does; a copy understates it where writes cost a
 read first), and a large matrix product (2 * n^3 FLOPs over the time). Each is the best of its
-repeats: a ceiling is what the device can do, and on a shared machine the median run already
+samples: a ceiling is what the device can do, and on a shared machine the median run already
 carries its neighbours' share.
+
+The samples are taken in rounds (a copy, a sum and a matmul, each timed over a short stretch) for
+a window of seconds, not in one burst: a shared VM's rates move in spells of seconds (this
+project's 2-core Xeon VM ran its bf16 matmul at 1.56, then 0.63 TFLOP/s for four seconds, then
+1.54 again), and a ceiling taken in a tenth of a second can land in a slow spell, which then
+flatters every utilisation measured against it. The median of the rounds is kept beside the best,
+so a reader sees how steady the device was while it was measured.
+
 They are the roofline of a device with no spec row, and a check on the spec sheet of one with
 a row: a device that beats its sheet, or misses it badly, is flagged.
 """
@@ -13,15 +21,23 @@ a row: a device that beats its sheet, or misses it badly, is flagged.
 from __future__ import annotations
 
 import math
+import os
+import statistics
 import time
 from dataclasses import dataclass
 
 import torch
 
+from bench.errors import UsageError
 from models.build import parse_dtype
 
 BEATS = 1.05  # a measured ceiling above 105% of the sheet: wrong row, or a wrong sheet
 MISSES = 0.5  # below 50%: the sheet is not what this device delivers
+UNSTEADY = 1.25  # best over median of the rounds above this: the device's rate moved while measured
+
+WINDOW_ENV = "CHIPBENCH_CEILING_WINDOW_S"
+CPU_WINDOW_S = 3.0  # a host's cores and memory are shared with its neighbours: spells of seconds
+DEVICE_WINDOW_S = 1.0  # an accelerator's rates hold steady; the rounds still cover its clock ramp
 
 
 @dataclass(frozen=True)
@@ -32,65 +48,107 @@ class Ceilings:
     tflops: float  # matmul, 10^12 FLOP/s
     copy_bytes: int
     matmul_n: int
+    bandwidth_gb_per_s_median: float | None = None  # the median round's, beside the best
+    tflops_median: float | None = None
+    window_s: float | None = None  # how long the rounds took
+    rounds: int | None = None
+
+    def unsteady(self) -> list[str]:
+        """A phrase per ceiling whose best round beat its median round by more than UNSTEADY."""
+        out = []
+        for what, best, median, unit in (("memory bandwidth", self.bandwidth_gb_per_s, self.bandwidth_gb_per_s_median,
+                                           "GB/s"), (f"{self.dtype} matmul", self.tflops, self.tflops_median, "TFLOP/s")):
+            if median and best > UNSTEADY * median:
+                out.append(f"{what} best {best:.3g}, median {median:.3g} {unit} over {self.rounds} rounds in "
+                           f"{self.window_s:.1f} s")
+        return out
 
 
-STRETCH_S = 0.02  # each timed stretch lasts at least this long (see _timed)
+def window_s(device: str, value: float | str | None = None) -> float:
+    """How long the ceilings' rounds run: `value` when given, else $CHIPBENCH_CEILING_WINDOW_S, else
+    CPU_WINDOW_S on the host and DEVICE_WINDOW_S on an accelerator. 0 takes the minimum rounds only."""
+    raw = value if value is not None else os.environ.get(WINDOW_ENV) or None
+    if raw is None:
+        return CPU_WINDOW_S if device == "cpu" else DEVICE_WINDOW_S
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UsageError(f"the ceilings' window ({WINDOW_ENV} or --ceiling-window) must be seconds >= 0, "
+                         f"got {raw!r}")
+    return seconds
+
+
+def use_window(value: float | None) -> None:
+    """Sets this process's window (an option's value; None keeps the environment's or the default),
+    through the environment so that every backend's measure() and any child process see it."""
+    if value is not None:
+        os.environ[WINDOW_ENV] = repr(window_s("cpu", value))
+    else:
+        window_s("cpu")  # a bad $CHIPBENCH_CEILING_WINDOW_S is refused now, not swallowed mid-run
+
+
+STRETCH_S = 0.02  # each timed stretch lasts at least this long (see _Probe)
 MAX_CALLS = 100
+FILL_BITS = 0x3F003F00  # as fp32 0.50096; each 16-bit half 0x3F00 is bf16 0.5, fp16 1.75: no zeros, no denormals
 
 
-def _timed(fn, sync, repeats: int) -> float:
-    """The best time of one call over `repeats` timed stretches, after one warmup. A stretch queues
-    enough calls back to back to last STRETCH_S before its one synchronisation: a 2 GiB copy takes
-    about a millisecond on an HBM GPU, and the launch and the wait (tens of microseconds, paid once
-    per stretch) would otherwise be a few percent of the bandwidth, which then flatters every MBU
-    measured against it. On a CPU one call already lasts longer than a stretch."""
-    fn()
-    sync()  # warm up: allocation, kernel selection, clocks
-    start = time.perf_counter()
-    fn()
-    sync()
-    once = time.perf_counter() - start
-    calls = max(1, min(MAX_CALLS, math.ceil(STRETCH_S / max(once, 1e-9))))
-    times = []
-    for _ in range(repeats):
+class _Probe:
+    """One kind of call, timed in stretches. A stretch queues enough calls back to back to last
+    STRETCH_S before its one synchronisation: a 2 GiB copy takes about a millisecond on an HBM GPU,
+    and the launch and the wait (tens of microseconds, paid once per stretch) would otherwise be a
+    few percent of the bandwidth, which then flatters every MBU measured against it. On a CPU one
+    call already lasts longer than a stretch."""
+
+    def __init__(self, fn, sync):
+        self.fn, self.sync = fn, sync
+        fn()
+        sync()  # warm up: allocation, kernel selection, clocks
         start = time.perf_counter()
-        for _ in range(calls):
-            fn()
+        fn()
         sync()
-        times.append((time.perf_counter() - start) / calls)
-    return min(times)
+        once = time.perf_counter() - start
+        self.calls = max(1, min(MAX_CALLS, math.ceil(STRETCH_S / max(once, 1e-9))))
 
-
-def _copy_time(n_elems: int, dtype, device: str, sync, repeats: int, gen) -> float:
-    src = torch.empty(n_elems, dtype=dtype, device=device)
-    src.fill_(0.5 + float(torch.rand(1, generator=gen)))  # on the device; not zeros: zeros can run faster
-    dst = torch.empty_like(src)
-    return _timed(lambda: dst.copy_(src), sync, repeats)  # both buffers freed on return
-
-
-def _read_time(mib: int, device: str, sync, repeats: int) -> tuple[int, float]:
-    """A read-only pass: the sum of a large fp32 tensor (vectorised adds keep it memory-bound)."""
-    src = torch.full((mib * 2**20 // 4,), 0.25, dtype=torch.float32, device=device)
-    return src.numel() * 4, _timed(lambda: src.sum(), sync, repeats)
+    def time(self) -> float:
+        """Seconds per call over one stretch."""
+        start = time.perf_counter()
+        for _ in range(self.calls):
+            self.fn()
+        self.sync()
+        return (time.perf_counter() - start) / self.calls
 
 
 def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n: int | None = None,
-            repeats: int = 5) -> Ceilings:
+            repeats: int = 5, window: float | None = None) -> Ceilings:
+    """The device's ceilings from rounds of a copy, a read and a matmul: at least `repeats` rounds,
+    and rounds until `window` seconds have passed (window_s() when None)."""
+    window = window_s(device, window)
     on_cpu = device == "cpu"
     copy_mib = copy_mib or (512 if on_cpu else 2048)
     matmul_n = matmul_n or (2048 if on_cpu else 8192)
     t = parse_dtype(dtype)
+    nbytes = copy_mib * 2**20
+    words = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
+    words.fill_(FILL_BITS)  # on the device; one buffer is the copy's source and the sum's input
+    src, read = words.view(t), words.view(torch.float32)
+    dst = torch.empty_like(src)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    n_elems = copy_mib * 2**20 // t.itemsize
-    copy_s = _copy_time(n_elems, t, device, sync, repeats, gen)
-    read_bytes, read_s = _read_time(copy_mib, device, sync, repeats)
-    bandwidth = max(2 * n_elems * t.itemsize / copy_s, read_bytes / read_s)
     a = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
     b = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
-    mm_s = _timed(lambda: a @ b, sync, repeats)
-    return Ceilings(device, dtype, bandwidth_gb_per_s=bandwidth / 1e9,
-                    tflops=2 * matmul_n**3 / mm_s / 1e12, copy_bytes=2 * n_elems * t.itemsize,
-                    matmul_n=matmul_n)
+    probes = (_Probe(lambda: dst.copy_(src), sync), _Probe(lambda: read.sum(), sync), _Probe(lambda: a @ b, sync))
+    bandwidth, flops = [], []  # per round: bytes/s (the better of copy and read), FLOP/s
+    start = time.perf_counter()
+    while len(flops) < repeats or time.perf_counter() - start < window:
+        copy_s, read_s, mm_s = (p.time() for p in probes)
+        bandwidth.append(max(2 * nbytes / copy_s, nbytes / read_s))
+        flops.append(2 * matmul_n**3 / mm_s)
+    return Ceilings(device, dtype, bandwidth_gb_per_s=max(bandwidth) / 1e9, tflops=max(flops) / 1e12,
+                    copy_bytes=2 * nbytes, matmul_n=matmul_n,
+                    bandwidth_gb_per_s_median=statistics.median(bandwidth) / 1e9,
+                    tflops_median=statistics.median(flops) / 1e12, window_s=time.perf_counter() - start,
+                    rounds=len(flops))
 
 
 def check_spec(ceilings: Ceilings, chip) -> str | None:
