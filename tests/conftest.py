@@ -8,10 +8,15 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-# The measured ceilings take the minimum rounds, not a window of seconds, in every suite the tests run
-# (and in their subprocesses): the window is for judging a real run, not for checking that one works.
-# tests/test_roofline.py measures over a window on purpose.
-os.environ.setdefault("CHIPBENCH_CEILING_WINDOW_S", "0")
+
+def pytest_configure(config):
+    """In the project's tests, the measured ceilings take the minimum rounds, not a window of seconds,
+    in every suite the tests run (and in their subprocesses): the window is for judging a real run,
+    not for checking that one works (tests/test_roofline.py measures over a window on purpose).
+    pytest loads this file for `pytest --benchmark` in the project root too (testpaths): the main
+    command keeps its window."""
+    if not config.getoption("--benchmark", default=False):
+        os.environ.setdefault("CHIPBENCH_CEILING_WINDOW_S", "0")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The roofline: physical limits beside every number, and figures above them flagged."""
 
+import os
 import time
 
 import pytest
@@ -127,6 +128,20 @@ def test_the_window_comes_from_the_option_else_the_environment_else_the_device(m
         monkeypatch.setenv(WINDOW_ENV, bad)
         with pytest.raises(UsageError, match=f"must be seconds >= 0, got '{bad}'"):
             use_window(None)  # refused when the run starts, never swallowed with the ceilings mid-run
+
+
+def test_the_tests_short_window_never_reaches_the_main_command(monkeypatch):
+    """pytest loads tests/conftest.py for `pytest --benchmark` run in the project root as well: its
+    zero window for the tests must stay out of that run."""
+    from types import SimpleNamespace
+
+    from bench.measuring.ceilings import WINDOW_ENV
+    from tests import conftest
+
+    for benchmark, expected in ((True, None), (False, "0")):
+        monkeypatch.delenv(WINDOW_ENV, raising=False)
+        conftest.pytest_configure(SimpleNamespace(getoption=lambda name, default=None: benchmark))
+        assert os.environ.get(WINDOW_ENV) == expected
 
 
 def test_a_ceiling_measured_while_the_device_rate_moved_says_so_in_the_flag():
