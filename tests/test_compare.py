@@ -153,3 +153,43 @@ def test_one_statistic_everywhere_the_geometric_mean_of_trial_medians():
     medians = [np.median(r["decode_tok_per_s_samples"]) for r in recs]
     assert stat.value == pytest.approx(np.exp(np.mean(np.log(medians))))
     assert stat.trials == 3 and stat.rounds == 15
+
+
+def test_a_slowdown_the_device_itself_shows_is_said_and_never_fails_the_gate():
+    # A 25% slower decode. With the same measured bandwidth on both sides it is the software's and fails;
+    # when the device's own measured bandwidth fell as far (a CI runner in a slow spell), the row says
+    # so and the gate says too noisy: the evidence cannot tell the software from the machine.
+    base = make_trials(3, tpot_s=0.020, seed=1, ceiling_gb_per_s=20.0, ceiling_tflops=1.5)
+    same = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=19.0, ceiling_tflops=1.5)
+    (row,) = compare_records(same, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["gate"] == "FAIL" and "machine_note" not in row
+    slowed = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0, ceiling_tflops=1.5)
+    (row,) = compare_records(slowed, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["verdict"] == "slower" and row["machine_ratio"] == pytest.approx(0.6)
+    assert row["gate"] == "too noisy" and "the device itself measured 0.60x the baseline's memory bandwidth" in row["gate_note"]
+    # the matmul rate moved, not the bandwidth: a decode test's rows are not explained by it
+    matmul = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=20.0, ceiling_tflops=0.6)
+    (row,) = compare_records(matmul, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["gate"] == "FAIL" and "machine_note" not in row
+    # a faster machine and a slower run: the regression stands, and the note says the machine went the other way
+    faster = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=30.0)
+    (row,) = compare_records(faster, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["gate"] == "FAIL" and row["machine_note"].endswith("(30 vs 20 GB/s): the machine moved the other way")
+
+
+def test_which_ceiling_bounds_which_metric():
+    from bench.judging.compare import bound_by
+
+    assert bound_by("tpot_s", "generate") == "bandwidth" and bound_by("ttft_s", "prefill") == "matmul"
+    assert bound_by("ttft_s", "decode") == "bandwidth"  # tgN's prompt is one token: a decode step
+    assert bound_by("output_tok_per_s", "generate") is None  # prefill and decode mixed: no one ceiling
+    assert bound_by("prefill_tok_per_s", "prefill") == "matmul"
+
+
+def test_the_comparison_table_shows_the_machine_note():
+    from bench.publishing.report import render_comparison
+
+    base = make_trials(3, tpot_s=0.020, seed=1, ceiling_gb_per_s=20.0)
+    run = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0)
+    text = render_comparison(compare_records(run, base, metrics=["tpot_s"]), "md", None, False)
+    assert "slower; the device itself measured 0.60x the baseline's memory bandwidth (12 vs 20 GB/s)" in text

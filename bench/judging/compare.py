@@ -31,6 +31,9 @@ from bench.judging.cases import IDENTITY, Account, CaseStat, case_stat, dedupe, 
 from bench.measuring.metrics import HEADLINE, METRICS
 
 DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload kind's own throughput
+MACHINE_MOVED = 1.15  # the device's own measured ceiling differs between the sides by more than this factor
+CEILING_FIELDS = {"bandwidth": ("ceiling_gb_per_s", "memory bandwidth", "GB/s"),
+                  "matmul": ("ceiling_tflops", "matmul rate", "TFLOP/s")}
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,42 @@ def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None
     return Comparison(rows, unmatched_run, unmatched_base, {"run": acc_run, "baseline": acc_base}, across_devices)
 
 
+def bound_by(metric: str, kind: str | None) -> str | None:
+    """The measured ceiling that bounds a metric of a workload kind: memory bandwidth for decode
+    steps, the matmul rate for a prefill; None for a mix of both (a generate test's E2E)."""
+    if metric in ("tpot_s", "decode_tok_per_s", "itl_s"):
+        return "bandwidth"
+    if metric in ("ttft_s", "prefill_tok_per_s"):
+        return "bandwidth" if kind == "decode" else "matmul"  # tgN's first token is one decode step
+    if metric in ("e2e_s", "output_tok_per_s"):
+        return {"decode": "bandwidth", "prefill": "matmul"}.get(kind)
+    return None
+
+
+def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: float | None) -> dict:
+    """When the device's own ceiling that bounds `metric` was measured on both sides and moved by
+    more than MACHINE_MOVED between them: its ratio (run over baseline) and a note. A shared VM or
+    CI runner can run at half its usual rate for minutes; a speed ratio that size then says as much
+    about the machine as about the software."""
+    bound = bound_by(metric, okr[-1].get("kind"))
+    if bound is None:
+        return {}
+    name, what, unit = CEILING_FIELDS[bound]
+    sides = [[r[name] for r in recs if isinstance(r.get(name), (int, float)) and r[name] > 0] for recs in (okr, okb)]
+    if not all(sides):
+        return {}
+    run, base = (math.exp(sum(map(math.log, v)) / len(v)) for v in sides)
+    ratio = run / base
+    if 1 / MACHINE_MOVED <= ratio <= MACHINE_MOVED:
+        return {}
+    said = f"the device itself measured {ratio:.2f}x the baseline's {what} ({run:.3g} vs {base:.3g} {unit})"
+    if speed_ratio is not None and (speed_ratio - 1) * (ratio - 1) < 0:
+        said += ": the machine moved the other way"
+    else:
+        said += ": a difference this size may be the machine's, not the software's"
+    return {"machine_ratio": ratio, "machine_note": said}
+
+
 def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
     ident = dict(zip(IDENTITY, key)) | {"base_device": bkey[-1]}
     okr, okb = ok(recs), ok(brecs)
@@ -221,6 +260,9 @@ def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
         if rs.value is None and bs.value is None:
             continue  # the metric does not apply to this workload (TPOT of a prefill)
         c = compare_stats(rs, bs, threshold)
-        out.append({**ident, **c.__dict__,
-                    "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb)})
+        row = {**ident, **c.__dict__, "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb),
+               **machine_moved(okr, okb, metric, c.ratio)}
+        if row["gate"] == "FAIL" and row.get("machine_ratio", 1) < threshold:  # the machine slowed past the tolerance
+            row.update(gate="too noisy", gate_note=f"too noisy to gate at {threshold:g} now: {row['machine_note']}")
+        out.append(row)
     return out
