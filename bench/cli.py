@@ -337,7 +337,7 @@ def cmd_merge(args) -> int:
 def noise_rows(records: list[dict]) -> list[dict]:
     """Per case: trials, the headline statistic, its spread between trials and the noise floor."""
     from bench.judging import cases
-    from bench.judging.compare import resolve_metric
+    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, bound_by, resolve_metric
 
     rows = []
     for key, recs in cases.group(records).items():
@@ -354,6 +354,11 @@ def noise_rows(records: list[dict]) -> list[dict]:
                      "between-trial stdev": f"{math.expm1(stat.log_sd_between):.2%}" if stat.log_sd_between is not None else "-",
                      "noise floor": f"{floor:.1%}" if floor is not None else "unknown (1 trial)",
                      "loaded": cases.loaded_trials(good), "failed": len(recs) - len(good)})
+        bound = bound_by(metric, good[-1].get("kind"))
+        name, _, unit = CEILING_FIELDS[bound] if bound else (None, None, None)
+        seen = [r[name] for r in good if name and isinstance(r.get(name), (int, float)) and r[name] > 0]
+        rows[-1]["device ceiling"] = f"{min(seen):.3g}-{max(seen):.3g} {unit}" if seen else "-"
+        rows[-1]["machine moved"] = bool(seen) and max(seen) > MACHINE_MOVED * min(seen)
     return rows
 
 
@@ -364,6 +369,7 @@ def cmd_baseline(args) -> int:
     import pandas as pd
 
     from bench.judging.cases import Account, dedupe
+    from bench.judging.compare import MACHINE_MOVED
     from bench.publishing.record import RecordWriter, read_records
 
     if args.out and Path(args.out).exists():
@@ -375,6 +381,11 @@ def cmd_baseline(args) -> int:
     rows = noise_rows(records)
     print(pd.DataFrame(rows).to_string(index=False))
     print(account.line("records"))
+    moved = [r for r in rows if r.get("machine moved")]
+    if moved:
+        print(f"{len(moved)} case(s) whose device measured its own ceiling more than {MACHINE_MOVED - 1:.0%} apart "
+              "across these runs (device ceiling): their noise floors include the machine's drift, so a gate against "
+              "them is looser than the software alone would make it", file=sys.stderr)
     single = [r for r in rows if r.get("trials") == 1]
     if single:
         print(f"{len(single)} case(s) with one trial: their noise floor is unknown and a gate against them says "

@@ -193,3 +193,22 @@ def test_the_comparison_table_shows_the_machine_note():
     run = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0)
     text = render_comparison(compare_records(run, base, metrics=["tpot_s"]), "md", None, False)
     assert "slower; the device itself measured 0.60x the baseline's memory bandwidth (12 vs 20 GB/s)" in text
+
+
+def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(tmp_path, capsys):
+    from bench.cli import main
+    from bench.publishing.record import RecordWriter, read_records
+
+    steady = make_trials(3, tpot_s=0.02, seed=1, ceiling_gb_per_s=20.0)
+    drifting = make_trials(3, tpot_s=0.02, seed=2, model="qwen3-0.6b")
+    for rec, bandwidth in zip(drifting, (20.0, 26.0, 15.5)):  # three runs an hour apart on a shared VM
+        rec["ceiling_gb_per_s"] = bandwidth
+    runs = tmp_path / "runs.jsonl"
+    writer = RecordWriter(runs)
+    for rec in steady + drifting:
+        writer.write(rec)
+    assert main(["baseline", str(runs), "--out", str(tmp_path / "base.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    assert "15.5-26 GB/s" in out and "20-20 GB/s" in out
+    assert "1 case(s) whose device measured its own ceiling more than 15% apart" in err
+    assert len(list(read_records(tmp_path / "base.jsonl"))) == 6
