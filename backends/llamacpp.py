@@ -304,7 +304,7 @@ class LlamaCppBackend:
         gguf_export.load_dequantized(model, spec, exported.path, layers)
         return model
 
-    def ceilings(self, dtype: str):
+    def ceilings(self, dtype: str, **rounds):
         """The measured bandwidth and matmul rate (bf16 for the quantised types, which torch has no
         kernel for) of the device llama.cpp runs on, measured through torch: the host's cores and
         memory, or the GPU its layers are offloaded to."""
@@ -312,8 +312,8 @@ class LlamaCppBackend:
 
         like = dtype if dtype in ("fp32", "bf16", "fp16") else "bf16"
         if gpu_offload() and torch.cuda.is_available():
-            return measure("cuda", like, torch.cuda.synchronize)
-        return measure("cpu", like, lambda: None)
+            return measure("cuda", like, torch.cuda.synchronize, **rounds)
+        return measure("cpu", like, lambda: None, **rounds)
 
     def synchronize(self) -> None:
         pass  # each llama_decode + sample returns once the work is done

@@ -233,11 +233,12 @@ class TorchBackend:
             return torch_loop.teacher_forced_logits_static(handle.decoder, ids, prompt_tokens)
         return torch_loop.teacher_forced_logits(handle.module, ids, prompt_tokens)
 
-    def ceilings(self, dtype: str):
-        """This device's measured copy bandwidth and matmul rate in `dtype` (bench.measuring.ceilings)."""
+    def ceilings(self, dtype: str, **rounds):
+        """This device's measured copy bandwidth and matmul rate in `dtype` (bench.measuring.ceilings;
+        `rounds`: its window and repeats)."""
         from bench.measuring.ceilings import measure
 
-        return measure(self.ops.device, dtype, self.ops.synchronize)
+        return measure(self.ops.device, dtype, self.ops.synchronize, **rounds)
 
     def close(self, handle: LoadedModel | None) -> None:
         if handle is not None:

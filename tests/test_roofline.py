@@ -239,3 +239,30 @@ def test_backends_on_one_device_are_judged_against_one_measured_ceiling():
     engine.ceilings = None  # an engine with no way to measure: the device's, measured by another backend
     assert shared_ceilings(cache, engine, "bf16") is first and shared_ceilings(cache, engine, "fp16") is None
     assert measured == ["cpu", "cpu", "cpu"]
+
+
+def test_the_ceilings_measured_right_after_a_case_say_which_cause_of_a_flag_fits():
+    # a prefill at 0.50 TFLOP/s against the run's matmul ceiling of 0.49, measured minutes earlier
+    run_ceilings = Ceilings("cpu", "bf16", 20.0, 0.49, 1, 2048, 19.0, 0.47, 3.0, 25)
+    for beside_tflops, said in ((1.3, "the run's ceilings came out low"), (0.45, "exceeded there too")):
+        rec = make_record(model="qwen3-0.6b", workload="pp512", ttft_s=0.6, device="Some CPU", dtype="bf16")
+        add_roofline(rec, run_ceilings, None, Ceilings("cpu", "bf16", 20.0, beside_tflops, 1, 2048))
+        assert rec["measured_prefill_mfu"] > 1 and rec["ceiling_beside_tflops"] == beside_tflops
+        assert "against the ceilings measured right after this case it is prefill_mfu" in rec["roofline_flag"]
+        assert said in rec["roofline_flag"]
+
+
+def test_the_ceilings_beside_each_case_are_a_few_rounds_and_none_with_a_zero_window(cpu, monkeypatch):
+    from bench.measuring.ceilings import BESIDE_ROUNDS, WINDOW_ENV
+    from bench.measuring.runner import beside_ceilings
+
+    assert beside_ceilings(cpu, "fp32") is None  # the tests' zero window: no rounds beside cases
+    monkeypatch.delenv(WINDOW_ENV)
+    c = beside_ceilings(cpu, "fp32")
+    assert c.rounds == BESIDE_ROUNDS and c.bandwidth_gb_per_s > 0 and c.tflops > 0
+
+    class Plugin:  # a third-party backend whose ceilings() takes the dtype only
+        def ceilings(self, dtype):
+            return Ceilings("cpu", dtype, 1.0, 1.0, 1, 8)
+
+    assert beside_ceilings(Plugin(), "fp32") is None

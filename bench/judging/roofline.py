@@ -65,8 +65,9 @@ def _shares(work: dict, rec: dict, bandwidth: float | None, flops: float | None,
     return out
 
 
-def roofline_fields(rec: dict, chip=None, ceilings=None) -> dict:
-    """Roofline fields for an ok record; `chip` is a spec row, `ceilings` measured ones (either may be None)."""
+def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
+    """Roofline fields for an ok record; `chip` is a spec row, `ceilings` the run's measured ones,
+    `beside` those measured right after this case (any may be None)."""
     work = case_work(rec)
     out = dict(work)
     tpot = rec.get("tpot_s_median")
@@ -86,15 +87,21 @@ def roofline_fields(rec: dict, chip=None, ceilings=None) -> dict:
         out["ceiling_tflops_median"] = ceilings.tflops_median
         out["ceiling_window_s"] = ceilings.window_s
         out.update(_shares(work, rec, ceilings.bandwidth_gb_per_s * 1e9, ceilings.tflops * 1e12, "measured"))
-    out["roofline_flag"] = _flag(out, ceilings.unsteady() if ceilings else [])
+    against_beside = {}
+    if beside:
+        out["ceiling_beside_gb_per_s"] = beside.bandwidth_gb_per_s
+        out["ceiling_beside_tflops"] = beside.tflops
+        against_beside = _shares(work, rec, beside.bandwidth_gb_per_s * 1e9, beside.tflops * 1e12, "measured")
+    out["roofline_flag"] = _flag(out, ceilings.unsteady() if ceilings else [], against_beside)
     return out
 
 
-def _flag(out: dict, unsteady: list[str]) -> str | None:
+def _flag(out: dict, unsteady: list[str], beside: dict) -> str | None:
     """MEASUREMENT ERROR when a share exceeds 100%, with the causes that fit: above the spec sheet,
     the number or the sheet is wrong; above a measured ceiling alone, the ceiling may be what came
-    out low (measured a minute apart on a loaded host, or by kernels slower than this engine's), and
-    `unsteady` says when the ceilings' own rounds showed the device's rate moving."""
+    out low (measured a minute apart on a loaded host, or by kernels slower than this engine's),
+    `unsteady` says when the ceilings' own rounds showed the device's rate moving, and `beside`
+    (the shares against the ceilings measured right after this case) which of those fits."""
     shares = {k: v for k, v in out.items() if k.endswith(("_mbu", "_mfu"))}
     over = [k for k, v in shares.items() if v > 1.0]
     if not over:
@@ -106,6 +113,12 @@ def _flag(out: dict, unsteady: list[str]) -> str | None:
              "host while it was measured, or torch's copy and sum slower than this engine's reads)")
     if unsteady:
         said += f"; the device's rate moved while the ceilings were measured ({'; '.join(unsteady)})"
+    again = {k: beside[k] for k in over if k in beside}
+    if again:
+        shares_text = ", ".join(f"{k.removeprefix('measured_')} {v:.0%}" for k, v in again.items())
+        said += (f"; against the ceilings measured right after this case it is {shares_text}: "
+                 + ("the run's ceilings came out low" if max(again.values()) <= 1.0 else
+                    "exceeded there too: the timing, the token count, or torch's kernels slower than this engine's"))
     within = [f"{k} {v:.0%}" for k, v in shares.items() if k.startswith("spec_")]
     return said + (f"; against the spec sheet it is within physics ({', '.join(within)}): most likely the ceiling"
                    if within else "")

@@ -89,6 +89,9 @@ def use_window(value: float | None) -> None:
         window_s("cpu")  # a bad $CHIPBENCH_CEILING_WINDOW_S is refused now, not swallowed mid-run
 
 
+BESIDE_ROUNDS = 3  # the rounds measured right after each case's timed rounds (bench.measuring.runner)
+
+
 STRETCH_S = 0.02  # each timed stretch lasts at least this long (see _Probe)
 MAX_CALLS = 100
 FILL_BITS = 0x3F003F00  # as fp32 0.50096; each 16-bit half 0x3F00 is bf16 0.5, fp16 1.75: no zeros, no denormals

@@ -241,15 +241,16 @@ def case_identity(case: Case) -> dict:
     }
 
 
-def add_roofline(rec: dict, ceilings=None, chip=None) -> dict:
+def add_roofline(rec: dict, ceilings=None, chip=None, beside=None) -> dict:
     """Adds the roofline fields to an ok record: against `chip` when the user named one (or gave
-    peaks), else the spec row the device's name matches, and against measured ceilings."""
+    peaks), else the spec row the device's name matches, and against measured ceilings (the run's
+    shared ones; `beside`: those measured right after this case, as evidence)."""
     from bench.measuring.ceilings import check_spec
     from bench.judging.chips import match_chip
     from bench.judging.roofline import roofline_fields
 
     chip = chip or match_chip(rec.get("device_name"))
-    rec.update(roofline_fields(rec, chip, ceilings))
+    rec.update(roofline_fields(rec, chip, ceilings, beside))
     rec["spec_check"] = check_spec(ceilings, chip) if chip and ceilings else None
     return rec
 
@@ -274,6 +275,25 @@ def measure_ceilings(backend, dtype: str):
     try:
         return measure(dtype)
     except Exception:  # a ceiling we cannot measure leaves the spec row, never costs the run
+        return None
+
+
+def beside_ceilings(backend, dtype: str):
+    """A few rounds of the ceilings right after a case's timed rounds, on the device it ran on: the
+    run's shared ceilings were measured minutes earlier, and a shared host's rates move in spells
+    longer than their window (results/measurements/2026-12-03-cpu-ceiling-window/). Kept as
+    evidence beside the shared yardstick, never in its place (engines side by side share one).
+    None when the backend cannot measure them, when its ceilings take no rounds (a plugin's
+    `ceilings(dtype)`), when they fail, or when the window is 0 (the minimum: no rounds beside
+    cases)."""
+    from bench.measuring.ceilings import BESIDE_ROUNDS, window_s
+
+    measure = getattr(backend, "ceilings", None)
+    if measure is None or window_s("cpu") == 0:
+        return None
+    try:
+        return measure(dtype, window=0, repeats=BESIDE_ROUNDS)
+    except Exception:  # a TypeError from a plugin's one-argument ceilings(), or a failed measurement
         return None
 
 
@@ -325,7 +345,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     rec.update(timing_fields(timed, run.clock_notes))
     if rec["peak_mem_bytes"] and rec.get("expected_mem_bytes"):
         rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
-    add_roofline(rec, ceilings, chip)
+    add_roofline(rec, ceilings, chip, beside_ceilings(run.backend, case.dtype))
     rec.update(host)
     rec.update(env.provenance(w.seed))
     return rec

@@ -153,6 +153,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "ceiling_tflops": (Opt(NonNeg), "TFLOP/s", "measured: large matmul rate in this dtype"),
     "ceiling_gb_per_s_median": (Opt(NonNeg), "GB/s", "the median round's bandwidth: the ceilings are the best of rounds over a window, and a median far below the best says the device's rate moved"),
     "ceiling_tflops_median": (Opt(NonNeg), "TFLOP/s", "the median round's matmul rate"),
+    "ceiling_beside_gb_per_s": (Opt(NonNeg), "GB/s", "measured right after this case's timed rounds (3 rounds; not with a window of 0): evidence beside the run's shared ceilings, which judge the shares"),
+    "ceiling_beside_tflops": (Opt(NonNeg), "TFLOP/s", "the matmul rate measured right after this case's timed rounds"),
     "ceiling_window_s": (Opt(NonNeg), "s", "how long the ceilings' rounds ran (default 3 s on a CPU, 1 s on an accelerator; --ceiling-window)"),
     "spec_check": (Opt(str), "", "set when the measured ceilings beat the spec row or miss it by half"),
     "spec_mbu": (Opt(Fraction), "fraction", "model bandwidth utilisation: achieved bytes/s over the spec bandwidth (decode)"),
