@@ -474,7 +474,8 @@ def _peak_rss_bytes() -> int | None:
 def ceiling_window_option(s) -> None:
     s.add_argument("--ceiling-window", type=float, metavar="SECONDS",
                    help="how long the measured ceilings' rounds run: their best round is the ceiling (default 3 "
-                        "on a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds only)")
+                        "on a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds at the "
+                        "start, none beside each case)")
 
 
 def use_ceiling_window(args) -> None:

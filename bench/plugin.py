@@ -56,7 +56,8 @@ def pytest_addoption(parser):
                 help="the chip's peak dense bf16/fp16 TFLOP/s, for a chip with no spec row")
     g.addoption("--bench-ceiling-window", default=None, type=float, metavar="SECONDS",
                 help="how long the measured ceilings' rounds run: their best round is the ceiling (default 3 on "
-                     "a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds only)")
+                     "a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds at the "
+                     "start, none beside each case)")
     g.addoption("--bench-no-check", action="store_true", default=False,
                 help="skip the correctness gate (a CPU fp32 reference of each model)")
     g.addoption("--bench-baseline", default=None, metavar="PATH",

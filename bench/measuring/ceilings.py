@@ -66,7 +66,8 @@ class Ceilings:
 
 def window_s(device: str, value: float | str | None = None) -> float:
     """How long the ceilings' rounds run: `value` when given, else $CHIPBENCH_CEILING_WINDOW_S, else
-    CPU_WINDOW_S on the host and DEVICE_WINDOW_S on an accelerator. 0 takes the minimum rounds only."""
+    CPU_WINDOW_S on the host and DEVICE_WINDOW_S on an accelerator. 0 takes the minimum rounds only,
+    and none beside each case (bench.measuring.runner.beside_ceilings)."""
     raw = value if value is not None else os.environ.get(WINDOW_ENV) or None
     if raw is None:
         return CPU_WINDOW_S if device == "cpu" else DEVICE_WINDOW_S
