@@ -177,6 +177,13 @@ def test_a_slowdown_the_device_itself_shows_is_said_and_never_fails_the_gate():
     assert row["gate"] == "FAIL" and row["machine_note"].endswith("(30 vs 20 GB/s): the machine moved the other way")
 
 
+def test_across_devices_a_different_ceiling_is_no_caveat():
+    base = make_trials(3, tpot_s=0.020, seed=1, device="H100", ceiling_gb_per_s=3000.0)
+    run = make_trials(3, tpot_s=0.025, seed=2, device="A100", ceiling_gb_per_s=1800.0)
+    rows = compare_records(run, base, metrics=["tpot_s"], across_devices=True).rows
+    assert rows and all("machine_note" not in r for r in rows)
+
+
 def test_which_ceiling_bounds_which_metric():
     from bench.judging.compare import bound_by
 
