@@ -432,8 +432,9 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
                 run.round()
         finally:
             sampler.stop()
+        load = hostload.facts(before, hostload.sample())  # before the record's own work (the ceilings beside it)
         rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
-        rec.update(hostload.facts(before, hostload.sample()))
+        rec.update(load)
         timed = run.windows[case.warmup:]
         rec.update(sampler.summary(timed, run.tokens_per_round() * len(timed)))
         rec.update(soak_fields(case, run.rounds_done, timed))
