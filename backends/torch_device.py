@@ -86,6 +86,7 @@ class TorchBackend:
             return Probe.no(f"{type(e).__name__}: {e}")
 
     def info(self) -> DeviceInfo:
+        distributed.init(self.ops.device)  # under torchrun: this rank's own device, not the first one
         return self.ops.info()
 
     def supported_dtypes(self) -> tuple[str, ...]:
@@ -236,9 +237,24 @@ class TorchBackend:
     def ceilings(self, dtype: str, **rounds):
         """This device's measured copy bandwidth and matmul rate in `dtype` (bench.measuring.ceilings;
         `rounds`: its window and repeats)."""
-        from bench.measuring.ceilings import measure
+        from bench.measuring.ceilings import Ceilings, measure
 
-        return measure(self.ops.device, dtype, self.ops.synchronize, **rounds)
+        if not distributed.is_parallel():
+            return measure(self.ops.device, dtype, self.ops.synchronize, **rounds)
+        # A split case's decode step reads every rank's shard at once, so its roofline is every
+        # rank's ceilings measured at once, summed: on one host the ranks contend for its memory as
+        # the case does; on separate GPUs each adds its own. Every rank must come here (lockstep).
+        distributed.init(self.ops.device)
+        distributed.barrier()
+        try:
+            mine = measure(self.ops.device, dtype, self.ops.synchronize, **rounds)
+        except Exception as e:  # told to every rank, so that none waits in the gather below
+            mine = f"rank {distributed.rank()}: {type(e).__name__}: {e}"
+        parts = distributed.gather(mine)
+        failed = [p for p in parts if isinstance(p, str)]
+        if failed:
+            raise RuntimeError("a rank could not measure its ceilings: " + "; ".join(failed))
+        return Ceilings.summed(parts)
 
     def close(self, handle: LoadedModel | None) -> None:
         if handle is not None:

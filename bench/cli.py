@@ -77,7 +77,7 @@ def cmd_env(args) -> int:
 
 def cmd_run(args) -> int:
     from backends.registry import discover
-    from bench.measuring import env
+    from bench.measuring import distributed, env
     from bench.publishing.record import RecordWriter, default_path
     from bench.publishing.report import summary_table
     from bench.measuring.runner import failed_record, new_series, run_case
@@ -86,6 +86,11 @@ def cmd_run(args) -> int:
     from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
     use_ceiling_window(args)
+
+    def say(*text, **kw) -> None:  # under torchrun rank 0 alone prints, as it alone writes records
+        if distributed.is_lead():
+            print(*text, **kw)
+
     opts = SuiteOptions(
         backends=split_list(args.backend), models=split_list(args.model), dtypes=split_list(args.dtype),
         workloads=split_list(args.workload), batches=parse_ints(args.batch, "batch sizes") or (1,),
@@ -98,20 +103,20 @@ def cmd_run(args) -> int:
     from bench.measuring.runner import shared_ceilings
 
     chip = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops,
-                        warn=lambda m: print(f"chipbench: {m}", file=sys.stderr))
+                        warn=lambda m: say(f"chipbench: {m}", file=sys.stderr))
     host = env.host_facts()
     records, ceilings, selftests = [], {}, {}
     for p in planned:
         if p.skip_reason:
-            print(f"skipped backend {p.label}: {p.skip_reason}", file=sys.stderr)
+            say(f"skipped backend {p.label}: {p.skip_reason}", file=sys.stderr)
             continue
         backend = entries[p.case.backend].backend
         loop = timing_loop(backend, p.case.mode)  # each loop the run times is proved once
         if (p.case.backend, loop) in selftests:
             status, selftest = selftests[(p.case.backend, loop)]
         else:
-            print(f"timing self-test of {p.case.backend}" + (f" ({loop} loop)" if loop != "lock-step" else "")
-                  + " ...", file=sys.stderr, flush=True)
+            say(f"timing self-test of {p.case.backend}" + (f" ({loop} loop)" if loop != "lock-step" else "")
+                + " ...", file=sys.stderr, flush=True)
             status, selftest = suite_check(backend, p.case.model, p.case.dtype, p.case.mode, probe_cache_len(p.case))
             if status != "error":  # could not run on this model: the next case's model tries again
                 selftests[(p.case.backend, loop)] = (status, selftest)
@@ -124,8 +129,8 @@ def cmd_run(args) -> int:
             records.append(rec)
             continue
         device_ceilings = shared_ceilings(ceilings, backend, p.case.dtype)
-        print(f"running {p.label}" + (f" ({args.repeats} trials)" if args.repeats > 1 else "") + " ...",
-              file=sys.stderr, flush=True)
+        say(f"running {p.label}" + (f" ({args.repeats} trials)" if args.repeats > 1 else "") + " ...",
+            file=sys.stderr, flush=True)
         def keep(rec: dict, selftest=selftest) -> None:
             rec["timing_selftest"] = selftest
             writer.write(rec)
@@ -138,8 +143,8 @@ def cmd_run(args) -> int:
             keep(run_case(backend, p.case, host, device_ceilings, check=not args.no_check, chip=chip,
                           origin=entries[p.case.backend].origin()))
     if records:
-        print(summary_table(records))
-    print(f"{len(records)} record(s) appended to {writer.path}", file=sys.stderr)
+        say(summary_table(records))
+    say(f"{len(records)} record(s) appended to {writer.path}", file=sys.stderr)
     return 0 if all(r["status"] == "ok" for r in records) else 1
 
 
@@ -495,6 +500,7 @@ def cmd_ceilings(args) -> int:
     from dataclasses import asdict
 
     from backends.registry import discover, get_backend
+    from bench.measuring import distributed
     from bench.measuring.ceilings import check_spec
     from bench.judging.chips import match_chip, resolve_chip
     from models.build import parse_dtype
@@ -513,12 +519,13 @@ def cmd_ceilings(args) -> int:
             out.append({"backend": name, "error": "this backend cannot measure ceilings"})
             continue
         c = measure(args.dtype)
-        device = backend.info().device_name
+        info = backend.info()
+        device = info.device_name
         chip = chosen or match_chip(device)
         out.append({"backend": name, "device": device, **asdict(c), "unsteady": c.unsteady(), "chip": chip.name if chip else None,
                     "spec_gb_per_s": chip.bandwidth_gb_per_s if chip else None,
                     "spec_tflops": (chip.peak_flops(args.dtype) or 0) / 1e12 or None if chip else None,
-                    "spec_check": check_spec(c, chip) if chip else
+                    "spec_check": check_spec(c, chip, distributed.chips(info.kind)) if chip else
                     f"no spec row matches {device!r}: these measured ceilings are its roofline"})
     if args.json:
         print(json.dumps(out, indent=1))

@@ -65,6 +65,61 @@ def test_a_suite_under_torchrun_writes_one_tp2_record_from_rank_0(tmp_path):
     assert rec["status"] == "ok", rec.get("error")
     assert rec["parallel"] == "tp2" and rec["env_world_size"] == 2 and "tp2" in rec["stack"]
     assert rec["correct"] is True  # the gate ran through the split model, on every rank in lockstep
+    assert rec["env_chips"] == 1  # two CPU ranks on one host share its chip: one sheet, not two
+    assert r.stdout.count("trials×rounds") == 1 and r.stderr.count("record(s) appended") == 1, "rank 0 alone prints"
+
+
+SUMMED = """
+import json
+import bench.measuring.ceilings as c
+from backends.cpu import create
+from bench.measuring import distributed
+
+rank = distributed.rank()
+
+
+def fake(device, dtype, sync, **rounds):
+    if rounds.get("repeats") == 0 and rank == 1:
+        raise RuntimeError("out of memory")
+    return c.Ceilings(device, dtype, 10.0 * (rank + 1), 1.0 + rank, 1, 64, 5.0, 0.5, 1.0 + rank, 5 + rank)
+
+
+c.measure = fake
+got = create().ceilings("fp32")
+try:
+    create().ceilings("fp32", repeats=0)
+    failed = None
+except RuntimeError as e:
+    failed = str(e)
+peaks = distributed.total(1000 * (rank + 1)), distributed.total(None if rank else 5)
+from bench.measuring.runner import split_power
+
+metered = {"energy_j": 10.0 * (rank + 1), "tele_power_w": 100.0 + rank}
+power = [split_power({**metered, "backend_kind": kind}, 100) for kind in ("cuda", "cpu")]
+power.append(split_power({"backend_kind": "cuda", "energy_j": None if rank else 1.0, "tele_power_w": None}, 100))
+if distributed.is_lead():
+    print(json.dumps({"bandwidth": got.bandwidth_gb_per_s, "tflops": got.tflops, "ranks": got.ranks,
+                      "rounds": got.rounds, "window": got.window_s, "failed": failed, "peaks": peaks,
+                      "power": power}))
+"""
+
+
+def test_under_torchrun_the_ceilings_and_peak_memory_are_every_ranks_summed(tmp_path):
+    """A split decode step reads every rank's shard at once: its roofline is the ranks' ceilings
+    together, not rank 0's alone (which made a tp2 case's MBU twice what it was). A rank that
+    cannot measure fails the measurement on every rank, so none waits for it in the gather."""
+    script = tmp_path / "summed.py"
+    script.write_text(SUMMED)
+    r = torchrun([str(script)], tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (out["bandwidth"], out["tflops"], out["ranks"], out["rounds"], out["window"]) == (30.0, 3.0, 2, 5, 2.0)
+    assert out["failed"].startswith("a rank could not measure its ceilings: rank 1: RuntimeError: out of memory")
+    assert out["peaks"] == [3000, None]  # a split case's peak memory: every rank's, or unknown if one has none
+    gpus, cpus, unmetered = out["power"]
+    assert gpus == {"energy_j": 30.0, "tele_power_w": 201.0, "energy_per_token_j": 0.3}  # each GPU meters its own
+    assert cpus == {"energy_j": 10.0, "tele_power_w": 100.0, "energy_per_token_j": 0.1}  # one package, read once
+    assert unmetered["energy_j"] is None and unmetered["energy_per_token_j"] is None  # not metered, never zero
 
 
 def test_a_model_too_big_for_one_device_says_which_splits_fit():

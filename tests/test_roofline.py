@@ -55,6 +55,30 @@ def test_measured_ceilings_check_the_spec_sheet(bandwidth, expect):
     assert note is None if expect is None else expect in note
 
 
+def test_a_split_case_is_judged_against_every_chip_it_ran_on():
+    """tp2 over two H100s: the whole model's bytes per step move through two chips' HBM at once, so
+    the spec roofline is twice one sheet (on one sheet a 16 TB/s run would read as 120% MBU)."""
+    one = make_record(tpot_s=0.004, device="NVIDIA H100 80GB HBM3")
+    two = make_record(tpot_s=0.004, device="NVIDIA H100 80GB HBM3", env_chips=2)
+    add_roofline(one)
+    add_roofline(two)
+    assert one["spec_mbu"] > 1 and one["roofline_flag"].startswith("MEASUREMENT ERROR")
+    assert two["spec_mbu"] == pytest.approx(one["spec_mbu"] / 2) and two["roofline_flag"] is None
+    assert two["spec_best_tpot_s"] == pytest.approx(one["spec_best_tpot_s"] / 2)
+
+
+def test_summed_ceilings_are_checked_against_as_many_sheets_as_chips():
+    h100 = find_chip("NVIDIA H100 SXM")
+    parts = [Ceilings("cuda", "bf16", 3000, 790, 1, 8192, 2900, 780, 1.0, 9),
+             Ceilings("cuda", "bf16", 3100, 800, 1, 8192, 3000, 790, 1.2, 8)]
+    both = Ceilings.summed(parts)
+    assert (both.bandwidth_gb_per_s, both.tflops, both.bandwidth_gb_per_s_median) == (6100, 1590, 5900)
+    assert (both.ranks, both.rounds, both.window_s) == (2, 8, 1.2)
+    assert "beats the NVIDIA H100 SXM sheet" in check_spec(both, h100)  # two chips' worth on one sheet
+    assert check_spec(both, h100, chips=2) is None
+    assert "under half 2 x the NVIDIA H100 SXM sheet's 3350" in check_spec(parts[0], h100, chips=2)
+
+
 def test_cpu_ceilings_are_measured_in_the_benchmark_dtype(cpu):
     c = cpu.ceilings("fp32")
     assert c.bandwidth_gb_per_s > 0.5 and c.tflops > 0.001 and c.dtype == "fp32"

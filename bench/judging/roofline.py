@@ -78,8 +78,10 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         out["achieved_prefill_tflops"] = work["prefill_flops"] / rec["ttft_s_median"] / 1e12
     out["chip"] = chip.name if chip else None
     out["chip_confidence"] = chip.confidence if chip else None
-    if chip:
-        out.update(_shares(work, rec, chip.bandwidth_bytes_per_s, chip.peak_flops(rec["dtype"]), "spec"))
+    if chip:  # a split case runs on env_chips chips at once (bench.measuring.distributed.chips)
+        chips = rec.get("env_chips") or 1
+        bandwidth, flops = chip.bandwidth_bytes_per_s, chip.peak_flops(rec["dtype"])
+        out.update(_shares(work, rec, bandwidth and bandwidth * chips, flops and flops * chips, "spec"))
     if ceilings:
         out["ceiling_gb_per_s"] = ceilings.bandwidth_gb_per_s
         out["ceiling_tflops"] = ceilings.tflops

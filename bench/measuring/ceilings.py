@@ -52,6 +52,26 @@ class Ceilings:
     tflops_median: float | None = None
     window_s: float | None = None  # how long the rounds took
     rounds: int | None = None
+    ranks: int = 1  # under torchrun: the ranks whose ceilings, measured at once, are summed here
+
+    @classmethod
+    def summed(cls, parts: list["Ceilings"]) -> "Ceilings":
+        """Every rank's ceilings, measured at the same time, as one: what the ranks of a split case
+        can move and compute together (on one host they contend for its memory as the case does;
+        on separate GPUs each adds its own). The fewest rounds and the longest window are kept."""
+        first = parts[0]
+
+        def total(name):
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else sum(values)
+
+        return cls(first.device, first.dtype, bandwidth_gb_per_s=total("bandwidth_gb_per_s"),
+                   tflops=total("tflops"), copy_bytes=first.copy_bytes, matmul_n=first.matmul_n,
+                   bandwidth_gb_per_s_median=total("bandwidth_gb_per_s_median"),
+                   tflops_median=total("tflops_median"),
+                   window_s=max((p.window_s for p in parts if p.window_s is not None), default=None),
+                   rounds=min((p.rounds for p in parts if p.rounds is not None), default=None),
+                   ranks=sum(p.ranks for p in parts))
 
     def unsteady(self) -> list[str]:
         """A phrase per ceiling whose best round beat its median round by more than UNSTEADY."""
@@ -155,18 +175,20 @@ def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n
                     rounds=len(flops))
 
 
-def check_spec(ceilings: Ceilings, chip) -> str | None:
-    """A sentence when the measured ceilings contradict the spec row, else None."""
+def check_spec(ceilings: Ceilings, chip, chips: int = 1) -> str | None:
+    """A sentence when the measured ceilings contradict the spec row (times `chips`, the chips a
+    split case's summed ceilings span), else None."""
     notes = []
+    sheet = f"{chips} x the {chip.name} sheet's" if chips > 1 else f"the {chip.name} sheet's"
     pairs = (("memory bandwidth", ceilings.bandwidth_gb_per_s, chip.bandwidth_gb_per_s, "GB/s"),
              (f"{ceilings.dtype} matmul", ceilings.tflops,
               (chip.peak_flops(ceilings.dtype) or 0) / 1e12 or None, "TFLOP/s"))
     for what, measured, spec, unit in pairs:
         if not spec:
             continue
-        if measured > BEATS * spec:
-            notes.append(f"measured {what} {measured:.0f} {unit} beats the {chip.name} sheet's {spec:g}: "
+        if measured > BEATS * spec * chips:
+            notes.append(f"measured {what} {measured:.0f} {unit} beats {sheet} {spec:g}: "
                          "wrong spec row or a wrong sheet")
-        elif measured < MISSES * spec:
-            notes.append(f"measured {what} {measured:.0f} {unit} is under half the {chip.name} sheet's {spec:g}")
+        elif measured < MISSES * spec * chips:
+            notes.append(f"measured {what} {measured:.0f} {unit} is under half {sheet} {spec:g}")
     return "; ".join(notes) or None

@@ -34,6 +34,32 @@ def is_parallel() -> bool:
     return world_size() > 1
 
 
+def local_world_size() -> int:
+    """Ranks on this host (torchrun's LOCAL_WORLD_SIZE)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "") or world_size()))
+    except ValueError:
+        return world_size()
+
+
+def chips(kind: str) -> int:
+    """The chips a split case runs on, for its roofline: one per rank on an accelerator (torchrun
+    gives each rank its own device), one per host for CPU ranks, which share its sockets and memory.
+    1 in one process."""
+    if not is_parallel():
+        return 1
+    return max(1, world_size() // local_world_size()) if kind == "cpu" else world_size()
+
+
+def first_on_chip(kind: str) -> bool:
+    """Whether this rank speaks for its chip's meters (power, energy): every rank on an accelerator
+    (each has its own), the first rank of each host for CPU ranks (a package's RAPL counter is one
+    for all the ranks on it: summed over them it would count the same joules twice)."""
+    if not is_parallel() or kind != "cpu":
+        return True
+    return os.environ.get("LOCAL_RANK", "0") == "0"
+
+
 def is_lead() -> bool:
     """The rank that writes records and prints (every process when not launched by torchrun)."""
     return rank() == 0
@@ -41,10 +67,12 @@ def is_lead() -> bool:
 
 def init(device: str) -> None:
     """The process group for this launch, once: NCCL for CUDA devices, gloo otherwise."""
+    if not is_parallel():
+        return
     import torch
     import torch.distributed as dist
 
-    if not is_parallel() or dist.is_initialized():
+    if dist.is_initialized():
         return
     if device.startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -56,6 +84,23 @@ def barrier() -> None:
 
     if is_parallel() and dist.is_initialized():
         dist.barrier()
+
+
+def gather(value) -> list:
+    """`value` from every rank, in rank order ([value] in one process). Every rank must call it."""
+    import torch.distributed as dist
+
+    if not (is_parallel() and dist.is_initialized()):
+        return [value]
+    out = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def total(value: int | float | None) -> int | float | None:
+    """The sum of `value` over every rank (None when any rank has none); `value` in one process."""
+    values = gather(value)
+    return None if any(v is None for v in values) else sum(values)
 
 
 def layout() -> str:

@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from backends.base import Backend
-from bench.measuring import env, hostload, telemetry
+from bench.measuring import distributed, env, hostload, telemetry
 from bench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
 from bench.publishing.record import SCHEMA_VERSION, new_record_id
 from bench.measuring.stats import summarize
@@ -251,7 +251,7 @@ def add_roofline(rec: dict, ceilings=None, chip=None, beside=None) -> dict:
 
     chip = chip or match_chip(rec.get("device_name"))
     rec.update(roofline_fields(rec, chip, ceilings, beside))
-    rec["spec_check"] = check_spec(ceilings, chip) if chip and ceilings else None
+    rec["spec_check"] = check_spec(ceilings, chip, rec.get("env_chips") or 1) if chip and ceilings else None
     return rec
 
 
@@ -340,7 +340,10 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
                compile_time_s=run.compile_time_s, exec_note="; ".join(notes) or None, **facts)
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
+    rec["env_chips"] = distributed.chips(rec.get("backend_kind")) if rec["parallel"] != "none" else 1
     rec.update(metric_fields(timed, w))
+    if rec["parallel"] != "none":  # a split case holds memory on every rank: the whole against the whole estimate
+        rec["peak_mem_bytes"] = distributed.total(rec["peak_mem_bytes"])
     rec["rounds"] = len(timed)  # what ran: more than asked for in sustained mode
     rec.update(timing_fields(timed, run.clock_notes))
     if rec["peak_mem_bytes"] and rec.get("expected_mem_bytes"):
@@ -368,6 +371,17 @@ def metric_fields(timed: list[Round], w: Workload) -> dict:
     out["peak_mem_kind"] = kinds.pop() if len(kinds) == 1 else None
     out["token_times_s"] = [list(r.token_times_s) for r in timed]
     return out
+
+
+def split_power(rec: dict, tokens: int) -> dict:
+    """A split case's power and energy over every chip it ran on (each rank meters its own device;
+    CPU ranks on one host share one package counter, read once), so that joules per token count the
+    whole case, not rank 0's share of it. Every rank must call it (lockstep)."""
+    mine = distributed.first_on_chip(rec.get("backend_kind"))
+    energy = distributed.total(rec.get("energy_j") if mine else 0.0)
+    power = distributed.total(rec.get("tele_power_w") if mine else 0.0)
+    return {"energy_j": energy, "tele_power_w": power,
+            "energy_per_token_j": energy / tokens if energy is not None and tokens else None}
 
 
 def soak_rounds(case: Case, warmup_windows: list[tuple[float, float]]) -> int:
@@ -437,6 +451,8 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
         rec.update(load)
         timed = run.windows[case.warmup:]
         rec.update(sampler.summary(timed, run.tokens_per_round() * len(timed)))
+        if rec["parallel"] != "none":
+            rec.update(split_power(rec, run.tokens_per_round() * len(timed)))
         rec.update(soak_fields(case, run.rounds_done, timed))
         if check:
             rec.update(correctness(backend, case, run.handle, host.get("env_host_memory_bytes") or 0))
