@@ -97,14 +97,25 @@ from bench.measuring.runner import split_power
 metered = {"energy_j": 10.0 * (rank + 1), "tele_power_w": 100.0 + rank}
 power = [split_power({**metered, "backend_kind": kind}, 100) for kind in ("cuda", "cpu")]
 power.append(split_power({"backend_kind": "cuda", "energy_j": None if rank else 1.0, "tele_power_w": None}, 100))
+import time
+from bench.measuring import hostload
+
+distributed.barrier()
+before = hostload.sample()
+distributed.barrier()
+start = time.process_time()
+while time.process_time() - start < 1.0:  # each rank works 1 s of CPU time
+    pass
+distributed.barrier()
+own = hostload.sample().own_s - before.own_s
 if distributed.is_lead():
-    print(json.dumps({"bandwidth": got.bandwidth_gb_per_s, "tflops": got.tflops, "ranks": got.ranks,
+    print(json.dumps({"own": own, "bandwidth": got.bandwidth_gb_per_s, "tflops": got.tflops, "ranks": got.ranks,
                       "rounds": got.rounds, "window": got.window_s, "failed": failed, "peaks": peaks,
                       "power": power}))
 """
 
 
-def test_under_torchrun_the_ceilings_and_peak_memory_are_every_ranks_summed(tmp_path):
+def test_under_torchrun_ceilings_memory_power_and_cpu_time_are_every_ranks(tmp_path):
     """A split decode step reads every rank's shard at once: its roofline is the ranks' ceilings
     together, not rank 0's alone (which made a tp2 case's MBU twice what it was). A rank that
     cannot measure fails the measurement on every rank, so none waits for it in the gather."""
@@ -116,6 +127,7 @@ def test_under_torchrun_the_ceilings_and_peak_memory_are_every_ranks_summed(tmp_
     assert (out["bandwidth"], out["tflops"], out["ranks"], out["rounds"], out["window"]) == (30.0, 3.0, 2, 5, 2.0)
     assert out["failed"].startswith("a rank could not measure its ceilings: rank 1: RuntimeError: out of memory")
     assert out["peaks"] == [3000, None]  # a split case's peak memory: every rank's, or unknown if one has none
+    assert out["own"] > 1.6  # both ranks' CPU time is the case's own: their load is not a neighbour's
     gpus, cpus, unmetered = out["power"]
     assert gpus == {"energy_j": 30.0, "tele_power_w": 201.0, "energy_per_token_j": 0.3}  # each GPU meters its own
     assert cpus == {"energy_j": 10.0, "tele_power_w": 100.0, "energy_per_token_j": 0.1}  # one package, read once

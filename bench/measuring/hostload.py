@@ -2,9 +2,10 @@
 
 Taken from the kernel's counters before and after each trial (psutil): the 1-minute load
 average, the CPU time other processes used (the whole machine's busy time minus this process's
-own), the time the hypervisor stole, and the CPU clock where the kernel exposes it. A trial
-during which others took a noticeable share is flagged `host_loaded`, and tables mark it; what
-cannot be read is recorded as unknown (null), never as zero.
+own, and under torchrun that of its sibling ranks on this host), the time the hypervisor stole,
+and the CPU clock where the kernel exposes it. A trial during which others took a noticeable share
+is flagged `host_loaded`, and tables mark it; what cannot be read is recorded as unknown (null),
+never as zero.
 """
 
 from __future__ import annotations
@@ -40,6 +41,27 @@ def _cpu_mhz() -> float | None:
     return float(f.current) if f and f.current else None
 
 
+def _sibling_ranks(psutil) -> list:
+    """Under torchrun, the other ranks on this host (the torchrun agent's other workers): their CPU
+    time is the case's own work, not a neighbour's. Empty in one process."""
+    from bench.measuring.distributed import local_world_size
+
+    if local_world_size() <= 1:
+        return []
+    me = psutil.Process()
+    try:
+        return [p for p in me.parent().children() if p.pid != me.pid]
+    except Exception:  # no parent to ask: this rank alone
+        return []
+
+
+def _cpu_s(process) -> float:
+    try:
+        return sum(process.cpu_times()[:2])
+    except Exception:  # a rank that has just exited
+        return 0.0
+
+
 def sample() -> HostSample:
     import psutil
 
@@ -51,7 +73,7 @@ def sample() -> HostSample:
     except Exception:
         busy = total = steal = None
     try:
-        own = sum(psutil.Process().cpu_times()[:2])
+        own = sum(psutil.Process().cpu_times()[:2]) + sum(_cpu_s(p) for p in _sibling_ranks(psutil))
     except Exception:
         own = None
     try:
