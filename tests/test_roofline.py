@@ -67,6 +67,22 @@ def test_a_split_case_is_judged_against_every_chip_it_ran_on():
     assert two["spec_best_tpot_s"] == pytest.approx(one["spec_best_tpot_s"] / 2)
 
 
+def test_an_engines_own_split_is_judged_against_its_tensor_parallel_chips(monkeypatch):
+    """vLLM's tensor_parallel_size=2 on two H100s: two chips read at once (pipeline stages take
+    turns, so tp2pp2 is two); the one GPU's ceilings the run measured stand for both."""
+    from bench.measuring.distributed import chips
+
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert (chips("cuda", "tp2"), chips("cuda", "tp2pp2"), chips("cuda", "none"), chips("cpu", "tp2")) == (2, 2, 1, 1)
+    one_gpu = Ceilings("cuda", "bf16", 3000, 790, 1, 8192)
+    alone = add_roofline(make_record(tpot_s=0.004, device="NVIDIA H100 80GB HBM3"), one_gpu)
+    split = add_roofline(make_record(tpot_s=0.004, device="NVIDIA H100 80GB HBM3", parallel="tp2", env_chips=2), one_gpu)
+    assert alone["measured_mbu"] > 1 and split["measured_mbu"] == pytest.approx(alone["measured_mbu"] / 2)
+    assert split["ceiling_gb_per_s"] == 6000 and split["roofline_flag"] is None
+    assert split["spec_check"] is None  # one GPU's measured 3000 GB/s is checked against one sheet
+
+
 def test_summed_ceilings_are_checked_against_as_many_sheets_as_chips():
     h100 = find_chip("NVIDIA H100 SXM")
     parts = [Ceilings("cuda", "bf16", 3000, 790, 1, 8192, 2900, 780, 1.0, 9),

@@ -12,6 +12,8 @@ they were measured. A share above 100% is not a result: it is flagged as a measu
 
 from __future__ import annotations
 
+import dataclasses
+
 from bench.errors import UsageError
 from bench.measuring.workload import parse_workload
 from models.counts import DTYPE_BYTES, QUANT_BYTES, decode_step_bytes, facts, flops_per_token
@@ -78,8 +80,9 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         out["achieved_prefill_tflops"] = work["prefill_flops"] / rec["ttft_s_median"] / 1e12
     out["chip"] = chip.name if chip else None
     out["chip_confidence"] = chip.confidence if chip else None
-    if chip:  # a split case runs on env_chips chips at once (bench.measuring.distributed.chips)
-        chips = rec.get("env_chips") or 1
+    chips = rec.get("env_chips") or 1  # a split case reads env_chips chips at once (bench.measuring.distributed.chips)
+    ceilings, beside = _for_chips(ceilings, chips), _for_chips(beside, chips)
+    if chip:
         bandwidth, flops = chip.bandwidth_bytes_per_s, chip.peak_flops(rec["dtype"])
         out.update(_shares(work, rec, bandwidth and bandwidth * chips, flops and flops * chips, "spec"))
     if ceilings:
@@ -96,6 +99,20 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         against_beside = _shares(work, rec, beside.bandwidth_gb_per_s * 1e9, beside.tflops * 1e12, "measured")
     out["roofline_flag"] = _flag(out, ceilings.unsteady() if ceilings else [], against_beside)
     return out
+
+
+def _for_chips(ceilings, chips: int):
+    """Ceilings measured on fewer chips than the case read at once (an engine's own tensor-parallel
+    split, judged by the one device's ceilings its run measured) scaled to all of them, as identical
+    chips; ceilings summed over torchrun ranks already span them."""
+    ranks = getattr(ceilings, "ranks", 1)
+    if ceilings is None or chips <= ranks or not dataclasses.is_dataclass(ceilings):
+        return ceilings
+    k = chips / ranks
+    scaled = {name: getattr(ceilings, name) * k for name in
+              ("bandwidth_gb_per_s", "tflops", "bandwidth_gb_per_s_median", "tflops_median")
+              if getattr(ceilings, name) is not None}
+    return dataclasses.replace(ceilings, ranks=chips, **scaled)
 
 
 def _flag(out: dict, unsteady: list[str], beside: dict) -> str | None:

@@ -12,6 +12,7 @@ No home-made splitting: what transformers' plan cannot shard is its error, repor
 from __future__ import annotations
 
 import os
+import re
 
 FIT_MARGIN = 0.9  # of a device's memory a shard may take (the rest: activations, runtime, fragmentation)
 
@@ -42,13 +43,16 @@ def local_world_size() -> int:
         return world_size()
 
 
-def chips(kind: str) -> int:
-    """The chips a split case runs on, for its roofline: one per rank on an accelerator (torchrun
-    gives each rank its own device), one per host for CPU ranks, which share its sockets and memory.
-    1 in one process."""
-    if not is_parallel():
-        return 1
-    return max(1, world_size() // local_world_size()) if kind == "cpu" else world_size()
+def chips(kind: str, layout: str | None = None) -> int:
+    """The chips whose memory a split case's decode step reads at once, for its roofline. Under
+    torchrun: one per rank on an accelerator (each rank has its own device), one per host for CPU
+    ranks, which share its sockets and memory. An engine's own split (`layout` such as "tp2pp2",
+    vLLM's): its tensor-parallel size on accelerators (pipeline stages take turns: one stage's chips
+    work at a time). 1 otherwise."""
+    if is_parallel():
+        return max(1, world_size() // local_world_size()) if kind == "cpu" else world_size()
+    tp = re.match(r"tp(\d+)", layout or "")
+    return int(tp.group(1)) if tp and kind != "cpu" else 1
 
 
 def first_on_chip(kind: str) -> bool:

@@ -251,7 +251,10 @@ def add_roofline(rec: dict, ceilings=None, chip=None, beside=None) -> dict:
 
     chip = chip or match_chip(rec.get("device_name"))
     rec.update(roofline_fields(rec, chip, ceilings, beside))
-    rec["spec_check"] = check_spec(ceilings, chip, rec.get("env_chips") or 1) if chip and ceilings else None
+    # the sheets the measured ceilings span: their ranks' chips (two GPUs), not more (ranks sharing a
+    # host; an engine's split judged by one device's ceilings)
+    spanned = min(rec.get("env_chips") or 1, getattr(ceilings, "ranks", 1))
+    rec["spec_check"] = check_spec(ceilings, chip, spanned) if chip and ceilings else None
     return rec
 
 
@@ -340,7 +343,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
                compile_time_s=run.compile_time_s, exec_note="; ".join(notes) or None, **facts)
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
-    rec["env_chips"] = distributed.chips(rec.get("backend_kind")) if rec["parallel"] != "none" else 1
+    rec["env_chips"] = distributed.chips(rec.get("backend_kind"), rec["parallel"]) if rec["parallel"] != "none" else 1
     rec.update(metric_fields(timed, w))
     if rec["parallel"] != "none":  # a split case holds memory on every rank: the whole against the whole estimate
         rec["peak_mem_bytes"] = distributed.total(rec["peak_mem_bytes"])
