@@ -105,8 +105,8 @@ def _for_chips(ceilings, chips: int):
     """Ceilings measured on fewer chips than the case read at once (an engine's own tensor-parallel
     split, judged by the one device's ceilings its run measured) scaled to all of them, as identical
     chips; ceilings summed over torchrun ranks already span them."""
-    ranks = getattr(ceilings, "ranks", 1)
-    if ceilings is None or chips <= ranks or not dataclasses.is_dataclass(ceilings):
+    ranks = getattr(ceilings, "ranks", None)
+    if ranks is None or chips <= ranks or not dataclasses.is_dataclass(ceilings):  # a plugin's own kind: as given
         return ceilings
     k = chips / ranks
     scaled = {name: getattr(ceilings, name) * k for name in
