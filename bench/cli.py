@@ -511,7 +511,7 @@ def cmd_ceilings(args) -> int:
     names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
     backends = [get_backend(n, entries) for n in names]
     chosen = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops,
-                          warn=lambda m: print(f"chipbench: {m}", file=sys.stderr))
+                          warn=lambda m: distributed.is_lead() and print(f"chipbench: {m}", file=sys.stderr))
     out = []
     for name, backend in zip(names, backends):
         measure = getattr(backend, "ceilings", None)
@@ -522,11 +522,13 @@ def cmd_ceilings(args) -> int:
         info = backend.info()
         device = info.device_name
         chip = chosen or match_chip(device)
-        out.append({"backend": name, "device": device, **asdict(c), "unsteady": c.unsteady(), "chip": chip.name if chip else None,
+        out.append({"backend": name, **asdict(c), "device_name": device, "unsteady": c.unsteady(), "chip": chip.name if chip else None,
                     "spec_gb_per_s": chip.bandwidth_gb_per_s if chip else None,
                     "spec_tflops": (chip.peak_flops(args.dtype) or 0) / 1e12 or None if chip else None,
                     "spec_check": check_spec(c, chip, distributed.chips(info.kind)) if chip else
                     f"no spec row matches {device!r}: these measured ceilings are its roofline"})
+    if not distributed.is_lead():  # under torchrun every rank measures at once; rank 0 prints their sum
+        return 0
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -536,7 +538,7 @@ def cmd_ceilings(args) -> int:
                 continue
             spec = (f"; spec {o['chip']}: {o['spec_gb_per_s'] or '?'} GB/s, {o['spec_tflops'] or '?'} TFLOP/s"
                     if o["spec_gb_per_s"] or o["spec_tflops"] else "")
-            print(f"{o['backend']} ({o['device']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read; "
+            print(f"{o['backend']} ({o['device_name']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read; "
                   f"median round {o['bandwidth_gb_per_s_median']:.1f}), {o['dtype']} matmul {o['tflops']:.2f} TFLOP/s "
                   f"(n={o['matmul_n']}; median round {o['tflops_median']:.2f}), best of {o['rounds']} rounds in "
                   f"{o['window_s']:.1f} s{spec}" + (f"\n  {o['spec_check']}" if o["spec_check"] else "")

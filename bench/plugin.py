@@ -166,12 +166,29 @@ def pytest_configure(config):
                             config.getoption("--bench-peak-tflops"), warn=notes.append)
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
+    from bench.measuring import distributed
+
+    if not distributed.is_lead():
+        _follow(config)
     out = config.getoption("--bench-out") or default_path(Path(config.rootpath) / "results" / "runs")
     state = SuiteState(planned, RecordWriter(out), entries, check=not config.getoption("--bench-no-check"),
                        repeats=opts.repeats)
     state.chip, state.notes = chip, notes
     setattr(config, _KEY, state)
     config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
+
+
+def _follow(config) -> None:
+    """A rank other than 0 under torchrun: it runs every case in lockstep with rank 0 (each step is
+    a collective), but rank 0's record is the measurement. So this rank prints no results of its own
+    (its timings are not the record's) and writes no file: pytest-benchmark's JSON, saves and
+    histograms are rank 0's alone, or one launch would leave one result per rank, or two ranks
+    writing one --benchmark-json path at once. Its failures still print."""
+    o = config.option
+    o.verbose = min(o.verbose, -2)  # no header, no per-test lines: the dots and the outcome line remain
+    o.benchmark_quiet, o.benchmark_verbose = True, False
+    o.benchmark_json = o.benchmark_save = o.benchmark_autosave = o.benchmark_histogram = None
+    o.benchmark_compare, o.benchmark_compare_fail = [], None  # rank 0 compares, with its own timings
 
 
 def pytest_generate_tests(metafunc):
@@ -213,7 +230,11 @@ def pytest_terminal_summary(terminalreporter, config):
     state = getattr(config, _KEY, None)
     if state is None:
         return
+    from bench.measuring import distributed
     from bench.publishing.report import summary_table
+
+    if not distributed.is_lead():  # rank 0 prints the launch's results (see _follow)
+        return
 
     tr = terminalreporter
     tr.section("chipbench results")

@@ -139,6 +139,9 @@ def test_the_ceilings_command_reports_the_measured_roofline():
                           "--ceiling-window", "0.5"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
     assert res.returncode == 0 and "memory" in res.stdout and "GB/s (best of copy and read; median round" in res.stdout
+    from backends.cpu import create
+
+    assert res.stdout.startswith(f"cpu ({create().info().device_name}): memory")  # the device's name, not its kind
     rounds = int(res.stdout.split("best of ")[-1].split(" rounds")[0])
     seconds = float(res.stdout.split(" rounds in ")[1].split(" s")[0])
     assert rounds >= 5 and seconds >= 0.5  # rounds for the window's half second, and at least five
