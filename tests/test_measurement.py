@@ -52,6 +52,13 @@ def test_summary_statistics_and_t_interval():
     assert s["p90"] == pytest.approx(12.6) and s["p99"] == pytest.approx(12.96)
 
 
+def test_the_interval_of_a_rate_or_a_time_never_reads_below_zero():
+    two = summarize([2.0, 20.0])  # two rounds: mean 11, t(1) = 12.7, half width 114
+    assert two["ci95_low"] == 0.0 and two["ci95_high"] == pytest.approx(11 + st.t.ppf(0.975, 1) * st.tstd([2, 20]) / math.sqrt(2))
+    signed = summarize([-2.0, 20.0])  # a quantity that can be negative keeps its whole interval
+    assert signed["ci95_low"] < -50
+
+
 def test_one_sample_has_unknown_spread_not_zero():
     s = summarize([4.0])
     assert s["n"] == 1 and s["stdev"] is None and s["ci95_low"] is None
