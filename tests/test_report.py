@@ -333,3 +333,14 @@ def test_the_comparison_page_keeps_its_verdicts_on_the_page(tmp_path):
     assert page["page_width"] <= page["viewport"]
     [t] = page["tables"]
     assert t["verdict_rights"] and max(t["verdict_rights"]) <= t["box_right"] <= page["viewport"]
+
+
+
+def test_the_summary_says_which_spread_its_plus_minus_is():
+    """One trial has no between-trial spread: its ± is the rounds', and the caption says so."""
+    from bench.publishing.report import summary_rows, summary_table
+
+    one = [make_record(tpot_s=0.02, spread=0.05, rounds=9)]
+    (row,) = summary_rows(one)
+    assert float(row["t/s"].split(" ± ")[1]) > 0 and row["trials×rounds"] == "1×9"
+    assert "± the stdev between trials (between the rounds of a single trial)" in summary_table(one)

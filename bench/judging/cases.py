@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats as st
 
 STATISTIC = "median of each trial's rounds; geometric mean over trials"
+SPREAD = "± the stdev between trials (between the rounds of a single trial)"  # CaseStat.spread
 CASE_FIELDS = ("model", "dtype", "workload", "batch", "backend_kind", "exec_path")
 IDENTITY = CASE_FIELDS + ("device",)
 # With one trial a side, no between-run variance is known: an interval then comes from the rounds

@@ -115,7 +115,7 @@ def throughput_chart(table: tables.Table):
         ax.set_yticks(range(len(values)), labels, fontsize=8)
         ax.invert_yaxis()
         readable_axis(ax, "x", [v + e for v, e in zip(values, spreads)], log=False)  # bars: linear from zero
-        ax.set_xlabel(f"{HEADLINE[kind]} (tokens/s, higher is better)\n{cases.STATISTIC}, ± stdev between trials",
+        ax.set_xlabel(f"{HEADLINE[kind]} (tokens/s, higher is better)\n{cases.STATISTIC}, {cases.SPREAD}",
                       fontsize=9)
     fig.suptitle("Throughput by device")
     return fig

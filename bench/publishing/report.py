@@ -66,10 +66,10 @@ def summary_table(records: list[dict]) -> str:
     """
     import pandas as pd
 
-    from bench.judging.cases import STATISTIC
+    from bench.judging.cases import SPREAD, STATISTIC
 
     df = pd.DataFrame(summary_rows(records))
-    return df.to_string(index=False) + f"\n(each cell: the {STATISTIC}, ± the stdev between trials)"
+    return df.to_string(index=False) + f"\n(each cell: the {STATISTIC}, {SPREAD})"
 
 
 # --- comparisons ---------------------------------------------------------------------------

@@ -227,8 +227,7 @@ def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> s
 
 def footer_lines(table: Table) -> list[str]:
     used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics} - set(TEXT_METRICS))
-    out = [f"Cells: the {cases.STATISTIC}, ± the stdev between trials (between the rounds of a single "
-           "trial); n: trials × rounds each (⚠ trials run on a loaded host, rounds the device throttled, failed trials). Several runs of a "
+    out = [f"Cells: the {cases.STATISTIC}, {cases.SPREAD}; n: trials × rounds each (⚠ trials run on a loaded host, rounds the device throttled, failed trials). Several runs of a "
            "case are pooled, never the newest alone. t/s is the test's own throughput: prefill tokens/s for "
            "ppN, decode tokens/s for tgN, output tokens/s for ppP+tgN."]
     out += [f"- `{m}` ({METRICS[m][0]}, {'higher' if METRICS[m][1] else 'lower'} is better): "
