@@ -40,11 +40,20 @@ def test_the_model_directory_holds_exactly_the_seeded_weights(tmp_path, monkeypa
     assert export_dir(spec, "fp32", 0) == path  # cached
 
 
-@pytest.mark.parametrize("model", ["tiny-qwen3-untied", "tiny-qwen2.5", "tiny-qwen3-moe"])
-def test_two_process_gloo_tensor_parallel_gives_the_single_process_tokens(model, tmp_path):
-    r = torchrun(["-m", "bench.measuring.distributed", model, "fp32"], tmp_path)
+SPLIT_MODELS = ["tiny-qwen3-untied", "tiny-qwen2.5", "tiny-qwen3-moe"]
+
+
+@pytest.fixture(scope="module")
+def split_checks(tmp_path_factory):
+    """The three models' checks in one torchrun launch (each launch costs two fresh imports of torch)."""
+    r = torchrun(["-m", "bench.measuring.distributed", ",".join(SPLIT_MODELS), "fp32"], tmp_path_factory.mktemp("tp"))
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return {o["model"]: o for o in map(json.loads, r.stdout.strip().splitlines()[-len(SPLIT_MODELS):])}
+
+
+@pytest.mark.parametrize("model", SPLIT_MODELS)
+def test_two_process_gloo_tensor_parallel_gives_the_single_process_tokens(model, split_checks):
+    out = split_checks[model]
     assert out["world_size"] == 2 and out["layout"] == "tp2"
     assert out["identical"], (out["tp_tokens"], out["single_tokens"])
     if model == "tiny-qwen3-untied":  # tied tiny models repeat one token: the logits tell them apart

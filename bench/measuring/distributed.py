@@ -176,13 +176,14 @@ def check_tokens(model_name: str, dtype: str = "fp32", new_tokens: int = 8, seed
             "identical": split == single, "logits_rel_err": rel}
 
 
-if __name__ == "__main__":  # torchrun --nproc-per-node N -m bench.measuring.distributed MODEL [DTYPE]
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m bench.measuring.distributed MODEL[,MODEL...] [DTYPE]
     import json
     import sys
 
-    out = check_tokens(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "fp32")
-    if is_lead():
-        print(json.dumps(out))
+    for name in sys.argv[1].split(","):  # one launch for several models: a JSON line each
+        out = check_tokens(name, sys.argv[2] if len(sys.argv) > 2 else "fp32")
+        if is_lead():
+            print(json.dumps({"model": name, **out}), flush=True)
     import torch.distributed as dist
 
     if dist.is_initialized():
