@@ -84,3 +84,24 @@ def test_single_token_round_has_no_decode_metrics():
     m = round_metrics(Round((0.25,)), Workload("prefill", 512, 1))
     assert m["tpot_s"] is None and m["decode_tok_per_s"] is None
     assert m["prefill_tok_per_s"] == pytest.approx(2048)
+
+
+def test_stolen_cpu_time_is_not_counted_as_other_processes_work():
+    """A VM whose hypervisor steals time: the trial's own process did all the guest's work, so no
+    other process is blamed; the steal is said once, as steal."""
+    from collections import namedtuple
+
+    from bench.measuring import hostload
+
+    Times = namedtuple("scputimes", "user nice system idle iowait irq softirq steal guest guest_nice")
+    busy, total, steal = hostload._machine_times(Times(70, 0, 10, 100, 0, 0, 0, 20, 5, 0))
+    assert (busy, total, steal) == (80, 200, 20)  # guest time is inside user: not added twice
+
+    def at(wall, user, idle, stolen, own):
+        b, t, s = hostload._machine_times(Times(user, 0, 0, idle, 0, 0, 0, stolen, 0, 0))
+        return hostload.HostSample(wall, b, t, s, own, None, None)
+
+    facts = hostload.facts(at(0, 0, 0, 0, 0), at(10, 16, 0, 4, 16))  # 10 s on 2 CPUs: 16 s ours, 4 s stolen
+    assert facts["host_steal_frac"] == 0.2
+    assert facts["host_other_cpu_frac"] == 0 and "other processes" not in facts["host_load_note"]
+    assert facts["host_load_note"] == "the hypervisor stole 20% of the CPU time"

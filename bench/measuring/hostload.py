@@ -1,8 +1,9 @@
 """Host load during a trial's rounds: was anything else using this machine while it was measured?
 
 Taken from the kernel's counters before and after each trial (psutil): the 1-minute load
-average, the CPU time other processes used (the whole machine's busy time minus this process's
-own, and under torchrun that of its sibling ranks on this host), the time the hypervisor stole,
+average, the CPU time other processes used (the whole machine's busy time, stolen time not
+included, minus this process's own, and under torchrun that of its sibling ranks on this host),
+the time the hypervisor stole,
 and the CPU clock where the kernel exposes it. A trial during which others took a noticeable share
 is flagged `host_loaded`, and tables mark it; what cannot be read is recorded as unknown (null),
 never as zero.
@@ -62,14 +63,24 @@ def _cpu_s(process) -> float:
         return 0.0
 
 
+def _machine_times(t) -> tuple[float, float, float | None]:
+    """(busy, total, steal) CPU seconds of the whole machine from its counters. Busy is time the
+    guest's processes ran: neither idle nor stolen (stolen time was counted as other processes'
+    work until 2026-12-03, so a trial on a VM whose hypervisor stole 18% read "other processes used
+    21%" beside "the hypervisor stole 18%"). Linux counts a guest's own guests inside user time, so
+    they are not added twice."""
+    fields = t._asdict()
+    total = sum(v for k, v in fields.items() if k not in ("guest", "guest_nice"))
+    steal = fields.get("steal")
+    idle = fields.get("idle", 0.0) + fields.get("iowait", 0.0)
+    return total - idle - (steal or 0.0), total, steal
+
+
 def sample() -> HostSample:
     import psutil
 
     try:
-        t = psutil.cpu_times()
-        total = sum(t)
-        idle = t.idle + getattr(t, "iowait", 0.0)
-        busy, steal = total - idle, getattr(t, "steal", None)
+        busy, total, steal = _machine_times(psutil.cpu_times())
     except Exception:
         busy = total = steal = None
     try:

@@ -98,7 +98,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
                       "raw timestamps: per round, when each step's tokens reached the host, from the request start"),
     "host_load_avg_1m": (Opt(NonNeg), "processes", "the host's 1-minute load average when the trial's rounds started"),
     "host_other_cpu_frac": (Opt(NonNeg), "fraction",
-                            "CPU time used by other processes during the trial's rounds (warmup and timed), over wall time x logical CPUs (a split case's ranks on this host are not others)"),
+                            "CPU time used by other processes during the trial's rounds (warmup and timed), over wall time x logical CPUs (a split case's ranks on this host are not others; time the hypervisor stole is host_steal_frac, not this; until 2026-12-03 it was counted in both)"),
     "host_steal_frac": (Opt(NonNeg), "fraction", "CPU time stolen by the hypervisor during the trial (where the kernel counts it)"),
     "host_cpu_mhz": (Opt(NonNeg), "MHz", "mean CPU clock during the trial, where the kernel exposes it"),
     "host_loaded": (Opt(bool), "", "the trial ran on a loaded host (other processes or steal took a noticeable share)"),
