@@ -78,7 +78,6 @@ def test_a_suite_under_torchrun_writes_one_tp2_record_from_rank_0(tmp_path):
     assert r.stdout.count("trials×rounds") == 1 and r.stderr.count("record(s) appended") == 1, "rank 0 alone prints"
 
 
-
 def test_pytest_benchmark_under_torchrun_reports_and_saves_one_result(tmp_path):
     """Every rank runs the suite, but one launch is one result: rank 0 alone prints the results and
     writes pytest-benchmark's JSON (two ranks once wrote the same --benchmark-json path, and each
@@ -92,7 +91,7 @@ def test_pytest_benchmark_under_torchrun_reports_and_saves_one_result(tmp_path):
     assert r.stdout.count("chipbench results") == 1 and r.stdout.count("test session starts") == 1
     assert r.stderr.count("Wrote benchmark data in") == 1 and r.stdout.count("record(s) appended") == 1
     benchmarks = json.loads(bench_json.read_text())["benchmarks"]
-    assert len(benchmarks) == 1 and [r["parallel"] for r in benchmarks[0]["extra_info"]["chipbench_records"]] == ["tp2"]
+    assert len(benchmarks) == 1 and [rec["parallel"] for rec in benchmarks[0]["extra_info"]["chipbench_records"]] == ["tp2"]
     assert [json.loads(line)["parallel"] for line in out.read_text().splitlines()] == ["tp2"]
 
 
@@ -102,6 +101,7 @@ def test_the_ceilings_command_under_torchrun_prints_the_ranks_sum_once(tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     (row,) = json.loads(r.stdout)  # one rank printed
     assert row["ranks"] == 2 and row["bandwidth_gb_per_s"] > 0
+
 
 SUMMED = """
 import json

@@ -335,7 +335,6 @@ def test_the_comparison_page_keeps_its_verdicts_on_the_page(tmp_path):
     assert t["verdict_rights"] and max(t["verdict_rights"]) <= t["box_right"] <= page["viewport"]
 
 
-
 def test_the_summary_says_which_spread_its_plus_minus_is():
     """One trial has no between-trial spread: its ± is the rounds', and the caption says so."""
     from bench.publishing.report import summary_rows, summary_table

@@ -3,10 +3,9 @@
 Taken from the kernel's counters before and after each trial (psutil): the 1-minute load
 average, the CPU time other processes used (the whole machine's busy time, stolen time not
 included, minus this process's own, and under torchrun that of its sibling ranks on this host),
-the time the hypervisor stole,
-and the CPU clock where the kernel exposes it. A trial during which others took a noticeable share
-is flagged `host_loaded`, and tables mark it; what cannot be read is recorded as unknown (null),
-never as zero.
+the time the hypervisor stole, and the CPU clock where the kernel exposes it. A trial during which
+others took a noticeable share is flagged `host_loaded`, and tables mark it; what cannot be read
+is recorded as unknown (null), never as zero.
 """
 
 from __future__ import annotations
