@@ -67,9 +67,26 @@ RATIO = ('kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "a
 
 def test_a_ratio_claim_is_decided_by_the_interval_between_trials(tmp_path):
     claim = one(tmp_path, RATIO)
-    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1)
-    assert check(claim, h100 + make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2)).verdict == "confirmed"
-    assert check(claim, h100 + make_trials(3, device="NVIDIA H20", tpot_s=0.02, seed=2)).verdict == "refuted"
+    near = dict(measured_mbu=0.85)  # both sides near their chips' limits: the ratio is the chips'
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1, **near)
+    assert check(claim, h100 + make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2, **near)).verdict == "confirmed"
+    assert check(claim, h100 + make_trials(3, device="NVIDIA H20", tpot_s=0.02, seed=2, **near)).verdict == "refuted"
+
+
+def test_a_ratio_of_runs_far_below_their_rooflines_does_not_decide_a_chip_claim(tmp_path):
+    """Eager decode bound by the host's kernel launches runs an H100 and an H20 at the same speed:
+    "comparable" would be confirmed by the host, so it is not, unless the claim names that stack."""
+    slow = dict(tpot_s=0.031, measured_mbu=0.15)
+    runs = (make_trials(3, device="NVIDIA H100 80GB HBM3", seed=1, **slow)
+            + make_trials(3, device="NVIDIA H20", seed=2, **slow))
+    v = check(one(tmp_path, RATIO), runs)
+    assert v.verdict == "inconclusive" and v.numbers["numerator_roofline_share"] == pytest.approx(0.15)
+    assert "would be confirmed, but the runs reached 15% and 15% of their measured roofline" in v.reasons[-1]
+    assert "(it names none)" in v.reasons[-1]
+    unmeasured = [{k: x for k, x in r.items() if k != "measured_mbu"} for r in runs]
+    assert "an unmeasured share" in check(one(tmp_path, RATIO), unmeasured).reasons[-1]
+    with_stack = check(one(tmp_path, RATIO + 'stack = "transformers 5.23"\n'), runs)
+    assert with_stack.verdict == "confirmed"  # the claim is about that stack, which ran both sides
 
 
 def test_a_ratio_whose_sides_ran_different_stacks_is_not_like_for_like(tmp_path):
@@ -176,3 +193,72 @@ def test_a_bad_claims_file_exits_2_with_one_line(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "claim 'x': field 'kind': Input should be 'metric', 'ratio' or 'fits' (got 'vibes')" in res.stderr
+
+
+FITS_8B_H20 = 'kind = "fits"\nmodel = "qwen3-8b"\ndtype = "bf16"\nchip = "NVIDIA H20"\ncontext = 4096\n'
+
+
+def h20(workload, batch=1, **kw):
+    return make_record(workload=workload, device="NVIDIA H20", batch=batch, **kw)
+
+
+OOM = dict(status="failed", error="OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.mark.parametrize("runs, verdict, reason", [
+    ([h20("tg128@d4096")], "confirmed", "the longest 4224 tokens at batch 1 (tg128@d4096)"),
+    ([h20("tg128")], "inconclusive", "longest holding 129 tokens per sequence: fewer than the claimed 4096"),
+    ([h20("pp512", **OOM)], "refuted", "pp512 (513 tokens): OutOfMemoryError: CUDA out of memory"),
+    ([h20("pp32768", **OOM)], "inconclusive", "each holding more than the claimed 4096 tokens or at a batch above 1"),
+    ([h20("pp512", batch=64, **OOM)], "inconclusive", "or at a batch above 1"),
+    ([h20("pp512", status="failed", error="NotImplementedError: aten::foo")], "inconclusive",
+     "a reason other than memory, which decides nothing: NotImplementedError: aten::foo"),
+    ([h20("tg128@d4096", parallel="tp2", env_chips=2)], "inconclusive", "1 run(s) on another number of NVIDIA H20 than 1"),
+    ([h20("tg128@d4096", correct=False)], "inconclusive", "failed the correctness gate and confirm nothing"),
+    ([], "inconclusive", "no runs of qwen3-8b in bf16 on NVIDIA H20"),
+])
+def test_runs_decide_a_fits_claim_by_memory_alone(tmp_path, runs, verdict, reason):
+    v = check(one(tmp_path, FITS_8B_H20), runs)
+    assert v.verdict == verdict and reason in "; ".join(v.reasons), v.reasons
+
+
+def test_a_claim_on_two_chips_sums_their_peaks_and_takes_only_runs_split_over_two(tmp_path):
+    one_chip = one(tmp_path, H20_8B + 'value = 300\nstack = "transformers"\n')
+    two_chips = one(tmp_path, H20_8B + 'value = 300\nstack = "transformers"\nchips = 2\n')
+    assert check(one_chip, []).verdict == "physically implausible"  # 300 tok/s is past one H20's 242
+    assert check(two_chips, []).numbers["roofline"] == pytest.approx(2 * 242, abs=4)
+    split = h20_runs(320, parallel="tp2", env_chips=2)
+    assert check(two_chips, split).verdict == "confirmed"
+    assert check(one(tmp_path, H20_8B + 'value = 200\n'), split).reasons[-1].startswith("no matching runs")
+    fits_two = check(one(tmp_path, FITS_8B_H20 + "chips = 2\n"), [h20("tg128@d4096", parallel="tp2", env_chips=2)])
+    assert fits_two.verdict == "confirmed" and fits_two.numbers["memory_gb"] == pytest.approx(192)
+
+
+def test_a_claim_naming_no_chip_never_pools_devices_and_a_shortfall_does_not_refute_it(tmp_path):
+    no_chip = H20_8B.replace('chip = "NVIDIA H20"\n', "")
+    cpu = make_trials(3, workload="tg2048", device="Intel Xeon", tpot_s=1 / 5, seed=1)
+    gpu = make_trials(3, workload="tg2048", device="NVIDIA H100 80GB HBM3", tpot_s=1 / 90, seed=2)
+    fast = check(one(tmp_path, no_chip + "value = 80\n"), cpu + gpu)
+    assert fast.verdict == "confirmed" and "judged on transformers 5.23 eager on NVIDIA H100" in fast.reasons[-2]
+    slow = check(one(tmp_path, no_chip + "value = 80\n"), cpu)
+    assert slow.verdict == "inconclusive" and "the claim names no chip" in slow.reasons[-1]
+    models = ('kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 2\nworkload = "tg32"\nstack = "transformers"\n'
+              'numerator = { model = "qwen3-0.6b" }\ndenominator = { model = "qwen3-8b" }\n')
+    small = make_trials(3, model="qwen3-0.6b", device="Intel Xeon", tpot_s=0.01, seed=3)
+    big_cpu = make_trials(3, device="Intel Xeon", tpot_s=0.1, seed=4)
+    big_gpu = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.005, seed=5)
+    v = check(one(tmp_path, models), small + big_cpu + big_gpu)  # 10x on the Xeon; the H100's runs are not pooled
+    assert v.verdict == "confirmed" and v.numbers["measured_ratio"] == pytest.approx(10, rel=0.05)
+    with pytest.raises(UsageError, match="field 'denominator.chip': is missing while the other side names one"):
+        one(tmp_path, models.replace('model = "qwen3-0.6b" }', 'model = "qwen3-0.6b", chip = "NVIDIA H20" }'))
+
+
+def test_a_wrong_numerator_refutes_a_ratio_and_a_wrong_denominator_decides_nothing(tmp_path):
+    claim = one(tmp_path, RATIO)
+    near = dict(measured_mbu=0.85)
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1, **near)
+    h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2, **near)
+    bad = [dict(r, correct=False) for r in h100[:1]] + h100[1:]
+    assert check(claim, bad + h20).verdict == "refuted"
+    v = check(claim, h100 + [dict(h20[0], correct=False)] + h20[1:])
+    assert v.verdict == "inconclusive" and "no valid baseline" in v.reasons[-1]

@@ -13,8 +13,12 @@ Verdicts, in the order they are decided:
   not reproduced with S   the runs fall short, but with a stack S other than the claimed one and
                           below REFUTES_AT of the measured roofline: a slow stack does not refute
                           a chip (an inconclusive verdict that says what would decide it)
-  inconclusive            no matching runs, an interval that straddles the claimed value, or a
-                          ratio whose two sides differ in more than the claim compares
+  inconclusive            no matching runs, an interval that straddles the claimed value, a
+                          ratio whose two sides differ in more than the claim compares, or a
+                          ratio of runs below REFUTES_AT of their measured rooflines with another
+                          stack than the claimed one (it measures the software and the host)
+A fits claim is decided by memory alone (_check_fits_runs). Runs split over another number of
+chips than the claim's `chips` (default 1) never decide it.
 A run whose backend failed the correctness gate (its record's `correct` is false) never
 confirms a claim: a fast but wrong chip is marked so. Records are deduplicated by record_id
 first: a file given twice counts once.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -46,7 +51,7 @@ from models.zoo import MODELS, get_model
 KINDS = ("metric", "ratio", "fits")
 COMPARES = ("at_least", "at_most", "about")
 UNITS = {"tokens/s": 1.0, "s": 1.0, "ms": 1e-3, "x": 1.0}
-CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip", "stack")
+CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip", "stack", "chips")
 # A run below a claim refutes it only with the claimed stack, or when it already reaches this share
 # of the measured ceiling (bandwidth for decode, compute for prefill): no stack could do much better.
 REFUTES_AT = 0.8
@@ -68,6 +73,8 @@ class CaseTable(BaseModel):
     batch: Annotated[int, Field(ge=1)] | None = None
     chip: Name | None = None
     stack: Name | None = Field(None, description="the software the claim was made with, e.g. 'sglang', 'vllm 0.6.3'")
+    chips: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="how many of the chip the case runs on (default 1): runs split over another number never decide it")
 
 
 class ClaimTable(CaseTable):
@@ -111,6 +118,7 @@ class Case:
     batch: int
     chip: Chip | None
     stack: str | None = None  # the stack the claim was made with, when it names one
+    chips: int = 1  # how many of the chip the case runs on
 
 
 @dataclass(frozen=True)
@@ -174,7 +182,7 @@ def _case(raw: dict, path, cid, chips: list[Chip], needs_workload: bool, prefix:
         if chip is None:
             raise _err(path, cid, prefix + "chip", f"no chip {get('chip')!r} in the spec table; valid: "
                        + ", ".join(c.name for c in chips))
-    return Case(model, dtype, workload, batch, chip, get("stack"))
+    return Case(model, dtype, workload, batch, chip, get("stack"), get("chips") or 1)
 
 
 def _structure_error(path, data, err: ValidationError) -> UsageError:
@@ -250,6 +258,10 @@ def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | 
                     raise _err(path, cid, side, "a ratio claim needs numerator and denominator tables")
                 merged = {k: raw[k] for k in CASE_FIELDS if k in raw} | raw[side]  # shared fields at the top
                 sides.append(_case(merged, path, cid, chips, needs_workload=True, prefix=f"{side}."))
+            if (sides[0].chip is None) != (sides[1].chip is None):
+                bare = "numerator" if sides[0].chip is None else "denominator"
+                raise _err(path, cid, f"{bare}.chip", "is missing while the other side names one; a ratio claim names "
+                           "the chip of both sides (at the top or in each) or of neither")
             claims.append(Claim(**common, metric=metric, value=value, numerator=sides[0], denominator=sides[1]))
     return claims
 
@@ -268,7 +280,8 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
         return None, "no chip named"
     spec = get_model(case.model)
     w = parse_workload(case.workload, batch=case.batch)
-    bw, peak = chip.bandwidth_bytes_per_s, chip.peak_flops(case.dtype)
+    n = case.chips  # a split case reads and computes on every chip at once at best: the peaks add up
+    bw, peak = (x * n if x else None for x in (chip.bandwidth_bytes_per_s, chip.peak_flops(case.dtype)))
     context = w.prompt_tokens + w.gen_tokens // 2
     step_bytes = decode_step_bytes(spec, case.dtype, context, case.batch)
     step_flops = case.batch * flops_per_token(spec, context)
@@ -277,8 +290,9 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
     if not times and not peak:
         return None, f"the {chip.name} sheet publishes neither memory bandwidth nor FLOP/s"
     conf = " (spec row confidence ?: sources conflict)" if chip.confidence == "?" else ""
-    how = (f"{step_bytes / 1e9:.2f} GB per decode step over {chip.bandwidth_gb_per_s or '?'} GB/s, "
-           f"{step_flops / 1e9:.1f} GFLOP over {chip.bf16_tflops or '?'} TFLOP/s{conf}")
+    conf += f" ({n} chips' peaks summed)" if n > 1 else ""
+    how = (f"{step_bytes / 1e9:.2f} GB per decode step over {f'{bw / 1e9:g}' if bw else '?'} GB/s, "
+           f"{step_flops / 1e9:.1f} GFLOP over {f'{peak / 1e12:g}' if peak else '?'} TFLOP/s{conf}")
     best_tpot = max(times) if times else None
     if metric == "decode_tok_per_s":
         return (case.batch / best_tpot if best_tpot else None), how
@@ -305,32 +319,60 @@ def fits(claim: Claim) -> tuple[bool, str, dict]:
     f = facts(get_model(case.model))
     weights = f.weight_bytes(case.dtype)
     kv = claim.context * f.kv_bytes_per_token(case.dtype) + (f.recurrent_state_bytes if claim.context else 0)
-    need, have = weights + kv, case.chip.memory_bytes
-    numbers = {"weights_gb": weights / 1e9, "kv_gb": kv / 1e9, "memory_gb": case.chip.memory_gb}
+    need, have = weights + kv, case.chip.memory_bytes * case.chips
+    numbers = {"weights_gb": weights / 1e9, "kv_gb": kv / 1e9, "memory_gb": have / 1e9}
+    on = f"one {case.chip.name}" if case.chips == 1 else f"{case.chips} x {case.chip.name} together"
     text = (f"{case.model} in {case.dtype}: {weights / 1e9:.1f} GB of weights"
             + (f" + {kv / 1e9:.2f} GB of cache for {claim.context} tokens" if claim.context else "")
-            + f" against {case.chip.memory_gb:g} GB on one {case.chip.name}")
+            + f" against {have / 1e9:g} GB on {on}")
     return need <= have, text, numbers
 
 
 # --- measurements ---------------------------------------------------------------------------
 
+def chips_of(rec: dict) -> int:
+    """How many chips a run occupied: its parallel layout's tensor times pipeline sizes on an
+    accelerator (tp2pp2: 4), its hosts for CPU ranks (which share one host's memory), else 1."""
+    if rec.get("backend_kind") == "cpu":
+        return int(rec.get("env_chips") or 1)
+    layout = str(rec.get("parallel") or "none")
+    sizes = [int(x) for x in re.findall(r"(?:tp|pp)(\d+)", layout)]
+    return math.prod(sizes) if sizes else int(rec.get("env_chips") or 1)
+
+
+def _on_chip(case: Case, rec: dict) -> bool:
+    return (case.chip is None or match_chip(rec.get("device_name")) == case.chip) and chips_of(rec) == case.chips
+
+
 def matching_runs(case: Case, records: list[dict]) -> list[dict]:
     w = parse_workload(case.workload, batch=case.batch)
-    out = []
-    for r in records:
-        if (r.get("model"), r.get("dtype"), r.get("workload"), r.get("batch")) != (case.model, case.dtype, w.name, case.batch):
-            continue
-        if case.chip is not None and match_chip(r.get("device_name")) != case.chip:
-            continue
-        out.append(r)
-    return out
+    return [r for r in records if _on_chip(case, r) and (r.get("model"), r.get("dtype"), r.get("workload"),
+                                                         r.get("batch")) == (case.model, case.dtype, w.name, case.batch)]
 
 
 def matching_runs_any(case: Case, records: list[dict]) -> list[dict]:
-    """Runs of the model in the dtype on the chip, any workload (for fits claims)."""
-    return [r for r in records if r.get("model") == case.model and r.get("dtype") == case.dtype
-            and match_chip(r.get("device_name")) == case.chip]
+    """Runs of the model in the dtype on the chip (as many of it as the claim names), any workload
+    (for fits claims)."""
+    return [r for r in records if r.get("model") == case.model and r.get("dtype") == case.dtype and _on_chip(case, r)]
+
+
+# What an engine says when a case did not fit: torch's CUDA / accelerator and CPU allocators,
+# Python's MemoryError, llama.cpp's and vLLM's allocation failures.
+_OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemoryError|MemoryError|can't allocate memory|"
+                            r"cannot allocate memory|failed to allocate|not enough memory|ENOMEM", re.I)
+
+
+def out_of_memory(rec: dict) -> bool:
+    return rec.get("status") != "ok" and bool(_OUT_OF_MEMORY.search(str(rec.get("error") or "")))
+
+
+def _first_line(error) -> str:
+    return (str(error or "no error text").splitlines() or [""])[0][:160]
+
+
+def _tokens(rec: dict) -> int:
+    """The tokens one sequence of a run held: its prompt (or decode context) and its output."""
+    return int(rec.get("prompt_tokens") or 0) + int(rec.get("gen_tokens") or 0)
 
 
 def _decide(lo: float, hi: float, value: float, compare: str, tolerance: float) -> str:
@@ -389,19 +431,21 @@ def _stack_of(rec: dict) -> str:
     return rec.get("stack") or f"{rec.get('backend')} {rec.get('exec_path') or 'eager'}"
 
 
-def _one_stack(runs: list[dict], claimed: str | None, metric: str, v: Verdict) -> list[dict]:
-    """Runs of one stack only: eager and compiled trials are never pooled. The claimed stack's runs
-    when there are any, else the stack that did best."""
+def _one_stack(runs: list[dict], case: Case, metric: str, v: Verdict) -> list[dict]:
+    """Runs of one stack only: eager and compiled trials are never pooled, nor, for a claim that
+    names no chip, runs on different devices. The claimed stack's runs when there are any, else the
+    stack (and device) that did best."""
     groups: dict[str, list[dict]] = {}
     for r in runs:
-        groups.setdefault(_stack_of(r), []).append(r)
+        key = _stack_of(r) if case.chip is not None else f"{_stack_of(r)} on {r.get('device_name')}"
+        groups.setdefault(key, []).append(r)
     if len(groups) == 1:
         return runs
-    same = [k for k in groups if stack_matches(claimed, k)]
+    same = [k for k in groups if stack_matches(case.stack, _stack_of(groups[k][0]))]
     higher = METRICS[metric][1]
-    best = same[0] if same else max(groups, key=lambda k: (cases.case_stat(groups[k], metric).value or 0)
-                                    * (1 if higher else -1))
-    v.reasons.append(f"runs with {len(groups)} stacks ({', '.join(sorted(groups))}), never pooled: judged on {best} "
+    best = max(same or groups, key=lambda k: (cases.case_stat(groups[k], metric).value or 0) * (1 if higher else -1))
+    what = "stacks" if case.chip is not None else "stacks and devices"
+    v.reasons.append(f"runs with {len(groups)} {what} ({', '.join(sorted(groups))}), never pooled: judged on {best} "
                      + ("(the claimed stack)" if same else "(the best of them)"))
     return groups[best]
 
@@ -422,15 +466,59 @@ def check(claim: Claim, records: list[dict]) -> Verdict:
             v.reasons.append(f"does not fit: {text}")
             return v
         v.reasons.append(f"fits on paper: {text} (activations and runtime overhead need a run)")
-        runs = matching_runs_any(claim.case, records)
-        if runs:
-            okr = [r for r in runs if r.get("status") == "ok"]
-            v.verdict = "confirmed" if okr else "refuted"
-            v.reasons.append(f"{len(okr)} of {len(runs)} run(s) of {claim.case.model} on {claim.case.chip.name} completed")
-        return v
+        return _check_fits_runs(claim, records, v)
     if claim.kind == "metric":
         return _check_metric(claim, records, v)
     return _check_ratio(claim, records, v)
+
+
+def _check_fits_runs(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
+    """Runs decide a fits claim by memory alone: a completed run that held at least the claimed
+    context confirms it; a run at batch 1 that ran out of memory holding no more than that refutes
+    it; a failure for another reason, or a run longer or wider than the claim that ran out, decides
+    nothing. Runs on another number of chips (a split) are not the claimed case."""
+    case, need = claim.case, claim.context
+    runs = matching_runs_any(case, records)
+    split = len([r for r in records if r.get("model") == case.model and r.get("dtype") == case.dtype
+                 and match_chip(r.get("device_name")) == case.chip]) - len(runs)
+    if split:
+        v.reasons.append(f"{split} run(s) on another number of {case.chip.name} than {case.chips} not counted")
+    if not runs:
+        v.reasons.append(f"no runs of {case.model} in {case.dtype} on {case.chip.name}: a run decides activations and overhead")
+        return v
+    done = [r for r in runs if r.get("status") == "ok"]
+    wrong = _wrong(done)
+    held = [r for r in done if _tokens(r) >= need and r.get("correct") is not False]
+    if held:
+        top = max(held, key=lambda r: (_tokens(r), r.get("batch") or 1))
+        v.verdict = "confirmed"
+        v.reasons.append(f"{len(held)} run(s) completed holding at least {need} tokens per sequence; the longest "
+                         f"{_tokens(top)} tokens at batch {top.get('batch')} ({top.get('workload')})")
+        return v
+    short = [r for r in runs if out_of_memory(r) and (r.get("batch") or 1) == 1 and _tokens(r) <= need]
+    if short:
+        first = min(short, key=_tokens)
+        v.verdict = "refuted"
+        v.reasons.append(f"{len(short)} run(s) at batch 1 ran out of memory holding no more than the claimed {need} "
+                         f"tokens: {first.get('workload')} ({_tokens(first)} tokens): "
+                         f"{_first_line(first.get('error'))}")
+        return v
+    right = [r for r in done if r.get("correct") is not False]
+    if right:
+        v.reasons.append(f"{len(right)} run(s) completed, the longest holding {max(map(_tokens, right))} tokens per "
+                         f"sequence: fewer than the claimed {need}")
+    if wrong:
+        v.reasons.append(f"{len(wrong)} completed run(s) failed the correctness gate and confirm nothing")
+    over = [r for r in runs if out_of_memory(r)]
+    if over:
+        v.reasons.append(f"{len(over)} run(s) ran out of memory, each holding more than the claimed {need} tokens or "
+                         "at a batch above 1: that does not refute it"
+                         + (" (the claim names no context: give `context` to decide with such runs)" if not need else ""))
+    other = [r for r in runs if r.get("status") != "ok" and not out_of_memory(r)]
+    if other:
+        v.reasons.append(f"{len(other)} run(s) failed for a reason other than memory, which decides nothing: "
+                         f"{_first_line(other[0].get('error'))}")
+    return v
 
 
 def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
@@ -456,7 +544,7 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.verdict = "refuted"
         v.reasons.append(f"{len(_wrong(runs))} matching run(s) failed the correctness gate: fast but wrong")
         return v
-    runs = _one_stack(runs, case.stack, metric, v)
+    runs = _one_stack(runs, case, metric, v)
     stat = cases.case_stat(runs, metric)
     v.numbers.update(measured=stat.value, trials=stat.trials, rounds=stat.rounds, statistic=cases.STATISTIC)
     if stat.ci_low is None:
@@ -468,6 +556,10 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     stacks = _stacks(runs)
     v.reasons.append(f"measured {stat.value:.4g} ({cases.STATISTIC}), {basis}; claimed "
                      f"{claim.compare.replace('_', ' ')} {claim.value:g}; stack: {', '.join(stacks)}")
+    if decided == "refuted" and case.chip is None:
+        v.reasons.append(f"would be refuted, but the claim names no chip: a shortfall on {runs[0].get('device_name')} "
+                         "does not show that no chip reaches it, so inconclusive")
+        return v
     if decided == "refuted" and _short_of(claim, stat.value):
         same_stack = all(stack_matches(case.stack, r.get("stack")) for r in runs)
         share = roofline_share(runs, metric)
@@ -519,6 +611,13 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(f"no roofline ratio: {how_num if not b_num else how_den}")
     rn = [r for r in matching_runs(num, records) if r.get("status") == "ok"]
     rd = [r for r in matching_runs(den, records) if r.get("status") == "ok"]
+    if num.chip is None:  # a claim that compares models on no named chip: both sides on one device
+        devices = sorted({r.get("device_name") for r in rn} & {r.get("device_name") for r in rd}, key=str)
+        if len({r.get("device_name") for r in rn + rd}) > 1:
+            pick = max(devices, key=lambda d: sum(r.get("device_name") == d for r in rn + rd)) if devices else None
+            rn, rd = [r for r in rn if r.get("device_name") == pick], [r for r in rd if r.get("device_name") == pick]
+            v.reasons.append(f"the claim names no chip: both sides judged on one device they share ({pick})" if pick else
+                             "the claim names no chip and the two sides ran on no device in common")
     common = sorted({_stack_of(r) for r in rn} & {_stack_of(r) for r in rd})
     if common and len({_stack_of(r) for r in rn + rd}) > 1:  # like for like where the runs allow it
         pick = max(common, key=lambda k: sum(_stack_of(r) == k for r in rn + rd))
@@ -528,9 +627,12 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append("no matching runs of " + " and ".join(
             s for s, r in (("the numerator", rn), ("the denominator", rd)) if not r))
         return v
-    if _wrong(rn + rd):
+    if _wrong(rn):
         v.verdict = "refuted"
-        v.reasons.append("a matching run failed the correctness gate: fast but wrong")
+        v.reasons.append(f"{len(_wrong(rn))} run(s) of the numerator failed the correctness gate: fast but wrong")
+        return v
+    if _wrong(rd):  # the claim's subject is the numerator: a wrong baseline says nothing against it
+        v.reasons.append(f"{len(_wrong(rd))} run(s) of the denominator failed the correctness gate: no valid baseline")
         return v
     c = compare_stats(cases.case_stat(rn, metric), cases.case_stat(rd, metric))
     v.numbers.update(measured_ratio=c.ratio, ci95_low=c.ci_low, ci95_high=c.ci_high, interval_basis=c.basis,
@@ -548,6 +650,21 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         decided = "inconclusive"
     elif differ:
         v.reasons.append(f"the two sides also differ in {'; '.join(differ)}")
+    shares = roofline_share(rn, metric), roofline_share(rd, metric)
+    v.numbers.update(numerator_roofline_share=shares[0], denominator_roofline_share=shares[1])
+    claimed_stack = (all(stack_matches(num.stack, _stack_of(r)) for r in rn)
+                     and all(stack_matches(den.stack, _stack_of(r)) for r in rd))
+    near = all(x is not None and x >= REFUTES_AT for x in shares)
+    if decided in ("confirmed", "refuted") and not (claimed_stack or near):
+        at = " and ".join(f"{x:.0%}" if x is not None else "an unmeasured share" for x in shares)
+        v.reasons.append(
+            f"would be {decided}, but the runs reached {at} of their measured roofline with {', '.join(_stacks(rn + rd))}: "
+            "below the chips' limits a ratio measures the software and the host as much as the chips (eager decode "
+            "bound by kernel launches makes two GPUs look alike), so inconclusive; deciding it takes both sides with "
+            + (f"the claimed stack ({num.stack if num.stack == den.stack else f'{num.stack} / {den.stack}'})"
+               if num.stack or den.stack else "the stack the claim was made with (it names none)")
+            + f", or both at {REFUTES_AT:.0%} or more of their measured roofline")
+        decided = "inconclusive"
     v.verdict = decided
     return v
 
