@@ -358,7 +358,8 @@ def noise_rows(records: list[dict]) -> list[dict]:
                      "trials": stat.trials, "value": stat.value,
                      "between-trial stdev": f"{math.expm1(stat.log_sd_between):.2%}" if stat.log_sd_between is not None else "-",
                      "noise floor": f"{floor:.1%}" if floor is not None else "unknown (1 trial)",
-                     "loaded": cases.loaded_trials(good), "failed": len(recs) - len(good)})
+                     "loaded": cases.loaded_trials(good), "failed": len(recs) - len(good),
+                     "wrong": sum(r.get("correct") is False for r in good)})
         bound = bound_by(metric, good[-1].get("kind"))
         name, _, unit = CEILING_FIELDS[bound] if bound else (None, None, None)
         seen = [r[name] for r in good if name and isinstance(r.get(name), (int, float)) and r[name] > 0]
@@ -391,6 +392,10 @@ def cmd_baseline(args) -> int:
         print(f"{len(moved)} case(s) whose device measured its own ceiling more than {MACHINE_MOVED - 1:.0%} apart "
               "across these runs (device ceiling): their noise floors include the machine's drift, so a gate against "
               "them is looser than the software alone would make it", file=sys.stderr)
+    wrong = [r for r in rows if r.get("wrong")]
+    if wrong:
+        print(f"{len(wrong)} case(s) with a trial that failed the correctness gate: compare finds no baseline for "
+              "them (fast but wrong is not a reference); make the baseline from runs that pass it", file=sys.stderr)
     single = [r for r in rows if r.get("trials") == 1]
     if single:
         print(f"{len(single)} case(s) with one trial: their noise floor is unknown and a gate against them says "

@@ -137,6 +137,18 @@ def test_a_case_that_failed_in_the_run_fails_the_gate():
     assert row["gate"] == "FAIL" and "every trial failed in the run" in row["verdict"]
 
 
+def test_a_fast_but_wrong_run_gets_no_speed_verdict_and_fails_the_gate():
+    base = make_trials(3, seed=1)
+    run = make_trials(3, seed=2, tpot_s=0.01)  # twice as fast...
+    run[1].update(correct=False, correctness_note="greedy tokens differ at step 3")  # ...but one trial is wrong
+    (row,) = compare_records(run, base, threshold=0.95).rows
+    assert row["gate"] == "FAIL" and row["ratio"] is None and "1 of 3 trial(s) of the run failed" in row["verdict"]
+    assert row["gate_note"] == "WRONG: greedy tokens differ at step 3"
+    (row,) = compare_records(base, run, threshold=0.95).rows
+    assert row["gate"] == "no baseline" and "of the baseline failed the correctness gate" in row["verdict"]
+    assert not compare_records(base, run, threshold=0.95).failed
+
+
 def test_the_best_baseline_is_the_same_device_else_across_devices_never_the_run_itself():
     from bench.judging.compare import best_baseline
 
@@ -210,6 +222,7 @@ def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(t
     drifting = make_trials(3, tpot_s=0.02, seed=2, model="qwen3-0.6b")
     for rec, bandwidth in zip(drifting, (20.0, 26.0, 15.5)):  # three runs an hour apart on a shared VM
         rec["ceiling_gb_per_s"] = bandwidth
+    steady[0]["correct"] = False
     runs = tmp_path / "runs.jsonl"
     writer = RecordWriter(runs)
     for rec in steady + drifting:
@@ -218,4 +231,5 @@ def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(t
     out, err = capsys.readouterr()
     assert "15.5-26 GB/s" in out and "20-20 GB/s" in out
     assert "1 case(s) whose device measured its own ceiling more than 15% apart" in err
+    assert "1 case(s) with a trial that failed the correctness gate" in err
     assert len(list(read_records(tmp_path / "base.jsonl"))) == 6

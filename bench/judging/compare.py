@@ -53,7 +53,7 @@ class MetricComparison:
     verdict: str  # faster | slower | no significant difference | insufficient data
     floor: float | None = None  # the machine's A/A noise floor for this case (relative)
     floor_source: str | None = None  # baseline | run
-    gate: str | None = None  # pass | FAIL | too noisy (only with a threshold)
+    gate: str | None = None  # pass | FAIL | too noisy | no baseline (only with a threshold)
     gate_note: str | None = None
 
 
@@ -249,10 +249,21 @@ def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
         side = "the run" if not okr else "the baseline"
         failed = not okr and okb
         return [{**ident, "metric": "-", "verdict": f"every trial failed in {side}",
-                 "gate": ("FAIL" if failed else "too noisy") if threshold is not None else None,
+                 "gate": ("FAIL" if failed else "no baseline") if threshold is not None else None,
                  "gate_note": (recs[-1].get("error") if not okr else brecs[-1].get("error")),
                  "ratio": None, "ci_low": None, "ci_high": None, "run_value": None, "base_value": None,
                  "run_trials": len(okr), "base_trials": len(okb), "basis": "none", "floor": None}]
+    wrong = [[r for r in recs if r.get("correct") is False] for recs in (okr, okb)]
+    if any(wrong):  # fast but wrong is not faster: no speed verdict, and a wrong run fails the gate
+        from bench.publishing.tables import check_text
+
+        side, bad, of = ("the run", wrong[0], okr) if wrong[0] else ("the baseline", wrong[1], okb)
+        return [{**ident, "metric": "-", "verdict": f"{len(bad)} of {len(of)} trial(s) of {side} failed the "
+                 "correctness gate: no speed verdict",
+                 "gate": ("FAIL" if wrong[0] else "no baseline") if threshold is not None else None,
+                 "gate_note": check_text(bad[0]), "ratio": None, "ci_low": None, "ci_high": None,
+                 "run_value": None, "base_value": None, "run_trials": len(okr), "base_trials": len(okb),
+                 "basis": "none", "floor": None}]
     out = []
     sample = okr[-1]
     for metric in dict.fromkeys(resolve_metric(m, sample) for m in metrics or DEFAULT_METRICS):

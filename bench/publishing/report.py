@@ -139,7 +139,8 @@ def comparison_notes(comparison, threshold) -> list[str]:
                      "not a regression, so nothing here gates.")
     if threshold is not None:
         notes.append(f"Gate: FAIL when the interval lies entirely below {threshold} and the noise floor is "
-                     f"below {1 - threshold:.3g}; otherwise too noisy to gate at {threshold} on this machine.")
+                     f"below {1 - threshold:.3g}, or when every trial failed or one failed the correctness gate; "
+                     f"otherwise too noisy to gate at {threshold} on this machine.")
     return notes + comparison.account_lines()
 
 
