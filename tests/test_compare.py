@@ -137,6 +137,19 @@ def test_a_case_that_failed_in_the_run_fails_the_gate():
     assert row["gate"] == "FAIL" and "every trial failed in the run" in row["verdict"]
 
 
+def test_a_split_run_is_its_own_case_never_pooled_with_one_device():
+    from bench.judging.cases import group
+    from bench.publishing import tables
+    from bench.publishing.report import summary_rows
+
+    one = make_trials(3, seed=1, device="NVIDIA H100 80GB HBM3")
+    split = make_trials(3, seed=2, tpot_s=0.012, device="NVIDIA H100 80GB HBM3", parallel="tp2", env_chips=2)
+    assert len(group(one + split)) == 2
+    assert sorted(r["path"] for r in summary_rows(one + split)) == ["eager", "eager tp2"]
+    assert len(tables.build(one + split).cases) == 2
+    assert not compare_records(split, one).rows  # tp2 against one GPU is not a regression check
+
+
 def test_a_fast_but_wrong_run_gets_no_speed_verdict_and_fails_the_gate():
     base = make_trials(3, seed=1)
     run = make_trials(3, seed=2, tpot_s=0.01)  # twice as fast...

@@ -1,8 +1,9 @@
 """From records to cases: deduplication with an account of every record, and two-level statistics.
 
 A record is one trial of one case. A *case* is everything that must be equal for two numbers to
-be comparable: model, dtype, workload, batch, backend kind, execution path and the device (a
-device's name, plus the core count for CPUs, whose names do not tell machines apart). Records of
+be comparable: model, dtype, workload, batch, backend kind, execution path (with the parallel
+layout of a split run) and the device (a device's name, plus the core count for CPUs, whose names
+do not tell machines apart). Records of
 one case from several runs are pooled, never overwritten.
 
 The statistic, named everywhere it is shown: per trial, the **median** of its timed rounds; per
@@ -43,8 +44,15 @@ def device_key(rec: dict) -> str:
     return name
 
 
+def path_key(rec: dict) -> str:
+    """How the case ran, as identity: its execution path, and its parallel layout when split
+    ("eager tp2"): a split run is never pooled with one on a single device."""
+    path, layout = rec.get("exec_path") or "eager", rec.get("parallel")
+    return path if layout in (None, "", "none") else f"{path} {layout}"
+
+
 def identity(rec: dict, across_devices: bool = False) -> tuple:
-    values = tuple(rec.get(k) if k != "exec_path" else (rec.get(k) or "eager") for k in CASE_FIELDS)
+    values = tuple(rec.get(k) if k != "exec_path" else path_key(rec) for k in CASE_FIELDS)
     return values if across_devices else values + (device_key(rec),)
 
 

@@ -126,7 +126,7 @@ def _by_case(records: list[dict]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in records:
         if r.get("status") == "ok":
-            out.setdefault(f"{_case_label(r)} {r.get('exec_path') or 'eager'} | {tables.device_label(r)}", []).append(r)
+            out.setdefault(f"{_case_label(r)} {cases.path_key(r)} | {tables.device_label(r)}", []).append(r)
     return out
 
 

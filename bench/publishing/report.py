@@ -44,7 +44,7 @@ def summary_rows(records: list[dict]) -> list[dict]:
             "dtype": first.get("dtype"),
             "test": first.get("workload"),
             "B": first.get("batch"),
-            "path": first.get("exec_path") or "eager",
+            "path": cases.path_key(first),
             "t/s": _pm(s.value, s.spread) if good else "FAILED",
             "TTFT ms": _pm(stats["ttft_s"].value, stats["ttft_s"].spread, 1e3) if good else "-",
             "TPOT ms": _pm(stats["tpot_s"].value, stats["tpot_s"].spread, 1e3, 2) if good else "-",

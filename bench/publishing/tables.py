@@ -125,7 +125,7 @@ class Table:
 
 
 def _case_key(rec: dict) -> tuple:
-    return tuple(rec.get(k) if k != "exec_path" else (rec.get(k) or "eager") for k in CASE)
+    return tuple(rec.get(k) if k != "exec_path" else cases.path_key(rec) for k in CASE)
 
 
 def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filters()) -> Table:
