@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats as st
 
-from bench.judging.cases import Account, dedupe, trial_samples
+from bench.judging.cases import Account, dedupe, path_key, trial_samples
 from bench.judging.compare import resolve_metric
 from bench.measuring.metrics import METRICS
 
@@ -57,7 +57,7 @@ class PairedRow:
     notes: list[str] = field(default_factory=list)
 
 
-SOFTWARE = ("backend", "device_name", "dtype", "exec_path", "engine", "engine_version", "env_python", "env_torch",
+SOFTWARE = ("backend", "device_name", "dtype", "exec_path", "parallel", "engine", "engine_version", "env_python", "env_torch",
             "env_transformers")  # what an arm ran on and with, as its records say
 
 
@@ -67,7 +67,7 @@ def arm_software(records: list[dict]) -> str:
     seen = []
     for r in records:
         engine = f"{r.get('engine') or 'engine ?'} {r.get('engine_version') or ''}".rstrip()
-        text = (f"{r.get('backend')} {r.get('dtype')} {r.get('exec_path') or 'eager'} on {r.get('device_name')}; "
+        text = (f"{r.get('backend')} {r.get('dtype')} {path_key(r)} on {r.get('device_name')}; "
                 f"{engine}, torch {r.get('env_torch')}"
                 + ("" if r.get("engine") == "transformers" else f", transformers {r.get('env_transformers')}")
                 + f", python {r.get('env_python')}")
@@ -172,7 +172,8 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
         for metric in metrics:
             ratios, a_vals, b_vals, incomplete, notes, b_first = [], [], [], 0, [], []
             if same:
-                notes.append("A and B ran the same backend, device, dtype, execution path and software versions, "
+                notes.append("A and B ran the same backend, device, dtype, execution path, parallel layout and "
+                             "software versions, "
                              "whatever their labels say: this is an A/A comparison")
             for index in sorted(pairs):
                 arms = pairs[index]
