@@ -21,6 +21,14 @@ def test_every_row_of_the_shipped_table_is_valid_and_sourced():
     ("AMD Instinct MI300X", "AMD Instinct MI300X"),
     ("Ascend910B3", "Huawei Ascend 910B"),  # torch_npu's name: no space, a SKU suffix
     ("Intel(R) Xeon(R) Processor", None),
+    # other SKUs of a row's name, with other sheets: no row rather than the wrong one
+    ("NVIDIA A100 80GB PCIe", None),
+    ("NVIDIA H200 NVL", None),
+    ("NVIDIA H100 NVL", None),
+    ("NVIDIA GB200", None),
+    ("NVIDIA B200", "NVIDIA B200"),
+    ("NVIDIA GeForce RTX 4090 D", None),
+    ("NVIDIA GeForce RTX 4090 Laptop GPU", None),
 ])
 def test_reported_device_names_match_their_spec_row(reported, chip):
     found = match_chip(reported)
