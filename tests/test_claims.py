@@ -82,7 +82,8 @@ def test_a_ratio_of_runs_far_below_their_rooflines_does_not_decide_a_chip_claim(
     v = check(one(tmp_path, RATIO), runs)
     assert v.verdict == "inconclusive" and v.numbers["numerator_roofline_share"] == pytest.approx(0.15)
     assert "would be confirmed, but the runs reached 15% and 15% of their measured roofline" in v.reasons[-1]
-    assert "(it names none)" in v.reasons[-1]
+    assert v.reasons[-1].endswith("deciding it takes both sides at 80% or more of their measured roofline "
+                                  "(the claim names no stack)")
     unmeasured = [{k: x for k, x in r.items() if k != "measured_mbu"} for r in runs]
     assert "an unmeasured share" in check(one(tmp_path, RATIO), unmeasured).reasons[-1]
     with_stack = check(one(tmp_path, RATIO + 'stack = "transformers 5.23"\n'), runs)

@@ -568,9 +568,10 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
             at = f"{share:.0%} of the measured roofline" if share is not None else "no measured roofline"
             v.verdict = f"not reproduced with {', '.join(stacks)} ({at})"
             v.reasons.append(
-                "a slow stack does not refute a chip: deciding this takes a run with the claimed stack"
-                + (f" ({case.stack})" if case.stack else " (the claim names none)")
-                + f", or any run at {REFUTES_AT:.0%} or more of the measured roofline")
+                f"a slow stack does not refute a chip: deciding this takes a run with the claimed stack ({case.stack}), "
+                f"or any run at {REFUTES_AT:.0%} or more of the measured roofline" if case.stack else
+                f"a slow stack does not refute a chip, and the claim names no stack: deciding this takes a run at "
+                f"{REFUTES_AT:.0%} or more of the measured roofline (one near the chip's limit)")
             return v
         v.reasons.append("refuted with the claimed stack" if same_stack else
                          f"refuted at {share:.0%} of the measured roofline: no stack could do much better")
@@ -660,10 +661,10 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(
             f"would be {decided}, but the runs reached {at} of their measured roofline with {', '.join(_stacks(rn + rd))}: "
             "below the chips' limits a ratio measures the software and the host as much as the chips (eager decode "
-            "bound by kernel launches makes two GPUs look alike), so inconclusive; deciding it takes both sides with "
-            + (f"the claimed stack ({num.stack if num.stack == den.stack else f'{num.stack} / {den.stack}'})"
-               if num.stack or den.stack else "the stack the claim was made with (it names none)")
-            + f", or both at {REFUTES_AT:.0%} or more of their measured roofline")
+            "bound by kernel launches makes two GPUs look alike), so inconclusive; deciding it takes "
+            + (f"both sides with the claimed stack ({num.stack if num.stack == den.stack else f'{num.stack} / {den.stack}'}), "
+               f"or both at {REFUTES_AT:.0%} or more of their measured roofline" if num.stack or den.stack else
+               f"both sides at {REFUTES_AT:.0%} or more of their measured roofline (the claim names no stack)"))
         decided = "inconclusive"
     v.verdict = decided
     return v
