@@ -343,3 +343,15 @@ def test_the_summary_says_which_spread_its_plus_minus_is():
     (row,) = summary_rows(one)
     assert float(row["t/s"].split(" ± ")[1]) > 0 and row["trials×rounds"] == "1×9"
     assert "± the stdev between trials (between the rounds of a single trial)" in summary_table(one)
+
+
+def test_the_serving_footnote_names_every_slo_its_levels_were_judged_by():
+    from bench.publishing import serving_view
+
+    level = dict(kind="serve", serve_requests=4, serve_ok=4, goodput_fraction=1.0)
+    strict = dict(make_record(workload="pp128+tg64", slo_ttft_s=0.5, slo_tpot_s=0.05, **level), workload="c1")
+    loose = dict(make_record(workload="pp128+tg64", slo_ttft_s=2.0, slo_tpot_s=0.2, **level), workload="c2")
+    one = serving_view.to_markdown([loose])
+    assert "goodput counts requests with TTFT ≤ 2.0 s and TPOT ≤ 0.2 s." in one
+    both = serving_view.to_markdown([strict, loose])
+    assert "TTFT ≤ 0.5 s and TPOT ≤ 0.05 s or TTFT ≤ 2.0 s and TPOT ≤ 0.2 s (each level at its own SLO" in both

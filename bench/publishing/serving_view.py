@@ -62,13 +62,17 @@ def to_markdown(records: list[dict]) -> str:
         return ""
     from bench.publishing.tables import md_cell
 
-    slo = next((r for r in serving_records(records) if r.get("slo_ttft_s") is not None), {})
+    slos = sorted({(r.get("slo_ttft_s"), r.get("slo_tpot_s")) for r in serving_records(records)
+                   if r.get("slo_ttft_s") is not None or r.get("slo_tpot_s") is not None}, key=str)
+    slo_text = " or ".join(f"TTFT ≤ {t if t is not None else '-'} s and TPOT ≤ {p if p is not None else '-'} s"
+                           for t, p in slos) or "TTFT and TPOT within the run's SLO (none recorded)"
+    if len(slos) > 1:
+        slo_text += " (each level at its own SLO: the records were run with different ones)"
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     lines.append("")
     lines.append("Serving levels: each figure is the median over the level's trials; out tok/s is generated tokens "
-                 "over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with "
-                 f"TTFT ≤ {slo.get('slo_ttft_s', '-')} s and TPOT ≤ {slo.get('slo_tpot_s', '-')} s.")
+                 f"over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with {slo_text}.")
     return "\n".join(lines)
 
 
