@@ -150,6 +150,18 @@ def test_a_split_run_is_its_own_case_never_pooled_with_one_device():
     assert not compare_records(split, one).rows  # tp2 against one GPU is not a regression check
 
 
+def test_a_comparison_says_when_the_sides_ran_other_weights():
+    base = make_trials(3, seed=1, weights="random(seed=0)")
+    (row,) = [r for r in compare_records(make_trials(3, seed=2, weights="random(seed=0, u8)"), base).rows
+              if r["metric"] == "tpot_s"]
+    assert row["weights_note"].startswith("other weights (random(seed=0, u8) vs random(seed=0)): a dense model")
+    moe = [dict(r, model="qwen3-30b-a3b") for r in base]
+    (row,) = [r for r in compare_records([dict(r, model="qwen3-30b-a3b", weights="real") for r in make_trials(3, seed=3)],
+                                         moe).rows if r["metric"] == "tpot_s"]
+    assert "an MoE routes by its weights" in row["weights_note"]
+    assert "weights_note" not in compare_records(make_trials(3, seed=4, weights="random(seed=0)"), base).rows[0]
+
+
 def test_a_fast_but_wrong_run_gets_no_speed_verdict_and_fails_the_gate():
     base = make_trials(3, seed=1)
     run = make_trials(3, seed=2, tpot_s=0.01)  # twice as fast...

@@ -242,6 +242,21 @@ def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: fl
     return {"machine_ratio": ratio, "machine_note": said}
 
 
+def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
+    """A note when the two sides ran other weights (another seed or draw, or real ones): the same
+    work for a dense model, but a mixture of experts routes by its weights, so its speed may move."""
+    run, base = ({str(r.get("weights")) for r in recs} for recs in (okr, okb))
+    if run == base:
+        return {}
+    from models.zoo import MODELS
+
+    spec = MODELS.get(okr[-1].get("model"))
+    moe = bool(spec and spec.experts)
+    return {"weights_note": f"other weights ({', '.join(sorted(run))} vs {', '.join(sorted(base))}): "
+            + ("an MoE routes by its weights, so its speed may differ for that alone" if moe else
+               "a dense model does the same work with any weights")}
+
+
 def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
     ident = dict(zip(IDENTITY, key)) | {"base_device": bkey[-1]}
     okr, okb = ok(recs), ok(brecs)
@@ -273,7 +288,7 @@ def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
         c = compare_stats(rs, bs, threshold)
         same_device = key[-1] == bkey[-1]  # across devices, a different ceiling is the point, not a caveat
         row = {**ident, **c.__dict__, "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb),
-               **(machine_moved(okr, okb, metric, c.ratio) if same_device else {})}
+               **(machine_moved(okr, okb, metric, c.ratio) if same_device else {}), **weights_differ(okr, okb)}
         if row["gate"] == "FAIL" and row.get("machine_ratio", 1) < threshold:  # the machine slowed past the tolerance
             row.update(gate="too noisy", gate_note=f"too noisy to gate at {threshold:g} now: {row['machine_note']}")
         out.append(row)
