@@ -263,3 +263,21 @@ def test_a_wrong_numerator_refutes_a_ratio_and_a_wrong_denominator_decides_nothi
     assert check(claim, bad + h20).verdict == "refuted"
     v = check(claim, h100 + [dict(h20[0], correct=False)] + h20[1:])
     assert v.verdict == "inconclusive" and "no valid baseline" in v.reasons[-1]
+
+
+def test_trials_on_a_loaded_host_refute_nothing_and_decide_no_ratio(tmp_path):
+    claim = one(tmp_path, H20_8B + 'value = 81.7\nstack = "transformers"\n')
+    slow = h20_runs(60)
+    assert check(claim, slow).verdict == "refuted"
+    slow[1]["host_loaded"] = True
+    v = check(claim, slow)
+    assert v.verdict == "inconclusive" and "1 of 3 trial(s) ran on a loaded host" in v.reasons[-1]
+    assert check(claim, [dict(r, host_loaded=True) for r in h20_runs(90)]).verdict == "confirmed"  # load only slows
+    about = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\nstack = "transformers"\n')
+    assert check(about, h20_runs(82)).verdict == "confirmed"
+    assert check(about, [dict(r, host_loaded=True) for r in h20_runs(82)]).verdict == "inconclusive"
+    near = dict(measured_mbu=0.85)
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1, **near)
+    h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2, host_loaded=True, **near)
+    v = check(one(tmp_path, RATIO), h100 + h20)
+    assert v.verdict == "inconclusive" and "0 of 3 numerator and 3 of 3 denominator" in v.reasons[-1]

@@ -560,6 +560,15 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(f"would be refuted, but the claim names no chip: a shortfall on {runs[0].get('device_name')} "
                          "does not show that no chip reaches it, so inconclusive")
         return v
+    loaded = cases.loaded_trials(runs)
+    # load only slows a run: a shortfall may be the load's, and so may an "about" that a faster
+    # unloaded run would overshoot; a run better than the claim despite the load stands
+    if loaded and (decided == "refuted" and _short_of(claim, stat.value)
+                   or decided == "confirmed" and claim.compare == "about"):
+        v.reasons.append(f"would be {decided}, but {loaded} of {len(runs)} trial(s) ran on a loaded host (other "
+                         "processes or the hypervisor took CPU time), which may have slowed them, so inconclusive; "
+                         "rerun on a quiet host")
+        return v
     if decided == "refuted" and _short_of(claim, stat.value):
         same_stack = all(stack_matches(case.stack, r.get("stack")) for r in runs)
         share = roofline_share(runs, metric)
@@ -651,6 +660,12 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         decided = "inconclusive"
     elif differ:
         v.reasons.append(f"the two sides also differ in {'; '.join(differ)}")
+    loaded = cases.loaded_trials(rn), cases.loaded_trials(rd)
+    if any(loaded) and decided in ("confirmed", "refuted"):
+        v.reasons.append(f"would be {decided}, but {loaded[0]} of {len(rn)} numerator and {loaded[1]} of {len(rd)} "
+                         "denominator trial(s) ran on a loaded host: load on one side moves the ratio either way, "
+                         "so inconclusive; rerun on quiet hosts")
+        decided = "inconclusive"
     shares = roofline_share(rn, metric), roofline_share(rd, metric)
     v.numbers.update(numerator_roofline_share=shares[0], denominator_roofline_share=shares[1])
     claimed_stack = (all(stack_matches(num.stack, _stack_of(r)) for r in rn)
