@@ -3,8 +3,7 @@
 A record is one trial of one case. A *case* is everything that must be equal for two numbers to
 be comparable: model, dtype, workload, batch, backend kind, execution path (with the parallel
 layout of a split run) and the device (a device's name, plus the core count for CPUs, whose names
-do not tell machines apart). Records of
-one case from several runs are pooled, never overwritten.
+do not tell machines apart). Records of one case from several runs are pooled, never overwritten.
 
 The statistic, named everywhere it is shown: per trial, the **median** of its timed rounds; per
 case, the **geometric mean of the trial medians**. Its interval comes from the spread between
