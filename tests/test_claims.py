@@ -54,10 +54,15 @@ def test_runs_confirm_or_refute_by_their_interval_over_trials(tmp_path):
     assert check(claim, other_chip).verdict == "inconclusive"  # runs on another chip decide nothing
 
 
-def test_a_fast_but_wrong_run_never_confirms(tmp_path):
-    claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "at_least"\n')
-    v = check(claim, h20_runs(200, correct=False))
-    assert v.verdict == "refuted" and "correctness gate" in v.reasons[-1]
+def test_a_fast_but_wrong_run_never_confirms_and_refutes_with_the_claimed_stack(tmp_path):
+    wrong = h20_runs(200, correct=False)
+    v = check(one(tmp_path, H20_8B + 'value = 81.7\nstack = "transformers"\n'), wrong)
+    assert v.verdict == "refuted" and v.reasons[-1].endswith("failed the correctness gate: fast but wrong")
+    v = check(one(tmp_path, H20_8B + 'value = 81.7\nstack = "sglang"\n'), wrong)  # another stack is wrong
+    assert v.verdict == "inconclusive" and "left out (transformers 5.23 eager)" in v.reasons[-1]
+    assert "a run with the claimed stack would decide it" in v.reasons[-1]
+    right = h20_runs(90, seed=7, stack="sglang 0.4")
+    assert check(one(tmp_path, H20_8B + 'value = 81.7\nstack = "sglang"\n'), wrong + right).verdict == "confirmed"
 
 
 RATIO = ('kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "about"\ntolerance = 0.15\n'
@@ -254,15 +259,18 @@ def test_a_claim_naming_no_chip_never_pools_devices_and_a_shortfall_does_not_ref
         one(tmp_path, models.replace('model = "qwen3-0.6b" }', 'model = "qwen3-0.6b", chip = "NVIDIA H20" }'))
 
 
-def test_a_wrong_numerator_refutes_a_ratio_and_a_wrong_denominator_decides_nothing(tmp_path):
-    claim = one(tmp_path, RATIO)
+def test_a_wrong_numerator_with_the_claimed_stack_refutes_a_ratio_and_a_wrong_denominator_never_does(tmp_path):
+    claim = one(tmp_path, RATIO + 'stack = "transformers"\n')
     near = dict(measured_mbu=0.85)
     h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1, **near)
     h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2, **near)
-    bad = [dict(r, correct=False) for r in h100[:1]] + h100[1:]
-    assert check(claim, bad + h20).verdict == "refuted"
-    v = check(claim, h100 + [dict(h20[0], correct=False)] + h20[1:])
-    assert v.verdict == "inconclusive" and "no valid baseline" in v.reasons[-1]
+    assert check(claim, [dict(r, correct=False) for r in h100] + h20).verdict == "refuted"
+    v = check(claim, h100 + [dict(r, correct=False) for r in h20])
+    assert v.verdict == "inconclusive" and "of the denominator with the claimed stack" in v.reasons[-2]
+    assert v.reasons[-1] == "no correct run of the denominator: no valid baseline, so inconclusive"
+    one_bad = check(claim, [dict(h100[0], correct=False)] + h100[1:] + h20)  # left out: two good trials decide
+    assert one_bad.verdict == "confirmed" and one_bad.numbers["numerator_trials"] == 2
+    assert any("1 run(s) of the numerator failed the correctness gate and are left out" in r for r in one_bad.reasons)
 
 
 def test_trials_on_a_loaded_host_refute_nothing_and_decide_no_ratio(tmp_path):

@@ -20,7 +20,8 @@ Verdicts, in the order they are decided:
 A fits claim is decided by memory alone (_check_fits_runs). Runs split over another number of
 chips than the claim's `chips` (default 1) never decide it.
 A run whose backend failed the correctness gate (its record's `correct` is false) never
-confirms a claim: a fast but wrong chip is marked so. Records are deduplicated by record_id
+confirms a claim: wrong runs are left out and named, and they refute it when they ran the
+claimed stack (its runs all wrong: fast but wrong). Records are deduplicated by record_id
 first: a file given twice counts once.
 
 The file's structure (types, ranges, unknown keys, nested ones included) is validated with
@@ -391,6 +392,28 @@ def _wrong(records: list[dict]) -> list[dict]:
     return [r for r in records if r.get("correct") is False]
 
 
+def _correct_only(runs: list[dict], stack: str | None, v: Verdict, side: str = "") -> tuple[list[dict], bool]:
+    """The runs that did not fail the correctness gate, and whether the wrong ones refute the claim:
+    they do when the claimed stack's runs all failed it (the claim's own software is fast but
+    wrong). Wrong runs of another stack are named and left out: they say that stack computes the
+    model wrongly, not what the chip can do."""
+    wrong = _wrong(runs)
+    if not wrong:
+        return runs, False
+    of = f" of the {side}" if side else ""
+    claimed = [r for r in runs if stack_matches(stack, _stack_of(r))]
+    if claimed and all(r.get("correct") is False for r in claimed):
+        v.reasons.append(f"{len(claimed)} run(s){of} with the claimed stack ({', '.join(_stacks(claimed))}) failed "
+                         "the correctness gate: fast but wrong")
+        return [], True
+    kept = [r for r in runs if r.get("correct") is not False]
+    v.reasons.append(f"{len(wrong)} run(s){of} failed the correctness gate and are left out "
+                     f"({', '.join(_stacks(wrong))}): fast but wrong is not a result"
+                     + ("" if kept else "; no other runs" + (" (a run with the claimed stack would decide it)"
+                                                            if stack else "")))
+    return kept, False
+
+
 def stack_matches(claimed: str | None, run_stack: str | None) -> bool:
     """Whether a run used the claimed stack: every word the claim names appears in the run's stack
     (case-insensitive; a version matches as a prefix, so 'vllm 0.6' matches 'vllm 0.6.3 compiled')."""
@@ -540,9 +563,9 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     if not runs:
         v.reasons.append("no matching runs: give records of this case on this chip to decide")
         return v
-    if _wrong(runs):
-        v.verdict = "refuted"
-        v.reasons.append(f"{len(_wrong(runs))} matching run(s) failed the correctness gate: fast but wrong")
+    runs, refutes = _correct_only(runs, case.stack, v)
+    if refutes or not runs:
+        v.verdict = "refuted" if refutes else "inconclusive"
         return v
     runs = _one_stack(runs, case, metric, v)
     stat = cases.case_stat(runs, metric)
@@ -621,6 +644,14 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(f"no roofline ratio: {how_num if not b_num else how_den}")
     rn = [r for r in matching_runs(num, records) if r.get("status") == "ok"]
     rd = [r for r in matching_runs(den, records) if r.get("status") == "ok"]
+    if rn and rd:  # wrong runs out first, so that a stack or device picked below is a correct one
+        rn, refutes = _correct_only(rn, num.stack, v, "numerator")
+        rd, _ = _correct_only(rd, den.stack, v, "denominator")  # a wrong baseline says nothing against the claim
+        if not refutes and rn and not rd:
+            v.reasons.append("no correct run of the denominator: no valid baseline, so inconclusive")
+        if refutes or not rn or not rd:
+            v.verdict = "refuted" if refutes else "inconclusive"
+            return v
     if num.chip is None:  # a claim that compares models on no named chip: both sides on one device
         devices = sorted({r.get("device_name") for r in rn} & {r.get("device_name") for r in rd}, key=str)
         if len({r.get("device_name") for r in rn + rd}) > 1:
@@ -636,13 +667,6 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     if not rn or not rd:
         v.reasons.append("no matching runs of " + " and ".join(
             s for s, r in (("the numerator", rn), ("the denominator", rd)) if not r))
-        return v
-    if _wrong(rn):
-        v.verdict = "refuted"
-        v.reasons.append(f"{len(_wrong(rn))} run(s) of the numerator failed the correctness gate: fast but wrong")
-        return v
-    if _wrong(rd):  # the claim's subject is the numerator: a wrong baseline says nothing against it
-        v.reasons.append(f"{len(_wrong(rd))} run(s) of the denominator failed the correctness gate: no valid baseline")
         return v
     c = compare_stats(cases.case_stat(rn, metric), cases.case_stat(rd, metric))
     v.numbers.update(measured_ratio=c.ratio, ci95_low=c.ci_low, ci95_high=c.ci_high, interval_basis=c.basis,
