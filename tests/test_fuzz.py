@@ -89,6 +89,25 @@ model = "qwen3-8b"
 workload = "tg8"
 numerator = { chip = "NVIDIA H100 SXM" }
 denominator = { chip = "NVIDIA H20" }
+[[claim]]
+id = "f"
+statement = "s"
+source = "x"
+kind = "fits"
+model = "qwen3-8b"
+chip = "NVIDIA H100 SXM"
+context = 8
+[[claim]]
+id = "n"
+statement = "s"
+source = "x"
+kind = "metric"
+metric = "tpot_s"
+value = 0.02
+compare = "about"
+model = "qwen3-8b"
+workload = "tg8"
+chips = 2
 """))
 
 
@@ -136,7 +155,7 @@ def _valid(rec) -> bool:
 CLAIM = {"id": "c", "statement": "s", "source": "x", "kind": "ratio", "metric": "decode_tok_per_s", "value": 1.0,
          "compare": "about", "model": "qwen3-8b", "workload": "tg8", "numerator": {"chip": "NVIDIA H100 SXM"},
          "denominator": {"chip": "NVIDIA H20"}}
-CLAIM_KEYS = sorted(CLAIM) + ["chp", "unit", "tolerance", "context", "batch", "dtype", "stack", "chip", "date"]
+CLAIM_KEYS = sorted(CLAIM) + ["chp", "unit", "tolerance", "context", "batch", "dtype", "stack", "chip", "chips", "date"]
 toml_scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
                          st.text(max_size=12), st.sampled_from(["qwen3-8b", "tg8", "bf16", "NVIDIA H20", "x", "ms",
                                                                 "metric", "fits", "at_most", "decode_tok_per_s"]))
