@@ -18,7 +18,9 @@ Verdicts, in the order they are decided:
                           ratio of runs below REFUTES_AT of their measured rooflines with another
                           stack than the claimed one (it measures the software and the host)
 A fits claim is decided by memory alone (_check_fits_runs). Runs split over another number of
-chips than the claim's `chips` (default 1) never decide it.
+chips than the claim's `chips` (default 1) never decide it. A claim that names no chip is judged
+per device and refuted by none. Trials on a loaded host refute nothing by a shortfall, confirm no
+`about` and decide no ratio (load only slows a run).
 A run whose backend failed the correctness gate (its record's `correct` is false) never
 confirms a claim: wrong runs are left out and named, and they refute it when they ran the
 claimed stack (its runs all wrong: fast but wrong). Records are deduplicated by record_id
