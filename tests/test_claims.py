@@ -289,3 +289,12 @@ def test_trials_on_a_loaded_host_refute_nothing_and_decide_no_ratio(tmp_path):
     h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2, host_loaded=True, **near)
     v = check(one(tmp_path, RATIO), h100 + h20)
     assert v.verdict == "inconclusive" and "0 of 3 numerator and 3 of 3 denominator" in v.reasons[-1]
+
+
+def test_throttled_rounds_count_and_are_said(tmp_path):
+    claim = one(tmp_path, H20_8B + 'value = 81.7\nstack = "transformers"\n')
+    runs = h20_runs(60)
+    runs[0].update(throttled_rounds=2, throttle_reasons="sw power cap")
+    v = check(claim, runs)
+    assert v.verdict == "refuted"
+    assert "2 timed round(s) ran while the device reported throttling (sw power cap): counted" in "; ".join(v.reasons)

@@ -475,6 +475,16 @@ def _one_stack(runs: list[dict], case: Case, metric: str, v: Verdict) -> list[di
     return groups[best]
 
 
+def _throttle_note(records: list[dict], v: Verdict) -> None:
+    """Rounds the device throttled in are the chip's own behaviour under its limits, so they
+    count; the reasons say so, with what the device reported."""
+    rounds = sum(r.get("throttled_rounds") or 0 for r in records)
+    if rounds:
+        why = sorted({r["throttle_reasons"] for r in records if r.get("throttle_reasons")})
+        v.reasons.append(f"{rounds} timed round(s) ran while the device reported throttling"
+                         + (f" ({'; '.join(why)})" if why else "") + ": counted, as the chip's behaviour under its limits")
+
+
 def _short_of(claim: Claim, value: float) -> bool:
     """Whether a measured value falls short of the claim (slower than claimed), not past it."""
     higher = METRICS[claim.metric][1]
@@ -570,6 +580,7 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.verdict = "refuted" if refutes else "inconclusive"
         return v
     runs = _one_stack(runs, case, metric, v)
+    _throttle_note(runs, v)
     stat = cases.case_stat(runs, metric)
     v.numbers.update(measured=stat.value, trials=stat.trials, rounds=stat.rounds, statistic=cases.STATISTIC)
     if stat.ci_low is None:
@@ -670,6 +681,7 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append("no matching runs of " + " and ".join(
             s for s, r in (("the numerator", rn), ("the denominator", rd)) if not r))
         return v
+    _throttle_note(rn + rd, v)
     c = compare_stats(cases.case_stat(rn, metric), cases.case_stat(rd, metric))
     v.numbers.update(measured_ratio=c.ratio, ci95_low=c.ci_low, ci95_high=c.ci_high, interval_basis=c.basis,
                      numerator_trials=c.run_trials, denominator_trials=c.base_trials)
