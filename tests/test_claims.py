@@ -298,3 +298,10 @@ def test_throttled_rounds_count_and_are_said(tmp_path):
     v = check(claim, runs)
     assert v.verdict == "refuted"
     assert "2 timed round(s) ran while the device reported throttling (sw power cap): counted" in "; ".join(v.reasons)
+
+
+def test_a_case_whose_runs_all_failed_says_why(tmp_path):
+    claim = one(tmp_path, H20_8B + 'value = 81.7\n')
+    failed = [make_record(workload="tg2048", device="NVIDIA H20", status="failed", error="RuntimeError: boom\nmore")]
+    v = check(claim, failed)
+    assert v.verdict == "inconclusive" and v.reasons[-1] == "no completed run of this case: 1 failed (RuntimeError: boom)"

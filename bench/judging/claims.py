@@ -571,9 +571,11 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(f"physically possible: {share:.0%} of the roofline {bound:.4g} ({how})")
     else:
         v.reasons.append(f"no roofline check: {how}")
-    runs = [r for r in matching_runs(case, records) if r.get("status") == "ok"]
+    matched = matching_runs(case, records)
+    runs = [r for r in matched if r.get("status") == "ok"]
     if not runs:
-        v.reasons.append("no matching runs: give records of this case on this chip to decide")
+        v.reasons.append(f"no completed run of this case: {len(matched)} failed ({_first_line(matched[0].get('error'))})"
+                         if matched else "no matching runs: give records of this case on this chip to decide")
         return v
     runs, refutes = _correct_only(runs, case.stack, v)
     if refutes or not runs:
