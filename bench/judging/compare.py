@@ -243,18 +243,17 @@ def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: fl
 
 
 def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
-    """A note when the two sides ran other weights (another seed or draw, or real ones): the same
-    work for a dense model, but a mixture of experts routes by its weights, so its speed may move."""
-    run, base = ({str(r.get("weights")) for r in recs} for recs in (okr, okb))
-    if run == base:
-        return {}
+    """A note when the two sides of a mixture of experts ran other weights (another seed or draw,
+    or real ones): it routes by its weights, so its speed may move with them alone. A dense model
+    does the same work with any weights: no note."""
     from models.zoo import MODELS
 
     spec = MODELS.get(okr[-1].get("model"))
-    moe = bool(spec and spec.experts)
+    run, base = ({str(r.get("weights")) for r in recs} for recs in (okr, okb))
+    if run == base or (spec is not None and not spec.experts):
+        return {}
     return {"weights_note": f"other weights ({', '.join(sorted(run))} vs {', '.join(sorted(base))}): "
-            + ("an MoE routes by its weights, so its speed may differ for that alone" if moe else
-               "a dense model does the same work with any weights")}
+            "an MoE routes by its weights, so its speed may differ for that alone"}
 
 
 def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
