@@ -170,7 +170,7 @@ def pytest_configure(config):
 
     if not distributed.is_lead():
         _follow(config)
-    out = config.getoption("--bench-out") or default_path(Path(config.rootpath) / "results" / "runs")
+    out = config.getoption("--bench-out") or default_path(results_dir(config) / "runs")
     state = SuiteState(planned, RecordWriter(out), entries, check=not config.getoption("--bench-no-check"),
                        repeats=opts.repeats)
     state.chip, state.notes = chip, notes
@@ -189,6 +189,23 @@ def _follow(config) -> None:
     o.benchmark_quiet, o.benchmark_verbose = True, False
     o.benchmark_json = o.benchmark_save = o.benchmark_autosave = o.benchmark_histogram = None
     o.benchmark_compare, o.benchmark_compare_fail = [], None  # rank 0 compares, with its own timings
+
+
+def results_dir(config) -> Path:
+    """Where results/ is: under pytest's rootdir when pytest found the project's configuration
+    there, else under the directory pytest was run from. pytest picks its rootdir before it knows
+    plugin options, so a value given as `--bench-out /elsewhere/x.jsonl` (or `--benchmark-json
+    /elsewhere/b.json`) makes /elsewhere the rootdir, with no configuration found."""
+    return (Path(config.rootpath) if config.inipath is not None else Path(config.invocation_params.dir)) / "results"
+
+
+def baselines_dir(config) -> Path:
+    """The baselines a run is compared with by default: results/baselines where results/ is, else
+    this chipbench checkout's committed ones."""
+    from bench import PROJECT_ROOT
+
+    here = results_dir(config) / "baselines"
+    return here if here.exists() else PROJECT_ROOT / "results" / "baselines"
 
 
 def pytest_generate_tests(metafunc):
@@ -263,7 +280,7 @@ def _compare_with_baseline(tr, config, records) -> None:
     from bench.publishing.record import read_records
     from bench.publishing.report import render_comparison
 
-    path = config.getoption("--bench-baseline") or Path(config.rootpath) / "results" / "baselines"
+    path = config.getoption("--bench-baseline") or baselines_dir(config)
     if not Path(path).exists():
         return
     try:

@@ -196,3 +196,22 @@ def test_sustained_mode_under_pytest_benchmark(pytester, env_path):
     res.assert_outcomes(passed=1)
     rec = json.loads(out.read_text())
     assert rec["rounds"] == len(rec["token_times_s"]) > 2 and rec["soak_first_tok_per_s"] > 0
+
+
+def test_results_and_baselines_are_found_when_an_option_value_made_pytest_pick_another_rootdir(tmp_path):
+    """`--bench-out /elsewhere/x.jsonl` makes pytest take /elsewhere as its rootdir (it picks one
+    before it knows plugin options), where no configuration is: the run then compared with no
+    baseline at all. Records still default to where pytest ran, and baselines to this checkout's."""
+    from types import SimpleNamespace
+
+    from bench import PROJECT_ROOT
+    from bench.plugin import baselines_dir, results_dir
+
+    here, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    stray = SimpleNamespace(rootpath=elsewhere, inipath=None, invocation_params=SimpleNamespace(dir=here))
+    assert results_dir(stray) == here / "results"
+    assert baselines_dir(stray) == PROJECT_ROOT / "results" / "baselines"
+    (here / "results" / "baselines").mkdir(parents=True)
+    assert baselines_dir(stray) == here / "results" / "baselines"
+    found = SimpleNamespace(rootpath=here, inipath=here / "pyproject.toml", invocation_params=SimpleNamespace(dir=here / "tests"))
+    assert results_dir(found) == here / "results"
