@@ -57,6 +57,8 @@ def test_the_default_table_carries_the_roofline(two_devices):
     recs = [make_record(device="NVIDIA H100 80GB HBM3", tpot_s=0.031), make_record(model="future-model-9b")]
     md = tables.to_markdown(tables.build(recs))
     assert "MBU 16% spec" in md and "roofline: MBU" in md  # an unknown model just has no roofline
+    tiny = tables.roofline_text({"kind": "decode", "measured_mbu": 0.0042, "spec_mbu": 0.0004})
+    assert tiny == "MBU 0.4% measured / <0.1% spec"  # not "0%", which reads as nothing measured
 
 
 def test_transpose_puts_devices_down(two_devices):

@@ -72,13 +72,18 @@ def pooled_check_text(records: list[dict]) -> str:
     return check_text(max(checked, key=lambda r: r["correctness_rel_err"])) if checked else "-"
 
 
+def _share(x: float) -> str:
+    """A share of the roofline: whole percent, with a decimal below 1% (a tiny model's 0.4% is not 0%)."""
+    return f"{x:.0%}" if x >= 0.01 else f"{x:.1%}" if x >= 0.001 else "<0.1%"
+
+
 def roofline_text(rec: dict) -> str:
     """MBU for decode tests, MFU for prefill tests: against measured ceilings, then the spec row."""
     if rec.get("roofline_flag"):
         return "MEASUREMENT ERROR (>100%)"
     which = "prefill_mfu" if rec.get("kind") == "prefill" else "mbu"
     name = "MFU" if which == "prefill_mfu" else "MBU"
-    parts = [f"{rec[f'{tag}_{which}']:.0%} {label}" for tag, label in (("measured", "measured"), ("spec", "spec"))
+    parts = [f"{_share(rec[f'{tag}_{which}'])} {label}" for tag, label in (("measured", "measured"), ("spec", "spec"))
              if rec.get(f"{tag}_{which}") is not None]
     return f"{name} " + " / ".join(parts) if parts else "-"
 
