@@ -40,6 +40,30 @@ def test_run_writes_records_and_prints_a_summary(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "tiny-qwen3" in res.stdout and "tg8" in res.stdout
     assert len(out.read_text().splitlines()) == 2
+    assert_reruns_plan_the_same_case(out)
+
+
+def assert_reruns_plan_the_same_case(path):
+    """Each record's `rerun` line, read by chipbench's own parser, plans exactly that case again."""
+    import json
+    import shlex
+
+    from backends.registry import discover
+    from bench.cli import parser
+    from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
+
+    for rec in map(json.loads, path.read_text().splitlines()):
+        head, *argv = shlex.split(rec["rerun"])
+        args = parser().parse_args(argv)
+        assert head == "chipbench" and args.command == "run"
+        (p,) = plan(SuiteOptions(backends=split_list(args.backend), models=split_list(args.model),
+                                 dtypes=split_list(args.dtype), workloads=split_list(args.workload),
+                                 batches=parse_ints(args.batch, "batch sizes"), rounds=args.rounds,
+                                 warmup=args.warmup, seed=args.seed, modes=split_list(args.mode)), discover())
+        case = p.case
+        assert (case.backend, case.model, case.dtype, case.workload.name, case.workload.batch, case.mode,
+                case.rounds, case.workload.seed) == (rec["backend"], rec["model"], rec["dtype"], rec["workload"],
+                                                     rec["batch"], rec["exec_path"], rec["rounds"], rec["seed"])
 
 
 BAD = [

@@ -325,6 +325,24 @@ def shared_ceilings(cache: dict, backend, dtype: str):
     return cache[key]
 
 
+def rerun_command(case: Case) -> str:
+    """The command line that runs exactly this case again, one trial: backend, model, dtype,
+    workload, batch, mode, warmup, rounds (or the soak), seed and local weights; under torchrun,
+    with the launch's process count. Options that change only how it is judged (--chip, peaks) are
+    left out."""
+    import shlex
+
+    w = case.workload
+    args = ["run", "--backend", case.backend, "--model", case.model, "--dtype", case.dtype, "--workload", w.name,
+            "--batch", str(w.batch), "--mode", case.mode, "--warmup", str(case.warmup), "--rounds", str(case.rounds),
+            "--seed", str(w.seed)]
+    args += ["--soak", f"{case.soak_s:g}"] if case.soak_s else []
+    args += ["--weights", case.weights_dir] if case.weights_dir else []
+    head = (["torchrun", "--nproc-per-node", str(distributed.world_size()), "-m", "bench.cli"]
+            if distributed.is_parallel() else ["chipbench"])
+    return shlex.join(head + args)
+
+
 def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None,
                  chip=None) -> dict:
     case, w = run.case, run.case.workload
@@ -353,7 +371,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
     add_roofline(rec, ceilings, chip, beside_ceilings(run.backend, case.dtype))
     rec.update(host)
-    rec.update(env.provenance(w.seed))
+    rec.update(env.provenance(w.seed), rerun=rerun_command(case))
     return rec
 
 
@@ -422,7 +440,7 @@ def failed_record(case: Case, error: BaseException | str, device: dict, host: di
     rec.update(stack_fields(backend, None, case.mode))
     rec.update(device)
     rec.update(host)
-    rec.update(env.provenance(case.workload.seed))
+    rec.update(env.provenance(case.workload.seed), rerun=rerun_command(case))
     return rec
 
 
