@@ -304,7 +304,7 @@ def cmd_compare(args) -> int:
     if not result.rows:
         hint = "" if args.across else " and device; --across devices compares one device with another"
         raise UsageError(f"the baseline matches none of the run's {len(result.unmatched_run)} case(s) (cases match "
-                         f"by model, dtype, workload, batch, backend kind, execution path{hint})")
+                         f"by model, dtype, workload, batch, backend and its device kind, execution path{hint})")
     text = render_comparison(result, args.format, args.fail_below, args.unmatched)
     md = render_comparison(result, "md", args.fail_below, args.unmatched)
     _emit(text, args.out, args.github_summary, md)

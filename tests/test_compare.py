@@ -162,6 +162,15 @@ def test_a_comparison_says_when_the_sides_ran_other_weights():
                                                  [dict(r, weights=None) for r in moe]).rows[0]
 
 
+def test_two_adapters_on_one_device_are_two_cases():
+    from bench.judging.cases import group
+
+    generic = make_trials(2, seed=1, backend="accelerator", kind_of_device="npu", device="Ascend910B3")
+    vendor = make_trials(2, seed=2, backend="ascend-plugin", kind_of_device="npu", device="Ascend910B3")
+    assert len(group(generic + vendor)) == 2
+    assert not compare_records(vendor, generic).rows  # another adapter is not a regression check
+
+
 def test_a_fast_but_wrong_run_gets_no_speed_verdict_and_fails_the_gate():
     base = make_trials(3, seed=1)
     run = make_trials(3, seed=2, tpot_s=0.01)  # twice as fast...

@@ -1,9 +1,10 @@
 """From records to cases: deduplication with an account of every record, and two-level statistics.
 
 A record is one trial of one case. A *case* is everything that must be equal for two numbers to
-be comparable: model, dtype, workload, batch, backend kind, execution path (with the parallel
-layout of a split run) and the device (a device's name, plus the core count for CPUs, whose names
-do not tell machines apart). Records of one case from several runs are pooled, never overwritten.
+be comparable: model, dtype, workload, batch, backend (the adapter) and its device kind, execution
+path (with the parallel layout of a split run) and the device (a device's name, plus the core count
+for CPUs, whose names do not tell machines apart). Records of one case from several runs are
+pooled, never overwritten.
 
 The statistic, named everywhere it is shown: per trial, the **median** of its timed rounds; per
 case, the **geometric mean of the trial medians**. Its interval comes from the spread between
@@ -26,7 +27,7 @@ from scipy import stats as st
 
 STATISTIC = "median of each trial's rounds; geometric mean over trials"
 SPREAD = "± the stdev between trials (between the rounds of a single trial)"  # CaseStat.spread
-CASE_FIELDS = ("model", "dtype", "workload", "batch", "backend_kind", "exec_path")
+CASE_FIELDS = ("model", "dtype", "workload", "batch", "backend", "backend_kind", "exec_path")
 IDENTITY = CASE_FIELDS + ("device",)
 # With one trial a side, no between-run variance is known: an interval then comes from the rounds
 # of one process alone, which the drift between runs on a shared machine can exceed (this
