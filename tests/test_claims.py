@@ -305,3 +305,16 @@ def test_a_case_whose_runs_all_failed_says_why(tmp_path):
     failed = [make_record(workload="tg2048", device="NVIDIA H20", status="failed", error="RuntimeError: boom\nmore")]
     v = check(claim, failed)
     assert v.verdict == "inconclusive" and v.reasons[-1] == "no completed run of this case: 1 failed (RuntimeError: boom)"
+
+
+def test_a_ratio_of_two_chips_against_one_compares_their_layouts_by_design(tmp_path):
+    claim = one(tmp_path, 'kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "about"\n'
+                          'tolerance = 0.15\nmodel = "qwen3-8b"\nworkload = "tg32"\nstack = "transformers"\n'
+                          'numerator = { chip = "NVIDIA H20", chips = 2 }\ndenominator = { chip = "NVIDIA H100 SXM" }\n')
+    near = dict(measured_mbu=0.85)
+    two_h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.010, seed=1, parallel="tp2", env_chips=2,
+                          stack="transformers 5.23 eager tp2", **near)
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.0102, seed=2, **near)
+    v = check(claim, two_h20 + h100)
+    assert v.verdict == "confirmed", v.reasons
+    assert not any("differ" in r for r in v.reasons)

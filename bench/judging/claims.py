@@ -59,7 +59,7 @@ CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip", "stack", "chips")
 # of the measured ceiling (bandwidth for decode, compute for prefill): no stack could do much better.
 REFUTES_AT = 0.8
 # What a ratio claim may compare; any other difference between its two sides is not like for like.
-COMPARED = ("chip", "model")
+COMPARED = ("chip", "model", "chips")
 LIKE_FOR_LIKE = ("dtype", "batch", "stack", "parallel")
 
 _strict = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
@@ -634,8 +634,15 @@ def _sides_differ(claim: Claim, rn: list[dict], rd: list[dict]) -> list[str]:
         out.append(f"dtype ({num.dtype} vs {den.dtype})")
     if num.batch != den.batch:
         out.append(f"batch ({num.batch} vs {den.batch})")
-    for field_, label in (("stack", "stack"), ("parallel", "parallel layout")):
-        get = _stack_of if field_ == "stack" else (lambda r: str(r.get("parallel") or "none"))
+    split = num.chips != den.chips  # the claim compares N chips with M: their layouts differ by design
+
+    def stack(r: dict) -> str:
+        text, layout = _stack_of(r), str(r.get("parallel") or "none")
+        return text.removesuffix(f" {layout}") if split else text
+
+    for label, get in (("stack", stack), ("parallel layout", lambda r: str(r.get("parallel") or "none"))):
+        if split and label == "parallel layout":
+            continue
         a, b = sorted({get(r) for r in rn}), sorted({get(r) for r in rd})
         if a != b:
             out.append(f"{label} ({', '.join(a)} vs {', '.join(b)})")
