@@ -77,6 +77,16 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
         assert r["correct"] is None
     assert recs[1]["batch"] == 2
     json.dumps(recs)
+    import shlex
+
+    from bench.cli import parser
+
+    for r, level in zip(recs, ("1", "2")):  # each level's rerun is the serve line of that level alone
+        head, *argv = shlex.split(r["rerun"])
+        a = parser().parse_args(argv)
+        assert (head, a.command, a.backend, a.model, a.dtype, a.concurrency, a.rate) == (
+            "chipbench", "serve", "openai:" + llama_server, MODEL, "fp32", level, None)
+        assert (a.requests, a.prompt, a.gen, a.seed) == (4, 16, 8, 0)
 
 
 def test_a_rate_level_and_its_time_bound(llama_server):
@@ -113,3 +123,18 @@ def test_serving_needs_a_server_backend():
     from bench.cli import main
 
     assert main(["serve", "--backend", "cpu", "--model", MODEL, "--concurrency", "1"]) == 2
+
+
+def test_a_level_that_cannot_run_is_a_failed_record_that_says_how_to_rerun_it():
+    from bench.measuring.serving import serve_record
+
+    class Gone:
+        name = "openai:http://127.0.0.1:9/v1"
+
+        def info(self):
+            raise ConnectionError("the server went away")
+
+    rec = serve_record(Gone(), MODEL, "fp32", load(concurrency=2), {}, warmup=0)
+    assert rec["status"] == "failed" and "the server went away" in rec["error"]
+    assert rec["rerun"].startswith("chipbench serve --backend openai:http://127.0.0.1:9/v1 ")  # not `chipbench run`
+    assert "--concurrency 2" in rec["rerun"]

@@ -193,6 +193,19 @@ def peak_in_flight(run: LoadRun) -> int:
     return max(1, peak)
 
 
+def serve_rerun(backend_name: str, model: str, dtype: str, load: Load, warmup: int) -> str:
+    """The `chipbench serve` line that runs exactly this load level again."""
+    import shlex
+
+    args = ["chipbench", "serve", "--backend", backend_name, "--model", model, "--dtype", dtype]
+    args += ["--concurrency", str(load.concurrency)] if load.concurrency is not None else []
+    args += ["--rate", f"{load.rate:g}"] if load.rate is not None else []
+    args += ["--requests", str(load.requests), "--prompt", str(load.prompt_tokens), "--gen", str(load.gen_tokens),
+             "--max-duration", f"{load.max_duration_s:g}", "--slo-ttft", f"{load.slo_ttft_s:g}",
+             "--slo-tpot", f"{load.slo_tpot_s:g}", "--warmup", str(warmup), "--seed", str(load.seed)]
+    return shlex.join(args)
+
+
 def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin: dict | None = None,
                  chip=None, warmup: int = 1, trial=None) -> dict:
     """One load level on `backend` as one record (kind "serve"), ok when any request completed;
@@ -252,5 +265,5 @@ def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin
     finally:
         if handle is not None:
             backend.close(handle)
-    rec.update(trial.fields())
+    rec.update(trial.fields(), rerun=serve_rerun(backend.name, model, dtype, load, warmup))
     return rec

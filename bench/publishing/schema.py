@@ -206,7 +206,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "timestamp_utc": (Opt(str), "", "when the case finished, ISO 8601 UTC"),
     "seed": (Opt(int), "", "seed of the random weights and the prompt ids"),
     "command": (Opt(str), "", "the command line that produced the record"),
-    "rerun": (Opt(str), "", "the command line that runs exactly this case again, one trial (chipbench run, or torchrun for a split case)"),
+    "rerun": (Opt(str), "", "the command line that runs exactly this case again, one trial (chipbench run; torchrun for a split case; chipbench serve for a serving level)"),
 }
 
 # Documented, not declared: a family of fields whose names an adapter chooses.
