@@ -759,7 +759,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("claims", help="check chip / model claims: physics, then measured runs")
     s.add_argument("file", help="a claims TOML file (see results/claims.toml)")
-    s.add_argument("runs", nargs="*", metavar="RUN", help="records that can confirm or refute the claims")
+    s.add_argument("runs", nargs="*", default=[], metavar="RUN", help="records that can confirm or refute the claims")
     s.add_argument("--format", choices=("md", "json"), default="md")
     s.add_argument("--out", metavar="FILE")
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")

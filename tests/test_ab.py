@@ -79,7 +79,9 @@ def test_a_failed_trial_leaves_its_pair_out_and_says_so():
     assert row.pairs == 3 and row.incomplete == 1
     assert any("pair 1 left out: B failed" in n for n in row.notes)
     assert account.failed == 1 and account.used == 6 and account.inputs == 8
+    assert account.left_out == 1  # pair 1's A: it ran, but has no partner; counted, not dropped in silence
     md = to_markdown([row], account=account)
+    assert "8 record(s): 6 used, 1 left out (the notes say why), 1 failed" in md
     assert "<b>" not in md and "&lt;b&gt;boom" in md  # record text never becomes markup
 
 

@@ -119,7 +119,10 @@ def test_every_record_is_used_deduplicated_or_listed():
     c = compare_records(run + run[:1], base + base + [conflicting, failed], metrics=["decode_tok_per_s"])
     acc_run, acc_base = c.accounts["run"], c.accounts["baseline"]
     assert (acc_run.inputs, acc_run.used, acc_run.duplicates) == (4, 3, 1)
-    assert (acc_base.inputs, acc_base.used, acc_base.duplicates, acc_base.unmatched) == (8, 3, 4, 1)
+    # the failed baseline record matches no run case: counted once, as failed, not also as unmatched
+    assert (acc_base.inputs, acc_base.used, acc_base.duplicates, acc_base.failed, acc_base.unmatched) == (8, 3, 4, 1, 0)
+    for acc in (acc_run, acc_base):
+        assert acc.inputs == acc.used + acc.unmatched + acc.failed + acc.duplicates + acc.left_out + acc.filtered
     assert acc_base.conflicts == [base[0]["record_id"]]
     assert "CONFLICT" in acc_base.line("baseline")
 

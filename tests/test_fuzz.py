@@ -18,8 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.errors import UsageError
+from bench.judging.cases import Account
 from bench.judging.claims import check_all, parse_claims
 from bench.judging.compare import compare_records
+from bench.judging.paired import ab_rows
 from bench.publishing import tables
 from bench.publishing.record import read_records
 from tests.records import make_record, make_trials
@@ -53,16 +55,42 @@ def lines_of(records) -> bytes:
     return b"\n".join(json.dumps(r, allow_nan=True).encode() for r in records) + b"\n"
 
 
+def balanced(account: Account) -> bool:
+    """Every input record in exactly one place: used, unmatched, left out, failed or a duplicate."""
+    return account.inputs == (account.used + account.unmatched + account.left_out + account.failed
+                              + account.duplicates + account.filtered)
+
+
 def survives_downstream(records):
-    """What the loader accepted must tabulate, compare and decide claims, or be refused in one line."""
-    for build in (lambda: tables.to_markdown(tables.build(records)), lambda: tables.to_csv(tables.build(records)),
-                  lambda: compare_records(records, [dict(r, record_id=str(i)) for i, r in enumerate(records)],
-                                          threshold=0.95),
-                  lambda: check_all(CLAIMS, records)):
+    """What the loader accepted must tabulate, compare, decide claims and pair A/B trials, or be refused
+    in one line; and each of them accounts for every record once."""
+    def table():
+        t = tables.build(records)
+        tables.to_markdown(t), tables.to_csv(t)
+        return [t.account]
+
+    def compared():
+        c = compare_records(records, [dict(r, record_id=str(i)) for i, r in enumerate(records)], threshold=0.95)
+        return list(c.accounts.values())
+
+    def claimed():
+        account = Account()
+        check_all(CLAIMS, records, account)
+        return [account]
+
+    def paired():
+        account = Account()
+        ab_rows([dict(r, ab_id="x", ab_arm="AB"[i % 2], ab_pair=i // 2) for i, r in enumerate(records)],
+                ("headline", "tpot_s"), margin=0.05, account=account)
+        return [account]
+
+    for build in (table, compared, claimed, paired):
         try:
-            build()
+            accounts = build()
         except UsageError:
-            pass
+            continue
+        for account in accounts:
+            assert balanced(account), (build.__name__, account)
 
 
 CLAIMS = parse_claims(tomllib.loads("""

@@ -81,6 +81,8 @@ def test_csv_and_json_carry_numbers(two_devices):
 def test_filters_and_metric_names_are_checked(two_devices):
     t = tables.build(two_devices, filters=tables.Filters(workloads=("tg32",)))
     assert [c[2] for c in t.cases] == ["tg32"]
+    left = sum(1 for r in two_devices if r["workload"] != "tg32")  # the filter's: counted in the footer, not shown
+    assert left and (t.account.inputs, t.account.filtered) == (len(two_devices), left)
     with pytest.raises(UsageError, match="no record matches"):
         tables.build(two_devices, filters=tables.Filters(models=("nope",)))
     with pytest.raises(UsageError, match="unknown metric 'speed'; valid metrics: headline"):

@@ -13,7 +13,7 @@ the between-run variance is unknown, and only the rounds of that one process are
 
 Every input record is accounted for: used, a duplicate (same record_id; a duplicate whose content
 differs is named as a conflict), failed (status failed: shown, never pooled into a statistic),
-or left unmatched by the caller.
+left unmatched by the caller, left out by it with the reason in its notes, or not selected by a filter.
 """
 
 from __future__ import annotations
@@ -66,11 +66,17 @@ class Account:
     failed: int = 0
     used: int = 0
     unmatched: int = 0
+    left_out: int = 0  # completed trials a comparison could not use (e.g. an A/B pair's other trial failed)
+    filtered: int = 0  # not selected by the user's filters (--model, --workload, ...)
 
     def line(self, side: str) -> str:
         parts = [f"{self.used} used"]
         if self.unmatched:
             parts.append(f"{self.unmatched} unmatched")
+        if self.filtered:
+            parts.append(f"{self.filtered} not selected by the filters")
+        if self.left_out:
+            parts.append(f"{self.left_out} left out (the notes say why)")
         if self.failed:
             parts.append(f"{self.failed} failed trial(s) (not pooled)")
         if self.duplicates:

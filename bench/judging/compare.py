@@ -190,7 +190,7 @@ def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None
         acc_run.failed += len(recs) - len(ok(recs))
         if not partners:
             unmatched_run.append(key)
-            acc_run.unmatched += len(recs)
+            acc_run.unmatched += len(ok(recs))  # its failed ones are counted as failed, once
             continue
         acc_run.used += len(ok(recs))
         for bkey in partners:
@@ -202,7 +202,7 @@ def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None
         if k in matched_base:
             acc_base.used += len(ok(recs))
         else:
-            acc_base.unmatched += len(recs)
+            acc_base.unmatched += len(ok(recs))
     return Comparison(rows, unmatched_run, unmatched_base, {"run": acc_run, "baseline": acc_base}, across_devices)
 
 

@@ -70,7 +70,7 @@ def arm_software(records: list[dict]) -> str:
         text = (f"{r.get('backend')} {r.get('dtype')} {path_key(r)} on {r.get('device_name')}; "
                 f"{engine}, torch {r.get('env_torch')}"
                 + ("" if r.get("engine") == "transformers" else f", transformers {r.get('env_transformers')}")
-                + f", python {r.get('env_python')}")
+                + (f", python {r['env_python']}" if r.get("env_python") else ""))
         if text not in seen:
             seen.append(text)
     return " | ".join(seen) or "-"
@@ -243,6 +243,8 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                 row.notes.append(f"correctness not checked for {' and '.join(unchecked)}")
             rows.append(row)
     account.used = len(used)
+    account.left_out = sum(1 for recs in arm_records.values() for r in recs
+                           if r.get("status") == "ok" and r.get("record_id") not in used)
     return rows
 
 

@@ -136,7 +136,9 @@ def _case_key(rec: dict) -> tuple:
 def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filters()) -> Table:
     metrics = check_metrics(metrics)
     account = cases.Account()
-    shown = cases.dedupe([r for r in records if filters.keep(r)], account)
+    kept = [r for r in records if filters.keep(r)]
+    account.inputs = account.filtered = len(records) - len(kept)  # not selected by the filters: counted, not shown
+    shown = cases.dedupe(kept, account)
     if not shown:
         raise UsageError("no record matches the filters")
     groups: dict[tuple, list[dict]] = {}
