@@ -199,6 +199,15 @@ class OpenAIEndpoint:
         return DeviceInfo(backend=self.name, kind="endpoint", device_name=f"endpoint {host}", device_count=1,
                           runtime=self._server, extra={"url": self.url, "served_models": ", ".join(map(str, ids))})
 
+    def host_processes(self) -> list[int] | None:
+        """The server's processes when it runs on this host: its CPU time is the case's work, not a
+        neighbour's load ([] for a server elsewhere; None for one here whose process is not visible)."""
+        from bench.measuring.hostload import server_pids
+
+        parsed = urlparse(self.url)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        return server_pids(parsed.hostname or "", port)
+
     def supported_dtypes(self) -> tuple[str, ...]:
         from models.build import DTYPES
         from models.gguf_export import DTYPES as ENGINE

@@ -62,7 +62,8 @@ def _one_trial(case, state, benchmark, keep) -> dict:
     try:
         device.update(env.device_facts(backend.info()))
         run.setup(handle=state.handle_for(backend, case))
-        before = hostload.sample()
+        pids = hostload.case_pids(backend)
+        before = hostload.sample(pids)
         sampler = run.sampler = telemetry.sampler_for(backend).start()
         try:
             if case.soak_s:  # sustained: warm up first, then as many rounds as fill the soak at that pace
@@ -74,7 +75,7 @@ def _one_trial(case, state, benchmark, keep) -> dict:
                 benchmark.pedantic(run.round, rounds=case.rounds, warmup_rounds=case.warmup, iterations=1)
         finally:
             sampler.stop()
-        load = hostload.facts(before, hostload.sample())
+        load = hostload.facts(before, hostload.sample(pids))
         timed = run.rounds_done if case.soak_s else run.rounds_done[case.warmup:]
         if not timed:  # --benchmark-disable runs the function once, as a warmup would
             pytest.skip("pytest-benchmark is disabled: nothing was timed, no record written")

@@ -102,3 +102,12 @@ def test_a_prompt_the_server_tokenises_to_another_length_fails_the_case(server, 
     monkeypatch.setattr(ep, "text_prompt", lambda ids, vocab: real(ids, vocab) + " se")  # 2 tokens here
     rec = run_case(create("openai:" + server), case(server), check=False)
     assert rec["status"] == "failed" and "tokenised the prompt to 18 tokens, the workload has 16" in rec["error"]
+
+
+def test_a_server_on_this_host_is_the_cases_own_work_not_a_neighbours_load(server):
+    """The server's CPU time is the case's: found by its listening port, so a local server does not
+    flag every trial as run on a loaded host."""
+    import psutil
+
+    pids = create("openai:" + server).host_processes()
+    assert pids and any("llama_cpp.server" in " ".join(psutil.Process(p).cmdline()) for p in pids)

@@ -1,6 +1,7 @@
 """Workloads, statistics and metric definitions (measurement.md), on hand-made numbers."""
 
 import math
+import time
 
 import pytest
 from scipy import stats as st
@@ -105,3 +106,56 @@ def test_stolen_cpu_time_is_not_counted_as_other_processes_work():
     assert facts["host_steal_frac"] == 0.2
     assert facts["host_other_cpu_frac"] == 0 and "other processes" not in facts["host_load_note"]
     assert facts["host_load_note"] == "the hypervisor stole 20% of the CPU time"
+
+
+def test_the_cpu_time_of_processes_the_case_started_is_its_own():
+    """An engine's core or workers in processes of their own (vLLM's, a tensor-parallel pool) work
+    for the case: their CPU time, while they run and once they have exited, is not a neighbour's."""
+    import subprocess
+    import sys
+
+    from bench.measuring import hostload
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+    before = hostload.sample()
+    subprocess.run([sys.executable, "-c", spin], check=True)  # exited and reaped
+    live = subprocess.Popen([sys.executable, "-c", spin + "\ntime.sleep(30)"])
+    try:
+        import psutil
+
+        child = psutil.Process(live.pid)
+        deadline = time.monotonic() + 60
+        while sum(child.cpu_times()[:2]) < 0.5 and time.monotonic() < deadline:  # still running, its work done
+            time.sleep(0.05)
+        after = hostload.sample()
+    finally:
+        live.kill()
+        live.wait()
+    assert after.own_s - before.own_s >= 0.9  # both children's 0.5 s, and ours
+
+
+def test_a_server_on_this_host_is_found_by_its_port_and_one_elsewhere_is_not_ours():
+    import os
+    import socket
+
+    from bench.measuring import hostload
+
+    with socket.socket() as listening, socket.socket() as idle:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        idle.bind(("127.0.0.1", 0))  # bound, not listening: no server on that port
+        assert hostload.server_pids("127.0.0.1", listening.getsockname()[1]) == [os.getpid()]
+        assert hostload.server_pids("localhost", listening.getsockname()[1]) == [os.getpid()]
+        assert hostload.server_pids("127.0.0.1", idle.getsockname()[1]) is None  # here, but not seen
+    assert hostload.server_pids("192.0.2.1", 8000) == []  # TEST-NET-1: never this machine
+
+
+def test_a_local_server_that_cannot_be_seen_leaves_other_processes_unknown_not_zero():
+    from bench.measuring import hostload
+
+    before, after = hostload.sample(None), hostload.sample(None)
+    assert before.own_s is None and after.own_note
+    facts = hostload.facts(before, after)
+    assert facts["host_other_cpu_frac"] is None
+    assert facts["host_loaded"] is not False  # unknown neighbours never clear a trial
+    assert "its process cannot be seen" in facts["host_load_note"]

@@ -1,11 +1,12 @@
 """Host load during a trial's rounds: was anything else using this machine while it was measured?
 
 Taken from the kernel's counters before and after each trial (psutil): the 1-minute load
-average, the CPU time other processes used (the whole machine's busy time, stolen time not
-included, minus this process's own, and under torchrun that of its sibling ranks on this host),
-the time the hypervisor stole, and the CPU clock where the kernel exposes it. A trial during which
-others took a noticeable share is flagged `host_loaded`, and tables mark it; what cannot be read
-is recorded as unknown (null), never as zero.
+average, the CPU time other processes used, the time the hypervisor stole, and the CPU clock
+where the kernel exposes it. Other processes' time is the whole machine's busy time (stolen time
+not included) minus the case's own: this process and every process it started (an engine's core
+or workers), under torchrun its sibling ranks on this host, and a server on this host that the
+case sends its requests to. A trial during which others took a noticeable share is flagged
+`host_loaded`, and tables mark it; what cannot be read is recorded as unknown (null), never as zero.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ class HostSample:
     busy_s: float | None  # the whole machine's non-idle CPU time
     total_s: float | None  # the whole machine's CPU time
     steal_s: float | None  # None where the kernel does not count steal
-    own_s: float | None  # this process's CPU time (all its threads)
+    own_s: float | None  # the case's processes' CPU time (all their threads; see _case_processes)
     load_1m: float | None
     mhz: float | None
+    own_note: str | None = None  # why own_s is unknown, where that is known
 
 
 def _cpu_mhz() -> float | None:
@@ -56,10 +58,69 @@ def _sibling_ranks(psutil) -> list:
 
 
 def _cpu_s(process) -> float:
+    """User + system CPU time of a process and of its children that have exited and been reaped
+    (a live child is counted as itself, so nothing is counted twice)."""
     try:
-        return sum(process.cpu_times()[:2])
-    except Exception:  # a rank that has just exited
+        return sum(process.cpu_times()[:4])
+    except Exception:  # a process that has just exited
         return 0.0
+
+
+def _with_descendants(psutil, processes) -> list:
+    """The processes and every live process below them, each once."""
+    seen = {}
+    for p in processes:
+        seen.setdefault(p.pid, p)
+        try:
+            for child in p.children(recursive=True):
+                seen.setdefault(child.pid, child)
+        except Exception:  # gone, or not ours to look at
+            pass
+    return list(seen.values())
+
+
+def _case_processes(psutil, pids) -> list:
+    """The processes whose CPU time is the case's own: this one, its sibling ranks under torchrun,
+    the given ones (a local server's), and everything they started."""
+    mine = [psutil.Process(), *_sibling_ranks(psutil)]
+    for pid in pids:
+        try:
+            mine.append(psutil.Process(pid))
+        except Exception:  # exited since it was found
+            pass
+    return _with_descendants(psutil, mine)
+
+
+def _is_this_host(host: str) -> bool:
+    """Whether a URL's host name or address is this machine (loopback, or one of its interfaces)."""
+    import ipaddress
+    import socket
+
+    import psutil
+
+    try:
+        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    local = {a.address.split("%")[0] for nic in psutil.net_if_addrs().values() for a in nic}
+    return any(ipaddress.ip_address(a.split("%")[0]).is_loopback or a.split("%")[0] in local for a in addrs)
+
+
+def server_pids(host: str, port: int) -> list[int] | None:
+    """The processes listening on `port` when `host` is this machine: a server whose CPU time is the
+    case's own work. [] for a server elsewhere; None for one here whose process cannot be seen
+    (another user's, say), so that its work is not read as a neighbour's load."""
+    import psutil
+
+    if not _is_this_host(host):
+        return []
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except Exception:  # psutil.AccessDenied on some systems
+        return None
+    pids = sorted({c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   and c.pid is not None})
+    return pids or None
 
 
 def _machine_times(t) -> tuple[float, float, float | None]:
@@ -75,7 +136,10 @@ def _machine_times(t) -> tuple[float, float, float | None]:
     return total - idle - (steal or 0.0), total, steal
 
 
-def sample() -> HostSample:
+def sample(pids: list[int] | None = ()) -> HostSample:
+    """The counters now. `pids`: processes on this host doing the case's work beside this one (a
+    local server's; see server_pids); None: such a server runs here but cannot be seen, so the CPU
+    time of other processes is not separable from the case's own (recorded as unknown)."""
     import psutil
 
     try:
@@ -83,14 +147,16 @@ def sample() -> HostSample:
     except Exception:
         busy = total = steal = None
     try:
-        own = sum(psutil.Process().cpu_times()[:2]) + sum(_cpu_s(p) for p in _sibling_ranks(psutil))
+        own = None if pids is None else sum(_cpu_s(p) for p in _case_processes(psutil, pids))
     except Exception:
         own = None
     try:
         load = os.getloadavg()[0]
     except (OSError, AttributeError):
         load = None
-    return HostSample(time.monotonic(), busy, total, steal, own, load, _cpu_mhz())
+    unseen = ("the case's server runs on this host and its process cannot be seen, so other processes' CPU time "
+              "cannot be told from the server's" if pids is None else None)
+    return HostSample(time.monotonic(), busy, total, steal, own, load, _cpu_mhz(), unseen)
 
 
 def facts(before: HostSample, after: HostSample) -> dict:
@@ -104,7 +170,7 @@ def facts(before: HostSample, after: HostSample) -> dict:
     if None not in (before.busy_s, after.busy_s, before.own_s, after.own_s) and wall > 0:
         other = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s)) / (wall * cpus)
     else:
-        notes.append("other processes' CPU time not readable")
+        notes.append(after.own_note or before.own_note or "other processes' CPU time not readable")
     if None not in (before.steal_s, after.steal_s, before.total_s, after.total_s) and after.total_s > before.total_s:
         steal = max(0.0, after.steal_s - before.steal_s) / (after.total_s - before.total_s)
     mhz = [m for m in (before.mhz, after.mhz) if m]
@@ -115,8 +181,22 @@ def facts(before: HostSample, after: HostSample) -> dict:
             reasons.append(f"other processes used {other:.0%} of the {cpus} CPUs")
         if steal is not None and steal > STEAL_SHARE:
             reasons.append(f"the hypervisor stole {steal:.0%} of the CPU time")
-        loaded = bool(reasons)
+        # loaded when either share is over its limit; not loaded only when the other processes' share
+        # was read (steal alone cannot clear a trial whose neighbours went unseen)
+        loaded = True if reasons else (False if other is not None else None)
         notes = reasons + notes
     return {"host_load_avg_1m": before.load_1m, "host_other_cpu_frac": other, "host_steal_frac": steal,
             "host_cpu_mhz": sum(mhz) / len(mhz) if mhz else None, "host_loaded": loaded,
             "host_load_note": "; ".join(notes) or None}
+
+
+def case_pids(backend) -> list[int] | None:
+    """Processes beside this one that do a backend's work on this host (an adapter's optional
+    `host_processes()`: an endpoint's local server); [] when it names none."""
+    own = getattr(backend, "host_processes", None)
+    if own is None:
+        return []
+    try:
+        return own()
+    except Exception:  # never let the load probe fail a case
+        return None

@@ -455,7 +455,8 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
     try:
         device.update(env.device_facts(backend.info()))
         run.setup()
-        before = hostload.sample()  # the host's load over the rounds (not the build or compile)
+        pids = hostload.case_pids(backend)  # a local server's: its work is the case's, not a neighbour's
+        before = hostload.sample(pids)  # the host's load over the rounds (not the build or compile)
         sampler = run.sampler = telemetry.sampler_for(backend).start()
         try:
             for _ in range(case.warmup):
@@ -467,7 +468,7 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
                 run.round()
         finally:
             sampler.stop()
-        load = hostload.facts(before, hostload.sample())  # before the record's own work (the ceilings beside it)
+        load = hostload.facts(before, hostload.sample(pids))  # before the record's own work (the ceilings beside it)
         rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
         rec.update(load)
         timed = run.windows[case.warmup:]
