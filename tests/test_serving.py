@@ -75,6 +75,7 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
         assert r["output_tok_per_s_median"] == r["serve_output_tok_per_s"]
         assert r["prefix_caching"].startswith("distinct seeded prompts")
         assert r["correct"] is None
+        assert r["host_other_cpu_frac"] is not None  # the host's load over the level, the server's work not in it
     assert recs[1]["batch"] == 2
     json.dumps(recs)
     import shlex

@@ -235,7 +235,12 @@ def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin
             from dataclasses import replace
 
             run_load(backend, handle, replace(load, requests=warmup, concurrency=1, rate=None, seed=load.seed + 1))
+        from bench.measuring import hostload
+
+        pids = hostload.case_pids(backend)  # a server on this host works for the load, it is no neighbour
+        before = hostload.sample(pids)
         run = run_load(backend, handle, load)
+        host_load = hostload.facts(before, hostload.sample(pids))
         ok_rounds = rounds_of(run)
         fields = serve_fields(run)
         rec = case_identity(case)
@@ -245,6 +250,7 @@ def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin
         rec.update(stack_fields(backend, handle))
         rec.update(device)
         rec.update(fields)
+        rec.update(host_load)
         if not ok_rounds:
             rec.update(status="failed", error=f"no request completed: {fields['serve_errors']}")
         else:
