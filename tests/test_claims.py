@@ -122,6 +122,18 @@ def test_a_duplicated_file_does_not_change_a_verdict(tmp_path):
     assert (acc.inputs, acc.duplicates, acc.used) == (2, 1, 1)
 
 
+def test_records_that_no_claim_is_about_are_counted_unmatched_not_used(tmp_path):
+    from bench.judging.cases import Account
+    from bench.judging.claims import check_all
+
+    claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\n')
+    other = [dict(r, record_id=f"other-{i}", model="qwen3-0.6b") for i, r in enumerate(h20_runs(80, trials=2))]
+    acc = Account()
+    check_all([claim], h20_runs(80, trials=3) + other, acc)
+    assert (acc.inputs, acc.used, acc.unmatched, acc.failed) == (5, 3, 2, 0)
+    assert acc.line("records") == "records: 5 record(s): 3 used, 2 unmatched"
+
+
 H100_150 = ('kind = "metric"\nmetric = "decode_tok_per_s"\nvalue = 150\nmodel = "qwen3-8b"\ndtype = "bf16"\n'
             'workload = "tg128"\nchip = "NVIDIA H100 SXM"\nstack = "vllm"\n')
 

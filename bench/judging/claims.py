@@ -732,13 +732,26 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     return v
 
 
+def claim_runs(claim: Claim, records: list[dict]) -> list[dict]:
+    """The records a claim looks at: runs of its case (of either side of a ratio); for a fits
+    claim, runs of its model in its dtype on its chips, any workload."""
+    if claim.kind == "fits":
+        return matching_runs_any(claim.case, records)
+    if claim.kind == "metric":
+        return matching_runs(claim.case, records)
+    return matching_runs(claim.numerator, records) + matching_runs(claim.denominator, records)
+
+
 def check_all(claims: list[Claim], records: list[dict], account: cases.Account | None = None) -> list[Verdict]:
     """Every claim's verdict; records are deduplicated by record_id first (a file given twice, or a
-    file and its merge, counts once), and `account` says what happened to them."""
+    file and its merge, counts once), and `account` says what happened to them: used (a claim looked
+    at it), unmatched (no claim is about its case), failed, or a duplicate."""
     unique = cases.dedupe(records, account)
     if account is not None:
+        looked_at = {id(r) for c in claims for r in claim_runs(c, unique)}
         account.failed = sum(1 for r in unique if r.get("status") != "ok")
-        account.used = len(unique) - account.failed
+        account.used = sum(1 for r in unique if r.get("status") == "ok" and id(r) in looked_at)
+        account.unmatched = len(unique) - account.failed - account.used
     return [check(c, unique) for c in claims]
 
 
