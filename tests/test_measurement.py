@@ -146,6 +146,7 @@ def test_a_server_on_this_host_is_found_by_its_port_and_one_elsewhere_is_not_our
         idle.bind(("127.0.0.1", 0))  # bound, not listening: no server on that port
         assert hostload.server_pids("127.0.0.1", listening.getsockname()[1]) == [os.getpid()]
         assert hostload.server_pids("localhost", listening.getsockname()[1]) == [os.getpid()]
+        assert hostload.server_pids("0.0.0.0", listening.getsockname()[1]) == [os.getpid()]
         assert hostload.server_pids("127.0.0.1", idle.getsockname()[1]) is None  # here, but not seen
     assert hostload.server_pids("192.0.2.1", 8000) == []  # TEST-NET-1: never this machine
 

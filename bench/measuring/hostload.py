@@ -92,7 +92,8 @@ def _case_processes(psutil, pids) -> list:
 
 
 def _is_this_host(host: str) -> bool:
-    """Whether a URL's host name or address is this machine (loopback, or one of its interfaces)."""
+    """Whether a URL's host name or address is this machine (loopback, one of its interfaces, or the
+    unspecified address 0.0.0.0, which Linux connects to this machine)."""
     import ipaddress
     import socket
 
@@ -103,7 +104,8 @@ def _is_this_host(host: str) -> bool:
     except OSError:
         return False
     local = {a.address.split("%")[0] for nic in psutil.net_if_addrs().values() for a in nic}
-    return any(ipaddress.ip_address(a.split("%")[0]).is_loopback or a.split("%")[0] in local for a in addrs)
+    ips = [ipaddress.ip_address(a.split("%")[0]) for a in addrs]
+    return any(ip.is_loopback or ip.is_unspecified or str(ip) in local for ip in ips)
 
 
 def server_pids(host: str, port: int) -> list[int] | None:
