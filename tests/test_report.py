@@ -356,6 +356,16 @@ def test_the_serving_footnote_names_every_slo_its_levels_were_judged_by():
     strict = dict(make_record(workload="pp128+tg64", slo_ttft_s=0.5, slo_tpot_s=0.05, **level), workload="c1")
     loose = dict(make_record(workload="pp128+tg64", slo_ttft_s=2.0, slo_tpot_s=0.2, **level), workload="c2")
     one = serving_view.to_markdown([loose])
-    assert "goodput counts requests with TTFT ≤ 2.0 s and TPOT ≤ 0.2 s." in one
+    assert "goodput counts requests with TTFT ≤ 2.0 s and TPOT ≤ 0.2 s (goodput % of every request" in one
     both = serving_view.to_markdown([strict, loose])
     assert "TTFT ≤ 0.5 s and TPOT ≤ 0.05 s or TTFT ≤ 2.0 s and TPOT ≤ 0.2 s (each level at its own SLO" in both
+
+
+def test_a_levels_unsent_requests_are_not_called_sent():
+    from bench.publishing import serving_view
+
+    cut = dict(make_record(workload="pp128+tg64"), kind="serve", workload="c1", serve_requests=50, serve_ok=9,
+               serve_failed=1, serve_not_sent=40, goodput_fraction=0.18)
+    (row,) = serving_view.table_rows([cut])
+    assert row[serving_view.COLUMNS.index("ok/sent")] == "9/10 (40 unsent)"
+

@@ -168,7 +168,8 @@ def serve_fields(run: LoadRun) -> dict:
         "serve_output_tok_per_s": out_tokens / dur if dur else None,
         "tok_per_s_per_user": 1.0 / median_tpot if median_tpot else None,
         "goodput_req_per_s": len(good) / dur if dur else None,
-        "goodput_fraction": len(good) / len(run.results) if run.results else None,
+        # of every request the level planned: one left unsent at the time bound met no limit either
+        "goodput_fraction": len(good) / (len(run.results) + run.not_sent) if run.results or run.not_sent else None,
         "slo_ttft_s": load.slo_ttft_s, "slo_tpot_s": load.slo_tpot_s,
         "prefix_caching": "distinct seeded prompts per request (the server's cache setting is its own)",
     }

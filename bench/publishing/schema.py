@@ -136,7 +136,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
                                "level's wall time (also the level's output_tok_per_s)"),
     "tok_per_s_per_user": (Opt(NonNeg), "tokens/s", "serve: what one user sees, 1 / median TPOT"),
     "goodput_req_per_s": (Opt(NonNeg), "requests/s", "serve: requests meeting both latency limits, over the wall time"),
-    "goodput_fraction": (Opt(NonNeg), "fraction", "serve: the share of the level's requests meeting both limits"),
+    "goodput_fraction": (Opt(NonNeg), "fraction", "serve: the share of the level's requests meeting both limits (of all it planned: unsent ones met none)"),
     "slo_ttft_s": (Opt(NonNeg), "s", "serve: the TTFT limit of goodput (default MLPerf Llama-2-70B server: 2 s)"),
     "slo_tpot_s": (Opt(NonNeg), "s", "serve: the TPOT limit of goodput (default MLPerf Llama-2-70B server: 0.2 s)"),
     "prefix_caching": (Opt(str), "", "serve: how prompt caching was kept from inflating the result"),

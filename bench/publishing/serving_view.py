@@ -42,11 +42,12 @@ def table_rows(records: list[dict]) -> list[list[str]]:
     rows = []
     for (backend, device, model, dtype, workload), recs in _levels(records).items():
         ok = sum(r.get("serve_ok") or 0 for r in recs)
-        sent = sum(r.get("serve_requests") or 0 for r in recs)
+        unsent = sum(r.get("serve_not_sent") or 0 for r in recs)
+        sent = sum(r.get("serve_requests") or 0 for r in recs) - unsent
         good = [r for r in recs if r.get("status") == "ok"]
         goodput = _med(recs, "goodput_fraction", 100)
         rows.append([str(backend), str(device or "-"), str(model), str(dtype), str(workload),
-                     f"{len(good)}/{len(recs)}", f"{ok}/{sent}",
+                     f"{len(good)}/{len(recs)}", f"{ok}/{sent}" + (f" ({unsent} unsent)" if unsent else ""),
                      _f(_med(recs, "request_per_s"), 2), _f(_med(recs, "serve_output_tok_per_s")),
                      _f(_med(recs, "tok_per_s_per_user")),
                      _f(_med(recs, "ttft_s_median", 1e3)), _f(_med(recs, "ttft_s_p99", 1e3)),
@@ -72,7 +73,8 @@ def to_markdown(records: list[dict]) -> str:
     lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     lines.append("")
     lines.append("Serving levels: each figure is the median over the level's trials; out tok/s is generated tokens "
-                 f"over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with {slo_text}.")
+                 f"over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with {slo_text} (goodput % of every request "
+                 "the level planned: one left unsent at its time bound met no limit).")
     return "\n".join(lines)
 
 
