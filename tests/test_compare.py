@@ -186,6 +186,18 @@ def test_a_fast_but_wrong_run_gets_no_speed_verdict_and_fails_the_gate():
     assert not compare_records(base, run, threshold=0.95).failed
 
 
+def test_a_serving_level_that_served_part_of_its_load_gets_no_speed_verdict():
+    level = dict(kind="serve", serve_requests=8, serve_failed=0, serve_not_sent=0)
+    base = [dict(r, **level) for r in make_trials(3, seed=1)]
+    run = [dict(r, **level) for r in make_trials(3, seed=2, tpot_s=0.01)]  # twice as fast per request...
+    run[0].update(serve_failed=5, serve_errors="EndpointError: 503")  # ...with most requests of one trial failed
+    (row,) = compare_records(run, base, threshold=0.95).rows
+    assert row["gate"] == "FAIL" and row["ratio"] is None and "served part of the level's requests" in row["verdict"]
+    assert row["gate_note"] == "5 failed, 0 unsent of 8: EndpointError: 503"
+    (row,) = compare_records(base, run, threshold=0.95).rows
+    assert row["gate"] == "no baseline" and "of the baseline served part" in row["verdict"]
+
+
 def test_the_best_baseline_is_the_same_device_else_across_devices_never_the_run_itself():
     from bench.judging.compare import best_baseline
 

@@ -278,6 +278,18 @@ def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
                  "gate_note": check_text(bad[0]), "ratio": None, "ci_low": None, "ci_high": None,
                  "run_value": None, "base_value": None, "run_trials": len(okr), "base_trials": len(okb),
                  "basis": "none", "floor": None}]
+    partial = [[r for r in recs if (r.get("serve_failed") or 0) + (r.get("serve_not_sent") or 0) > 0]
+               for recs in (okr, okb)]
+    if any(partial):  # a serving level that served part of its load did less work: its speed compares with nothing
+        side, cut, of = ("the run", partial[0], okr) if partial[0] else ("the baseline", partial[1], okb)
+        first = cut[0]
+        return [{**ident, "metric": "-", "verdict": f"{len(cut)} of {len(of)} trial(s) of {side} served part of "
+                 "the level's requests: no speed verdict",
+                 "gate": ("FAIL" if partial[0] else "no baseline") if threshold is not None else None,
+                 "gate_note": (f"{first.get('serve_failed') or 0} failed, {first.get('serve_not_sent') or 0} unsent "
+                               f"of {first.get('serve_requests')}: {first.get('serve_errors') or 'the time bound'}"),
+                 "ratio": None, "ci_low": None, "ci_high": None, "run_value": None, "base_value": None,
+                 "run_trials": len(okr), "base_trials": len(okb), "basis": "none", "floor": None}]
     out = []
     sample = okr[-1]
     for metric in dict.fromkeys(resolve_metric(m, sample) for m in metrics or DEFAULT_METRICS):
