@@ -86,6 +86,7 @@ class LlamaModel:
 class LlamaCppBackend:
     name = "llamacpp"
     engine = "llama.cpp"
+    prefix_caching = "none kept: the context's memory is cleared before every round"
 
     def __init__(self):
         self._initialised = False

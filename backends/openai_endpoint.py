@@ -15,12 +15,21 @@ What the server accepts is found once, at load, with a small request:
 - how tokens are counted: the usage the stream reports, or, where it reports none, per-chunk
   logprobs (one entry per token even when a chunk's text is empty).
 A batch of B is B concurrent requests; step i is done when every request has streamed its i-th token.
+
+No request is served from the server's prompt cache (vLLM and SGLang cache prefixes by default,
+llama.cpp's servers keep each slot's last prompt): the first tokens of every request, warmup, check
+and timed round alike, are drawn fresh from the OS's entropy, so no request shares a prefix with any
+request before it, in this run or in an earlier run against the same server. A case's requests
+reuse the keep-alive connections its warmup opened, so a round's TTFT holds no TCP or TLS handshake
+(a serving level opens the connections beyond its warmup's as its requests arrive, as vLLM's
+`bench serve` does).
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import random
 import re
 import threading
 import time
@@ -33,12 +42,15 @@ from bench.errors import UsageError
 PREFIX = "openai:"
 TIMEOUT_S = 600.0  # one request; a stuck server fails the case rather than hanging the suite
 FIXED_LENGTH = ("min_tokens", "ignore_eos")  # asked for on every request the server accepts them on
+SALT_TOKENS = 4  # each request's first prompt tokens, drawn fresh: 1 in vocab**4 that two share a prefix
+_SALT = random.SystemRandom()  # not the seed: a rerun must not find its prompts in the server's cache
 
 
 def _client(timeout: float = TIMEOUT_S):
     import httpx
 
-    return httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False)
+    return httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False,
+                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
 
 
 class EndpointError(RuntimeError):
@@ -65,13 +77,15 @@ def stream_completion(client, url: str, body: dict, on_chunk=None, clock=time.pe
         if r.status_code != 200:
             r.read()
             raise EndpointError(f"HTTP {r.status_code}: {r.text[:300]}")
-        for line in r.iter_lines():
+        done = False
+        for line in r.iter_lines():  # to the body's end: a response left unread closes its keep-alive connection
             arrival = clock()
-            if not line.startswith("data:"):
+            if done or not line.startswith("data:"):
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
-                break
+                done = True
+                continue
             try:
                 chunk = json.loads(data)
             except json.JSONDecodeError:
@@ -137,6 +151,23 @@ def text_prompt(ids: list[int], vocab: int) -> str:
     return "".join(words[i % len(words)] for i in ids)
 
 
+def salted(prompt: list[int] | str, vocab: int) -> list[int] | str:
+    """`prompt` with its first SALT_TOKENS tokens (or single-token words) replaced by fresh random
+    ones, the length kept: a prefix cache matches from a prompt's first token, so a request salted
+    this way finds nothing of an earlier request's prompt in it (MLPerf's TEST04 concern)."""
+    if isinstance(prompt, list):
+        k = min(SALT_TOKENS, len(prompt))
+        return [_SALT.randrange(vocab) for _ in range(k)] + prompt[k:]
+    starts, pos = [], prompt.find(" ")  # every word begins with its space
+    while pos >= 0 and len(starts) <= SALT_TOKENS:
+        starts.append(pos)
+        pos = prompt.find(" ", pos + 1)
+    k = min(SALT_TOKENS, len(starts))
+    rest = prompt[starts[k]:] if k < len(starts) else ""
+    words = single_token_words(vocab)
+    return "".join(_SALT.choice(words) for _ in range(k)) + rest
+
+
 # --- the backend --------------------------------------------------------------------------------
 
 @dataclass
@@ -154,6 +185,9 @@ class Served:
     engine_version: str | None = None
     linear_attn_path: str | None = None
     exec_note: str | None = None
+    client: object = None  # one httpx client (thread-safe) for the handle's life: its connections kept alive
+    prefix_caching: str = ("each request's first prompt tokens drawn fresh, so none shares a prefix with an "
+                           "earlier request (the server's cache setting is its own)")
 
 
 class OpenAIEndpoint:
@@ -229,7 +263,7 @@ class OpenAIEndpoint:
         path = f"openai completions stream, {fmt} prompts, {'+'.join(controls) or 'max_tokens only'}"
         return Served(spec, dtype, model_id, fmt, controls, method, exec_path=path,
                       engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
-                      engine_version=self._version() or self._server)
+                      engine_version=self._version() or self._server, client=_client())
 
     def _version(self) -> str | None:
         """The serving software's version where it tells it (vLLM and SGLang answer GET /version)."""
@@ -283,10 +317,12 @@ class OpenAIEndpoint:
 
     def check_prompt_lengths(self, handle: Served, prompts: list, expected: int) -> None:
         """One non-streamed one-token request per prompt, outside the clock: the server's usage must
-        count exactly the workload's prompt length."""
+        count exactly the workload's prompt length. Salted like every request, so the check leaves
+        nothing in the server's cache that a timed request could find."""
         with _client() as c:
             for p in prompts:
-                r = c.post(f"{self.url}/completions", json={"model": handle.model_id, "prompt": p,
+                r = c.post(f"{self.url}/completions", json={"model": handle.model_id,
+                                                           "prompt": salted(p, handle.spec.vocab),
                                                            "max_tokens": 1, "temperature": 0})
                 if r.status_code != 200:
                     raise EndpointError(f"HTTP {r.status_code}: {r.text[:300]}")
@@ -295,7 +331,10 @@ class OpenAIEndpoint:
                     raise EndpointError(f"the server tokenised the prompt to {got} tokens, the workload has {expected}")
 
     def request_body(self, handle: Served, prompt, new_tokens: int) -> dict:
-        body = {"model": handle.model_id, "prompt": prompt, "max_tokens": new_tokens, "temperature": 0,
+        """The request for `prompt`, its first tokens salted (a few microseconds, in the clock like the
+        JSON encoding of the body)."""
+        body = {"model": handle.model_id, "prompt": salted(prompt, handle.spec.vocab), "max_tokens": new_tokens,
+                "temperature": 0,
                 "stream": True, "stream_options": {"include_usage": True}}
         if "min_tokens" in handle.controls:
             body["min_tokens"] = new_tokens
@@ -344,8 +383,12 @@ class OpenAIEndpoint:
     def stream_one(self, handle: Served, prompt, new_tokens: int, on_chunk=None, check: bool = True) -> StreamResult:
         """One streamed request, each chunk stamped on arrival; with `check`, the served counts are
         checked against the request (a mismatch raises EndpointError)."""
-        with _client() as c:
-            r = stream_completion(c, self.url, self.request_body(handle, prompt, new_tokens), on_chunk=on_chunk)
+        body = self.request_body(handle, prompt, new_tokens)
+        if handle.client is not None:
+            r = stream_completion(handle.client, self.url, body, on_chunk=on_chunk)
+        else:
+            with _client() as c:
+                r = stream_completion(c, self.url, body, on_chunk=on_chunk)
         if check:
             check_counts(r, new_tokens, handle.count_method, self.expected_prompt(handle, prompt))
         return r
@@ -358,7 +401,9 @@ class OpenAIEndpoint:
         pass
 
     def close(self, handle) -> None:
-        pass
+        if getattr(handle, "client", None) is not None:
+            handle.client.close()
+            handle.client = None
 
 
 def check_counts(r: StreamResult, new_tokens: int, method: str, prompt_tokens: int | None) -> None:

@@ -68,6 +68,7 @@ class TorchBackend:
     """A Backend (see backends.base) running the harness's own loop through PyTorch on one device."""
 
     engine = "transformers"
+    prefix_caching = "none kept: every round starts from an empty KV cache"
 
     def __init__(self, name: str, ops: DeviceOps):
         self.name = name

@@ -59,6 +59,7 @@ class VllmModel:
 class VllmBackend:
     name = "vllm"
     engine = "vllm"
+    prefix_caching = "off (enable_prefix_caching=False): no request reuses another's prompt"
 
     def __init__(self):
         self._ids = itertools.count()

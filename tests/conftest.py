@@ -26,6 +26,9 @@ def cpu():
     return create()
 
 
+SERVER_LOGS: dict[str, str] = {}  # a test server's URL -> its log file
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -47,8 +50,10 @@ def llama_server(tmp_path_factory):
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
                              "--port", str(port), "--n_ctx", "8192", "--n_threads", "1",
-                             "--interrupt_requests", "False"], stdout=log, stderr=subprocess.STDOUT)
+                             "--interrupt_requests", "False"], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # its log read as it goes
     url = f"http://127.0.0.1:{port}/v1"
+    SERVER_LOGS[url] = log.name
     deadline = time.monotonic() + 60
     try:
         while not create("openai:" + url).probe().available:

@@ -3,11 +3,15 @@ that the test starts on the loopback address, and against hand-made streams."""
 
 import pytest
 
-from backends.openai_endpoint import (EndpointError, StreamResult, _chunk_tokens, check_counts, create,
-                                      text_prompt)
+import random
+import re
+import time
+
+from backends.openai_endpoint import (SALT_TOKENS, EndpointError, StreamResult, _chunk_tokens, check_counts, create,
+                                      salted, single_token_words, text_prompt)
 from bench.measuring.runner import Case, run_case
 from bench.measuring.workload import parse_workload
-from tests.conftest import free_port
+from tests.conftest import SERVER_LOGS, free_port
 
 MODEL = "tiny-qwen3"  # what the shared llama_server serves
 
@@ -62,6 +66,68 @@ def test_the_text_prompt_is_one_token_per_word_on_the_server(server):
     text = text_prompt(list(range(40)), get_model(MODEL).vocab)
     r = httpx.post(f"{server}/completions", json={"prompt": text, "max_tokens": 1, "temperature": 0}, timeout=60)
     assert r.json()["usage"]["prompt_tokens"] == 40
+
+
+def test_a_salted_prompt_keeps_its_length_and_all_but_its_first_tokens():
+    vocab = 512
+    ids = list(range(100, 140))
+    for _ in range(20):
+        s = salted(ids, vocab)
+        assert len(s) == 40 and s[SALT_TOKENS:] == ids[SALT_TOKENS:] and all(0 <= t < vocab for t in s)
+    assert len({tuple(salted(ids, vocab)[:SALT_TOKENS]) for _ in range(50)}) == 50  # fresh every call
+    assert len(salted([7, 8], vocab)) == 2  # shorter than the salt: every token drawn
+    text = text_prompt(ids, vocab)
+    words = set(single_token_words(vocab))
+    for _ in range(20):
+        t = salted(text, vocab)
+        assert t.count(" ") == 40 and t.endswith(text[len(text_prompt(ids[:SALT_TOKENS], vocab)):])
+        assert all(" " + w in words for w in t.split(" ")[1:SALT_TOKENS + 1])
+    assert salted(text_prompt([3, 4], vocab), vocab).count(" ") == 2
+
+
+def _server_log_since(url: str, offset: int) -> str:
+    with open(SERVER_LOGS[url]) as f:
+        f.seek(offset)
+        return f.read()
+
+
+def _log_size(url: str) -> int:
+    time.sleep(0.2)  # the server's last lines of the request before
+    with open(SERVER_LOGS[url]) as f:
+        return f.seek(0, 2)
+
+
+def test_no_round_warmup_or_check_is_served_from_the_servers_prompt_cache(server, monkeypatch):
+    """llama.cpp's server keeps the last prompt's state and skips whatever prefix a new request
+    shares with it ("full prompt already cached", "N prefix-match hit" in its log): the same prompt
+    every round would time no prefill at all. Salted requests share nothing with the one before."""
+    import backends.openai_endpoint as ep
+    from bench.measuring.selftest import check_all
+
+    monkeypatch.setattr(ep, "_SALT", random.Random(0))  # the test's draws fixed; a run's come from the OS
+    start = _log_size(server)
+    backend = create("openai:" + server)
+    rec = run_case(backend, case(server, workload="pp64+tg4", rounds=3), check=False)
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["prefix_caching"].startswith("each request's first prompt tokens drawn fresh")
+    check_all(backend, model=MODEL, dtype="fp32", long_prompt=256)  # the self-test's warmup and timed probes
+    log = _server_log_since(server, start)
+    assert log.count("POST /v1/completions") >= 8  # capabilities, warmup, 3 rounds, self-test probes
+    assert "full prompt already cached" not in log
+    hits = [int(n) for n in re.findall(r"(\d+) prefix-match hit", log)]
+    assert all(n < SALT_TOKENS for n in hits), hits
+
+
+def test_timed_requests_reuse_the_warmups_connections(server):
+    """Each timed request on a keep-alive connection the warmup opened: a TCP (or TLS) handshake
+    inside TTFT would time the network's round trips, not the server."""
+    start = _log_size(server)
+    rec = run_case(create("openai:" + server), case(server, batch=2, rounds=3), check=False)
+    assert rec["status"] == "ok", rec.get("error")
+    time.sleep(0.2)
+    ports = re.findall(r"127\.0\.0\.1:(\d+) - \"POST /v1/completions", _server_log_since(server, start))
+    timed = ports[-2 * 4:]  # the warmup's and the three rounds' requests, two streams each
+    assert len(set(timed)) <= 2, timed
 
 
 def test_no_server_at_the_address_is_a_reason_and_asked_by_name_an_error():

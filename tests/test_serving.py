@@ -74,7 +74,7 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
         assert r["status"] == "ok" and r["kind"] == "serve" and r["serve_ok"] == 4
         assert r["serve_output_tok_per_s"] > 0 and r["ttft_s_n"] == 4 and r["itl_s_n"] == 4 * 7
         assert r["output_tok_per_s_median"] == r["serve_output_tok_per_s"]
-        assert r["prefix_caching"].startswith("distinct seeded prompts")
+        assert r["prefix_caching"].startswith("each request's first prompt tokens drawn fresh")
         assert r["correct"] is None
         assert r["host_other_cpu_frac"] is not None  # the host's load over the level, the server's work not in it
     assert recs[1]["batch"] == 2

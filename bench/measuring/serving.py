@@ -171,7 +171,6 @@ def serve_fields(run: LoadRun) -> dict:
         # of every request the level planned: one left unsent at the time bound met no limit either
         "goodput_fraction": len(good) / (len(run.results) + run.not_sent) if run.results or run.not_sent else None,
         "slo_ttft_s": load.slo_ttft_s, "slo_tpot_s": load.slo_tpot_s,
-        "prefix_caching": "distinct seeded prompts per request (the server's cache setting is its own)",
     }
 
 

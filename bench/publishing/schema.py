@@ -80,6 +80,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "engine_version": (Opt(str), "", "its version"),
     "stack": (Opt(str), "", "the software stack in one line: engine, version and execution path (claims match on it)"),
     "parallel": (Opt(str), "", "parallel layout: none for one device; tpN / ppN when split"),
+    "prefix_caching": (Opt(str), "", "how a prompt cache was kept from serving a round's or request's prompt "
+                       "(null: the adapter does not say)"),
     "linear_attn_path": (Opt(str), "", "hybrid models: DeltaNet kernels used (fla... or the pure-torch fallback); null otherwise"),
     "params_total": (Opt(Count), "parameters", "all parameters (tied embeddings once)"),
     "params_active": (Opt(Count), "parameters", "parameters used per token (top-k experts only)"),
@@ -139,7 +141,6 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "goodput_fraction": (Opt(NonNeg), "fraction", "serve: the share of the level's requests meeting both limits (of all it planned: unsent ones met none)"),
     "slo_ttft_s": (Opt(NonNeg), "s", "serve: the TTFT limit of goodput (default MLPerf Llama-2-70B server: 2 s)"),
     "slo_tpot_s": (Opt(NonNeg), "s", "serve: the TPOT limit of goodput (default MLPerf Llama-2-70B server: 0.2 s)"),
-    "prefix_caching": (Opt(str), "", "serve: how prompt caching was kept from inflating the result"),
     "decode_bytes_per_step": (Opt(NonNeg), "bytes", "least bytes a decode step reads: active weights plus every sequence's cache at the mean context"),
     "decode_flops_per_step": (Opt(NonNeg), "FLOP", "FLOPs of a decode step for the whole batch at the mean context"),
     "prefill_bytes": (Opt(NonNeg), "bytes", "least bytes the prefill moves: all weights plus the KV cache it writes"),
