@@ -168,6 +168,34 @@ def salted(prompt: list[int] | str, vocab: int) -> list[int] | str:
     return "".join(_SALT.choice(words) for _ in range(k)) + rest
 
 
+# --- which model the server runs ---------------------------------------------------------------
+
+PARAMS_TOLERANCE = 0.02  # a checkpoint's count differs from the architecture's by rounding, not by a size
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.3f}B" if n >= 1e8 else f"{n / 1e6:.3f}M"
+
+
+def served_weights(spec, listed: dict) -> str:
+    """The record's `weights` for a served model, checked against `spec` where the server says what
+    it runs (llama.cpp's server lists `meta`: n_params, n_embd): the roofline and every claim judge the
+    case by the named model's bytes, so a server running another size fails the case here."""
+    from models.counts import facts
+
+    meta = listed.get("meta") if isinstance(listed.get("meta"), dict) else {}
+    n_params, n_embd = meta.get("n_params"), meta.get("n_embd")
+    if not isinstance(n_params, int) or n_params <= 0:
+        return f"served by the endpoint (its own weights; the server does not say their size: {spec.name} assumed)"
+    want = facts(spec).params_total
+    if abs(n_params - want) > PARAMS_TOLERANCE * want or (isinstance(n_embd, int) and n_embd != spec.hidden):
+        raise EndpointError(
+            f"the server runs a model of {_params(n_params)} parameters" + (f", hidden {n_embd}" if n_embd else "")
+            + f" ({listed.get('id')}); {spec.name} has {_params(want)}, hidden {spec.hidden}: name the served "
+            "model's zoo name (chipbench list models), so that the roofline counts its bytes")
+    return f"served by the endpoint (its own weights: {_params(n_params)} parameters by the server's meta, as {spec.name})"
+
+
 # --- the backend --------------------------------------------------------------------------------
 
 @dataclass
@@ -259,9 +287,10 @@ class OpenAIEndpoint:
             raise EndpointError(f"the server at {self.url} lists no models")
         model_id = str(models[0].get("id"))
         owner = models[0].get("owned_by")
+        weights = served_weights(spec, models[0])
         fmt, controls, method = self._capabilities(model_id, spec.vocab)
         path = f"openai completions stream, {fmt} prompts, {'+'.join(controls) or 'max_tokens only'}"
-        return Served(spec, dtype, model_id, fmt, controls, method, exec_path=path,
+        return Served(spec, dtype, model_id, fmt, controls, method, weights=weights, exec_path=path,
                       engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
                       engine_version=self._version() or self._server, client=_client())
 

@@ -130,6 +130,26 @@ def test_timed_requests_reuse_the_warmups_connections(server):
     assert len(set(timed)) <= 2, timed
 
 
+def test_a_server_that_runs_another_model_size_fails_the_case(server):
+    """The roofline and the claims judge an endpoint case by the named model's bytes: where the server
+    says what it runs (llama.cpp's server lists meta.n_params and n_embd), another size fails."""
+    from models.counts import facts
+    from models.zoo import get_model
+
+    backend = create("openai:" + server)
+    assert backend.probe().available
+    rec = run_case(backend, case(server), check=False)  # llama-cpp-python's server lists no meta
+    assert rec["status"] == "ok" and "does not say their size: tiny-qwen3 assumed" in rec["weights"]
+    listed = backend._models[0]
+    backend._models = [{**listed, "meta": {"n_params": 596_049_920, "n_embd": 1024}}]  # a qwen3-0.6b
+    rec = run_case(backend, case(server), check=False)
+    assert rec["status"] == "failed", rec["weights"]
+    assert "runs a model of 0.596B parameters, hidden 1024" in rec["error"] and "tiny-qwen3 has 0.107M, hidden 64" in rec["error"]
+    backend._models = [{**listed, "meta": {"n_params": facts(get_model(MODEL)).params_total, "n_embd": 64}}]
+    rec = run_case(backend, case(server), check=False)
+    assert rec["status"] == "ok" and "by the server's meta, as tiny-qwen3" in rec["weights"]
+
+
 def test_no_server_at_the_address_is_a_reason_and_asked_by_name_an_error():
     from backends.registry import discover
     from bench.errors import UsageError
