@@ -31,6 +31,7 @@ import json
 import queue
 import random
 import re
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -214,6 +215,7 @@ class Served:
     linear_attn_path: str | None = None
     exec_note: str | None = None
     client: object = None  # one httpx client (thread-safe) for the handle's life: its connections kept alive
+    endpoint_rtt_s: float | None = None  # median round trip of a small GET on a kept-alive connection
     prefix_caching: str = ("each request's first prompt tokens drawn fresh, so none shares a prefix with an "
                            "earlier request (the server's cache setting is its own)")
 
@@ -290,9 +292,25 @@ class OpenAIEndpoint:
         weights = served_weights(spec, models[0])
         fmt, controls, method = self._capabilities(model_id, spec.vocab)
         path = f"openai completions stream, {fmt} prompts, {'+'.join(controls) or 'max_tokens only'}"
+        client = _client()
         return Served(spec, dtype, model_id, fmt, controls, method, weights=weights, exec_path=path,
                       engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
-                      engine_version=self._version() or self._server, client=_client())
+                      engine_version=self._version() or self._server, client=client,
+                      endpoint_rtt_s=self._round_trip(client))
+
+    def _round_trip(self, client, tries: int = 5) -> float | None:
+        """The network's and the HTTP stack's share of every request: the median time of a small GET
+        (the model list) on a connection already open, as each timed request finds its own."""
+        times = []
+        try:
+            client.get(f"{self.url}/models").raise_for_status()  # opens the connection, untimed
+            for _ in range(tries):
+                t = time.perf_counter()
+                client.get(f"{self.url}/models").raise_for_status()
+                times.append(time.perf_counter() - t)
+        except Exception:
+            return None  # not offered twice: the record says not measured
+        return statistics.median(times)
 
     def _version(self) -> str | None:
         """The serving software's version where it tells it (vLLM and SGLang answer GET /version)."""

@@ -35,6 +35,7 @@ def test_a_case_streams_exactly_the_requested_tokens_through_the_server(server):
     assert "text prompts" in rec["exec_path"] and "min_tokens" in rec["exec_path"]
     assert len(rec["token_times_s"]) == 3 and all(len(t) == 8 for t in rec["token_times_s"])
     assert rec["ttft_s_median"] > 0 and rec["tpot_s_median"] > 0
+    assert 0 < rec["endpoint_rtt_s"] < 1.0  # a small GET on the loopback's open connection
 
 
 def test_a_batch_is_concurrent_requests_each_stepped_when_the_last_delivers(server):

@@ -81,7 +81,7 @@ def stack_fields(backend, handle, mode: str | None = None) -> dict:
     path = getattr(handle, "exec_path", None) or getattr(backend, "exec_path", None) or mode
     parallel = fact("parallel") or "none"
     return {"engine": engine, "engine_version": version, "exec_path": path, "parallel": parallel,
-            "prefix_caching": fact("prefix_caching"),
+            "prefix_caching": fact("prefix_caching"), "endpoint_rtt_s": fact("endpoint_rtt_s"),
             "stack": " ".join(str(x) for x in (engine, version, path, parallel if parallel != "none" else None)
                               if x) or None}
 

@@ -80,6 +80,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "engine_version": (Opt(str), "", "its version"),
     "stack": (Opt(str), "", "the software stack in one line: engine, version and execution path (claims match on it)"),
     "parallel": (Opt(str), "", "parallel layout: none for one device; tpN / ppN when split"),
+    "endpoint_rtt_s": (Opt(NonNeg), "s", "endpoint: median round trip of a small GET to the server on an open "
+                       "connection (the network's and HTTP stack's share of each request's TTFT); null elsewhere"),
     "prefix_caching": (Opt(str), "", "how a prompt cache was kept from serving a round's or request's prompt "
                        "(null: the adapter does not say)"),
     "linear_attn_path": (Opt(str), "", "hybrid models: DeltaNet kernels used (fla... or the pure-torch fallback); null otherwise"),
