@@ -309,3 +309,24 @@ def test_the_ceilings_beside_each_case_are_a_few_rounds_and_none_with_a_zero_win
             return Ceilings("cpu", dtype, 1.0, 1.0, 1, 8)
 
     assert beside_ceilings(Plugin(), "fp32") is None
+
+
+def test_the_cpu_bandwidth_probe_outsizes_the_last_level_cache(tmp_path):
+    """A buffer the caches hold measures the cache: an EPYC 9684X has 12 core complexes of 96 MB L3
+    each, and a sum spread over them reads each share from its own L3."""
+    from bench.measuring.ceilings import cpu_copy_mib, last_level_cache_bytes
+
+    for cpu in range(4):  # two L3 instances of 96 MB, each shared by two CPUs; per-CPU L1 and L2
+        for index, (level, kind, size, shared) in enumerate(
+                [(1, "Data", "48K", str(cpu)), (1, "Instruction", "32K", str(cpu)), (2, "Unified", "1024K", str(cpu)),
+                 (3, "Unified", "98304K", "0-1" if cpu < 2 else "2-3")]):
+            d = tmp_path / f"cpu{cpu}" / "cache" / f"index{index}"
+            d.mkdir(parents=True)
+            for name, value in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", shared)):
+                (d / name).write_text(f"{value}\n")
+    assert last_level_cache_bytes(str(tmp_path)) == 2 * 96 * 2**20
+    assert last_level_cache_bytes(str(tmp_path / "none")) is None
+    assert cpu_copy_mib(2 * 96 * 2**20, 64 * 2**30) == 768  # four times the L3, above the 512 MiB floor
+    assert cpu_copy_mib(105 * 2**20, 24 * 2**30) == 512  # this project's VM: the floor
+    assert cpu_copy_mib(24 * 1152 * 2**20, 64 * 2**30) == 8192  # within an eighth of the memory
+    assert cpu_copy_mib(None, None) == 512

@@ -14,6 +14,11 @@ project's 2-core Xeon VM ran its bf16 matmul at 1.56, then 0.63 TFLOP/s for four
 flatters every utilisation measured against it. The median of the rounds is kept beside the best,
 so a reader sees how steady the device was while it was measured.
 
+The buffers must outsize the caches, or the bandwidth is the cache's: 2 GiB on an accelerator
+(an H100's L2 is 50 MB, an MI300X's Infinity Cache 256 MB); on a CPU 512 MiB, or four times the
+last-level cache where that is larger (an EPYC 9684X holds 1152 MB of L3 per socket, and a sum
+spread over its cores reads each core complex's share from its own 96 MB).
+
 They are the roofline of a device with no spec row, and a check on the spec sheet of one with
 a row: a device that beats its sheet, or misses it badly, is flagged.
 """
@@ -38,6 +43,41 @@ UNSTEADY = 1.25  # best over median of the rounds above this: the device's rate 
 WINDOW_ENV = "CHIPBENCH_CEILING_WINDOW_S"
 CPU_WINDOW_S = 3.0  # a host's cores and memory are shared with its neighbours: spells of seconds
 DEVICE_WINDOW_S = 1.0  # an accelerator's rates hold steady; the rounds still cover its clock ramp
+
+
+CPU_COPY_MIB = 512
+LLC_TIMES = 4  # a CPU buffer at least this many times the last-level cache
+
+
+def last_level_cache_bytes(root: str = "/sys/devices/system/cpu") -> int | None:
+    """The host's last-level cache in all, each shared instance counted once (sysfs); None unknown."""
+    import glob
+
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    caches: dict[tuple[int, str], int] = {}
+    for index in glob.glob(os.path.join(root, "cpu[0-9]*", "cache", "index[0-9]*")):
+        try:
+            def read(name):
+                with open(os.path.join(index, name)) as f:
+                    return f.read().strip()
+            if read("type") == "Instruction":
+                continue
+            size = read("size")
+            nbytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+            caches[(int(read("level")), read("shared_cpu_list"))] = nbytes
+        except (OSError, ValueError, IndexError):
+            continue
+    if not caches:
+        return None
+    top = max(level for level, _ in caches)
+    return sum(n for (level, _), n in caches.items() if level == top)
+
+
+def cpu_copy_mib(llc_bytes: int | None, ram_bytes: int | None) -> int:
+    """The CPU probe's buffer: CPU_COPY_MIB, or LLC_TIMES the last-level cache where that is larger,
+    within an eighth of the host's memory (the copy holds two buffers)."""
+    mib = max(CPU_COPY_MIB, math.ceil(LLC_TIMES * (llc_bytes or 0) / 2**20))
+    return min(mib, max(CPU_COPY_MIB, (ram_bytes or 0) // 8 // 2**20))
 
 
 @dataclass(frozen=True)
@@ -150,7 +190,11 @@ def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n
     and rounds until `window` seconds have passed (window_s() when None)."""
     window = window_s(device, window)
     on_cpu = device == "cpu"
-    copy_mib = copy_mib or (512 if on_cpu else 2048)
+    if not copy_mib and on_cpu:
+        import psutil
+
+        copy_mib = cpu_copy_mib(last_level_cache_bytes(), psutil.virtual_memory().total)
+    copy_mib = copy_mib or 2048
     matmul_n = matmul_n or (2048 if on_cpu else 8192)
     t = parse_dtype(dtype)
     nbytes = copy_mib * 2**20
