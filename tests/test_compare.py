@@ -282,3 +282,22 @@ def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(t
     assert "1 case(s) whose device measured its own ceiling more than 15% apart" in err
     assert "1 case(s) with a trial that failed the correctness gate" in err
     assert len(list(read_records(tmp_path / "base.jsonl"))) == 6
+
+
+def test_the_machines_rate_is_the_one_measured_right_after_the_case():
+    """A VM that slows in the middle of a suite keeps its start-of-suite ceilings; the rate measured
+    right after the case (ceiling_beside_*) shows it. Measured 2026-12-03 on this project's VM: tg128
+    at 0.69x its baseline, the suite's bandwidth 0.91x the baseline's, 17.9 GB/s right after the case."""
+    base = make_trials(1, tpot_s=0.126, seed=1, ceiling_gb_per_s=25.9)
+    run = make_trials(1, tpot_s=0.183, seed=2, ceiling_gb_per_s=23.5, ceiling_beside_gb_per_s=17.9)
+    (row,) = compare_records(run, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["machine_ratio"] == pytest.approx(17.9 / 25.9)
+    assert row["machine_note"].startswith("the device itself measured 0.69x the baseline's memory bandwidth "
+                                          "(17.9 vs 25.9 GB/s, the run's right after its case)")
+    assert row["gate"] != "FAIL"
+    both = make_trials(1, tpot_s=0.126, seed=1, ceiling_gb_per_s=25.9, ceiling_beside_gb_per_s=24.0)
+    (row,) = compare_records(run, both, metrics=["tpot_s"]).rows
+    assert "(17.9 vs 24 GB/s, each right after its case)" in row["machine_note"]
+    steady = make_trials(1, tpot_s=0.183, seed=2, ceiling_gb_per_s=23.5, ceiling_beside_gb_per_s=23.0)
+    (row,) = compare_records(steady, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert "machine_note" not in row  # the device held its rate: the slowdown is the software's

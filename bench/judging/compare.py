@@ -34,6 +34,7 @@ DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload k
 MACHINE_MOVED = 1.15  # the device's own measured ceiling differs between the sides by more than this factor
 CEILING_FIELDS = {"bandwidth": ("ceiling_gb_per_s", "memory bandwidth", "GB/s"),
                   "matmul": ("ceiling_tflops", "matmul rate", "TFLOP/s")}
+BESIDE_FIELDS = {"bandwidth": "ceiling_beside_gb_per_s", "matmul": "ceiling_beside_tflops"}
 
 
 @dataclass(frozen=True)
@@ -222,19 +223,33 @@ def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: fl
     """When the device's own ceiling that bounds `metric` was measured on both sides and moved by
     more than MACHINE_MOVED between them: its ratio (run over baseline) and a note. A shared VM or
     CI runner can run at half its usual rate for minutes; a speed ratio that size then says as much
-    about the machine as about the software."""
+    about the machine as about the software. Each trial's rate is the one measured right after its
+    case's rounds where the record has it (`ceiling_beside_*`), else the suite's at its start: a VM
+    that slows in the middle of a suite shows it only in the former."""
     bound = bound_by(metric, okr[-1].get("kind"))
     if bound is None:
         return {}
     name, what, unit = CEILING_FIELDS[bound]
-    sides = [[r[name] for r in recs if isinstance(r.get(name), (int, float)) and r[name] > 0] for recs in (okr, okb)]
+
+    def rate(r):
+        for key in (BESIDE_FIELDS[bound], name):
+            v = r.get(key)
+            if isinstance(v, (int, float)) and v > 0:
+                return v, key != name
+        return None, False
+
+    sides = [[rate(r) for r in recs] for recs in (okr, okb)]
+    sides = [[v for v in side if v[0] is not None] for side in sides]
     if not all(sides):
         return {}
-    run, base = (math.exp(sum(map(math.log, v)) / len(v)) for v in sides)
+    run, base = (math.exp(sum(math.log(v) for v, _ in side) / len(side)) for side in sides)
+    after = [any(b for _, b in side) for side in sides]
     ratio = run / base
     if 1 / MACHINE_MOVED <= ratio <= MACHINE_MOVED:
         return {}
-    said = f"the device itself measured {ratio:.2f}x the baseline's {what} ({run:.3g} vs {base:.3g} {unit})"
+    when = {(True, True): ", each right after its case", (True, False): ", the run's right after its case",
+            (False, True): ", the baseline's right after its case"}.get(tuple(after), "")
+    said = f"the device itself measured {ratio:.2f}x the baseline's {what} ({run:.3g} vs {base:.3g} {unit}{when})"
     if speed_ratio is not None and (speed_ratio - 1) * (ratio - 1) < 0:
         said += ": the machine moved the other way"
     else:
