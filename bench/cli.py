@@ -342,7 +342,7 @@ def cmd_merge(args) -> int:
 def noise_rows(records: list[dict]) -> list[dict]:
     """Per case: trials, the headline statistic, its spread between trials and the noise floor."""
     from bench.judging import cases
-    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, bound_by, resolve_metric
+    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, bound_by, device_rate, resolve_metric
 
     rows = []
     for key, recs in cases.group(records).items():
@@ -361,8 +361,8 @@ def noise_rows(records: list[dict]) -> list[dict]:
                      "loaded": cases.loaded_trials(good), "failed": len(recs) - len(good),
                      "wrong": sum(r.get("correct") is False for r in good)})
         bound = bound_by(metric, good[-1].get("kind"))
-        name, _, unit = CEILING_FIELDS[bound] if bound else (None, None, None)
-        seen = [r[name] for r in good if name and isinstance(r.get(name), (int, float)) and r[name] > 0]
+        unit = CEILING_FIELDS[bound][2] if bound else None
+        seen = [v for v in (device_rate(r, bound)[0] for r in good if bound) if v]  # as compare reads them
         rows[-1]["device ceiling"] = f"{min(seen):.3g}-{max(seen):.3g} {unit}" if seen else "-"
         rows[-1]["machine moved"] = bool(seen) and max(seen) > MACHINE_MOVED * min(seen)
     return rows

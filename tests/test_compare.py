@@ -284,6 +284,21 @@ def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(t
     assert len(list(read_records(tmp_path / "base.jsonl"))) == 6
 
 
+def test_a_baseline_reads_the_rate_measured_right_after_each_case(tmp_path, capsys):
+    from bench.cli import main
+    from bench.publishing.record import RecordWriter
+
+    recs = make_trials(3, tpot_s=0.02, seed=1, ceiling_gb_per_s=20.0)  # the suite's start looked steady
+    for rec, beside in zip(recs, (19.5, 20.0, 14.0)):  # the third trial's case ran in a slow spell
+        rec["ceiling_beside_gb_per_s"] = beside
+    writer = RecordWriter(tmp_path / "runs.jsonl")
+    for rec in recs:
+        writer.write(rec)
+    assert main(["baseline", str(tmp_path / "runs.jsonl"), "--out", str(tmp_path / "base.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    assert "14-20 GB/s" in out and "1 case(s) whose device measured its own ceiling more than 15% apart" in err
+
+
 def test_the_machines_rate_is_the_one_measured_right_after_the_case():
     """A VM that slows in the middle of a suite keeps its start-of-suite ceilings; the rate measured
     right after the case (ceiling_beside_*) shows it. Measured 2026-12-03 on this project's VM: tg128

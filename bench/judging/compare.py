@@ -37,6 +37,16 @@ CEILING_FIELDS = {"bandwidth": ("ceiling_gb_per_s", "memory bandwidth", "GB/s"),
 BESIDE_FIELDS = {"bandwidth": "ceiling_beside_gb_per_s", "matmul": "ceiling_beside_tflops"}
 
 
+def device_rate(r: dict, bound: str) -> tuple[float | None, bool]:
+    """A trial's device rate for the ceiling `bound` ("bandwidth", "matmul"): the one measured right
+    after its case where the record has it (True), else the suite's at its start (False)."""
+    for key in (BESIDE_FIELDS[bound], CEILING_FIELDS[bound][0]):
+        v = r.get(key)
+        if isinstance(v, (int, float)) and v > 0:
+            return v, key == BESIDE_FIELDS[bound]
+    return None, False
+
+
 @dataclass(frozen=True)
 class MetricComparison:
     metric: str
@@ -229,16 +239,8 @@ def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: fl
     bound = bound_by(metric, okr[-1].get("kind"))
     if bound is None:
         return {}
-    name, what, unit = CEILING_FIELDS[bound]
-
-    def rate(r):
-        for key in (BESIDE_FIELDS[bound], name):
-            v = r.get(key)
-            if isinstance(v, (int, float)) and v > 0:
-                return v, key != name
-        return None, False
-
-    sides = [[rate(r) for r in recs] for recs in (okr, okb)]
+    _, what, unit = CEILING_FIELDS[bound]
+    sides = [[device_rate(r, bound) for r in recs] for recs in (okr, okb)]
     sides = [[v for v in side if v[0] is not None] for side in sides]
     if not all(sides):
         return {}
