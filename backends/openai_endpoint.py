@@ -462,8 +462,11 @@ def check_counts(r: StreamResult, new_tokens: int, method: str, prompt_tokens: i
                             f"(finish reason {r.finish_reason!r}: it may not honour min_tokens / ignore_eos)")
     if r.tokens != new_tokens:
         how = f"usage says {served}" if served is not None else f"counted by {method}"
+        early = (f"; it ended early (finish reason {r.finish_reason!r}): a server that stops a request when "
+                 "another arrives does this (llama-cpp-python's server unless started with --interrupt_requests "
+                 "False)" if r.tokens < new_tokens and r.finish_reason != "length" else "")
         raise EndpointError(f"the stream carried {r.tokens} tokens in {len(r.chunks)} chunks for {new_tokens} "
-                            f"requested ({how}): per-token times cannot be had")
+                            f"requested ({how}): per-token times cannot be had{early}")
     got = usage.get("prompt_tokens")
     if got is not None and prompt_tokens is not None and got != prompt_tokens:
         raise EndpointError(f"the server tokenised the prompt to {got} tokens, the workload has {prompt_tokens}")

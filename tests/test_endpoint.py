@@ -177,6 +177,8 @@ def test_served_counts_must_match_the_request():
         check_counts(StreamResult(chunks=[(0.1, 1)] * 3, usage={"completion_tokens": 3}), 4, "usage", 8)
     with pytest.raises(EndpointError, match="carried 3 tokens in 2 chunks for 4 requested"):  # coalesced
         check_counts(StreamResult(chunks=[(0.1, 2), (0.2, 1)], usage=None), 4, "logprobs", 8)
+    with pytest.raises(EndpointError, match="ended early .* --interrupt_requests False"):  # cut off, not coalesced
+        check_counts(StreamResult(chunks=[(0.1, 1)], usage=None, finish_reason=None), 4, "logprobs", 8)
     with pytest.raises(EndpointError, match="tokenised the prompt to 9 tokens, the workload has 8"):
         check_counts(StreamResult(chunks=[(0.1, 1)] * 4, usage={"completion_tokens": 4, "prompt_tokens": 9}),
                      4, "usage", 8)
