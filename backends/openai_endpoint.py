@@ -28,6 +28,7 @@ reuse the keep-alive connections its warmup opened, so a round's TTFT holds no T
 from __future__ import annotations
 
 import json
+import os
 import queue
 import random
 import re
@@ -47,10 +48,15 @@ SALT_TOKENS = 4  # each request's first prompt tokens, drawn fresh: 1 in vocab**
 _SALT = random.SystemRandom()  # not the seed: a rerun must not find its prompts in the server's cache
 
 
+API_KEY_ENV = "CHIPBENCH_API_KEY"  # a server's key, sent as a bearer token; read here only, never recorded
+
+
 def _client(timeout: float = TIMEOUT_S):
     import httpx
 
+    key = os.environ.get(API_KEY_ENV)
     return httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False,
+                        headers={"Authorization": f"Bearer {key}"} if key else None,
                         limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
 
 
@@ -252,6 +258,11 @@ class OpenAIEndpoint:
         try:
             self._models = self._list_models()
         except Exception as e:
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            if status in (401, 403):
+                return Probe.no(f"the server at {self.url} refused the request ({status}): "
+                                + (f"it refused the key in ${API_KEY_ENV}" if os.environ.get(API_KEY_ENV) else
+                                   f"it wants an API key: set ${API_KEY_ENV} (sent as a bearer token, never recorded)"))
             return Probe.no(f"no OpenAI-compatible server answered at {self.url}/models: {type(e).__name__}: {e}")
         if not self._models:
             return Probe.no(f"the server at {self.url} lists no models")

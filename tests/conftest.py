@@ -27,6 +27,7 @@ def cpu():
 
 
 SERVER_LOGS: dict[str, str] = {}  # a test server's URL -> its log file
+SERVER_KEY = "chipbench-test-key"
 
 
 def free_port() -> int:
@@ -40,17 +41,18 @@ def llama_server(tmp_path_factory):
     """llama.cpp's Python server (llama-cpp-python[server]) on 127.0.0.1 serving the seeded tiny-qwen3
     in fp32, queueing concurrent requests rather than interrupting them; stopped after the session."""
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
-    from backends.openai_endpoint import create
+    from backends.openai_endpoint import API_KEY_ENV, create
     from models import gguf_export
     from models.zoo import get_model
 
     os.environ.setdefault("CHIPBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    os.environ[API_KEY_ENV] = SERVER_KEY  # the server wants a key, as a cloud endpoint does
     path = gguf_export.export(get_model("tiny-qwen3"), "fp32", 0).path
     port = free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
                              "--port", str(port), "--n_ctx", "8192", "--n_threads", "1",
-                             "--interrupt_requests", "False"], stdout=log, stderr=subprocess.STDOUT,
+                             "--interrupt_requests", "False", "--api_key", SERVER_KEY], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # its log read as it goes
     url = f"http://127.0.0.1:{port}/v1"
     SERVER_LOGS[url] = log.name

@@ -65,7 +65,10 @@ def test_the_text_prompt_is_one_token_per_word_on_the_server(server):
     from models.zoo import get_model
 
     text = text_prompt(list(range(40)), get_model(MODEL).vocab)
-    r = httpx.post(f"{server}/completions", json={"prompt": text, "max_tokens": 1, "temperature": 0}, timeout=60)
+    from tests.conftest import SERVER_KEY
+
+    r = httpx.post(f"{server}/completions", json={"prompt": text, "max_tokens": 1, "temperature": 0}, timeout=60,
+                   headers={"Authorization": f"Bearer {SERVER_KEY}"})
     assert r.json()["usage"]["prompt_tokens"] == 40
 
 
@@ -149,6 +152,19 @@ def test_a_server_that_runs_another_model_size_fails_the_case(server):
     backend._models = [{**listed, "meta": {"n_params": facts(get_model(MODEL)).params_total, "n_embd": 64}}]
     rec = run_case(backend, case(server), check=False)
     assert rec["status"] == "ok" and "by the server's meta, as tiny-qwen3" in rec["weights"]
+
+
+def test_a_server_that_wants_a_key_gets_it_from_the_environment_and_never_in_a_record(server, monkeypatch):
+    from backends.openai_endpoint import API_KEY_ENV
+    from tests.conftest import SERVER_KEY
+
+    rec = run_case(create("openai:" + server), case(server), check=False)  # the session's server wants a key
+    assert rec["status"] == "ok" and SERVER_KEY not in repr(rec)
+    monkeypatch.delenv(API_KEY_ENV)
+    reason = create("openai:" + server).probe().reason
+    assert "refused the request (401)" in reason and "set $CHIPBENCH_API_KEY" in reason
+    monkeypatch.setenv(API_KEY_ENV, "wrong")
+    assert "it refused the key in $CHIPBENCH_API_KEY" in create("openai:" + server).probe().reason
 
 
 def test_no_server_at_the_address_is_a_reason_and_asked_by_name_an_error():
