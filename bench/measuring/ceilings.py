@@ -53,18 +53,19 @@ def last_level_cache_bytes(root: str = "/sys/devices/system/cpu") -> int | None:
     """The host's last-level cache in all, each shared instance counted once (sysfs); None unknown."""
     import glob
 
+    def read(index: str, name: str) -> str:
+        with open(os.path.join(index, name)) as f:
+            return f.read().strip()
+
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    caches: dict[tuple[int, str], int] = {}
+    caches: dict[tuple[int, str], int] = {}  # (level, the CPUs sharing it) -> bytes: each instance once
     for index in glob.glob(os.path.join(root, "cpu[0-9]*", "cache", "index[0-9]*")):
         try:
-            def read(name):
-                with open(os.path.join(index, name)) as f:
-                    return f.read().strip()
-            if read("type") == "Instruction":
+            if read(index, "type") == "Instruction":
                 continue
-            size = read("size")
+            size = read(index, "size")
             nbytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
-            caches[(int(read("level")), read("shared_cpu_list"))] = nbytes
+            caches[(int(read(index, "level")), read(index, "shared_cpu_list"))] = nbytes
         except (OSError, ValueError, IndexError):
             continue
     if not caches:
