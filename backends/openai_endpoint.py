@@ -21,8 +21,7 @@ llama.cpp's servers keep each slot's last prompt): the first tokens of every req
 and timed round alike, are drawn fresh from the OS's entropy, so no request shares a prefix with any
 request before it, in this run or in an earlier run against the same server. A case's requests
 reuse the keep-alive connections its warmup opened, so a round's TTFT holds no TCP or TLS handshake
-(a serving level opens the connections beyond its warmup's as its requests arrive, as vLLM's
-`bench serve` does).
+(a serving level has its concurrency's worth opened before it starts: open_connections).
 """
 
 from __future__ import annotations
@@ -308,6 +307,24 @@ class OpenAIEndpoint:
                       engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
                       engine_version=self._version() or self._server, client=client,
                       endpoint_rtt_s=self._round_trip(client))
+
+    def open_connections(self, handle: Served, n: int) -> None:
+        """`n` keep-alive connections opened before a serving level (a small GET each, at once), so
+        that its first requests' TTFT holds no handshake, as every later request's holds none."""
+        if handle.client is None or n < 2:
+            return
+
+        def get():
+            try:
+                handle.client.get(f"{self.url}/models")
+            except Exception:
+                pass  # a connection not opened now is opened by its request: no harm to the level
+
+        threads = [threading.Thread(target=get, daemon=True) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def _round_trip(self, client, tries: int = 5) -> float | None:
         """The network's and the HTTP stack's share of every request: the median time of a small GET

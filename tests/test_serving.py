@@ -140,3 +140,30 @@ def test_a_level_that_cannot_run_is_a_failed_record_that_says_how_to_rerun_it():
     assert rec["status"] == "failed" and "the server went away" in rec["error"]
     assert rec["rerun"].startswith("chipbench serve --backend openai:http://127.0.0.1:9/v1 ")  # not `chipbench run`
     assert "--concurrency 2" in rec["rerun"]
+
+
+def test_a_levels_requests_find_their_connections_open(llama_server, monkeypatch):
+    """Every request of a level on a connection opened before the level (no TCP or TLS handshake in
+    the first requests' TTFT): read from the server's access log, by the client's port."""
+    import re
+    import time
+
+    from backends.openai_endpoint import create
+    from bench.measuring import env
+    from bench.measuring.serving import serve_record
+    from tests.conftest import SERVER_LOGS
+
+    with open(SERVER_LOGS[llama_server]) as f:
+        start = f.seek(0, 2)
+    rec = serve_record(create("openai:" + llama_server), MODEL, "fp32", load(requests=6, concurrency=3),
+                       env.host_facts(), warmup=1)
+    assert rec["status"] == "ok" and rec["serve_ok"] == 6, rec.get("error")
+    time.sleep(0.2)
+    with open(SERVER_LOGS[llama_server]) as f:
+        f.seek(start)
+        lines = re.findall(r"127\.0\.0\.1:(\d+) - \"(GET|POST) (\S+)", f.read())
+    level = [port for port, verb, path in lines[-6:]]  # the level's six streamed completions
+    assert all(verb == "POST" for _, verb, _ in lines[-6:])
+    opened_before = {port for port, _, _ in lines[:-6]}
+    assert set(level) <= opened_before, (level, lines)
+
