@@ -77,7 +77,7 @@ def test_repeats_run_independent_trials_in_worker_processes(pytester, env_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["trial_index"] for r in records] == [0, 1] and len({r["series_id"] for r in records}) == 1
     assert all(r["trial_process"] == "worker" and r["trials_planned"] == 2 and r["status"] == "ok" for r in records)
-    assert records[0]["env_hostname"] and records[0]["host_loaded"] in (True, False)
+    assert records[0]["env_hostname"] and records[0]["host_other_cpu_frac"] is not None  # read, if not judged
     assert records[1]["correct"] is records[0]["correct"] is True  # checked once, in trial 0
     (bench,) = json.loads(js.read_text())["benchmarks"]
     assert bench["stats"]["rounds"] == 2 and len(bench["extra_info"]["chipbench_records"]) == 2

@@ -21,6 +21,25 @@ OTHER_SHARE = 0.10
 STEAL_SHARE = 0.05
 
 
+def _tick_s() -> float:
+    """The unit of the kernel's CPU-time counters (/proc/stat and /proc/PID/stat count clock ticks,
+    USER_HZ: 100 a second on Linux)."""
+    try:
+        return 1.0 / os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):
+        return 0.01
+
+
+def _judge(share: float, slack: float, limit: float) -> bool | None:
+    """Whether a share measured to within +-slack is over the limit: True or False when the whole
+    interval is on one side, None when the counters cannot tell."""
+    if share - slack > limit:
+        return True
+    if share + slack <= limit:
+        return False
+    return None
+
+
 @dataclass(frozen=True)
 class HostSample:
     wall_s: float
@@ -162,30 +181,44 @@ def sample(pids: list[int] | None = ()) -> HostSample:
 
 
 def facts(before: HostSample, after: HostSample) -> dict:
-    """The host_* record fields for a trial that ran between the two samples."""
+    """The host_* record fields for a trial that ran between the two samples.
+
+    The kernel counts CPU time in ticks, and a CPU's time since its last tick is not counted yet, so
+    each read is short by up to a tick per CPU, plus one in the conversion: a difference of two reads
+    is known to within (CPUs + 1) ticks, and other processes' time (the machine's less the case's) to
+    within twice that. A share is judged against its limit only beyond that slack: in a trial of
+    50 ms on 2 CPUs one tick of stolen time reads as 10%, and so says nothing. Where the slack
+    straddles the limit, host_loaded is unknown (null) and the note says the trial was too short."""
     import psutil
 
     cpus = psutil.cpu_count() or 1
     wall = after.wall_s - before.wall_s
+    counted = (cpus + 1) * _tick_s()  # the slack of one counter's difference, in CPU seconds
     other = steal = None
+    over = []  # (judgement, reason) for each share that was read
     notes = []
     if None not in (before.busy_s, after.busy_s, before.own_s, after.own_s) and wall > 0:
         other = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s)) / (wall * cpus)
+        over.append((_judge(other, 2 * counted / (wall * cpus), OTHER_SHARE),
+                     f"other processes used {other:.0%} of the {cpus} CPUs"))
     else:
         notes.append(after.own_note or before.own_note or "other processes' CPU time not readable")
     if None not in (before.steal_s, after.steal_s, before.total_s, after.total_s) and after.total_s > before.total_s:
-        steal = max(0.0, after.steal_s - before.steal_s) / (after.total_s - before.total_s)
+        spent = after.total_s - before.total_s
+        steal = max(0.0, after.steal_s - before.steal_s) / spent
+        over.append((_judge(steal, counted / spent, STEAL_SHARE), f"the hypervisor stole {steal:.0%} of the CPU time"))
     mhz = [m for m in (before.mhz, after.mhz) if m]
     loaded = None
-    if other is not None or steal is not None:
-        reasons = []
-        if other is not None and other > OTHER_SHARE:
-            reasons.append(f"other processes used {other:.0%} of the {cpus} CPUs")
-        if steal is not None and steal > STEAL_SHARE:
-            reasons.append(f"the hypervisor stole {steal:.0%} of the CPU time")
-        # loaded when either share is over its limit; not loaded only when the other processes' share
-        # was read (steal alone cannot clear a trial whose neighbours went unseen)
-        loaded = True if reasons else (False if other is not None else None)
+    if over:
+        reasons = [reason for judged, reason in over if judged]
+        if reasons:
+            loaded = True
+        elif other is not None and all(judged is False for judged, _ in over):
+            loaded = False  # not loaded only when the other processes' share was read and cleared
+        if not reasons and any(judged is None for judged, _ in over):
+            reasons = [f"the trial's {wall * 1e3:.0f} ms on {cpus} CPUs were too short for the kernel's CPU-time "
+                       f"counters ({_tick_s() * 1e3:.0f} ms ticks) to tell whether other processes took over "
+                       f"{OTHER_SHARE:.0%} or the hypervisor over {STEAL_SHARE:.0%}"]
         notes = reasons + notes
     return {"host_load_avg_1m": before.load_1m, "host_other_cpu_frac": other, "host_steal_frac": steal,
             "host_cpu_mhz": sum(mhz) / len(mhz) if mhz else None, "host_loaded": loaded,

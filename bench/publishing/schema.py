@@ -105,7 +105,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
                             "CPU time used by other processes during the trial's rounds (warmup and timed), over wall time x logical CPUs (a split case's ranks on this host are not others; time the hypervisor stole is host_steal_frac, not this; until 2026-12-03 it was counted in both)"),
     "host_steal_frac": (Opt(NonNeg), "fraction", "CPU time stolen by the hypervisor during the trial (where the kernel counts it)"),
     "host_cpu_mhz": (Opt(NonNeg), "MHz", "mean CPU clock during the trial, where the kernel exposes it"),
-    "host_loaded": (Opt(bool), "", "the trial ran on a loaded host (other processes or steal took a noticeable share)"),
+    "host_loaded": (Opt(bool), "", "the trial ran on a loaded host (other processes or steal took a noticeable share, beyond the kernel counters' resolution of a 10 ms tick per CPU); null: unknown (a local server's process unseen, or a trial too short for the counters to tell)"),
     "host_load_note": (Opt(str), "", "why the host counted as loaded, or what could not be read"),
     "telemetry_sources": (Opt(str), "", "what sampled the device during the timed rounds (nvml, rapl, psutil cpu_freq)"),
     "telemetry_rate_hz": (Opt(NonNeg), "Hz", "the sampling rate"),
