@@ -55,6 +55,12 @@ def test_measured_ceilings_check_the_spec_sheet(bandwidth, expect):
     assert note is None if expect is None else expect in note
 
 
+def test_a_spec_check_gives_a_small_measured_figure_its_digits():
+    """A CPU named as an H100 measured 0.41 TFLOP/s: the note says 0.41, not 0."""
+    note = check_spec(Ceilings("cpu", "bf16", 15.2, 0.41, 1, 8192), find_chip("NVIDIA H100 SXM"))
+    assert "measured memory bandwidth 15 GB/s" in note and "measured bf16 matmul 0.41 TFLOP/s" in note
+
+
 def test_a_split_case_is_judged_against_every_chip_it_ran_on():
     """tp2 over two H100s: the whole model's bytes per step move through two chips' HBM at once, so
     the spec roofline is twice one sheet (on one sheet a 16 TB/s run would read as 120% MBU)."""

@@ -228,12 +228,15 @@ def check_spec(ceilings: Ceilings, chip, chips: int = 1) -> str | None:
     pairs = (("memory bandwidth", ceilings.bandwidth_gb_per_s, chip.bandwidth_gb_per_s, "GB/s"),
              (f"{ceilings.dtype} matmul", ceilings.tflops,
               (chip.peak_flops(ceilings.dtype) or 0) / 1e12 or None, "TFLOP/s"))
+    def figure(x: float) -> str:  # a CPU's 0.4 TFLOP/s is not "0"
+        return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
     for what, measured, spec, unit in pairs:
         if not spec:
             continue
         if measured > BEATS * spec * chips:
-            notes.append(f"measured {what} {measured:.0f} {unit} beats {sheet} {spec:g}: "
+            notes.append(f"measured {what} {figure(measured)} {unit} beats {sheet} {spec:g}: "
                          "wrong spec row or a wrong sheet")
         elif measured < MISSES * spec * chips:
-            notes.append(f"measured {what} {measured:.0f} {unit} is under half {sheet} {spec:g}")
+            notes.append(f"measured {what} {figure(measured)} {unit} is under half {sheet} {spec:g}")
     return "; ".join(notes) or None
