@@ -118,6 +118,24 @@ def test_sustained_mode_fills_its_time_and_compares_first_with_last(cpu):
     assert rec["soak_change"] == pytest.approx(rec["soak_last_tok_per_s"] / rec["soak_first_tok_per_s"])
 
 
+def test_a_soak_is_filled_by_time_not_by_a_count_taken_from_the_warmup():
+    """pytest-benchmark needs a round count up front; taken from a warmup faster than the timed
+    rounds it overshot a 125 s soak to 163 s. The count now leaves a margin (a 0.1 s warmup and a
+    10 s soak: 80 rounds, not 100), and rounds are added only while the soak is unfilled."""
+    from dataclasses import replace
+
+    from bench.measuring.runner import soak_rounds, soak_unfilled
+
+    c = replace(case(workload="tg16", rounds=2), soak_s=10.0)
+    assert soak_rounds(c, [(5.0, 5.1)]) == 80
+    assert soak_rounds(replace(c, soak_s=None), [(5.0, 5.1)]) == 2
+    assert soak_rounds(c, [(5.0, 15.0)]) == 2  # a round longer than the soak: the case's minimum
+    warm, *timed = [(0.0, 1.0), (1.0, 5.0), (5.0, 9.0), (9.0, 11.0)]
+    assert soak_unfilled(c, [warm, *timed[:2]], 1)  # 8 s of 10
+    assert not soak_unfilled(c, [warm, *timed], 1)  # 10 s: filled, no round more
+    assert not soak_unfilled(replace(c, soak_s=None), [warm], 1)
+
+
 def test_a_soak_must_be_positive():
     from backends.registry import discover
     from bench.errors import UsageError
