@@ -229,34 +229,59 @@ def bound_by(metric: str, kind: str | None) -> str | None:
     return None
 
 
-def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: float | None) -> dict:
-    """When the device's own ceiling that bounds `metric` was measured on both sides and moved by
-    more than MACHINE_MOVED between them: its ratio (run over baseline) and a note. A shared VM or
-    CI runner can run at half its usual rate for minutes; a speed ratio that size then says as much
-    about the machine as about the software. Each trial's rate is the one measured right after its
-    case's rounds where the record has it (`ceiling_beside_*`), else the suite's at its start: a VM
-    that slows in the middle of a suite shows it only in the former."""
+def _fig(x: float) -> str:
+    """A rate in 3 significant figures without an exponent (3350 GB/s, not 3.35e+03)."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _ceiling_ratio(okr: list[dict], okb: list[dict], metric: str):
+    """The device ceiling that bounds `metric`, as each side measured it: (ratio run over baseline,
+    run, baseline, what, unit, when), or None where a side has none. Each trial's rate is the one
+    measured right after its case where the record has it (`ceiling_beside_*`), else the suite's at
+    its start; a side's rate is the geometric mean over its trials."""
     bound = bound_by(metric, okr[-1].get("kind"))
     if bound is None:
-        return {}
+        return None
     _, what, unit = CEILING_FIELDS[bound]
     sides = [[device_rate(r, bound) for r in recs] for recs in (okr, okb)]
     sides = [[v for v in side if v[0] is not None] for side in sides]
     if not all(sides):
-        return {}
+        return None
     run, base = (math.exp(sum(math.log(v) for v, _ in side) / len(side)) for side in sides)
     after = [any(b for _, b in side) for side in sides]
-    ratio = run / base
-    if 1 / MACHINE_MOVED <= ratio <= MACHINE_MOVED:
-        return {}
     when = {(True, True): ", each right after its case", (True, False): ", the run's right after its case",
             (False, True): ", the baseline's right after its case"}.get(tuple(after), "")
-    said = f"the device itself measured {ratio:.2f}x the baseline's {what} ({run:.3g} vs {base:.3g} {unit}{when})"
+    return run / base, run, base, what, unit, when
+
+
+def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: float | None) -> dict:
+    """When the device's own ceiling that bounds `metric` was measured on both sides and moved by
+    more than MACHINE_MOVED between them: its ratio (run over baseline) and a note. A shared VM or
+    CI runner can run at half its usual rate for minutes; a speed ratio that size then says as much
+    about the machine as about the software. A VM that slows in the middle of a suite shows it only
+    in the rates measured right after each case."""
+    found = _ceiling_ratio(okr, okb, metric)
+    if found is None or 1 / MACHINE_MOVED <= found[0] <= MACHINE_MOVED:
+        return {}
+    ratio, run, base, what, unit, when = found
+    said = f"the device itself measured {ratio:.2f}x the baseline's {what} ({_fig(run)} vs {_fig(base)} {unit}{when})"
     if speed_ratio is not None and (speed_ratio - 1) * (ratio - 1) < 0:
         said += ": the machine moved the other way"
     else:
         said += ": a difference this size may be the machine's, not the software's"
     return {"machine_ratio": ratio, "machine_note": said}
+
+
+def devices_ratio(okr: list[dict], okb: list[dict], metric: str) -> dict:
+    """Across devices: the two devices' own measured ceiling that bounds `metric`, beside the speed
+    ratio, so a reader sees how much of the difference the hardware's limits alone account for."""
+    found = _ceiling_ratio(okr, okb, metric)
+    if found is None:
+        return {}
+    ratio, run, base, what, unit, when = found
+    return {"machine_ratio": ratio,
+            "machine_note": f"the run's device measured {ratio:.3g}x the baseline device's {what} "
+                            f"({_fig(run)} vs {_fig(base)} {unit}{when})"}
 
 
 def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
@@ -314,9 +339,10 @@ def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
         if rs.value is None and bs.value is None:
             continue  # the metric does not apply to this workload (TPOT of a prefill)
         c = compare_stats(rs, bs, threshold)
-        same_device = key[-1] == bkey[-1]  # across devices, a different ceiling is the point, not a caveat
+        same_device = key[-1] == bkey[-1]  # across devices, a different ceiling is the point: shown, not a caveat
         row = {**ident, **c.__dict__, "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb),
-               **(machine_moved(okr, okb, metric, c.ratio) if same_device else {}), **weights_differ(okr, okb)}
+               **(machine_moved(okr, okb, metric, c.ratio) if same_device else devices_ratio(okr, okb, metric)),
+               **weights_differ(okr, okb)}
         if row["gate"] == "FAIL" and row.get("machine_ratio", 1) < threshold:  # the machine slowed past the tolerance
             row.update(gate="too noisy", gate_note=f"too noisy to gate at {threshold:g} now: {row['machine_note']}")
         out.append(row)
