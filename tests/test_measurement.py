@@ -189,3 +189,12 @@ def test_a_local_server_that_cannot_be_seen_leaves_other_processes_unknown_not_z
     assert facts["host_other_cpu_frac"] is None
     assert facts["host_loaded"] is not False  # unknown neighbours never clear a trial
     assert "its process cannot be seen" in facts["host_load_note"]
+
+
+def test_a_one_token_probe_is_not_said_to_have_a_token_gap():
+    """The long-prefill probe makes one token: the lag is judged against its step, and the line says so."""
+    from bench.measuring.selftest import TimingCheck
+
+    one = TimingCheck(True, 0.007, 6.9, 6.9, 2048, 1).describe()
+    assert "median token gap" not in one and "1 token, no gap: its step is the yardstick; e2e 6900.0 ms" in one
+    assert "16 tokens; median token gap 180.00 ms, e2e 3000.0 ms" in TimingCheck(True, 0.0005, 0.18, 3.0, 32, 16).describe()

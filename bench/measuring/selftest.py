@@ -39,10 +39,11 @@ class TimingCheck:
 
     def describe(self) -> str:
         verdict = "waits for the device" if self.passed else "DOES NOT wait for the device"
+        steps = (f"{self.new_tokens} tokens; median token gap {self.median_gap_s * 1e3:.2f} ms, "
+                 if self.new_tokens > 1 else "1 token, no gap: its step is the yardstick; ")
         return (f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token "
                 f"({self.mode + ', ' if self.mode != 'eager' else ''}prompt {self.prompt_tokens}, "
-                f"{self.new_tokens} tokens; median token gap "
-                f"{self.median_gap_s * 1e3:.2f} ms, e2e {self.e2e_s * 1e3:.1f} ms)")
+                f"{steps}e2e {self.e2e_s * 1e3:.1f} ms)")
 
 
 def timing_loop(backend: Backend, mode: str) -> str:
