@@ -50,8 +50,12 @@ def cmd_list(args) -> int:
         if args.json:
             print(json.dumps(rows, indent=1))
         else:
-            print()
-            print(pd.DataFrame(rows).to_string(index=False))
+            if args.what == "all":
+                print()  # after the models' table
+            rows = [{k: str(v) for k, v in r.items()} for r in rows]
+            widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}  # left-aligned: reasons are sentences
+            for line in [dict(zip(widths, widths)), *rows]:
+                print("  ".join(line[k].ljust(w) for k, w in widths.items()).rstrip())
     return 0
 
 

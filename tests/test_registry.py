@@ -116,3 +116,4 @@ def test_chipbench_list_shows_plugins(installed_plugins):
                          text=True, env=env, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "vendorx" in out.stdout and "plugin failed to load" in out.stdout
+    assert out.stdout.splitlines()[0].split() == ["backend", "source", "status"]  # no blank line before the table
