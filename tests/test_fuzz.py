@@ -278,3 +278,36 @@ def test_the_cli_data_commands_exit_0_1_or_2_never_a_traceback(tmp_path, good, c
                       'chip = "NVIDIA H20"\n')
     argv = [a.format(out=out, good=good, claims=claims, fuzz=fuzz) for a in command] + extra
     assert run_cli(argv) in (0, 1, 2)
+
+
+@FUZZ
+@given(wall=st.floats(0.001, 1000), other=st.floats(0, 1), stolen=st.floats(0, 0.5), seen=st.booleans())
+def test_host_load_is_flagged_only_beyond_the_counters_slack_and_never_cleared_unseen(wall, other, stolen, seen):
+    """Whatever the trial's length and shares: a flag names its reason and is beyond the counters'
+    slack; a clear needs the other processes' share read; the same shares over a 100x longer
+    trial are never judged less surely (a flag stays a flag, a clear stays a clear)."""
+    from collections import namedtuple
+
+    import psutil
+
+    from bench.measuring import hostload
+
+    cpus = psutil.cpu_count() or 1
+    Times = namedtuple("scputimes", "user nice system idle iowait irq softirq steal guest guest_nice")
+
+    def facts(w):
+        cpu_s = w * cpus
+        own = cpu_s * (1 - stolen) * (1 - other)
+        b, t, s = hostload._machine_times(Times(cpu_s * (1 - stolen), 0, 0, 0, 0, 0, 0, cpu_s * stolen, 0, 0))
+        z = hostload._machine_times(Times(0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
+        before = hostload.HostSample(0.0, z[0], z[1], z[2], 0.0 if seen else None, None, None)
+        return hostload.facts(before, hostload.HostSample(w, b, t, s, own if seen else None, None, None))
+
+    short, long = facts(wall), facts(wall * 100)
+    for f in (short, long):
+        if f["host_loaded"] is True:
+            assert "other processes used" in f["host_load_note"] or "the hypervisor stole" in f["host_load_note"]
+        if not seen:
+            assert f["host_loaded"] is not False and f["host_other_cpu_frac"] is None
+    if short["host_loaded"] is not None:
+        assert long["host_loaded"] is short["host_loaded"]
