@@ -213,7 +213,10 @@ def _read_file(path: Path, on_error: str, warn) -> list[dict]:
             try:
                 rec = parse_json(line)
             except ValueError as e:
-                raise UsageError(f"{where}: not a JSON record: {e}") from None
+                cut = line.lstrip().startswith("{") and not line.rstrip().endswith("}")
+                hint = ("; the line is cut short (a run stopped while writing it?): --on-error skip reads the "
+                        "file's other records" if cut and on_error != "skip" else "")
+                raise UsageError(f"{where}: not a JSON record: {e}{hint}") from None
             records.append(check_record(rec, where))
         except UsageError as e:
             if on_error != "skip":
