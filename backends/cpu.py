@@ -16,19 +16,34 @@ _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
+# Instruction-set extensions a matmul or an attention kernel may use, as the kernel names them (x86,
+# then Arm): two CPUs with one marketing name ("Intel(R) Xeon(R) Processor" on a VM) can differ in
+# them, and a bf16 matmul with AMX runs several times faster than without.
+MATMUL_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
+              "amx_bf16", "amx_int8", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm", "sme")
+
+
 @functools.cache
-def cpu_model() -> str:
-    """The CPU's marketing name (py-cpuinfo), falling back to the platform's processor string. Once
-    per process: py-cpuinfo starts a subprocess each call (~0.2 s), and the name cannot change."""
+def _cpu_info() -> dict:
+    """py-cpuinfo's facts, once per process: it starts a subprocess each call (~0.2 s)."""
     try:
         import cpuinfo
 
-        name = cpuinfo.get_cpu_info().get("brand_raw")
-        if name:
-            return name
+        return cpuinfo.get_cpu_info() or {}
     except Exception:
-        pass
-    return platform.processor() or platform.machine()
+        return {}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (py-cpuinfo), falling back to the platform's processor string."""
+    return _cpu_info().get("brand_raw") or platform.processor() or platform.machine()
+
+
+def matmul_isa() -> str | None:
+    """The MATMUL_ISA extensions this CPU reports, space-separated in that order; None where its
+    flags cannot be read."""
+    flags = set(_cpu_info().get("flags") or ())
+    return " ".join(f for f in MATMUL_ISA if f in flags) if flags else None
 
 
 def _reset_rss_peak() -> None:
@@ -51,6 +66,13 @@ def _rss_peak_bytes() -> int | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # lifetime peak on Linux
 
 
+def _capability() -> str | None:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:  # an older torch, or a build without it
+        return None
+
+
 def _info() -> DeviceInfo:
     import psutil
 
@@ -59,7 +81,9 @@ def _info() -> DeviceInfo:
         memory_bytes=psutil.virtual_memory().total, driver=None,
         runtime=f"torch {torch.__version__}",
         # core and thread counts are in the host facts; thp_alloc: torch's CPU tensors on huge pages
-        extra={"arch": platform.machine(), "thp_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") == "1"},
+        # isa: the matmul extensions the CPU reports; cpu_capability: the vector code ATen dispatches to
+        extra={"arch": platform.machine(), "thp_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") == "1",
+               "isa": matmul_isa(), "cpu_capability": _capability()},
     )
 
 

@@ -130,7 +130,7 @@ class LlamaCppBackend:
     def info(self) -> DeviceInfo:
         import psutil
 
-        from backends.cpu import cpu_model
+        from backends.cpu import cpu_model, matmul_isa
 
         lib = _lib()
         system = lib.llama_print_system_info().decode(errors="replace").strip()
@@ -140,7 +140,8 @@ class LlamaCppBackend:
             return DeviceInfo(backend=self.name, kind="cuda", device_name=props.name, device_count=1,
                               memory_bytes=props.total_memory, runtime="llama.cpp GPU offload", extra=extra)
         return DeviceInfo(backend=self.name, kind="cpu", device_name=cpu_model(), device_count=1,
-                          memory_bytes=psutil.virtual_memory().total, runtime="llama.cpp cpu", extra=extra)
+                          memory_bytes=psutil.virtual_memory().total, runtime="llama.cpp cpu",
+                          extra=extra | {"isa": matmul_isa()})
 
     def supported_dtypes(self) -> tuple[str, ...]:
         from models.gguf_export import DTYPES

@@ -369,3 +369,13 @@ def test_a_levels_unsent_requests_are_not_called_sent():
     (row,) = serving_view.table_rows([cut])
     assert row[serving_view.COLUMNS.index("ok/sent")] == "9/10 (40 unsent)"
 
+
+
+def test_the_environment_gives_a_cpus_matmul_extensions():
+    """Two CPUs of one marketing name can differ by AMX; the footer says which extensions each had."""
+    amx = make_record(backend="cpu", device="Intel(R) Xeon(R) Processor", backend_kind="cpu",
+                      env_device_isa="avx2 avx512f amx_bf16")
+    md = tables.to_markdown(tables.build([amx], metrics=("headline",)))
+    assert "host CPU Host CPU (16 cores) [avx2 avx512f amx_bf16], stack" in md
+    gpu = tables.to_markdown(tables.build([make_record(env_device_isa="avx2")], metrics=("headline",)))
+    assert "[avx2]" not in gpu  # a GPU's record: the host's extensions are not the device's

@@ -313,3 +313,23 @@ def test_chipbench_run_self_tests_each_loop_it_times(cpu, tmp_path, monkeypatch,
     recs = {r["exec_path"]: r for r in read_records(out)}
     assert "run-ahead loop" in recs["compiled"]["timing_selftest"]
     assert "run-ahead" not in recs["eager"]["timing_selftest"]
+
+
+def test_cpu_records_say_which_matmul_extensions_the_cpu_has(cpu):
+    """Two VMs both called "Intel(R) Xeon(R) Processor" can differ by AMX, which runs a bf16 matmul
+    several times faster: the device facts carry the extensions the kernel reports, and the vector
+    code torch dispatches to."""
+    from pathlib import Path
+
+    from backends.cpu import MATMUL_ISA
+
+    extra = cpu.info().extra
+    assert isinstance(extra["cpu_capability"], str) and extra["cpu_capability"]
+    proc = Path("/proc/cpuinfo")
+    if not proc.exists():
+        pytest.skip("no /proc/cpuinfo to check the flags against")
+    flags = set()
+    for line in proc.read_text().splitlines():
+        if line.split(":")[0].strip() in ("flags", "Features"):
+            flags |= set(line.split(":", 1)[1].split())
+    assert extra["isa"].split() == [f for f in MATMUL_ISA if f in flags]

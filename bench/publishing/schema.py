@@ -213,7 +213,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
 }
 
 # Documented, not declared: a family of fields whose names an adapter chooses.
-PATTERN_FIELDS = {"env_device_*": ("", "adapter-specific device facts (compute capability, clocks, core counts)")}
+PATTERN_FIELDS = {"env_device_*": ("", "adapter-specific device facts (compute capability, clocks, core counts; a CPU's matmul extensions as `isa` and the vector code torch dispatches to as `cpu_capability`)")}
 DEVICE_FACT = str | int | float | bool | None
 REQUIRED = ("schema_version", "record_id", "status", "backend", "model", "dtype", "workload", "kind", "batch")
 

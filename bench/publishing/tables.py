@@ -258,7 +258,8 @@ def footer_lines(table: Table) -> list[str]:
         seen.add(dev)
         facts = [f"torch {rec.get('env_torch')}", f"transformers {rec.get('env_transformers')}",
                  f"runtime {rec.get('env_runtime')}", f"driver {rec.get('env_driver') or '-'}",
-                 f"host CPU {rec.get('env_cpu_model')} ({rec.get('env_cpu_cores')} cores)",
+                 f"host CPU {rec.get('env_cpu_model')} ({rec.get('env_cpu_cores')} cores)"
+                 + (f" [{rec['env_device_isa']}]" if rec.get("backend_kind") == "cpu" and rec.get("env_device_isa") else ""),
                  f"stack {rec.get('stack') or rec.get('exec_path')}", f"chipbench {rec.get('harness_version')}"
                  + (f" ({rec['git_commit'][:12]})" if rec.get("git_commit") else ""),
                  f"run {rec.get('timestamp_utc')}"]
