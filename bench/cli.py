@@ -369,6 +369,8 @@ def noise_rows(records: list[dict]) -> list[dict]:
         seen = [v for v in (device_rate(r, bound)[0] for r in good if bound) if v]  # as compare reads them
         rows[-1]["device ceiling"] = f"{min(seen):.3g}-{max(seen):.3g} {unit}" if seen else "-"
         rows[-1]["machine moved"] = bool(seen) and max(seen) > MACHINE_MOVED * min(seen)
+        isas = {r.get("env_device_isa") for r in good if r.get("backend_kind") == "cpu" and r.get("env_device_isa") is not None}
+        rows[-1]["cpus"] = len(isas) or "-"  # CPUs of this name by their matmul extensions: over 1, other machines
     return rows
 
 
@@ -396,6 +398,11 @@ def cmd_baseline(args) -> int:
         print(f"{len(moved)} case(s) whose device measured its own ceiling more than {MACHINE_MOVED - 1:.0%} apart "
               "across these runs (device ceiling): their noise floors include the machine's drift, so a gate against "
               "them is looser than the software alone would make it", file=sys.stderr)
+    mixed = [r for r in rows if isinstance(r.get("cpus"), int) and r["cpus"] > 1]
+    if mixed:
+        print(f"{len(mixed)} case(s) pool trials from CPUs of one name that reported other matmul extensions "
+              "(env_device_isa; cpus): other machines, whose spread is not this machine's noise; make the baseline "
+              "from runs on one of them", file=sys.stderr)
     wrong = [r for r in rows if r.get("wrong")]
     if wrong:
         print(f"{len(wrong)} case(s) with a trial that failed the correctness gate: compare finds no baseline for "

@@ -287,6 +287,22 @@ def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(t
     assert len(list(read_records(tmp_path / "base.jsonl"))) == 6
 
 
+def test_a_baseline_pooled_from_cpus_with_other_matmul_extensions_says_so(tmp_path, capsys):
+    from bench.cli import main
+    from bench.publishing.record import RecordWriter
+
+    cpu = dict(backend="cpu", backend_kind="cpu", device="Intel(R) Xeon(R) Processor")
+    recs = make_trials(3, tpot_s=0.02, seed=1, env_device_isa="avx2 amx_bf16", **cpu)
+    recs[2]["env_device_isa"] = "avx2"  # the third run landed on a VM without AMX
+    writer = RecordWriter(tmp_path / "runs.jsonl")
+    for rec in recs:
+        writer.write(rec)
+    assert main(["baseline", str(tmp_path / "runs.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    assert "1 case(s) pool trials from CPUs of one name that reported other matmul extensions" in err
+    assert out.splitlines()[0].split()[-1] == "cpus" and out.splitlines()[1].split()[-1] == "2"
+
+
 def test_a_baseline_reads_the_rate_measured_right_after_each_case(tmp_path, capsys):
     from bench.cli import main
     from bench.publishing.record import RecordWriter
@@ -319,3 +335,21 @@ def test_the_machines_rate_is_the_one_measured_right_after_the_case():
     steady = make_trials(1, tpot_s=0.183, seed=2, ceiling_gb_per_s=23.5, ceiling_beside_gb_per_s=23.0)
     (row,) = compare_records(steady, base, metrics=["tpot_s"], threshold=0.95).rows
     assert "machine_note" not in row  # the device held its rate: the slowdown is the software's
+
+
+def test_a_cpu_of_the_same_name_with_other_matmul_extensions_is_no_baseline():
+    """Two VMs called "Intel(R) Xeon(R) Processor (2 cores)", one with AMX: the rows say so, and
+    the gate treats the other machine as no baseline, whether the run looks slower or not."""
+    cpu = dict(backend="cpu", backend_kind="cpu", device="Intel(R) Xeon(R) Processor")
+    base = make_trials(3, tpot_s=0.020, seed=1, env_device_isa="avx2 avx512f amx_bf16", **cpu)
+    slow = make_trials(3, tpot_s=0.030, seed=2, env_device_isa="avx2", **cpu)
+    (row,) = compare_records(slow, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["verdict"] == "slower" and row["gate"] == "no baseline"
+    assert row["cpu_note"] == ("another CPU under the same name: the run's reported avx2, the baseline's "
+                               "avx2 avx512f amx_bf16 (matmul extensions)")
+    same = make_trials(3, tpot_s=0.030, seed=2, env_device_isa="avx2 avx512f amx_bf16", **cpu)
+    (row,) = compare_records(same, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["gate"] == "FAIL" and "cpu_note" not in row
+    unknown = make_trials(3, tpot_s=0.030, seed=2, **cpu)  # records from before the field: nothing to say
+    (row,) = compare_records(unknown, base, metrics=["tpot_s"], threshold=0.95).rows
+    assert row["gate"] == "FAIL" and "cpu_note" not in row

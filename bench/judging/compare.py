@@ -298,6 +298,19 @@ def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
             "an MoE routes by its weights, so its speed may differ for that alone"}
 
 
+def cpus_differ(okr: list[dict], okb: list[dict]) -> dict:
+    """A note when the two sides' CPUs, one name to the device identity ("Intel(R) Xeon(R) Processor
+    (2 cores)" on two VMs), reported other matmul extensions (`env_device_isa`: AVX-512, AMX, ...):
+    other machines, whose bf16 matmul can differ several times over. Said only where both sides
+    recorded them."""
+    run, base = ({r.get("env_device_isa") for r in recs if r.get("backend_kind") == "cpu"} for recs in (okr, okb))
+    if not run or not base or None in run or None in base or run == base:
+        return {}
+    said = lambda isas: " | ".join(sorted(i or "none of them" for i in isas))  # noqa: E731
+    return {"cpu_note": f"another CPU under the same name: the run's reported {said(run)}, the baseline's "
+                        f"{said(base)} (matmul extensions)"}
+
+
 def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
     ident = dict(zip(IDENTITY, key)) | {"base_device": bkey[-1]}
     okr, okb = ok(recs), ok(brecs)
@@ -342,8 +355,10 @@ def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
         same_device = key[-1] == bkey[-1]  # across devices, a different ceiling is the point: shown, not a caveat
         row = {**ident, **c.__dict__, "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb),
                **(machine_moved(okr, okb, metric, c.ratio) if same_device else devices_ratio(okr, okb, metric)),
-               **weights_differ(okr, okb)}
+               **weights_differ(okr, okb), **(cpus_differ(okr, okb) if same_device else {})}
         if row["gate"] == "FAIL" and row.get("machine_ratio", 1) < threshold:  # the machine slowed past the tolerance
             row.update(gate="too noisy", gate_note=f"too noisy to gate at {threshold:g} now: {row['machine_note']}")
+        if row["gate"] is not None and row.get("cpu_note"):  # another machine is no baseline, pass or FAIL
+            row.update(gate="no baseline", gate_note=f"{row['cpu_note']}: make a baseline on this CPU")
         out.append(row)
     return out
