@@ -128,6 +128,12 @@ def test_one_tick_of_stolen_time_in_a_short_trial_flags_nothing_the_counters_can
     short = hostload.facts(at(0, 0, 0, 0, 0), at(wall, wall * cpus * 0.9, 0, wall * cpus * 0.1, wall * cpus * 0.9))
     assert short["host_steal_frac"] == pytest.approx(0.1)  # the figure is kept
     assert short["host_loaded"] is None and "too short for the kernel's CPU-time counters" in short["host_load_note"]
+    assert short["host_load_note"].endswith("to tell whether other processes took over 10% or the hypervisor stole over 5%")
+    from dataclasses import replace
+
+    unseen = [replace(sample, own_s=None) for sample in (at(0, 0, 0, 0, 0), at(wall, 0, 0, wall * cpus * 0.1, 0))]
+    said = hostload.facts(*unseen)["host_load_note"]
+    assert "to tell whether the hypervisor stole over 5%;" in said and "other processes took" not in said
     wall = 1000 * tick
     long = hostload.facts(at(0, 0, 0, 0, 0), at(wall, wall * cpus * 0.9, 0, wall * cpus * 0.1, wall * cpus * 0.9))
     assert long["host_loaded"] is True and long["host_load_note"] == "the hypervisor stole 10% of the CPU time"

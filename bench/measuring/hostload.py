@@ -200,25 +200,26 @@ def facts(before: HostSample, after: HostSample) -> dict:
     if None not in (before.busy_s, after.busy_s, before.own_s, after.own_s) and wall > 0:
         other = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s)) / (wall * cpus)
         over.append((_judge(other, 2 * counted / (wall * cpus), OTHER_SHARE),
-                     f"other processes used {other:.0%} of the {cpus} CPUs"))
+                     f"other processes used {other:.0%} of the {cpus} CPUs", f"other processes took over {OTHER_SHARE:.0%}"))
     else:
         notes.append(after.own_note or before.own_note or "other processes' CPU time not readable")
     if None not in (before.steal_s, after.steal_s, before.total_s, after.total_s) and after.total_s > before.total_s:
         spent = after.total_s - before.total_s
         steal = max(0.0, after.steal_s - before.steal_s) / spent
-        over.append((_judge(steal, counted / spent, STEAL_SHARE), f"the hypervisor stole {steal:.0%} of the CPU time"))
+        over.append((_judge(steal, counted / spent, STEAL_SHARE), f"the hypervisor stole {steal:.0%} of the CPU time",
+                     f"the hypervisor stole over {STEAL_SHARE:.0%}"))
     mhz = [m for m in (before.mhz, after.mhz) if m]
     loaded = None
     if over:
-        reasons = [reason for judged, reason in over if judged]
+        reasons = [reason for judged, reason, _ in over if judged]
         if reasons:
             loaded = True
-        elif other is not None and all(judged is False for judged, _ in over):
+        elif other is not None and all(judged is False for judged, _, _ in over):
             loaded = False  # not loaded only when the other processes' share was read and cleared
-        if not reasons and any(judged is None for judged, _ in over):
+        untold = [question for judged, _, question in over if judged is None]
+        if not reasons and untold:
             reasons = [f"the trial's {wall * 1e3:.0f} ms on {cpus} CPUs were too short for the kernel's CPU-time "
-                       f"counters ({_tick_s() * 1e3:.0f} ms ticks) to tell whether other processes took over "
-                       f"{OTHER_SHARE:.0%} or the hypervisor over {STEAL_SHARE:.0%}"]
+                       f"counters ({_tick_s() * 1e3:.0f} ms ticks) to tell whether " + " or ".join(untold)]
         notes = reasons + notes
     return {"host_load_avg_1m": before.load_1m, "host_other_cpu_frac": other, "host_steal_frac": steal,
             "host_cpu_mhz": sum(mhz) / len(mhz) if mhz else None, "host_loaded": loaded,
