@@ -54,6 +54,55 @@ def test_runs_confirm_or_refute_by_their_interval_over_trials(tmp_path):
     assert check(claim, other_chip).verdict == "inconclusive"  # runs on another chip decide nothing
 
 
+def test_an_about_claim_beaten_by_another_stack_is_not_refuted(tmp_path):
+    """81.7 tok/s with SGLang is not shown wrong by a faster run of another stack; with the claimed
+    stack, a figure well past the claim's is not reproduced: refuted."""
+    sglang = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\nstack = "sglang"\n')
+    v = check(sglang, h20_runs(120))
+    assert v.verdict == "inconclusive" and "beat the claimed figure with another stack than the claim's (sglang)" in v.reasons[-1]
+    assert check(sglang, h20_runs(120, stack="sglang 0.4")).verdict == "refuted"
+    no_stack = check(one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\n'), h20_runs(120))
+    assert no_stack.verdict == "inconclusive" and "the claim names no stack" in no_stack.reasons[-1]
+    at_most = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "at_most"\n')  # a bound that any stack may break
+    assert check(at_most, h20_runs(120)).verdict == "refuted"
+
+
+def test_a_claim_on_no_chip_says_which_way_one_device_missed_it(tmp_path):
+    claim = one(tmp_path, H20_8B.replace('chip = "NVIDIA H20"\n', "") + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\n')
+    faster, slower = check(claim, h20_runs(120)), check(claim, h20_runs(40))
+    assert faster.verdict == slower.verdict == "inconclusive"
+    assert "a result better than claimed on NVIDIA H20" in faster.reasons[-1]
+    assert "a shortfall on NVIDIA H20" in slower.reasons[-1]
+
+
+def test_a_ratio_claim_whose_sides_are_one_case_is_refused(tmp_path):
+    """Sides that name the same model and chip match the same runs: the ratio would be 1x by
+    construction, whatever stacks they name."""
+    with pytest.raises(UsageError) as e:
+        one(tmp_path, 'kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 2\nmodel = "qwen3-0.6b"\n'
+                      'workload = "tg128"\nnumerator = { stack = "llama.cpp" }\ndenominator = { stack = "torch" }\n')
+    assert "field 'denominator': names the same model, chip and chip count as the numerator" in str(e.value)
+    assert "`chipbench ab`" in str(e.value)
+
+
+def test_a_ratio_whose_sides_ran_different_workloads_is_not_like_for_like(tmp_path):
+    claim = one(tmp_path, RATIO.replace('denominator = { chip = "NVIDIA H20" }',
+                                        'denominator = { chip = "NVIDIA H20", workload = "tg64" }'))
+    near = dict(measured_mbu=0.85)
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1, **near)
+    h20 = make_trials(3, device="NVIDIA H20", workload="tg64", tpot_s=0.0102, seed=2, **near)
+    v = check(claim, h100 + h20)
+    assert v.verdict == "inconclusive" and any("workload (tg32 vs tg64)" in r for r in v.reasons)
+
+
+def test_a_claim_with_no_date_shows_its_source_alone(tmp_path):
+    from bench.judging.claims import render
+
+    path = tmp_path / "claims.toml"
+    path.write_text('[[claim]]\nid = "c"\nstatement = "s"\nsource = "src"\n' + H20_8B + "value = 81.7\n")
+    assert "| s (src) |" in render([check(load_claims(path)[0], [])])
+
+
 def test_a_fast_but_wrong_run_never_confirms_and_refutes_with_the_claimed_stack(tmp_path):
     wrong = h20_runs(200, correct=False)
     v = check(one(tmp_path, H20_8B + 'value = 81.7\nstack = "transformers"\n'), wrong)

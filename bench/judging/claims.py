@@ -17,6 +17,9 @@ Verdicts, in the order they are decided:
                           ratio whose two sides differ in more than the claim compares, or a
                           ratio of runs below REFUTES_AT of their measured rooflines with another
                           stack than the claimed one (it measures the software and the host)
+A run better than an `about` claim refutes it only with the claimed stack (another stack's speed
+says nothing of the figure the claimed one was measured at). A ratio's two sides must differ in
+the model, the chip or the chip count (COMPARED); sides of one case are refused.
 A fits claim is decided by memory alone (_check_fits_runs). Runs split over another number of
 chips than the claim's `chips` (default 1) never decide it. A claim that names no chip is judged
 per device and refuted by none. Trials on a loaded host refute nothing by a shortfall, confirm no
@@ -60,7 +63,7 @@ CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip", "stack", "chips")
 REFUTES_AT = 0.8
 # What a ratio claim may compare; any other difference between its two sides is not like for like.
 COMPARED = ("chip", "model", "chips")
-LIKE_FOR_LIKE = ("dtype", "batch", "stack", "parallel")
+LIKE_FOR_LIKE = ("workload", "dtype", "batch", "stack", "parallel")
 
 _strict = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
 Name = Annotated[str, Field(min_length=1)]
@@ -261,6 +264,11 @@ def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | 
                     raise _err(path, cid, side, "a ratio claim needs numerator and denominator tables")
                 merged = {k: raw[k] for k in CASE_FIELDS if k in raw} | raw[side]  # shared fields at the top
                 sides.append(_case(merged, path, cid, chips, needs_workload=True, prefix=f"{side}."))
+            num, den = sides
+            if (num.model, num.chip, num.chips) == (den.model, den.chip, den.chips):
+                raise _err(path, cid, "denominator", "names the same model, chip and chip count as the numerator: a "
+                           "ratio claim compares two chips (or chip counts) or two models, like for like; two stacks, "
+                           "modes or dtypes on one machine are compared by `chipbench ab`")
             if (sides[0].chip is None) != (sides[1].chip is None):
                 bare = "numerator" if sides[0].chip is None else "denominator"
                 raise _err(path, cid, f"{bare}.chip", "is missing while the other side names one; a ratio claim names "
@@ -594,9 +602,11 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     stacks = _stacks(runs)
     v.reasons.append(f"measured {stat.value:.4g} ({cases.STATISTIC}), {basis}; claimed "
                      f"{claim.compare.replace('_', ' ')} {claim.value:g}; stack: {', '.join(stacks)}")
+    short = _short_of(claim, stat.value)
     if decided == "refuted" and case.chip is None:
-        v.reasons.append(f"would be refuted, but the claim names no chip: a shortfall on {runs[0].get('device_name')} "
-                         "does not show that no chip reaches it, so inconclusive")
+        v.reasons.append(f"would be refuted, but the claim names no chip: "
+                         f"{'a shortfall' if short else 'a result better than claimed'} on {runs[0].get('device_name')} "
+                         "does not decide what another chip does, so inconclusive")
         return v
     loaded = cases.loaded_trials(runs)
     # load only slows a run: a shortfall may be the load's, and so may an "about" that a faster
@@ -607,8 +617,17 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
                          "processes or the hypervisor took CPU time), which may have slowed them, so inconclusive; "
                          "rerun on a quiet host")
         return v
-    if decided == "refuted" and _short_of(claim, stat.value):
-        same_stack = all(stack_matches(case.stack, r.get("stack")) for r in runs)
+    if decided == "refuted" and not short and claim.compare == "about" and not all(
+            stack_matches(case.stack, _stack_of(r)) for r in runs):
+        v.reasons.append(
+            f"would be refuted, but the runs beat the claimed figure with another stack than the claim's "
+            f"({case.stack}): a faster stack does not show that the claimed one runs at other than its figure, so "
+            "inconclusive; a run with the claimed stack decides it" if case.stack else
+            "would be refuted, but the runs beat the claimed figure and the claim names no stack: a faster stack "
+            "does not show that the one the figure was measured with runs at other than it, so inconclusive")
+        return v
+    if decided == "refuted" and short:
+        same_stack = all(stack_matches(case.stack, _stack_of(r)) for r in runs)
         share = roofline_share(runs, metric)
         v.numbers["measured_roofline_share"] = share
         if not same_stack and (share is None or share < REFUTES_AT):
@@ -630,6 +649,9 @@ def _sides_differ(claim: Claim, rn: list[dict], rd: list[dict]) -> list[str]:
     """What differs between a ratio claim's two sides beyond what it compares (chip or model)."""
     num, den = claim.numerator, claim.denominator
     out = []
+    w_num, w_den = (parse_workload(c.workload, batch=c.batch).name for c in (num, den))
+    if w_num != w_den:
+        out.append(f"workload ({w_num} vs {w_den})")
     if num.dtype != den.dtype:
         out.append(f"dtype ({num.dtype} vs {den.dtype})")
     if num.batch != den.batch:
@@ -769,7 +791,8 @@ def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | No
 
     lines = ["| claim | statement | verdict | why |", "|---|---|---|---|"]
     for v in verdicts:
-        lines.append(f"| {esc(v.claim.id)} | {esc(v.claim.statement)} ({esc(v.claim.source)}, {esc(v.claim.date)}) "
+        origin = ", ".join(x for x in (v.claim.source, v.claim.date) if x)
+        lines.append(f"| {esc(v.claim.id)} | {esc(v.claim.statement)} ({esc(origin)}) "
                      f"| **{esc(v.verdict)}** | {esc('; '.join(v.reasons))} |")
     if account is not None and account.inputs:
         lines += ["", account.line("records")]
