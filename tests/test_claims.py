@@ -221,7 +221,7 @@ def test_the_10x_decode_claim_exceeds_the_byte_ratio_at_32k(tmp_path):
 @pytest.mark.parametrize("body,field,message", [
     ("kind = \"metric\"\nmetric = \"decode_tok_per_s\"\nvalue = 5\nmodel = \"qwen9\"\nworkload = \"tg8\"\n",
      "model", "unknown model 'qwen9'; valid: qwen2.5-0.5b"),
-    (H20_8B.replace("NVIDIA H20", "H30") + "value = 5\n", "chip", "no chip 'H30' in the spec table; valid: NVIDIA"),
+    (H20_8B.replace("NVIDIA H20", "H30") + "value = 5\n", "chip", "no chip 'H30' in the spec table (a chip it lacks is a new row of results/chips.toml"),
     (H20_8B.replace("decode_tok_per_s", "speed") + "value = 5\n", "metric", "'speed'; valid: ttft_s"),
     (H20_8B + "value = 5\nunit = \"GB/s\"\n", "unit", "Input should be 'tokens/s', 's', 'ms' or 'x' (got 'GB/s')"),
     (H20_8B + "value = 5\nunit = \"x\"\n", "unit", "'x' does not fit decode_tok_per_s"),

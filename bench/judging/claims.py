@@ -186,7 +186,8 @@ def _case(raw: dict, path, cid, chips: list[Chip], needs_workload: bool, prefix:
     if get("chip") is not None:
         chip = next((c for c in chips if c.name.lower() == str(get("chip")).lower()), None) or match_chip(get("chip"), chips)
         if chip is None:
-            raise _err(path, cid, prefix + "chip", f"no chip {get('chip')!r} in the spec table; valid: "
+            raise _err(path, cid, prefix + "chip", f"no chip {get('chip')!r} in the spec table (a chip it lacks is "
+                       "a new row of results/chips.toml; a claim about no chip in particular names none); valid: "
                        + ", ".join(c.name for c in chips))
     return Case(model, dtype, workload, batch, chip, get("stack"), get("chips") or 1)
 
