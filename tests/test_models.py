@@ -7,7 +7,7 @@ import torch
 
 from bench.errors import UsageError
 from models.build import allocate, build_random, load_local
-from models.counts import decode_step_bytes, facts, flops_per_token
+from models.counts import decode_step_bytes, facts, flops_per_token, prefill_flops
 from models.zoo import MODELS, get_model
 
 # shared/reference/qwen-architectures.md, "Derived figures": total, active, bf16 GB, KV KiB/token
@@ -66,6 +66,17 @@ def test_flops_are_two_per_active_parameter_plus_attention():
     base = flops_per_token(spec, 0)
     assert base == 2 * (f.params_active - f.embedding_params)  # untied: embedding lookup is free
     assert flops_per_token(spec, 1000) - base == 36 * 4 * 32 * 128 * 1000
+
+
+def test_a_prefill_runs_the_output_head_once_per_sequence():
+    """Only the last position's logits are computed in a prefill: the head's product counts once
+    per sequence, not once per prompt token (a third of qwen3-0.6b's per-token FLOPs otherwise)."""
+    spec = get_model("qwen3-0.6b")
+    head = 2 * spec.vocab * spec.hidden
+    assert prefill_flops(spec, 1) == flops_per_token(spec, 0)  # one token: one full forward
+    body = flops_per_token(spec, 256) - head
+    assert prefill_flops(spec, 512, batch=2) == 2 * (512 * body + head)
+    assert 512 * flops_per_token(spec, 256) / prefill_flops(spec, 512) == pytest.approx(1.33, abs=0.01)
 
 
 def test_decode_bytes_are_active_weights_plus_cache():

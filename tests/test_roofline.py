@@ -336,3 +336,40 @@ def test_the_cpu_bandwidth_probe_outsizes_the_last_level_cache(tmp_path):
     assert cpu_copy_mib(105 * 2**20, 24 * 2**30) == 512  # this project's VM: the floor
     assert cpu_copy_mib(24 * 1152 * 2**20, 64 * 2**30) == 8192  # within an eighth of the memory
     assert cpu_copy_mib(None, None) == 512
+
+
+def test_a_record_made_with_the_old_prefill_count_is_read_as_one_made_today(tmp_path, monkeypatch):
+    """Records made before 2026-12-03 counted the output head for every prompt token (qwen3-0.6b's
+    prefill a third high); readers recount them from what they stored, so a prefill at 90% of the
+    ceiling is no longer flagged as a MEASUREMENT ERROR at 120%."""
+    import json
+
+    from bench.judging import roofline
+    from bench.publishing.record import read_records
+    from models.counts import flops_per_token, prefill_flops
+    from models.zoo import get_model
+
+    spec = get_model("qwen3-0.6b")
+    ceil = Ceilings("cuda", "bf16", bandwidth_gb_per_s=3000, tflops=700, copy_bytes=1, matmul_n=8192,
+                    bandwidth_gb_per_s_median=2900, tflops_median=500, window_s=1.0, rounds=9)
+    beside = Ceilings("cuda", "bf16", bandwidth_gb_per_s=2800, tflops=600, copy_bytes=1, matmul_n=8192)
+    ttft = prefill_flops(spec, 512) / (0.9 * 700e12)
+
+    def made():
+        rec = make_record(model="qwen3-0.6b", workload="pp512", device="NVIDIA H100 80GB HBM3", ttft_s=ttft, spread=0)
+        return add_roofline(rec, ceil, beside=beside)
+
+    today = made()
+    monkeypatch.setattr(roofline, "prefill_flops", lambda s, p, b=1: b * p * flops_per_token(s, p // 2))
+    old = made()
+    monkeypatch.undo()
+    assert old["measured_prefill_mfu"] == pytest.approx(1.2, rel=0.01) and old["roofline_flag"].startswith("MEASUREMENT")
+    assert today["measured_prefill_mfu"] == pytest.approx(0.9) and today["roofline_flag"] is None
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n" + json.dumps(today) + "\n")
+    read_old, read_today = read_records(path)
+    fields = [f for f in today if f in roofline.roofline_fields(today, None, ceil) or f.startswith("spec_")]
+    assert {f: read_old[f] for f in fields} == pytest.approx({f: today[f] for f in fields})
+    assert read_old["roofline_flag"] is None and read_old["chip"] == "NVIDIA H100 SXM"
+    assert {f: read_today[f] for f in today} == {f: today[f] for f in today}  # today's records are left alone
+    assert roofline.recount_prefill(dict(read_old)) is False  # and a recounted one is not recounted again

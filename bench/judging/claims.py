@@ -51,7 +51,7 @@ from bench.judging.compare import compare_stats
 from bench.errors import UsageError
 from bench.measuring.metrics import METRICS
 from bench.measuring.workload import parse_workload
-from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token
+from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token, prefill_flops
 from models.zoo import MODELS, get_model
 
 KINDS = ("metric", "ratio", "fits")
@@ -298,7 +298,7 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
     step_bytes = decode_step_bytes(spec, case.dtype, context, case.batch)
     step_flops = case.batch * flops_per_token(spec, context)
     times = [t for t in ((step_bytes / bw) if bw else None, (step_flops / peak) if peak else None) if t]
-    prefill_flops = case.batch * w.prompt_tokens * flops_per_token(spec, w.prompt_tokens // 2)
+    prefill = prefill_flops(spec, w.prompt_tokens, case.batch)
     if not times and not peak:
         return None, f"the {chip.name} sheet publishes neither memory bandwidth nor FLOP/s"
     conf = " (spec row confidence ?: sources conflict)" if chip.confidence == "?" else ""
@@ -313,8 +313,8 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
     if metric in ("prefill_tok_per_s", "ttft_s"):
         if not peak:
             return None, f"the {chip.name} sheet publishes no {case.dtype} FLOP/s"
-        best_ttft = prefill_flops / peak
-        how = f"{prefill_flops / 1e12:.2f} TFLOP of prefill over {peak / 1e12:g} TFLOP/s{conf}"
+        best_ttft = prefill / peak
+        how = f"{prefill / 1e12:.2f} TFLOP of prefill over {peak / 1e12:g} TFLOP/s{conf}"
         return (case.batch * w.prompt_tokens / best_ttft if metric == "prefill_tok_per_s" else best_ttft), how
     return None, f"no roofline for {metric}"
 

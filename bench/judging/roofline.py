@@ -16,7 +16,7 @@ import dataclasses
 
 from bench.errors import UsageError
 from bench.measuring.workload import parse_workload
-from models.counts import DTYPE_BYTES, QUANT_BYTES, decode_step_bytes, facts, flops_per_token
+from models.counts import DTYPE_BYTES, QUANT_BYTES, decode_step_bytes, facts, flops_per_token, prefill_flops
 from models.zoo import get_model
 
 
@@ -40,7 +40,7 @@ def case_work(rec: dict) -> dict:
         "decode_flops_per_step": b * flops_per_token(spec, round(context)),
         # prefill touches every expert once the batch of tokens is large: all weights are read
         "prefill_bytes": weights + b * p * f.kv_bytes_per_token(dtype),
-        "prefill_flops": b * p * flops_per_token(spec, p // 2),
+        "prefill_flops": prefill_flops(spec, p, b),
     }
 
 
@@ -99,6 +99,55 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         against_beside = _shares(work, rec, beside.bandwidth_gb_per_s * 1e9, beside.tflops * 1e12, "measured")
     out["roofline_flag"] = _flag(out, ceilings.unsteady() if ceilings else [], against_beside)
     return out
+
+
+def recount_prefill(rec: dict) -> bool:
+    """Brings a record made before 2026-12-03 to today's prefill count; True when it changed it.
+
+    Those records counted the output head's product for every prompt token, where a prefill
+    computes it once per sequence (models.counts.prefill_flops): qwen3-0.6b's pp512 FLOPs, and so
+    its prefill MFU, read a third high, enough to flag a prefill at 77% of the ceiling as a
+    MEASUREMENT ERROR (103%). Such a record is recognised by its own prefill_flops, which equals
+    the old count exactly; its roofline is recomputed from what it stored (the run's ceilings, the
+    ones measured beside the case, the spec row it named), so every reader (report, compare,
+    claims, baseline, merge) judges it as a record made today. The measurements are untouched."""
+    if rec.get("status") != "ok" or not rec.get("prefill_flops"):
+        return False
+    try:
+        spec = get_model(rec["model"])
+        p = rec.get("prompt_tokens") or parse_workload(rec["workload"]).prompt_tokens
+    except (UsageError, KeyError):
+        return False
+    old = rec["batch"] * p * flops_per_token(spec, p // 2)
+    if rec["prefill_flops"] != old or prefill_flops(spec, p, rec["batch"]) == old:
+        return False
+    from bench.judging.chips import load_chips
+    from bench.measuring.ceilings import Ceilings
+
+    chips = rec.get("env_chips") or 1  # stored ceilings already span the case's chips: ranks=chips keeps them so
+
+    def stored(gbps, tflops, gbps_median=None, tflops_median=None):
+        if not rec.get(gbps) or not rec.get(tflops):
+            return None
+        return Ceilings(rec.get("device_name") or "", rec["dtype"], rec[gbps], rec[tflops], 0, 0,
+                        rec.get(gbps_median) if gbps_median else None, rec.get(tflops_median) if tflops_median else None,
+                        rec.get("ceiling_window_s"), None, ranks=chips)
+
+    chip = next((c for c in load_chips() if c.name == rec.get("chip")), None) if rec.get("chip") else None
+    k = prefill_flops(spec, p, rec["batch"]) / old
+    try:
+        fresh = roofline_fields(rec, chip, stored("ceiling_gb_per_s", "ceiling_tflops", "ceiling_gb_per_s_median",
+                                                  "ceiling_tflops_median"),
+                                stored("ceiling_beside_gb_per_s", "ceiling_beside_tflops"))
+    except UsageError:  # a dtype with no analytic byte counts: it has no roofline to recount
+        return False
+    lost_row = bool(rec.get("chip")) and chip is None
+    keep = {"chip", "chip_confidence"} | ({f for f in fresh if f.startswith("spec_")} if lost_row else set())
+    if lost_row:  # a spec row this chipbench does not have (peaks given by hand): its prefill share scales
+        fresh.update({f: rec[f] * k for f in ("spec_prefill_mfu",) if isinstance(rec.get(f), (int, float))})
+        keep.discard("spec_prefill_mfu")
+    rec.update({f: v for f, v in fresh.items() if f not in keep})
+    return True
 
 
 def _for_chips(ceilings, chips: int):

@@ -120,8 +120,9 @@ class Ceilings:
         for what, best, median, unit in (("memory bandwidth", self.bandwidth_gb_per_s, self.bandwidth_gb_per_s_median,
                                            "GB/s"), (f"{self.dtype} matmul", self.tflops, self.tflops_median, "TFLOP/s")):
             if median and best > UNSTEADY * median:
-                out.append(f"{what} best {best:.3g}, median {median:.3g} {unit} over {self.rounds} rounds in "
-                           f"{self.window_s:.1f} s")
+                over = " over" + (f" {self.rounds} rounds" if self.rounds else "") + (
+                    f" in {self.window_s:.1f} s" if self.window_s else "")
+                out.append(f"{what} best {best:.3g}, median {median:.3g} {unit}" + (over if over != " over" else ""))
         return out
 
 

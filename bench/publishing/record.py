@@ -238,9 +238,12 @@ def read_records(*paths: str | Path, on_error: str = "fail", warn=None) -> list[
     files = _files(paths)
     if not files:
         raise UsageError(f"no record files (*.jsonl, *.json) in {', '.join(map(str, paths))}")
+    from bench.judging.roofline import recount_prefill
+
     records = []
     for path in files:
         for rec in _read_file(path, on_error, warn):
+            recount_prefill(rec)  # records made before the prefill's output head was counted once
             rec["source_file"] = str(path)
             records.append(rec)
     if not records:

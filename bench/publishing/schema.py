@@ -146,7 +146,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "decode_bytes_per_step": (Opt(NonNeg), "bytes", "least bytes a decode step reads: active weights plus every sequence's cache at the mean context"),
     "decode_flops_per_step": (Opt(NonNeg), "FLOP", "FLOPs of a decode step for the whole batch at the mean context"),
     "prefill_bytes": (Opt(NonNeg), "bytes", "least bytes the prefill moves: all weights plus the KV cache it writes"),
-    "prefill_flops": (Opt(NonNeg), "FLOP", "FLOPs of the prefill for the whole batch"),
+    "prefill_flops": (Opt(NonNeg), "FLOP", "FLOPs of the prefill for the whole batch: every prompt token through the layers, the output head once per sequence (only the last position's logits are computed)"),
     "achieved_gb_per_s": (Opt(NonNeg), "GB/s", "decode_bytes_per_step / median TPOT, 10^9 bytes/s"),
     "achieved_decode_tflops": (Opt(NonNeg), "TFLOP/s", "decode_flops_per_step / median TPOT"),
     "achieved_prefill_tflops": (Opt(NonNeg), "TFLOP/s", "prefill_flops / median TTFT"),
