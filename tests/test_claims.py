@@ -24,12 +24,21 @@ H20_8B = 'kind = "metric"\nmetric = "decode_tok_per_s"\nmodel = "qwen3-8b"\ndtyp
 
 def test_1000_tok_s_for_qwen3_8b_on_an_h20_is_physically_implausible(tmp_path):
     v = check(one(tmp_path, H20_8B + "value = 1000\n"), [])
-    assert v.verdict == "physically implausible" and v.numbers["roofline"] == pytest.approx(242, abs=2)
+    assert v.verdict == "physically implausible" and v.numbers["roofline"] == pytest.approx(262, abs=2)
+
+
+def test_physics_counts_the_fewest_bytes_a_step_reads(tmp_path):
+    """qwen3-8b's input embedding is untied: a decode step gathers one row of it, so the bound a
+    claim is judged implausible against leaves the table out (the common MBU counts it: 16.4 GB a
+    step against 15.1 at least). 250 tok/s on an H20 is past the common roofline (242) but possible."""
+    v = check(one(tmp_path, H20_8B + "value = 250\n"), [])
+    assert v.verdict == "inconclusive" and v.reasons[0].startswith("physically possible: 96% of the roofline 261.6")
+    assert "15.29 GB per decode step at least" in v.reasons[0]
 
 
 def test_81_7_tok_s_is_plausible_and_waits_for_runs(tmp_path):
     v = check(one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\n'), [])
-    assert v.verdict == "inconclusive" and v.numbers["claimed_share_of_roofline"] == pytest.approx(0.34, abs=0.01)
+    assert v.verdict == "inconclusive" and v.numbers["claimed_share_of_roofline"] == pytest.approx(0.31, abs=0.01)
 
 
 def test_qwen3_next_in_bf16_does_not_fit_one_h200_and_in_fp8_it_does(tmp_path):
@@ -187,12 +196,12 @@ H100_150 = ('kind = "metric"\nmetric = "decode_tok_per_s"\nvalue = 150\nmodel = 
             'workload = "tg128"\nchip = "NVIDIA H100 SXM"\nstack = "vllm"\n')
 
 
-def test_an_eager_run_at_15_percent_of_the_roofline_does_not_refute_a_claim_at_73_percent(tmp_path):
+def test_an_eager_run_at_15_percent_of_the_roofline_does_not_refute_a_claim_at_68_percent(tmp_path):
     claim = one(tmp_path, H100_150)
     eager = make_trials(3, model="qwen3-8b", workload="tg128", device="NVIDIA H100 80GB HBM3", tpot_s=1 / 32,
                         measured_mbu=0.15)
     v = check(claim, eager)
-    assert v.numbers["claimed_share_of_roofline"] == pytest.approx(0.73, abs=0.01)
+    assert v.numbers["claimed_share_of_roofline"] == pytest.approx(0.68, abs=0.01)
     assert v.verdict == "not reproduced with transformers 5.23 eager (15% of the measured roofline)"
     assert v.category == "inconclusive" and "a run with the claimed stack (vllm)" in v.reasons[-1]
 
@@ -215,7 +224,7 @@ def test_one_trial_decides_a_claim_only_beyond_the_unreplicated_allowance(tmp_pa
 def test_the_10x_decode_claim_exceeds_the_byte_ratio_at_32k(tmp_path):
     (c,) = [c for c in load_claims(ROOT / "results" / "claims.toml") if c.id == "qwen3-next-10x-decode-32k"]
     v = check(c, [])
-    assert v.numbers["roofline_ratio"] == pytest.approx(8.6, abs=0.1) and "holds only if" in v.reasons[0]
+    assert v.numbers["roofline_ratio"] == pytest.approx(9.06, abs=0.05) and "holds only if" in v.reasons[0]
 
 
 @pytest.mark.parametrize("body,field,message", [
@@ -292,8 +301,8 @@ def test_runs_decide_a_fits_claim_by_memory_alone(tmp_path, runs, verdict, reaso
 def test_a_claim_on_two_chips_sums_their_peaks_and_takes_only_runs_split_over_two(tmp_path):
     one_chip = one(tmp_path, H20_8B + 'value = 300\nstack = "transformers"\n')
     two_chips = one(tmp_path, H20_8B + 'value = 300\nstack = "transformers"\nchips = 2\n')
-    assert check(one_chip, []).verdict == "physically implausible"  # 300 tok/s is past one H20's 242
-    assert check(two_chips, []).numbers["roofline"] == pytest.approx(2 * 242, abs=4)
+    assert check(one_chip, []).verdict == "physically implausible"  # 300 tok/s is past one H20's 262
+    assert check(two_chips, []).numbers["roofline"] == pytest.approx(2 * 262, abs=4)
     split = h20_runs(320, parallel="tp2", env_chips=2)
     assert check(two_chips, split).verdict == "confirmed"
     assert check(one(tmp_path, H20_8B + 'value = 200\n'), split).reasons[-1].startswith("no matching runs")

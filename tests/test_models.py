@@ -7,7 +7,7 @@ import torch
 
 from bench.errors import UsageError
 from models.build import allocate, build_random, load_local
-from models.counts import decode_step_bytes, facts, flops_per_token, prefill_flops
+from models.counts import decode_step_bytes, facts, flops_per_token, least_decode_step_bytes, prefill_flops
 from models.zoo import MODELS, get_model
 
 # shared/reference/qwen-architectures.md, "Derived figures": total, active, bf16 GB, KV KiB/token
@@ -77,6 +77,14 @@ def test_a_prefill_runs_the_output_head_once_per_sequence():
     body = flops_per_token(spec, 256) - head
     assert prefill_flops(spec, 512, batch=2) == 2 * (512 * body + head)
     assert 512 * flops_per_token(spec, 256) / prefill_flops(spec, 512) == pytest.approx(1.33, abs=0.01)
+
+
+def test_the_least_a_decode_step_reads_gathers_an_untied_embedding():
+    tied, untied = get_model("qwen3-0.6b"), get_model("qwen3-8b")
+    assert least_decode_step_bytes(tied, "bf16", 100, 2) == decode_step_bytes(tied, "bf16", 100, 2)  # the head reads it
+    f = facts(untied)
+    gathered = decode_step_bytes(untied, "bf16", 100, 2) - least_decode_step_bytes(untied, "bf16", 100, 2)
+    assert gathered == 2 * f.embedding_params - 2 * 2 * untied.hidden  # the table, less the two rows it gathers
 
 
 def test_decode_bytes_are_active_weights_plus_cache():

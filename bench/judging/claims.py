@@ -51,7 +51,7 @@ from bench.judging.compare import compare_stats
 from bench.errors import UsageError
 from bench.measuring.metrics import METRICS
 from bench.measuring.workload import parse_workload
-from models.counts import DTYPE_BYTES, decode_step_bytes, facts, flops_per_token, prefill_flops
+from models.counts import DTYPE_BYTES, facts, flops_per_token, least_decode_step_bytes, prefill_flops
 from models.zoo import MODELS, get_model
 
 KINDS = ("metric", "ratio", "fits")
@@ -295,7 +295,7 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
     n = case.chips  # a split case reads and computes on every chip at once at best: the peaks add up
     bw, peak = (x * n if x else None for x in (chip.bandwidth_bytes_per_s, chip.peak_flops(case.dtype)))
     context = w.prompt_tokens + w.gen_tokens // 2
-    step_bytes = decode_step_bytes(spec, case.dtype, context, case.batch)
+    step_bytes = least_decode_step_bytes(spec, case.dtype, context, case.batch)  # physics: the fewest bytes
     step_flops = case.batch * flops_per_token(spec, context)
     times = [t for t in ((step_bytes / bw) if bw else None, (step_flops / peak) if peak else None) if t]
     prefill = prefill_flops(spec, w.prompt_tokens, case.batch)
@@ -303,7 +303,7 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
         return None, f"the {chip.name} sheet publishes neither memory bandwidth nor FLOP/s"
     conf = " (spec row confidence ?: sources conflict)" if chip.confidence == "?" else ""
     conf += f" ({n} chips' peaks summed)" if n > 1 else ""
-    how = (f"{step_bytes / 1e9:.2f} GB per decode step over {f'{bw / 1e9:g}' if bw else '?'} GB/s, "
+    how = (f"{step_bytes / 1e9:.2f} GB per decode step at least, over {f'{bw / 1e9:g}' if bw else '?'} GB/s, "
            f"{step_flops / 1e9:.1f} GFLOP over {f'{peak / 1e12:g}' if peak else '?'} TFLOP/s{conf}")
     best_tpot = max(times) if times else None
     if metric == "decode_tok_per_s":
