@@ -238,3 +238,14 @@ def test_crossover_matches_the_textbook_formula():
 def test_pairs_all_in_one_order_say_the_position_effect_is_confounded():
     [row] = ab_rows(_with_positions(ab_records([1.1, 1.12, 1.09]), set()))
     assert row.position is None and "cannot be told apart" in row.basis
+
+
+def test_too_few_pairs_for_the_crossover_say_why_the_interval_is_wide():
+    """Three pairs that agree (B 17-34% slower) leave the crossover one degree of freedom: no
+    verdict, and the row says what would give one."""
+    recs = _with_positions(ab_records([0.83, 0.74, 0.66]), {1})
+    [row] = ab_rows(recs)
+    assert row.basis.endswith("t with 1 df, position effect removed") and row.verdict == "no significant difference"
+    assert any(n.startswith("3 pairs leave the crossover 1 degree(s) of freedom (t = 12.7)") for n in row.notes)
+    [six] = ab_rows(_with_positions(ab_records([0.83, 0.74, 0.66, 0.8, 0.7, 0.75]), {1, 3, 5}))
+    assert not any("degree(s) of freedom" in n for n in six.notes) and six.verdict == "B slower"

@@ -217,6 +217,10 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                     row.basis = (f"crossover: {b_first.count(False)} pair(s) A then B, {b_first.count(True)} B then A; "
                                  f"t with {len(ratios) - 2} df, position effect removed")
                     row.position = (pos, plo, phi)
+                    if len(ratios) - 2 < 4:  # t's 97.5% point: 12.7 at 1 df, 4.3 at 2, 3.2 at 3, 2.8 at 4
+                        row.notes.append(f"{len(ratios)} pairs leave the crossover {len(ratios) - 2} degree(s) of "
+                                         f"freedom (t = {st.t.ppf(0.975, len(ratios) - 2):.1f}), so its interval is wide "
+                                         "however well the pairs agree: 6 or more pairs, as many in each order, narrow it")
                     row.notes.append(f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
                                      f"[{plo:.3f}, {phi:.3f}]" + (" (significant; the alternating order cancels it)"
                                                                    if plo > 1 or phi < 1 else ""))
