@@ -52,10 +52,9 @@ def cmd_list(args) -> int:
         else:
             if args.what == "all":
                 print()  # after the models' table
-            rows = [{k: str(v) for k, v in r.items()} for r in rows]
-            widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}  # left-aligned: reasons are sentences
-            for line in [dict(zip(widths, widths)), *rows]:
-                print("  ".join(line[k].ljust(w) for k, w in widths.items()).rstrip())
+            from bench.publishing.tables import plain_table
+
+            print(plain_table(rows))  # left-aligned: reasons are sentences
     return 0
 
 
@@ -378,11 +377,10 @@ def cmd_baseline(args) -> int:
     """A baseline file from repeated runs: every record once, each case's noise floor said."""
     from pathlib import Path
 
-    import pandas as pd
-
     from bench.judging.cases import Account, dedupe
     from bench.judging.compare import MACHINE_MOVED
     from bench.publishing.record import RecordWriter, read_records
+    from bench.publishing.tables import plain_table
 
     if args.out and Path(args.out).exists():
         raise UsageError(f"{args.out} exists; a baseline is written to a new file, never over an old one")
@@ -391,7 +389,9 @@ def cmd_baseline(args) -> int:
     account.failed = sum(1 for r in records if r.get("status") != "ok")
     account.used = len(records) - account.failed
     rows = noise_rows(records)
-    print(pd.DataFrame(rows).to_string(index=False))
+    for row in rows:
+        row["value"] = float(f"{row['value']:.4g}") if isinstance(row.get("value"), float) else row.get("value")
+    print(plain_table(rows))
     print(account.line("records"))
     moved = [r for r in rows if r.get("machine moved")]
     if moved:

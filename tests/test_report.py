@@ -379,3 +379,16 @@ def test_the_environment_gives_a_cpus_matmul_extensions():
     assert "host CPU Host CPU (16 cores) [avx2 avx512f amx_bf16], stack" in md
     gpu = tables.to_markdown(tables.build([make_record(env_device_isa="avx2")], metrics=("headline",)))
     assert "[avx2]" not in gpu  # a GPU's record: the host's extensions are not the device's
+
+
+def test_terminal_tables_align_text_left_and_figures_right():
+    from bench.publishing.tables import plain_table
+
+    text = plain_table([{"backend": "cpu", "path": "eager", "t/s": "369.6 ± 81.9", "n": 5, "note": ""},
+                        {"backend": "llamacpp", "path": "ggml cpu, 2 threads", "t/s": "11.6 ± 0.4", "n": 12,
+                         "note": "host loaded"}])
+    header, first, second = text.splitlines()
+    assert header == "backend   path                          t/s   n  note"
+    assert first == "cpu       eager                369.6 ± 81.9   5"  # no trailing blanks
+    assert second == "llamacpp  ggml cpu, 2 threads    11.6 ± 0.4  12  host loaded"
+    assert plain_table([]) == ""

@@ -64,12 +64,10 @@ def summary_table(records: list[dict]) -> str:
 
     t/s is prefill tokens/s for pp tests, decode tokens/s for tg tests, output tokens/s for pp+tg.
     """
-    import pandas as pd
-
     from bench.judging.cases import SPREAD, STATISTIC
+    from bench.publishing.tables import plain_table
 
-    df = pd.DataFrame(summary_rows(records))
-    return df.to_string(index=False) + f"\n(each cell: the {STATISTIC}, {SPREAD})"
+    return plain_table(summary_rows(records)) + f"\n(each cell: the {STATISTIC}, {SPREAD})"
 
 
 # --- comparisons ---------------------------------------------------------------------------

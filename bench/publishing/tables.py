@@ -15,6 +15,7 @@ import csv
 import html
 import io
 import json
+import re
 from dataclasses import dataclass
 
 from bench.judging import cases
@@ -214,6 +215,27 @@ def rows(table: Table, transpose: bool = False) -> tuple[list[str], list[list[st
         header = ["device"] + [f"{c[0]} {c[1]} {c[2]} B{c[3]} {c[4]} {t}" for c in table.cases for t in titles]
         body = [[d] + [t for case in table.cases for t in _texts(table, case, d)] for d in table.devices]
     return header, body
+
+
+def plain_table(rows: list[dict]) -> str:
+    """Rows as a terminal table: text columns left-aligned (device names, paths and reasons read as
+    text), columns of figures right-aligned (numbers, and texts that start with one, such as
+    "369.6 ± 81.9", with "-" for none), two spaces between columns, no trailing blanks."""
+    if not rows:
+        return ""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [{k: "" if r.get(k) is None else str(r.get(k)) for k in keys} for r in rows]
+
+    def figure(v) -> bool:
+        if isinstance(v, bool):
+            return False
+        return isinstance(v, (int, float)) or isinstance(v, str) and (v == "-" or re.match(r"[-+]?\d", v) is not None)
+
+    numeric = {k: all(figure(r.get(k)) for r in rows if r.get(k) is not None) for k in keys}
+    widths = {k: max(len(k), *(len(c[k]) for c in cells)) for k in keys}
+    lines = [dict(zip(keys, keys)), *cells]
+    return "\n".join("  ".join(line[k].rjust(w) if numeric[k] else line[k].ljust(w) for k, w in widths.items()).rstrip()
+                     for line in lines)
 
 
 def md_cell(text) -> str:
