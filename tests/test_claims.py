@@ -49,6 +49,16 @@ def test_qwen3_next_in_bf16_does_not_fit_one_h200_and_in_fp8_it_does(tmp_path):
     assert fp8.verdict == "inconclusive" and fp8.reasons[0].startswith("fits on paper")
 
 
+def test_a_sheets_gigabytes_of_device_memory_are_binary(tmp_path):
+    """An H100 "80GB" showed torch 85.0e9 bytes: Qwen3-Next in fp8 with 32K of cache
+    (80.15e9 bytes with its recurrent state) is past 80e9 but within 80 GiB, so it is not called physically implausible."""
+    claim = one(tmp_path, 'kind = "fits"\nmodel = "qwen3-next-80b-a3b"\ndtype = "fp8"\nchip = "NVIDIA H100 SXM"\n'
+                          'context = 32768\n')
+    v = check(claim, [])
+    assert v.verdict == "inconclusive" and "against 80 GiB (85.9 GB) on one NVIDIA H100 SXM" in v.reasons[0]
+    assert v.numbers["weights_gb"] + v.numbers["kv_gb"] == pytest.approx(80.15, abs=0.01)  # with its recurrent state
+
+
 def h20_runs(tok_per_s, drift=0.01, trials=3, **kw):
     return make_trials(trials, workload="tg2048", device="NVIDIA H20", tpot_s=1 / tok_per_s, drift=drift, **kw)
 
@@ -307,7 +317,7 @@ def test_a_claim_on_two_chips_sums_their_peaks_and_takes_only_runs_split_over_tw
     assert check(two_chips, split).verdict == "confirmed"
     assert check(one(tmp_path, H20_8B + 'value = 200\n'), split).reasons[-1].startswith("no matching runs")
     fits_two = check(one(tmp_path, FITS_8B_H20 + "chips = 2\n"), [h20("tg128@d4096", parallel="tp2", env_chips=2)])
-    assert fits_two.verdict == "confirmed" and fits_two.numbers["memory_gb"] == pytest.approx(192)
+    assert fits_two.verdict == "confirmed" and fits_two.numbers["memory_gib"] == pytest.approx(192)
 
 
 def test_a_claim_naming_no_chip_never_pools_devices_and_a_shortfall_does_not_refute_it(tmp_path):

@@ -29,7 +29,7 @@ class Chip:
     bf16_tflops: float | None = None  # dense bf16/fp16 peak, TFLOP/s
     fp8_tflops: float | None = None
     int8_tops: float | None = None
-    memory_gb: float | None = None  # 10^9 bytes
+    memory_gb: float | None = None  # as the vendor writes it: binary gigabytes (see memory_bytes)
     bandwidth_gb_per_s: float | None = None  # memory bandwidth, 10^9 bytes/s
     tdp_w: float | None = None
     notes: str = ""
@@ -46,7 +46,10 @@ class Chip:
 
     @property
     def memory_bytes(self) -> float | None:
-        return self.memory_gb * 1e9 if self.memory_gb else None
+        """Device memory is sold in binary gigabytes: an H100 "80GB" showed torch 85.0e9 bytes
+        (79.2 GiB, the rest reserved) on 2026-11-22, so a sheet's 80 GB is 80 GiB. Reading it as
+        10^9 bytes would call a model too big for a chip it fits, 7% short of the chip."""
+        return self.memory_gb * 2**30 if self.memory_gb else None
 
 
 def read_toml(path: Path, what: str) -> dict:

@@ -332,11 +332,11 @@ def fits(claim: Claim) -> tuple[bool, str, dict]:
     weights = f.weight_bytes(case.dtype)
     kv = claim.context * f.kv_bytes_per_token(case.dtype) + (f.recurrent_state_bytes if claim.context else 0)
     need, have = weights + kv, case.chip.memory_bytes * case.chips
-    numbers = {"weights_gb": weights / 1e9, "kv_gb": kv / 1e9, "memory_gb": have / 1e9}
+    numbers = {"weights_gb": weights / 1e9, "kv_gb": kv / 1e9, "memory_gb": have / 1e9, "memory_gib": have / 2**30}
     on = f"one {case.chip.name}" if case.chips == 1 else f"{case.chips} x {case.chip.name} together"
     text = (f"{case.model} in {case.dtype}: {weights / 1e9:.1f} GB of weights"
             + (f" + {kv / 1e9:.2f} GB of cache for {claim.context} tokens" if claim.context else "")
-            + f" against {have / 1e9:g} GB on {on}")
+            + f" against {have / 2**30:g} GiB ({have / 1e9:.1f} GB) on {on}")
     return need <= have, text, numbers
 
 
