@@ -59,6 +59,14 @@ def test_a_sheets_gigabytes_of_device_memory_are_binary(tmp_path):
     assert v.numbers["weights_gb"] + v.numbers["kv_gb"] == pytest.approx(80.15, abs=0.01)  # with its recurrent state
 
 
+def test_a_latency_claim_reads_in_the_unit_it_was_written_in(tmp_path):
+    claim = one(tmp_path, H20_8B.replace("decode_tok_per_s", "tpot_s") + 'value = 12\nunit = "ms"\ncompare = "at_most"\n')
+    v = check(claim, make_trials(3, workload="tg2048", device="NVIDIA H20", tpot_s=0.0125))
+    said = "; ".join(v.reasons)
+    assert "of the roofline 3.822 ms" in v.reasons[0] and "claimed at most 12 ms" in said
+    assert "measured 12.5" in said and "] ms over 3 trials" in said
+
+
 def h20_runs(tok_per_s, drift=0.01, trials=3, **kw):
     return make_trials(trials, workload="tg2048", device="NVIDIA H20", tpot_s=1 / tok_per_s, drift=drift, **kw)
 

@@ -449,15 +449,26 @@ def _stacks(records: list[dict]) -> list[str]:
     return sorted({r.get("stack") or f"{r.get('backend')} {r.get('exec_path') or 'eager'}" for r in records})
 
 
+def _shown(x: float, metric: str) -> str:
+    """A value of a metric as a claim's reasons give it: latencies in ms, rates in tokens/s."""
+    return f"{x * 1e3:.4g} ms" if METRICS[metric][0] == "s" else f"{x:.4g} tokens/s"
+
+
+def _span(lo: float, hi: float, metric: str) -> str:
+    """An interval in the metric's shown unit: [27.41, 38.23] tokens/s."""
+    a, unit = _shown(lo, metric).split(" ", 1)
+    return f"[{a}, {_shown(hi, metric).split(' ', 1)[0]}] {unit}"
+
+
 def _interval(stat, what: str) -> tuple[float, float, str]:
     """The interval a claim's verdict rests on: between trials, or one run's rounds widened by the
     allowance for an unknown between-run variance."""
     if stat.basis == "between trials":
-        return stat.ci_low, stat.ci_high, f"95% CI [{stat.ci_low:.4g}, {stat.ci_high:.4g}] over {stat.trials} trials"
+        return stat.ci_low, stat.ci_high, f"95% CI {_span(stat.ci_low, stat.ci_high, what)} over {stat.trials} trials"
     a = cases.UNREPLICATED_ALLOWANCE
     lo, hi = stat.ci_low / a, stat.ci_high * a
     return lo, hi, (f"one trial of {stat.rounds} rounds: between-run variance unknown, so its interval "
-                    f"[{stat.ci_low:.4g}, {stat.ci_high:.4g}] is widened x{a:g} to [{lo:.4g}, {hi:.4g}] "
+                    f"{_span(stat.ci_low, stat.ci_high, what)} is widened x{a:g} to {_span(lo, hi, what)} "
                     "(run with --bench-repeats 3 or more to narrow it)")
 
 
@@ -574,10 +585,10 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.numbers["claimed_share_of_roofline"] = share
         if _breaks(claim.value, bound, metric, claim.compare):
             v.verdict = "physically implausible"
-            v.reasons.append(f"claims {claim.value:g} {METRICS[metric][0]}, {share:.0%} of the roofline "
-                             f"{bound:.4g} ({how})")
+            v.reasons.append(f"claims {_shown(claim.value, metric)}, {share:.0%} of the roofline "
+                             f"{_shown(bound, metric)} ({how})")
             return v
-        v.reasons.append(f"physically possible: {share:.0%} of the roofline {bound:.4g} ({how})")
+        v.reasons.append(f"physically possible: {share:.0%} of the roofline {_shown(bound, metric)} ({how})")
     else:
         v.reasons.append(f"no roofline check: {how}")
     matched = matching_runs(case, records)
@@ -601,8 +612,8 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     v.numbers.update(ci95_low=lo, ci95_high=hi, interval_basis=stat.basis)
     decided = _decide(lo, hi, claim.value, claim.compare, claim.tolerance)
     stacks = _stacks(runs)
-    v.reasons.append(f"measured {stat.value:.4g} ({cases.STATISTIC}), {basis}; claimed "
-                     f"{claim.compare.replace('_', ' ')} {claim.value:g}; stack: {', '.join(stacks)}")
+    v.reasons.append(f"measured {_shown(stat.value, metric)} ({cases.STATISTIC}), {basis}; claimed "
+                     f"{claim.compare.replace('_', ' ')} {_shown(claim.value, metric)}; stack: {', '.join(stacks)}")
     short = _short_of(claim, stat.value)
     if decided == "refuted" and case.chip is None:
         v.reasons.append(f"would be refuted, but the claim names no chip: "
