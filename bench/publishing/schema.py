@@ -143,7 +143,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "goodput_fraction": (Opt(NonNeg), "fraction", "serve: the share of the level's requests meeting both limits (of all it planned: unsent ones met none)"),
     "slo_ttft_s": (Opt(NonNeg), "s", "serve: the TTFT limit of goodput (default MLPerf Llama-2-70B server: 2 s)"),
     "slo_tpot_s": (Opt(NonNeg), "s", "serve: the TPOT limit of goodput (default MLPerf Llama-2-70B server: 0.2 s)"),
-    "decode_bytes_per_step": (Opt(NonNeg), "bytes", "least bytes a decode step reads: active weights plus every sequence's cache at the mean context"),
+    "decode_bytes_per_step": (Opt(NonNeg), "bytes", "bytes a decode step reads by the common definition of MBU: active weights (an untied input embedding whole) plus every sequence's cache at the mean context"),
     "decode_flops_per_step": (Opt(NonNeg), "FLOP", "FLOPs of a decode step for the whole batch at the mean context"),
     "prefill_bytes": (Opt(NonNeg), "bytes", "least bytes the prefill moves: all weights plus the KV cache it writes"),
     "prefill_flops": (Opt(NonNeg), "FLOP", "FLOPs of the prefill for the whole batch: every prompt token through the layers, the output head once per sequence (only the last position's logits are computed)"),
