@@ -26,6 +26,8 @@ def test_every_row_of_the_shipped_table_is_valid_and_sourced():
     ("NVIDIA H200 NVL", None),
     ("NVIDIA H100 NVL", None),
     ("NVIDIA GB200", None),
+    ("NVIDIA GH200 480GB", None),  # Grace Hopper: an H100-class GPU with 96 GB at 4 TB/s, not an H200
+    ("NVIDIA H20-3e", None),  # 141 GB of HBM3e: not the H20's 96 GB at 4.0 TB/s
     ("NVIDIA B200", "NVIDIA B200"),
     ("NVIDIA GeForce RTX 4090 D", None),
     ("NVIDIA GeForce RTX 4090 Laptop GPU", None),
