@@ -629,7 +629,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the benchmark suite without pytest (same options)")
     s.add_argument("--backend", help="comma-separated backends (default: every available one)")
     s.add_argument("--model", help="comma-separated zoo models (default: per backend)")
-    s.add_argument("--dtype", help="comma-separated: fp32, bf16, fp16 (default: per backend)")
+    s.add_argument("--dtype", help="comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, "
+                   "q4_0 (default: per backend)")
     s.add_argument("--workload", help=f"comma-separated: {WORKLOAD_HELP}")
     s.add_argument("--batch", default="1", help="comma-separated batch sizes")
     s.add_argument("--rounds", type=int, help="timed rounds per case (default: per backend)")

@@ -28,7 +28,7 @@ def pytest_addoption(parser):
                 help="comma-separated backends (default: every available one)")
     g.addoption("--bench-model", default=None, metavar="NAMES",
                 help="comma-separated zoo models (default: per backend; see `chipbench list`)")
-    g.addoption("--bench-dtype", default=None, metavar="NAMES", help="comma-separated: fp32, bf16, fp16")
+    g.addoption("--bench-dtype", default=None, metavar="NAMES", help="comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0")
     g.addoption("--bench-workload", default=None, metavar="NAMES",
                 help=f"comma-separated workloads: {WORKLOAD_HELP} (default: pp512,tg128)")
     g.addoption("--bench-batch", default="1", metavar="SIZES", help="comma-separated batch sizes (default 1)")
