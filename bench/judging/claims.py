@@ -794,7 +794,7 @@ def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | No
 
     if fmt == "json":
         return json.dumps({"claims": [{"id": v.claim.id, "statement": v.claim.statement, "source": v.claim.source,
-                                       "date": v.claim.date, "verdict": v.verdict, "category": v.category,
+                                       "date": v.claim.date or None, "verdict": v.verdict, "category": v.category,
                                        "reasons": v.reasons,
                                        "numbers": {k: (None if isinstance(x, float) and not math.isfinite(x) else x)
                                                    for k, x in v.numbers.items()}} for v in verdicts],
