@@ -392,3 +392,13 @@ def test_terminal_tables_align_text_left_and_figures_right():
     assert first == "cpu       eager                369.6 ± 81.9   5"  # no trailing blanks
     assert second == "llamacpp  ggml cpu, 2 threads    11.6 ± 0.4  12  host loaded"
     assert plain_table([]) == ""
+
+
+def test_the_environment_shows_every_version_a_device_column_pools():
+    """Runs made with two transformers releases pool into one column: the footer names both, not the first."""
+    old = make_record(env_transformers="5.23.0", timestamp_utc="2026-12-01T10:00:00+00:00")
+    new = make_record(env_transformers="5.24.0", timestamp_utc="2026-12-02T10:00:00+00:00", seed=1)
+    env = tables.to_markdown(tables.build([new, old], metrics=("headline",))).split("Environment:")[1]
+    assert "transformers 5.24.0 / 5.23.0" in env
+    assert "run 2026-12-01T10:00:00+00:00 to 2026-12-02T10:00:00+00:00" in env
+    assert env.count("torch ") == 1  # one release of torch: said once

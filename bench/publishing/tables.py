@@ -272,21 +272,37 @@ def footer_lines(table: Table) -> list[str]:
         out.append("- " + table.account.line("records"))
     out.append("")
     out.append("Environment:")
-    seen = set()
+    by_device: dict[str, list[dict]] = {}
     for rec in table.records:
-        dev = device_label(rec)
-        if dev in seen:
-            continue
-        seen.add(dev)
-        facts = [f"torch {rec.get('env_torch')}", f"transformers {rec.get('env_transformers')}",
-                 f"runtime {rec.get('env_runtime')}", f"driver {rec.get('env_driver') or '-'}",
-                 f"host CPU {rec.get('env_cpu_model')} ({rec.get('env_cpu_cores')} cores)"
-                 + (f" [{rec['env_device_isa']}]" if rec.get("backend_kind") == "cpu" and rec.get("env_device_isa") else ""),
-                 f"stack {rec.get('stack') or rec.get('exec_path')}", f"chipbench {rec.get('harness_version')}"
-                 + (f" ({rec['git_commit'][:12]})" if rec.get("git_commit") else ""),
-                 f"run {rec.get('timestamp_utc')}"]
+        by_device.setdefault(device_label(rec), []).append(rec)
+    for dev, recs in by_device.items():
+        # A column can pool runs made with different software: every distinct value is shown,
+        # never the first record's alone.
+        facts = [_distinct("torch", recs, lambda r: r.get("env_torch")),
+                 _distinct("transformers", recs, lambda r: r.get("env_transformers")),
+                 _distinct("runtime", recs, lambda r: r.get("env_runtime")),
+                 _distinct("driver", recs, lambda r: r.get("env_driver") or "-"),
+                 _distinct("host CPU", recs, lambda r: f"{r.get('env_cpu_model')} ({r.get('env_cpu_cores')} cores)"
+                           + (f" [{r['env_device_isa']}]" if r.get("backend_kind") == "cpu" and r.get("env_device_isa") else "")),
+                 _distinct("stack", recs, lambda r: r.get("stack") or r.get("exec_path")),
+                 _distinct("chipbench", recs, lambda r: f"{r.get('harness_version')}"
+                           + (f" ({r['git_commit'][:12]})" if r.get("git_commit") else "")),
+                 _run_span(recs)]
         out.append(f"- {md_cell(dev)}: " + ", ".join(md_cell(f) for f in facts))
     return out
+
+
+def _distinct(label: str, recs: list[dict], fact) -> str:
+    """One fact of a device's records: its value, or each distinct value in order, with ' / '."""
+    return f"{label} " + " / ".join(dict.fromkeys(str(fact(r)) for r in recs))
+
+
+def _run_span(recs: list[dict]) -> str:
+    """When the device's records were made: one time, or the first and the last."""
+    times = sorted({t for r in recs if (t := r.get("timestamp_utc"))})
+    if len(times) < 2:
+        return f"run {times[0] if times else None}"
+    return f"run {times[0]} to {times[-1]}"
 
 
 def to_csv(table: Table) -> str:
