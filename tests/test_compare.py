@@ -353,3 +353,20 @@ def test_a_cpu_of_the_same_name_with_other_matmul_extensions_is_no_baseline():
     unknown = make_trials(3, tpot_s=0.030, seed=2, **cpu)  # records from before the field: nothing to say
     (row,) = compare_records(unknown, base, metrics=["tpot_s"], threshold=0.95).rows
     assert row["gate"] == "FAIL" and "cpu_note" not in row
+
+
+def test_a_comparison_names_the_software_that_differs_and_still_gates():
+    """A transformers upgrade that slows decode is what a gate is for: the verdict stands, and the
+    row says what changed beside it. A fact one side did not record is not called a difference."""
+    run = [dict(r, env_transformers="5.25.0", stack="transformers 5.25.0 eager", env_torch_threads=4)
+           for r in make_trials(3, tpot_s=0.025, drift=0.015, seed=1)]
+    base = [dict(r, env_transformers="5.24.0", stack="transformers 5.24.0 eager", env_torch_threads=None)
+            for r in make_trials(3, tpot_s=0.020, drift=0.015, seed=2)]
+    (row,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95).rows
+    assert row["gate"] == "FAIL"
+    assert row["software_note"] == "other software (run vs baseline): transformers 5.25.0 vs 5.24.0"
+    llama = [dict(r, stack="llama.cpp llama-cpp-python 0.3.36 ggml cpu") for r in base]
+    (row,) = compare_records(run, llama, metrics=["decode_tok_per_s"]).rows
+    assert row["software_note"].endswith("; stack transformers 5.25.0 eager vs llama.cpp llama-cpp-python 0.3.36 ggml cpu")
+    same = compare_records(make_trials(3, seed=3), make_trials(3, seed=4), metrics=["decode_tok_per_s"]).rows
+    assert same and "software_note" not in same[0]

@@ -311,6 +311,32 @@ def cpus_differ(okr: list[dict], okb: list[dict]) -> dict:
                         f"{said(base)} (matmul extensions)"}
 
 
+SOFTWARE = (("torch", "env_torch"), ("transformers", "env_transformers"), ("runtime", "env_runtime"),
+            ("driver", "env_driver"), ("Python", "env_python"), ("torch threads", "env_torch_threads"))
+
+
+def software_differ(okr: list[dict], okb: list[dict]) -> dict:
+    """A note naming what software differs between the sides (torch, transformers, runtime, driver,
+    Python, torch's thread count, an engine's stack), so a speed ratio reads beside what changed:
+    often the point of a comparison, never a reason to withhold a verdict. A fact either side did not
+    record is left out, not guessed."""
+    said = []
+    for label, key in SOFTWARE:
+        run, base = ({str(r[key]) for r in recs if r.get(key) is not None} for recs in (okr, okb))
+        if key == "env_runtime" and all(v.startswith("torch ") for v in run | base):
+            continue  # the CPU's runtime is torch itself, said above
+        if run and base and run != base:
+            said.append(f"{label} {' | '.join(sorted(run))} vs {' | '.join(sorted(base))}")
+
+    def engine(r: dict) -> str:  # the stack beyond transformers' version, which is said above
+        return str(r.get("stack")).replace(str(r.get("env_transformers")), "")
+    run, base = ({engine(r) for r in recs if r.get("stack")} for recs in (okr, okb))
+    if run and base and run != base:
+        stacks = lambda recs: " | ".join(sorted({str(r["stack"]) for r in recs if r.get("stack")}))  # noqa: E731
+        said.append(f"stack {stacks(okr)} vs {stacks(okb)}")
+    return {"software_note": "other software (run vs baseline): " + "; ".join(said)} if said else {}
+
+
 def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
     ident = dict(zip(IDENTITY, key)) | {"base_device": bkey[-1]}
     okr, okb = ok(recs), ok(brecs)
@@ -355,7 +381,8 @@ def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
         same_device = key[-1] == bkey[-1]  # across devices, a different ceiling is the point: shown, not a caveat
         row = {**ident, **c.__dict__, "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb),
                **(machine_moved(okr, okb, metric, c.ratio) if same_device else devices_ratio(okr, okb, metric)),
-               **weights_differ(okr, okb), **(cpus_differ(okr, okb) if same_device else {})}
+               **weights_differ(okr, okb), **(cpus_differ(okr, okb) if same_device else {}),
+               **software_differ(okr, okb)}
         if row["gate"] == "FAIL" and row.get("machine_ratio", 1) < threshold:  # the machine slowed past the tolerance
             row.update(gate="too noisy", gate_note=f"too noisy to gate at {threshold:g} now: {row['machine_note']}")
         if row["gate"] is not None and row.get("cpu_note"):  # another machine is no baseline, pass or FAIL

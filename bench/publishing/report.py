@@ -116,7 +116,8 @@ def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[
                 _ratio_text(r), _verdict_text(r) + (f"; {loaded} trial(s) on a loaded host" if loaded else "")
                 + (f"; {r['machine_note']}" if r.get("machine_note") else "")
                 + (f"; {r['weights_note']}" if r.get("weights_note") else "")
-                + (f"; {r['cpu_note']}" if r.get("cpu_note") else ""), floor]
+                + (f"; {r['cpu_note']}" if r.get("cpu_note") else "")
+                + (f"; {r['software_note']}" if r.get("software_note") else ""), floor]
         if with_gate:
             note = r.get("gate_note") or ""
             row.append(note if r["gate"] == "too noisy" and note.startswith("too noisy") else
