@@ -370,3 +370,17 @@ def test_a_comparison_names_the_software_that_differs_and_still_gates():
     assert row["software_note"].endswith("; stack transformers 5.25.0 eager vs llama.cpp llama-cpp-python 0.3.36 ggml cpu")
     same = compare_records(make_trials(3, seed=3), make_trials(3, seed=4), metrics=["decode_tok_per_s"]).rows
     assert same and "software_note" not in same[0]
+
+
+def test_a_software_difference_every_row_shares_is_said_once_under_the_table():
+    from bench.publishing.report import render_comparison
+
+    run = [dict(r, env_transformers="5.25.0") for r in make_trials(3, seed=5) + make_trials(3, workload="pp512", seed=6)]
+    base = [dict(r, env_transformers="5.24.0") for r in make_trials(3, seed=7) + make_trials(3, workload="pp512", seed=8)]
+    md = render_comparison(compare_records(run, base), "md", None, False)
+    assert md.count("transformers 5.25.0 vs 5.24.0") == 1
+    assert "Every row: other software (run vs baseline): transformers 5.25.0 vs 5.24.0." in md
+    base[0]["env_transformers"] = base[1]["env_transformers"] = base[2]["env_transformers"] = "5.25.0"  # tg32 alike
+    md = render_comparison(compare_records(run, base), "md", None, False)
+    rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
+    assert all(("5.24.0" in line) == ("pp512" in line) for line in rows) and "Every row" not in md

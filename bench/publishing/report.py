@@ -97,6 +97,12 @@ def _verdict_text(row: dict) -> str:
     return text
 
 
+def _common_software(comparison) -> str | None:
+    """The software note when every row of the comparison has the same one: said once, under the table."""
+    notes = {r.get("software_note") for r in comparison.rows}
+    return notes.pop() if len(notes) == 1 and None not in notes else None
+
+
 def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[str]]]:
     across = comparison.across_devices
     header = (["model", "dtype", "test", "B", "path", "device"] + (["baseline device"] if across else [])
@@ -117,7 +123,8 @@ def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[
                 + (f"; {r['machine_note']}" if r.get("machine_note") else "")
                 + (f"; {r['weights_note']}" if r.get("weights_note") else "")
                 + (f"; {r['cpu_note']}" if r.get("cpu_note") else "")
-                + (f"; {r['software_note']}" if r.get("software_note") else ""), floor]
+                + (f"; {r['software_note']}" if r.get("software_note") and not _common_software(comparison)
+                   else ""), floor]
         if with_gate:
             note = r.get("gate_note") or ""
             row.append(note if r["gate"] == "too noisy" and note.startswith("too noisy") else
@@ -142,6 +149,8 @@ def comparison_notes(comparison, threshold) -> list[str]:
         notes.append(f"Gate: FAIL when the interval lies entirely below {threshold} and the noise floor is "
                      f"below {1 - threshold:.3g}, or when every trial failed or one failed the correctness gate; "
                      f"otherwise too noisy to gate at {threshold} on this machine.")
+    if common := _common_software(comparison):
+        notes.append(f"Every row: {common}.")
     return notes + comparison.account_lines()
 
 
