@@ -107,6 +107,7 @@ class SuiteState:
             return self.selftests[key]
         self.release()  # the self-test loads its own copies
         status, text = suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case))
+        self.release()  # what the self-test's copies left
         if status != "error":
             self.selftests[key] = (status, text)
         return status, text
@@ -142,9 +143,14 @@ class SuiteState:
         return handle
 
     def release(self):
+        from bench.judging.correctness import release_host_memory
+
         if self.loaded:
             self.loaded[1].close(self.loaded[2])
             self.loaded = None
+        # A CPU case's peak memory is the process's resident set: memory the allocator kept from an
+        # earlier model (another backend's, the self-test's) would count in the next case's peak.
+        release_host_memory()
 
 
 def pytest_configure(config):

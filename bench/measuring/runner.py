@@ -154,8 +154,11 @@ class CaseRun:
         return w.batch * (w.prompt_tokens if w.kind == "prefill" else w.gen_tokens)
 
     def close(self) -> None:
+        from bench.judging.correctness import release_host_memory
+
         self.backend.close(self.handle)
         self.handle = self.prompt = None
+        release_host_memory()  # so that the next case's resident-set peak does not hold this one's model
 
 
 # Device events are used when they agree with the host stamps: the host sees each token a little
