@@ -402,3 +402,18 @@ def test_the_environment_shows_every_version_a_device_column_pools():
     assert "transformers 5.24.0 / 5.23.0" in env
     assert "run 2026-12-01T10:00:00+00:00 to 2026-12-02T10:00:00+00:00" in env
     assert env.count("torch ") == 1  # one release of torch: said once
+
+
+def test_cpu_runs_at_another_thread_count_are_another_case_not_pooled():
+    """OMP_NUM_THREADS=1 and torch's default of one thread per core are two configurations: pooled,
+    their cell would be neither's figure. Runs at the default keep the plain path (old baselines match)."""
+    cpu = dict(backend="cpu", backend_kind="cpu", device="Xeon", env_runtime="torch 2.13.0+cpu", env_cpu_cores=2)
+    default = make_record(**cpu, env_torch_threads=2, tpot_s=0.05)
+    one = make_record(**cpu, env_torch_threads=1, tpot_s=0.09, seed=1)
+    table = tables.build([default, one], metrics=("headline",))
+    assert [c[4] for c in table.cases] == ["eager", "eager, 1 thread"]
+    llama = make_record(**{**cpu, "backend": "llamacpp", "env_runtime": "llama.cpp cpu"}, env_torch_threads=1,
+                        exec_path="ggml cpu, 1 threads, fp16 KV")
+    assert tables.build([llama], metrics=("headline",)).cases[0][4] == "ggml cpu, 1 threads, fp16 KV"
+    gpu = make_record(env_torch_threads=4)  # a GPU case: the host's threads are not its configuration
+    assert tables.build([gpu], metrics=("headline",)).cases[0][4] == "eager"

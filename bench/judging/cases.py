@@ -46,9 +46,17 @@ def device_key(rec: dict) -> str:
 
 def path_key(rec: dict) -> str:
     """How the case ran, as identity: its execution path, and its parallel layout when split
-    ("eager tp2"): a split run is never pooled with one on a single device."""
+    ("eager tp2"): a split run is never pooled with one on a single device. On the CPU, torch's
+    thread count too when it is not torch's default of one per core (OMP_NUM_THREADS=1, torchrun's
+    ranks): "eager, 1 thread" is other work than "eager", and runs at the default keep their name.
+    An engine that names its threads in its path (llama.cpp) is left as it is."""
     path, layout = rec.get("exec_path") or "eager", rec.get("parallel")
-    return path if layout in (None, "", "none") else f"{path} {layout}"
+    key = path if layout in (None, "", "none") else f"{path} {layout}"
+    threads, cores = rec.get("env_torch_threads"), rec.get("env_cpu_cores")
+    if (rec.get("backend_kind") == "cpu" and str(rec.get("env_runtime") or "").startswith("torch")
+            and threads and cores and threads != cores and "thread" not in path):
+        key += f", {threads} thread{'s' if threads != 1 else ''}"
+    return key
 
 
 def identity(rec: dict, across_devices: bool = False) -> tuple:
