@@ -219,7 +219,7 @@ class Exported:
 
 def export(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None) -> Exported:
     """The GGUF file of `spec`'s seeded weights in `dtype`, from the cache or made now."""
-    from models.build import build_random, parse_dtype
+    from models.build import build_random, parse_dtype, refuse_host_build
 
     if spec.family not in ARCH:
         raise UsageError(f"the llama.cpp adapter runs the {', '.join(ARCH)} families; "
@@ -234,6 +234,7 @@ def export(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None) ->
     if path.is_file():
         return Exported(path, dtype, time.perf_counter() - start, True)
     if dtype in FLOAT_TYPES:
+        refuse_host_build(spec, dtype, layers, "exporting its GGUF file")
         built = build_random(spec, parse_dtype("fp32" if dtype == "fp32" else "bf16" if dtype == "bf16" else "fp16"),
                              "cpu", seed=seed, layers=layers)
         tmp = path.with_suffix(".part")

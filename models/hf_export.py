@@ -31,7 +31,7 @@ def _key(spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> str:
 
 def export_dir(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None) -> Path:
     """The model directory of `spec`'s seeded weights in `dtype`, from the cache or made now."""
-    from models.build import build_random, parse_dtype
+    from models.build import build_random, parse_dtype, refuse_host_build
     from models.gguf_export import cache_dir
 
     root = cache_dir().parent / "hf"
@@ -42,6 +42,7 @@ def export_dir(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None
         return final
     tmp = final.with_name(final.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
+    refuse_host_build(spec, dtype, layers, "exporting its model directory")
     built = build_random(spec, parse_dtype(dtype), "cpu", seed=seed, layers=layers)
     built.module.save_pretrained(tmp, safe_serialization=True)
     if spec.vocab >= REAL_VOCAB:

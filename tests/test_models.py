@@ -230,3 +230,24 @@ def test_local_weights_in_the_published_per_expert_layout_load_into_the_fused_ex
     save_file(weights, str(partial / "model.safetensors"))
     with pytest.raises(UsageError, match="tensors missing, first 'model.layers.1.mlp.experts.gate_up_proj'"):
         load_local(spec, partial, torch.float32)
+
+
+def test_an_exporter_refuses_a_model_the_host_cannot_hold_before_building_it(tmp_path, monkeypatch):
+    """qwen3-32b's GGUF export on this 24 GiB machine built 61 GiB of bf16 weights on the host: the
+    kernel killed the whole run, every backend's results with it. Now it is refused, with the sizes."""
+    import collections
+
+    import psutil
+
+    from models import build, gguf_export, hf_export
+
+    monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: collections.namedtuple("vm", "total")(2**30))
+    monkeypatch.setattr(build, "build_random", lambda *a, **k: pytest.fail("built a model that cannot fit"))
+    with pytest.raises(MemoryError, match=r"qwen3-0.6b: exporting its GGUF file builds its bf16 weights on the "
+                                          r"host first: 1.1 GiB, more than 90% of this host's 1.0 GiB"):
+        gguf_export.export(get_model("qwen3-0.6b"), "q4_0", seed=0)  # quantised from the bf16 file it would build
+    with pytest.raises(MemoryError, match="exporting its model directory"):
+        hf_export.export_dir(get_model("qwen3-0.6b"), "bf16", seed=0)
+    build.refuse_host_build(get_model("tiny-qwen3"), "fp32", None, "exporting")  # a model that fits: nothing said
+    build.refuse_host_build(get_model("qwen3-0.6b"), "bf16", 2, "exporting")  # a depth-reduced copy: its caller's
