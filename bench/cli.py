@@ -461,12 +461,20 @@ def cmd_selftest(args) -> int:
 def cmd_build(args) -> int:
     import torch
 
-    from models.build import build_random, parse_dtype
+    from models.build import build_random, parse_dtype, refuse_host_build
     from models.zoo import get_model
 
     spec = get_model(args.model)
     dtype = parse_dtype(args.dtype)
     torch.empty(1, device=args.device)  # start the device runtime outside the timed build
+    device = torch.device(args.device)
+    memory = torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else None
+    if device.type in ("cpu", "cuda"):  # weights that cannot fit: one line, not the OOM killer
+        try:
+            refuse_host_build(spec, args.dtype, None, "`chipbench build`", memory, "this host" if memory is None
+                              else torch.cuda.get_device_name(device))
+        except MemoryError as e:
+            raise UsageError(str(e)) from None
     rss_before = _peak_rss_bytes()
     built = build_random(spec, dtype, args.device, seed=args.seed)
     rss_peak = _peak_rss_bytes()

@@ -185,22 +185,24 @@ def fill_random_(model: torch.nn.Module, seed: int, threads: int | None = None) 
 HOST_MARGIN = 0.9  # of the host's memory a model built on it may take (as bench.measuring.distributed.FIT_MARGIN)
 
 
-def refuse_host_build(spec: ModelSpec, dtype: str, layers: int | None, purpose: str) -> None:
+def refuse_host_build(spec: ModelSpec, dtype: str, layers: int | None, purpose: str,
+                      memory_bytes: int | None = None, where: str = "this host") -> None:
     """An exporter builds the whole model on the host before writing it (a GGUF file, a model
     directory): a model that cannot fit the host's memory is refused before anything is allocated,
     since the kernel's OOM killer would take the whole run with it, every other case's results too.
-    Depth-reduced copies (`layers`) are sized by their callers."""
+    `memory_bytes` / `where`: another device's memory instead of the host's. Depth-reduced copies
+    (`layers`) are sized by their callers."""
     import psutil
 
     from models.counts import facts
 
     if layers is not None:
         return
-    need, host = facts(spec).weight_bytes(dtype), psutil.virtual_memory().total
-    if need > HOST_MARGIN * host:
+    need, memory = facts(spec).weight_bytes(dtype), memory_bytes or psutil.virtual_memory().total
+    if need > HOST_MARGIN * memory:
         gib = 2**30
-        raise MemoryError(f"{spec.name}: {purpose} builds its {dtype} weights on the host first: {need / gib:.1f} GiB, "
-                          f"more than {HOST_MARGIN:.0%} of this host's {host / gib:.1f} GiB of memory")
+        raise MemoryError(f"{spec.name}: {purpose} needs its {dtype} weights on {'the host' if where == 'this host' else where}: "
+                          f"{need / gib:.1f} GiB, more than {HOST_MARGIN:.0%} of {where}'s {memory / gib:.1f} GiB of memory")
 
 
 def build_random(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu",

@@ -168,3 +168,10 @@ def test_the_pytest_plugin_and_the_record_commands_do_not_import_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == "[]"
+
+
+def test_build_refuses_a_model_the_host_cannot_hold_in_one_line(capsys):
+    """qwen3-32b on this 24 GiB machine was OOM-killed mid-build; 438 GiB of qwen3-235b-a22b fits no CI host."""
+    res = chipbench_here(capsys, "build", "qwen3-235b-a22b")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "qwen3-235b-a22b: `chipbench build` needs its bf16 weights on the host: 437.9 GiB, more than 90%" in res.stderr

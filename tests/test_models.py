@@ -244,8 +244,8 @@ def test_an_exporter_refuses_a_model_the_host_cannot_hold_before_building_it(tmp
     monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path))
     monkeypatch.setattr(psutil, "virtual_memory", lambda: collections.namedtuple("vm", "total")(2**30))
     monkeypatch.setattr(build, "build_random", lambda *a, **k: pytest.fail("built a model that cannot fit"))
-    with pytest.raises(MemoryError, match=r"qwen3-0.6b: exporting its GGUF file builds its bf16 weights on the "
-                                          r"host first: 1.1 GiB, more than 90% of this host's 1.0 GiB"):
+    with pytest.raises(MemoryError, match=r"qwen3-0.6b: exporting its GGUF file needs its bf16 weights on the "
+                                          r"host: 1.1 GiB, more than 90% of this host's 1.0 GiB of memory"):
         gguf_export.export(get_model("qwen3-0.6b"), "q4_0", seed=0)  # quantised from the bf16 file it would build
     with pytest.raises(MemoryError, match="exporting its model directory"):
         hf_export.export_dir(get_model("qwen3-0.6b"), "bf16", seed=0)
