@@ -103,7 +103,7 @@ class LlamaCppBackend:
     @property
     def exec_path(self) -> str:
         """How llama.cpp runs here: its ggml graph on the CPU's threads, or offloaded to a GPU."""
-        return "ggml gpu offload" if gpu_offload() else f"ggml cpu, {threads()} threads"
+        return "ggml gpu offload" if gpu_offload() else f"ggml cpu, {threads()} thread{'s' if threads() != 1 else ''}"
 
     def probe(self) -> Probe:
         missing = [m for m in ("llama_cpp", "gguf") if importlib.util.find_spec(m) is None]

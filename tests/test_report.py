@@ -413,7 +413,7 @@ def test_cpu_runs_at_another_thread_count_are_another_case_not_pooled():
     table = tables.build([default, one], metrics=("headline",))
     assert [c[4] for c in table.cases] == ["eager", "eager, 1 thread"]
     llama = make_record(**{**cpu, "backend": "llamacpp", "env_runtime": "llama.cpp cpu"}, env_torch_threads=1,
-                        exec_path="ggml cpu, 1 threads, fp16 KV")
-    assert tables.build([llama], metrics=("headline",)).cases[0][4] == "ggml cpu, 1 threads, fp16 KV"
+                        exec_path="ggml cpu, 1 thread, fp16 KV")
+    assert tables.build([llama], metrics=("headline",)).cases[0][4] == "ggml cpu, 1 thread, fp16 KV"
     gpu = make_record(env_torch_threads=4)  # a GPU case: the host's threads are not its configuration
     assert tables.build([gpu], metrics=("headline",)).cases[0][4] == "eager"
