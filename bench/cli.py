@@ -345,7 +345,7 @@ def cmd_merge(args) -> int:
 def noise_rows(records: list[dict]) -> list[dict]:
     """Per case: trials, the headline statistic, its spread between trials and the noise floor."""
     from bench.judging import cases
-    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, bound_by, device_rate, resolve_metric
+    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, SOFTWARE, bound_by, device_rate, resolve_metric
 
     rows = []
     for key, recs in cases.group(records).items():
@@ -370,6 +370,9 @@ def noise_rows(records: list[dict]) -> list[dict]:
         rows[-1]["machine moved"] = bool(seen) and max(seen) > MACHINE_MOVED * min(seen)
         isas = {r.get("env_device_isa") for r in good if r.get("backend_kind") == "cpu" and r.get("env_device_isa") is not None}
         rows[-1]["cpus"] = len(isas) or "-"  # CPUs of this name by their matmul extensions: over 1, other machines
+        mixed = [f"{label} x{n}" for label, key in SOFTWARE
+                 if (n := len({str(r[key]) for r in good if r.get(key) is not None})) > 1]
+        rows[-1]["software"] = ", ".join(mixed) or "one"  # versions pooled: their spread is not noise alone
     return rows
 
 
@@ -403,6 +406,12 @@ def cmd_baseline(args) -> int:
         print(f"{len(mixed)} case(s) pool trials from CPUs of one name that reported other matmul extensions "
               "(env_device_isa; cpus): other machines, whose spread is not this machine's noise; make the baseline "
               "from runs on one of them", file=sys.stderr)
+    versions = [r for r in rows if r.get("software") not in (None, "one")]
+    if versions:
+        print(f"{len(versions)} case(s) pool trials made with other software (software: "
+              f"{'; '.join(sorted({r['software'] for r in versions}))}): their noise floor includes what the versions "
+              "change, so a gate against them is looser than one release's noise; make the baseline from one",
+              file=sys.stderr)
     wrong = [r for r in rows if r.get("wrong")]
     if wrong:
         print(f"{len(wrong)} case(s) with a trial that failed the correctness gate: compare finds no baseline for "

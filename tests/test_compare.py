@@ -300,7 +300,24 @@ def test_a_baseline_pooled_from_cpus_with_other_matmul_extensions_says_so(tmp_pa
     assert main(["baseline", str(tmp_path / "runs.jsonl")]) == 0
     out, err = capsys.readouterr()
     assert "1 case(s) pool trials from CPUs of one name that reported other matmul extensions" in err
-    assert out.splitlines()[0].split()[-1] == "cpus" and out.splitlines()[1].split()[-1] == "2"
+    assert out.splitlines()[0].split()[-2:] == ["cpus", "software"] and out.splitlines()[1].split()[-2:] == ["2", "one"]
+
+
+def test_a_baseline_pooled_from_two_software_versions_says_so(tmp_path, capsys):
+    """A baseline is one configuration's noise: trials of two transformers releases pool the releases'
+    difference into its noise floor, and the gate against it is looser than it looks."""
+    from bench.cli import main
+    from bench.publishing.record import RecordWriter
+
+    recs = make_trials(3, tpot_s=0.02, seed=1, env_transformers="5.24.0")
+    recs[2]["env_transformers"] = "5.25.0"
+    writer = RecordWriter(tmp_path / "runs.jsonl")
+    for rec in recs:
+        writer.write(rec)
+    assert main(["baseline", str(tmp_path / "runs.jsonl")]) == 0
+    out, err = capsys.readouterr()
+    assert "1 case(s) pool trials made with other software (software: transformers x2)" in err
+    assert out.splitlines()[1].split()[-2:] == ["transformers", "x2"]
 
 
 def test_a_baseline_reads_the_rate_measured_right_after_each_case(tmp_path, capsys):
