@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Verifies the CUDA paths on a lent GPU machine (not run by CI, which has no GPU).
 # Usage there: bash .ci/device-check.sh [SECTION ...]; with none, every section runs.
-# Sections: tests cudatests selftest build suite overhead models issue9 issue9b. First, here: bash
+# Sections: tests cudatests selftest build suite overhead models issue9 issue9b lease. First, here: bash
 # .ci/device-wheels.sh, then run it with carry [".whl"]. Logs and records go to
 # $OUT (or ./device-out).
 set -uo pipefail
@@ -33,6 +33,20 @@ issue9b()   { timeout 300 chipbench run --backend cuda --model qwen3-8b --worklo
                 --mode compiled,eager --rounds 3 --no-check --out "$OUT/issue9b.jsonl" 2>&1 | quiet
               timeout 200 chipbench ab --backend cuda --model qwen3-0.6b --workload tg128 --a mode=eager \
                 --b mode=compiled --pairs 3 --no-check --out "$OUT/issue9-ab.jsonl" 2>&1 | quiet; }
+# lease: issue 9 in one call of a 15-minute lease (LEASE_S seconds of work, default 540, for a
+# timeout_s of 590), most important first, each step capped by the time left so a slow compile
+# cannot take the rest: qwen3-8b batch-1 decode eager vs compiled with the gate (the 70% MBU
+# target), qwen3-0.6b's grid, the CUDA tests, then qwen3-8b batch 16 if time is left.
+lease()     { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t
+              cap() { local l=$(( end - $(date +%s) )); (( l > $1 )) && l=$1; (( l >= 45 )) && echo $l; }
+              t=$(cap 260) && timeout $t chipbench run --backend cuda --model qwen3-8b --workload tg128 --batch 1 \
+                --mode compiled,eager --rounds 5 --out "$OUT/issue9.jsonl" 2>&1 | quiet
+              step "grid"; t=$(cap 150) && timeout $t chipbench run --backend cuda --model qwen3-0.6b --workload pp512,tg128 \
+                --batch 1,16 --mode compiled,eager --rounds 3 --no-check --out "$OUT/issue9.jsonl" 2>&1 | quiet
+              step "cudatests"; t=$(cap 170) && timeout $t python3 -m pytest tests/test_cuda.py -v -p no:cacheprovider -rfE 2>&1
+              step "qwen3-8b batch 16"; t=$(cap 200) && timeout $t chipbench run --backend cuda --model qwen3-8b \
+                --workload tg128,pp512 --batch 16 --mode compiled,eager --rounds 3 --no-check --out "$OUT/issue9b.jsonl" 2>&1 | quiet
+              nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw,clocks_throttle_reasons.active --format=csv; }
 models()    { chipbench run --backend cuda --model qwen3-30b-a3b,qwen3.5-9b --workload pp512,tg128 \
                 --rounds 3 --out "$OUT/runs.jsonl" 2>&1 | quiet; }
 

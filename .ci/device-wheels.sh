@@ -6,7 +6,8 @@
 # Versions: the ones this project is tested with. Usage: bash .ci/device-wheels.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
+mkdir -p "$(git rev-parse --git-dir)/info"
+grep -qx '/.whl/' "$(git rev-parse --git-dir)/info/exclude" 2>/dev/null || echo /.whl/ >> "$(git rev-parse --git-dir)/info/exclude"
 platforms=()
 for n in 2_28 2_27 2_17 2014 1; do
   case $n in 2014|1) platforms+=(--platform "manylinux${n}_x86_64");; *) platforms+=(--platform "manylinux_${n}_x86_64");; esac
