@@ -54,6 +54,10 @@ class Generation:
     # True when the host queued each step before it waited for the previous step's tokens (the
     # device never idled on the host's round trip); False: host and device in lock step
     ran_ahead: bool = False
+    # Per step, seconds the host spent blocked on the device before it had that step's tokens, when
+    # the device runs asynchronously to the host (None on the CPU, whose ops finish as they are
+    # called): the harness reads the host's own work per step from it (runner.host_step)
+    host_waits_s: list[float] | None = None
 
 
 @runtime_checkable

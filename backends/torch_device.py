@@ -210,17 +210,19 @@ class TorchBackend:
                 events.append(self.ops.event())
                 events[-1].record()
         ahead = self.runs_ahead(handle.exec_path)
+        waits = [] if self.ops.event is not None else None  # an asynchronous device: its waits tell host from device
         if handle.exec_path == "compiled":
             steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token, mark,
-                                               fence=self.ops.event if ahead else None)
+                                               fence=self.ops.event if ahead else None, waits=waits)
         else:
-            steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token, mark)
+            steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token, mark, waits=waits)
         device_times = None
         if events:
             events[-1].synchronize()  # one wait at the end: every event has happened by then
             device_times = [start.elapsed_time(e) / 1e3 for e in events]  # elapsed_time is in ms
         return Generation(tokens=steps, peak_mem_bytes=self.ops.peak_memory_bytes(),
-                          peak_mem_kind=self.ops.peak_memory_kind, device_times_s=device_times, ran_ahead=ahead)
+                          peak_mem_kind=self.ops.peak_memory_kind, device_times_s=device_times, ran_ahead=ahead,
+                          host_waits_s=waits)
 
     def synchronize(self) -> None:
         self.ops.synchronize()

@@ -61,9 +61,9 @@ def decode_one_token(model, token: torch.Tensor, cache):
 
 @torch.inference_mode()
 def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallback, mark=None,
-             fence=None) -> list[list[int]]:
+             fence=None, waits: list | None = None) -> list[list[int]]:
     """`mark()`, when given, is called once a step's tokens are queued on the device, before the copy
-    to the host (the adapter records a device event there). `fence`: see run_steps."""
+    to the host (the adapter records a device event there). `fence`, `waits`: see run_steps."""
     state = {}
 
     def first():
@@ -71,10 +71,11 @@ def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallba
         return token
 
     return run_steps(first, lambda token, i: decode_one_token(model, token, state["cache"]),
-                     new_tokens, on_token, mark, fence)
+                     new_tokens, on_token, mark, fence, waits)
 
 
-def run_steps(first, step, new_tokens: int, on_token: TokenCallback, mark=None, fence=None) -> list[list[int]]:
+def run_steps(first, step, new_tokens: int, on_token: TokenCallback, mark=None, fence=None,
+              waits: list | None = None) -> list[list[int]]:
     """The generation loop: `first()` queues the prefill and returns its tokens [batch] (on the
     device), `step(token, i)` queues decode step i on the last tokens and returns the next ones.
     Every step's tokens reach `on_token` as host ints, in order, once they exist.
@@ -84,9 +85,23 @@ def run_steps(first, step, new_tokens: int, on_token: TokenCallback, mark=None, 
     With `fence` (a factory of the device's stream events) the loop runs one step ahead: it queues
     step i+1, then waits for token i (copied to pinned host memory in stream order, behind a
     fence), so the device never idles while the host takes delivery, stamps the clock and launches
-    the next step: the device is measured, not the round trip to the host."""
+    the next step: the device is measured, not the round trip to the host.
+
+    `waits`, when given, gets the seconds the host spent blocked on the device before each step's
+    tokens were in its hands, in step order: on an asynchronous device, a step's time less its
+    wait is the host's own work (queueing, taking delivery); a step with no wait had a device that
+    was waiting for the host."""
     mark = mark or (lambda: None)
     steps: list[list[int]] = []
+    clock = time.perf_counter
+
+    def take(get, *args) -> list[int]:
+        if waits is None:
+            return get(*args)
+        t = clock()
+        host = get(*args)
+        waits.append(clock() - t)
+        return host
 
     def deliver(host: list[int]) -> None:
         on_token(host)
@@ -95,20 +110,20 @@ def run_steps(first, step, new_tokens: int, on_token: TokenCallback, mark=None, 
     token = first()
     mark()
     if fence is None:
-        deliver(token.tolist())  # device -> host copy: blocks until the token exists
+        deliver(take(token.tolist))  # device -> host copy: blocks until the token exists
         for i in range(new_tokens - 1):
             token = step(token, i)
             mark()
-            deliver(token.tolist())
+            deliver(take(token.tolist))
         return steps
     pending = _copy_to_host(token, fence)
     for i in range(new_tokens - 1):
         token = step(token, i)  # queued behind the previous step; its input never leaves the device
         mark()
         ready = _copy_to_host(token, fence)
-        deliver(_wait(pending))  # token i: the device is already working on step i+1
+        deliver(take(_wait, pending))  # token i: the device is already working on step i+1
         pending = ready
-    deliver(_wait(pending))
+    deliver(take(_wait, pending))
     return steps
 
 
@@ -280,12 +295,12 @@ def _position(dec: StaticDecoder, pos: int, device) -> torch.Tensor:
 
 @torch.inference_mode()
 def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
-                    on_token: TokenCallback, mark=None, fence=None) -> list[list[int]]:
+                    on_token: TokenCallback, mark=None, fence=None, waits: list | None = None) -> list[list[int]]:
     n = prompt.shape[1]
     graphs = compile_counters()[0]
     steps = run_steps(lambda: _static_prefill(dec.model, dec.cache, prompt).argmax(dim=-1),
                       lambda token, i: dec.step(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1),
-                      new_tokens, on_token, mark, fence)
+                      new_tokens, on_token, mark, fence, waits)
     dec.recompiles += compile_counters()[0] - graphs
     return steps
 

@@ -77,6 +77,8 @@ def test_a_cuda_case_records_device_facts_and_memory(cuda):
     # CUDA events time the tokens, and agree with the host stamps
     assert rec["timing_method"].startswith("device events"), rec["timing_method"]
     assert rec["clock_disagreement_s"] < 1e-3
+    # the device runs asynchronously to the host: the host's own share of each step is measured
+    assert rec["host_step_s"] > 0 and 0 < rec["host_busy_frac"] <= 1 and rec["host_bound"] is not None
 
 
 @pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-next"])

@@ -256,6 +256,68 @@ def test_with_stream_events_the_loop_queues_the_next_step_before_taking_a_token(
     assert log == ["prefill", "token [1, 2]", "step 0", "token [2, 3]", "step 1", "token [3, 4]"]
 
 
+class SlowDevice(HostEvent):
+    """A device that is still working when the host comes for each step's tokens: waiting on its
+    event takes 20 ms, where the host's own work per step is a fraction of a millisecond."""
+
+    def synchronize(self):
+        import time
+
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("fence,host_s,bound", [(SlowDevice, 0.0, False), (HostEvent, 0.01, True), (None, 0.01, True)])
+def test_the_loop_tells_a_device_that_waits_for_the_host_from_one_the_host_waits_for(fence, host_s, bound):
+    import time
+
+    import torch
+
+    from backends import torch_loop
+    from bench.measuring.runner import HOST_BOUND_FRAC, host_step
+
+    def step(token, i):
+        time.sleep(host_s)  # the host's own work: launching the step
+        return token + 1
+
+    stamps, waits = [], []
+    torch_loop.run_steps(lambda: torch.tensor([1]), step, 6, lambda t: stamps.append(time.perf_counter()),
+                         fence=fence, waits=waits)
+    assert len(waits) == 6 and all(w >= 0 for w in waits)
+    own, busy = host_step(tuple(stamps), waits)
+    assert (busy >= HOST_BOUND_FRAC) is bound, (own, busy, waits)
+    if not bound:  # the host's work per step is what is left of the 20 ms steps once the waits are out
+        assert own < 0.005 and busy < 0.25
+
+
+def test_the_host_share_of_a_step_is_recomputed_from_stamps_and_waits():
+    from bench.measuring.runner import host_step
+
+    assert host_step((0.0, 1.0, 2.0, 3.0), [0.5, 0.9, 0.9, 0.9]) == pytest.approx((0.1, 0.1))
+    assert host_step((0.0, 1.0, 2.0), [0.5, 0.0, 0.0]) == pytest.approx((1.0, 1.0))  # the device waited
+    assert host_step((0.0, 1.0), [0.0, 5.0]) == (0.0, 0.0)  # a wait longer than the span: no negative work
+    assert host_step((0.0,), [0.1]) == (None, None) and host_step((0.0, 1.0), None) == (None, None)
+    assert host_step((0.0, 1.0), [0.1]) == (None, None)  # waits that do not match the steps say nothing
+
+
+def test_records_say_when_the_device_waited_for_the_host(cpu):
+    """On the CPU with stand-in stream events the host runs every op itself, so the device it stands
+    for never waits: host-bound, said in the record and the summary; the plain CPU adapter, whose
+    ops finish as they are called, measures nothing (not 'host-bound')."""
+    from dataclasses import replace
+
+    from backends.torch_device import TorchBackend
+    from bench.publishing.report import summary_rows
+
+    events = TorchBackend("cpu-events", replace(cpu.ops, event=HostEvent))
+    rec = run_case(events, case(workload="pp8+tg6", backend="cpu-events", rounds=2), check=False)
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["host_bound"] is True and rec["host_busy_frac"] >= 0.95 and rec["host_step_s"] > 0
+    assert "host-bound: the host's own work filled" in summary_rows([rec])[0]["note"]
+    plain = run_case(cpu, case(workload="pp8+tg6", rounds=2), check=False)
+    assert (plain["host_step_s"], plain["host_busy_frac"], plain["host_bound"]) == (None, None, None)
+    assert "host-bound" not in summary_rows([plain])[0]["note"]
+
+
 @pytest.mark.parametrize("mode", ["eager", "compiled"])
 def test_the_one_step_ahead_loop_gives_the_lock_step_tokens_and_agreeing_clocks(cpu, mode):
     from dataclasses import replace

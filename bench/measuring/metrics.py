@@ -52,6 +52,10 @@ class Round:
     peak_mem_kind: str | None = None
     timing_method: str = "host"  # host | device events
     clock_disagreement_s: float | None = None  # device events: spread of (host stamp - device time)
+    # an asynchronous device: the host's own work per decode step (its waits on the device left out),
+    # and the share of the decode span it filled (near 1: the device waited for the host)
+    host_step_s: float | None = None
+    host_busy_frac: float | None = None
 
 
 def round_metrics(r: Round, w: Workload) -> dict[str, float | None]:

@@ -9,6 +9,7 @@ that returns the wrong number of tokens) becomes a failed record; the suite goes
 from __future__ import annotations
 
 import math
+import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -133,14 +134,15 @@ class CaseRun:
                 f"backend {self.backend.name!r} produced {len(stamps)} token steps, the workload "
                 f"asked for exactly {w.gen_tokens} (EOS must be ignored)")
         host = tuple(t - start for t in stamps)
-        r = Round(host, gen.peak_mem_bytes, gen.peak_mem_kind)
+        step_s, busy = host_step(host, getattr(gen, "host_waits_s", None))
+        r = Round(host, gen.peak_mem_bytes, gen.peak_mem_kind, host_step_s=step_s, host_busy_frac=busy)
         device = getattr(gen, "device_times_s", None)
         if device:
             agree, spread = clocks_agree(host, device)
             self.clock_notes.add(None if agree else f"device events disagreed with the host stamps by "
                                  f"{spread * 1e3:.2f} ms: host stamps used")
             r = Round(tuple(device) if agree else host, gen.peak_mem_bytes, gen.peak_mem_kind,
-                      "device events" if agree else "host", spread)
+                      "device events" if agree else "host", spread, step_s, busy)
         if getattr(gen, "ran_ahead", False):
             self.clock_notes.add("the host queued each step before it waited for the previous step's tokens")
         self.rounds_done.append(r)
@@ -175,6 +177,36 @@ def clocks_agree(host: tuple[float, ...], device: list[float]) -> tuple[bool, fl
     lags = [h - d for h, d in zip(host, device)]
     spread = max(lags) - min(lags)
     return (min(lags) >= -CLOCK_SPREAD_S and spread <= max(CLOCK_SPREAD_S, CLOCK_SPREAD_FRACTION * host[-1])), spread
+
+
+# A decode whose host was busy for this share of every step or more had a device that waited for
+# the host: its speed is the host's (launching kernels, taking delivery), not the chip's.
+HOST_BOUND_FRAC = 0.95
+
+
+def host_step(stamps: tuple[float, ...], waits: list[float] | None) -> tuple[float | None, float | None]:
+    """The host's own work per decode step and the share of the decode span it filled, from the
+    host stamps and the host's waits on an asynchronous device (Generation.host_waits_s): each
+    interval between two stamps is the host's work plus its wait for the device, so where the
+    waits vanish the device was idle, waiting for the host. (None, None) without waits or decode
+    steps."""
+    n = len(stamps)
+    if not waits or len(waits) != n or n < 2 or stamps[-1] <= stamps[0]:
+        return None, None
+    span = stamps[-1] - stamps[0]
+    own = min(span, max(0.0, span - sum(waits[1:])))
+    return own / (n - 1), own / span
+
+
+def host_fields(timed: list[Round]) -> dict:
+    """host_step_s (median over the rounds) and host_bound: whether the host's own work filled the
+    decode steps (HOST_BOUND_FRAC), so that the device waited for the host; None where unmeasured."""
+    measured = [r for r in timed if r.host_step_s is not None]
+    if not measured:
+        return {"host_step_s": None, "host_busy_frac": None, "host_bound": None}
+    frac = statistics.median(r.host_busy_frac for r in measured)
+    return {"host_step_s": statistics.median(r.host_step_s for r in measured), "host_busy_frac": frac,
+            "host_bound": frac >= HOST_BOUND_FRAC}
 
 
 def timing_fields(timed: list[Round], notes: set) -> dict:
@@ -371,6 +403,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         rec["peak_mem_bytes"] = distributed.total(rec["peak_mem_bytes"])
     rec["rounds"] = len(timed)  # what ran: more than asked for in sustained mode
     rec.update(timing_fields(timed, run.clock_notes))
+    rec.update(host_fields(timed))
     if rec["peak_mem_bytes"] and rec.get("expected_mem_bytes"):
         rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
     add_roofline(rec, ceilings, chip, beside_ceilings(run.backend, case.dtype))

@@ -36,6 +36,11 @@ def summary_rows(records: list[dict]) -> list[dict]:
         throttled = sum(r.get("throttled_rounds") or 0 for r in good)
         if throttled:
             note = (note + "; " if note else "") + f"{throttled} round(s) throttled"
+        bound = [r for r in good if r.get("host_bound")]
+        if bound:  # the device waited for the host: this speed is the host's
+            busy = min(r["host_busy_frac"] for r in bound)
+            note = (note + "; " if note else "") + (f"host-bound: the host's own work filled {busy:.0%} of each step"
+                                                    + (f" in {len(bound)} of {len(good)} trials" if len(bound) < len(good) else ""))
         energy = [r["energy_per_token_j"] for r in good if r.get("energy_per_token_j")]
         rows.append({
             "backend": first.get("backend"),

@@ -176,6 +176,12 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
                       "against the host stamps) or the host clock after each token's copy to the host"),
     "clock_disagreement_s": (Opt(NonNeg), "s", "device events: the largest spread, over a round, of host stamp minus "
                              "device time (a near-constant lag is expected; beyond 1 ms or 5% the host stamps are used)"),
+    "host_step_s": (Opt(NonNeg), "s", "an asynchronous device (CUDA): the host's own work per decode step, its waits on the "
+                    "device left out (median over the rounds; null on the CPU, whose ops finish as they are called)"),
+    "host_busy_frac": (Opt(Annotated[float, Field(ge=0, le=1)]), "fraction", "the share of the decode span the host's own "
+                       "work filled (median over the rounds): near 1, the device waited for the host"),
+    "host_bound": (Opt(bool), "", "host_busy_frac >= 0.95: the device waited for the host, so the decode speed is the "
+                   "host's (launching kernels, taking delivery), not the chip's"),
     "timing_selftest": (Opt(str), "", "the backend's timing self-test, run once per benchmark run before any number is "
                         "reported (bench/measuring/selftest.py): passed, with the work left in flight after the last token"),
     "roofline_flag": (Opt(str), "", "MEASUREMENT ERROR when a utilisation exceeds 100%: such a figure is not a result"),
