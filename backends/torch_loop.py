@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -172,6 +174,7 @@ class StaticDecoder:
     cudagraph_skips: int | None = None  # reduce-overhead: graphs inductor would not capture; None: no CUDA graphs asked
     cudagraph_reasons: list = field(default_factory=list)  # inductor's "skipping cudagraphs due to ..." lines
     recompiles: int = 0  # graphs compiled after the build, while generating (their time was in a round)
+    flags: str | None = None  # inductor settings from the environment that change the code it makes (compile_flags)
 
     def fits(self, batch: int, tokens: int) -> bool:
         return batch == self.batch and tokens <= self.max_len
@@ -182,7 +185,7 @@ class StaticDecoder:
         kernels one by one; a recompile puts compile time into a timed round)."""
         cuda_graphs = None if self.cudagraph_skips is None else ("skipped" if self.cudagraph_skips else "captured")
         return {"compiled_graphs": self.graphs + self.recompiles, "graph_breaks": sum(self.breaks.values()),
-                "cuda_graphs": cuda_graphs}
+                "cuda_graphs": cuda_graphs, "compile_flags": self.flags}
 
     def problems(self) -> str | None:
         """One line on how the compiled step falls short of one whole graph (captured on CUDA), or None."""
@@ -220,6 +223,22 @@ class _SkipLines(logging.Handler):
 
     def emit(self, record) -> None:
         self.lines.append(record.getMessage())
+
+
+# TORCHINDUCTOR_* settings that leave the generated code as it is: caches, logs, the compile's own
+# workers. Any other one (FREEZING, COORDINATE_DESCENT_TUNING, MAX_AUTOTUNE, ...) may change the kernels.
+_NEUTRAL_FLAG = re.compile(r"CACHE|COMPILE_THREADS|WORKER|TRACE|DEBUG|LOG")
+
+
+def inductor_flags(environ=None) -> str | None:
+    """The TORCHINDUCTOR_* environment settings that can change the kernels inductor makes, as
+    "name=value" (lower case, the prefix dropped), comma-separated and sorted; None when there are
+    none. A compiled step built under them is other code than the default's: its path says so
+    (cases.path_key), so that tuned and default compiles are never pooled."""
+    env = os.environ if environ is None else environ
+    pairs = sorted(f"{k[len('TORCHINDUCTOR_'):].lower()}={v}" for k, v in env.items()
+                   if k.startswith("TORCHINDUCTOR_") and not _NEUTRAL_FLAG.search(k))
+    return ", ".join(pairs) or None
 
 
 def compile_mode(device: str) -> str:
@@ -269,7 +288,7 @@ def build_static_decoder(model, batch: int, max_len: int, device: str, synchroni
     new_breaks = {k: n - breaks0.get(k, 0) for k, n in breaks.items() if n > breaks0.get(k, 0)}
     return StaticDecoder(model, cache, compiled, batch, max_len, elapsed, mode, graphs=graphs - graphs0,
                          breaks=new_breaks, cudagraph_skips=skips - skips0 if mode == "reduce-overhead" else None,
-                         cudagraph_reasons=skip_lines.lines)
+                         cudagraph_reasons=skip_lines.lines, flags=inductor_flags())
 
 
 def _cudagraphs_log():

@@ -24,7 +24,8 @@ def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_ca
     # the compile happened before the rounds: no round took as long as compiling
     assert max(rec["e2e_s_samples"]) < rec["compile_time_s"]
     # the whole step is one graph, never recompiled while timed; CPU has no CUDA graphs to capture
-    assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"]) == (1, 0, None)
+    assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"], rec["compile_flags"]) == (1, 0, None, None)
+    assert rec["rerun"].startswith("chipbench run ")  # inductor's defaults: no settings to carry
 
 
 def test_an_eager_case_has_no_compile_facts(cpu):
@@ -97,7 +98,32 @@ def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
     with torch._dynamo.config.patch(recompile_limit=2):
         for n in range(3):
             dec = _decoder(tiny_module, max_len=20 + n)
-    assert dec.facts() == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None} and dec.problems() is None
+    assert dec.facts() == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None, "compile_flags": None}
+    assert dec.problems() is None
+
+
+def test_inductor_settings_from_the_environment_name_the_compiled_path(tiny_module, monkeypatch):
+    """A step compiled under TORCHINDUCTOR_* settings that change its kernels is other code than
+    the default's: the record says which, its path carries them, its rerun sets them again, and a
+    failed trial stays in the same cell. Caches, logs and the compiler's own workers do not count."""
+    from backends.torch_loop import inductor_flags
+    from bench.judging.cases import path_key
+    from bench.measuring.runner import failed_record
+
+    assert inductor_flags({"TORCHINDUCTOR_FREEZING": "1", "TORCHINDUCTOR_CACHE_DIR": "/tmp/x", "TORCH_LOGS": "+dynamo",
+                           "TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1", "TORCHINDUCTOR_COMPILE_THREADS": "1",
+                           "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"}) == "coordinate_descent_tuning=1, freezing=1"
+    assert inductor_flags({"OMP_NUM_THREADS": "1"}) is None
+    monkeypatch.setenv("TORCHINDUCTOR_COORDINATE_DESCENT_TUNING", "1")  # read as the step is built
+    flags = _decoder(tiny_module).facts()["compile_flags"]
+    assert flags == "coordinate_descent_tuning=1"
+    rec = {"exec_path": "compiled", "parallel": "none", "compile_flags": flags}
+    assert path_key(rec) == "compiled, coordinate_descent_tuning=1" and path_key({**rec, "compile_flags": None}) == "compiled"
+    failed = failed_record(Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg4"), mode="compiled"), "boom", {}, {})
+    assert path_key(failed) == "compiled, coordinate_descent_tuning=1"
+    assert failed["rerun"].startswith("TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 chipbench run "), failed["rerun"]
+    eager = failed_record(Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg4")), "boom", {}, {})
+    assert path_key(eager) == "eager" and eager["rerun"].startswith("chipbench run ")
 
 
 def test_the_correctness_gate_checks_the_compiled_path(compiled_case):

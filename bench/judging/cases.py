@@ -49,9 +49,13 @@ def path_key(rec: dict) -> str:
     ("eager tp2"): a split run is never pooled with one on a single device. On the CPU, torch's
     thread count too when it is not torch's default of one per core (OMP_NUM_THREADS=1, torchrun's
     ranks): "eager, 1 thread" is other work than "eager", and runs at the default keep their name.
-    An engine that names its threads in its path (llama.cpp) is left as it is."""
+    An engine that names its threads in its path (llama.cpp) is left as it is. A compiled step
+    built under inductor settings from the environment carries them ("compiled, freezing=1"):
+    tuned and default compiles are other code, never one cell."""
     path, layout = rec.get("exec_path") or "eager", rec.get("parallel")
     key = path if layout in (None, "", "none") else f"{path} {layout}"
+    if rec.get("compile_flags"):
+        key += f", {rec['compile_flags']}"
     threads, cores = rec.get("env_torch_threads"), rec.get("env_cpu_cores")
     if (rec.get("backend_kind") == "cpu" and str(rec.get("env_runtime") or "").startswith("torch")
             and threads and cores and threads != cores and "thread" not in path):

@@ -361,11 +361,12 @@ def shared_ceilings(cache: dict, backend, dtype: str):
     return cache[key]
 
 
-def rerun_command(case: Case) -> str:
+def rerun_command(case: Case, compile_flags: str | None = None) -> str:
     """The command line that runs exactly this case again, one trial: backend, model, dtype,
     workload, batch, mode, warmup, rounds (or the soak), seed and local weights; under torchrun,
-    with the launch's process count. Options that change only how it is judged (--chip, peaks) are
-    left out."""
+    with the launch's process count; the inductor settings a compiled step was built under
+    (`compile_flags`) as the environment they came from. Options that change only how it is judged
+    (--chip, peaks) are left out."""
     import shlex
 
     w = case.workload
@@ -376,7 +377,10 @@ def rerun_command(case: Case) -> str:
     args += ["--weights", case.weights_dir] if case.weights_dir else []
     head = (["torchrun", "--nproc-per-node", str(distributed.world_size()), "-m", "bench.cli"]
             if distributed.is_parallel() else ["chipbench"])
-    return shlex.join(head + args)
+    flags = [f"TORCHINDUCTOR_{kv.split('=', 1)[0].upper()}={kv.split('=', 1)[1]}"
+             for kv in (compile_flags or "").split(", ") if "=" in kv]
+    command = shlex.join(head + args)
+    return f"{shlex.join(flags)} {command}" if flags else command
 
 
 def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None,
@@ -389,7 +393,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         rec["expected_mem_bytes"] += file_bytes - rec["weight_bytes"]
         rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
     compiled = getattr(run.backend, "compile_facts", None)  # read before the gate, which may rebuild the step
-    facts = {"compiled_graphs": None, "graph_breaks": None, "cuda_graphs": None,
+    facts = {"compiled_graphs": None, "graph_breaks": None, "cuda_graphs": None, "compile_flags": None,
              **(compiled(run.handle) if compiled else {})}
     notes = [n for n in (getattr(run.handle, "exec_note", None), facts.pop("note", None)) if n]
     rec.update(status="ok", error=None, weights=run.handle.weights,
@@ -408,7 +412,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
     add_roofline(rec, ceilings, chip, beside_ceilings(run.backend, case.dtype))
     rec.update(host)
-    rec.update(env.provenance(w.seed), rerun=rerun_command(case))
+    rec.update(env.provenance(w.seed), rerun=rerun_command(case, rec.get("compile_flags")))
     return rec
 
 
@@ -489,7 +493,11 @@ def failed_record(case: Case, error: BaseException | str, device: dict, host: di
     rec.update(stack_fields(backend, None, case.mode))
     rec.update(device)
     rec.update(host)
-    rec.update(env.provenance(case.workload.seed), rerun=rerun_command(case))
+    if rec.get("exec_path") == "compiled":  # a failed trial stays in the cell of the compile it tried
+        from backends.torch_loop import inductor_flags
+
+        rec["compile_flags"] = inductor_flags()
+    rec.update(env.provenance(case.workload.seed), rerun=rerun_command(case, rec.get("compile_flags")))
     return rec
 
 

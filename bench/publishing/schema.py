@@ -74,6 +74,9 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "compiled_graphs": (Opt(Count), "graphs", "compiled: graphs torch.compile made of the decode step over the case (1: the "
                         "whole step is one graph; 0: it ran eagerly; more: graph breaks or recompiles); null otherwise"),
     "graph_breaks": (Opt(Count), "", "compiled: graph breaks in the decode step (each one returns to Python mid-step); null otherwise"),
+    "compile_flags": (Opt(str), "", "compiled: the TORCHINDUCTOR_* environment settings the step was built under that can "
+                      "change its kernels (e.g. \"coordinate_descent_tuning=1, freezing=1\"; caches and logs left out); "
+                      "part of the case's path, so tuned and default compiles are never pooled; null: inductor's defaults"),
     "cuda_graphs": (Opt(Literal["captured", "skipped"]), "", "compiled on CUDA (mode reduce-overhead): whether inductor "
                     "captured the step as CUDA graphs or skipped them (kernels then launch one by one); null where none were asked"),
     "engine": (Opt(str), "", "the inference software that ran the model (transformers, llama.cpp, vllm, ...)"),
