@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Verifies the CUDA paths on a lent GPU machine (not run by CI, which has no GPU).
 # Usage there: bash .ci/device-check.sh [SECTION ...]; with none, every section runs.
-# Sections: tests cudatests selftest build suite overhead models issue9 issue9b lease. First, here: bash
+# Sections: tests cudatests selftest build suite overhead models issue9 issue9b lease lease2. First, here: bash
 # .ci/device-wheels.sh, then run it with carry [".whl"]. Logs and records go to
 # $OUT (or ./device-out).
 set -uo pipefail
@@ -47,6 +47,25 @@ lease()     { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t
               step "qwen3-8b batch 16"; t=$(cap 200) && timeout $t chipbench run --backend cuda --model qwen3-8b \
                 --workload tg128,pp512 --batch 16 --mode compiled,eager --rounds 3 --no-check --out "$OUT/issue9b.jsonl" 2>&1 | quiet
               nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu,power.draw,clocks_throttle_reasons.active --format=csv; }
+# lease2: what the 2026-12-04 H200 lease left of issue 9 (results/measurements/2026-12-04-h200-issue9/),
+# most important first, each step capped by the time left: qwen3-8b and qwen3-0.6b batch-1 decode with
+# the host's share of each step now recorded (host_step_s, host_bound: host or device, which sets
+# qwen3-0.6b's 2.09 ms compiled step?), then qwen3-8b compiled under two inductor settings that
+# gpt-fast-style decoders use (coordinate descent tuning; freezing, which concatenates the q/k/v and
+# gate/up projections), each its own path (compile_flags), then qwen3-8b at batch 16.
+lease2()    { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t o="$OUT/lease2.jsonl"
+              cap() { local l=$(( end - $(date +%s) )); (( l > $1 )) && l=$1; (( l >= 45 )) && echo $l; }
+              t=$(cap 170) && timeout $t chipbench run --backend cuda --model qwen3-8b,qwen3-0.6b --workload tg128 \
+                --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              step "coordinate descent tuning"; t=$(cap 130) && TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 timeout $t \
+                chipbench run --backend cuda --model qwen3-8b --workload tg128 --mode compiled --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              step "freezing"; t=$(cap 130) && TORCHINDUCTOR_FREEZING=1 timeout $t \
+                chipbench run --backend cuda --model qwen3-8b --workload tg128 --mode compiled --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              step "qwen3-8b batch 16"; t=$(cap 200) && timeout $t chipbench run --backend cuda --model qwen3-8b \
+                --workload tg128,pp512 --batch 16 --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              python3 -c "import json,sys; [print(r['model'], r['workload'], r['batch'], r['exec_path'], r.get('compile_flags'), r['status'],
+                r.get('tpot_s_median'), r.get('measured_mbu'), r.get('host_step_s'), r.get('host_busy_frac'), r.get('host_bound'))
+                for r in map(json.loads, open(sys.argv[1]))]" "$o"; }
 models()    { chipbench run --backend cuda --model qwen3-30b-a3b,qwen3.5-9b --workload pp512,tg128 \
                 --rounds 3 --out "$OUT/runs.jsonl" 2>&1 | quiet; }
 
