@@ -61,8 +61,11 @@ lease2()    { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t o="$OUT/lease2.js
                 chipbench run --backend cuda --model qwen3-8b --workload tg128 --mode compiled --rounds 3 --no-check --out "$o" 2>&1 | quiet
               step "freezing"; t=$(cap 130) && TORCHINDUCTOR_FREEZING=1 timeout $t \
                 chipbench run --backend cuda --model qwen3-8b --workload tg128 --mode compiled --rounds 3 --no-check --out "$o" 2>&1 | quiet
-              step "qwen3-8b batch 16"; t=$(cap 200) && timeout $t chipbench run --backend cuda --model qwen3-8b \
-                --workload tg128,pp512 --batch 16 --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              step "qwen3-8b batch 16"; t=$(cap 150) && timeout $t chipbench run --backend cuda --model qwen3-8b \
+                --workload tg128 --batch 16 --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              # compiled mode runs the prefill eager (into its static cache): pp512 once, eager
+              step "qwen3-8b pp512"; t=$(cap 90) && timeout $t chipbench run --backend cuda --model qwen3-8b \
+                --workload pp512 --batch 1,16 --rounds 3 --no-check --out "$o" 2>&1 | quiet
               python3 -c "import json,sys; [print(r['model'], r['workload'], r['batch'], r['exec_path'], r.get('compile_flags'), r['status'],
                 r.get('tpot_s_median'), r.get('measured_mbu'), r.get('host_step_s'), r.get('host_busy_frac'), r.get('host_bound'))
                 for r in map(json.loads, open(sys.argv[1]))]" "$o"; }
