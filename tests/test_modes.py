@@ -28,6 +28,14 @@ def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_ca
     assert rec["rerun"].startswith("chipbench run ")  # inductor's defaults: no settings to carry
 
 
+def test_a_compiled_prefill_test_says_its_prefill_ran_eager(cpu):
+    """Compiled mode compiles the decode step; a ppN test has none to time, so its 'compiled' figure
+    is the eager prefill into the static cache: the record says so, not just 'compiled'."""
+    rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8"), rounds=1, mode="compiled"), check=False)
+    assert rec["status"] == "ok" and rec["exec_path"] == "compiled", rec.get("error")
+    assert rec["exec_note"] == "compiled mode compiles the decode step: this prefill test ran eager, into the static cache"
+
+
 def test_an_eager_case_has_no_compile_facts(cpu):
     rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1), check=False)
     assert rec["status"] == "ok", rec.get("error")

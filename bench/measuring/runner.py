@@ -396,6 +396,8 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     facts = {"compiled_graphs": None, "graph_breaks": None, "cuda_graphs": None, "compile_flags": None,
              **(compiled(run.handle) if compiled else {})}
     notes = [n for n in (getattr(run.handle, "exec_note", None), facts.pop("note", None)) if n]
+    if w.kind == "prefill" and facts.get("compiled_graphs") is not None:  # what a ppN test timed of compiled mode
+        notes.append("compiled mode compiles the decode step: this prefill test ran eager, into the static cache")
     rec.update(status="ok", error=None, weights=run.handle.weights,
                linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s,
                compile_time_s=run.compile_time_s, exec_note="; ".join(notes) or None, **facts)

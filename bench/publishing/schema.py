@@ -69,7 +69,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "exec_path": (Opt(str), "", "how generation ran: eager (the harness's loop on transformers' forward) or compiled "
                   "(a static KV cache and a torch.compile'd decode step; CUDA graphs on CUDA)"),
     "exec_note": (Opt(str), "", "why the mode asked for did not run as asked: a fallback to eager, or a compiled step "
-                  "that has graph breaks, skipped CUDA graphs or recompiled while timed, with the reason; null otherwise"),
+                  "that has graph breaks, skipped CUDA graphs or recompiled while timed, with the reason; a prefill test in "
+                  "compiled mode says that its prefill ran eager; null otherwise"),
     "compile_time_s": (Opt(NonNeg), "s", "compiled: time to trace, compile and capture the decode step, apart from steady state"),
     "compiled_graphs": (Opt(Count), "graphs", "compiled: graphs torch.compile made of the decode step over the case (1: the "
                         "whole step is one graph; 0: it ran eagerly; more: graph breaks or recompiles); null otherwise"),
