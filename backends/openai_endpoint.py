@@ -310,15 +310,20 @@ class OpenAIEndpoint:
 
     def open_connections(self, handle: Served, n: int) -> None:
         """`n` keep-alive connections opened before a serving level (a small GET each, at once), so
-        that its first requests' TTFT holds no handshake, as every later request's holds none."""
+        that its first requests' TTFT holds no handshake, as every later request's holds none. Each
+        GET keeps its connection until all `n` have one: a GET that finished first would hand its
+        connection to the next, and the level would open the missing ones itself (seen in CI)."""
         if handle.client is None or n < 2:
             return
+        together = threading.Barrier(n)
 
         def get():
             try:
-                handle.client.get(f"{self.url}/models")
+                with handle.client.stream("GET", f"{self.url}/models") as r:
+                    together.wait(timeout=10)  # held, its body unread, until every GET has a connection
+                    r.read()  # read to its end, the connection goes back to the pool, kept alive
             except Exception:
-                pass  # a connection not opened now is opened by its request: no harm to the level
+                together.abort()  # a connection not opened now is opened by its request: no harm to the level
 
         threads = [threading.Thread(target=get, daemon=True) for _ in range(n)]
         for t in threads:

@@ -216,3 +216,46 @@ def test_a_server_on_this_host_is_the_cases_own_work_not_a_neighbours_load(serve
 
     pids = create("openai:" + server).host_processes()
     assert pids and any("llama_cpp.server" in " ".join(psutil.Process(p).cmdline()) for p in pids)
+
+
+def test_a_serving_levels_connections_are_all_open_before_it_starts():
+    """open_connections(n) leaves n keep-alive connections in the client's pool, every time: each
+    GET holds its connection until all n have one (before, a GET that finished first handed its
+    connection to the next, and a level opened the missing ones inside its timed TTFT)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    from backends.openai_endpoint import _client
+
+    ports = []
+
+    class Models(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def do_GET(self):
+            ports.append(self.client_address[1])
+            body = b'{"data": []}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        endpoint = create(f"openai:http://127.0.0.1:{httpd.server_address[1]}/v1")
+        for _ in range(10):
+            ports.clear()
+            handle = SimpleNamespace(client=_client())
+            endpoint.open_connections(handle, 6)
+            opened = set(ports)
+            assert len(opened) == 6, ports
+            handle.client.get(f"{endpoint.url}/models")  # a later request finds one of them open
+            assert ports[-1] in opened and len(set(ports)) == 6
+            handle.client.close()
+    finally:
+        httpd.shutdown()
