@@ -50,13 +50,16 @@ lease()     { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t
 # lease2: what the 2026-12-04 H200 lease left of issue 9 (results/measurements/2026-12-04-h200-issue9/),
 # most important first, each step capped by the time left: qwen3-8b and qwen3-0.6b batch-1 decode with
 # the host's share of each step now recorded (host_step_s, host_bound: host or device, which sets
-# qwen3-0.6b's 2.09 ms compiled step?), then qwen3-8b compiled under two inductor settings that
+# qwen3-0.6b's 2.09 ms compiled step?), a kernel profile of each compiled step with its time with and
+# without dynamo's per-call guard check, then qwen3-8b compiled under two inductor settings that
 # gpt-fast-style decoders use (coordinate descent tuning; freezing, which concatenates the q/k/v and
 # gate/up projections), each its own path (compile_flags), then qwen3-8b at batch 16.
 lease2()    { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t o="$OUT/lease2.jsonl"
               cap() { local l=$(( end - $(date +%s) )); (( l > $1 )) && l=$1; (( l >= 45 )) && echo $l; }
-              t=$(cap 170) && timeout $t chipbench run --backend cuda --model qwen3-8b,qwen3-0.6b --workload tg128 \
+              t=$(cap 200) && timeout $t chipbench run --backend cuda --model qwen3-0.6b,qwen3-8b --workload tg128 \
                 --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              step "decode profile"; t=$(cap 100) && timeout $t python3 .ci/decode_profile.py --model qwen3-0.6b 2>&1 | quiet
+              t=$(cap 100) && timeout $t python3 .ci/decode_profile.py --model qwen3-8b 2>&1 | quiet
               step "coordinate descent tuning"; t=$(cap 130) && TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 timeout $t \
                 chipbench run --backend cuda --model qwen3-8b --workload tg128 --mode compiled --rounds 3 --no-check --out "$o" 2>&1 | quiet
               step "freezing"; t=$(cap 130) && TORCHINDUCTOR_FREEZING=1 timeout $t \

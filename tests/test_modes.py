@@ -110,6 +110,36 @@ def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
     assert dec.problems() is None
 
 
+def test_the_compiled_step_skips_dynamos_guard_checks_once_built(tiny_module):
+    """Every call of a compiled function checks its guards (about 1 ms a step on qwen3-0.6b here):
+    a decoder whose step is one graph was checked at its build, and its generation and its gate's
+    logits skip the checks, with no recompile; a step in pieces keeps them."""
+    import torch
+    import torch._dynamo.eval_frame as frames
+
+    from backends import torch_loop
+
+    dec = _decoder(tiny_module)
+    compiled, seen = dec.step, []
+
+    def step(*args):
+        seen.append(frames._stance.skip_guard_eval_unsafe)
+        return compiled(*args)
+
+    dec.step = step
+    tokens = torch_loop.generate_static(dec, torch.tensor([[1, 2, 3]]), 4, lambda t: None)
+    assert seen == [True] * 3 and not frames._stance.skip_guard_eval_unsafe and dec.recompiles == 0
+    graphs = torch_loop.compile_counters()[0]
+    ids = torch.tensor([[1, 2, 3] + [t[0] for t in tokens]])
+    logits = torch_loop.teacher_forced_logits_static(dec, ids, 3)  # the gate's path: the same step, no recompile
+    assert logits[:-1].argmax(-1).tolist() == [t[0] for t in tokens[1:]] and seen[3:] == [True] * 3
+    assert torch_loop.compile_counters()[0] == graphs
+    dec.breaks = {"a graph break": 1}  # a step in pieces: its entries are told apart by their guards
+    seen.clear()
+    torch_loop.generate_static(dec, torch.tensor([[1, 2, 3]]), 3, lambda t: None)
+    assert seen == [False, False]
+
+
 def test_inductor_settings_from_the_environment_name_the_compiled_path(tiny_module, monkeypatch):
     """A step compiled under TORCHINDUCTOR_* settings that change its kernels is other code than
     the default's: the record says which, its path carries them, its rerun sets them again, and a
