@@ -379,6 +379,38 @@ def test_trials_on_a_loaded_host_refute_nothing_and_decide_no_ratio(tmp_path):
     assert v.verdict == "inconclusive" and "0 of 3 numerator and 3 of 3 denominator" in v.reasons[-1]
 
 
+def test_host_bound_trials_refute_no_chip_and_decide_no_ratio(tmp_path):
+    """A decode whose device waited for the host times the host: it may show a chip beats a claim,
+    never that it falls short, and decides no ratio, even with the claimed stack near the roofline."""
+    bound = dict(host_bound=True, host_busy_frac=0.99, host_step_s=0.0166)
+    claim = one(tmp_path, H20_8B + 'value = 81.7\nstack = "transformers"\n')
+    slow = h20_runs(60)
+    assert check(claim, slow).verdict == "refuted"
+    slow[2].update(bound)
+    v = check(claim, slow)
+    assert v.verdict == "inconclusive" and "1 of 3 trial(s) were host-bound" in v.reasons[-1]
+    assert check(claim, [dict(r, **bound) for r in h20_runs(90)]).verdict == "confirmed"  # the host only slows
+    assert check(claim, [dict(r, host_bound=False) for r in h20_runs(60)]).verdict == "refuted"
+    about = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\nstack = "transformers"\n')
+    assert check(about, h20_runs(82)).verdict == "confirmed"
+    assert check(about, [dict(r, **bound) for r in h20_runs(82)]).verdict == "inconclusive"
+    near = dict(measured_mbu=0.85)
+    h100 = make_trials(3, device="NVIDIA H100 80GB HBM3", tpot_s=0.010, seed=1, **near)
+    h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.0102, seed=2, **near)
+    ratio = one(tmp_path, RATIO + 'stack = "transformers"\n')
+    assert check(ratio, h100 + h20).verdict == "confirmed"
+    v = check(ratio, [dict(r, **bound) for r in h100] + h20)
+    assert v.verdict == "inconclusive" and "3 of 3 numerator and 0 of 3 denominator trial(s) were host-bound" in v.reasons[-1]
+
+
+def test_a_prefill_claim_ignores_its_runs_decode_host_bound(tmp_path):
+    claim = one(tmp_path, 'kind = "metric"\nmodel = "qwen3-8b"\nworkload = "pp512"\nchip = "NVIDIA H20"\nmetric = "prefill_tok_per_s"\n'
+                          'value = 3000\nstack = "transformers"\n')
+    runs = make_trials(3, workload="pp512", device="NVIDIA H20", ttft_s=0.256, seed=4, host_bound=True)
+    v = check(claim, runs)  # 2000 tokens/s against 3000 claimed: the decode's host says nothing of a prefill
+    assert v.verdict == "refuted" and not any("host-bound" in r for r in v.reasons), v.reasons
+
+
 def test_throttled_rounds_count_and_are_said(tmp_path):
     claim = one(tmp_path, H20_8B + 'value = 81.7\nstack = "transformers"\n')
     runs = h20_runs(60)

@@ -210,3 +210,9 @@ def noise_floor(stat: CaseStat) -> float | None:
 
 def loaded_trials(records: list[dict]) -> int:
     return sum(1 for r in records if r.get("host_loaded") is True)
+
+
+def host_bound_trials(records: list[dict]) -> int:
+    """Trials whose decode waited on the host (record field host_bound): their decode speed is the
+    host's launching and delivery, not the chip's, so it bounds the chip's speed from below only."""
+    return sum(1 for r in records if r.get("host_bound") is True)

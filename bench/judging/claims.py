@@ -23,7 +23,8 @@ the model, the chip or the chip count (COMPARED); sides of one case are refused.
 A fits claim is decided by memory alone (_check_fits_runs). Runs split over another number of
 chips than the claim's `chips` (default 1) never decide it. A claim that names no chip is judged
 per device and refuted by none. Trials on a loaded host refute nothing by a shortfall, confirm no
-`about` and decide no ratio (load only slows a run).
+`about` and decide no ratio (load only slows a run); so do host-bound trials (record field
+host_bound: the device waited for the host each decode step) for a decode metric.
 A run whose backend failed the correctness gate (its record's `correct` is false) never
 confirms a claim: wrong runs are left out and named, and they refute it when they ran the
 claimed stack (its runs all wrong: fast but wrong). Records are deduplicated by record_id
@@ -61,6 +62,10 @@ CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip", "stack", "chips")
 # A run below a claim refutes it only with the claimed stack, or when it already reaches this share
 # of the measured ceiling (bandwidth for decode, compute for prefill): no stack could do much better.
 REFUTES_AT = 0.8
+
+# metrics a prefill sets: a decode's host-boundness and its bandwidth share say nothing of them
+PREFILL_METRICS = ("prefill_tok_per_s", "ttft_s")
+
 # What a ratio claim may compare; any other difference between its two sides is not like for like.
 COMPARED = ("chip", "model", "chips")
 LIKE_FOR_LIKE = ("workload", "dtype", "batch", "stack", "parallel")
@@ -310,7 +315,7 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
         return (case.batch / best_tpot if best_tpot else None), how
     if metric == "tpot_s":
         return best_tpot, how
-    if metric in ("prefill_tok_per_s", "ttft_s"):
+    if metric in PREFILL_METRICS:
         if not peak:
             return None, f"the {chip.name} sheet publishes no {case.dtype} FLOP/s"
         best_ttft = prefill / peak
@@ -438,7 +443,7 @@ def roofline_share(records: list[dict], metric: str) -> float | None:
     """How close the runs came to the measured ceiling that bounds this metric: bandwidth (or the
     matmul rate, whichever binds) for decode metrics, the matmul rate for prefill ones. The
     geometric mean over the trials; None when no ceiling was measured."""
-    keys = ("measured_prefill_mfu",) if metric in ("prefill_tok_per_s", "ttft_s") else ("measured_mbu", "measured_decode_mfu")
+    keys = ("measured_prefill_mfu",) if metric in PREFILL_METRICS else ("measured_mbu", "measured_decode_mfu")
     shares = [max(v for v in (r.get(k) for k in keys) if isinstance(v, (int, float)))
               for r in records if any(isinstance(r.get(k), (int, float)) and r.get(k) > 0 for k in keys)]
     shares = [x for x in shares if x > 0]
@@ -629,6 +634,14 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
                          "processes or the hypervisor took CPU time), which may have slowed them, so inconclusive; "
                          "rerun on a quiet host")
         return v
+    bound = cases.host_bound_trials(runs) if metric not in PREFILL_METRICS else 0
+    # a host-bound decode times the host: like load, it only slows the chip's figure
+    if bound and (decided == "refuted" and short or decided == "confirmed" and claim.compare == "about"):
+        v.reasons.append(f"would be {decided}, but {bound} of {len(runs)} trial(s) were host-bound (the device waited "
+                         "for the host's own work each decode step), so they time the host, not the chip, and a faster "
+                         "host could run faster: inconclusive; rerun with a stack that queues steps ahead (compiled, "
+                         "graph-captured) or on a faster host")
+        return v
     if decided == "refuted" and not short and claim.compare == "about" and not all(
             stack_matches(case.stack, _stack_of(r)) for r in runs):
         v.reasons.append(
@@ -746,6 +759,13 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(f"would be {decided}, but {loaded[0]} of {len(rn)} numerator and {loaded[1]} of {len(rd)} "
                          "denominator trial(s) ran on a loaded host: load on one side moves the ratio either way, "
                          "so inconclusive; rerun on quiet hosts")
+        decided = "inconclusive"
+    bound = ((cases.host_bound_trials(rn), cases.host_bound_trials(rd)) if metric not in PREFILL_METRICS else (0, 0))
+    if any(bound) and decided in ("confirmed", "refuted"):
+        v.reasons.append(f"would be {decided}, but {bound[0]} of {len(rn)} numerator and {bound[1]} of {len(rd)} "
+                         "denominator trial(s) were host-bound (the device waited for the host each decode step): "
+                         "their speed is the host's, so the ratio compares hosts and software, not the chips, even "
+                         "with the claimed stack; inconclusive, rerun with a stack that keeps the devices busy")
         decided = "inconclusive"
     shares = roofline_share(rn, metric), roofline_share(rd, metric)
     v.numbers.update(numerator_roofline_share=shares[0], denominator_roofline_share=shares[1])
