@@ -253,7 +253,7 @@ class _SkipLines(logging.Handler):
 
 # TORCHINDUCTOR_* settings that leave the generated code as it is: caches, logs, the compile's own
 # workers. Any other one (FREEZING, COORDINATE_DESCENT_TUNING, MAX_AUTOTUNE, ...) may change the kernels.
-_NEUTRAL_FLAG = re.compile(r"CACHE|COMPILE_THREADS|WORKER|TRACE|DEBUG|LOG")
+NEUTRAL_FLAG = re.compile(r"CACHE|COMPILE_THREADS|WORKER|TRACE|DEBUG|LOG")
 
 
 def inductor_flags(environ=None) -> str | None:
@@ -263,7 +263,7 @@ def inductor_flags(environ=None) -> str | None:
     (cases.path_key), so that tuned and default compiles are never pooled."""
     env = os.environ if environ is None else environ
     pairs = sorted(f"{k[len('TORCHINDUCTOR_'):].lower()}={v}" for k, v in env.items()
-                   if k.startswith("TORCHINDUCTOR_") and not _NEUTRAL_FLAG.search(k))
+                   if k.startswith("TORCHINDUCTOR_") and not NEUTRAL_FLAG.search(k))
     return ", ".join(pairs) or None
 
 

@@ -117,6 +117,14 @@ def test_separate_ab_runs_are_separate_rows():
     (["--b", "python=/no/such/python", "--model", "tiny-qwen3"], "is not an executable file"),
     (["--b", "mode=warp", "--model", "tiny-qwen3"], "arm B: unknown execution mode 'warp'"),
     (["--b", "dtype=fp8", "--model", "tiny-qwen3"], "arm B: unknown dtype 'fp8'"),
+    (["--b", "inductor=warp_speed", "--mode", "compiled", "--model", "tiny-qwen3"],
+     "warp_speed is not a setting inductor reads from the environment (no TORCHINDUCTOR_WARP_SPEED"),
+    (["--b", "inductor=fx_graph_cache:0", "--mode", "compiled", "--model", "tiny-qwen3"],
+     "fx_graph_cache does not change the compiled kernels"),
+    (["--b", "inductor=freezing+freezing", "--mode", "compiled", "--model", "tiny-qwen3"], "freezing is given twice"),
+    (["--b", "inductor=Freezing!", "--mode", "compiled", "--model", "tiny-qwen3"], "is not a setting name"),
+    (["--b", "inductor=freezing", "--model", "tiny-qwen3"],
+     "arm B: inductor=freezing changes a compiled step, and this arm runs mode eager"),
     (["--b", "mode=compiled"], "name the model"),
     (["--b", "mode=compiled", "--model", "tiny-qwen3", "--pairs", "1"], "--pairs must be 2 or more"),
     (["--b", "mode=compiled", "--model", "tiny-qwen3", "--metrics", "speed"], "unknown metric 'speed'"),
@@ -162,6 +170,22 @@ def test_ab_run_interleaves_fresh_process_trials_and_rereads(tmp_path, capsys):
     assert again["ratio"] == pytest.approx(row["ratio"]) and again["verdict"] == row["verdict"]
 
 
+def test_an_arm_compiles_under_its_own_inductor_settings(tmp_path, capsys, monkeypatch):
+    """--b inductor=freezing: B's trials compile with TORCHINDUCTOR_FREEZING=1 in their
+    environment, their records say so (compile_flags, the path), and A's do not."""
+    monkeypatch.delenv("TORCHINDUCTOR_FREEZING", raising=False)
+    out = tmp_path / "ab.jsonl"
+    rc = main(["ab", "--backend", "cpu", "--model", "tiny-qwen3", "--workload", "tg8", "--rounds", "2",
+               "--mode", "compiled", "--b", "inductor=freezing", "--pairs", "2", "--out", str(out), "--json"])
+    assert rc == 0
+    [row] = json.loads(capsys.readouterr().out)["rows"]
+    assert (row["a_label"], row["b_label"]) == ("inductor=default", "inductor=freezing")
+    recs = list(read_records(out))
+    assert all(r["status"] == "ok" and r["exec_path"] == "compiled" and r["correct"] is True for r in recs)
+    assert {r["ab_arm"]: r["compile_flags"] for r in recs} == {"A": None, "B": "freezing=1"}
+    assert not any("A/A" in n for n in row["notes"]) and "compiled, freezing=1" in row["b_software"]
+
+
 def test_trials_on_a_loaded_host_are_said():
     recs = ab_records([1.1, 1.1, 1.1])
     recs[2]["host_loaded"] = True
@@ -180,6 +204,11 @@ def test_arms_that_ran_the_same_software_are_called_an_a_a_comparison():
     [row] = ab_rows(recs)
     assert not any("A/A" in n for n in row.notes) and "transformers 5.24" in row.b_software
     assert "B (arm B) ran cuda bf16 eager on Chip A; transformers 5.24" in to_markdown([row])
+    for r in recs:  # the same software compiled under other inductor settings is other code
+        r["env_transformers"] = r["engine_version"] = "5.23"
+        r.update(exec_path="compiled", compile_flags="freezing=1" if r["ab_arm"] == "B" else None)
+    [row] = ab_rows(recs)
+    assert not any("A/A" in n for n in row.notes)
 
 
 def test_another_interpreter_sees_its_own_packages_not_ours(tmp_path):

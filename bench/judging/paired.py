@@ -57,8 +57,8 @@ class PairedRow:
     notes: list[str] = field(default_factory=list)
 
 
-SOFTWARE = ("backend", "device_name", "dtype", "exec_path", "parallel", "engine", "engine_version", "env_python", "env_torch",
-            "env_transformers")  # what an arm ran on and with, as its records say
+SOFTWARE = ("backend", "device_name", "dtype", "exec_path", "compile_flags", "parallel", "engine", "engine_version",
+            "env_python", "env_torch", "env_transformers")  # what an arm ran on and with, as its records say
 
 
 def arm_software(records: list[dict]) -> str:

@@ -1,8 +1,9 @@
 """Same-machine A/B (`chipbench ab`): two arms' trials interleaved on one machine.
 
 An arm is the suite's options with some of them changed: a backend, an execution mode, a dtype,
-or another Python interpreter (a virtual environment with other versions of torch, transformers
-or an engine installed, with this checkout's dependencies). Each pair runs one fresh-process
+inductor settings for a compiled step (set in its trials' environment as TORCHINDUCTOR_*), or
+another Python interpreter (a virtual environment with other versions of torch, transformers or an
+engine installed, with this checkout's dependencies). Each pair runs one fresh-process
 trial of each arm back to back, in alternating order (A B, B A, A B, ...; `--order fixed` keeps
 A first), so slow drift and a noisy neighbour hit both arms, and the position within a pair
 cancels out over an even number of pairs. Every trial's record is written as soon as it finishes,
@@ -13,6 +14,7 @@ of it that finished) and bench/judging/paired.py gives the paired ratio with its
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bench.errors import UsageError
 
-ARM_KEYS = ("backend", "mode", "dtype", "python", "label")
+ARM_KEYS = ("backend", "mode", "dtype", "inductor", "python", "label")
 ORDERS = ("alternate", "fixed")
 
 
@@ -32,6 +34,7 @@ class ArmSpec(BaseModel):
     backend: str | None = None
     mode: str | None = None
     dtype: str | None = None
+    inductor: str | None = None  # inductor settings, name[:value]+...: e.g. freezing+coordinate_descent_tuning
     python: str | None = None  # another interpreter: the software versions under test
     label: str | None = None
 
@@ -55,6 +58,8 @@ def parse_arm(text: str, which: str) -> ArmSpec:
     except ValidationError as e:
         bad = ", ".join(str(err["loc"][0]) for err in e.errors())
         raise UsageError(f"--{which.lower()}: unknown key {bad}; valid keys: {', '.join(ARM_KEYS)}") from None
+    if arm.inductor is not None:
+        inductor_env(arm.inductor, which)  # checked now: a bad name is one line before anything runs
     if arm.python is not None:
         path = os.path.abspath(os.path.expanduser(arm.python))  # links kept: a venv's python is one
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
@@ -64,13 +69,58 @@ def parse_arm(text: str, which: str) -> ArmSpec:
     return arm
 
 
+def inductor_env(text: str, which: str = "B") -> dict[str, str]:
+    """An arm's inductor settings as its trials' environment: `freezing+coordinate_descent_tuning`
+    or `max_autotune:1` gives TORCHINDUCTOR_FREEZING=1 and so on (value 1 where none is given).
+    A name must be a setting inductor reads from the environment (its config module names
+    TORCHINDUCTOR_<NAME>) and one that can change the kernels (a cache, log or worker setting
+    cannot, and would leave both arms' compiled paths the same)."""
+    from backends.torch_loop import NEUTRAL_FLAG
+
+    env = {}
+    for item in text.split("+"):
+        name, _, value = item.strip().partition(":")
+        name, value = name.strip().lower(), value.strip() or "1"
+        var = f"TORCHINDUCTOR_{name.upper()}"
+        eg = "e.g. inductor=freezing or inductor=coordinate_descent_tuning+freezing"
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise UsageError(f"--{which.lower()}: inductor={text}: {item.strip()!r} is not a setting name; {eg}")
+        if var not in _inductor_env_names():
+            raise UsageError(f"--{which.lower()}: inductor={text}: {name} is not a setting inductor reads from the "
+                             f"environment (no {var} in this torch's inductor config); {eg}")
+        if NEUTRAL_FLAG.search(var):
+            raise UsageError(f"--{which.lower()}: inductor={text}: {name} does not change the compiled kernels (a "
+                             f"cache, log or worker setting), so both arms would run the same path; {eg}")
+        if var in env:
+            raise UsageError(f"--{which.lower()}: inductor={text}: {name} is given twice")
+        env[var] = value
+    return env
+
+
+def _inductor_env_names() -> set[str]:
+    """The TORCHINDUCTOR_* variables this torch's inductor config reads."""
+    import inspect
+
+    import torch._inductor.config as config
+
+    return set(re.findall(r"TORCHINDUCTOR_[A-Z0-9_]+", inspect.getsource(config)))
+
+
+def _inherited_flags() -> str:
+    """What an arm that sets no inductor settings compiles with: this environment's, or the defaults."""
+    from backends.torch_loop import inductor_flags
+
+    return (inductor_flags() or "default").replace(", ", "+").replace("=", ":")
+
+
 def arm_label(arm: ArmSpec, other: ArmSpec, common: dict[str, str]) -> str:
     """The arm's name in tables: its own label, else its values of the keys either arm changes
     (the common value where only the other arm changes it)."""
     if arm.label:
         return arm.label
-    keys = [k for k in ("backend", "mode", "dtype", "python") if getattr(arm, k) or getattr(other, k)]
-    parts = [f"{k}={getattr(arm, k) or common[k]}" if k == "python" else getattr(arm, k) or common[k] for k in keys]
+    keys = [k for k in ("backend", "mode", "dtype", "inductor", "python") if getattr(arm, k) or getattr(other, k)]
+    parts = [f"{k}={getattr(arm, k) or common[k]}" if k in ("python", "inductor") else getattr(arm, k) or common[k]
+             for k in keys]
     return " ".join(parts) or "as the other arm (A/A)"
 
 
@@ -108,7 +158,7 @@ def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm],
     from bench.measuring.suite import plan
 
     defaults = {"backend": common.backends[0], "mode": common.modes[0], "dtype": common.dtypes[0],
-                "python": sys.executable}
+                "python": sys.executable, "inductor": _inherited_flags()}
     arms, cases = [], []
     for name, spec, other in (("A", a, b), ("B", b, a)):
         backend, mode, dtype = spec.backend or defaults["backend"], spec.mode or defaults["mode"], \
@@ -117,6 +167,9 @@ def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm],
             planned = plan(replace(common, backends=(backend,), modes=(mode,), dtypes=(dtype,)), entries)
         except UsageError as e:
             raise UsageError(f"arm {name}: {e}") from None
+        if spec.inductor and mode != "compiled":
+            raise UsageError(f"arm {name}: inductor={spec.inductor} changes a compiled step, and this arm runs mode "
+                             f"{mode}: add mode=compiled to the arm, or give --mode compiled")
         skipped = [p for p in planned if p.case is None]
         if skipped:
             raise UsageError(f"arm {name}: {skipped[0].label}: {skipped[0].skip_reason}")
@@ -174,7 +227,8 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
                 continue
             series[arm.name] = Series(backend, case, pairs, entries=entries, host=host,
                                       ceilings=shared_ceilings(ceilings, backend, case.dtype), chip=chip, check=check,
-                                      on_record=keep, python=arm.spec.python)
+                                      on_record=keep, python=arm.spec.python,
+                                      env=inductor_env(arm.spec.inductor, arm.name) if arm.spec.inductor else None)
         for arm, case in zip(arms, (ca, cb)):
             if arm.name in refused:
                 trial = new_series()
