@@ -186,6 +186,16 @@ def test_an_arm_compiles_under_its_own_inductor_settings(tmp_path, capsys, monke
     assert not any("A/A" in n for n in row["notes"]) and "compiled, freezing=1" in row["b_software"]
 
 
+def test_an_arm_label_names_inductor_settings_only_for_a_compiled_arm():
+    from bench.measuring.ab import ArmSpec, arm_label
+
+    common = {"backend": "cpu", "mode": "eager", "dtype": "bf16", "python": sys.executable, "inductor": "default"}
+    llama, frozen = ArmSpec(backend="llamacpp"), ArmSpec(mode="compiled", inductor="freezing")
+    assert arm_label(llama, frozen, common) == "llamacpp eager"
+    assert arm_label(frozen, llama, common) == "cpu compiled inductor=freezing"
+    assert arm_label(ArmSpec(), frozen, dict(common, mode="compiled")) == "compiled inductor=default"
+
+
 def test_trials_on_a_loaded_host_are_said():
     recs = ab_records([1.1, 1.1, 1.1])
     recs[2]["host_loaded"] = True

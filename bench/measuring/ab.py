@@ -118,7 +118,9 @@ def arm_label(arm: ArmSpec, other: ArmSpec, common: dict[str, str]) -> str:
     (the common value where only the other arm changes it)."""
     if arm.label:
         return arm.label
-    keys = [k for k in ("backend", "mode", "dtype", "inductor", "python") if getattr(arm, k) or getattr(other, k)]
+    compiled = (arm.mode or common["mode"]) == "compiled"  # inductor settings mean nothing to another mode
+    keys = [k for k in ("backend", "mode", "dtype", "inductor", "python")
+            if (getattr(arm, k) or getattr(other, k)) and (k != "inductor" or compiled)]
     parts = [f"{k}={getattr(arm, k) or common[k]}" if k in ("python", "inductor") else getattr(arm, k) or common[k]
              for k in keys]
     return " ".join(parts) or "as the other arm (A/A)"
