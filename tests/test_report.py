@@ -266,7 +266,8 @@ def _assert_readable(fig):
 
 REAL_RUNS = [ROOT / "results/measurements/2026-12-02-cpu-engines/records.jsonl",
              ROOT / "results/measurements/2026-12-02-cpu-vllm-serve/records.jsonl",
-             ROOT / "results/baselines/cpu-xeon-2core-ci.jsonl"]
+             ROOT / "results/baselines/cpu-xeon-2core-ci.jsonl",
+             ROOT / "results/measurements/2026-11-22-cpu-tiny-models.jsonl"]
 
 
 def test_charts_of_real_runs_have_readable_ticks_and_legends_off_the_data():
