@@ -689,7 +689,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ab", help="same-machine A/B: two backends, modes, dtypes or Python environments, "
                        "trials interleaved, the paired speed ratio with its 95%% interval")
-    s.add_argument("--a", metavar="KEY=VALUE,...", help="what arm A changes: backend, mode, dtype, python "
+    s.add_argument("--a", metavar="KEY=VALUE,...", help="what arm A changes: backend, mode, dtype, inductor "
+                   "(settings of a compiled step, joined by +, e.g. freezing+cpp_weight_prepack:0), python "
                    "(another environment's interpreter), label; e.g. mode=eager")
     s.add_argument("--b", metavar="KEY=VALUE,...", help="what arm B changes; e.g. mode=compiled or dtype=fp32")
     s.add_argument("--backend", help="both arms' backend unless an arm changes it (default: cuda where available, "
