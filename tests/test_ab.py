@@ -288,3 +288,23 @@ def test_too_few_pairs_for_the_crossover_say_why_the_interval_is_wide():
     assert any(n.startswith("3 pairs leave the crossover 1 degree(s) of freedom (t = 12.7)") for n in row.notes)
     [six] = ab_rows(_with_positions(ab_records([0.83, 0.74, 0.66, 0.8, 0.7, 0.75]), {1, 3, 5}))
     assert not any("degree(s) of freedom" in n for n in six.notes) and six.verdict == "B slower"
+
+
+def test_what_each_arm_cost_besides_time_is_said_beside_the_ratio():
+    """A speedup bought with a second copy of the weights or a long compile (inductor freezing on
+    the CPU: 1.32x faster, 1.2 GiB more RSS) is said under the table, as a range over the arm's trials."""
+    recs = ab_records([1.3, 1.32, 1.31])
+    for r in recs:
+        b = r["ab_arm"] == "B"
+        r.update(peak_mem_kind="process_rss_peak", peak_mem_bytes=int((2.86 if b else 1.70) * 2**30) + r["ab_pair"] * 2**24,
+                 compile_time_s=36.0 + r["ab_pair"] if b else 7.0, measured_mbu=0.66 if b else 0.5 + 0.01 * r["ab_pair"])
+    [row] = ab_rows(recs)
+    md = to_markdown([row])
+    assert "A (arm A) ran cuda bf16 eager on Chip A; transformers 5.23, torch 2.13; peak RSS 1.70-1.73 GiB, " \
+           "compile 7.0 s, MBU 50-52% of the measured ceiling" in md
+    assert "peak RSS 2.86-2.89 GiB, compile 36.0-38.0 s, MBU 66% of the measured ceiling" in md
+    for r in recs:  # records that measured none of it say nothing rather than zero
+        for k in ("peak_mem_bytes", "compile_time_s", "measured_mbu"):
+            r.pop(k)
+    [row] = ab_rows(recs)
+    assert row.a_costs == row.b_costs == "" and "; peak" not in to_markdown([row])

@@ -53,6 +53,8 @@ class PairedRow:
     position: tuple | None = None  # crossover only: (ratio, lo, hi) of a pair's second trial over its first
     a_software: str = "-"  # what A's trials ran on and with, from their records
     b_software: str = "-"
+    a_costs: str = ""  # what A's trials cost besides time: peak memory, compile time, share of the roofline
+    b_costs: str = ""
     ratios: list[float] = field(default_factory=list)  # each pair's ratio, in pair order
     notes: list[str] = field(default_factory=list)
 
@@ -74,6 +76,34 @@ def arm_software(records: list[dict]) -> str:
         if text not in seen:
             seen.append(text)
     return " | ".join(seen) or "-"
+
+
+MEMORY_KIND = {"process_rss_peak": "peak RSS", "device_allocated_peak": "peak device memory"}
+
+
+def _span(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
+def arm_costs(records: list[dict]) -> str:
+    """What an arm's trials cost besides time, each as the range over its trials: peak memory (of the
+    kind the records measured), compile time, and the roofline share (MBU for decode, MFU for prefill)
+    against the ceilings measured beside each trial. A speedup bought with a second copy of the
+    weights or a minute of compile is then said next to the ratio, not left in the records."""
+    parts = []
+    for kind, name in MEMORY_KIND.items():
+        mem = [r["peak_mem_bytes"] / 2**30 for r in records if r.get("peak_mem_kind") == kind and r.get("peak_mem_bytes")]
+        if mem:
+            parts.append(f"{name} {_span(mem, '{:.2f}')} GiB")
+    compile_s = [r["compile_time_s"] for r in records if r.get("compile_time_s") is not None]
+    if compile_s:
+        parts.append(f"compile {_span(compile_s, '{:.1f}')} s")
+    for field_name, label in (("measured_mbu", "MBU"), ("measured_prefill_mfu", "MFU")):
+        share = [100 * r[field_name] for r in records if r.get(field_name) is not None]
+        if share:
+            parts.append(f"{label} {_span(share, '{:.0f}')}% of the measured ceiling")
+    return ", ".join(parts)
 
 
 def _ran_first(rec: dict, other: dict, arrival: dict[str, int]) -> bool:
@@ -205,7 +235,8 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
             name = resolve_metric(metric, recs[0])
             row = PairedRow(ab_id, f"{model} {workload} b{batch}", name, labels["A"], labels["B"], len(ratios),
                             incomplete, None, None, None, None, None, "insufficient data", a_software=software["A"],
-                            b_software=software["B"], ratios=ratios, notes=notes)
+                            b_software=software["B"], a_costs=arm_costs(by_arm["A"]),
+                            b_costs=arm_costs(by_arm["B"]), ratios=ratios, notes=notes)
             if ratios:
                 row.a_value = float(np.exp(np.log(a_vals).mean()))
                 row.b_value = float(np.exp(np.log(b_vals).mean()))
@@ -284,10 +315,11 @@ def to_markdown(rows: list[PairedRow], margin: float | None = None, account: Acc
                      "(equivalence shown); outside: the whole interval lies beyond it; otherwise not shown.")
     described = set()
     for r in rows:
-        for arm, label, software in (("A", r.a_label, r.a_software), ("B", r.b_label, r.b_software)):
+        for arm, label, software, costs in (("A", r.a_label, r.a_software, r.a_costs),
+                                            ("B", r.b_label, r.b_software, r.b_costs)):
             if (r.ab_id, r.case, arm) not in described:
                 described.add((r.ab_id, r.case, arm))
-                notes.append(md_cell(f"- {r.case}: {arm} ({label}) ran {software}"))
+                notes.append(md_cell(f"- {r.case}: {arm} ({label}) ran {software}" + (f"; {costs}" if costs else "")))
         if r.basis != "none":
             notes.append(md_cell(f"- {r.case} {r.metric}: interval: {r.basis}"))
         for note in r.notes:
