@@ -175,6 +175,7 @@ class StaticDecoder:
     cudagraph_reasons: list = field(default_factory=list)  # inductor's "skipping cudagraphs due to ..." lines
     recompiles: int = 0  # graphs compiled after the build, while generating (their time was in a round)
     flags: str | None = None  # inductor settings from the environment that change the code it makes (compile_flags)
+    fx_cache: str | None = None  # what inductor's on-disk FX graph cache gave the build (compile_cache)
 
     def fits(self, batch: int, tokens: int) -> bool:
         return batch == self.batch and tokens <= self.max_len
@@ -211,7 +212,7 @@ class StaticDecoder:
         kernels one by one; a recompile puts compile time into a timed round)."""
         cuda_graphs = None if self.cudagraph_skips is None else ("skipped" if self.cudagraph_skips else "captured")
         return {"compiled_graphs": self.graphs + self.recompiles, "graph_breaks": sum(self.breaks.values()),
-                "cuda_graphs": cuda_graphs, "compile_flags": self.flags}
+                "cuda_graphs": cuda_graphs, "compile_flags": self.flags, "compile_cache": self.fx_cache}
 
     def problems(self) -> str | None:
         """One line on how the compiled step falls short of one whole graph (captured on CUDA), or None."""
@@ -229,6 +230,31 @@ class StaticDecoder:
             said.append(f"the decode step recompiled {self.recompiles} time(s) after its build: a round "
                         "that recompiled timed the compiler too")
         return "; ".join(said) or None
+
+
+def fx_cache_counts() -> tuple[int, int, int]:
+    """Inductor's on-disk FX graph cache, process-wide: graphs read back (hit), compiled and stored
+    (miss), and compiled without it (bypass: a graph the cache cannot key, or the cache off)."""
+    from torch._dynamo.utils import counters
+
+    c = counters["inductor"]
+    return int(c.get("fxgraph_cache_hit", 0)), int(c.get("fxgraph_cache_miss", 0)), int(c.get("fxgraph_cache_bypass", 0))
+
+
+def cache_outcome(before: tuple[int, int, int], after: tuple[int, int, int]) -> str | None:
+    """What the FX graph cache gave one build, from the counts around it: "hit" (every graph's
+    kernels were read back: the compile time is mostly tracing), "miss" (compiled anew, as in a
+    fresh machine's first run), a mix with its counts, or None where no graph went to inductor."""
+    hit, miss, bypass = (a - b for a, b in zip(after, before))
+    if hit + miss + bypass == 0:
+        return None
+    if not miss and not bypass:
+        return "hit"
+    if not hit and not bypass:
+        return "miss"
+    if not hit and not miss:
+        return "bypass"
+    return ", ".join(f"{n} {name}" for n, name in ((hit, "hit"), (miss, "miss"), (bypass, "bypass")) if n)
 
 
 def compile_counters() -> tuple[int, dict, int]:
@@ -292,6 +318,7 @@ def build_static_decoder(model, batch: int, max_len: int, device: str, synchroni
     torch.compiler.reset()
     compiled = torch.compile(step, mode=mode, dynamic=False)
     graphs0, breaks0, skips0 = compile_counters()
+    cache0 = fx_cache_counts()
     skip_lines = _SkipLines()
     log = _cudagraphs_log()
     level = log.level if log else None
@@ -314,7 +341,8 @@ def build_static_decoder(model, batch: int, max_len: int, device: str, synchroni
     new_breaks = {k: n - breaks0.get(k, 0) for k, n in breaks.items() if n > breaks0.get(k, 0)}
     return StaticDecoder(model, cache, compiled, batch, max_len, elapsed, mode, graphs=graphs - graphs0,
                          breaks=new_breaks, cudagraph_skips=skips - skips0 if mode == "reduce-overhead" else None,
-                         cudagraph_reasons=skip_lines.lines, flags=inductor_flags())
+                         cudagraph_reasons=skip_lines.lines, flags=inductor_flags(),
+                         fx_cache=cache_outcome(cache0, fx_cache_counts()))
 
 
 def _cudagraphs_log():

@@ -297,12 +297,13 @@ def test_what_each_arm_cost_besides_time_is_said_beside_the_ratio():
     for r in recs:
         b = r["ab_arm"] == "B"
         r.update(peak_mem_kind="process_rss_peak", peak_mem_bytes=int((2.86 if b else 1.70) * 2**30) + r["ab_pair"] * 2**24,
-                 compile_time_s=36.0 + r["ab_pair"] if b else 7.0, measured_mbu=0.66 if b else 0.5 + 0.01 * r["ab_pair"])
+                 compile_time_s=36.0 + r["ab_pair"] if b else 7.0, measured_mbu=0.66 if b else 0.5 + 0.01 * r["ab_pair"],
+                 compile_cache=("miss" if r["ab_pair"] == 0 else "hit") if b else None)
     [row] = ab_rows(recs)
     md = to_markdown([row])
     assert "A (arm A) ran cuda bf16 eager on Chip A; transformers 5.23, torch 2.13; peak RSS 1.70-1.73 GiB, " \
            "compile 7.0 s, MBU 50-52% of the measured ceiling" in md
-    assert "peak RSS 2.86-2.89 GiB, compile 36.0-38.0 s, MBU 66% of the measured ceiling" in md
+    assert "peak RSS 2.86-2.89 GiB, compile 36.0-38.0 s (inductor's cache: 1 miss, 2 hit), MBU 66% of the measured ceiling" in md
     for r in recs:  # records that measured none of it say nothing rather than zero
         for k in ("peak_mem_bytes", "compile_time_s", "measured_mbu"):
             r.pop(k)

@@ -25,6 +25,7 @@ def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_ca
     assert max(rec["e2e_s_samples"]) < rec["compile_time_s"]
     # the whole step is one graph, never recompiled while timed; CPU has no CUDA graphs to capture
     assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"], rec["compile_flags"]) == (1, 0, None, None)
+    assert rec["compile_cache"] in ("hit", "miss")  # whichever inductor's on-disk cache held before this test
     assert rec["rerun"].startswith("chipbench run ")  # inductor's defaults: no settings to carry
 
 
@@ -97,6 +98,22 @@ def test_a_recompile_while_generating_is_counted(tiny_module):
     assert "recompiled 1 time(s) after its build" in dec.problems()
 
 
+def test_the_compile_time_says_whether_inductor_compiled_anew_or_read_its_cache(tiny_module, tmp_path, monkeypatch):
+    """A compile of the same step takes 31 s cold and 7 s once inductor's on-disk cache holds it
+    (qwen3-0.6b on a 2-core Xeon), so compile_time_s alone cannot be compared across runs: the
+    record says which it was. A fresh cache directory misses; the same step built again reads it."""
+    from backends import torch_loop
+
+    assert torch_loop.cache_outcome((0, 0, 0), (0, 0, 0)) is None
+    assert torch_loop.cache_outcome((1, 2, 0), (3, 2, 0)) == "hit"
+    assert torch_loop.cache_outcome((0, 0, 0), (1, 2, 1)) == "1 hit, 2 miss, 1 bypass"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    first = _decoder(tiny_module, max_len=31)
+    second = _decoder(tiny_module, max_len=31)  # torch.compiler.reset() between: only the disk cache is left
+    assert (first.fx_cache, second.fx_cache) == ("miss", "hit")
+    assert first.facts()["compile_cache"] == "miss"
+
+
 def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
     """dynamo stops compiling a function after `recompile_limit` (8) recompiles and runs it eagerly:
     the ninth decoder in a process (a suite's ninth compiled case) must still be compiled. With the
@@ -106,7 +123,8 @@ def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
     with torch._dynamo.config.patch(recompile_limit=2):
         for n in range(3):
             dec = _decoder(tiny_module, max_len=20 + n)
-    assert dec.facts() == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None, "compile_flags": None}
+    assert dec.facts() == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None, "compile_flags": None,
+                           "compile_cache": dec.fx_cache} and dec.fx_cache in ("hit", "miss")
     assert dec.problems() is None
 
 

@@ -98,7 +98,9 @@ def arm_costs(records: list[dict]) -> str:
             parts.append(f"{name} {_span(mem, '{:.2f}')} GiB")
     compile_s = [r["compile_time_s"] for r in records if r.get("compile_time_s") is not None]
     if compile_s:
-        parts.append(f"compile {_span(compile_s, '{:.1f}')} s")
+        outcomes = [r["compile_cache"] for r in records if r.get("compile_cache")]
+        cache = ", ".join(f"{outcomes.count(o)} {o}" for o in dict.fromkeys(outcomes))
+        parts.append(f"compile {_span(compile_s, '{:.1f}')} s" + (f" (inductor's cache: {cache})" if cache else ""))
     for field_name, label in (("measured_mbu", "MBU"), ("measured_prefill_mfu", "MFU")):
         share = [100 * r[field_name] for r in records if r.get(field_name) is not None]
         if share:

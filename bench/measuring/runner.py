@@ -394,7 +394,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
     compiled = getattr(run.backend, "compile_facts", None)  # read before the gate, which may rebuild the step
     facts = {"compiled_graphs": None, "graph_breaks": None, "cuda_graphs": None, "compile_flags": None,
-             **(compiled(run.handle) if compiled else {})}
+             "compile_cache": None, **(compiled(run.handle) if compiled else {})}
     notes = [n for n in (getattr(run.handle, "exec_note", None), facts.pop("note", None)) if n]
     if w.kind == "prefill" and facts.get("compiled_graphs") is not None:  # what a ppN test timed of compiled mode
         notes.append("compiled mode compiles the decode step: this prefill test ran eager, into the static cache")

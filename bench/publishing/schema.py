@@ -78,6 +78,9 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "compile_flags": (Opt(str), "", "compiled: the TORCHINDUCTOR_* environment settings the step was built under that can "
                       "change its kernels (e.g. \"coordinate_descent_tuning=1, freezing=1\"; caches and logs left out); "
                       "part of the case's path, so tuned and default compiles are never pooled; null: inductor's defaults"),
+    "compile_cache": (Opt(str), "", "compiled: what inductor's on-disk FX graph cache gave the build: hit (the kernels "
+                      "were read back; compile_time_s is then mostly tracing), miss (compiled anew, as on a machine's "
+                      "first run), bypass, or a mix with counts; null where no graph reached inductor"),
     "cuda_graphs": (Opt(Literal["captured", "skipped"]), "", "compiled on CUDA (mode reduce-overhead): whether inductor "
                     "captured the step as CUDA graphs or skipped them (kernels then launch one by one); null where none were asked"),
     "engine": (Opt(str), "", "the inference software that ran the model (transformers, llama.cpp, vllm, ...)"),
