@@ -53,7 +53,8 @@ lease()     { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t
 # qwen3-0.6b's 2.09 ms compiled step?), a kernel profile of each compiled step with its time with and
 # without dynamo's per-call guard check, then qwen3-8b compiled under two inductor settings that
 # gpt-fast-style decoders use (coordinate descent tuning; freezing, which concatenates the q/k/v and
-# gate/up projections), each its own path (compile_flags), then qwen3-8b at batch 16.
+# gate/up projections), each its own path (compile_flags), then qwen3-8b at batch 16, then qwen3-8b
+# pp512 eager against compiled (the prefill compiled with a dynamic prompt length since 2026-12-05).
 lease2()    { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t o="$OUT/lease2.jsonl"
               cap() { local l=$(( end - $(date +%s) )); (( l > $1 )) && l=$1; (( l >= 45 )) && echo $l; }
               t=$(cap 200) && timeout $t chipbench run --backend cuda --model qwen3-0.6b,qwen3-8b --workload tg128 \
@@ -66,11 +67,12 @@ lease2()    { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t o="$OUT/lease2.js
                 chipbench run --backend cuda --model qwen3-8b --workload tg128 --mode compiled --rounds 3 --no-check --out "$o" 2>&1 | quiet
               step "qwen3-8b batch 16"; t=$(cap 150) && timeout $t chipbench run --backend cuda --model qwen3-8b \
                 --workload tg128 --batch 16 --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
-              # compiled mode runs the prefill eager (into its static cache): pp512 once, eager
-              step "qwen3-8b pp512"; t=$(cap 90) && timeout $t chipbench run --backend cuda --model qwen3-8b \
-                --workload pp512 --batch 1,16 --rounds 3 --no-check --out "$o" 2>&1 | quiet
-              python3 -c "import json,sys; [print(r['model'], r['workload'], r['batch'], r['exec_path'], r.get('compile_flags'), r['status'],
-                r.get('tpot_s_median'), r.get('measured_mbu'), r.get('host_step_s'), r.get('host_busy_frac'), r.get('host_bound'))
+              # compiled mode compiles the prefill too (dynamic prompt length, no CUDA graphs): eager against compiled
+              step "qwen3-8b pp512"; t=$(cap 120) && timeout $t chipbench run --backend cuda --model qwen3-8b \
+                --workload pp512 --batch 1,16 --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
+              python3 -c "import json,sys; [print(r['model'], r['workload'], r['batch'], r['exec_path'], r.get('prefill_path'), r.get('compile_flags'),
+                r['status'], r.get('ttft_s_median'), r.get('prefill_compile_time_s'), r.get('tpot_s_median'), r.get('measured_mbu'),
+                r.get('host_step_s'), r.get('host_busy_frac'), r.get('host_bound'))
                 for r in map(json.loads, open(sys.argv[1]))]" "$o"; }
 models()    { chipbench run --backend cuda --model qwen3-30b-a3b,qwen3.5-9b --workload pp512,tg128 \
                 --rounds 3 --out "$OUT/runs.jsonl" 2>&1 | quiet; }

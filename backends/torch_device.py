@@ -166,15 +166,19 @@ class TorchBackend:
         """Every rank ready before rank 0 starts its clock (a no-op in one process)."""
         distributed.barrier()
 
-    def prepare(self, handle: LoadedModel, batch: int, tokens: int) -> float | None:
-        """Compiled mode: a static cache for `batch` sequences of `tokens` and the decode step
-        compiled for it (reused when it fits). Returns the compile / capture time; None in eager."""
+    def prepare(self, handle: LoadedModel, batch: int, tokens: int, prompt_tokens: int | None = None) -> float | None:
+        """Compiled mode: a static cache for `batch` sequences of `tokens`, the decode step compiled
+        for it and, for prompts of `prompt_tokens` > 1 (None: not known, so compiled), the prefill
+        (reused when it fits). Returns the compile / capture time; None in eager."""
         if handle.exec_path != "compiled":
             return None
+        long_prompt = prompt_tokens is None or prompt_tokens > 1
         if handle.decoder is None or not handle.decoder.fits(batch, tokens):
             handle.decoder = None  # free the old cache first
             handle.decoder = torch_loop.build_static_decoder(handle.module, batch, tokens, self.ops.device,
-                                                             self.ops.synchronize)
+                                                             self.ops.synchronize, prefill=long_prompt)
+        elif long_prompt:  # a decoder built for one-token prompts, now asked for longer ones
+            torch_loop.add_prefill(handle.decoder, self.ops.device, self.ops.synchronize)
         return handle.decoder.compile_time_s
 
     def runs_ahead(self, mode: str) -> bool:
@@ -200,7 +204,9 @@ class TorchBackend:
                  on_token: TokenCallback) -> Generation:
         self.ops.reset_peak_memory()
         if handle.exec_path == "compiled":
-            self.prepare(handle, prompt.shape[0], prompt.shape[1] + new_tokens)
+            # what the case's own prepare() built serves; a new decoder here compiles no prefill (the
+            # self-test's decode probe, whose long prompt only fills the cache)
+            self.prepare(handle, prompt.shape[0], prompt.shape[1] + new_tokens, prompt_tokens=1)
         events, mark, start = [], None, None
         if self.ops.event is not None:  # the device's own clock: an event after each step, in the stream
             start = self.ops.event()
@@ -232,8 +238,10 @@ class TorchBackend:
         prefill and decode path, compiled or eager as the case runs (the correctness gate's input)."""
         ids = ids.to(self.ops.device)
         if handle.exec_path == "compiled":
-            if handle.decoder is None or ids.shape[1] > handle.decoder.max_len:
-                self.prepare(handle, 1, ids.shape[1])
+            if handle.decoder is None or ids.shape[1] > handle.decoder.max_len:  # else: what the case built
+                # rebuilt longer for the gate: with a compiled prefill only where the case had one
+                tried = handle.decoder is not None and handle.decoder.prefill_tried
+                self.prepare(handle, 1, ids.shape[1], prompt_tokens if tried else 1)
             return torch_loop.teacher_forced_logits_static(handle.decoder, ids, prompt_tokens)
         return torch_loop.teacher_forced_logits(handle.module, ids, prompt_tokens)
 

@@ -8,10 +8,13 @@ device does not idle while the host takes delivery and launches the next step.
 
 Two execution paths, recorded as `exec_path` so their numbers are never mixed:
 - eager: transformers' forward one kernel at a time, with a dynamic KV cache;
-- compiled: a static KV cache sized for the request and a decode step compiled with
-  torch.compile (inductor; on CUDA with graph capture, mode "reduce-overhead"). The prefill runs
-  eager into the static cache; the compile / capture time is measured when the step is built,
-  apart from steady state (gpt-fast's split).
+- compiled: a static KV cache sized for the request, a decode step compiled with torch.compile
+  (inductor; on CUDA with graph capture, mode "reduce-overhead") and a prefill compiled with the
+  prompt length dynamic (one graph for every prompt of two tokens or more; no CUDA graphs, which
+  would record one graph per length; a one-token prompt is a decode step at position 0; the
+  linear-attention hybrids' prefill stays eager, see full_attention_only). The
+  compile / capture time is measured when both are built, apart from steady state (gpt-fast's
+  split, and its --compile_prefill).
 """
 
 from __future__ import annotations
@@ -176,6 +179,14 @@ class StaticDecoder:
     recompiles: int = 0  # graphs compiled after the build, while generating (their time was in a round)
     flags: str | None = None  # inductor settings from the environment that change the code it makes (compile_flags)
     fx_cache: str | None = None  # what inductor's on-disk FX graph cache gave the build (compile_cache)
+    prefill: object = None  # compiled (prompt [batch, n], positions [batch, n]) -> logits [batch, vocab], n dynamic; None: eager
+    prefill_compile_time_s: float | None = None  # the prefill's part of compile_time_s
+    prefill_graphs: int = 0  # graphs dynamo made of the prefill at build
+    prefill_breaks: dict = field(default_factory=dict)  # the prefill's graph-break reason -> count, at build
+    prefill_failed: str | None = None  # why the prefill runs eager: its compile failed (the error's first line)
+    prefill_ran: str | None = None  # how the last generation's prompt went in: "compiled" or "eager" (None: none yet)
+    prefill_tried: bool = False  # whether the prefill's compile was tried (add_prefill)
+    fx_counts: tuple = (0, 0, 0)  # the FX graph cache's hits, misses and bypasses over the compiles (fx_cache)
 
     def fits(self, batch: int, tokens: int) -> bool:
         return batch == self.batch and tokens <= self.max_len
@@ -212,7 +223,9 @@ class StaticDecoder:
         kernels one by one; a recompile puts compile time into a timed round)."""
         cuda_graphs = None if self.cudagraph_skips is None else ("skipped" if self.cudagraph_skips else "captured")
         return {"compiled_graphs": self.graphs + self.recompiles, "graph_breaks": sum(self.breaks.values()),
-                "cuda_graphs": cuda_graphs, "compile_flags": self.flags, "compile_cache": self.fx_cache}
+                "cuda_graphs": cuda_graphs, "compile_flags": self.flags, "compile_cache": self.fx_cache,
+                "prefill_path": self.prefill_ran or ("compiled" if self.prefill is not None else "eager"),
+                "prefill_compile_time_s": self.prefill_compile_time_s}
 
     def problems(self) -> str | None:
         """One line on how the compiled step falls short of one whole graph (captured on CUDA), or None."""
@@ -226,8 +239,15 @@ class StaticDecoder:
             why = "; ".join(r[:160] for r in self.cudagraph_reasons[:2]) or "TORCH_LOGS=cudagraphs says why"
             said.append(f"inductor skipped CUDA graphs for {self.cudagraph_skips} graph(s) ({why}): "
                         "kernels launch one by one")
+        if self.prefill_failed:
+            said.append(f"the prefill did not compile ({self.prefill_failed[:200]}): it ran eager")
+        elif self.prefill_ran == "eager" and not full_attention_only(self.model):
+            said.append(HYBRID_PREFILL)
+        elif self.prefill is not None and (self.prefill_graphs != 1 or self.prefill_breaks):
+            said.append(f"the compiled prefill is {self.prefill_graphs} graphs with "
+                        f"{sum(self.prefill_breaks.values())} graph break(s)")
         if self.recompiles:
-            said.append(f"the decode step recompiled {self.recompiles} time(s) after its build: a round "
+            said.append(f"the compiled steps recompiled {self.recompiles} time(s) after their build: a round "
                         "that recompiled timed the compiler too")
         return "; ".join(said) or None
 
@@ -299,9 +319,11 @@ def compile_mode(device: str) -> str:
 
 
 @torch.inference_mode()
-def build_static_decoder(model, batch: int, max_len: int, device: str, synchronize) -> StaticDecoder:
-    """Allocate the static cache and compile the decode step, timing the compile (and capture) by
-    running the step on a dummy request until it is warm."""
+def build_static_decoder(model, batch: int, max_len: int, device: str, synchronize,
+                         prefill: bool = True) -> StaticDecoder:
+    """Allocate the static cache, compile the decode step and (with `prefill`: prompts longer than
+    one token will come) the prefill, timing the compile (and capture) by running each on a dummy
+    request until it is warm."""
     from transformers import StaticCache
 
     cache = StaticCache(config=model.config, max_cache_len=max_len)
@@ -327,22 +349,107 @@ def build_static_decoder(model, batch: int, max_len: int, device: str, synchroni
         log.setLevel(logging.WARNING)  # torch keeps its log artifacts off unless TORCH_LOGS names them
     try:
         start = time.perf_counter()
-        _static_prefill(model, cache, torch.zeros(batch, 1, dtype=torch.long, device=device))
+        # an eager one-token prefill first: transformers allocates a static cache's tensors on its first use
         token = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        _prefill_call(lambda p, pos: _eager_prefill(model, cache, p, pos), cache, token)
         for i in range(3):  # reduce-overhead records its CUDA graph on a later call than the first
             compiled(token, torch.full((batch, 1), 1 + i, dtype=torch.long, device=device))
         synchronize()
-        elapsed = time.perf_counter() - start
+        step_s = time.perf_counter() - start
     finally:
         if log:
             log.removeHandler(skip_lines)
             log.setLevel(level)
     graphs, breaks, skips = compile_counters()
-    new_breaks = {k: n - breaks0.get(k, 0) for k, n in breaks.items() if n > breaks0.get(k, 0)}
-    return StaticDecoder(model, cache, compiled, batch, max_len, elapsed, mode, graphs=graphs - graphs0,
-                         breaks=new_breaks, cudagraph_skips=skips - skips0 if mode == "reduce-overhead" else None,
-                         cudagraph_reasons=skip_lines.lines, flags=inductor_flags(),
-                         fx_cache=cache_outcome(cache0, fx_cache_counts()))
+    dec = StaticDecoder(model, cache, compiled, batch, max_len, step_s, mode, graphs=graphs - graphs0,
+                        breaks=_new(breaks, breaks0), cudagraph_skips=skips - skips0 if mode == "reduce-overhead" else None,
+                        cudagraph_reasons=skip_lines.lines, flags=inductor_flags())
+    _count_cache(dec, cache0)
+    if prefill:
+        add_prefill(dec, device, synchronize)
+    return dec
+
+
+def _count_cache(dec: StaticDecoder, before: tuple[int, int, int]) -> None:
+    """Adds what inductor's FX graph cache gave since `before` to the decoder's compile_cache."""
+    dec.fx_counts = tuple(a + n - b for a, n, b in zip(dec.fx_counts, fx_cache_counts(), before))
+    dec.fx_cache = cache_outcome((0, 0, 0), dec.fx_counts)
+
+
+@torch.inference_mode()
+def add_prefill(dec: StaticDecoder, device: str, synchronize) -> None:
+    """Compile the decoder's prefill once (a case whose prompt is one token needs none: a decode
+    step at position 0 is its prefill), adding its time to the decoder's compile time. A model with
+    linear-attention layers keeps the eager prefill (full_attention_only)."""
+    if dec.prefill_tried or dec.max_len < 2 or not full_attention_only(dec.model):
+        return
+    dec.prefill_tried = True
+    model, cache, kw = dec.model, dec.cache, _cache_kwarg(dec.model)
+
+    def prefill(prompt, positions):  # the step's code; its own compiled function, dynamic in the prompt length
+        out = model.model(input_ids=prompt, position_ids=positions, use_cache=True, **{kw: cache})
+        return _head(model, out.last_hidden_state)
+
+    cache0 = fx_cache_counts()
+    _compile_prefill(dec, torch.compile(prefill), device, synchronize)
+    dec.compile_time_s += dec.prefill_compile_time_s
+    _count_cache(dec, cache0)
+
+
+def _new(counts: dict, before: dict) -> dict:
+    return {k: n - before.get(k, 0) for k, n in counts.items() if n > before.get(k, 0)}
+
+
+# The dummy prompt the prefill compiles on (its length is marked dynamic: one graph serves all).
+WARM_PROMPT = 16
+
+
+def _compile_prefill(dec: StaticDecoder, compiled, device: str, synchronize) -> None:
+    """Compile the prefill with the prompt length marked dynamic (one graph for every prompt length;
+    dynamo raises rather than quietly specialising it), by running it on a dummy prompt. A prefill
+    that does not compile runs eager, and the decoder says why."""
+    graphs0, breaks0, _ = compile_counters()
+    start = time.perf_counter()
+    try:
+        _prefill_call(compiled, dec.cache, torch.zeros(dec.batch, min(dec.max_len, WARM_PROMPT), dtype=torch.long,
+                                                       device=device))
+        synchronize()
+    except Exception as e:  # dynamo / inductor refused this model's prefill: the eager one still works
+        dec.prefill_failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".strip()
+    else:
+        dec.prefill = compiled
+    dec.prefill_compile_time_s = time.perf_counter() - start
+    graphs, breaks, _ = compile_counters()
+    dec.prefill_graphs, dec.prefill_breaks = graphs - graphs0, _new(breaks, breaks0)
+
+
+def _prefill_call(fn, cache, prompt: torch.Tensor) -> torch.Tensor:
+    """`fn` (eager or compiled) on the prompt and its positions, into a reset cache. The prompt is
+    copied here, under inference mode, as the build's dummy was: a prompt made outside it carries
+    another dispatch key set, which dynamo's guards tell apart (the prefill would compile again)."""
+    cache.reset()
+    prompt = prompt.clone(memory_format=torch.contiguous_format)
+    b, n = prompt.shape
+    positions = torch.arange(n, device=prompt.device).expand(b, n)
+    if n > 1:  # a length of 1 is always specialised
+        torch._dynamo.mark_dynamic(prompt, 1)
+        torch._dynamo.mark_dynamic(positions, 1)
+    return fn(prompt, positions)
+
+
+def full_attention_only(model) -> bool:
+    """Whether every layer is full attention. Then a one-token prompt into an empty cache is the
+    same computation as a decode step at position 0, and one prefill graph with a dynamic length
+    serves every prompt. Not so for the DeltaNet hybrids' linear-attention layers: on an empty cache
+    they take their prefill path, which the compiled step was not built for, and that path loops
+    over 64-token chunks in Python, so dynamo compiles another graph for every chunk count (and for
+    prompts under the convolution's 4 tokens): about 70 s each for tiny-qwen3.5 on a 2-core CPU."""
+    kinds = getattr(model.config, "layer_types", None) or ["full_attention"]
+    return all(k == "full_attention" for k in kinds)
+
+
+HYBRID_PREFILL = ("a linear-attention model's prefill runs eager in compiled mode (its chunked path "
+                  "unrolls a Python loop per 64-token chunk: a graph for every prompt length band)")
 
 
 def _cudagraphs_log():
@@ -353,11 +460,25 @@ def _cudagraphs_log():
         return None
 
 
-def _static_prefill(model, cache, prompt: torch.Tensor) -> torch.Tensor:
-    """The prompt, eager, into a reset static cache; logits of its last position."""
-    cache.reset()
-    b, n = prompt.shape
-    positions = torch.arange(n, device=prompt.device).expand(b, n)
+def _static_prefill(dec: StaticDecoder, prompt: torch.Tensor) -> torch.Tensor:
+    """The prompt into a reset static cache; logits of its last position. A prompt of one token is
+    exactly a decode step at position 0 where every layer is full attention (the compiled step); a
+    longer one goes through the compiled prefill. Eager where neither applies (a linear-attention
+    hybrid) or the prefill did not compile; `dec.prefill_ran` says which ran."""
+    n = prompt.shape[1]
+    if n == 1 and full_attention_only(dec.model):
+        dec.prefill_ran = "compiled"
+        dec.cache.reset()
+        return dec.call(prompt.clone(memory_format=torch.contiguous_format), _position(dec, 0, prompt.device))
+    if n == 1 or dec.prefill is None:
+        dec.prefill_ran = "eager"
+        model = dec.model
+        return _prefill_call(lambda p, pos: _eager_prefill(model, dec.cache, p, pos), dec.cache, prompt)
+    dec.prefill_ran = "compiled"
+    return _prefill_call(dec.prefill, dec.cache, prompt)
+
+
+def _eager_prefill(model, cache, prompt, positions):
     out = model.model(input_ids=prompt, position_ids=positions, use_cache=True, **{_cache_kwarg(model): cache})
     return _head(model, out.last_hidden_state)
 
@@ -371,7 +492,7 @@ def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
                     on_token: TokenCallback, mark=None, fence=None, waits: list | None = None) -> list[list[int]]:
     n = prompt.shape[1]
     graphs = compile_counters()[0]
-    steps = run_steps(lambda: _static_prefill(dec.model, dec.cache, prompt).argmax(dim=-1),
+    steps = run_steps(lambda: _static_prefill(dec, prompt).argmax(dim=-1),
                       lambda token, i: dec.call(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1),
                       new_tokens, on_token, mark, fence, waits)
     dec.recompiles += compile_counters()[0] - graphs
@@ -382,7 +503,9 @@ def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
 def teacher_forced_logits_static(dec: StaticDecoder, ids: torch.Tensor, prompt_tokens: int) -> torch.Tensor:
     """As teacher_forced_logits, through the compiled step (ids replicated over its batch)."""
     ids = ids.expand(dec.batch, -1)
-    logits = [_static_prefill(dec.model, dec.cache, ids[:, :prompt_tokens])[0].float().cpu()]
+    ran = dec.prefill_ran  # what generation ran stays what the decoder says
+    logits = [_static_prefill(dec, ids[:, :prompt_tokens])[0].float().cpu()]
+    dec.prefill_ran = ran
     for i in range(prompt_tokens, ids.shape[1] - 1):
         # the tokens as generation gives them (a fresh [batch] tensor, unsqueezed): a slice of ids has
         # other strides, which the step's guards tell apart (it used to compile the step again)

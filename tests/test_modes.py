@@ -29,12 +29,69 @@ def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_ca
     assert rec["rerun"].startswith("chipbench run ")  # inductor's defaults: no settings to carry
 
 
-def test_a_compiled_prefill_test_says_its_prefill_ran_eager(cpu):
-    """Compiled mode compiles the decode step; a ppN test has none to time, so its 'compiled' figure
-    is the eager prefill into the static cache: the record says so, not just 'compiled'."""
+def test_a_compiled_prefill_test_times_a_compiled_prefill(cpu):
+    """Compiled mode compiles the prefill too (the prompt length dynamic), so a ppN test's compiled
+    row is its own figure, not the eager prefill again; its compile time is part of the build's."""
     rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8"), rounds=1, mode="compiled"), check=False)
     assert rec["status"] == "ok" and rec["exec_path"] == "compiled", rec.get("error")
-    assert rec["exec_note"] == "compiled mode compiles the decode step: this prefill test ran eager, into the static cache"
+    assert (rec["prefill_path"], rec["exec_note"]) == ("compiled", None)
+    assert 0 < rec["prefill_compile_time_s"] < rec["compile_time_s"]
+
+
+def test_one_prefill_graph_serves_every_prompt_length_and_a_one_token_prompt_is_a_step(tiny_module):
+    """One graph for every prompt of two tokens or more, never recompiled for a new length; a
+    one-token prompt (tg128's) goes through the compiled decode step at position 0. The tokens are
+    the eager loop's at every length."""
+    import torch
+
+    from backends import torch_loop
+
+    dec = _decoder(tiny_module, batch=2, max_len=48, prefill=False)  # a tg case's: its prompt is one token
+    assert dec.prefill is None and dec.prefill_compile_time_s is None
+    step_s = dec.compile_time_s
+    torch_loop.add_prefill(dec, "cpu", lambda: None)  # a later case with a longer prompt
+    assert (dec.prefill is not None, dec.prefill_graphs, dec.prefill_breaks, dec.prefill_failed) == (True, 1, {}, None)
+    assert dec.compile_time_s == step_s + dec.prefill_compile_time_s
+    for n in (1, 3, 17, 40):
+        prompt = torch.randint(0, tiny_module.config.vocab_size, (2, n), generator=torch.Generator().manual_seed(n))
+        got = torch_loop.generate_static(dec, prompt, 6, lambda t: None)
+        assert got == torch_loop.generate(tiny_module, prompt, 6, lambda t: None), n
+        assert dec.prefill_ran == "compiled", n
+    assert dec.recompiles == 0 and dec.problems() is None
+
+
+def test_a_prefill_that_does_not_compile_runs_eager_and_says_why(tiny_module, monkeypatch):
+    import torch
+
+    from backends import torch_loop
+
+    def refused(fn, *args, **kwargs):
+        if fn.__name__ == "prefill":
+            def fails(*a):
+                raise RuntimeError("inductor said no\nsecond line")
+            return fails
+        return real(fn, *args, **kwargs)
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", refused)
+    dec = _decoder(tiny_module, max_len=30)
+    monkeypatch.undo()
+    assert dec.prefill is None and dec.prefill_failed == "RuntimeError: inductor said no"
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    assert torch_loop.generate_static(dec, prompt, 4, lambda t: None) == torch_loop.generate(tiny_module, prompt, 4, lambda t: None)
+    assert dec.facts()["prefill_path"] == "eager"
+    assert "the prefill did not compile (RuntimeError: inductor said no): it ran eager" in dec.problems()
+
+
+def test_a_compiled_record_with_an_eager_prefill_is_its_own_path():
+    """TTFT through an eager prefill is other work than through a compiled one: compiled records
+    made before the prefill was compiled (no prefill_path) and hybrids' are "compiled, eager prefill"."""
+    from bench.judging.cases import path_key
+
+    rec = {"exec_path": "compiled", "parallel": "none"}
+    assert path_key({**rec, "prefill_path": "compiled"}) == "compiled"
+    assert path_key(rec) == path_key({**rec, "prefill_path": "eager"}) == "compiled, eager prefill"
+    assert path_key({"exec_path": "eager", "parallel": "none"}) == "eager"
 
 
 def test_an_eager_case_has_no_compile_facts(cpu):
@@ -43,10 +100,10 @@ def test_an_eager_case_has_no_compile_facts(cpu):
     assert (rec["compiled_graphs"], rec["graph_breaks"], rec["cuda_graphs"], rec["exec_note"]) == (None,) * 4
 
 
-def _decoder(model, batch=1, max_len=24):
+def _decoder(model, batch=1, max_len=24, prefill=True):
     from backends import torch_loop
 
-    return torch_loop.build_static_decoder(model, batch, max_len, "cpu", lambda: None)
+    return torch_loop.build_static_decoder(model, batch, max_len, "cpu", lambda: None, prefill=prefill)
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +149,10 @@ def test_a_recompile_while_generating_is_counted(tiny_module):
     from backends import torch_loop
 
     dec = _decoder(tiny_module)
-    torch.compiler.reset()  # the compiled step's code is gone: its next call compiles again
+    torch.compiler.reset()  # the compiled code is gone: the prefill and the step compile again
     torch_loop.generate_static(dec, torch.tensor([[1, 2, 3]]), 4, lambda t: None)
-    assert dec.recompiles == 1 and dec.facts()["compiled_graphs"] == 2
-    assert "recompiled 1 time(s) after its build" in dec.problems()
+    assert dec.recompiles == 2 and dec.facts()["compiled_graphs"] == 3
+    assert "recompiled 2 time(s) after their build" in dec.problems()
 
 
 def test_the_compile_time_says_whether_inductor_compiled_anew_or_read_its_cache(tiny_module, tmp_path, monkeypatch):
@@ -123,8 +180,10 @@ def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
     with torch._dynamo.config.patch(recompile_limit=2):
         for n in range(3):
             dec = _decoder(tiny_module, max_len=20 + n)
-    assert dec.facts() == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None, "compile_flags": None,
-                           "compile_cache": dec.fx_cache} and dec.fx_cache in ("hit", "miss")
+    facts = dec.facts()
+    assert facts.pop("prefill_compile_time_s") > 0
+    assert facts == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None, "compile_flags": None,
+                     "compile_cache": dec.fx_cache, "prefill_path": "compiled"} and dec.fx_cache in ("hit", "miss")
     assert dec.problems() is None
 
 
@@ -173,7 +232,7 @@ def test_inductor_settings_from_the_environment_name_the_compiled_path(tiny_modu
     monkeypatch.setenv("TORCHINDUCTOR_COORDINATE_DESCENT_TUNING", "1")  # read as the step is built
     flags = _decoder(tiny_module).facts()["compile_flags"]
     assert flags == "coordinate_descent_tuning=1"
-    rec = {"exec_path": "compiled", "parallel": "none", "compile_flags": flags}
+    rec = {"exec_path": "compiled", "parallel": "none", "compile_flags": flags, "prefill_path": "compiled"}
     assert path_key(rec) == "compiled, coordinate_descent_tuning=1" and path_key({**rec, "compile_flags": None}) == "compiled"
     failed = failed_record(Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg4"), mode="compiled"), "boom", {}, {})
     assert path_key(failed) == "compiled, coordinate_descent_tuning=1"
@@ -188,6 +247,8 @@ def test_the_correctness_gate_checks_the_compiled_path(compiled_case):
 
 @pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-next"])
 def test_compiled_and_eager_give_the_same_greedy_tokens(cpu, model):
+    from backends import torch_loop
+
     spec = get_model(model)
     if refused := cpu.ops.compile_refuses(spec):  # this torch would abort the test process
         pytest.skip(refused)
@@ -197,8 +258,13 @@ def test_compiled_and_eager_give_the_same_greedy_tokens(cpu, model):
         handle = cpu.load(spec, "fp32", seed=1, mode=mode)
         try:
             prompt = cpu.prompt(handle, prompt_ids(w, spec.vocab))
+            cpu.prepare(handle, w.batch, w.prompt_tokens + w.gen_tokens, w.prompt_tokens)  # as the runner does
             tokens[mode] = cpu.generate(handle, prompt, w.gen_tokens, lambda t: None).tokens
             assert handle.exec_path == mode
+            if mode == "compiled":  # the hybrids' chunked linear-attention prefill stays eager, and says so
+                hybrid = model == "tiny-qwen3-next"
+                assert handle.decoder.prefill_ran == ("eager" if hybrid else "compiled")
+                assert (handle.decoder.problems() == torch_loop.HYBRID_PREFILL) if hybrid else handle.decoder.problems() is None
         finally:
             cpu.close(handle)
     assert tokens["compiled"] == tokens["eager"]
@@ -262,12 +328,11 @@ def test_cuda_runs_eager_and_compiled_by_default_and_the_cpu_eager():
     assert [(c.backend, c.mode) for c in cases] == [("cpu", "eager"), ("cuda", "eager"), ("cuda", "compiled")]
     cases = [p.case for p in plan(SuiteOptions(modes=("eager",), **small), entries)]
     assert [(c.backend, c.mode) for c in cases] == [("cpu", "eager"), ("cuda", "eager")]
-    # a prefill test has no decode step to compile: by default it runs eager only; asked for, both
+    # compiled mode compiles the prefill too: a prefill test runs both ways by default
     pp = dict(small, workloads=("pp16", "tg4"))
     cases = [p.case for p in plan(SuiteOptions(backends=("cuda",), **pp), entries)]
-    assert [(c.workload.name, c.mode) for c in cases] == [("pp16", "eager"), ("tg4", "eager"), ("tg4", "compiled")]
-    cases = [p.case for p in plan(SuiteOptions(backends=("cuda",), modes=("eager", "compiled"), **pp), entries)]
-    assert len(cases) == 4
+    assert [(c.workload.name, c.mode) for c in cases] == [("pp16", "eager"), ("pp16", "compiled"),
+                                                          ("tg4", "eager"), ("tg4", "compiled")]
 
     class EagerOnly(Wrapped):
         def supported_modes(self):

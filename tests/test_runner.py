@@ -357,7 +357,7 @@ def test_each_timing_loop_gets_its_own_self_test(cpu, monkeypatch):
 
     built = []
     build = torch_loop.build_static_decoder
-    monkeypatch.setattr(torch_loop, "build_static_decoder", lambda m, b, n, *a: built.append((b, n)) or build(m, b, n, *a))
+    monkeypatch.setattr(torch_loop, "build_static_decoder", lambda m, b, n, *a, **k: built.append((b, n)) or build(m, b, n, *a, **k))
     status, text = suite_check(events, "tiny-qwen3", "fp32", "compiled", cache_len=129)
     assert status == "passed" and text.endswith("(decode probe compiled, run-ahead loop)"), text
     assert built == [(1, 129)]  # the first case's cache (tg128 at batch 1): its compile is the case's too

@@ -51,11 +51,16 @@ def path_key(rec: dict) -> str:
     ranks): "eager, 1 thread" is other work than "eager", and runs at the default keep their name.
     An engine that names its threads in its path (llama.cpp) is left as it is. A compiled step
     built under inductor settings from the environment carries them ("compiled, freezing=1"):
-    tuned and default compiles are other code, never one cell."""
+    tuned and default compiles are other code, never one cell. A compiled case whose prefill ran
+    eager ("compiled, eager prefill": every compiled record made before 2026-12-05, when compiled
+    mode compiled the decode step only; a linear-attention hybrid's today) timed another prefill,
+    and so another TTFT, than one whose prefill was compiled too."""
     path, layout = rec.get("exec_path") or "eager", rec.get("parallel")
     key = path if layout in (None, "", "none") else f"{path} {layout}"
     if rec.get("compile_flags"):
         key += f", {rec['compile_flags']}"
+    if path == "compiled" and rec.get("prefill_path") != "compiled":
+        key += ", eager prefill"
     threads, cores = rec.get("env_torch_threads"), rec.get("env_cpu_cores")
     if (rec.get("backend_kind") == "cpu" and str(rec.get("env_runtime") or "").startswith("torch")
             and threads and cores and threads != cores and "thread" not in path):

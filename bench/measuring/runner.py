@@ -112,7 +112,7 @@ class CaseRun:
         self.prompt = self.backend.prompt(self.handle, prompt_ids(w, spec.vocab))
         prepare = getattr(self.backend, "prepare", None)
         if prepare is not None:
-            self.compile_time_s = prepare(self.handle, w.batch, w.prompt_tokens + w.gen_tokens)
+            self.compile_time_s = prepare(self.handle, w.batch, w.prompt_tokens + w.gen_tokens, w.prompt_tokens)
 
     def round(self) -> Round:
         """One timed generation; returns (and keeps) its per-token timestamps."""
@@ -394,10 +394,9 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
     compiled = getattr(run.backend, "compile_facts", None)  # read before the gate, which may rebuild the step
     facts = {"compiled_graphs": None, "graph_breaks": None, "cuda_graphs": None, "compile_flags": None,
-             "compile_cache": None, **(compiled(run.handle) if compiled else {})}
+             "compile_cache": None, "prefill_path": None, "prefill_compile_time_s": None,
+             **(compiled(run.handle) if compiled else {})}
     notes = [n for n in (getattr(run.handle, "exec_note", None), facts.pop("note", None)) if n]
-    if w.kind == "prefill" and facts.get("compiled_graphs") is not None:  # what a ppN test timed of compiled mode
-        notes.append("compiled mode compiles the decode step: this prefill test ran eager, into the static cache")
     rec.update(status="ok", error=None, weights=run.handle.weights,
                linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s,
                compile_time_s=run.compile_time_s, exec_note="; ".join(notes) or None, **facts)
@@ -499,6 +498,7 @@ def failed_record(case: Case, error: BaseException | str, device: dict, host: di
         from backends.torch_loop import inductor_flags
 
         rec["compile_flags"] = inductor_flags()
+        rec["prefill_path"] = "compiled"  # what it tried: the path_key of its siblings that ran
     rec.update(env.provenance(case.workload.seed), rerun=rerun_command(case, rec.get("compile_flags")))
     return rec
 

@@ -56,8 +56,9 @@ def timing_loop(backend: Backend, mode: str) -> str:
 def check_all(backend: Backend, model: str = "qwen3-0.6b", dtype: str = "bf16",
               long_prompt: int = 2048, mode: str = "eager", cache_len: int | None = None) -> list[TimingCheck]:
     """The decode probe (in `mode`) and the long-prefill probe; the backend passes when both do.
-    The prefill probe runs eager: prefill is eager in every mode, and a compiled step for its
-    length would be compiled for nothing."""
+    The prefill probe runs eager: a prefill's time is the loop's first delivery, the same wait in
+    either mode (the decode probe's first token proves it in `mode`), and compiling a static cache
+    for the probe's long prompt would be compiled for nothing."""
     return [check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode,
                                cache_len=cache_len),
             check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long_prompt)]
@@ -74,7 +75,7 @@ def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str =
     try:
         prepare = getattr(backend, "prepare", None)
         if mode != "eager" and cache_len and prepare is not None:
-            prepare(handle, 1, max(cache_len, prompt_tokens + new_tokens))
+            prepare(handle, 1, max(cache_len, prompt_tokens + new_tokens), prompt_tokens=1)  # the decode step only
         prompt = backend.prompt(handle, prompt_ids(w, spec.vocab))
         backend.generate(handle, prompt, new_tokens, lambda t: None)  # warm up
         backend.synchronize()

@@ -155,10 +155,6 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
                 for w in wls:
                     for b in opts.batches:
                         for mode in modes_here:
-                            if mode != "eager" and not opts.modes and w.kind == "prefill":
-                                # compiled mode compiles the decode step and runs the prefill eager: a
-                                # prefill test has no decode step, so by default it is not run twice
-                                continue
                             wl = replace(w, batch=b, seed=opts.seed)
                             case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
                                         weights_dir=opts.weights_dir, mode=mode, soak_s=opts.soak_s)

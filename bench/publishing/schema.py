@@ -67,13 +67,20 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "ab_position": (Opt(Literal[0, 1]), "", "A/B: 0 when this trial ran first in its pair, 1 when second (the order alternates: A B, B A, ...)"),
     "ab_label": (Opt(str), "", "A/B: the arm's name (its label, or what it changes: a backend, mode, dtype or python=PATH)"),
     "exec_path": (Opt(str), "", "how generation ran: eager (the harness's loop on transformers' forward) or compiled "
-                  "(a static KV cache and a torch.compile'd decode step; CUDA graphs on CUDA)"),
+                  "(a static KV cache, a torch.compile'd decode step, CUDA graphs on CUDA, and a compiled prefill)"),
     "exec_note": (Opt(str), "", "why the mode asked for did not run as asked: a fallback to eager, or a compiled step "
-                  "that has graph breaks, skipped CUDA graphs or recompiled while timed, with the reason; a prefill test in "
-                  "compiled mode says that its prefill ran eager; null otherwise"),
-    "compile_time_s": (Opt(NonNeg), "s", "compiled: time to trace, compile and capture the decode step, apart from steady state"),
+                  "that has graph breaks, skipped CUDA graphs or recompiled while timed, or a compiled case whose prefill "
+                  "ran eager, with the reason; null otherwise"),
+    "compile_time_s": (Opt(NonNeg), "s", "compiled: time to trace, compile and capture the decode step and to compile the "
+                       "prefill, apart from steady state"),
+    "prefill_path": (Opt(Literal["compiled", "eager"]), "", "compiled: how the prompt went in: compiled (a prefill "
+                     "compiled with a dynamic prompt length; a one-token prompt is a compiled decode step at position 0) "
+                     "or eager (a linear-attention hybrid, a prefill that did not compile, or a record made before "
+                     "2026-12-05); part of the path (\"compiled, eager prefill\"); null in eager mode"),
+    "prefill_compile_time_s": (Opt(NonNeg), "s", "compiled: the prefill's part of compile_time_s; null where no prefill compile was tried"),
     "compiled_graphs": (Opt(Count), "graphs", "compiled: graphs torch.compile made of the decode step over the case (1: the "
-                        "whole step is one graph; 0: it ran eagerly; more: graph breaks or recompiles); null otherwise"),
+                        "whole step is one graph; 0: it ran eagerly; more: graph breaks, or recompiles of the step or the prefill "
+                        "while timed); null otherwise"),
     "graph_breaks": (Opt(Count), "", "compiled: graph breaks in the decode step (each one returns to Python mid-step); null otherwise"),
     "compile_flags": (Opt(str), "", "compiled: the TORCHINDUCTOR_* environment settings the step was built under that can "
                       "change its kernels (e.g. \"coordinate_descent_tuning=1, freezing=1\"; caches and logs left out); "
