@@ -163,6 +163,20 @@ def test_ceilings_are_the_best_of_rounds_over_a_window_with_the_median_kept():
     assert slow.bandwidth_gb_per_s >= slow.bandwidth_gb_per_s_median > 0 and slow.tflops >= slow.tflops_median > 0
 
 
+def test_the_matmul_grows_only_while_its_call_stays_short():
+    """A dtype without a fast path (bf16 on an AVX2-only CPU: 58 s for one 2048 matmul) stops at a
+    size whose call is short; a fast one reaches the largest size."""
+    import torch
+
+    from bench.measuring.ceilings import MATMUL_SMALLEST, matmul_size, measure
+
+    assert matmul_size("cpu", torch.float32, lambda: None, 1024, call_s=1e-9) == MATMUL_SMALLEST
+    assert matmul_size("cpu", torch.float32, lambda: None, 1024, call_s=1e9) == 1024
+    assert matmul_size("cpu", torch.float32, lambda: None, 128) == 128  # never past the largest
+    picked = measure("cpu", "fp32", lambda: None, copy_mib=8, repeats=1, window=0)
+    assert picked.matmul_n in (256, 512, 1024, 2048)
+
+
 def test_the_window_comes_from_the_option_else_the_environment_else_the_device(monkeypatch):
     from bench.errors import UsageError
     from bench.measuring.ceilings import CPU_WINDOW_S, DEVICE_WINDOW_S, WINDOW_ENV, use_window, window_s

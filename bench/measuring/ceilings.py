@@ -19,6 +19,12 @@ The buffers must outsize the caches, or the bandwidth is the cache's: 2 GiB on a
 last-level cache where that is larger (an EPYC 9684X holds 1152 MB of L3 per socket, and a sum
 spread over its cores reads each core complex's share from its own 96 MB).
 
+The matrix product's size is the largest of 256, 512, ... up to 2048 on a CPU (8192 on an
+accelerator) whose call stays under MATMUL_CALL_S: where a dtype has no fast path, a fixed 2048
+would cost minutes per ceiling and measure no higher rate (this project's 2-core AMD EPYC VM, AVX2
+without AVX-512, ran a 2048 bf16 matmul in 58 s, 0.3 GFLOP/s, against 1.3 GFLOP/s at 512; fp32
+ran at 98 GFLOP/s). The size taken is recorded (matmul_n).
+
 They are the roofline of a device with no spec row, and a check on the spec sheet of one with
 a row: a device that beats its sheet, or misses it badly, is flagged.
 """
@@ -155,6 +161,29 @@ def use_window(value: float | None) -> None:
 BESIDE_ROUNDS = 3  # the rounds measured right after each case's timed rounds (bench.measuring.runner)
 
 
+MATMUL_SMALLEST = 256
+MATMUL_CALL_S = 0.25  # the ceilings' matmul doubles its size while the next size's call (8x) stays under this
+
+
+def matmul_size(device: str, dtype: torch.dtype, sync, largest: int, call_s: float = MATMUL_CALL_S) -> int:
+    """The ceilings' matmul size: from MATMUL_SMALLEST, doubled while the next size's call (8x the
+    work) would take under `call_s`, up to `largest`. A slow path stops early: its rate does not
+    rise with the size, only its cost."""
+    n = min(MATMUL_SMALLEST, largest)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    while n < largest:
+        a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+        a @ a
+        sync()  # warm up: kernel selection, packing buffers
+        start = time.perf_counter()
+        a @ a
+        sync()
+        if 8 * (time.perf_counter() - start) >= call_s:
+            break
+        n *= 2
+    return min(n, largest)
+
+
 STRETCH_S = 0.02  # each timed stretch lasts at least this long (see _Probe)
 MAX_CALLS = 100
 FILL_BITS = 0x3F003F00  # as fp32 0.50096; each 16-bit half 0x3F00 is bf16 0.5, fp16 1.75: no zeros, no denormals
@@ -197,8 +226,8 @@ def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n
 
         copy_mib = cpu_copy_mib(last_level_cache_bytes(), psutil.virtual_memory().total)
     copy_mib = copy_mib or 2048
-    matmul_n = matmul_n or (2048 if on_cpu else 8192)
     t = parse_dtype(dtype)
+    matmul_n = matmul_n or matmul_size(device, t, sync, 2048 if on_cpu else 8192)
     nbytes = copy_mib * 2**20
     words = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
     words.fill_(FILL_BITS)  # on the device; one buffer is the copy's source and the sum's input
