@@ -164,7 +164,7 @@ def test_ceilings_are_the_best_of_rounds_over_a_window_with_the_median_kept():
 
 
 def test_the_matmul_grows_only_while_its_call_stays_short():
-    """A dtype without a fast path (bf16 on an AVX2-only CPU: 58 s for one 2048 matmul) stops at a
+    """A dtype without a fast path (a row-major bf16 product on an AVX2-only CPU: 58 s at 2048) stops at a
     size whose call is short; a fast one reaches the largest size."""
     import torch
 

@@ -19,11 +19,15 @@ The buffers must outsize the caches, or the bandwidth is the cache's: 2 GiB on a
 last-level cache where that is larger (an EPYC 9684X holds 1152 MB of L3 per socket, and a sum
 spread over its cores reads each core complex's share from its own 96 MB).
 
-The matrix product's size is the largest of 256, 512, ... up to 2048 on a CPU (8192 on an
-accelerator) whose call stays under MATMUL_CALL_S: where a dtype has no fast path, a fixed 2048
-would cost minutes per ceiling and measure no higher rate (this project's 2-core AMD EPYC VM, AVX2
-without AVX-512, ran a 2048 bf16 matmul in 58 s, 0.3 GFLOP/s, against 1.3 GFLOP/s at 512; fp32
-ran at 98 GFLOP/s). The size taken is recorded (matmul_n).
+The matrix product is the one a decoder's projections make, `linear(x, w)` (x @ w.T): on this
+project's AMD EPYC VM (AVX2, no AVX-512) torch's bf16 `a @ b` with both operands row-major runs at
+1.0-1.2 GFLOP/s on one core, 9-10 GFLOP/s with the second transposed as nn.Linear's weight is, so
+the plain product understated the rate the model's own layers reach ninefold. Its size is the
+largest of 256, 512, ... up to 2048 on a CPU (8192 on an accelerator) whose call stays under
+MATMUL_CALL_S: where a dtype has no fast path, a fixed 2048 would cost minutes per ceiling and
+measure no higher rate (this project's 2-core AMD EPYC VM, AVX2 without AVX-512, ran a 2048 row-
+major bf16 `a @ b` in 58 s, 0.3 GFLOP/s on two cores, against 1.3 GFLOP/s at 512; fp32 ran at 98
+GFLOP/s). The size taken is recorded (matmul_n).
 
 They are the roofline of a device with no spec row, and a check on the spec sheet of one with
 a row: a device that beats its sheet, or misses it badly, is flagged.
@@ -162,7 +166,8 @@ BESIDE_ROUNDS = 3  # the rounds measured right after each case's timed rounds (b
 
 
 MATMUL_SMALLEST = 256
-MATMUL_CALL_S = 0.25  # the ceilings' matmul doubles its size while the next size's call (8x) stays under this
+MATMUL_CALL_S = 0.5  # the ceilings' matmul doubles its size while the next size's call (8x) stays under this
+linear = torch.nn.functional.linear  # x @ w.T: a decoder's every projection has this layout
 
 
 def matmul_size(device: str, dtype: torch.dtype, sync, largest: int, call_s: float = MATMUL_CALL_S) -> int:
@@ -173,10 +178,10 @@ def matmul_size(device: str, dtype: torch.dtype, sync, largest: int, call_s: flo
     gen = torch.Generator(device="cpu").manual_seed(0)
     while n < largest:
         a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
-        a @ a
+        linear(a, a)
         sync()  # warm up: kernel selection, packing buffers
         start = time.perf_counter()
-        a @ a
+        linear(a, a)
         sync()
         if 8 * (time.perf_counter() - start) >= call_s:
             break
@@ -236,7 +241,7 @@ def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n
     gen = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
     b = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
-    probes = (_Probe(lambda: dst.copy_(src), sync), _Probe(lambda: read.sum(), sync), _Probe(lambda: a @ b, sync))
+    probes = (_Probe(lambda: dst.copy_(src), sync), _Probe(lambda: read.sum(), sync), _Probe(lambda: linear(a, b), sync))
     bandwidth, flops = [], []  # per round: bytes/s (the better of copy and read), FLOP/s
     start = time.perf_counter()
     while len(flops) < repeats or time.perf_counter() - start < window:
