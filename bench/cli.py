@@ -572,8 +572,11 @@ def cmd_ceilings(args) -> int:
             spec = (f"; spec {o['chip']}: {o['spec_gb_per_s'] or '?'} GB/s, {o['spec_tflops'] or '?'} TFLOP/s"
                     if o["spec_gb_per_s"] or o["spec_tflops"] else "")
             print(f"{o['backend']} ({o['device_name']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read; "
-                  f"median round {o['bandwidth_gb_per_s_median']:.1f}), {o['dtype']} matmul {o['tflops']:.2f} TFLOP/s "
-                  f"(n={o['matmul_n']}; median round {o['tflops_median']:.2f}), best of {o['rounds']} rounds in "
+                  f"median round {o['bandwidth_gb_per_s_median']:.1f}), {o['dtype']} matmul {o['tflops']:.3g} TFLOP/s "
+                  f"(n={o['matmul_n']}; median round {o['tflops_median']:.3g}"
+                  + (f"; as {o['matmul_dtype']}, faster here than {o['dtype']}'s own {o['tflops_in_dtype']:.3g}"
+                     if o.get("matmul_dtype") not in (None, o["dtype"]) else "")
+                  + f"), best of {o['rounds']} rounds in "
                   f"{o['window_s']:.1f} s{spec}" + (f"\n  {o['spec_check']}" if o["spec_check"] else "")
                   + "".join(f"\n  unsteady: {u}" for u in o["unsteady"]))
     return 0

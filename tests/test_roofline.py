@@ -177,6 +177,43 @@ def test_the_matmul_grows_only_while_its_call_stays_short():
     assert picked.matmul_n in (256, 512, 1024, 2048)
 
 
+@pytest.mark.parametrize("slowed, winner", [("bf16", "fp32"), ("fp32", "bf16")])
+def test_a_16_bit_ceiling_is_the_better_of_its_own_product_and_fp32s(monkeypatch, slowed, winner):
+    """A bf16 product can be computed exactly as an fp32 one, so on a chip without a native bf16
+    product (an AVX2 CPU: 21 GFLOP/s against fp32's 178) the fp32 product is its bf16 ceiling; where
+    bf16 runs natively, bf16's own product sets it. Either way the record says which, beside the
+    dtype's own rate, and a roofline judged against it keeps both."""
+    import time
+
+    import torch
+
+    from bench.judging.roofline import roofline_fields
+    from bench.measuring import ceilings
+
+    fast = ceilings.linear
+
+    def linear(a, b):  # the slowed dtype's product pays 20 ms a call
+        if a.dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[slowed]:
+            time.sleep(0.02)
+        return fast(a, b)
+
+    monkeypatch.setattr(ceilings, "linear", linear)
+    c = ceilings.measure("cpu", "bf16", lambda: None, copy_mib=8, matmul_n=64, repeats=3, window=0)
+    assert c.matmul_dtype == winner and c.dtype == "bf16"
+    assert c.tflops >= c.tflops_median > 0
+    if winner == "fp32":
+        assert c.tflops > 5 * c.tflops_in_dtype  # 2 * 64^3 FLOP in 20 ms: about 26 MFLOP/s for bf16's own
+    else:
+        assert c.tflops == c.tflops_in_dtype
+    assert ceilings.measure("cpu", "fp32", lambda: None, copy_mib=8, matmul_n=64, repeats=1,
+                            window=0).matmul_dtype == "fp32"  # nothing wider to try
+    rec = {"model": "qwen3-0.6b", "dtype": "bf16", "workload": "tg128", "batch": 1, "status": "ok",
+           "prompt_tokens": 512, "gen_tokens": 128, "tpot_s_median": 0.05, "ttft_s_median": 0.5}
+    out = roofline_fields(rec, None, c)
+    assert out["ceiling_matmul_dtype"] == winner and out["ceiling_tflops_in_dtype"] == c.tflops_in_dtype
+    assert out["ceiling_tflops"] == c.tflops
+
+
 def test_the_window_comes_from_the_option_else_the_environment_else_the_device(monkeypatch):
     from bench.errors import UsageError
     from bench.measuring.ceilings import CPU_WINDOW_S, DEVICE_WINDOW_S, WINDOW_ENV, use_window, window_s

@@ -88,6 +88,8 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
     if ceilings:
         out["ceiling_gb_per_s"] = ceilings.bandwidth_gb_per_s
         out["ceiling_tflops"] = ceilings.tflops
+        out["ceiling_matmul_dtype"] = getattr(ceilings, "matmul_dtype", None)  # a plugin's own kind may not say
+        out["ceiling_tflops_in_dtype"] = getattr(ceilings, "tflops_in_dtype", None)
         out["ceiling_gb_per_s_median"] = ceilings.bandwidth_gb_per_s_median
         out["ceiling_tflops_median"] = ceilings.tflops_median
         out["ceiling_window_s"] = ceilings.window_s
@@ -126,18 +128,20 @@ def recount_prefill(rec: dict) -> bool:
 
     chips = rec.get("env_chips") or 1  # stored ceilings already span the case's chips: ranks=chips keeps them so
 
-    def stored(gbps, tflops, gbps_median=None, tflops_median=None):
+    def stored(gbps, tflops, gbps_median=None, tflops_median=None, shared=False):
         if not rec.get(gbps) or not rec.get(tflops):
             return None
         return Ceilings(rec.get("device_name") or "", rec["dtype"], rec[gbps], rec[tflops], 0, 0,
                         rec.get(gbps_median) if gbps_median else None, rec.get(tflops_median) if tflops_median else None,
-                        rec.get("ceiling_window_s"), None, ranks=chips)
+                        rec.get("ceiling_window_s"), None, ranks=chips,
+                        matmul_dtype=rec.get("ceiling_matmul_dtype") if shared else None,
+                        tflops_in_dtype=rec.get("ceiling_tflops_in_dtype") if shared else None)
 
     chip = next((c for c in load_chips() if c.name == rec.get("chip")), None) if rec.get("chip") else None
     k = prefill_flops(spec, p, rec["batch"]) / old
     try:
         fresh = roofline_fields(rec, chip, stored("ceiling_gb_per_s", "ceiling_tflops", "ceiling_gb_per_s_median",
-                                                  "ceiling_tflops_median"),
+                                                  "ceiling_tflops_median", shared=True),
                                 stored("ceiling_beside_gb_per_s", "ceiling_beside_tflops"))
     except UsageError:  # a dtype with no analytic byte counts: it has no roofline to recount
         return False
@@ -159,7 +163,7 @@ def _for_chips(ceilings, chips: int):
         return ceilings
     k = chips / ranks
     scaled = {name: getattr(ceilings, name) * k for name in
-              ("bandwidth_gb_per_s", "tflops", "bandwidth_gb_per_s_median", "tflops_median")
+              ("bandwidth_gb_per_s", "tflops", "bandwidth_gb_per_s_median", "tflops_median", "tflops_in_dtype")
               if getattr(ceilings, name) is not None}
     return dataclasses.replace(ceilings, ranks=chips, **scaled)
 

@@ -29,6 +29,16 @@ measure no higher rate (this project's 2-core AMD EPYC VM, AVX2 without AVX-512,
 major bf16 `a @ b` in 58 s, 0.3 GFLOP/s on two cores, against 1.3 GFLOP/s at 512; fp32 ran at 98
 GFLOP/s). The size taken is recorded (matmul_n).
 
+A 16-bit float product can always be computed as an fp32 one: its values widen to fp32 exactly,
+and fp32 is what a bf16 or fp16 product accumulates in. So the matmul ceiling of bf16 and fp16 is
+the better of the dtype's own product and fp32's, and the record says which set it
+(ceiling_matmul_dtype) beside the dtype's own rate (ceiling_tflops_in_dtype). Where a chip runs
+16-bit products natively (tensor cores, AMX, AVX-512 BF16) its own product wins; where it does not,
+the dtype's own product measures a software fallback, not the chip: on this project's AVX2 EPYC VM
+torch's bf16 linear ran at 21 GFLOP/s and fp32's at 178, and llama.cpp, which widens bf16 to fp32
+itself, prefilled qwen3-0.6b at 105 GFLOP/s, which read as 506% of a bf16-only ceiling
+(results/measurements/2026-12-06-cpu-avx2-ceilings/).
+
 They are the roofline of a device with no spec row, and a check on the spec sheet of one with
 a row: a device that beats its sheet, or misses it badly, is flagged.
 """
@@ -104,6 +114,8 @@ class Ceilings:
     window_s: float | None = None  # how long the rounds took
     rounds: int | None = None
     ranks: int = 1  # under torchrun: the ranks whose ceilings, measured at once, are summed here
+    matmul_dtype: str | None = None  # the product that set tflops: `dtype`'s own, or fp32's where faster (WIDER)
+    tflops_in_dtype: float | None = None  # `dtype`'s own product's best rate, beside tflops
 
     @classmethod
     def summed(cls, parts: list["Ceilings"]) -> "Ceilings":
@@ -122,13 +134,14 @@ class Ceilings:
                    tflops_median=total("tflops_median"),
                    window_s=max((p.window_s for p in parts if p.window_s is not None), default=None),
                    rounds=min((p.rounds for p in parts if p.rounds is not None), default=None),
-                   ranks=sum(p.ranks for p in parts))
+                   ranks=sum(p.ranks for p in parts), matmul_dtype=first.matmul_dtype,
+                   tflops_in_dtype=total("tflops_in_dtype"))
 
     def unsteady(self) -> list[str]:
         """A phrase per ceiling whose best round beat its median round by more than UNSTEADY."""
         out = []
         for what, best, median, unit in (("memory bandwidth", self.bandwidth_gb_per_s, self.bandwidth_gb_per_s_median,
-                                           "GB/s"), (f"{self.dtype} matmul", self.tflops, self.tflops_median, "TFLOP/s")):
+                                           "GB/s"), (f"{self.matmul_dtype or self.dtype} matmul", self.tflops, self.tflops_median, "TFLOP/s")):
             if median and best > UNSTEADY * median:
                 over = " over" + (f" {self.rounds} rounds" if self.rounds else "") + (
                     f" in {self.window_s:.1f} s" if self.window_s else "")
@@ -165,6 +178,7 @@ def use_window(value: float | None) -> None:
 BESIDE_ROUNDS = 3  # the rounds measured right after each case's timed rounds (bench.measuring.runner)
 
 
+WIDER = {"bf16": "fp32", "fp16": "fp32"}  # a product of these dtypes is exact in the wider one (see above)
 MATMUL_SMALLEST = 256
 MATMUL_CALL_S = 0.5  # the ceilings' matmul doubles its size while the next size's call (8x) stays under this
 linear = torch.nn.functional.linear  # x @ w.T: a decoder's every projection has this layout
@@ -232,27 +246,39 @@ def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n
         copy_mib = cpu_copy_mib(last_level_cache_bytes(), psutil.virtual_memory().total)
     copy_mib = copy_mib or 2048
     t = parse_dtype(dtype)
-    matmul_n = matmul_n or matmul_size(device, t, sync, 2048 if on_cpu else 8192)
+    largest = 2048 if on_cpu else 8192
+    sizes = {dtype: matmul_n or matmul_size(device, t, sync, largest)}
+    if dtype in WIDER:
+        wide = WIDER[dtype]
+        sizes[wide] = matmul_n or matmul_size(device, parse_dtype(wide), sync, largest)
     nbytes = copy_mib * 2**20
     words = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
     words.fill_(FILL_BITS)  # on the device; one buffer is the copy's source and the sum's input
     src, read = words.view(t), words.view(torch.float32)
     dst = torch.empty_like(src)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
-    b = torch.randn(matmul_n, matmul_n, generator=gen).to(device=device, dtype=t)
-    probes = (_Probe(lambda: dst.copy_(src), sync), _Probe(lambda: read.sum(), sync), _Probe(lambda: linear(a, b), sync))
-    bandwidth, flops = [], []  # per round: bytes/s (the better of copy and read), FLOP/s
+
+    def product(name: str, n: int) -> _Probe:
+        a, b = (torch.randn(n, n, generator=gen).to(device=device, dtype=parse_dtype(name)) for _ in range(2))
+        return _Probe(lambda: linear(a, b), sync)
+
+    memory = (_Probe(lambda: dst.copy_(src), sync), _Probe(lambda: read.sum(), sync))
+    products = {name: product(name, n) for name, n in sizes.items()}
+    bandwidth = []  # per round: bytes/s (the better of copy and read)
+    rates: dict[str, list[float]] = {name: [] for name in sizes}  # per round and product: FLOP/s
     start = time.perf_counter()
-    while len(flops) < repeats or time.perf_counter() - start < window:
-        copy_s, read_s, mm_s = (p.time() for p in probes)
+    while len(bandwidth) < repeats or time.perf_counter() - start < window:
+        copy_s, read_s = (p.time() for p in memory)
         bandwidth.append(max(2 * nbytes / copy_s, nbytes / read_s))
-        flops.append(2 * matmul_n**3 / mm_s)
+        for name, p in products.items():
+            rates[name].append(2 * sizes[name] ** 3 / p.time())
+    best = max(rates, key=lambda name: max(rates[name]))
+    flops = [max(r) for r in zip(*rates.values())]  # each round's better product
     return Ceilings(device, dtype, bandwidth_gb_per_s=max(bandwidth) / 1e9, tflops=max(flops) / 1e12,
-                    copy_bytes=2 * nbytes, matmul_n=matmul_n,
+                    copy_bytes=2 * nbytes, matmul_n=sizes[best],
                     bandwidth_gb_per_s_median=statistics.median(bandwidth) / 1e9,
                     tflops_median=statistics.median(flops) / 1e12, window_s=time.perf_counter() - start,
-                    rounds=len(flops))
+                    rounds=len(bandwidth), matmul_dtype=best, tflops_in_dtype=max(rates[dtype]) / 1e12)
 
 
 def check_spec(ceilings: Ceilings, chip, chips: int = 1) -> str | None:
