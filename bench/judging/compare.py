@@ -153,16 +153,33 @@ def resolve_metric(metric: str, rec: dict) -> str:
 
 def best_baseline(run: list[dict], base: list[dict]) -> tuple[list[dict], bool]:
     """The baseline records to compare a run with, and whether that is across devices: the same
-    device's records when the baselines have any of the run's cases on it, else every device of the
-    same backend kind (informative, never a gate). A run is never its own baseline."""
+    device's records when the baselines have any of the run's cases on it (on a CPU, those with the
+    run's matmul extensions where there are any: _same_cpu), else every device of the same backend
+    kind (informative, never a gate). A run is never its own baseline."""
     own = {r.get("record_id") for r in run}
     base = [b for b in base if b.get("record_id") not in own]
     run_keys = set(group(run))
-    same_device = [b for b in base if cases.identity(b) in run_keys]
+    same_device = _same_cpu([b for b in base if cases.identity(b) in run_keys], run)
     if same_device:
         return same_device, False
     across = {k[:-1] for k in run_keys}
     return [b for b in base if cases.identity(b, across_devices=True) in across], True
+
+
+def _same_cpu(base: list[dict], run: list[dict]) -> list[dict]:
+    """`base` less, for each case, the CPU records whose matmul extensions (`env_device_isa`) are
+    other than the run's or unrecorded, where the baselines have that case on the run's own
+    extensions: one CPU name covers machines whose bf16 matmul differs thirtyfold (this project's
+    EPYC VMs: 0.63-0.80 TFLOP/s with AVX-512 BF16 on 2026-12-02, 0.021 on AVX2 alone on
+    2026-12-06), and pooling their trials would judge the run against a mix of both. A case with
+    no baseline on the run's extensions keeps them all, and its rows say the CPUs differ."""
+    isas: dict[tuple, set] = {}
+    for r in run:
+        if r.get("backend_kind") == "cpu" and r.get("env_device_isa") is not None:
+            isas.setdefault(cases.identity(r), set()).add(r["env_device_isa"])
+    matching = {cases.identity(b) for b in base if b.get("env_device_isa") in isas.get(cases.identity(b), ())}
+    return [b for b in base if cases.identity(b) not in matching
+            or b.get("env_device_isa") in isas[cases.identity(b)]]
 
 
 @dataclass(frozen=True)
