@@ -269,10 +269,25 @@ def pytest_terminal_summary(terminalreporter, config):
     for p in state.planned:
         if p.skip_reason:
             tr.write_line(f"skipped backend {p.label}: {p.skip_reason}")
-    for note in getattr(state, "notes", []) + _unmatched_devices(state.records):
+    for note in getattr(state, "notes", []) + _unmatched_devices(state.records) + _widened_ceilings(state.records):
         tr.write_line(note)
     if state.records:
         _compare_with_baseline(tr, config, state.records)
+
+
+def _widened_ceilings(records) -> list[str]:
+    """A line per device and dtype whose matmul ceiling another dtype's product set (fp32's for a
+    16-bit dtype the device has no fast product for: bench.measuring.ceilings), so a reader of its
+    MFU knows what it is against, and why its 16-bit cases run as they do."""
+    seen = {}
+    for r in records:
+        wide = r.get("ceiling_matmul_dtype")
+        if r.get("status") == "ok" and wide and wide != r.get("dtype") and r.get("ceiling_tflops_in_dtype"):
+            seen.setdefault((r.get("device_name"), r["dtype"], wide), (r["ceiling_tflops"], r["ceiling_tflops_in_dtype"]))
+    return [f"{device!r}: the {dtype} matmul ceiling is {wide}'s product, {best:.3g} TFLOP/s, which computes a {dtype} "
+            f"product exactly and ran faster here than torch's own {dtype} product ({own:.3g}): this device has no "
+            f"fast {dtype} product in torch, and every {dtype} MFU above is against {wide}'s rate"
+            for (device, dtype, wide), (best, own) in sorted(seen.items(), key=str)]
 
 
 def _unmatched_devices(records) -> list[str]:

@@ -164,6 +164,17 @@ def test_the_run_ends_compared_with_the_best_matching_baseline_and_says_a_device
                               "run: 1 record(s): 1 used", "baseline: 1 record(s): 1 used"])
 
 
+def test_the_run_says_where_a_16_bit_ceiling_is_fp32s_product():
+    from bench.plugin import _widened_ceilings
+
+    rec = dict(status="ok", device_name="AMD EPYC", dtype="bf16", ceiling_matmul_dtype="fp32", ceiling_tflops=0.183,
+               ceiling_tflops_in_dtype=0.0208)
+    (line,) = _widened_ceilings([rec, {**rec, "backend": "llamacpp"}, {**rec, "status": "error"}])
+    assert line.startswith("'AMD EPYC': the bf16 matmul ceiling is fp32's product, 0.183 TFLOP/s")
+    assert "(0.0208)" in line and "every bf16 MFU above is against fp32's rate" in line
+    assert _widened_ceilings([{**rec, "ceiling_matmul_dtype": "bf16"}, {**rec, "ceiling_matmul_dtype": None}]) == []
+
+
 LAZY = """
 from tests.adapters import LazyClock
 

@@ -35,7 +35,7 @@ the better of the dtype's own product and fp32's, and the record says which set 
 (ceiling_matmul_dtype) beside the dtype's own rate (ceiling_tflops_in_dtype). Where a chip runs
 16-bit products natively (tensor cores, AMX, AVX-512 BF16) its own product wins; where it does not,
 the dtype's own product measures a software fallback, not the chip: on this project's AVX2 EPYC VM
-torch's bf16 linear ran at 21 GFLOP/s and fp32's at 178, and llama.cpp, which widens bf16 to fp32
+torch's bf16 linear ran at 21 GFLOP/s and fp32's at 156-183, and llama.cpp, which widens bf16 to fp32
 itself, prefilled qwen3-0.6b at 105 GFLOP/s, which read as 506% of a bf16-only ceiling
 (results/measurements/2026-12-06-cpu-avx2-ceilings/).
 
