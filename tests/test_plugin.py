@@ -173,6 +173,7 @@ def test_the_run_says_where_a_16_bit_ceiling_is_fp32s_product():
     assert line.startswith("'AMD EPYC': the bf16 matmul ceiling is fp32's product, 0.183 TFLOP/s")
     assert "(0.0208)" in line and "every bf16 MFU above is against fp32's rate" in line
     assert _widened_ceilings([{**rec, "ceiling_matmul_dtype": "bf16"}, {**rec, "ceiling_matmul_dtype": None}]) == []
+    assert _widened_ceilings([{**rec, "dtype": "q8_0", "ceiling_tflops_in_dtype": None}]) == []  # no torch q8_0 product
 
 
 LAZY = """

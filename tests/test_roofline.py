@@ -212,6 +212,8 @@ def test_a_16_bit_ceiling_is_the_better_of_its_own_product_and_fp32s(monkeypatch
     out = roofline_fields(rec, None, c)
     assert out["ceiling_matmul_dtype"] == winner and out["ceiling_tflops_in_dtype"] == c.tflops_in_dtype
     assert out["ceiling_tflops"] == c.tflops
+    quantised = roofline_fields({**rec, "dtype": "q8_0"}, None, c)  # an engine's type, its ceiling measured as bf16
+    assert quantised["ceiling_matmul_dtype"] == winner and quantised["ceiling_tflops_in_dtype"] is None
 
 
 def test_the_window_comes_from_the_option_else_the_environment_else_the_device(monkeypatch):

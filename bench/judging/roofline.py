@@ -89,7 +89,9 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         out["ceiling_gb_per_s"] = ceilings.bandwidth_gb_per_s
         out["ceiling_tflops"] = ceilings.tflops
         out["ceiling_matmul_dtype"] = getattr(ceilings, "matmul_dtype", None)  # a plugin's own kind may not say
-        out["ceiling_tflops_in_dtype"] = getattr(ceilings, "tflops_in_dtype", None)
+        # the case's dtype's own product only: an engine's quantised type is measured as bf16 (torch has no such product)
+        out["ceiling_tflops_in_dtype"] = (getattr(ceilings, "tflops_in_dtype", None)
+                                          if getattr(ceilings, "dtype", None) == rec.get("dtype") else None)
         out["ceiling_gb_per_s_median"] = ceilings.bandwidth_gb_per_s_median
         out["ceiling_tflops_median"] = ceilings.tflops_median
         out["ceiling_window_s"] = ceilings.window_s

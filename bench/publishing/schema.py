@@ -169,7 +169,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "ceiling_gb_per_s": (Opt(NonNeg), "GB/s", "measured: device memory bandwidth, the best of a copy (bytes read plus written) and a read-only sum (bench/measuring/ceilings.py); a split case: every torchrun rank's, measured at once, summed, or for an engine's own split one device's times env_chips"),
     "ceiling_tflops": (Opt(NonNeg), "TFLOP/s", "measured: large matmul rate (x @ w.T) for this dtype: for bf16 and fp16 the better of the dtype's own product and fp32's, which computes the same product exactly (ceiling_matmul_dtype says which)"),
     "ceiling_matmul_dtype": (Opt(str), "", "the product that set ceiling_tflops: this dtype's own, or fp32 where this device runs it faster (no native 16-bit product: torch's bf16 on an AVX2 CPU)"),
-    "ceiling_tflops_in_dtype": (Opt(NonNeg), "TFLOP/s", "this dtype's own product's best rate in the same rounds, beside ceiling_tflops"),
+    "ceiling_tflops_in_dtype": (Opt(NonNeg), "TFLOP/s", "this dtype's own product's best rate in the same rounds, beside ceiling_tflops; null for a type torch has no product of (an engine's quantised types, whose ceiling is bf16's, or fp32's where faster)"),
     "ceiling_gb_per_s_median": (Opt(NonNeg), "GB/s", "the median round's bandwidth: the ceilings are the best of rounds over a window, and a median far below the best says the device's rate moved"),
     "ceiling_tflops_median": (Opt(NonNeg), "TFLOP/s", "the median round's matmul rate"),
     "ceiling_beside_gb_per_s": (Opt(NonNeg), "GB/s", "measured right after this case's timed rounds (3 rounds; not with a window of 0): evidence beside the run's shared ceilings, which judge the shares"),
