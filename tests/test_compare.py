@@ -211,23 +211,31 @@ def test_the_best_baseline_is_the_same_device_else_across_devices_never_the_run_
 def test_a_cpu_run_is_judged_against_baselines_of_its_own_matmul_extensions_where_there_are_any():
     """One CPU name, two machines: a run on AVX2 alone is never pooled with baselines from the
     AVX-512 BF16 machine of the same name, nor with ones that did not record their extensions, when
-    a baseline on its own extensions exists; without one, every record stays and the rows say so."""
+    a baseline on its own extensions exists (the others are counted, never dropped silently);
+    without one, every record stays and the rows say so."""
     from bench.judging.compare import best_baseline
 
     cpu = dict(device="AMD EPYC", backend="cpu", kind_of_device="cpu", env_cpu_cores=2)
     run = make_trials(2, seed=1, env_device_isa="avx2 fma", **cpu)
-    same = make_trials(2, seed=2, env_device_isa="avx2 fma", **cpu)
+    same = make_trials(3, seed=2, env_device_isa="avx2 fma", **cpu)
     wide = make_trials(2, seed=3, env_device_isa="avx2 fma avx512f avx512_bf16", tpot_s=0.005, **cpu)
-    unknown = make_trials(2, seed=4, **cpu)
-    assert best_baseline(run, wide + same + unknown) == (same, False)
-    assert best_baseline(run, wide + unknown) == (wide + unknown, False)
-    rows = compare_records(run, wide, metrics=["decode_tok_per_s"], threshold=0.95).rows
+    unknown = make_trials(2, seed=4, tpot_s=0.005, **cpu)
+    base, across = best_baseline(run, wide + same + unknown)
+    assert not across and len(base) == 7  # one device name: the comparison sorts them
+    result = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95)
+    (row,) = result.rows
+    assert row["base_trials"] == 3  # the avx2 trials alone
+    assert 0.8 < row["ratio"] < 1.25 and not row.get("cpu_note")  # not 0.25x against the pooled fast ones
+    assert result.accounts["baseline"].other_cpu == 4 and result.accounts["baseline"].used == 3
+    assert "4 from another CPU of the same name" in result.account_lines()[1]
+    rows = compare_records(run, wide + unknown, metrics=["decode_tok_per_s"], threshold=0.95).rows
     assert rows[0]["gate"] == "no baseline" and "another CPU under the same name" in rows[0]["cpu_note"]
     other = make_trials(2, seed=5, model="qwen3-0.6b", env_device_isa="avx2 fma avx512f", **cpu)
-    assert best_baseline(run + make_trials(1, seed=6, model="qwen3-0.6b", env_device_isa="avx2 fma", **cpu),
-                         same + wide + other)[0] == same + other  # per case: 0.6b has none on avx2 alone
-    gpu = make_trials(2, seed=7)  # not a CPU: its records are never filtered by extensions
-    assert best_baseline(make_trials(2, seed=8), gpu) == (gpu, False)
+    mixed = compare_records(run + make_trials(1, seed=6, model="qwen3-0.6b", env_device_isa="avx2 fma", **cpu),
+                            same + wide + other, metrics=["decode_tok_per_s"])
+    assert mixed.accounts["baseline"].other_cpu == 2  # per case: 0.6b has none on avx2 alone, and keeps its own
+    gpu = make_trials(2, seed=7)  # not a CPU: its records are never sorted by extensions
+    assert compare_records(make_trials(2, seed=8), gpu).accounts["baseline"].other_cpu == 0
 
 
 def test_one_statistic_everywhere_the_geometric_mean_of_trial_medians():

@@ -85,6 +85,7 @@ class Account:
     unmatched: int = 0
     left_out: int = 0  # completed trials a comparison could not use (e.g. an A/B pair's other trial failed)
     filtered: int = 0  # not selected by the user's filters (--model, --workload, ...)
+    other_cpu: int = 0  # a baseline's records from another CPU of the run's CPU's name, where its own has some
 
     def line(self, side: str) -> str:
         parts = [f"{self.used} used"]
@@ -94,6 +95,9 @@ class Account:
             parts.append(f"{self.filtered} not selected by the filters")
         if self.left_out:
             parts.append(f"{self.left_out} left out (the notes say why)")
+        if self.other_cpu:
+            parts.append(f"{self.other_cpu} from another CPU of the same name (other matmul extensions, env_device_isa; "
+                         "records on the run's own were used)")
         if self.failed:
             parts.append(f"{self.failed} failed trial(s) (not pooled)")
         if self.duplicates:

@@ -153,13 +153,14 @@ def resolve_metric(metric: str, rec: dict) -> str:
 
 def best_baseline(run: list[dict], base: list[dict]) -> tuple[list[dict], bool]:
     """The baseline records to compare a run with, and whether that is across devices: the same
-    device's records when the baselines have any of the run's cases on it (on a CPU, those with the
-    run's matmul extensions where there are any: _same_cpu), else every device of the same backend
-    kind (informative, never a gate). A run is never its own baseline."""
+    device's records when the baselines have any of the run's cases on it (compare_records then
+    keeps, on a CPU, those with the run's matmul extensions where there are any: _same_cpu), else
+    every device of the same backend kind (informative, never a gate). A run is never its own
+    baseline."""
     own = {r.get("record_id") for r in run}
     base = [b for b in base if b.get("record_id") not in own]
     run_keys = set(group(run))
-    same_device = _same_cpu([b for b in base if cases.identity(b) in run_keys], run)
+    same_device = [b for b in base if cases.identity(b) in run_keys]
     if same_device:
         return same_device, False
     across = {k[:-1] for k in run_keys}
@@ -211,6 +212,10 @@ def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None
     shared = [b for b in base if b.get("record_id") in own]
     base = [b for b in base if b.get("record_id") not in own]  # a run is never its own baseline
     acc_base.duplicates += len(shared)
+    if not across_devices:  # one CPU name, two machines: never pooled where the run's own has a baseline
+        kept = _same_cpu(base, run)
+        acc_base.other_cpu += len(base) - len(kept)
+        base = kept
     runs, bases = group(run), group(base)
     rows, unmatched_run, matched_base = [], [], set()
     for key, recs in runs.items():
@@ -318,10 +323,12 @@ def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
 def cpus_differ(okr: list[dict], okb: list[dict]) -> dict:
     """A note when the two sides' CPUs, one name to the device identity ("Intel(R) Xeon(R) Processor
     (2 cores)" on two VMs), reported other matmul extensions (`env_device_isa`: AVX-512, AMX, ...):
-    other machines, whose bf16 matmul can differ several times over. Said only where both sides
-    recorded them."""
-    run, base = ({r.get("env_device_isa") for r in recs if r.get("backend_kind") == "cpu"} for recs in (okr, okb))
-    if not run or not base or None in run or None in base or run == base:
+    other machines, whose bf16 matmul can differ several times over. Said where both sides recorded
+    them and they differ (records that did not record theirs are left out of the sets: a baseline
+    part of whose trials are known to come from another CPU is no baseline either)."""
+    run, base = ({r.get("env_device_isa") for r in recs if r.get("backend_kind") == "cpu"} - {None}
+                 for recs in (okr, okb))
+    if not run or not base or run == base:
         return {}
     said = lambda isas: " | ".join(sorted(i or "none of them" for i in isas))  # noqa: E731
     return {"cpu_note": f"another CPU under the same name: the run's reported {said(run)}, the baseline's "
