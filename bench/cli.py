@@ -298,7 +298,12 @@ def cmd_compare(args) -> int:
     keep = _filters(args).keep
     run = [r for r in read_records(*args.runs, on_error=args.on_error) if keep(r)]
     base = [r for r in read_records(*args.baseline, on_error=args.on_error) if keep(r)]
-    result = compare_records(run, base, metrics, args.fail_below, across_devices=args.across == "devices")
+    gate_metrics = list(check_metrics(split_list(args.gate_metrics))) or None
+    if gate_metrics and {"roofline", "check"} & set(gate_metrics):
+        raise UsageError("roofline and check are not measured metrics; gate headline, ttft_s, tpot_s, e2e_s or a "
+                         "throughput")
+    result = compare_records(run, base, metrics, args.fail_below, across_devices=args.across == "devices",
+                             gate_metrics=gate_metrics)
     if not result.rows and args.if_unmatched == "note":  # CI over runners: no baseline for them yet
         note = (f"No baseline matches the run's {len(result.unmatched_run)} case(s) on the same device: "
                 "nothing to compare or gate.")
@@ -312,7 +317,7 @@ def cmd_compare(args) -> int:
     md = render_comparison(result, "md", args.fail_below, args.unmatched)
     _emit(text, args.out, args.github_summary, md)
     if result.failed:
-        print(f"chipbench: {len(result.failed)} metric(s) significantly below {args.fail_below} of the "
+        print(f"chipbench: {len(result.failed)} gated row(s) significantly below {args.fail_below} of the "
               "baseline", file=sys.stderr)
         return 1
     return 0
@@ -342,11 +347,14 @@ def cmd_merge(args) -> int:
     return 0
 
 
-def noise_rows(records: list[dict]) -> list[dict]:
-    """Per case: trials, the headline statistic, its spread between trials and the noise floor."""
+def noise_rows(records: list[dict], threshold: float = 0.95) -> list[dict]:
+    """Per case: trials and invocations, the headline statistic, the noise at each level, and the
+    smallest regression a gate at `threshold` against this baseline would catch."""
+    from bench import stats
     from bench.judging import cases
-    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, SOFTWARE, bound_by, device_rate, resolve_metric
+    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, SOFTWARE, baseline_power, bound_by, device_rate
 
+    power = {p["case"]: p for p in baseline_power(records, threshold)}
     rows = []
     for key, recs in cases.group(records).items():
         good = cases.ok(recs)
@@ -354,15 +362,18 @@ def noise_rows(records: list[dict]) -> list[dict]:
             rows.append({"case": " ".join(map(str, key[:-1])), "device": key[-1], "trials": 0,
                          "note": f"every trial failed: {recs[-1].get('error')}"})
             continue
-        metric = resolve_metric("headline", good[-1])
-        stat = cases.case_stat(good, metric)
-        floor = cases.noise_floor(stat)
-        rows.append({"case": " ".join(map(str, key[:-1])), "device": key[-1], "metric": metric,
-                     "trials": stat.trials, "value": stat.value,
-                     "between-trial stdev": f"{math.expm1(stat.log_sd_between):.2%}" if stat.log_sd_between is not None else "-",
-                     "noise floor": f"{floor:.1%}" if floor is not None else "unknown (1 trial)",
+        p = power[key]
+        noise = p["noise"]
+        rows.append({"case": " ".join(map(str, key[:-1])), "device": key[-1], "metric": p["metric"],
+                     "trials": f"{p['trials']} in {p['invocations']}", "value": p["value"],
+                     "trial spread": f"{stats.relative(math.sqrt(noise.trial_var)):.1%}" if noise.trial_var else "-",
+                     "drift": f"{stats.relative(math.sqrt(noise.drift_var)):.1%}"
+                              + ("" if noise.drift_known else " (prior)"),
+                     f"detects at {threshold:g}": f"{p['mdr']:.1%}" if p["mdr"] is not None else "no gate (1 trial)",
+                     "more": p["mdr_more"],
                      "loaded": cases.loaded_trials(good), "failed": len(recs) - len(good),
                      "wrong": sum(r.get("correct") is False for r in good)})
+        metric = p["metric"]
         bound = bound_by(metric, good[-1].get("kind"))
         unit = CEILING_FIELDS[bound][2] if bound else None
         seen = [v for v in (device_rate(r, bound)[0] for r in good if bound) if v]  # as compare reads them
@@ -377,7 +388,7 @@ def noise_rows(records: list[dict]) -> list[dict]:
 
 
 def cmd_baseline(args) -> int:
-    """A baseline file from repeated runs: every record once, each case's noise floor said."""
+    """A baseline file from repeated runs: every record once, with the regression each case's gate can catch."""
     from pathlib import Path
 
     from bench.judging.cases import Account, dedupe
@@ -391,15 +402,23 @@ def cmd_baseline(args) -> int:
     records = dedupe(read_records(*args.runs, on_error=args.on_error), account)
     account.failed = sum(1 for r in records if r.get("status") != "ok")
     account.used = len(records) - account.failed
-    rows = noise_rows(records)
+    if not 0 < args.fail_below <= 1:
+        raise UsageError(f"--fail-below must be a ratio in (0, 1], e.g. 0.95; got {args.fail_below}")
+    rows = noise_rows(records, args.fail_below)
     for row in rows:
         row["value"] = float(f"{row['value']:.4g}") if isinstance(row.get("value"), float) else row.get("value")
-    print(plain_table(rows))
+    print(plain_table([{k: v for k, v in r.items() if k != "more"} for r in rows]))
     print(account.line("records"))
+    print(f"detects at {args.fail_below:g}: the smallest regression of each case's headline metric that "
+          f"`chipbench compare --fail-below {args.fail_below:g}` against this baseline catches with 80% probability, "
+          "for a new run of one invocation with as many trials as one of these, all cases gated together (Holm)")
+    for r in rows:
+        if r.get("more"):
+            print(f"  {r['case']} ({r['device']}): {r['more']}")
     moved = [r for r in rows if r.get("machine moved")]
     if moved:
         print(f"{len(moved)} case(s) whose device measured its own ceiling more than {MACHINE_MOVED - 1:.0%} apart "
-              "across these runs (device ceiling): their noise floors include the machine's drift, so a gate against "
+              "across these runs (device ceiling): their drift includes the machine's moves, so a gate against "
               "them is looser than the software alone would make it", file=sys.stderr)
     mixed = [r for r in rows if isinstance(r.get("cpus"), int) and r["cpus"] > 1]
     if mixed:
@@ -409,17 +428,18 @@ def cmd_baseline(args) -> int:
     versions = [r for r in rows if r.get("software") not in (None, "one")]
     if versions:
         print(f"{len(versions)} case(s) pool trials made with other software (software: "
-              f"{'; '.join(sorted({r['software'] for r in versions}))}): their noise floor includes what the versions "
+              f"{'; '.join(sorted({r['software'] for r in versions}))}): their noise includes what the versions "
               "change, so a gate against them is looser than one release's noise; make the baseline from one",
               file=sys.stderr)
     wrong = [r for r in rows if r.get("wrong")]
     if wrong:
         print(f"{len(wrong)} case(s) with a trial that failed the correctness gate: compare finds no baseline for "
               "them (fast but wrong is not a reference); make the baseline from runs that pass it", file=sys.stderr)
-    single = [r for r in rows if r.get("trials") == 1]
-    if single:
-        print(f"{len(single)} case(s) with one trial: their noise floor is unknown and a gate against them says "
-              "'too noisy'; make the baseline from runs with --bench-repeats 3 or more", file=sys.stderr)
+    drift_unknown = [r for r in rows if str(r.get("drift", "")).endswith("(prior)")]
+    if drift_unknown:
+        print(f"{len(drift_unknown)} case(s) made in one invocation: the drift between invocations is not measured, "
+              "so a gate assumes the prior; make the baseline from several runs (`chipbench run --repeats 3` more "
+              "than once, or `python -m bench.measuring.aa`)", file=sys.stderr)
     if args.out:
         writer = RecordWriter(args.out)
         for rec in records:
@@ -758,7 +778,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", default="headline,ttft_s,tpot_s",
                    help="comma-separated; default: the test's own throughput, TTFT and TPOT")
     s.add_argument("--fail-below", type=float, metavar="RATIO",
-                   help="exit 1 when a case is significantly below RATIO of the baseline (e.g. 0.95)")
+                   help="exit 1 when a gated row is significantly below RATIO of the baseline (e.g. 0.95; one-sided, "
+                        "Holm over every gated row)")
+    s.add_argument("--gate-metrics", default="", metavar="M,...",
+                   help="metrics the gate tests (default: headline, each case's own throughput, where --metrics shows "
+                        "it, else the metrics --metrics names); others are shown, not gated")
     s.add_argument("--unmatched", action="store_true", help="list cases present on one side only")
     s.add_argument("--if-unmatched", choices=("error", "note"), default="error",
                    help="when no baseline case matches: an error (default), or a note and exit 0 (CI over "
@@ -779,9 +803,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--github-summary", action="store_true")
     s.set_defaults(fn=cmd_merge)
 
-    s = sub.add_parser("baseline", help="make a baseline from repeated runs and print each case's noise floor")
+    s = sub.add_parser("baseline", help="make a baseline from repeated runs and print the regression each case's gate can catch")
     s.add_argument("runs", nargs="+", metavar="RUN", help="records of runs made with --bench-repeats (or several runs)")
     s.add_argument("--out", metavar="FILE", help="the baseline JSON-lines file to write (must not exist)")
+    s.add_argument("--fail-below", type=float, default=0.95, metavar="RATIO",
+                   help="the gate's threshold the detectable regressions are given for (default 0.95)")
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     s.set_defaults(fn=cmd_baseline)
 

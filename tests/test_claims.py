@@ -141,7 +141,7 @@ def test_a_fast_but_wrong_run_never_confirms_and_refutes_with_the_claimed_stack(
     assert check(one(tmp_path, H20_8B + 'value = 81.7\nstack = "sglang"\n'), wrong + right).verdict == "confirmed"
 
 
-RATIO = ('kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "about"\ntolerance = 0.15\n'
+RATIO = ('kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "about"\ntolerance = 0.2\n'
          'model = "qwen3-8b"\nworkload = "tg32"\nnumerator = { chip = "NVIDIA H100 SXM" }\n'
          'denominator = { chip = "NVIDIA H20" }\n')
 
@@ -429,7 +429,7 @@ def test_a_case_whose_runs_all_failed_says_why(tmp_path):
 
 def test_a_ratio_of_two_chips_against_one_compares_their_layouts_by_design(tmp_path):
     claim = one(tmp_path, 'kind = "ratio"\nmetric = "decode_tok_per_s"\nvalue = 1.0\ncompare = "about"\n'
-                          'tolerance = 0.15\nmodel = "qwen3-8b"\nworkload = "tg32"\nstack = "transformers"\n'
+                          'tolerance = 0.2\nmodel = "qwen3-8b"\nworkload = "tg32"\nstack = "transformers"\n'
                           'numerator = { chip = "NVIDIA H20", chips = 2 }\ndenominator = { chip = "NVIDIA H100 SXM" }\n')
     near = dict(measured_mbu=0.85)
     two_h20 = make_trials(3, device="NVIDIA H20", tpot_s=0.010, seed=1, parallel="tp2", env_chips=2,

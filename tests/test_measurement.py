@@ -8,7 +8,7 @@ from scipy import stats as st
 
 from bench.errors import UsageError
 from bench.measuring.metrics import Round, inter_token_latencies, round_metrics
-from bench.measuring.stats import summarize
+from bench.stats import summarize
 from bench.measuring.workload import Workload, parse_workload, prompt_ids
 
 

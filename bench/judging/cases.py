@@ -23,17 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as st
+
+from bench import stats
 
 STATISTIC = "median of each trial's rounds; geometric mean over trials"
 SPREAD = "± the stdev between trials (between the rounds of a single trial)"  # CaseStat.spread
 CASE_FIELDS = ("model", "dtype", "workload", "batch", "backend", "backend_kind", "exec_path")
 IDENTITY = CASE_FIELDS + ("device",)
-# With one trial a side, no between-run variance is known: an interval then comes from the rounds
-# of one process alone, which the drift between runs on a shared machine can exceed (this
-# project measured ~20% within an hour on a shared 2-core CPU). Verdicts that must rest on such
-# an interval widen it by this factor on each side and say so.
-UNREPLICATED_ALLOWANCE = 1.25
 
 
 def device_key(rec: dict) -> str:
@@ -165,11 +161,12 @@ class CaseStat:
     rounds: int  # timed rounds over all those trials
     value: float | None  # the named statistic (STATISTIC)
     trial_values: tuple[float, ...]  # each trial's median
-    log_sd_between: float | None  # sample stdev of log(trial medians): the between-run spread
+    log_sd_between: float | None  # sample stdev of log(trial medians): the between-trial spread
     log_sd_within: float | None  # single trial: sample stdev of log(round values)
     ci_low: float | None
     ci_high: float | None
     basis: str  # what the interval rests on: "between trials", "within one run" or "none"
+    side: stats.Side = stats.Side(())  # log trial medians grouped by invocation (series_id)
 
     @property
     def spread(self) -> float | None:
@@ -181,40 +178,44 @@ class CaseStat:
             return float(np.std(self.trial_values, ddof=1))
         return None if self.log_sd_within is None else self.value * self.log_sd_within
 
+    @property
+    def median_var_from_rounds(self) -> float | None:
+        """One trial: the variance of its median's log from its own rounds (pi/2 * s^2 / r, the
+        median's large-sample variance): what that one process says of its own noise, a floor
+        for the unknown between-trial variance."""
+        if self.log_sd_within is None or self.rounds < 2:
+            return None
+        return math.pi / 2 * self.log_sd_within**2 / self.rounds
+
 
 def case_stat(records: list[dict], metric: str) -> CaseStat:
-    medians, rounds, only = [], 0, None
-    for rec in ok(records):
+    medians, rounds, only, series = [], 0, None, {}
+    for i, rec in enumerate(ok(records)):
         x = trial_samples(rec, metric)
         if x.size:
             medians.append(float(np.median(x)))
             rounds += x.size
             only = x
+            # a record without a series is an invocation of its own (one trial)
+            series.setdefault(rec.get("series_id") or f"record {rec.get('record_id') or i}", []).append(
+                math.log(medians[-1]))
     if not medians:
         return CaseStat(metric, 0, 0, None, (), None, None, None, None, "none")
+    side = stats.Side.of(series.values())
     logs = np.log(medians)
     value = float(math.exp(logs.mean()))
     if len(medians) >= 2:
         sd = float(logs.std(ddof=1))
-        half = float(st.t.ppf(0.975, len(medians) - 1)) * sd / math.sqrt(len(medians))
+        lo, hi = stats.t_interval(0.0, sd / math.sqrt(len(medians)), len(medians) - 1)
         return CaseStat(metric, len(medians), rounds, value, tuple(medians), sd, None,
-                        value * math.exp(-half), value * math.exp(half), "between trials")
+                        value * math.exp(lo), value * math.exp(hi), "between trials", side)
     lx = np.log(only)
     if lx.size >= 2:
         sd = float(lx.std(ddof=1))
-        half = float(st.t.ppf(0.975, lx.size - 1)) * sd / math.sqrt(lx.size)
+        lo, hi = stats.t_interval(0.0, sd / math.sqrt(lx.size), lx.size - 1)
         return CaseStat(metric, 1, rounds, value, tuple(medians), None, sd,
-                        value * math.exp(-half), value * math.exp(half), "within one run")
-    return CaseStat(metric, 1, rounds, value, tuple(medians), None, None, None, None, "none")
-
-
-def noise_floor(stat: CaseStat) -> float | None:
-    """The machine's A/A noise for this case: the relative difference that two independent trials
-    of identical code exceed 5% of the time, 1.96 * sqrt(2) * (between-trial stdev of the log).
-    None with fewer than two trials (unknown, never zero)."""
-    if stat.log_sd_between is None:
-        return None
-    return math.expm1(1.96 * math.sqrt(2) * stat.log_sd_between)
+                        value * math.exp(lo), value * math.exp(hi), "within one run", side)
+    return CaseStat(metric, 1, rounds, value, tuple(medians), None, None, None, None, "none", side)
 
 
 def loaded_trials(records: list[dict]) -> int:

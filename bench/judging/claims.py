@@ -46,6 +46,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench import stats
 from bench.judging.chips import Chip, load_chips, match_chip, read_toml
 from bench.judging import cases
 from bench.judging.compare import compare_stats
@@ -466,15 +467,31 @@ def _span(lo: float, hi: float, metric: str) -> str:
 
 
 def _interval(stat, what: str) -> tuple[float, float, str]:
-    """The interval a claim's verdict rests on: between trials, or one run's rounds widened by the
-    allowance for an unknown between-run variance."""
-    if stat.basis == "between trials":
-        return stat.ci_low, stat.ci_high, f"95% CI {_span(stat.ci_low, stat.ci_high, what)} over {stat.trials} trials"
-    a = cases.UNREPLICATED_ALLOWANCE
-    lo, hi = stat.ci_low / a, stat.ci_high * a
-    return lo, hi, (f"one trial of {stat.rounds} rounds: between-run variance unknown, so its interval "
-                    f"{_span(stat.ci_low, stat.ci_high, what)} is widened x{a:g} to {_span(lo, hi, what)} "
-                    "(run with --bench-repeats 3 or more to narrow it)")
+    """The 95% interval a metric claim's verdict rests on: the case statistic as an estimate of the
+    chip's own level (bench/stats.py), over its trials and, where the runs span several
+    invocations, the drift between them. Where they are one invocation the drift is not measured,
+    and the basis says so: a chip that reached a figure over several trials reached it. With one
+    trial nothing measured the spread between processes: the larger of the drift prior and what its
+    rounds say stands in for it."""
+    side = stat.side
+    trial = stats.trial_variance([side])
+    drift = stats.drift_variance([(side, trial and trial[0])])
+    if trial is not None and drift is None:
+        noise = stats.Noise(trial[0], trial[1], 0.0, math.inf, "not measured")
+    else:
+        noise = stats.noise_for(side, stats.Side(()), trial, drift, rounds_var=stat.median_var_from_rounds)
+    center, se, df = stats.level(side, noise)
+    lo, hi = (math.exp(x) for x in stats.t_interval(center, se, df))
+    runs = f"{stat.trials} trial{'s' if stat.trials != 1 else ''}" + (f" in {side.k} invocations" if side.k > 1 else "")
+    drift_text = f"{stats.relative(math.sqrt(noise.drift_var)):.1%}"
+    if noise.drift_source == "not measured":
+        said = ("one invocation: the drift between invocations is not measured (runs from several invocations, "
+                "--repeats 3 more than once, measure it)")
+    elif noise.drift_known:
+        said = f"invocation drift {drift_text}, {noise.drift_source}"
+    else:
+        said = f"between-run variance unknown: {noise.drift_source.split(';')[0]} {drift_text} assumed"
+    return lo, hi, f"95% CI {_span(lo, hi, what)} over {runs}; {said}"
 
 
 def _stack_of(rec: dict) -> str:
@@ -614,7 +631,7 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.reasons.append(f"{stat.rounds} round(s): too few for an interval")
         return v
     lo, hi, basis = _interval(stat, metric)
-    v.numbers.update(ci95_low=lo, ci95_high=hi, interval_basis=stat.basis)
+    v.numbers.update(ci95_low=lo, ci95_high=hi, interval_basis=basis)
     decided = _decide(lo, hi, claim.value, claim.compare, claim.tolerance)
     stacks = _stacks(runs)
     v.reasons.append(f"measured {_shown(stat.value, metric)} ({cases.STATISTIC}), {basis}; claimed "

@@ -4,33 +4,34 @@ Cases match by identity (bench/judging/cases.py): model, dtype, workload, batch,
 execution path and device. Comparing one device with another is a deliberate choice
 (`across_devices`), and never gates. For each metric the comparison is a *speed ratio* (> 1: the
 run is better, whatever the metric's direction) of the case statistics (geometric means of trial
-medians), with a 95% interval on its log:
+medians), with a 95% interval on its log that counts every level of noise (bench/stats.py): the
+trials within each invocation, the drift of a new invocation against the baseline's mean, measured
+where the baseline (or the run) holds several invocations (pooled over the device's cases), else
+the documented prior. The row says which (`drift_source`).
 
-- both sides with two or more trials: Welch's t on the log trial medians (the spread between runs);
-- one side with one trial: the other side's between-trial spread stands for both (the one trial's
-  between-run variance is unknown, and the row says so);
-- one trial on each side: no between-run variance at all; the rounds of the two processes give an
-  interval, widened by cases.UNREPLICATED_ALLOWANCE, that decides faster / slower only, never a gate.
-
-The gate (`threshold` T, e.g. 0.95: "fail when more than 5% worse") fails a case only when it is
-significantly worse than T (the whole interval below T) *and* 1 - T exceeds the machine's noise
-floor (the A/A spread between two trials, from the baseline's trials, else the run's). Otherwise it
-says "too noisy to gate at T on this machine" with the floor, never flipped on noise.
+The gate (`threshold` T, e.g. 0.95: "fail when more than 5% worse") tests, for each gated row (the
+headline metric of each case unless others are named), whether the true ratio lies below T: a
+one-sided p-value, adjusted by Holm's step-down over every gated row of the comparison, fails the
+row at stats.GATE_ALPHA. Each gated row says the smallest regression it would catch with 80%
+probability (`mdr`) and what more trials or invocations would buy (`mdr_more`). More trials only
+ever shrink the interval, so they never make the gate weaker. The calibration of these rates is
+tests/test_calibration.py and docs/statistics.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from scipy import stats as st
-
+from bench import stats
 from bench.errors import UsageError
 from bench.judging import cases
-from bench.judging.cases import IDENTITY, Account, CaseStat, case_stat, dedupe, group, noise_floor, ok
+from bench.judging.cases import IDENTITY, Account, CaseStat, case_stat, dedupe, group, ok
 from bench.measuring.metrics import HEADLINE, METRICS
 
 DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload kind's own throughput
+GATE_METRICS = ("headline",)  # gated unless others are named: one family member per case
 MACHINE_MOVED = 1.15  # the device's own measured ceiling differs between the sides by more than this factor
 CEILING_FIELDS = {"bandwidth": ("ceiling_gb_per_s", "memory bandwidth", "GB/s"),
                   "matmul": ("ceiling_tflops", "matmul rate", "TFLOP/s")}
@@ -62,89 +63,114 @@ class MetricComparison:
     ci_high: float | None
     basis: str  # what the interval rests on
     verdict: str  # faster | slower | no significant difference | insufficient data
-    floor: float | None = None  # the machine's A/A noise floor for this case (relative)
-    floor_source: str | None = None  # baseline | run
-    gate: str | None = None  # pass | FAIL | too noisy | no baseline (only with a threshold)
+    run_invocations: int = 0
+    base_invocations: int = 0
+    se_log: float | None = None  # standard error of log(ratio)
+    df: float | None = None  # its degrees of freedom (inf: a prior stands in for the unknown level)
+    trial_spread: float | None = None  # relative stdev of a trial within an invocation (stats.Noise.trial_var)
+    drift: float | None = None  # relative stdev of an invocation's level (stats.Noise.drift_var)
+    drift_source: str | None = None  # measured (df) | prior | ...
+    p_below: float | None = None  # one-sided p of "ratio >= threshold" (with a threshold)
+    p_holm: float | None = None  # Holm-adjusted over the gated rows
+    mdr: float | None = None  # smallest regression the gate catches with stats.POWER probability
+    mdr_more: str | None = None  # what more trials or invocations would make of it
+    gate: str | None = None  # pass | FAIL | too noisy | no baseline (gated rows, with a threshold)
     gate_note: str | None = None
 
 
-def _interval(run: CaseStat, base: CaseStat) -> tuple[float, float, str] | None:
-    """Half-width, degrees of freedom and basis of the 95% interval of log(run / base)."""
-    n1, n2 = run.trials, base.trials
-    if n1 >= 2 and n2 >= 2:
-        v1, v2 = run.log_sd_between**2 / n1, base.log_sd_between**2 / n2
-        se = math.sqrt(v1 + v2)
-        if se == 0:
-            return 0.0, math.inf, "between trials"
-        dof = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
-        return float(st.t.ppf(0.975, dof)) * se, dof, "between trials"
-    if n1 >= 2 or n2 >= 2:
-        known, side, other = (run, "run", "baseline") if n1 >= 2 else (base, "baseline", "run")
-        se = known.log_sd_between * math.sqrt(1 / n1 + 1 / n2)
-        dof = known.trials - 1
-        return (float(st.t.ppf(0.975, dof)) * se, dof,
-                f"between trials of the {side} (the {other} has 1 trial: its between-run variance is unknown)")
-    if run.log_sd_within is not None and base.log_sd_within is not None:
-        r1, r2 = max(run.rounds, 2), max(base.rounds, 2)
-        v1, v2 = run.log_sd_within**2 / r1, base.log_sd_within**2 / r2
-        se = math.sqrt(v1 + v2)
-        dof = (v1 + v2) ** 2 / (v1**2 / (r1 - 1) + v2**2 / (r2 - 1)) if se else math.inf
-        half = (float(st.t.ppf(0.975, dof)) * se if se else 0.0) + math.log(cases.UNREPLICATED_ALLOWANCE)
-        return (half, dof, f"within one run each (between-run variance unknown: 1 trial a side; interval "
-                f"widened x{cases.UNREPLICATED_ALLOWANCE:g})")
-    return None
+def case_noise(run: CaseStat, base: CaseStat, drift: tuple[float, int] | None = None) -> stats.Noise:
+    """The noise of one case's comparison: its trials' variance pooled over both sides, and the
+    machine's drift (`drift`, pooled over the device's cases; else this case's own invocations)."""
+    trial = stats.trial_variance([run.side, base.side])
+    if drift is None:
+        drift = stats.drift_variance([(run.side, trial and trial[0]), (base.side, trial and trial[0])])
+    rounds = [v for v in (run.median_var_from_rounds, base.median_var_from_rounds) if v is not None]
+    return stats.noise_for(run.side, base.side, trial, drift, rounds_var=max(rounds) if rounds else None)
 
 
-def compare_stats(run: CaseStat, base: CaseStat, threshold: float | None = None) -> MetricComparison:
+def _basis(run: CaseStat, base: CaseStat, noise: stats.Noise) -> str:
+    def side(s: CaseStat) -> str:
+        return f"{s.trials} trial{'s' if s.trials != 1 else ''}" + (f" in {s.side.k} invocations" if s.side.k > 1 else "")
+
+    drift = f"{stats.relative(math.sqrt(noise.drift_var)):.1%}"
+    if noise.drift_known:
+        what = f"invocation drift {drift}, {noise.drift_source}"
+    else:
+        what = (f"invocation drift unknown (one invocation a side): {noise.drift_source} {drift} assumed; a baseline "
+                "of several invocations measures it")
+    return f"{side(run)} vs {side(base)}; {what}"
+
+
+def compare_stats(run: CaseStat, base: CaseStat, noise: stats.Noise | None = None) -> MetricComparison:
+    """One metric of one case, run against baseline: the speed ratio and its 95% interval over every
+    level of noise. `noise` defaults to what the two sides alone say (case_noise)."""
     metric = run.metric
     higher = METRICS[metric][1]
     common = dict(metric=metric, higher_is_better=higher, run_value=run.value, base_value=base.value,
-                  run_trials=run.trials, base_trials=base.trials, run_rounds=run.rounds, base_rounds=base.rounds)
-    floor, source = noise_floor(base), "baseline"
-    if floor is None:
-        floor, source = noise_floor(run), "run"
-    if floor is None:
-        source = None
+                  run_trials=run.trials, base_trials=base.trials, run_rounds=run.rounds, base_rounds=base.rounds,
+                  run_invocations=run.side.k, base_invocations=base.side.k)
     if run.value is None or base.value is None:
         return MetricComparison(**common, ratio=None, ci_low=None, ci_high=None, basis="none",
-                                verdict="insufficient data", floor=floor, floor_source=source,
-                                **_gate(None, None, floor, threshold))
+                                verdict="insufficient data")
+    noise = noise or case_noise(run, base)
     sign = 1 if higher else -1
-    d = sign * (math.log(run.value) - math.log(base.value))
-    ratio = math.exp(d)
-    iv = _interval(run, base)
-    if iv is None:
-        return MetricComparison(**common, ratio=ratio, ci_low=None, ci_high=None, basis="none (one round)",
-                                verdict="insufficient data", floor=floor, floor_source=source,
-                                **_gate(None, None, floor, threshold))
-    half, _, basis = iv
-    lo, hi = math.exp(d - half), math.exp(d + half)
+    d, se, df = stats.difference(run.side, base.side, noise)
+    d *= sign
+    lo, hi = stats.t_interval(d, se, df)
+    lo, hi = math.exp(lo), math.exp(hi)
     verdict = "faster" if lo > 1 else "slower" if hi < 1 else "no significant difference"
-    return MetricComparison(**common, ratio=ratio, ci_low=lo, ci_high=hi, basis=basis, verdict=verdict,
-                            floor=floor, floor_source=source, **_gate(lo, hi, floor, threshold))
+    return MetricComparison(**common, ratio=math.exp(d), ci_low=lo, ci_high=hi, basis=_basis(run, base, noise),
+                            verdict=verdict, se_log=se, df=df,
+                            trial_spread=stats.relative(math.sqrt(noise.trial_var)) if noise.trial_var else None,
+                            drift=stats.relative(math.sqrt(noise.drift_var)), drift_source=noise.drift_source)
 
 
-def _gate(lo, hi, floor, threshold) -> dict:
-    if threshold is None:
-        return {}
-    tol = 1 - threshold
-    if lo is None:
-        return {"gate": "too noisy", "gate_note": "no interval: too few rounds"}
-    if floor is None:
-        return {"gate": "too noisy", "gate_note": f"too noisy to gate at {threshold:g}: no noise floor (one trial "
-                "on each side); run the baseline or the run with --bench-repeats 3 or more"}
-    floor_text = f"noise floor {floor:.1%}"
-    if floor >= tol:
-        if lo >= threshold:
-            return {"gate": "pass", "gate_note": floor_text}
-        return {"gate": "too noisy", "gate_note": f"too noisy to gate at {threshold:g} on this machine: {floor_text} "
-                f"is not below {tol:.1%}"}
-    if hi < threshold:
-        return {"gate": "FAIL", "gate_note": f"significantly below {threshold:g}; {floor_text}"}
-    if lo < threshold and (hi - lo) / 2 > tol:
-        return {"gate": "too noisy", "gate_note": f"the interval straddles {threshold:g} and is wider than "
-                f"{tol:.1%}; {floor_text}"}
-    return {"gate": "pass", "gate_note": floor_text}
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}" if x >= 0.095 else f"{x:.1%}"
+
+
+def power_note(noise: stats.Noise, run: stats.Side, base: stats.Side, threshold: float, rows: int,
+               pool: int = 1) -> str:
+    """What more trials or invocations would make of the smallest detectable regression:
+    "run trials 3: 14%; 6: 9%; 10: 8%; a baseline of 5 invocations: 7%". The last assumes the
+    drift then measured at its present value (or the prior's), over `pool` cases of the device."""
+    said = []
+    for n in (3, 6, 10):
+        se, df = stats.projected_se(noise, n, 1, base)
+        said.append(f"{n}: {_pct(stats.min_detectable(se, df, threshold, rows))}")
+    more = max(base.k + 2, 3)
+    per = max(round(base.n / base.k), 1)
+    future = dataclasses.replace(noise, drift_df=max(noise.drift_df if noise.drift_known else 0, (more - 1) * pool),
+                                 drift_source="measured", drift_n0=per if noise.trial_var else 0.0)
+    se, df = stats.projected_se(future, max(run.n, per, 3), 1, base, base_invocations=more)
+    text = "run trials " + "; ".join(said) + f"; a baseline of {more} invocations: {_pct(stats.min_detectable(se, df, threshold, rows))}"
+    if not noise.drift_known:
+        text += " (drift then measured, not assumed)"
+    return text
+
+
+def gate_rows(rows: list[dict], sides: dict[int, tuple], threshold: float) -> None:
+    """Decide the gate of every gated row in place: Holm over the family of rows with an interval;
+    `sides` maps a row's index to (noise, run side, base side) for its power figures."""
+    family = [i for i, r in enumerate(rows) if r.get("gate") == "pending"]
+    adjusted = stats.holm([rows[i]["p_below"] for i in family])
+    m = len(family)
+    pools: dict[tuple, int] = {}
+    for i in family:
+        pools[rows[i]["device"], rows[i]["metric"]] = pools.get((rows[i]["device"], rows[i]["metric"]), 0) + 1
+    for i, p in zip(family, adjusted):
+        r = rows[i]
+        noise, run_side, base_side = sides[i]
+        r["p_holm"] = p
+        r["mdr"] = stats.min_detectable(r["se_log"], r["df"], threshold, m)
+        r["mdr_more"] = power_note(noise, run_side, base_side, threshold, m, pools[r["device"], r["metric"]])
+        rows_text = f"{m} gated row{'s' if m != 1 else ''}"
+        if p <= stats.GATE_ALPHA:
+            r.update(gate="FAIL", gate_note=f"significantly below {threshold:g} (one-sided p {r['p_below']:.2g}; "
+                     f"{p:.2g} after Holm over {rows_text})")
+        else:
+            r.update(gate="pass", gate_note=f"not significantly below {threshold:g} (p {p:.2g} after Holm over "
+                     f"{rows_text}); catches a {_pct(r['mdr'])} regression with {stats.POWER:.0%} probability")
 
 
 def resolve_metric(metric: str, rec: dict) -> str:
@@ -199,8 +225,20 @@ class Comparison:
         return [a.line(side) for side, a in self.accounts.items()]
 
 
+def gated_metrics(metrics: list[str] | None, gate_metrics: list[str] | None) -> list[str]:
+    """What the gate tests: the metrics named for it; else the headline where it is shown (the
+    default), else the metrics the comparison was asked to show (named, so gated)."""
+    if gate_metrics:
+        return list(gate_metrics)
+    shown = list(metrics or DEFAULT_METRICS)
+    return [m for m in GATE_METRICS if m in shown] or shown
+
+
 def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None = None,
-                    threshold: float | None = None, across_devices: bool = False) -> Comparison:
+                    threshold: float | None = None, across_devices: bool = False,
+                    gate_metrics: list[str] | None = None) -> Comparison:
+    """Every case of the run against its baseline (see the module doc). `metrics`: shown (default
+    DEFAULT_METRICS); `gate_metrics`: gated with a threshold (default: gated_metrics; shown too)."""
     if across_devices and threshold is not None:
         raise UsageError("a regression gate across different devices is refused: a different device is not a "
                          "regression; compare each device with its own baseline (drop --across devices), or "
@@ -217,7 +255,9 @@ def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None
         acc_base.other_cpu += len(base) - len(kept)
         base = kept
     runs, bases = group(run), group(base)
-    rows, unmatched_run, matched_base = [], [], set()
+    shown = list(dict.fromkeys(list(metrics or DEFAULT_METRICS) + list(gate_metrics or [])))
+    gated = gated_metrics(metrics, gate_metrics) if threshold is not None else []
+    pairs, unmatched_run, matched_base = [], [], set()
     for key, recs in runs.items():
         partners = [k for k in bases if (k[:-1] == key[:-1] if across_devices else k == key)]
         acc_run.failed += len(recs) - len(ok(recs))
@@ -228,7 +268,19 @@ def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None
         acc_run.used += len(ok(recs))
         for bkey in partners:
             matched_base.add(bkey)
-            rows += _rows(key, recs, bkey, bases[bkey], metrics, threshold)
+            pairs.append((key, recs, bkey, bases[bkey]))
+    case_stats = _case_stats(pairs, shown)
+    drift = machine_drift(pairs, case_stats)
+    rows, sides = [], {}
+    for i, (key, recs, bkey, brecs) in enumerate(pairs):
+        for row, side in _rows(key, recs, bkey, brecs, case_stats[i], gated, threshold, drift):
+            if side is not None:
+                sides[len(rows)] = side
+            rows.append(row)
+    if threshold is not None:
+        gate_rows(rows, sides, threshold)
+        for row in rows:
+            _overrule(row, threshold)
     unmatched_base = [k for k in bases if k not in matched_base]
     for k, recs in bases.items():
         acc_base.failed += len(recs) - len(ok(recs))
@@ -361,55 +413,132 @@ def software_differ(okr: list[dict], okb: list[dict]) -> dict:
     return {"software_note": "other software (run vs baseline): " + "; ".join(said)} if said else {}
 
 
-def _rows(key, recs, bkey, brecs, metrics, threshold) -> list[dict]:
+def _case_stats(pairs, metrics) -> list[dict[str, tuple[CaseStat, CaseStat]]]:
+    """Per matched pair: each shown metric (resolved for its kind) with the run's and the baseline's
+    case statistic, where either side has a value."""
+    out = []
+    for _, recs, _, brecs in pairs:
+        okr, okb = ok(recs), ok(brecs)
+        found = {}
+        for metric in dict.fromkeys(resolve_metric(m, okr[-1]) for m in metrics) if okr and okb else ():
+            rs, bs = case_stat(okr, metric), case_stat(okb, metric)
+            if rs.value is not None or bs.value is not None:
+                found[metric] = (rs, bs)
+        out.append(found)
+    return out
+
+
+def machine_drift(pairs, case_stats) -> dict[tuple, tuple[float, int] | None]:
+    """The drift between invocations, per (run device, metric), pooled over every matched case of
+    that device with several invocations on a side (stats.drift_variance): the machine's, not one
+    case's, so a baseline of a few invocations still measures it with some degrees of freedom."""
+    found: dict[tuple, list] = {}
+    for (key, *_), per_metric in zip(pairs, case_stats):
+        for metric, (rs, bs) in per_metric.items():
+            if rs.value is None or bs.value is None:
+                continue
+            trial = stats.trial_variance([rs.side, bs.side])
+            found.setdefault((key[-1], metric), []).extend([(rs.side, trial and trial[0]), (bs.side, trial and trial[0])])
+    return {k: stats.drift_variance(v) for k, v in found.items()}
+
+
+def _overrule(row: dict, threshold: float) -> None:
+    """What the measurements beside the speed say of a gated row: a machine that slowed past the
+    tolerance cannot tell a regression from itself; another CPU is no baseline at all."""
+    if row["gate"] == "FAIL" and row.get("machine_ratio", 1) < threshold:
+        row.update(gate="too noisy", gate_note=f"too noisy to gate at {threshold:g} now: {row['machine_note']}")
+    if row["gate"] is not None and row.get("cpu_note"):  # another machine is no baseline, pass or FAIL
+        row.update(gate="no baseline", gate_note=f"{row['cpu_note']}: make a baseline on this CPU")
+
+
+def _no_verdict(ident: dict, verdict: str, gate: str | None, note, okr: list, okb: list) -> list[tuple]:
+    return [({**ident, "metric": "-", "verdict": verdict, "gate": gate, "gate_note": note, "ratio": None,
+              "ci_low": None, "ci_high": None, "run_value": None, "base_value": None, "run_trials": len(okr),
+              "base_trials": len(okb), "basis": "none"}, None)]
+
+
+def _rows(key, recs, bkey, brecs, per_metric, gated, threshold, drift) -> list[tuple[dict, tuple | None]]:
+    """The rows of one case pair, each with (noise, run side, base side) where the gate may test it."""
     ident = dict(zip(IDENTITY, key)) | {"base_device": bkey[-1]}
     okr, okb = ok(recs), ok(brecs)
+    gating = threshold is not None
     if not okr or not okb:
         side = "the run" if not okr else "the baseline"
         failed = not okr and okb
-        return [{**ident, "metric": "-", "verdict": f"every trial failed in {side}",
-                 "gate": ("FAIL" if failed else "no baseline") if threshold is not None else None,
-                 "gate_note": (recs[-1].get("error") if not okr else brecs[-1].get("error")),
-                 "ratio": None, "ci_low": None, "ci_high": None, "run_value": None, "base_value": None,
-                 "run_trials": len(okr), "base_trials": len(okb), "basis": "none", "floor": None}]
+        return _no_verdict(ident, f"every trial failed in {side}", ("FAIL" if failed else "no baseline") if gating else None,
+                           recs[-1].get("error") if not okr else brecs[-1].get("error"), okr, okb)
     wrong = [[r for r in recs if r.get("correct") is False] for recs in (okr, okb)]
     if any(wrong):  # fast but wrong is not faster: no speed verdict, and a wrong run fails the gate
         from bench.publishing.tables import check_text
 
         side, bad, of = ("the run", wrong[0], okr) if wrong[0] else ("the baseline", wrong[1], okb)
-        return [{**ident, "metric": "-", "verdict": f"{len(bad)} of {len(of)} trial(s) of {side} failed the "
-                 "correctness gate: no speed verdict",
-                 "gate": ("FAIL" if wrong[0] else "no baseline") if threshold is not None else None,
-                 "gate_note": check_text(bad[0]), "ratio": None, "ci_low": None, "ci_high": None,
-                 "run_value": None, "base_value": None, "run_trials": len(okr), "base_trials": len(okb),
-                 "basis": "none", "floor": None}]
+        return _no_verdict(ident, f"{len(bad)} of {len(of)} trial(s) of {side} failed the correctness gate: no speed "
+                           "verdict", ("FAIL" if wrong[0] else "no baseline") if gating else None, check_text(bad[0]),
+                           okr, okb)
     partial = [[r for r in recs if (r.get("serve_failed") or 0) + (r.get("serve_not_sent") or 0) > 0]
                for recs in (okr, okb)]
     if any(partial):  # a serving level that served part of its load did less work: its speed compares with nothing
         side, cut, of = ("the run", partial[0], okr) if partial[0] else ("the baseline", partial[1], okb)
         first = cut[0]
-        return [{**ident, "metric": "-", "verdict": f"{len(cut)} of {len(of)} trial(s) of {side} served part of "
-                 "the level's requests: no speed verdict",
-                 "gate": ("FAIL" if partial[0] else "no baseline") if threshold is not None else None,
-                 "gate_note": (f"{first.get('serve_failed') or 0} failed, {first.get('serve_not_sent') or 0} unsent "
-                               f"of {first.get('serve_requests')}: {first.get('serve_errors') or 'the time bound'}"),
-                 "ratio": None, "ci_low": None, "ci_high": None, "run_value": None, "base_value": None,
-                 "run_trials": len(okr), "base_trials": len(okb), "basis": "none", "floor": None}]
+        return _no_verdict(ident, f"{len(cut)} of {len(of)} trial(s) of {side} served part of the level's requests: "
+                           "no speed verdict", ("FAIL" if partial[0] else "no baseline") if gating else None,
+                           f"{first.get('serve_failed') or 0} failed, {first.get('serve_not_sent') or 0} unsent "
+                           f"of {first.get('serve_requests')}: {first.get('serve_errors') or 'the time bound'}", okr, okb)
     out = []
     sample = okr[-1]
-    for metric in dict.fromkeys(resolve_metric(m, sample) for m in metrics or DEFAULT_METRICS):
-        rs, bs = case_stat(okr, metric), case_stat(okb, metric)
-        if rs.value is None and bs.value is None:
-            continue  # the metric does not apply to this workload (TPOT of a prefill)
-        c = compare_stats(rs, bs, threshold)
+    gated_here = {resolve_metric(m, sample) for m in gated}
+    for metric, (rs, bs) in per_metric.items():  # a metric that does not apply (TPOT of a prefill) is not there
+        noise = case_noise(rs, bs, drift.get((key[-1], metric))) if rs.value and bs.value else None
+        c = compare_stats(rs, bs, noise)
         same_device = key[-1] == bkey[-1]  # across devices, a different ceiling is the point: shown, not a caveat
         row = {**ident, **c.__dict__, "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb),
                **(machine_moved(okr, okb, metric, c.ratio) if same_device else devices_ratio(okr, okb, metric)),
                **weights_differ(okr, okb), **(cpus_differ(okr, okb) if same_device else {}),
                **software_differ(okr, okb)}
-        if row["gate"] == "FAIL" and row.get("machine_ratio", 1) < threshold:  # the machine slowed past the tolerance
-            row.update(gate="too noisy", gate_note=f"too noisy to gate at {threshold:g} now: {row['machine_note']}")
-        if row["gate"] is not None and row.get("cpu_note"):  # another machine is no baseline, pass or FAIL
-            row.update(gate="no baseline", gate_note=f"{row['cpu_note']}: make a baseline on this CPU")
-        out.append(row)
+        side = None
+        if gating and metric in gated_here:
+            if c.se_log is None:
+                row.update(gate="too noisy", gate_note="no interval: too few rounds")
+            elif not noise.gateable:
+                row.update(gate="too noisy", gate_note="too noisy to gate: one trial a side in one invocation each, so "
+                           "nothing measured the spread between processes; run with --repeats 3 (or --bench-repeats 3) "
+                           "on either side")
+            else:
+                row.update(gate="pending", p_below=stats.p_below(math.log(c.ratio), c.se_log, c.df, threshold))
+                side = (noise, rs.side, bs.side)
+        out.append((row, side))
+    return out
+
+
+def baseline_power(records: list[dict], threshold: float = 0.95) -> list[dict]:
+    """Per case of a baseline: the noise it measured (trials within an invocation, the machine's
+    drift between invocations) and the smallest regression of its headline metric that the gate at
+    `threshold` would catch with stats.POWER probability, for a new run of as many trials as one of
+    the baseline's invocations holds, gated with every other case (Holm over them all); with what
+    more trials or invocations would buy."""
+    found = []
+    for key, recs in group(records).items():
+        good = ok(recs)
+        if not good:
+            continue
+        stat = case_stat(good, resolve_metric("headline", good[-1]))
+        if stat.value is not None:
+            found.append((key, stat, stats.trial_variance([stat.side])))
+    drift: dict[tuple, list] = {}
+    for key, stat, trial in found:
+        drift.setdefault((key[-1], stat.metric), []).append((stat.side, trial and trial[0]))
+    out = []
+    for key, stat, trial in found:
+        side = stat.side
+        per = max(round(side.n / side.k), 1)
+        run = stats.Side(((0.0,) * per,))
+        noise = stats.noise_for(run, side, trial, stats.drift_variance(drift[(key[-1], stat.metric)]),
+                                rounds_var=stat.median_var_from_rounds)
+        se, df = stats.projected_se(noise, per, 1, side)
+        gateable = noise.gateable or per > 1
+        out.append({"case": key, "metric": stat.metric, "value": stat.value, "trials": stat.trials,
+                    "invocations": side.k, "noise": noise,
+                    "mdr": stats.min_detectable(se, df, threshold, len(found)) if gateable else None,
+                    "mdr_more": power_note(noise, run, side, threshold, len(found), len(drift[(key[-1], stat.metric)]))
+                    + ("" if gateable else "; a run of one trial against one-trial invocations gets no gate")})
     return out

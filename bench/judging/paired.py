@@ -20,12 +20,12 @@ within [1 / (1 + m), 1 + m]; an interval entirely outside it refutes it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats as st
 
+from bench import stats
+from bench.stats import crossover, paired_ratio
 from bench.judging.cases import Account, dedupe, path_key, trial_samples
 from bench.judging.compare import resolve_metric
 from bench.measuring.metrics import METRICS
@@ -129,39 +129,6 @@ def _arm_label(records: list[dict], arm: str) -> str:
     return next(iter(labels)) if len(labels) == 1 else arm
 
 
-def paired_ratio(ratios: list[float]) -> tuple[float, float | None, float | None]:
-    """Geometric mean of the pair ratios and the 95% t interval of it (None below two pairs)."""
-    logs = np.log(np.asarray(ratios, float))
-    mean = float(logs.mean())
-    if logs.size < 2:
-        return math.exp(mean), None, None
-    sd = float(logs.std(ddof=1))
-    half = float(st.t.ppf(0.975, logs.size - 1)) * sd / math.sqrt(logs.size) if sd > 0 else 0.0
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
-
-
-def crossover(ratios_a_first: list[float], ratios_b_first: list[float]):
-    """The two-sequence crossover estimate (A B pairs and B A pairs; Jones & Kenward's 2x2 design):
-    with d the log ratios of B over A, a pair where B ran second carries tau + pi and one where B ran
-    first tau - pi, pi being the log of how much faster a pair's second trial runs than its first.
-    tau = (mean_AB + mean_BA) / 2 and pi = (mean_AB - mean_BA) / 2, each with variance
-    s^2 / 4 (1/n1 + 1/n2) from the pooled within-sequence variance (n1 + n2 - 2 degrees of freedom).
-
-    Returns ((ratio, lo, hi), (position, lo, hi)), or None below one pair in each order and three
-    in all. The ratio is then free of any position effect, even with unequal numbers in each order."""
-    d1, d2 = np.log(np.asarray(ratios_a_first, float)), np.log(np.asarray(ratios_b_first, float))
-    n1, n2 = d1.size, d2.size
-    if n1 < 1 or n2 < 1 or n1 + n2 < 3:
-        return None
-    ss = float(((d1 - d1.mean()) ** 2).sum() + ((d2 - d2.mean()) ** 2).sum())
-    dof = n1 + n2 - 2
-    se = math.sqrt(ss / dof / 4 * (1 / n1 + 1 / n2))
-    half = float(st.t.ppf(0.975, dof)) * se
-    tau, pi = (d1.mean() + d2.mean()) / 2, (d1.mean() - d2.mean()) / 2
-    return ((math.exp(tau), math.exp(tau - half), math.exp(tau + half)),
-            (math.exp(pi), math.exp(pi - half), math.exp(pi + half)))
-
-
 def equivalence(lo: float | None, hi: float | None, margin: float) -> str:
     if lo is None:
         return "not shown"
@@ -252,7 +219,7 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                     row.position = (pos, plo, phi)
                     if len(ratios) - 2 < 4:  # t's 97.5% point: 12.7 at 1 df, 4.3 at 2, 3.2 at 3, 2.8 at 4
                         row.notes.append(f"{len(ratios)} pairs leave the crossover {len(ratios) - 2} degree(s) of "
-                                         f"freedom (t = {st.t.ppf(0.975, len(ratios) - 2):.1f}), so its interval is wide "
+                                         f"freedom (t = {stats.t_quantile(0.975, len(ratios) - 2):.1f}), so its interval is wide "
                                          "however well the pairs agree: 6 or more pairs, as many in each order, narrow it")
                     row.notes.append(f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
                                      f"[{plo:.3f}, {phi:.3f}]" + (" (significant; the alternating order cancels it)"

@@ -30,7 +30,7 @@ from backends import torch_loop
 from backends.registry import get_backend
 from bench.errors import UsageError
 from bench.measuring.runner import Case, CaseRun
-from bench.measuring.stats import summarize
+from bench.stats import summarize
 from bench.measuring.workload import Workload
 
 

@@ -217,7 +217,7 @@ def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin
     from bench.measuring import env
     from bench.measuring.runner import (Case, add_roofline, case_identity, failed_record, metric_fields,
                                         new_series, stack_fields)
-    from bench.measuring.stats import summarize
+    from bench.stats import summarize
     from bench.measuring.workload import Workload
     from models.zoo import get_model
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.errors import UsageError
 from bench.measuring.metrics import METRICS
-from bench.measuring.stats import STAT_NAMES
+from bench.stats import STAT_NAMES
 from bench.publishing.schema import (FIELDS, PATTERN_FIELDS, READABLE_VERSIONS, SCHEMA_VERSION,  # noqa: F401
                                      metric_field_types, validate)
 

@@ -95,11 +95,15 @@ def _value_text(value, metric: str, trials: int, rounds: int | None = None) -> s
 
 def _verdict_text(row: dict) -> str:
     text = row["verdict"]
-    if row.get("basis", "").startswith("within one run"):
-        text += " (between-run variance unknown)"
-    elif "unknown" in row.get("basis", ""):
-        text += " (one side: 1 trial)"
+    if row.get("drift_source") and row["drift_source"].startswith("prior"):
+        text += " (invocation drift assumed)"
     return text
+
+
+def _power_text(row: dict) -> str:
+    """A gated row's smallest detectable regression (stats.POWER probability), or '-'."""
+    mdr = row.get("mdr")
+    return "-" if mdr is None else f"{mdr:.0%}" if mdr >= 0.095 else f"{mdr:.1%}"
 
 
 def _common_software(comparison) -> str | None:
@@ -111,13 +115,12 @@ def _common_software(comparison) -> str | None:
 def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[str]]]:
     across = comparison.across_devices
     header = (["model", "dtype", "test", "B", "path", "device"] + (["baseline device"] if across else [])
-              + ["metric", "run", "baseline", "speed ratio [95% CI]", "verdict", "noise floor"]
+              + ["metric", "run", "baseline", "speed ratio [95% CI]", "verdict", "detects"]
               + (["gate"] if with_gate else []))
     body = []
     for r in comparison.rows:
         metric = r["metric"]
         known = metric in METRICS
-        floor = f"{r['floor']:.1%} ({r.get('floor_source')})" if r.get("floor") is not None else "unknown"
         loaded = r.get("run_loaded", 0) + r.get("base_loaded", 0)
         row = [r["model"], r["dtype"], r["workload"], str(r["batch"]), str(r.get("exec_path")), r["device"]]
         row += [r["base_device"]] if across else []
@@ -129,31 +132,37 @@ def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[
                 + (f"; {r['weights_note']}" if r.get("weights_note") else "")
                 + (f"; {r['cpu_note']}" if r.get("cpu_note") else "")
                 + (f"; {r['software_note']}" if r.get("software_note") and not _common_software(comparison)
-                   else ""), floor]
+                   else ""), _power_text(r)]
         if with_gate:
             note = r.get("gate_note") or ""
-            row.append(note if r["gate"] == "too noisy" and note.startswith("too noisy") else
-                       r["gate"] + (f": {note}" if note and r["gate"] != "pass" else ""))
+            gate = r.get("gate")
+            row.append("-" if gate is None else note if gate == "too noisy" and note.startswith("too noisy") else
+                       gate + (f": {note}" if note and gate != "pass" else ""))
         body.append(row)
     return header, body
 
 
 def comparison_notes(comparison, threshold) -> list[str]:
-    from bench.judging.cases import STATISTIC, UNREPLICATED_ALLOWANCE
+    from bench import stats
+    from bench.judging.cases import STATISTIC
 
     notes = [f"Statistic: {STATISTIC}. Speed ratio: run over baseline for throughputs, baseline over run "
-             "for latencies, so above 1 is better either way. The 95% interval comes from the spread between "
-             "trials (--bench-repeats); with one trial on a side, the other side's trials stand for both; "
-             "with one trial on each side only the rounds of two processes are left, and the interval is "
-             f"widened x{UNREPLICATED_ALLOWANCE:g} (between-run variance unknown). Noise floor: the relative "
-             "difference two trials of identical code exceed 5% of the time on this machine."]
+             "for latencies, so above 1 is better either way. Its 95% interval counts the trials of both sides "
+             "and the drift of one invocation (a run) against the baseline's mean: measured where a side holds "
+             "several invocations (chipbench baseline over several runs), else a prior of "
+             f"{stats.DRIFT_PRIOR:.0%} is assumed and the verdict says so."]
     if comparison.across_devices:
         notes.append("Across devices: each run device beside each baseline device; a different device is "
                      "not a regression, so nothing here gates.")
     if threshold is not None:
-        notes.append(f"Gate: FAIL when the interval lies entirely below {threshold} and the noise floor is "
-                     f"below {1 - threshold:.3g}, or when every trial failed or one failed the correctness gate; "
-                     f"otherwise too noisy to gate at {threshold} on this machine.")
+        gated = [r for r in comparison.rows if r.get("mdr") is not None]
+        notes.append(f"Gate: FAIL when a gated row is significantly below {threshold} (one-sided, Holm over the "
+                     f"{len(gated)} gated row(s), family-wise false-alarm rate {stats.GATE_ALPHA:.0%}), or when every "
+                     "trial failed or one failed the correctness gate. detects: the smallest regression the gate "
+                     f"catches with {stats.POWER:.0%} probability on the noise measured.")
+        for r in gated:
+            notes.append(f"More evidence for {r['model']} {r['workload']} {r['metric']} ({r['device']}): "
+                         f"{r['mdr_more']}.")
     if common := _common_software(comparison):
         notes.append(f"Every row: {common}.")
     return notes + comparison.account_lines()
@@ -190,7 +199,7 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
         e = html.escape
         keys = 5  # model, dtype, test, B, path: one "case" cell, as in the report's table
         head = ["case", *header[keys:]]
-        verdicts = {i for i, h in enumerate(head) if h in ("verdict", "gate", "noise floor", "speed ratio [95% CI]")}
+        verdicts = {i for i, h in enumerate(head) if h in ("verdict", "gate", "detects", "speed ratio [95% CI]")}
         cells = "".join(f"<th class='{'k' if i in verdicts or i < 2 else ''}'>{e(h)}</th>" for i, h in enumerate(head))
 
         def td(i: int, v) -> str:

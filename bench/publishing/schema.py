@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from bench.measuring.metrics import METRICS
-from bench.measuring.stats import STAT_NAMES
+from bench.stats import STAT_NAMES
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
