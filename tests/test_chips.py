@@ -59,3 +59,24 @@ def test_a_broken_table_names_the_file_row_and_field(tmp_path):
     bad.write_text("[[chip]\n")
     with pytest.raises(UsageError, match="not valid TOML"):
         load_chips(bad)
+
+
+def test_a_device_of_a_kind_the_chip_is_not_never_takes_its_roofline():
+    assert match_chip("NVIDIA H20", backend_kind="cuda").name == "NVIDIA H20"
+    assert match_chip("NVIDIA H20", backend_kind="cpu") is None  # a CPU whose name holds a chip's
+    assert match_chip("Ascend910B3", backend_kind="cuda") is None and match_chip("Ascend910B3", backend_kind="npu")
+
+
+def test_a_claim_takes_a_device_by_its_whole_name_or_an_alias():
+    from bench.judging.chips import chip_of
+
+    assert chip_of({"device_name": "NVIDIA H100 80GB HBM3", "backend_kind": "cuda"}).name == "NVIDIA H100 SXM"
+    assert chip_of({"device_name": "NVIDIA H20 Edition", "backend_kind": "cuda"}) is None  # the pattern takes it; a claim not
+    assert match_chip("NVIDIA H200 NVL") is None and chip_of({"device_name": "NVIDIA H200 NVL"}) is None
+
+
+def test_kinds_and_aliases_must_be_lists_of_names(tmp_path):
+    path = tmp_path / "chips.toml"
+    path.write_text('[[chip]]\nname = "X"\nmatch = "X"\nconfidence = "A"\nsource = "s"\naliases = "X1"\n')
+    with pytest.raises(UsageError, match="aliases must be a list of names"):
+        load_chips(path)

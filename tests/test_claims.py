@@ -243,6 +243,8 @@ def test_the_10x_decode_claim_exceeds_the_byte_ratio_at_32k(tmp_path):
     (c,) = [c for c in load_claims(ROOT / "results" / "claims.toml") if c.id == "qwen3-next-10x-decode-32k"]
     v = check(c, [])
     assert v.numbers["roofline_ratio"] == pytest.approx(9.06, abs=0.05) and "holds only if" in v.reasons[0]
+    # and as the file states it (bf16, one H200), the 80B model's 159 GB of weights cannot sit in 141 GiB
+    assert v.verdict == "physically implausible" and v.reasons[1].startswith("numerator: does not fit")
 
 
 @pytest.mark.parametrize("body,field,message", [
@@ -438,3 +440,50 @@ def test_a_ratio_of_two_chips_against_one_compares_their_layouts_by_design(tmp_p
     v = check(claim, two_h20 + h100)
     assert v.verdict == "confirmed", v.reasons
     assert not any("differ" in r for r in v.reasons)
+
+
+def test_a_metric_claim_checks_capacity_and_the_models_context_before_speed(tmp_path):
+    """Bandwidth alone calls 10 tok/s of qwen3-32b on an RTX 4090 possible; 65 GB of weights do not
+    sit in 24 GB. A decode past the model's maximum context cannot run on any chip."""
+    rtx = check(one(tmp_path, 'kind = "metric"\nmetric = "decode_tok_per_s"\nmodel = "qwen3-32b"\ndtype = "bf16"\n'
+                              'workload = "tg128"\nchip = "NVIDIA GeForce RTX 4090"\nvalue = 10\n'), [])
+    assert rtx.verdict == "physically implausible" and rtx.reasons[0].startswith("does not fit: qwen3-32b in bf16 needs 65")
+    two = check(one(tmp_path, 'kind = "metric"\nmetric = "decode_tok_per_s"\nmodel = "qwen3-32b"\ndtype = "bf16"\n'
+                              'workload = "tg128"\nchip = "NVIDIA GeForce RTX 4090"\nchips = 4\nvalue = 10\n'), [])
+    assert two.verdict == "inconclusive"  # four of them hold it
+    batch = check(one(tmp_path, H20_8B.replace('tg2048', 'tg128@d32000') + 'batch = 64\nvalue = 10\n'), [])
+    assert batch.verdict == "physically implausible" and "KV cache (64 x 32128 tokens)" in batch.reasons[0]
+    long = check(one(tmp_path, H20_8B.replace('tg2048', 'tg128@d983040') + 'value = 1\n'), [])
+    assert long.verdict == "physically implausible" and "qwen3-8b's maximum is 40960" in long.reasons[0]
+
+
+@pytest.mark.parametrize("claimed,run,matches", [
+    ("sglang 0.4.1", "sglang 0.4.10", False), ("sglang 0.4.1", "sglang 0.4.1 eager", True),
+    ("vllm 0.6", "vllm 0.6.3 compiled", True), ("vllm 0.6.3", "vllm 0.6.30", False),
+    ("vllm 0.6", "vllm 0.60.1", False), ("vllm 0.11rc1", "vllm 0.11.0", False), ("vllm 0.11", "vllm 0.11.0rc1", True),
+    ("transformers", "transformers 5.23 eager", True), ("sglang", "vllm 0.6.3", False)])
+def test_stack_versions_compare_as_versions(claimed, run, matches):
+    from bench.judging.claims import stack_matches
+
+    assert stack_matches(claimed, run) is matches
+
+
+def test_a_record_stands_for_a_chip_by_its_whole_name_or_alias_and_a_fitting_kind(tmp_path):
+    claim = one(tmp_path, H20_8B + 'value = 81.7\n')
+    fast = dict(tpot_s=1 / 90, workload="tg2048", model="qwen3-8b")
+    cpu = make_trials(3, device="Intel Xeon H20 Edition", backend="cpu", kind_of_device="cpu", seed=1, **fast)
+    h20_3e = make_trials(3, device="NVIDIA H20-3e", seed=2, **fast)  # another sheet: 141 GB HBM3e
+    cpu_named = make_trials(3, device="NVIDIA H20", backend="cpu", kind_of_device="cpu", seed=3, **fast)
+    for runs in (cpu, h20_3e, cpu_named):
+        v = check(claim, runs)
+        assert v.verdict == "inconclusive" and "no matching runs" in v.reasons[-1], v.reasons
+    assert check(claim, make_trials(3, device="nvidia  h20", seed=4, **fast)).verdict == "confirmed"
+    h100 = one(tmp_path, H20_8B.replace('"NVIDIA H20"', '"NVIDIA H100 SXM"') + 'value = 81.7\n')
+    assert check(h100, make_trials(3, device="NVIDIA H100 80GB HBM3", seed=5, **fast)).verdict == "confirmed"  # alias
+
+
+def test_an_about_claim_is_confirmed_only_with_the_claimed_stack(tmp_path):
+    about = one(tmp_path, H20_8B + 'value = 90\ncompare = "about"\ntolerance = 0.1\nstack = "vllm"\n')
+    v = check(about, h20_runs(90))  # transformers runs at the claimed figure
+    assert v.verdict == "inconclusive" and "plausible on this chip, not confirmed" in v.reasons[-1]
+    assert check(about, h20_runs(90, stack="vllm 0.9.1 compiled")).verdict == "confirmed"

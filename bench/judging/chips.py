@@ -33,6 +33,20 @@ class Chip:
     bandwidth_gb_per_s: float | None = None  # memory bandwidth, 10^9 bytes/s
     tdp_w: float | None = None
     notes: str = ""
+    kinds: tuple[str, ...] = ()  # backend kinds a record of this chip can have (cuda, npu, ...); () any accelerator
+    aliases: tuple[str, ...] = ()  # whole device names it reports besides `name`
+
+    def fits_kind(self, backend_kind: str | None) -> bool:
+        """Whether a record of this backend kind can be this chip: one of its kinds; with none
+        listed, any accelerator; never a CPU (whatever its name holds)."""
+        if backend_kind is None:
+            return True  # an imported or old record that does not say: the name alone decides
+        return backend_kind in self.kinds if self.kinds else backend_kind != "cpu"
+
+    def named(self, device_name: str | None) -> bool:
+        """Whether a device's reported name is this chip's name or one of its aliases, whole (case
+        and runs of spaces aside): never a substring."""
+        return device_name is not None and _norm(device_name) in {_norm(n) for n in (self.name, *self.aliases)}
 
     def peak_flops(self, dtype: str) -> float | None:
         """Peak FLOP/s for the benchmark dtype (fp32 has no tensor-core row: None)."""
@@ -50,6 +64,10 @@ class Chip:
         (79.2 GiB, the rest reserved) on 2026-11-22, so a sheet's 80 GB is 80 GiB. Reading it as
         10^9 bytes would call a model too big for a chip it fits, 7% short of the chip."""
         return self.memory_gb * 2**30 if self.memory_gb else None
+
+
+def _norm(name: str) -> str:
+    return " ".join(str(name).lower().split())
 
 
 def read_toml(path: Path, what: str) -> dict:
@@ -106,16 +124,31 @@ def _parse_chips(path: Path) -> list[Chip]:
             re.compile(row["match"])
         except re.error as e:
             raise UsageError(f"{where}: match is not a valid regular expression ({e})") from None
-        chips.append(Chip(**row))
+        for k in ("kinds", "aliases"):
+            if k in row and not (isinstance(row[k], list) and all(isinstance(x, str) and x for x in row[k])):
+                raise UsageError(f"{where}: {k} must be a list of names, got {row[k]!r}")
+        chips.append(Chip(**{**row, **{k: tuple(row[k]) for k in ("kinds", "aliases") if k in row}}))
     return chips
 
 
-def match_chip(device_name: str | None, chips: list[Chip] | None = None) -> Chip | None:
-    """The spec row for a device's reported name, or None when no row matches."""
+def match_chip(device_name: str | None, chips: list[Chip] | None = None,
+               backend_kind: str | None = None) -> Chip | None:
+    """The spec row for a device's reported name (its `match` pattern), or None when no row
+    matches; a row whose kinds do not fit `backend_kind` never matches (a CPU whose name holds a
+    chip's model number is not that chip). The roofline of a run; a claim uses chip_of."""
     if not device_name:
         return None
     for chip in chips if chips is not None else load_chips():
-        if re.search(chip.match, device_name, re.IGNORECASE):
+        if chip.fits_kind(backend_kind) and re.search(chip.match, device_name, re.IGNORECASE):
+            return chip
+    return None
+
+
+def chip_of(rec: dict, chips: list[Chip] | None = None) -> Chip | None:
+    """The chip a record stands for in a claim: the row whose name or an alias is the record's
+    device name, whole, and whose kinds fit its backend kind; None otherwise."""
+    for chip in chips if chips is not None else load_chips():
+        if chip.named(rec.get("device_name")) and chip.fits_kind(rec.get("backend_kind")):
             return chip
     return None
 

@@ -6,8 +6,10 @@ A claims file is TOML with one [[claim]] table per claim (format in the README).
   fits    a model's weights (and optionally a context's KV cache) fit on one chip in a dtype
 
 Verdicts, in the order they are decided:
-  physically implausible  it breaks the roofline (more tokens/s than the chip's memory bandwidth
-                          or FLOP/s allow) or the memory capacity: decided with no hardware
+  physically implausible  the case cannot run (its context is past the model's maximum, or its
+                          weights and KV cache at the workload's context and batch do not fit the
+                          claimed chips' memory), or it breaks the roofline (more tokens/s than the
+                          chip's memory bandwidth or FLOP/s allow): decided with no hardware
   confirmed / refuted     measured runs of the claimed case decide it, by their 95% interval
                           over trials (bench/judging/cases.py)
   not reproduced with S   the runs fall short, but with a stack S other than the claimed one and
@@ -18,7 +20,11 @@ Verdicts, in the order they are decided:
                           ratio of runs below REFUTES_AT of their measured rooflines with another
                           stack than the claimed one (it measures the software and the host)
 A run better than an `about` claim refutes it only with the claimed stack (another stack's speed
-says nothing of the figure the claimed one was measured at). A ratio's two sides must differ in
+says nothing of the figure the claimed one was measured at), and a run at the figure confirms it
+only with the claimed stack (another stack makes it plausible, not confirmed). A stack's version
+compares as a version ('vllm 0.6' matches 0.6.3, 'sglang 0.4.1' never 0.4.10). A record stands for
+a chip only when its device name is the chip row's name or an alias, whole, and its backend kind
+fits the row (bench/judging/chips.py: chip_of); never by a pattern inside the name. A ratio's two sides must differ in
 the model, the chip or the chip count (COMPARED); sides of one case are refused.
 A fits claim is decided by memory alone (_check_fits_runs). Runs split over another number of
 chips than the claim's `chips` (default 1) never decide it. A claim that names no chip is judged
@@ -47,7 +53,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench import stats
-from bench.judging.chips import Chip, load_chips, match_chip, read_toml
+from bench.judging.chips import Chip, chip_of, load_chips, match_chip, read_toml
 from bench.judging import cases
 from bench.judging.compare import compare_stats
 from bench.errors import UsageError
@@ -332,6 +338,30 @@ def _breaks(claim_value: float, bound: float, metric: str, compare: str) -> bool
     return claim_value > bound if higher else claim_value < bound
 
 
+def impossible(case: Case) -> list[str]:
+    """Why a metric case cannot run at all, whatever the speed: a context past the model's maximum,
+    or weights and KV cache (at the workload's full context, for every sequence of the batch) that
+    the claimed number of chips cannot hold. Empty when it can, or when the sheet has no memory."""
+    spec = get_model(case.model)
+    w = parse_workload(case.workload, batch=case.batch)
+    context = w.prompt_tokens + w.gen_tokens
+    out = []
+    if context > spec.max_pos:
+        out.append(f"{case.workload} needs a context of {context} tokens; {case.model}'s maximum is {spec.max_pos}")
+    chip = case.chip
+    if chip is not None and chip.memory_bytes:
+        f = facts(spec)
+        weights = f.weight_bytes(case.dtype)
+        kv = case.batch * (context * f.kv_bytes_per_token(case.dtype) + f.recurrent_state_bytes)
+        have = chip.memory_bytes * case.chips
+        if weights + kv > have:
+            on = f"one {chip.name}" if case.chips == 1 else f"{case.chips} x {chip.name} together"
+            out.append(f"does not fit: {case.model} in {case.dtype} needs {weights / 1e9:.1f} GB of weights + "
+                       f"{kv / 1e9:.2f} GB of KV cache ({case.batch} x {context} tokens) against {have / 2**30:g} GiB "
+                       f"({have / 1e9:.1f} GB) on {on}")
+    return out
+
+
 def fits(claim: Claim) -> tuple[bool, str, dict]:
     case = claim.case
     f = facts(get_model(case.model))
@@ -359,7 +389,7 @@ def chips_of(rec: dict) -> int:
 
 
 def _on_chip(case: Case, rec: dict) -> bool:
-    return (case.chip is None or match_chip(rec.get("device_name")) == case.chip) and chips_of(rec) == case.chips
+    return (case.chip is None or chip_of(rec) == case.chip) and chips_of(rec) == case.chips
 
 
 def matching_runs(case: Case, records: list[dict]) -> list[dict]:
@@ -431,13 +461,36 @@ def _correct_only(runs: list[dict], stack: str | None, v: Verdict, side: str = "
     return kept, False
 
 
+def _version(word: str):
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(word)
+    except InvalidVersion:
+        return None
+
+
+def _word_matches(claimed: str, have: str) -> bool:
+    """One word of a claimed stack against one of a run's: a version compares as a version, the
+    claim's release numbers a prefix of the run's ('0.6' matches 0.6.3, '0.4.1' never 0.4.10), and
+    a pre-, post- or dev-release it names must be the run's; other words whole."""
+    if claimed == have:
+        return True
+    want, got = _version(claimed), _version(have)
+    if want is None or got is None or not claimed[:1].isdigit():
+        return False
+    if got.release[:len(want.release)] != want.release:
+        return False
+    return all(getattr(want, part) is None or getattr(want, part) == getattr(got, part) for part in ("pre", "post", "dev"))
+
+
 def stack_matches(claimed: str | None, run_stack: str | None) -> bool:
     """Whether a run used the claimed stack: every word the claim names appears in the run's stack
-    (case-insensitive; a version matches as a prefix, so 'vllm 0.6' matches 'vllm 0.6.3 compiled')."""
+    (case-insensitive), a version as a version (_word_matches)."""
     if not claimed or not run_stack:
         return False
     have = run_stack.lower().split()
-    return all(any(h == w or (w[:1].isdigit() and h.startswith(w)) for h in have) for w in claimed.lower().split())
+    return all(any(_word_matches(w, h) for h in have) for w in claimed.lower().split())
 
 
 def roofline_share(records: list[dict], metric: str) -> float | None:
@@ -557,7 +610,7 @@ def _check_fits_runs(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     case, need = claim.case, claim.context
     runs = matching_runs_any(case, records)
     split = len([r for r in records if r.get("model") == case.model and r.get("dtype") == case.dtype
-                 and match_chip(r.get("device_name")) == case.chip]) - len(runs)
+                 and chip_of(r) == case.chip]) - len(runs)
     if split:
         v.reasons.append(f"{split} run(s) on another number of {case.chip.name} than {case.chips} not counted")
     if not runs:
@@ -600,6 +653,10 @@ def _check_fits_runs(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
 
 def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     case, metric, higher = claim.case, claim.metric, METRICS[claim.metric][1]
+    if why := impossible(case):
+        v.verdict = "physically implausible"
+        v.reasons += why
+        return v
     bound, how = roofline_bound(case, metric)
     if bound is not None:
         v.numbers["roofline"] = bound
@@ -658,6 +715,11 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
                          "for the host's own work each decode step), so they time the host, not the chip, and a faster "
                          "host could run faster: inconclusive; rerun with a stack that queues steps ahead (compiled, "
                          "graph-captured) or on a faster host")
+        return v
+    if decided == "confirmed" and claim.compare == "about" and case.stack and not all(
+            stack_matches(case.stack, _stack_of(r)) for r in runs):
+        v.reasons.append(f"would be confirmed, but by another stack than the claim's ({case.stack}): its figure is "
+                         "plausible on this chip, not confirmed for the claimed stack; a run with it decides")
         return v
     if decided == "refuted" and not short and claim.compare == "about" and not all(
             stack_matches(case.stack, _stack_of(r)) for r in runs):
@@ -728,6 +790,11 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
             v.reasons.append(f"both at their roofline give {ratio:.2f}x")
     else:
         v.reasons.append(f"no roofline ratio: {how_num if not b_num else how_den}")
+    why = [f"{side}: {w}" for side, c in (("numerator", num), ("denominator", den)) for w in impossible(c)]
+    if why:  # a side that cannot run at all: its roofline above is what it would reach if it could
+        v.verdict = "physically implausible"
+        v.reasons += why
+        return v
     rn = [r for r in matching_runs(num, records) if r.get("status") == "ok"]
     rd = [r for r in matching_runs(den, records) if r.get("status") == "ok"]
     if rn and rd:  # wrong runs out first, so that a stack or device picked below is a correct one
@@ -789,6 +856,10 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     claimed_stack = (all(stack_matches(num.stack, _stack_of(r)) for r in rn)
                      and all(stack_matches(den.stack, _stack_of(r)) for r in rd))
     near = all(x is not None and x >= REFUTES_AT for x in shares)
+    if decided == "confirmed" and claim.compare == "about" and (num.stack or den.stack) and not claimed_stack:
+        v.reasons.append(f"would be confirmed, but by another stack than the claim's ({num.stack or den.stack}): the "
+                         "ratio is plausible, not confirmed for the claimed stack; runs with it decide")
+        decided = "inconclusive"
     if decided in ("confirmed", "refuted") and not (claimed_stack or near):
         at = " and ".join(f"{x:.0%}" if x is not None else "an unmeasured share" for x in shares)
         v.reasons.append(

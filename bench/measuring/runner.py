@@ -285,7 +285,7 @@ def add_roofline(rec: dict, ceilings=None, chip=None, beside=None) -> dict:
     from bench.judging.chips import match_chip
     from bench.judging.roofline import roofline_fields
 
-    chip = chip or match_chip(rec.get("device_name"))
+    chip = chip or match_chip(rec.get("device_name"), backend_kind=rec.get("backend_kind"))
     rec.update(roofline_fields(rec, chip, ceilings, beside))
     # the sheets the measured ceilings span: their ranks' chips (two GPUs), not more (ranks sharing a
     # host; an engine's split judged by one device's ceilings)
