@@ -160,7 +160,7 @@ def test_the_run_ends_compared_with_the_best_matching_baseline_and_says_a_device
     res.assert_outcomes(passed=1)
     res.stdout.fnmatch_lines(["*no spec row matches*measured ceilings only; the table has no server CPUs*",
                               "*chipbench vs baseline*",
-                              "*tiny-qwen3 | fp32 | tg8 | 1 | eager | * | decode_tok_per_s |*between-run variance unknown*",
+                              "*tiny-qwen3 | fp32 | tg8 | 1 | eager | * | decode_tok_per_s |*invocation drift assumed*",
                               "run: 1 record(s): 1 used", "baseline: 1 record(s): 1 used"])
 
 
