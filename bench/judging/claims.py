@@ -1,6 +1,6 @@
 """Claims as data: a vendor's or a paper's statement, checked against physics and measurements.
 
-A claims file is TOML with one [[claim]] table per claim (format in the README). Kinds:
+A claims file is TOML with one [[claim]] table per claim (format in docs/claims.md). Kinds:
   metric  a metric of one case (model, dtype, workload, batch) on one chip: "81.7 tok/s on an H20"
   ratio   a metric of one case over another's (two chips, or two models): "10x faster", "comparable"
   fits    a model's weights (and optionally a context's KV cache) fit on one chip in a dtype

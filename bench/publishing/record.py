@@ -31,7 +31,7 @@ METRIC_FIELD_DOC = (
 
 
 def fields_markdown() -> str:
-    """The README's table of record fields, made from the schema so the two never drift apart."""
+    """The docs' table of record fields (docs/records.md), made from the schema so the two never drift apart."""
     docs = [(k, u, m) for k, (_, u, m) in FIELDS.items()] + [(k, u, m) for k, (u, m) in PATTERN_FIELDS.items()]
     rows = [f"| `{k}` | {u} | {m.replace('|', '/')} |" for k, u, m in docs]
     return "\n".join(["| field | unit | meaning |", "|---|---|---|", *rows,

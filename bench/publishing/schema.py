@@ -2,7 +2,7 @@
 
 Records are validated with pydantic (strict types: no "1" for 1, no 1.5 for a count, no NaN or
 infinity, no negative spread), so a bad value is refused with its field path instead of reaching
-a table or a verdict. The same declaration documents the fields (README) and is published as a
+a table or a verdict. The same declaration documents the fields (docs/records.md) and is published as a
 JSON Schema (`results/schema/record.schema.json`, `chipbench schema records`) so that others can
 validate records without chipbench.
 
