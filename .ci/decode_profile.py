@@ -65,8 +65,11 @@ def main(argv=None) -> int:
     # (a cold dynamic-shape compile of qwen3-8b's prefill would take much of the profile's time cap)
     dec = torch_loop.build_static_decoder(model, args.batch, tokens, device, sync, prefill=args.prompt > 1)
     prompt = torch.randint(0, spec.vocab, (args.batch, args.prompt), device=device)
-    print(f"{args.model} bf16 batch {args.batch} on {torch.cuda.get_device_name() if cuda else 'cpu'}: "
-          f"compile {dec.compile_time_s:.1f} s, {dec.facts()}", flush=True)
+    print(
+        f"{args.model} bf16 batch {args.batch} on {torch.cuda.get_device_name() if cuda else 'cpu'}: "
+        f"compile {dec.compile_time_s:.1f} s, {dec.facts()}",
+        flush=True,
+    )
 
     def generate(mark=None):
         return torch_loop.generate_static(dec, prompt, args.steps, lambda t: None, mark, fence=event)
@@ -91,15 +94,18 @@ def main(argv=None) -> int:
     skipping, checking = dec.call, dec.step  # StaticDecoder.call skips dynamo's guard check; the step itself checks it
     ways = {"guards skipped (the harness)": [], "guards checked": []}
     for i in range(args.rounds):  # alternated, so that a drift of the machine falls on both
-        for way in (list(ways) if i % 2 == 0 else list(ways)[::-1]):
+        for way in list(ways) if i % 2 == 0 else list(ways)[::-1]:
             dec.call = skipping if way.startswith("guards skipped") else checking
             ways[way].append(step_time())
     dec.call = skipping
     floor_bytes = decode_step_bytes(spec, "bf16", tokens, args.batch)
     for way, times in ways.items():
         step_s = statistics.median(times)
-        print(f"step {step_s * 1e3:.3f} ms, {way} (median of {len(times)} generations; each {', '.join(f'{t * 1e3:.3f}' for t in times)}); "
-              f"{floor_bytes / 1e9:.2f} GB of weights and cache a step: {floor_bytes / step_s / 1e12:.2f} TB/s", flush=True)
+        print(
+            f"step {step_s * 1e3:.3f} ms, {way} (median of {len(times)} generations; each {', '.join(f'{t * 1e3:.3f}' for t in times)}); "
+            f"{floor_bytes / 1e9:.2f} GB of weights and cache a step: {floor_bytes / step_s / 1e12:.2f} TB/s",
+            flush=True,
+        )
     step_s = statistics.median(ways["guards skipped (the harness)"])
 
     from torch.profiler import ProfilerActivity, profile
@@ -111,8 +117,11 @@ def main(argv=None) -> int:
     from torch.autograd import DeviceType
 
     # the device's own events (kernels, copies, memsets); a CPU op's row also counts its kernels' time
-    averages = ([e for e in prof.key_averages() if e.device_type == DeviceType.CUDA and kernel_time_us(e) > 0]
-                if cuda else list(prof.key_averages()))
+    averages = (
+        [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA and kernel_time_us(e) > 0]
+        if cuda
+        else list(prof.key_averages())
+    )
     if not cuda:
         for e in sorted(averages, key=lambda e: -e.self_cpu_time_total)[: args.top]:
             print(f"  {e.self_cpu_time_total / args.steps:9.1f} us/step  {e.count / args.steps:6.1f}x  {e.key[:90]}")
@@ -122,11 +131,15 @@ def main(argv=None) -> int:
     count = sum(e.count for e in averages) / steps
     matrix = [e for e in averages if MATRIX.search(e.key)]
     matrix_us = sum(kernel_time_us(e) for e in matrix) / steps
-    print(f"kernels a step: {count:.0f}, {total / 1e3:.3f} ms of kernel time "
-          f"({total / 1e3 / (step_s * 1e3):.0%} of the step; the rest: the device idle between kernels)")
-    print(f"matrix kernels: {sum(e.count for e in matrix) / steps:.0f} a step, {matrix_us / 1e3:.3f} ms: "
-          f"{floor_bytes / (matrix_us / 1e6) / 1e12:.2f} TB/s over the step's bytes if they read them all; "
-          f"other kernels {(total - matrix_us) / 1e3:.3f} ms")
+    print(
+        f"kernels a step: {count:.0f}, {total / 1e3:.3f} ms of kernel time "
+        f"({total / 1e3 / (step_s * 1e3):.0%} of the step; the rest: the device idle between kernels)"
+    )
+    print(
+        f"matrix kernels: {sum(e.count for e in matrix) / steps:.0f} a step, {matrix_us / 1e3:.3f} ms: "
+        f"{floor_bytes / (matrix_us / 1e6) / 1e12:.2f} TB/s over the step's bytes if they read them all; "
+        f"other kernels {(total - matrix_us) / 1e3:.3f} ms"
+    )
     print(f"top {args.top} kernels by device time (per step: us, launches, us each):")
     for e in sorted(averages, key=lambda e: -kernel_time_us(e))[: args.top]:
         t, n = kernel_time_us(e) / steps, e.count / steps

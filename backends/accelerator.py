@@ -56,9 +56,14 @@ def _info() -> DeviceInfo:
         total = torch.accelerator.get_memory_info()[1]
     except Exception:
         pass
-    return DeviceInfo(backend="accelerator", kind=kind, device_name=name,
-                      device_count=torch.accelerator.device_count(), memory_bytes=total,
-                      runtime=f"torch {torch.__version__}")
+    return DeviceInfo(
+        backend="accelerator",
+        kind=kind,
+        device_name=name,
+        device_count=torch.accelerator.device_count(),
+        memory_bytes=total,
+        runtime=f"torch {torch.__version__}",
+    )
 
 
 def create() -> TorchBackend:
@@ -77,6 +82,6 @@ def create() -> TorchBackend:
         peak_memory_bytes=lambda: _memory("max_memory_allocated")(),
         peak_memory_kind="device_allocated_peak",
         compile_unsupported="torch.compile is verified by chipbench on cpu and cuda only; this adapter "
-                            "runs other torch accelerators eager",
+        "runs other torch accelerators eager",
     )
     return TorchBackend("accelerator", ops)

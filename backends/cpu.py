@@ -19,8 +19,25 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 # Instruction-set extensions a matmul or an attention kernel may use, as the kernel names them (x86,
 # then Arm): two CPUs with one marketing name ("Intel(R) Xeon(R) Processor" on a VM) can differ in
 # them, and a bf16 matmul with AMX runs several times faster than without.
-MATMUL_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
-              "amx_bf16", "amx_int8", "asimd", "asimddp", "sve", "sve2", "bf16", "i8mm", "sme")
+MATMUL_ISA = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "asimddp",
+    "sve",
+    "sve2",
+    "bf16",
+    "i8mm",
+    "sme",
+)
 
 
 @functools.cache
@@ -77,13 +94,21 @@ def _info() -> DeviceInfo:
     import psutil
 
     return DeviceInfo(
-        backend="cpu", kind="cpu", device_name=cpu_model(), device_count=1,
-        memory_bytes=psutil.virtual_memory().total, driver=None,
+        backend="cpu",
+        kind="cpu",
+        device_name=cpu_model(),
+        device_count=1,
+        memory_bytes=psutil.virtual_memory().total,
+        driver=None,
         runtime=f"torch {torch.__version__}",
         # core and thread counts are in the host facts; thp_alloc: torch's CPU tensors on huge pages
         # isa: the matmul extensions the CPU reports; cpu_capability: the vector code ATen dispatches to
-        extra={"arch": platform.machine(), "thp_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") == "1",
-               "isa": matmul_isa(), "cpu_capability": _capability()},
+        extra={
+            "arch": platform.machine(),
+            "thp_alloc": os.environ.get("THP_MEM_ALLOC_ENABLE", "0") == "1",
+            "isa": matmul_isa(),
+            "cpu_capability": _capability(),
+        },
     )
 
 
@@ -120,9 +145,11 @@ def compile_refuses(spec, version: str | None = None) -> str | None:
     version = TorchVersion(version or torch.__version__)
     if spec.is_hybrid and version < HYBRID_COMPILE_MIN_TORCH:
         need = ".".join(map(str, HYBRID_COMPILE_MIN_TORCH))
-        return (f"torch {version}'s inductor corrupts memory in the CPU code of {spec.family}'s linear-attention "
-                f"decode step (a process abort; seen with torch 2.11 and 2.12), so it is not compiled on torch "
-                f"below {need}")
+        return (
+            f"torch {version}'s inductor corrupts memory in the CPU code of {spec.family}'s linear-attention "
+            f"decode step (a process abort; seen with torch 2.11 and 2.12), so it is not compiled on torch "
+            f"below {need}"
+        )
     return None
 
 

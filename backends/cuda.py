@@ -49,9 +49,11 @@ def _nvml_driver(index: int) -> tuple[str | None, dict]:
             handle = nvml_handle(pynvml, index, _uuid(index))
         except Exception:  # which card is ours is unknown: no per-card facts rather than another's
             return driver, extra
-        facts = {"power_limit_w": lambda: pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
-                 "sm_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
-                 "mem_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)}
+        facts = {
+            "power_limit_w": lambda: pynvml.nvmlDeviceGetPowerManagementLimit(handle) / 1000,
+            "sm_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "mem_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+        }
         for name, read in facts.items():
             value = _try(read)
             if value is not None:
@@ -72,13 +74,17 @@ def _info() -> DeviceInfo:
     index = torch.cuda.current_device()
     props = torch.cuda.get_device_properties(index)
     driver, extra = _nvml_driver(index)
-    extra.update({
-        "compute_capability": f"{props.major}.{props.minor}",
-        "multiprocessors": props.multi_processor_count,
-    })
-    return DeviceInfo(backend="cuda", kind="cuda", device_name=props.name,
-                      device_count=torch.cuda.device_count(), memory_bytes=props.total_memory,
-                      driver=driver, runtime=_runtime(), extra=extra)
+    extra.update({"compute_capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count})
+    return DeviceInfo(
+        backend="cuda",
+        kind="cuda",
+        device_name=props.name,
+        device_count=torch.cuda.device_count(),
+        memory_bytes=props.total_memory,
+        driver=driver,
+        runtime=_runtime(),
+        extra=extra,
+    )
 
 
 def _dtypes() -> tuple[str, ...]:

@@ -137,11 +137,24 @@ class LlamaCppBackend:
         extra = {"llama_system_info": system, "threads": threads()}
         if gpu_offload() and torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
-            return DeviceInfo(backend=self.name, kind="cuda", device_name=props.name, device_count=1,
-                              memory_bytes=props.total_memory, runtime="llama.cpp GPU offload", extra=extra)
-        return DeviceInfo(backend=self.name, kind="cpu", device_name=cpu_model(), device_count=1,
-                          memory_bytes=psutil.virtual_memory().total, runtime="llama.cpp cpu",
-                          extra=extra | {"isa": matmul_isa()})
+            return DeviceInfo(
+                backend=self.name,
+                kind="cuda",
+                device_name=props.name,
+                device_count=1,
+                memory_bytes=props.total_memory,
+                runtime="llama.cpp GPU offload",
+                extra=extra,
+            )
+        return DeviceInfo(
+            backend=self.name,
+            kind="cpu",
+            device_name=cpu_model(),
+            device_count=1,
+            memory_bytes=psutil.virtual_memory().total,
+            runtime="llama.cpp cpu",
+            extra=extra | {"isa": matmul_isa()},
+        )
 
     def supported_dtypes(self) -> tuple[str, ...]:
         from models.gguf_export import DTYPES
@@ -165,16 +178,20 @@ class LlamaCppBackend:
 
         return [CpuClock(), Rapl()]
 
-    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None,
-             layers: int | None = None) -> LlamaModel:
+    def load(
+        self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None
+    ) -> LlamaModel:
         from models import gguf_export
 
         if weights_dir:
-            raise UsageError("the llama.cpp adapter runs the seeded weights only; real weights: convert them "
-                             "to GGUF with llama.cpp's tools and run llama.cpp directly")
+            raise UsageError(
+                "the llama.cpp adapter runs the seeded weights only; real weights: convert them "
+                "to GGUF with llama.cpp's tools and run llama.cpp directly"
+            )
         if dtype not in gguf_export.DTYPES:
-            raise UsageError(f"backend {self.name!r} cannot run dtype {dtype!r}; it runs: "
-                             f"{', '.join(gguf_export.DTYPES)}")
+            raise UsageError(
+                f"backend {self.name!r} cannot run dtype {dtype!r}; it runs: {', '.join(gguf_export.DTYPES)}"
+            )
         self._init()
         lib = _lib()
         exported = gguf_export.export(spec, dtype, seed, layers)
@@ -190,10 +207,16 @@ class LlamaCppBackend:
         if not params.use_extra_bufts:
             where += ", no weight repacking"
         return LlamaModel(
-            model=model, spec=spec, dtype=dtype, build_time_s=exported.seconds + time.perf_counter() - start,
+            model=model,
+            spec=spec,
+            dtype=dtype,
+            build_time_s=exported.seconds + time.perf_counter() - start,
             weights=f"random(seed={seed}) as GGUF {dtype}" + (" (cached file)" if exported.cached else ""),
-            path=str(exported.path), file_bytes=int(lib.llama_model_size(model)),
-            exec_path=where, engine_version=self.engine_version)
+            path=str(exported.path),
+            file_bytes=int(lib.llama_model_size(model)),
+            exec_path=where,
+            engine_version=self.engine_version,
+        )
 
     def _context(self, h: LlamaModel, seqs: int, tokens: int):
         """A context for `seqs` sequences of up to `tokens` each (kept and reused while it fits)."""
@@ -251,8 +274,9 @@ class LlamaCppBackend:
         self._decode(ctx, rows)
         return last
 
-    def generate(self, handle: LlamaModel, prompt: list[list[int]], new_tokens: int,
-                 on_token: TokenCallback) -> Generation:
+    def generate(
+        self, handle: LlamaModel, prompt: list[list[int]], new_tokens: int, on_token: TokenCallback
+    ) -> Generation:
         from backends.cpu import _reset_rss_peak, _rss_peak_bytes
 
         lib = _lib()

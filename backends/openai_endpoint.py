@@ -54,9 +54,12 @@ def _client(timeout: float = TIMEOUT_S):
     import httpx
 
     key = os.environ.get(API_KEY_ENV)
-    return httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), trust_env=False,
-                        headers={"Authorization": f"Bearer {key}"} if key else None,
-                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        trust_env=False,
+        headers={"Authorization": f"Bearer {key}"} if key else None,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+    )
 
 
 class EndpointError(RuntimeError):
@@ -141,8 +144,9 @@ def single_token_words(vocab: int) -> list[str]:
         from models.gguf_export import qwen_vocab
 
         v = qwen_vocab(vocab)
-        bpe = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(v.tokens)},
-                                   merges=[tuple(m.split(" ", 1)) for m in v.merges]))
+        bpe = Tokenizer(
+            models.BPE(vocab={t: i for i, t in enumerate(v.tokens)}, merges=[tuple(m.split(" ", 1)) for m in v.merges])
+        )
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         words = [t for t in v.tokens if re.fullmatch("\u0120[a-z]{2,}", t)]
         words = [" " + t[1:] for t in words if len(bpe.encode(" " + t[1:]).ids) == 1]
@@ -169,7 +173,7 @@ def salted(prompt: list[int] | str, vocab: int) -> list[int] | str:
         starts.append(pos)
         pos = prompt.find(" ", pos + 1)
     k = min(SALT_TOKENS, len(starts))
-    rest = prompt[starts[k]:] if k < len(starts) else ""
+    rest = prompt[starts[k] :] if k < len(starts) else ""
     words = single_token_words(vocab)
     return "".join(_SALT.choice(words) for _ in range(k)) + rest
 
@@ -196,13 +200,18 @@ def served_weights(spec, listed: dict) -> str:
     want = facts(spec).params_total
     if abs(n_params - want) > PARAMS_TOLERANCE * want or (isinstance(n_embd, int) and n_embd != spec.hidden):
         raise EndpointError(
-            f"the server runs a model of {_params(n_params)} parameters" + (f", hidden {n_embd}" if n_embd else "")
+            f"the server runs a model of {_params(n_params)} parameters"
+            + (f", hidden {n_embd}" if n_embd else "")
             + f" ({listed.get('id')}); {spec.name} has {_params(want)}, hidden {spec.hidden}: name the served "
-            "model's zoo name (chipbench list models), so that the roofline counts its bytes")
-    return f"served by the endpoint (its own weights: {_params(n_params)} parameters by the server's meta, as {spec.name})"
+            "model's zoo name (chipbench list models), so that the roofline counts its bytes"
+        )
+    return (
+        f"served by the endpoint (its own weights: {_params(n_params)} parameters by the server's meta, as {spec.name})"
+    )
 
 
 # --- the backend --------------------------------------------------------------------------------
+
 
 @dataclass
 class Served:
@@ -221,8 +230,10 @@ class Served:
     exec_note: str | None = None
     client: object = None  # one httpx client (thread-safe) for the handle's life: its connections kept alive
     endpoint_rtt_s: float | None = None  # median round trip of a small GET on a kept-alive connection
-    prefix_caching: str = ("each request's first prompt tokens drawn fresh, so none shares a prefix with an "
-                           "earlier request (the server's cache setting is its own)")
+    prefix_caching: str = (
+        "each request's first prompt tokens drawn fresh, so none shares a prefix with an "
+        "earlier request (the server's cache setting is its own)"
+    )
 
 
 class OpenAIEndpoint:
@@ -248,8 +259,9 @@ class OpenAIEndpoint:
     def probe(self) -> Probe:
         parsed = urlparse(self.url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            return Probe.no(f"{self.url!r} is not an http(s) URL (give the server's base, e.g. "
-                            "openai:http://127.0.0.1:8000/v1)")
+            return Probe.no(
+                f"{self.url!r} is not an http(s) URL (give the server's base, e.g. openai:http://127.0.0.1:8000/v1)"
+            )
         try:
             import httpx  # noqa: F401
         except ImportError:
@@ -259,9 +271,14 @@ class OpenAIEndpoint:
         except Exception as e:
             status = getattr(getattr(e, "response", None), "status_code", None)
             if status in (401, 403):
-                return Probe.no(f"the server at {self.url} refused the request ({status}): "
-                                + (f"it refused the key in ${API_KEY_ENV}" if os.environ.get(API_KEY_ENV) else
-                                   f"it wants an API key: set ${API_KEY_ENV} (sent as a bearer token, never recorded)"))
+                return Probe.no(
+                    f"the server at {self.url} refused the request ({status}): "
+                    + (
+                        f"it refused the key in ${API_KEY_ENV}"
+                        if os.environ.get(API_KEY_ENV)
+                        else f"it wants an API key: set ${API_KEY_ENV} (sent as a bearer token, never recorded)"
+                    )
+                )
             return Probe.no(f"no OpenAI-compatible server answered at {self.url}/models: {type(e).__name__}: {e}")
         if not self._models:
             return Probe.no(f"the server at {self.url} lists no models")
@@ -270,8 +287,14 @@ class OpenAIEndpoint:
     def info(self) -> DeviceInfo:
         host = urlparse(self.url).netloc
         ids = [m.get("id") for m in self._models or []]
-        return DeviceInfo(backend=self.name, kind="endpoint", device_name=f"endpoint {host}", device_count=1,
-                          runtime=self._server, extra={"url": self.url, "served_models": ", ".join(map(str, ids))})
+        return DeviceInfo(
+            backend=self.name,
+            kind="endpoint",
+            device_name=f"endpoint {host}",
+            device_count=1,
+            runtime=self._server,
+            extra={"url": self.url, "served_models": ", ".join(map(str, ids))},
+        )
 
     def host_processes(self) -> list[int] | None:
         """The server's processes when it runs on this host: its CPU time is the case's work, not a
@@ -303,10 +326,20 @@ class OpenAIEndpoint:
         fmt, controls, method = self._capabilities(model_id, spec.vocab)
         path = f"openai completions stream, {fmt} prompts, {'+'.join(controls) or 'max_tokens only'}"
         client = _client()
-        return Served(spec, dtype, model_id, fmt, controls, method, weights=weights, exec_path=path,
-                      engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
-                      engine_version=self._version() or self._server, client=client,
-                      endpoint_rtt_s=self._round_trip(client))
+        return Served(
+            spec,
+            dtype,
+            model_id,
+            fmt,
+            controls,
+            method,
+            weights=weights,
+            exec_path=path,
+            engine=f"openai-compatible server ({owner or self._server or 'unknown'})",
+            engine_version=self._version() or self._server,
+            client=client,
+            endpoint_rtt_s=self._round_trip(client),
+        )
 
     def open_connections(self, handle: Served, n: int) -> None:
         """`n` keep-alive connections opened before a serving level (a small GET each, at once), so
@@ -359,13 +392,22 @@ class OpenAIEndpoint:
 
     def _capabilities(self, model_id: str, vocab: int) -> tuple[str, tuple[str, ...], str]:
         """One small request per question: token-id prompts, fixed-length fields, stream usage."""
-        base = {"model": model_id, "max_tokens": 2, "temperature": 0, "stream": True,
-                "stream_options": {"include_usage": True}}
+        base = {
+            "model": model_id,
+            "max_tokens": 2,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         controls = {"min_tokens": 2, "ignore_eos": True}
         fmt = "token ids"
         with _client(60.0) as c:
             for _ in range(4):
-                body = {**base, **controls, "prompt": [1, 2, 3] if fmt == "token ids" else text_prompt([1, 2, 3], vocab)}
+                body = {
+                    **base,
+                    **controls,
+                    "prompt": [1, 2, 3] if fmt == "token ids" else text_prompt([1, 2, 3], vocab),
+                }
                 try:
                     res = stream_completion(c, self.url, body)
                     break
@@ -401,9 +443,15 @@ class OpenAIEndpoint:
         nothing in the server's cache that a timed request could find."""
         with _client() as c:
             for p in prompts:
-                r = c.post(f"{self.url}/completions", json={"model": handle.model_id,
-                                                           "prompt": salted(p, handle.spec.vocab),
-                                                           "max_tokens": 1, "temperature": 0})
+                r = c.post(
+                    f"{self.url}/completions",
+                    json={
+                        "model": handle.model_id,
+                        "prompt": salted(p, handle.spec.vocab),
+                        "max_tokens": 1,
+                        "temperature": 0,
+                    },
+                )
                 if r.status_code != 200:
                     raise EndpointError(f"HTTP {r.status_code}: {r.text[:300]}")
                 got = (r.json().get("usage") or {}).get("prompt_tokens")
@@ -413,9 +461,14 @@ class OpenAIEndpoint:
     def request_body(self, handle: Served, prompt, new_tokens: int) -> dict:
         """The request for `prompt`, its first tokens salted (a few microseconds, in the clock like the
         JSON encoding of the body)."""
-        body = {"model": handle.model_id, "prompt": salted(prompt, handle.spec.vocab), "max_tokens": new_tokens,
-                "temperature": 0,
-                "stream": True, "stream_options": {"include_usage": True}}
+        body = {
+            "model": handle.model_id,
+            "prompt": salted(prompt, handle.spec.vocab),
+            "max_tokens": new_tokens,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if "min_tokens" in handle.controls:
             body["min_tokens"] = new_tokens
         if "ignore_eos" in handle.controls:
@@ -431,8 +484,9 @@ class OpenAIEndpoint:
 
         def worker(i, p):
             try:
-                results[i] = self.stream_one(handle, p, new_tokens, on_chunk=lambda t, n: events.put((i, n)),
-                                             check=False)
+                results[i] = self.stream_one(
+                    handle, p, new_tokens, on_chunk=lambda t, n: events.put((i, n)), check=False
+                )
             except Exception as e:  # handed to the harness's thread, which fails the case
                 results[i] = e
             events.put((i, None))
@@ -491,15 +545,23 @@ def check_counts(r: StreamResult, new_tokens: int, method: str, prompt_tokens: i
     usage = r.usage or {}
     served = usage.get("completion_tokens")
     if served is not None and served != new_tokens:
-        raise EndpointError(f"the server generated {served} tokens, the workload asked for exactly {new_tokens} "
-                            f"(finish reason {r.finish_reason!r}: it may not honour min_tokens / ignore_eos)")
+        raise EndpointError(
+            f"the server generated {served} tokens, the workload asked for exactly {new_tokens} "
+            f"(finish reason {r.finish_reason!r}: it may not honour min_tokens / ignore_eos)"
+        )
     if r.tokens != new_tokens:
         how = f"usage says {served}" if served is not None else f"counted by {method}"
-        early = (f"; it ended early (finish reason {r.finish_reason!r}): a server that stops a request when "
-                 "another arrives does this (llama-cpp-python's server unless started with --interrupt_requests "
-                 "False)" if r.tokens < new_tokens and r.finish_reason != "length" else "")
-        raise EndpointError(f"the stream carried {r.tokens} tokens in {len(r.chunks)} chunks for {new_tokens} "
-                            f"requested ({how}): per-token times cannot be had{early}")
+        early = (
+            f"; it ended early (finish reason {r.finish_reason!r}): a server that stops a request when "
+            "another arrives does this (llama-cpp-python's server unless started with --interrupt_requests "
+            "False)"
+            if r.tokens < new_tokens and r.finish_reason != "length"
+            else ""
+        )
+        raise EndpointError(
+            f"the stream carried {r.tokens} tokens in {len(r.chunks)} chunks for {new_tokens} "
+            f"requested ({how}): per-token times cannot be had{early}"
+        )
     got = usage.get("prompt_tokens")
     if got is not None and prompt_tokens is not None and got != prompt_tokens:
         raise EndpointError(f"the server tokenised the prompt to {got} tokens, the workload has {prompt_tokens}")
@@ -507,5 +569,7 @@ def check_counts(r: StreamResult, new_tokens: int, method: str, prompt_tokens: i
 
 def create(name: str) -> OpenAIEndpoint:
     if not name.startswith(PREFIX) or len(name) == len(PREFIX):
-        raise UsageError(f"an endpoint backend is named openai:URL (e.g. openai:http://127.0.0.1:8000/v1), got {name!r}")
-    return OpenAIEndpoint(name[len(PREFIX):])
+        raise UsageError(
+            f"an endpoint backend is named openai:URL (e.g. openai:http://127.0.0.1:8000/v1), got {name!r}"
+        )
+    return OpenAIEndpoint(name[len(PREFIX) :])

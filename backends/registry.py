@@ -15,9 +15,13 @@ from backends.base import Backend, Probe
 from bench.errors import UsageError
 
 ENTRY_POINT_GROUP = "chipbench.backends"
-BUILTINS = {"cpu": "backends.cpu:create", "cuda": "backends.cuda:create",
-            "accelerator": "backends.accelerator:create", "llamacpp": "backends.llamacpp:create",
-            "vllm": "backends.vllm_engine:create"}
+BUILTINS = {
+    "cpu": "backends.cpu:create",
+    "cuda": "backends.cuda:create",
+    "accelerator": "backends.accelerator:create",
+    "llamacpp": "backends.llamacpp:create",
+    "vllm": "backends.vllm_engine:create",
+}
 
 # backends named by an address rather than installed: PREFIX + address -> factory(name)
 ENDPOINTS = {"openai:": "backends.openai_endpoint:create"}
@@ -102,7 +106,8 @@ def discover(requested=()) -> dict[str, Entry]:
         if ep.name in found:  # built-ins win: a plugin cannot shadow them
             dist = getattr(ep.dist, "name", None) or ep.value
             found[f"{ep.name}@{dist}"] = Entry(
-                ep.name, dist, None, Probe.no(f"its name {ep.name!r} is taken by another adapter"))
+                ep.name, dist, None, Probe.no(f"its name {ep.name!r} is taken by another adapter")
+            )
             continue
         found[ep.name] = _plugin(ep)
     return add_endpoints(found, requested)

@@ -101,8 +101,16 @@ class TorchBackend:
         """Execution modes a case may ask for (a device that cannot compile runs eager and says why)."""
         return MODES
 
-    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None,
-             layers: int | None = None, mode: str = "eager") -> LoadedModel:
+    def load(
+        self,
+        spec,
+        dtype: str,
+        *,
+        seed: int,
+        weights_dir: str | None = None,
+        layers: int | None = None,
+        mode: str = "eager",
+    ) -> LoadedModel:
         from models.build import build_random, load_local, parse_dtype
 
         valid = self.supported_dtypes()
@@ -125,10 +133,19 @@ class TorchBackend:
             path, note = "eager", f"compiled mode asked for, ran eager: {refused}"
         if mode == "compiled" and distributed.is_parallel():
             path, note = "eager", "compiled mode asked for, ran eager: the tensor-parallel model is not compiled here"
-        return LoadedModel(built.module, spec, dtype, built.weights, built.build_time_s,
-                           exec_path=path, linear_attn_path=linear_attention_path(spec),
-                           engine=self.engine, engine_version=self.engine_version, exec_note=note,
-                           parallel=distributed.layout())
+        return LoadedModel(
+            built.module,
+            spec,
+            dtype,
+            built.weights,
+            built.build_time_s,
+            exec_path=path,
+            linear_attn_path=linear_attention_path(spec),
+            engine=self.engine,
+            engine_version=self.engine_version,
+            exec_note=note,
+            parallel=distributed.layout(),
+        )
 
     def _refuse_if_too_big(self, spec, dtype: str) -> None:
         """Weights that cannot fit this device (this rank's share under torchrun) are refused before
@@ -139,8 +156,9 @@ class TorchBackend:
             memory = self.ops.info().memory_bytes
         except Exception:
             return
-        advice = distributed.fit_advice(facts(spec).weight_bytes(dtype) // distributed.world_size(), memory,
-                                        what="weights alone")
+        advice = distributed.fit_advice(
+            facts(spec).weight_bytes(dtype) // distributed.world_size(), memory, what="weights alone"
+        )
         if advice:
             raise MemoryError(f"{spec.name} {dtype} {advice}")
 
@@ -151,12 +169,19 @@ class TorchBackend:
         from models.build import WEIGHTS_SCHEME, BuiltModel, parse_dtype
 
         if weights_dir:
-            raise UsageError("tensor parallel runs the seeded weights here; real weights: load them with "
-                             "transformers' tp_plan yourself")
+            raise UsageError(
+                "tensor parallel runs the seeded weights here; real weights: load them with "
+                "transformers' tp_plan yourself"
+            )
         start = time.perf_counter()
         module, where = distributed.load_tensor_parallel(spec, dtype, seed, layers, self.ops.device)
-        return BuiltModel(module, spec, parse_dtype(dtype), f"random(seed={seed}, {WEIGHTS_SCHEME}) via {where}",
-                          time.perf_counter() - start)
+        return BuiltModel(
+            module,
+            spec,
+            parse_dtype(dtype),
+            f"random(seed={seed}, {WEIGHTS_SCHEME}) via {where}",
+            time.perf_counter() - start,
+        )
 
     @property
     def parallel(self) -> str:
@@ -175,8 +200,9 @@ class TorchBackend:
         long_prompt = prompt_tokens is None or prompt_tokens > 1
         if handle.decoder is None or not handle.decoder.fits(batch, tokens):
             handle.decoder = None  # free the old cache first
-            handle.decoder = torch_loop.build_static_decoder(handle.module, batch, tokens, self.ops.device,
-                                                             self.ops.synchronize, prefill=long_prompt)
+            handle.decoder = torch_loop.build_static_decoder(
+                handle.module, batch, tokens, self.ops.device, self.ops.synchronize, prefill=long_prompt
+            )
         elif long_prompt:  # a decoder built for one-token prompts, now asked for longer ones
             torch_loop.add_prefill(handle.decoder, self.ops.device, self.ops.synchronize)
         return handle.decoder.compile_time_s
@@ -200,8 +226,9 @@ class TorchBackend:
         self.ops.synchronize()
         return t
 
-    def generate(self, handle: LoadedModel, prompt: torch.Tensor, new_tokens: int,
-                 on_token: TokenCallback) -> Generation:
+    def generate(
+        self, handle: LoadedModel, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallback
+    ) -> Generation:
         self.ops.reset_peak_memory()
         if handle.exec_path == "compiled":
             # what the case's own prepare() built serves; a new decoder here compiles no prefill (the
@@ -215,20 +242,27 @@ class TorchBackend:
             def mark():
                 events.append(self.ops.event())
                 events[-1].record()
+
         ahead = self.runs_ahead(handle.exec_path)
         waits = [] if self.ops.event is not None else None  # an asynchronous device: its waits tell host from device
         if handle.exec_path == "compiled":
-            steps = torch_loop.generate_static(handle.decoder, prompt, new_tokens, on_token, mark,
-                                               fence=self.ops.event if ahead else None, waits=waits)
+            steps = torch_loop.generate_static(
+                handle.decoder, prompt, new_tokens, on_token, mark, fence=self.ops.event if ahead else None, waits=waits
+            )
         else:
             steps = torch_loop.generate(handle.module, prompt, new_tokens, on_token, mark, waits=waits)
         device_times = None
         if events:
             events[-1].synchronize()  # one wait at the end: every event has happened by then
             device_times = [start.elapsed_time(e) / 1e3 for e in events]  # elapsed_time is in ms
-        return Generation(tokens=steps, peak_mem_bytes=self.ops.peak_memory_bytes(),
-                          peak_mem_kind=self.ops.peak_memory_kind, device_times_s=device_times, ran_ahead=ahead,
-                          host_waits_s=waits)
+        return Generation(
+            tokens=steps,
+            peak_mem_bytes=self.ops.peak_memory_bytes(),
+            peak_mem_kind=self.ops.peak_memory_kind,
+            device_times_s=device_times,
+            ran_ahead=ahead,
+            host_waits_s=waits,
+        )
 
     def synchronize(self) -> None:
         self.ops.synchronize()

@@ -65,8 +65,15 @@ def decode_one_token(model, token: torch.Tensor, cache):
 
 
 @torch.inference_mode()
-def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallback, mark=None,
-             fence=None, waits: list | None = None) -> list[list[int]]:
+def generate(
+    model,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    on_token: TokenCallback,
+    mark=None,
+    fence=None,
+    waits: list | None = None,
+) -> list[list[int]]:
     """`mark()`, when given, is called once a step's tokens are queued on the device, before the copy
     to the host (the adapter records a device event there). `fence`, `waits`: see run_steps."""
     state = {}
@@ -75,12 +82,14 @@ def generate(model, prompt: torch.Tensor, new_tokens: int, on_token: TokenCallba
         token, state["cache"] = prefill(model, prompt)
         return token
 
-    return run_steps(first, lambda token, i: decode_one_token(model, token, state["cache"]),
-                     new_tokens, on_token, mark, fence, waits)
+    return run_steps(
+        first, lambda token, i: decode_one_token(model, token, state["cache"]), new_tokens, on_token, mark, fence, waits
+    )
 
 
-def run_steps(first, step, new_tokens: int, on_token: TokenCallback, mark=None, fence=None,
-              waits: list | None = None) -> list[list[int]]:
+def run_steps(
+    first, step, new_tokens: int, on_token: TokenCallback, mark=None, fence=None, waits: list | None = None
+) -> list[list[int]]:
     """The generation loop: `first()` queues the prefill and returns its tokens [batch] (on the
     device), `step(token, i)` queues decode step i on the last tokens and returns the next ones.
     Every step's tokens reach `on_token` as host ints, in order, once they exist.
@@ -160,6 +169,7 @@ def teacher_forced_logits(model, ids: torch.Tensor, prompt_tokens: int) -> torch
 
 # --- compiled: a static cache and a compiled decode step ------------------------------------
 
+
 @dataclass
 class StaticDecoder:
     """A static KV cache for `batch` sequences of up to `max_len` tokens, and the decode step
@@ -179,7 +189,9 @@ class StaticDecoder:
     recompiles: int = 0  # graphs compiled after the build, while generating (their time was in a round)
     flags: str | None = None  # inductor settings from the environment that change the code it makes (compile_flags)
     fx_cache: str | None = None  # what inductor's on-disk FX graph cache gave the build (compile_cache)
-    prefill: object = None  # compiled (prompt [batch, n], positions [batch, n]) -> logits [batch, vocab], n dynamic; None: eager
+    prefill: object = (
+        None  # compiled (prompt [batch, n], positions [batch, n]) -> logits [batch, vocab], n dynamic; None: eager
+    )
     prefill_compile_time_s: float | None = None  # the prefill's part of compile_time_s
     prefill_graphs: int = 0  # graphs dynamo made of the prefill at build
     prefill_breaks: dict = field(default_factory=dict)  # the prefill's graph-break reason -> count, at build
@@ -222,10 +234,15 @@ class StaticDecoder:
         the mode promises (graph breaks return to Python mid-step; a skipped CUDA graph launches
         kernels one by one; a recompile puts compile time into a timed round)."""
         cuda_graphs = None if self.cudagraph_skips is None else ("skipped" if self.cudagraph_skips else "captured")
-        return {"compiled_graphs": self.graphs + self.recompiles, "graph_breaks": sum(self.breaks.values()),
-                "cuda_graphs": cuda_graphs, "compile_flags": self.flags, "compile_cache": self.fx_cache,
-                "prefill_path": self.prefill_ran or ("compiled" if self.prefill is not None else "eager"),
-                "prefill_compile_time_s": self.prefill_compile_time_s}
+        return {
+            "compiled_graphs": self.graphs + self.recompiles,
+            "graph_breaks": sum(self.breaks.values()),
+            "cuda_graphs": cuda_graphs,
+            "compile_flags": self.flags,
+            "compile_cache": self.fx_cache,
+            "prefill_path": self.prefill_ran or ("compiled" if self.prefill is not None else "eager"),
+            "prefill_compile_time_s": self.prefill_compile_time_s,
+        }
 
     def problems(self) -> str | None:
         """One line on how the compiled step falls short of one whole graph (captured on CUDA), or None."""
@@ -233,22 +250,29 @@ class StaticDecoder:
         if self.graphs == 0:
             said.append("torch.compile made no graph of the decode step: it ran eagerly")
         if self.breaks:
-            why = "; ".join(f"{n}x {reason[:120]}" for reason, n in sorted(self.breaks.items(), key=lambda kv: -kv[1])[:3])
+            why = "; ".join(
+                f"{n}x {reason[:120]}" for reason, n in sorted(self.breaks.items(), key=lambda kv: -kv[1])[:3]
+            )
             said.append(f"the decode step has {sum(self.breaks.values())} graph break(s) ({why})")
         if self.cudagraph_skips:
             why = "; ".join(r[:160] for r in self.cudagraph_reasons[:2]) or "TORCH_LOGS=cudagraphs says why"
-            said.append(f"inductor skipped CUDA graphs for {self.cudagraph_skips} graph(s) ({why}): "
-                        "kernels launch one by one")
+            said.append(
+                f"inductor skipped CUDA graphs for {self.cudagraph_skips} graph(s) ({why}): kernels launch one by one"
+            )
         if self.prefill_failed:
             said.append(f"the prefill did not compile ({self.prefill_failed[:200]}): it ran eager")
         elif self.prefill_ran == "eager" and not full_attention_only(self.model):
             said.append(HYBRID_PREFILL)
         elif self.prefill is not None and (self.prefill_graphs != 1 or self.prefill_breaks):
-            said.append(f"the compiled prefill is {self.prefill_graphs} graphs with "
-                        f"{sum(self.prefill_breaks.values())} graph break(s)")
+            said.append(
+                f"the compiled prefill is {self.prefill_graphs} graphs with "
+                f"{sum(self.prefill_breaks.values())} graph break(s)"
+            )
         if self.recompiles:
-            said.append(f"the compiled steps recompiled {self.recompiles} time(s) after their build: a round "
-                        "that recompiled timed the compiler too")
+            said.append(
+                f"the compiled steps recompiled {self.recompiles} time(s) after their build: a round "
+                "that recompiled timed the compiler too"
+            )
         return "; ".join(said) or None
 
 
@@ -258,7 +282,11 @@ def fx_cache_counts() -> tuple[int, int, int]:
     from torch._dynamo.utils import counters
 
     c = counters["inductor"]
-    return int(c.get("fxgraph_cache_hit", 0)), int(c.get("fxgraph_cache_miss", 0)), int(c.get("fxgraph_cache_bypass", 0))
+    return (
+        int(c.get("fxgraph_cache_hit", 0)),
+        int(c.get("fxgraph_cache_miss", 0)),
+        int(c.get("fxgraph_cache_bypass", 0)),
+    )
 
 
 def cache_outcome(before: tuple[int, int, int], after: tuple[int, int, int]) -> str | None:
@@ -282,8 +310,11 @@ def compile_counters() -> tuple[int, dict, int]:
     graphs inductor refused to capture as CUDA graphs (deltas around a build say what it made)."""
     from torch._dynamo.utils import counters
 
-    return (int(counters["stats"].get("unique_graphs", 0)), dict(counters["graph_break"]),
-            int(counters["inductor"].get("cudagraph_skips", 0)))
+    return (
+        int(counters["stats"].get("unique_graphs", 0)),
+        dict(counters["graph_break"]),
+        int(counters["inductor"].get("cudagraph_skips", 0)),
+    )
 
 
 class _SkipLines(logging.Handler):
@@ -308,8 +339,11 @@ def inductor_flags(environ=None) -> str | None:
     none. A compiled step built under them is other code than the default's: its path says so
     (cases.path_key), so that tuned and default compiles are never pooled."""
     env = os.environ if environ is None else environ
-    pairs = sorted(f"{k[len('TORCHINDUCTOR_'):].lower()}={v}" for k, v in env.items()
-                   if k.startswith("TORCHINDUCTOR_") and not NEUTRAL_FLAG.search(k))
+    pairs = sorted(
+        f"{k[len('TORCHINDUCTOR_') :].lower()}={v}"
+        for k, v in env.items()
+        if k.startswith("TORCHINDUCTOR_") and not NEUTRAL_FLAG.search(k)
+    )
     return ", ".join(pairs) or None
 
 
@@ -319,8 +353,9 @@ def compile_mode(device: str) -> str:
 
 
 @torch.inference_mode()
-def build_static_decoder(model, batch: int, max_len: int, device: str, synchronize,
-                         prefill: bool = True) -> StaticDecoder:
+def build_static_decoder(
+    model, batch: int, max_len: int, device: str, synchronize, prefill: bool = True
+) -> StaticDecoder:
     """Allocate the static cache, compile the decode step and (with `prefill`: prompts longer than
     one token will come) the prefill, timing the compile (and capture) by running each on a dummy
     request until it is warm."""
@@ -361,9 +396,20 @@ def build_static_decoder(model, batch: int, max_len: int, device: str, synchroni
             log.removeHandler(skip_lines)
             log.setLevel(level)
     graphs, breaks, skips = compile_counters()
-    dec = StaticDecoder(model, cache, compiled, batch, max_len, step_s, mode, graphs=graphs - graphs0,
-                        breaks=_new(breaks, breaks0), cudagraph_skips=skips - skips0 if mode == "reduce-overhead" else None,
-                        cudagraph_reasons=skip_lines.lines, flags=inductor_flags())
+    dec = StaticDecoder(
+        model,
+        cache,
+        compiled,
+        batch,
+        max_len,
+        step_s,
+        mode,
+        graphs=graphs - graphs0,
+        breaks=_new(breaks, breaks0),
+        cudagraph_skips=skips - skips0 if mode == "reduce-overhead" else None,
+        cudagraph_reasons=skip_lines.lines,
+        flags=inductor_flags(),
+    )
     _count_cache(dec, cache0)
     if prefill:
         add_prefill(dec, device, synchronize)
@@ -411,8 +457,9 @@ def _compile_prefill(dec: StaticDecoder, compiled, device: str, synchronize) -> 
     graphs0, breaks0, _ = compile_counters()
     start = time.perf_counter()
     try:
-        _prefill_call(compiled, dec.cache, torch.zeros(dec.batch, min(dec.max_len, WARM_PROMPT), dtype=torch.long,
-                                                       device=device))
+        _prefill_call(
+            compiled, dec.cache, torch.zeros(dec.batch, min(dec.max_len, WARM_PROMPT), dtype=torch.long, device=device)
+        )
         synchronize()
     except Exception as e:  # dynamo / inductor refused this model's prefill: the eager one still works
         dec.prefill_failed = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".strip()
@@ -448,13 +495,16 @@ def full_attention_only(model) -> bool:
     return all(k == "full_attention" for k in kinds)
 
 
-HYBRID_PREFILL = ("a linear-attention model's prefill runs eager in compiled mode (its chunked path "
-                  "unrolls a Python loop per 64-token chunk: a graph for every prompt length band)")
+HYBRID_PREFILL = (
+    "a linear-attention model's prefill runs eager in compiled mode (its chunked path "
+    "unrolls a Python loop per 64-token chunk: a graph for every prompt length band)"
+)
 
 
 def _cudagraphs_log():
     try:
         from torch._inductor.cudagraph_utils import cudagraphs_log
+
         return cudagraphs_log
     except Exception:  # another torch: the count alone still says whether graphs were skipped
         return None
@@ -488,13 +538,26 @@ def _position(dec: StaticDecoder, pos: int, device) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate_static(dec: StaticDecoder, prompt: torch.Tensor, new_tokens: int,
-                    on_token: TokenCallback, mark=None, fence=None, waits: list | None = None) -> list[list[int]]:
+def generate_static(
+    dec: StaticDecoder,
+    prompt: torch.Tensor,
+    new_tokens: int,
+    on_token: TokenCallback,
+    mark=None,
+    fence=None,
+    waits: list | None = None,
+) -> list[list[int]]:
     n = prompt.shape[1]
     graphs = compile_counters()[0]
-    steps = run_steps(lambda: _static_prefill(dec, prompt).argmax(dim=-1),
-                      lambda token, i: dec.call(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1),
-                      new_tokens, on_token, mark, fence, waits)
+    steps = run_steps(
+        lambda: _static_prefill(dec, prompt).argmax(dim=-1),
+        lambda token, i: dec.call(token[:, None], _position(dec, n + i, prompt.device)).argmax(dim=-1),
+        new_tokens,
+        on_token,
+        mark,
+        fence,
+        waits,
+    )
     dec.recompiles += compile_counters()[0] - graphs
     return steps
 

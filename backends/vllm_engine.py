@@ -97,13 +97,23 @@ class VllmBackend:
         extra = {"vllm_platform": platform}
         if torch.cuda.is_available() and not platform.startswith("cpu"):
             props = torch.cuda.get_device_properties(0)
-            return DeviceInfo(backend=self.name, kind="cuda", device_name=props.name,
-                              device_count=torch.cuda.device_count(), memory_bytes=props.total_memory,
-                              runtime=f"vllm platform {platform}", extra=extra)
-        return DeviceInfo(backend=self.name, kind="cpu" if platform.startswith("cpu") else "vllm",
-                          device_name=cpu_model() if platform.startswith("cpu") else platform,
-                          memory_bytes=psutil.virtual_memory().total, runtime=f"vllm platform {platform}",
-                          extra=extra)
+            return DeviceInfo(
+                backend=self.name,
+                kind="cuda",
+                device_name=props.name,
+                device_count=torch.cuda.device_count(),
+                memory_bytes=props.total_memory,
+                runtime=f"vllm platform {platform}",
+                extra=extra,
+            )
+        return DeviceInfo(
+            backend=self.name,
+            kind="cpu" if platform.startswith("cpu") else "vllm",
+            device_name=cpu_model() if platform.startswith("cpu") else platform,
+            memory_bytes=psutil.virtual_memory().total,
+            runtime=f"vllm platform {platform}",
+            extra=extra,
+        )
 
     def supported_dtypes(self) -> tuple[str, ...]:
         return ("bf16", "fp16", "fp32")
@@ -111,7 +121,9 @@ class VllmBackend:
     def supported_modes(self) -> tuple[str, ...]:
         return ("eager",)  # vLLM chooses its own graphs (CUDA graphs on GPUs); the record says which
 
-    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None) -> VllmModel:
+    def load(
+        self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None
+    ) -> VllmModel:
         # the engine core in this process: each step() is the step itself, stamped when it returns
         # (vLLM's default runs the core in a spawned process that works ahead of the caller)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -123,21 +135,38 @@ class VllmBackend:
         dummy = os.environ.get("CHIPBENCH_VLLM_DUMMY") == "1"
         start = time.perf_counter()
         path = weights_dir or str(export_dir(spec, dtype, seed, layers))
-        kw = dict(model=path, dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype],
-                  tensor_parallel_size=tp, pipeline_parallel_size=pp, seed=seed, enable_prefix_caching=False,
-                  max_logprobs=spec.vocab, skip_tokenizer_init=spec.vocab < REAL_VOCAB,
-                  max_model_len=min(spec.max_pos, int(os.environ.get("CHIPBENCH_VLLM_MAX_LEN", "8192"))))
+        kw = dict(
+            model=path,
+            dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype],
+            tensor_parallel_size=tp,
+            pipeline_parallel_size=pp,
+            seed=seed,
+            enable_prefix_caching=False,
+            max_logprobs=spec.vocab,
+            skip_tokenizer_init=spec.vocab < REAL_VOCAB,
+            max_model_len=min(spec.max_pos, int(os.environ.get("CHIPBENCH_VLLM_MAX_LEN", "8192"))),
+        )
         if dummy:
             kw["load_format"] = "dummy"
         llm = vllm.LLM(**kw)
-        weights = ("dummy (vLLM's own random init: not the harness's weights, the gate cannot check them)"
-                   if dummy else (f"local:{weights_dir}" if weights_dir else f"random(seed={seed}) via {path}"))
+        weights = (
+            "dummy (vLLM's own random init: not the harness's weights, the gate cannot check them)"
+            if dummy
+            else (f"local:{weights_dir}" if weights_dir else f"random(seed={seed}) via {path}")
+        )
         attn = _attention_backends(llm) or os.environ.get("VLLM_ATTENTION_BACKEND") or "not read"
-        return VllmModel(llm, spec, dtype, weights, time.perf_counter() - start,
-                         exec_path=f"vllm engine steps, {self._platform()}, attention {attn}"
-                                   + ("" if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" else ", core in its own process"),
-                         parallel="none" if tp * pp == 1 else f"tp{tp}" + (f"pp{pp}" if pp > 1 else ""),
-                         engine_version=self.engine_version, checkable=not dummy and not weights_dir)
+        return VllmModel(
+            llm,
+            spec,
+            dtype,
+            weights,
+            time.perf_counter() - start,
+            exec_path=f"vllm engine steps, {self._platform()}, attention {attn}"
+            + ("" if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" else ", core in its own process"),
+            parallel="none" if tp * pp == 1 else f"tp{tp}" + (f"pp{pp}" if pp > 1 else ""),
+            engine_version=self.engine_version,
+            checkable=not dummy and not weights_dir,
+        )
 
     def prompt(self, handle: VllmModel, ids: torch.Tensor) -> list[list[int]]:
         return ids.tolist()
@@ -147,7 +176,9 @@ class VllmBackend:
 
         return SamplingParams(max_tokens=n, min_tokens=n, ignore_eos=True, temperature=0.0, detokenize=False, **kw)
 
-    def generate(self, handle: VllmModel, prompt: list[list[int]], new_tokens: int, on_token: TokenCallback) -> Generation:
+    def generate(
+        self, handle: VllmModel, prompt: list[list[int]], new_tokens: int, on_token: TokenCallback
+    ) -> Generation:
         from vllm.inputs import TokensPrompt
 
         engine = handle.llm.llm_engine
@@ -177,8 +208,9 @@ class VllmBackend:
         from vllm.inputs import TokensPrompt
 
         seq = ids[0].tolist()
-        out = handle.llm.generate([TokensPrompt(prompt_token_ids=seq)],
-                                  self._params(1, prompt_logprobs=handle.spec.vocab), use_tqdm=False)[0]
+        out = handle.llm.generate(
+            [TokensPrompt(prompt_token_ids=seq)], self._params(1, prompt_logprobs=handle.spec.vocab), use_tqdm=False
+        )[0]
         rows = []
         for pos in range(prompt_tokens, len(seq)):  # prompt_logprobs[i]: the distribution of token i
             lp = out.prompt_logprobs[pos]

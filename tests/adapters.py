@@ -42,7 +42,8 @@ class LazyClock(Wrapped):
         for _ in range(new_tokens):
             on_token([0] * prompt.shape[0])  # "visible" before any work was done
         self.worker = threading.Thread(
-            target=lambda: torch_loop.generate(handle.module, prompt, new_tokens, lambda t: None))
+            target=lambda: torch_loop.generate(handle.module, prompt, new_tokens, lambda t: None)
+        )
         self.worker.start()
         return Generation([[0] * prompt.shape[0]] * new_tokens, None)
 

@@ -50,10 +50,30 @@ def llama_server(tmp_path_factory):
     path = gguf_export.export(get_model("tiny-qwen3"), "fp32", 0).path
     port = free_port()
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "8192", "--n_threads", "1",
-                             "--interrupt_requests", "False", "--api_key", SERVER_KEY], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # its log read as it goes
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "8192",
+            "--n_threads",
+            "1",
+            "--interrupt_requests",
+            "False",
+            "--api_key",
+            SERVER_KEY,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # its log read as it goes
     url = f"http://127.0.0.1:{port}/v1"
     SERVER_LOGS[url] = log.name
     deadline = time.monotonic() + 60

@@ -23,9 +23,18 @@ def ab_records(ratios, drift=0.0, tpot_s=0.02, ab_id="run1", fail=(), gate=(True
         shared = 1 + drift * rng.standard_normal()
         for arm, tpot, correct in (("A", tpot_s * shared, gate[0]), ("B", tpot_s * shared / r, gate[1])):
             status = "failed" if (i, arm) in fail else "ok"
-            rec = make_record(workload="tg32", tpot_s=tpot, spread=0.001, seed=seed * 100 + 2 * i + (arm == "B"),
-                              status=status, ab_id=ab_id, ab_arm=arm, ab_pair=i, ab_label=f"arm {arm}",
-                              correct=correct)
+            rec = make_record(
+                workload="tg32",
+                tpot_s=tpot,
+                spread=0.001,
+                seed=seed * 100 + 2 * i + (arm == "B"),
+                status=status,
+                ab_id=ab_id,
+                ab_arm=arm,
+                ab_pair=i,
+                ab_label=f"arm {arm}",
+                correct=correct,
+            )
             if status == "failed":
                 rec["error"] = "RuntimeError: <b>boom</b>"
             out.append(rec)
@@ -111,25 +120,37 @@ def test_separate_ab_runs_are_separate_rows():
     assert sorted(r.ab_id for r in rows) == ["x", "y"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--a", "mode", "--model", "tiny-qwen3"], "is not KEY=VALUE"),
-    (["--a", "speed=fast", "--model", "tiny-qwen3"], "unknown key speed; valid keys: backend, mode, dtype"),
-    (["--b", "python=/no/such/python", "--model", "tiny-qwen3"], "is not an executable file"),
-    (["--b", "mode=warp", "--model", "tiny-qwen3"], "arm B: unknown execution mode 'warp'"),
-    (["--b", "dtype=fp8", "--model", "tiny-qwen3"], "arm B: unknown dtype 'fp8'"),
-    (["--b", "inductor=warp_speed", "--mode", "compiled", "--model", "tiny-qwen3"],
-     "warp_speed is not a setting inductor reads from the environment (no TORCHINDUCTOR_WARP_SPEED"),
-    (["--b", "inductor=fx_graph_cache:0", "--mode", "compiled", "--model", "tiny-qwen3"],
-     "fx_graph_cache does not change the compiled kernels"),
-    (["--b", "inductor=freezing+freezing", "--mode", "compiled", "--model", "tiny-qwen3"], "freezing is given twice"),
-    (["--b", "inductor=Freezing!", "--mode", "compiled", "--model", "tiny-qwen3"], "is not a setting name"),
-    (["--b", "inductor=freezing", "--model", "tiny-qwen3"],
-     "arm B: inductor=freezing changes a compiled step, and this arm runs mode eager"),
-    (["--b", "mode=compiled"], "name the model"),
-    (["--b", "mode=compiled", "--model", "tiny-qwen3", "--pairs", "1"], "--pairs must be 2 or more"),
-    (["--b", "mode=compiled", "--model", "tiny-qwen3", "--metrics", "speed"], "unknown metric 'speed'"),
-    (["--b", "mode=compiled", "--model", "tiny-qwen3", "--margin", "5"], "--margin must be a fraction"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--a", "mode", "--model", "tiny-qwen3"], "is not KEY=VALUE"),
+        (["--a", "speed=fast", "--model", "tiny-qwen3"], "unknown key speed; valid keys: backend, mode, dtype"),
+        (["--b", "python=/no/such/python", "--model", "tiny-qwen3"], "is not an executable file"),
+        (["--b", "mode=warp", "--model", "tiny-qwen3"], "arm B: unknown execution mode 'warp'"),
+        (["--b", "dtype=fp8", "--model", "tiny-qwen3"], "arm B: unknown dtype 'fp8'"),
+        (
+            ["--b", "inductor=warp_speed", "--mode", "compiled", "--model", "tiny-qwen3"],
+            "warp_speed is not a setting inductor reads from the environment (no TORCHINDUCTOR_WARP_SPEED",
+        ),
+        (
+            ["--b", "inductor=fx_graph_cache:0", "--mode", "compiled", "--model", "tiny-qwen3"],
+            "fx_graph_cache does not change the compiled kernels",
+        ),
+        (
+            ["--b", "inductor=freezing+freezing", "--mode", "compiled", "--model", "tiny-qwen3"],
+            "freezing is given twice",
+        ),
+        (["--b", "inductor=Freezing!", "--mode", "compiled", "--model", "tiny-qwen3"], "is not a setting name"),
+        (
+            ["--b", "inductor=freezing", "--model", "tiny-qwen3"],
+            "arm B: inductor=freezing changes a compiled step, and this arm runs mode eager",
+        ),
+        (["--b", "mode=compiled"], "name the model"),
+        (["--b", "mode=compiled", "--model", "tiny-qwen3", "--pairs", "1"], "--pairs must be 2 or more"),
+        (["--b", "mode=compiled", "--model", "tiny-qwen3", "--metrics", "speed"], "unknown metric 'speed'"),
+        (["--b", "mode=compiled", "--model", "tiny-qwen3", "--margin", "5"], "--margin must be a fraction"),
+    ],
+)
 def test_bad_ab_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert main(["ab", "--backend", "cpu", "--out", str(tmp_path / "r.jsonl"), *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -148,9 +169,28 @@ def test_ab_run_interleaves_fresh_process_trials_and_rereads(tmp_path, capsys):
     """A real A/B on the CPU: tiny-qwen3 fp32 against bf16, two pairs in alternating order; the
     B arm runs under an interpreter named by path (here this one), the software-version route."""
     out = tmp_path / "ab.jsonl"
-    rc = main(["ab", "--backend", "cpu", "--model", "tiny-qwen3", "--workload", "tg16", "--rounds", "3",
-               "--a", "dtype=fp32", "--b", f"dtype=bf16,python={sys.executable},label=bf16 here", "--pairs", "2",
-               "--out", str(out), "--json"])
+    rc = main(
+        [
+            "ab",
+            "--backend",
+            "cpu",
+            "--model",
+            "tiny-qwen3",
+            "--workload",
+            "tg16",
+            "--rounds",
+            "3",
+            "--a",
+            "dtype=fp32",
+            "--b",
+            f"dtype=bf16,python={sys.executable},label=bf16 here",
+            "--pairs",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     [row] = printed["rows"]
@@ -175,8 +215,28 @@ def test_an_arm_compiles_under_its_own_inductor_settings(tmp_path, capsys, monke
     environment, their records say so (compile_flags, the path), and A's do not."""
     monkeypatch.delenv("TORCHINDUCTOR_FREEZING", raising=False)
     out = tmp_path / "ab.jsonl"
-    rc = main(["ab", "--backend", "cpu", "--model", "tiny-qwen3", "--workload", "tg8", "--rounds", "2",
-               "--mode", "compiled", "--b", "inductor=freezing", "--pairs", "2", "--out", str(out), "--json"])
+    rc = main(
+        [
+            "ab",
+            "--backend",
+            "cpu",
+            "--model",
+            "tiny-qwen3",
+            "--workload",
+            "tg8",
+            "--rounds",
+            "2",
+            "--mode",
+            "compiled",
+            "--b",
+            "inductor=freezing",
+            "--pairs",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     [row] = json.loads(capsys.readouterr().out)["rows"]
     assert (row["a_label"], row["b_label"]) == ("inductor=default", "inductor=freezing")
@@ -296,14 +356,23 @@ def test_what_each_arm_cost_besides_time_is_said_beside_the_ratio():
     recs = ab_records([1.3, 1.32, 1.31])
     for r in recs:
         b = r["ab_arm"] == "B"
-        r.update(peak_mem_kind="process_rss_peak", peak_mem_bytes=int((2.86 if b else 1.70) * 2**30) + r["ab_pair"] * 2**24,
-                 compile_time_s=36.0 + r["ab_pair"] if b else 7.0, measured_mbu=0.66 if b else 0.5 + 0.01 * r["ab_pair"],
-                 compile_cache=("miss" if r["ab_pair"] == 0 else "hit") if b else None)
+        r.update(
+            peak_mem_kind="process_rss_peak",
+            peak_mem_bytes=int((2.86 if b else 1.70) * 2**30) + r["ab_pair"] * 2**24,
+            compile_time_s=36.0 + r["ab_pair"] if b else 7.0,
+            measured_mbu=0.66 if b else 0.5 + 0.01 * r["ab_pair"],
+            compile_cache=("miss" if r["ab_pair"] == 0 else "hit") if b else None,
+        )
     [row] = ab_rows(recs)
     md = to_markdown([row])
-    assert "A (arm A) ran cuda bf16 eager on Chip A; transformers 5.23, torch 2.13; peak RSS 1.70-1.73 GiB, " \
-           "compile 7.0 s, MBU 50-52% of the measured ceiling" in md
-    assert "peak RSS 2.86-2.89 GiB, compile 36.0-38.0 s (inductor's cache: 1 miss, 2 hit), MBU 66% of the measured ceiling" in md
+    assert (
+        "A (arm A) ran cuda bf16 eager on Chip A; transformers 5.23, torch 2.13; peak RSS 1.70-1.73 GiB, "
+        "compile 7.0 s, MBU 50-52% of the measured ceiling" in md
+    )
+    assert (
+        "peak RSS 2.86-2.89 GiB, compile 36.0-38.0 s (inductor's cache: 1 miss, 2 hit), MBU 66% of the measured ceiling"
+        in md
+    )
     for r in recs:  # records that measured none of it say nothing rather than zero
         for k in ("peak_mem_bytes", "compile_time_s", "measured_mbu"):
             r.pop(k)

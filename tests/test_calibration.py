@@ -31,8 +31,9 @@ def test_simulated_records_are_valid_records():
 
 @pytest.mark.parametrize("trials", [1, 3, 10])
 def test_a_a_false_alarms_stay_at_most_5_percent_where_the_baseline_knows_the_drift(trials):
-    rates = {(s, d): run_cell(Cell(s, d, trials, 0.0, 3), reps=100)
-             for s in (0.01, 0.05, 0.15) for d in (0.0, 0.03, 0.05)}
+    rates = {
+        (s, d): run_cell(Cell(s, d, trials, 0.0, 3), reps=100) for s in (0.01, 0.05, 0.15) for d in (0.0, 0.03, 0.05)
+    }
     pooled = Rate(sum(r.hits for r in rates.values()), sum(r.of for r in rates.values()))
     assert pooled.rate <= 0.05, rates
     assert all(r.wilson()[0] <= 0.05 for r in rates.values()), rates  # no cell significantly above 5%
@@ -83,6 +84,12 @@ def test_the_committed_calibration_table_meets_the_targets():
         known = r["drift_known"] == "True"
         if known and r["measure"] in ("false alarm", "size at T"):
             assert lo <= 0.05, r
-        if (known and r["measure"] == "power" and float(r["spread"]) == 0.05 and int(r["trials"]) == 3
-                and float(r["regression"]) == 0.20 and float(r["drift"]) <= 0.03):
+        if (
+            known
+            and r["measure"] == "power"
+            and float(r["spread"]) == 0.05
+            and int(r["trials"]) == 3
+            and float(r["regression"]) == 0.20
+            and float(r["drift"]) <= 0.03
+        ):
             assert rate >= 0.80, r

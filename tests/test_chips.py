@@ -11,27 +11,30 @@ def test_every_row_of_the_shipped_table_is_valid_and_sourced():
     assert len(chips) >= 20 and all(c.source and c.confidence in ("A", "B", "?") for c in chips)
 
 
-@pytest.mark.parametrize("reported,chip", [
-    ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM"),
-    ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe"),
-    ("NVIDIA H200", "NVIDIA H200 SXM"),
-    ("NVIDIA H20", "NVIDIA H20"),
-    ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB SXM"),
-    ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
-    ("AMD Instinct MI300X", "AMD Instinct MI300X"),
-    ("Ascend910B3", "Huawei Ascend 910B"),  # torch_npu's name: no space, a SKU suffix
-    ("Intel(R) Xeon(R) Processor", None),
-    # other SKUs of a row's name, with other sheets: no row rather than the wrong one
-    ("NVIDIA A100 80GB PCIe", None),
-    ("NVIDIA H200 NVL", None),
-    ("NVIDIA H100 NVL", None),
-    ("NVIDIA GB200", None),
-    ("NVIDIA GH200 480GB", None),  # Grace Hopper: an H100-class GPU with 96 GB at 4 TB/s, not an H200
-    ("NVIDIA H20-3e", None),  # 141 GB of HBM3e: not the H20's 96 GB at 4.0 TB/s
-    ("NVIDIA B200", "NVIDIA B200"),
-    ("NVIDIA GeForce RTX 4090 D", None),
-    ("NVIDIA GeForce RTX 4090 Laptop GPU", None),
-])
+@pytest.mark.parametrize(
+    "reported,chip",
+    [
+        ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM"),
+        ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe"),
+        ("NVIDIA H200", "NVIDIA H200 SXM"),
+        ("NVIDIA H20", "NVIDIA H20"),
+        ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB SXM"),
+        ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
+        ("AMD Instinct MI300X", "AMD Instinct MI300X"),
+        ("Ascend910B3", "Huawei Ascend 910B"),  # torch_npu's name: no space, a SKU suffix
+        ("Intel(R) Xeon(R) Processor", None),
+        # other SKUs of a row's name, with other sheets: no row rather than the wrong one
+        ("NVIDIA A100 80GB PCIe", None),
+        ("NVIDIA H200 NVL", None),
+        ("NVIDIA H100 NVL", None),
+        ("NVIDIA GB200", None),
+        ("NVIDIA GH200 480GB", None),  # Grace Hopper: an H100-class GPU with 96 GB at 4 TB/s, not an H200
+        ("NVIDIA H20-3e", None),  # 141 GB of HBM3e: not the H20's 96 GB at 4.0 TB/s
+        ("NVIDIA B200", "NVIDIA B200"),
+        ("NVIDIA GeForce RTX 4090 D", None),
+        ("NVIDIA GeForce RTX 4090 Laptop GPU", None),
+    ],
+)
 def test_reported_device_names_match_their_spec_row(reported, chip):
     found = match_chip(reported)
     assert (found.name if found else None) == chip
@@ -71,7 +74,9 @@ def test_a_claim_takes_a_device_by_its_whole_name_or_an_alias():
     from bench.judging.chips import chip_of
 
     assert chip_of({"device_name": "NVIDIA H100 80GB HBM3", "backend_kind": "cuda"}).name == "NVIDIA H100 SXM"
-    assert chip_of({"device_name": "NVIDIA H20 Edition", "backend_kind": "cuda"}) is None  # the pattern takes it; a claim not
+    assert (
+        chip_of({"device_name": "NVIDIA H20 Edition", "backend_kind": "cuda"}) is None
+    )  # the pattern takes it; a claim not
     assert match_chip("NVIDIA H200 NVL") is None and chip_of({"device_name": "NVIDIA H200 NVL"}) is None
 
 

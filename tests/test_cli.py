@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def chipbench(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
-                          cwd=kw.get("cwd", ROOT), timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=kw.get("cwd", ROOT), timeout=300
+    )
 
 
 def test_list_shows_models_with_facts_and_backends_with_status():
@@ -35,8 +36,21 @@ def test_env_reports_versions_and_devices():
 
 def test_run_writes_records_and_prints_a_summary(tmp_path):
     out = tmp_path / "r.jsonl"
-    res = chipbench("run", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype", "fp32",
-                    "--workload", "pp16,tg8", "--rounds", "2", "--out", str(out))
+    res = chipbench(
+        "run",
+        "--backend",
+        "cpu",
+        "--model",
+        "tiny-qwen3",
+        "--dtype",
+        "fp32",
+        "--workload",
+        "pp16,tg8",
+        "--rounds",
+        "2",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     assert "tiny-qwen3" in res.stdout and "tg8" in res.stdout
     assert len(out.read_text().splitlines()) == 2
@@ -56,14 +70,40 @@ def assert_reruns_plan_the_same_case(path):
         head, *argv = shlex.split(rec["rerun"])
         args = parser().parse_args(argv)
         assert head == "chipbench" and args.command == "run"
-        (p,) = plan(SuiteOptions(backends=split_list(args.backend), models=split_list(args.model),
-                                 dtypes=split_list(args.dtype), workloads=split_list(args.workload),
-                                 batches=parse_ints(args.batch, "batch sizes"), rounds=args.rounds,
-                                 warmup=args.warmup, seed=args.seed, modes=split_list(args.mode)), discover())
+        (p,) = plan(
+            SuiteOptions(
+                backends=split_list(args.backend),
+                models=split_list(args.model),
+                dtypes=split_list(args.dtype),
+                workloads=split_list(args.workload),
+                batches=parse_ints(args.batch, "batch sizes"),
+                rounds=args.rounds,
+                warmup=args.warmup,
+                seed=args.seed,
+                modes=split_list(args.mode),
+            ),
+            discover(),
+        )
         case = p.case
-        assert (case.backend, case.model, case.dtype, case.workload.name, case.workload.batch, case.mode,
-                case.rounds, case.workload.seed) == (rec["backend"], rec["model"], rec["dtype"], rec["workload"],
-                                                     rec["batch"], rec["exec_path"], rec["rounds"], rec["seed"])
+        assert (
+            case.backend,
+            case.model,
+            case.dtype,
+            case.workload.name,
+            case.workload.batch,
+            case.mode,
+            case.rounds,
+            case.workload.seed,
+        ) == (
+            rec["backend"],
+            rec["model"],
+            rec["dtype"],
+            rec["workload"],
+            rec["batch"],
+            rec["exec_path"],
+            rec["rounds"],
+            rec["seed"],
+        )
 
 
 BAD = [
@@ -125,8 +165,7 @@ def test_run_with_an_unavailable_backend_named_is_an_error(tmp_path):
 
 
 def test_cli_selftest_reports_that_cpu_timing_waits():
-    res = chipbench("selftest", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype", "fp32",
-                    "--long-prompt", "1024")
+    res = chipbench("selftest", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype", "fp32", "--long-prompt", "1024")
     assert res.returncode == 0 and res.stdout.count("cpu: timing waits for the device") == 2
 
 
@@ -162,9 +201,11 @@ def test_ci_runs_exactly_the_readmes_test_command():
 def test_the_pytest_plugin_and_the_record_commands_do_not_import_torch():
     """The plugin is loaded by every pytest run where chipbench is installed, and report / merge /
     compare only read records: neither may pay torch's seconds of import."""
-    code = ("import sys, bench.plugin, bench.cli, bench.options, bench.judging.compare, bench.publishing.report, "
-            "bench.publishing.tables, bench.publishing.record, bench.publishing.html_page; "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, bench.plugin, bench.cli, bench.options, bench.judging.compare, bench.publishing.report, "
+        "bench.publishing.tables, bench.publishing.record, bench.publishing.html_page; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == "[]"
@@ -174,4 +215,6 @@ def test_build_refuses_a_model_the_host_cannot_hold_in_one_line(capsys):
     """qwen3-32b on this 24 GiB machine was OOM-killed mid-build; 438 GiB of qwen3-235b-a22b fits no CI host."""
     res = chipbench_here(capsys, "build", "qwen3-235b-a22b")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
-    assert "qwen3-235b-a22b: `chipbench build` needs its bf16 weights on the host: 437.9 GiB, more than 90%" in res.stderr
+    assert (
+        "qwen3-235b-a22b: `chipbench build` needs its bf16 weights on the host: 437.9 GiB, more than 90%" in res.stderr
+    )

@@ -34,8 +34,11 @@ def test_only_the_headline_is_gated_unless_others_are_named():
     run = make_trials(3, tpot_s=0.02, drift=0.015, seed=1)
     base = make_trials(3, tpot_s=0.02, drift=0.015, seed=2)
     rows = compare_records(run, base, threshold=0.95).rows
-    assert {r["metric"]: r["gate"] is not None for r in rows} == {"decode_tok_per_s": True, "ttft_s": False,
-                                                                   "tpot_s": False}
+    assert {r["metric"]: r["gate"] is not None for r in rows} == {
+        "decode_tok_per_s": True,
+        "ttft_s": False,
+        "tpot_s": False,
+    }
     named = compare_records(run, base, threshold=0.95, gate_metrics=["headline", "tpot_s"]).rows
     assert {r["metric"] for r in named if r["gate"] is not None} == {"decode_tok_per_s", "tpot_s"}
     assert all(r["p_holm"] >= r["p_below"] for r in named if r["gate"] is not None)
@@ -67,8 +70,11 @@ def test_one_trial_against_a_repeated_baseline_borrows_its_trial_spread():
 
 
 def test_a_baseline_of_several_invocations_measures_the_drift_and_uses_it():
-    base = make_trials(3, tpot_s=0.020, drift=0.01, seed=1) + make_trials(3, tpot_s=0.0205, drift=0.01, seed=2) + \
-        make_trials(3, tpot_s=0.0198, drift=0.01, seed=3)
+    base = (
+        make_trials(3, tpot_s=0.020, drift=0.01, seed=1)
+        + make_trials(3, tpot_s=0.0205, drift=0.01, seed=2)
+        + make_trials(3, tpot_s=0.0198, drift=0.01, seed=3)
+    )
     run = make_trials(3, tpot_s=0.020, drift=0.01, seed=4)
     (row,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95).rows
     assert row["drift_source"].startswith("measured") and row["base_invocations"] == 3
@@ -101,10 +107,12 @@ def test_the_interval_covers_the_true_ratio_about_95_percent_of_the_time():
 
 
 def test_two_devices_in_one_merged_file_are_compared_device_by_device():
-    base = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=1) + \
-        make_trials(3, device="A100", tpot_s=0.020, drift=0.01, seed=2)
-    run = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=3) + \
-        make_trials(3, device="A100", tpot_s=0.040, drift=0.01, seed=4)  # the A100 runner got 2x slower
+    base = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=1) + make_trials(
+        3, device="A100", tpot_s=0.020, drift=0.01, seed=2
+    )
+    run = make_trials(3, device="H100", tpot_s=0.010, drift=0.01, seed=3) + make_trials(
+        3, device="A100", tpot_s=0.040, drift=0.01, seed=4
+    )  # the A100 runner got 2x slower
     c = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95)
     by_device = {r["device"]: r for r in c.rows}
     assert set(by_device) == {"H100", "A100"} and all(r["base_device"] == r["device"] for r in c.rows)
@@ -177,11 +185,20 @@ def test_a_comparison_says_when_the_sides_ran_other_weights():
     dense = compare_records(make_trials(3, seed=2, weights="random(seed=0, u8)"), base).rows
     assert not any("weights_note" in r for r in dense)  # the same work with any weights: no note
     moe = [dict(r, model="qwen3-30b-a3b") for r in base]
-    (row,) = [r for r in compare_records([dict(r, model="qwen3-30b-a3b", weights="real") for r in make_trials(3, seed=3)],
-                                         moe).rows if r["metric"] == "tpot_s"]
+    (row,) = [
+        r
+        for r in compare_records(
+            [dict(r, model="qwen3-30b-a3b", weights="real") for r in make_trials(3, seed=3)], moe
+        ).rows
+        if r["metric"] == "tpot_s"
+    ]
     assert row["weights_note"].startswith("other weights (real vs random(seed=0)): an MoE routes by its weights")
-    assert "weights_note" not in compare_records([dict(r, model="qwen3-30b-a3b") for r in make_trials(3, seed=4)],
-                                                 [dict(r, weights=None) for r in moe]).rows[0]
+    assert (
+        "weights_note"
+        not in compare_records(
+            [dict(r, model="qwen3-30b-a3b") for r in make_trials(3, seed=4)], [dict(r, weights=None) for r in moe]
+        ).rows[0]
+    )
 
 
 def test_two_adapters_on_one_device_are_two_cases():
@@ -250,8 +267,11 @@ def test_a_cpu_run_is_judged_against_baselines_of_its_own_matmul_extensions_wher
     rows = compare_records(run, wide + unknown, metrics=["decode_tok_per_s"], threshold=0.95).rows
     assert rows[0]["gate"] == "no baseline" and "another CPU under the same name" in rows[0]["cpu_note"]
     other = make_trials(2, seed=5, model="qwen3-0.6b", env_device_isa="avx2 fma avx512f", **cpu)
-    mixed = compare_records(run + make_trials(1, seed=6, model="qwen3-0.6b", env_device_isa="avx2 fma", **cpu),
-                            same + wide + other, metrics=["decode_tok_per_s"])
+    mixed = compare_records(
+        run + make_trials(1, seed=6, model="qwen3-0.6b", env_device_isa="avx2 fma", **cpu),
+        same + wide + other,
+        metrics=["decode_tok_per_s"],
+    )
     assert mixed.accounts["baseline"].other_cpu == 2  # per case: 0.6b has none on avx2 alone, and keeps its own
     gpu = make_trials(2, seed=7)  # not a CPU: its records are never sorted by extensions
     assert compare_records(make_trials(2, seed=8), gpu).accounts["baseline"].other_cpu == 0
@@ -276,7 +296,10 @@ def test_a_slowdown_the_device_itself_shows_is_said_and_never_fails_the_gate():
     slowed = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0, ceiling_tflops=1.5)
     (row,) = compare_records(slowed, base, metrics=["tpot_s"], threshold=0.95).rows
     assert row["verdict"] == "slower" and row["machine_ratio"] == pytest.approx(0.6)
-    assert row["gate"] == "too noisy" and "the device itself measured 0.60x the baseline's memory bandwidth" in row["gate_note"]
+    assert (
+        row["gate"] == "too noisy"
+        and "the device itself measured 0.60x the baseline's memory bandwidth" in row["gate_note"]
+    )
     # the matmul rate moved, not the bandwidth: a decode test's rows are not explained by it
     matmul = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=20.0, ceiling_tflops=0.6)
     (row,) = compare_records(matmul, base, metrics=["tpot_s"], threshold=0.95).rows
@@ -294,7 +317,10 @@ def test_across_devices_the_two_ceilings_are_shown_beside_the_ratio_not_as_a_cav
     run = make_trials(3, tpot_s=0.025, seed=2, device="A100", ceiling_gb_per_s=1800.0)
     (row,) = compare_records(run, base, metrics=["tpot_s"], across_devices=True).rows
     assert row["machine_ratio"] == pytest.approx(0.6)
-    assert row["machine_note"] == "the run's device measured 0.6x the baseline device's memory bandwidth (1800 vs 3000 GB/s)"
+    assert (
+        row["machine_note"]
+        == "the run's device measured 0.6x the baseline device's memory bandwidth (1800 vs 3000 GB/s)"
+    )
 
 
 def test_which_ceiling_bounds_which_metric():
@@ -312,7 +338,10 @@ def test_the_comparison_table_shows_the_machine_note():
     base = make_trials(3, tpot_s=0.020, seed=1, ceiling_gb_per_s=20.0)
     run = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0)
     text = render_comparison(compare_records(run, base, metrics=["tpot_s"]), "md", None, False)
-    assert "slower (invocation drift assumed); the device itself measured 0.60x the baseline's memory bandwidth (12 vs 20 GB/s)" in text
+    assert (
+        "slower (invocation drift assumed); the device itself measured 0.60x the baseline's memory bandwidth (12 vs 20 GB/s)"
+        in text
+    )
 
 
 def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(tmp_path, capsys):
@@ -392,8 +421,10 @@ def test_the_machines_rate_is_the_one_measured_right_after_the_case():
     run = make_trials(1, tpot_s=0.183, seed=2, ceiling_gb_per_s=23.5, ceiling_beside_gb_per_s=17.9)
     (row,) = compare_records(run, base, metrics=["tpot_s"], threshold=0.95).rows
     assert row["machine_ratio"] == pytest.approx(17.9 / 25.9)
-    assert row["machine_note"].startswith("the device itself measured 0.69x the baseline's memory bandwidth "
-                                          "(17.9 vs 25.9 GB/s, the run's right after its case)")
+    assert row["machine_note"].startswith(
+        "the device itself measured 0.69x the baseline's memory bandwidth "
+        "(17.9 vs 25.9 GB/s, the run's right after its case)"
+    )
     assert row["gate"] != "FAIL"
     both = make_trials(1, tpot_s=0.126, seed=1, ceiling_gb_per_s=25.9, ceiling_beside_gb_per_s=24.0)
     (row,) = compare_records(run, both, metrics=["tpot_s"]).rows
@@ -411,8 +442,10 @@ def test_a_cpu_of_the_same_name_with_other_matmul_extensions_is_no_baseline():
     slow = make_trials(3, tpot_s=0.030, seed=2, env_device_isa="avx2", **cpu)
     (row,) = compare_records(slow, base, metrics=["tpot_s"], threshold=0.95).rows
     assert row["verdict"] == "slower" and row["gate"] == "no baseline"
-    assert row["cpu_note"] == ("another CPU under the same name: the run's reported avx2, the baseline's "
-                               "avx2 avx512f amx_bf16 (matmul extensions)")
+    assert row["cpu_note"] == (
+        "another CPU under the same name: the run's reported avx2, the baseline's "
+        "avx2 avx512f amx_bf16 (matmul extensions)"
+    )
     same = make_trials(3, tpot_s=0.030, seed=2, env_device_isa="avx2 avx512f amx_bf16", **cpu)
     (row,) = compare_records(same, base, metrics=["tpot_s"], threshold=0.95).rows
     assert row["gate"] == "FAIL" and "cpu_note" not in row
@@ -424,16 +457,22 @@ def test_a_cpu_of_the_same_name_with_other_matmul_extensions_is_no_baseline():
 def test_a_comparison_names_the_software_that_differs_and_still_gates():
     """A transformers upgrade that slows decode is what a gate is for: the verdict stands, and the
     row says what changed beside it. A fact one side did not record is not called a difference."""
-    run = [dict(r, env_transformers="5.25.0", stack="transformers 5.25.0 eager", env_torch_threads=4)
-           for r in make_trials(3, tpot_s=0.025, drift=0.015, seed=1)]
-    base = [dict(r, env_transformers="5.24.0", stack="transformers 5.24.0 eager", env_torch_threads=None)
-            for r in make_trials(3, tpot_s=0.020, drift=0.015, seed=2)]
+    run = [
+        dict(r, env_transformers="5.25.0", stack="transformers 5.25.0 eager", env_torch_threads=4)
+        for r in make_trials(3, tpot_s=0.025, drift=0.015, seed=1)
+    ]
+    base = [
+        dict(r, env_transformers="5.24.0", stack="transformers 5.24.0 eager", env_torch_threads=None)
+        for r in make_trials(3, tpot_s=0.020, drift=0.015, seed=2)
+    ]
     (row,) = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95).rows
     assert row["gate"] == "FAIL"
     assert row["software_note"] == "other software (run vs baseline): transformers 5.25.0 vs 5.24.0"
     llama = [dict(r, stack="llama.cpp llama-cpp-python 0.3.36 ggml cpu") for r in base]
     (row,) = compare_records(run, llama, metrics=["decode_tok_per_s"]).rows
-    assert row["software_note"].endswith("; stack transformers 5.25.0 eager vs llama.cpp llama-cpp-python 0.3.36 ggml cpu")
+    assert row["software_note"].endswith(
+        "; stack transformers 5.25.0 eager vs llama.cpp llama-cpp-python 0.3.36 ggml cpu"
+    )
     same = compare_records(make_trials(3, seed=3), make_trials(3, seed=4), metrics=["decode_tok_per_s"]).rows
     assert same and "software_note" not in same[0]
 
@@ -441,8 +480,12 @@ def test_a_comparison_names_the_software_that_differs_and_still_gates():
 def test_a_software_difference_every_row_shares_is_said_once_under_the_table():
     from bench.publishing.report import render_comparison
 
-    run = [dict(r, env_transformers="5.25.0") for r in make_trials(3, seed=5) + make_trials(3, workload="pp512", seed=6)]
-    base = [dict(r, env_transformers="5.24.0") for r in make_trials(3, seed=7) + make_trials(3, workload="pp512", seed=8)]
+    run = [
+        dict(r, env_transformers="5.25.0") for r in make_trials(3, seed=5) + make_trials(3, workload="pp512", seed=6)
+    ]
+    base = [
+        dict(r, env_transformers="5.24.0") for r in make_trials(3, seed=7) + make_trials(3, workload="pp512", seed=8)
+    ]
     md = render_comparison(compare_records(run, base), "md", None, False)
     assert md.count("transformers 5.25.0 vs 5.24.0") == 1
     assert "Every row: other software (run vs baseline): transformers 5.25.0 vs 5.24.0." in md

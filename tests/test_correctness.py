@@ -13,8 +13,9 @@ from tests.adapters import NoisyLogits
 HOST = 24 * 2**30
 
 
-@pytest.mark.parametrize("model", ["tiny-qwen2.5", "tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-next",
-                                   "tiny-qwen3.5", "tiny-qwen3.5-moe"])
+@pytest.mark.parametrize(
+    "model", ["tiny-qwen2.5", "tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-next", "tiny-qwen3.5", "tiny-qwen3.5-moe"]
+)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_correct_bf16_backend_passes_ties_included(cpu, model, seed):
     r = check(cpu, get_model(model), "bf16", seed, HOST)

@@ -63,8 +63,7 @@ def test_a_run_ahead_loop_that_skips_its_fence_fails_the_self_test(cuda, monkeyp
     # tokens read from pinned memory without waiting for the copy: the host races ahead of the
     # device by every queued step (a replay takes the host well under qwen3-8b's ~4 ms step)
     monkeypatch.setattr(torch_loop, "_wait", lambda pending: pending[0].tolist())
-    check = check_timing_waits(cuda, model="qwen3-8b", dtype="bf16", new_tokens=32, prompt_tokens=32,
-                               mode="compiled")
+    check = check_timing_waits(cuda, model="qwen3-8b", dtype="bf16", new_tokens=32, prompt_tokens=32, mode="compiled")
     assert not check.passed, check.describe()
 
 
@@ -144,8 +143,17 @@ def test_the_same_seed_gives_the_same_weights_on_cpu_and_cuda():
     assert all(torch.equal(a[k], b[k].cpu()) for k in a)
 
 
-@pytest.mark.parametrize("model,dtype", [("tiny-qwen3", "bf16"), ("tiny-qwen3-moe", "bf16"), ("tiny-qwen3-next", "bf16"),
-                                         ("tiny-qwen3.5-moe", "bf16"), ("qwen3-0.6b", "bf16"), ("tiny-qwen3", "fp16")])
+@pytest.mark.parametrize(
+    "model,dtype",
+    [
+        ("tiny-qwen3", "bf16"),
+        ("tiny-qwen3-moe", "bf16"),
+        ("tiny-qwen3-next", "bf16"),
+        ("tiny-qwen3.5-moe", "bf16"),
+        ("qwen3-0.6b", "bf16"),
+        ("tiny-qwen3", "fp16"),
+    ],
+)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_cuda_backend_passes_the_correctness_gate(cuda, model, dtype, seed):
     from bench.judging.correctness import check

@@ -32,8 +32,23 @@ def test_the_lease_summary_reads_only_fields_the_records_have():
 
 
 def test_the_decode_profile_runs_on_the_cpu_without_compiling_a_prefill_it_does_not_use():
-    done = subprocess.run([sys.executable, str(CI / "decode_profile.py"), "--model", "tiny-qwen3", "--steps", "4",
-                           "--rounds", "2", "--top", "3"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(CI / "decode_profile.py"),
+            "--model",
+            "tiny-qwen3",
+            "--steps",
+            "4",
+            "--rounds",
+            "2",
+            "--top",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "'compiled_graphs': 1" in out and "'graph_breaks': 0" in out

@@ -1,5 +1,5 @@
-"""The documentation: a short README, a site that builds strictly, and an evidence page that
-lists every kept measurement."""
+"""The documentation and the code's form: a short README, a site that builds strictly, an evidence
+page that lists every kept measurement, and ruff's check and format clean."""
 
 import shutil
 import subprocess
@@ -18,12 +18,20 @@ def test_the_readme_is_short_and_points_into_the_docs():
         assert f"(docs/{page}.md)" in readme and (ROOT / "docs" / f"{page}.md").exists()
 
 
-@pytest.mark.skipif(shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists(),
-                    reason="mkdocs-material is not installed (the test extra installs it)")
+@pytest.mark.skipif(
+    shutil.which("mkdocs") is None and not (Path(sys.executable).parent / "mkdocs").exists(),
+    reason="mkdocs-material is not installed (the test extra installs it)",
+)
 def test_the_docs_site_builds_strictly(tmp_path):
     mkdocs = shutil.which("mkdocs") or str(Path(sys.executable).parent / "mkdocs")
-    res = subprocess.run([mkdocs, "build", "--strict", "-q", "-d", str(tmp_path / "site")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"})
+    res = subprocess.run(
+        [mkdocs, "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert (tmp_path / "site" / "statistics" / "index.html").exists()
 
@@ -31,8 +39,17 @@ def test_the_docs_site_builds_strictly(tmp_path):
 def test_the_evidence_page_is_the_measurements_index_and_lists_every_run():
     index = (ROOT / "results" / "measurements" / "README.md").read_text()
     page = (ROOT / "docs" / "evidence.md").read_text()
-    table = index[index.index("| file |"):]
+    table = index[index.index("| file |") :]
     assert page.endswith(table)
     for entry in (ROOT / "results" / "measurements").iterdir():
         if entry.name != "README.md":
             assert f"`{entry.name}{'/' if entry.is_dir() else ''}`" in table, entry.name
+
+
+@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]])
+def test_ruff_is_clean(command):
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (the test extra installs it)")
+    res = subprocess.run([ruff, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]

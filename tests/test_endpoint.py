@@ -7,8 +7,17 @@ import random
 import re
 import time
 
-from backends.openai_endpoint import (SALT_TOKENS, EndpointError, StreamResult, _chunk_tokens, check_counts, create,
-                                      salted, single_token_words, text_prompt)
+from backends.openai_endpoint import (
+    SALT_TOKENS,
+    EndpointError,
+    StreamResult,
+    _chunk_tokens,
+    check_counts,
+    create,
+    salted,
+    single_token_words,
+    text_prompt,
+)
 from bench.measuring.runner import Case, run_case
 from bench.measuring.workload import parse_workload
 from tests.conftest import SERVER_LOGS, free_port
@@ -67,8 +76,12 @@ def test_the_text_prompt_is_one_token_per_word_on_the_server(server):
     text = text_prompt(list(range(40)), get_model(MODEL).vocab)
     from tests.conftest import SERVER_KEY
 
-    r = httpx.post(f"{server}/completions", json={"prompt": text, "max_tokens": 1, "temperature": 0}, timeout=60,
-                   headers={"Authorization": f"Bearer {SERVER_KEY}"})
+    r = httpx.post(
+        f"{server}/completions",
+        json={"prompt": text, "max_tokens": 1, "temperature": 0},
+        timeout=60,
+        headers={"Authorization": f"Bearer {SERVER_KEY}"},
+    )
     assert r.json()["usage"]["prompt_tokens"] == 40
 
 
@@ -84,8 +97,8 @@ def test_a_salted_prompt_keeps_its_length_and_all_but_its_first_tokens():
     words = set(single_token_words(vocab))
     for _ in range(20):
         t = salted(text, vocab)
-        assert t.count(" ") == 40 and t.endswith(text[len(text_prompt(ids[:SALT_TOKENS], vocab)):])
-        assert all(" " + w in words for w in t.split(" ")[1:SALT_TOKENS + 1])
+        assert t.count(" ") == 40 and t.endswith(text[len(text_prompt(ids[:SALT_TOKENS], vocab)) :])
+        assert all(" " + w in words for w in t.split(" ")[1 : SALT_TOKENS + 1])
     assert salted(text_prompt([3, 4], vocab), vocab).count(" ") == 2
 
 
@@ -130,7 +143,7 @@ def test_timed_requests_reuse_the_warmups_connections(server):
     assert rec["status"] == "ok", rec.get("error")
     time.sleep(0.2)
     ports = re.findall(r"127\.0\.0\.1:(\d+) - \"POST /v1/completions", _server_log_since(server, start))
-    timed = ports[-2 * 4:]  # the warmup's and the three rounds' requests, two streams each
+    timed = ports[-2 * 4 :]  # the warmup's and the three rounds' requests, two streams each
     assert len(set(timed)) <= 2, timed
 
 
@@ -148,7 +161,10 @@ def test_a_server_that_runs_another_model_size_fails_the_case(server):
     backend._models = [{**listed, "meta": {"n_params": 596_049_920, "n_embd": 1024}}]  # a qwen3-0.6b
     rec = run_case(backend, case(server), check=False)
     assert rec["status"] == "failed", rec["weights"]
-    assert "runs a model of 0.596B parameters, hidden 1024" in rec["error"] and "tiny-qwen3 has 0.107M, hidden 64" in rec["error"]
+    assert (
+        "runs a model of 0.596B parameters, hidden 1024" in rec["error"]
+        and "tiny-qwen3 has 0.107M, hidden 64" in rec["error"]
+    )
     backend._models = [{**listed, "meta": {"n_params": facts(get_model(MODEL)).params_total, "n_embd": 64}}]
     rec = run_case(backend, case(server), check=False)
     assert rec["status"] == "ok" and "by the server's meta, as tiny-qwen3" in rec["weights"]
@@ -196,8 +212,9 @@ def test_served_counts_must_match_the_request():
     with pytest.raises(EndpointError, match="ended early .* --interrupt_requests False"):  # cut off, not coalesced
         check_counts(StreamResult(chunks=[(0.1, 1)], usage=None, finish_reason=None), 4, "logprobs", 8)
     with pytest.raises(EndpointError, match="tokenised the prompt to 9 tokens, the workload has 8"):
-        check_counts(StreamResult(chunks=[(0.1, 1)] * 4, usage={"completion_tokens": 4, "prompt_tokens": 9}),
-                     4, "usage", 8)
+        check_counts(
+            StreamResult(chunks=[(0.1, 1)] * 4, usage={"completion_tokens": 4, "prompt_tokens": 9}), 4, "usage", 8
+        )
 
 
 def test_a_prompt_the_server_tokenises_to_another_length_fails_the_case(server, monkeypatch):

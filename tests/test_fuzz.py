@@ -26,17 +26,29 @@ from bench.publishing import tables
 from bench.publishing.record import read_records
 from tests.records import make_record, make_trials
 
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 BASE = make_record(workload="tg8", rounds=3)
 KEYS = sorted(BASE) + ["speed", "env_device_x", "tpot_s_ci95_low", "correct", "host_loaded", "trial_index"]
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
-                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                                 st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                           max_leaves=10)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=10,
+)
 
 
 @st.composite
@@ -57,13 +69,15 @@ def lines_of(records) -> bytes:
 
 def balanced(account: Account) -> bool:
     """Every input record in exactly one place: used, unmatched, left out, failed or a duplicate."""
-    return account.inputs == (account.used + account.unmatched + account.left_out + account.failed
-                              + account.duplicates + account.filtered)
+    return account.inputs == (
+        account.used + account.unmatched + account.left_out + account.failed + account.duplicates + account.filtered
+    )
 
 
 def survives_downstream(records):
     """What the loader accepted must tabulate, compare, decide claims and pair A/B trials, or be refused
     in one line; and each of them accounts for every record once."""
+
     def table():
         t = tables.build(records)
         tables.to_markdown(t), tables.to_csv(t)
@@ -80,8 +94,12 @@ def survives_downstream(records):
 
     def paired():
         account = Account()
-        ab_rows([dict(r, ab_id="x", ab_arm="AB"[i % 2], ab_pair=i // 2) for i, r in enumerate(records)],
-                ("headline", "tpot_s"), margin=0.05, account=account)
+        ab_rows(
+            [dict(r, ab_id="x", ab_arm="AB"[i % 2], ab_pair=i // 2) for i, r in enumerate(records)],
+            ("headline", "tpot_s"),
+            margin=0.05,
+            account=account,
+        )
         return [account]
 
     for build in (table, compared, claimed, paired):
@@ -93,7 +111,8 @@ def survives_downstream(records):
             assert balanced(account), (build.__name__, account)
 
 
-CLAIMS = parse_claims(tomllib.loads("""
+CLAIMS = parse_claims(
+    tomllib.loads("""
 [[claim]]
 id = "m"
 statement = "s"
@@ -136,7 +155,8 @@ compare = "about"
 model = "qwen3-8b"
 workload = "tg8"
 chips = 2
-"""))
+""")
+)
 
 
 @FUZZ
@@ -161,8 +181,7 @@ def test_the_loader_accepts_only_valid_records_and_they_survive_downstream(tmp_p
         got = read_records(path)
     except UsageError as e:
         assert str(e).startswith(str(path)) and "\n" not in str(e)
-        got = read_records(path, on_error="skip", warn=lambda m: None) if any(
-            _valid(r) for r in records) else []
+        got = read_records(path, on_error="skip", warn=lambda m: None) if any(_valid(r) for r in records) else []
     for rec in got:
         for key, value in rec.items():
             assert not (isinstance(value, float) and not math.isfinite(value)), key
@@ -180,15 +199,36 @@ def _valid(rec) -> bool:
         return False
 
 
-CLAIM = {"id": "c", "statement": "s", "source": "x", "kind": "ratio", "metric": "decode_tok_per_s", "value": 1.0,
-         "compare": "about", "model": "qwen3-8b", "workload": "tg8", "numerator": {"chip": "NVIDIA H100 SXM"},
-         "denominator": {"chip": "NVIDIA H20"}}
+CLAIM = {
+    "id": "c",
+    "statement": "s",
+    "source": "x",
+    "kind": "ratio",
+    "metric": "decode_tok_per_s",
+    "value": 1.0,
+    "compare": "about",
+    "model": "qwen3-8b",
+    "workload": "tg8",
+    "numerator": {"chip": "NVIDIA H100 SXM"},
+    "denominator": {"chip": "NVIDIA H20"},
+}
 CLAIM_KEYS = sorted(CLAIM) + ["chp", "unit", "tolerance", "context", "batch", "dtype", "stack", "chip", "chips", "date"]
-toml_scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-                         st.text(max_size=12), st.sampled_from(["qwen3-8b", "tg8", "bf16", "NVIDIA H20", "x", "ms",
-                                                                "metric", "fits", "at_most", "decode_tok_per_s"]))
-toml_values = st.recursive(toml_scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(CLAIM_KEYS), inner, max_size=3)), max_leaves=6)
+toml_scalars = st.one_of(
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        ["qwen3-8b", "tg8", "bf16", "NVIDIA H20", "x", "ms", "metric", "fits", "at_most", "decode_tok_per_s"]
+    ),
+)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(CLAIM_KEYS), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -245,17 +285,49 @@ def run_cli(argv) -> int:
     return code
 
 
-COMMANDS = st.sampled_from([
-    ["report", "{fuzz}"], ["report", "{fuzz}", "--format", "csv"], ["report", "{fuzz}", "--format", "json"],
-    ["report", "{fuzz}", "--format", "html"], ["report", "{fuzz}", "--transpose"], ["report", "{fuzz}", "--on-error", "skip"],
-    ["merge", "{fuzz}", "{good}", "--out", "{out}"], ["baseline", "{fuzz}"], ["baseline", "{fuzz}", "--out", "{out}"],
-    ["compare", "{fuzz}", "--baseline", "{good}"], ["compare", "{good}", "--baseline", "{fuzz}"],
-    ["compare", "{fuzz}", "--baseline", "{good}", "--fail-below", "0.95"],
-    ["compare", "{fuzz}", "--baseline", "{good}", "--across", "devices"],
-    ["compare", "{fuzz}", "--baseline", "{fuzz}", "--on-error", "skip"],
-    ["claims", "{claims}", "{fuzz}"], ["claims", "{fuzz}"], ["claims", "{claims}", "{good}", "{fuzz}", "--format", "json"]])
-EXTRA = st.lists(st.sampled_from(["--metrics", "speed", "--model", "qwen3-8b", "--fail-below", "1.5", "--format",
-                                  "xml", "--unmatched", "--workload", "tg8", "-1", "", "--across", "chips"]), max_size=3)
+COMMANDS = st.sampled_from(
+    [
+        ["report", "{fuzz}"],
+        ["report", "{fuzz}", "--format", "csv"],
+        ["report", "{fuzz}", "--format", "json"],
+        ["report", "{fuzz}", "--format", "html"],
+        ["report", "{fuzz}", "--transpose"],
+        ["report", "{fuzz}", "--on-error", "skip"],
+        ["merge", "{fuzz}", "{good}", "--out", "{out}"],
+        ["baseline", "{fuzz}"],
+        ["baseline", "{fuzz}", "--out", "{out}"],
+        ["compare", "{fuzz}", "--baseline", "{good}"],
+        ["compare", "{good}", "--baseline", "{fuzz}"],
+        ["compare", "{fuzz}", "--baseline", "{good}", "--fail-below", "0.95"],
+        ["compare", "{fuzz}", "--baseline", "{good}", "--across", "devices"],
+        ["compare", "{fuzz}", "--baseline", "{fuzz}", "--on-error", "skip"],
+        ["claims", "{claims}", "{fuzz}"],
+        ["claims", "{fuzz}"],
+        ["claims", "{claims}", "{good}", "{fuzz}", "--format", "json"],
+    ]
+)
+EXTRA = st.lists(
+    st.sampled_from(
+        [
+            "--metrics",
+            "speed",
+            "--model",
+            "qwen3-8b",
+            "--fail-below",
+            "1.5",
+            "--format",
+            "xml",
+            "--unmatched",
+            "--workload",
+            "tg8",
+            "-1",
+            "",
+            "--across",
+            "chips",
+        ]
+    ),
+    max_size=3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -266,16 +338,20 @@ def good(tmp_path_factory):
 
 
 @FUZZ
-@given(COMMANDS, EXTRA, st.one_of(st.binary(max_size=200), st.lists(mutated_records(), min_size=1, max_size=2)
-                                  .map(lines_of)))
+@given(
+    COMMANDS,
+    EXTRA,
+    st.one_of(st.binary(max_size=200), st.lists(mutated_records(), min_size=1, max_size=2).map(lines_of)),
+)
 def test_the_cli_data_commands_exit_0_1_or_2_never_a_traceback(tmp_path, good, command, extra, data):
     fuzz = tmp_path / "fuzz.jsonl"
     fuzz.write_bytes(data)
     out = tmp_path / "merged.jsonl"
     out.unlink(missing_ok=True)
     claims = tmp_path / "c.toml"
-    claims.write_text('[[claim]]\nid = "x"\nstatement = "s"\nsource = "s"\nkind = "fits"\nmodel = "qwen3-8b"\n'
-                      'chip = "NVIDIA H20"\n')
+    claims.write_text(
+        '[[claim]]\nid = "x"\nstatement = "s"\nsource = "s"\nkind = "fits"\nmodel = "qwen3-8b"\nchip = "NVIDIA H20"\n'
+    )
     argv = [a.format(out=out, good=good, claims=claims, fuzz=fuzz) for a in command] + extra
     assert run_cli(argv) in (0, 1, 2)
 

@@ -47,8 +47,7 @@ def test_a_tiny_vocabulary_keeps_only_merges_among_its_tokens():
     v = gguf_export.qwen_vocab(512)
     kept = set(v.tokens)
     assert len(v.tokens) == 512 and v.eos == 511 and v.tokens[511] == "<|endoftext|>"
-    assert v.merges and all(a in kept and b in kept and a + b in kept
-                            for a, b in (m.split(" ", 1) for m in v.merges))
+    assert v.merges and all(a in kept and b in kept and a + b in kept for a, b in (m.split(" ", 1) for m in v.merges))
 
 
 def test_the_gguf_file_holds_every_weight_under_llama_cpp_names(llama):
@@ -58,9 +57,16 @@ def test_the_gguf_file_holds_every_weight_under_llama_cpp_names(llama):
     path = gguf_export.export(spec, "fp32", 0).path
     r = gguf.GGUFReader(str(path))
     names = {t.name for t in r.tensors}
-    assert {"token_embd.weight", "output.weight", "output_norm.weight", "blk.1.attn_q_norm.weight",
-            "blk.1.ffn_gate_exps.weight", "blk.1.ffn_up_exps.weight", "blk.1.ffn_down_exps.weight",
-            "blk.1.ffn_gate_inp.weight"} <= names
+    assert {
+        "token_embd.weight",
+        "output.weight",
+        "output_norm.weight",
+        "blk.1.attn_q_norm.weight",
+        "blk.1.ffn_gate_exps.weight",
+        "blk.1.ffn_up_exps.weight",
+        "blk.1.ffn_down_exps.weight",
+        "blk.1.ffn_gate_inp.weight",
+    } <= names
     arch = r.fields["general.architecture"]
     assert bytes(arch.parts[arch.data[0]]).decode() == "qwen3moe"
     again = gguf_export.export(spec, "fp32", 0)
@@ -80,9 +86,16 @@ def test_llama_cpp_generates_the_torch_fp32_tokens(llama, model):
     assert got == torch_loop.generate(ref, ids, 6, lambda t: None)
 
 
-@pytest.mark.parametrize("model,dtype", [("tiny-qwen3", "fp32"), ("tiny-qwen2.5", "bf16"),
-                                         ("tiny-qwen3-untied", "q8_0"), ("tiny-qwen3-moe", "q4_K_M"),
-                                         ("tiny-qwen3", "fp16")])
+@pytest.mark.parametrize(
+    "model,dtype",
+    [
+        ("tiny-qwen3", "fp32"),
+        ("tiny-qwen2.5", "bf16"),
+        ("tiny-qwen3-untied", "q8_0"),
+        ("tiny-qwen3-moe", "q4_K_M"),
+        ("tiny-qwen3", "fp16"),
+    ],
+)
 def test_the_correctness_gate_passes_llama_cpp(llama, model, dtype):
     r = check(llama, get_model(model), dtype, 0, HOST)
     assert r.correct, r.note

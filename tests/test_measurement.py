@@ -12,10 +12,15 @@ from bench.stats import summarize
 from bench.measuring.workload import Workload, parse_workload, prompt_ids
 
 
-@pytest.mark.parametrize("text,kind,p,n", [
-    ("pp512", "prefill", 512, 1), ("tg128", "decode", 1, 128),
-    ("tg128@d4096", "decode", 4096, 128), ("pp512+tg128", "generate", 512, 128),
-])
+@pytest.mark.parametrize(
+    "text,kind,p,n",
+    [
+        ("pp512", "prefill", 512, 1),
+        ("tg128", "decode", 1, 128),
+        ("tg128@d4096", "decode", 4096, 128),
+        ("pp512+tg128", "generate", 512, 128),
+    ],
+)
 def test_llama_bench_names_parse_and_round_trip(text, kind, p, n):
     w = parse_workload(text)
     assert (w.kind, w.prompt_tokens, w.gen_tokens, w.name) == (kind, p, n, text)
@@ -55,7 +60,9 @@ def test_summary_statistics_and_t_interval():
 
 def test_the_interval_of_a_rate_or_a_time_never_reads_below_zero():
     two = summarize([2.0, 20.0])  # two rounds: mean 11, t(1) = 12.7, half width 114
-    assert two["ci95_low"] == 0.0 and two["ci95_high"] == pytest.approx(11 + st.t.ppf(0.975, 1) * st.tstd([2, 20]) / math.sqrt(2))
+    assert two["ci95_low"] == 0.0 and two["ci95_high"] == pytest.approx(
+        11 + st.t.ppf(0.975, 1) * st.tstd([2, 20]) / math.sqrt(2)
+    )
     signed = summarize([-2.0, 20.0])  # a quantity that can be negative keeps its whole interval
     assert signed["ci95_low"] < -50
 
@@ -128,7 +135,9 @@ def test_one_tick_of_stolen_time_in_a_short_trial_flags_nothing_the_counters_can
     short = hostload.facts(at(0, 0, 0, 0, 0), at(wall, wall * cpus * 0.9, 0, wall * cpus * 0.1, wall * cpus * 0.9))
     assert short["host_steal_frac"] == pytest.approx(0.1)  # the figure is kept
     assert short["host_loaded"] is None and "too short for the kernel's CPU-time counters" in short["host_load_note"]
-    assert short["host_load_note"].endswith("to tell whether other processes took over 10% or the hypervisor stole over 5%")
+    assert short["host_load_note"].endswith(
+        "to tell whether other processes took over 10% or the hypervisor stole over 5%"
+    )
     from dataclasses import replace
 
     unseen = [replace(sample, own_s=None) for sample in (at(0, 0, 0, 0, 0), at(wall, 0, 0, wall * cpus * 0.1, 0))]
@@ -203,4 +212,7 @@ def test_a_one_token_probe_is_not_said_to_have_a_token_gap():
 
     one = TimingCheck(True, 0.007, 6.9, 6.9, 2048, 1).describe()
     assert "median token gap" not in one and "1 token, no gap: its step is the yardstick; e2e 6900.0 ms" in one
-    assert "16 tokens; median token gap 180.00 ms, e2e 3000.0 ms" in TimingCheck(True, 0.0005, 0.18, 3.0, 32, 16).describe()
+    assert (
+        "16 tokens; median token gap 180.00 ms, e2e 3000.0 ms"
+        in TimingCheck(True, 0.0005, 0.18, 3.0, 32, 16).describe()
+    )

@@ -90,8 +90,9 @@ def test_the_least_a_decode_step_reads_gathers_an_untied_embedding():
 def test_decode_bytes_are_active_weights_plus_cache():
     spec = get_model("qwen3-30b-a3b")
     f = facts(spec)
-    assert decode_step_bytes(spec, "bf16", 4096, batch=2) == \
-        f.active_weight_bytes("bf16") + 2 * 4096 * f.kv_bytes_per_token("bf16")
+    assert decode_step_bytes(spec, "bf16", 4096, batch=2) == f.active_weight_bytes(
+        "bf16"
+    ) + 2 * 4096 * f.kv_bytes_per_token("bf16")
 
 
 def test_unknown_model_names_the_valid_ones():
@@ -118,7 +119,10 @@ def _params(model):
 
 def test_random_weights_are_deterministic_by_seed_and_differ_across_seeds():
     spec = get_model("tiny-qwen3-next")
-    a, b = _params(build_random(spec, torch.float32, seed=7).module), _params(build_random(spec, torch.float32, seed=7).module)
+    a, b = (
+        _params(build_random(spec, torch.float32, seed=7).module),
+        _params(build_random(spec, torch.float32, seed=7).module),
+    )
     c = _params(build_random(spec, torch.float32, seed=8).module)
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert not torch.equal(a["model.embed_tokens.weight"], c["model.embed_tokens.weight"])
@@ -163,6 +167,7 @@ def test_build_reports_its_time(cpu):
 
 
 # --- real weights from a local directory ---
+
 
 def _save_tiny(tmp_path, name="tiny-qwen3-untied"):
     from safetensors.torch import save_file
@@ -244,8 +249,11 @@ def test_an_exporter_refuses_a_model_the_host_cannot_hold_before_building_it(tmp
     monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path))
     monkeypatch.setattr(psutil, "virtual_memory", lambda: collections.namedtuple("vm", "total")(2**30))
     monkeypatch.setattr(build, "build_random", lambda *a, **k: pytest.fail("built a model that cannot fit"))
-    with pytest.raises(MemoryError, match=r"qwen3-0.6b: exporting its GGUF file needs its bf16 weights on the "
-                                          r"host: 1.1 GiB, more than 90% of this host's 1.0 GiB of memory"):
+    with pytest.raises(
+        MemoryError,
+        match=r"qwen3-0.6b: exporting its GGUF file needs its bf16 weights on the "
+        r"host: 1.1 GiB, more than 90% of this host's 1.0 GiB of memory",
+    ):
         gguf_export.export(get_model("qwen3-0.6b"), "q4_0", seed=0)  # quantised from the bf16 file it would build
     with pytest.raises(MemoryError, match="exporting its model directory"):
         hf_export.export_dir(get_model("qwen3-0.6b"), "bf16", seed=0)

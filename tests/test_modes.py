@@ -12,8 +12,9 @@ from models.zoo import get_model
 
 @pytest.fixture(scope="module")
 def compiled_case(cpu):
-    return run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8+tg6", batch=2), rounds=2,
-                              mode="compiled"))
+    return run_case(
+        cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8+tg6", batch=2), rounds=2, mode="compiled")
+    )
 
 
 def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_case):
@@ -32,7 +33,9 @@ def test_a_compiled_case_records_its_path_and_its_compile_time_apart(compiled_ca
 def test_a_compiled_prefill_test_times_a_compiled_prefill(cpu):
     """Compiled mode compiles the prefill too (the prompt length dynamic), so a ppN test's compiled
     row is its own figure, not the eager prefill again; its compile time is part of the build's."""
-    rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8"), rounds=1, mode="compiled"), check=False)
+    rec = run_case(
+        cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8"), rounds=1, mode="compiled"), check=False
+    )
     assert rec["status"] == "ok" and rec["exec_path"] == "compiled", rec.get("error")
     assert (rec["prefill_path"], rec["exec_note"]) == ("compiled", None)
     assert 0 < rec["prefill_compile_time_s"] < rec["compile_time_s"]
@@ -67,8 +70,10 @@ def test_a_prefill_that_does_not_compile_runs_eager_and_says_why(tiny_module, mo
 
     def refused(fn, *args, **kwargs):
         if fn.__name__ == "prefill":
+
             def fails(*a):
                 raise RuntimeError("inductor said no\nsecond line")
+
             return fails
         return real(fn, *args, **kwargs)
 
@@ -78,7 +83,9 @@ def test_a_prefill_that_does_not_compile_runs_eager_and_says_why(tiny_module, mo
     monkeypatch.undo()
     assert dec.prefill is None and dec.prefill_failed == "RuntimeError: inductor said no"
     prompt = torch.tensor([[5, 6, 7, 8]])
-    assert torch_loop.generate_static(dec, prompt, 4, lambda t: None) == torch_loop.generate(tiny_module, prompt, 4, lambda t: None)
+    assert torch_loop.generate_static(dec, prompt, 4, lambda t: None) == torch_loop.generate(
+        tiny_module, prompt, 4, lambda t: None
+    )
     assert dec.facts()["prefill_path"] == "eager"
     assert "the prefill did not compile (RuntimeError: inductor said no): it ran eager" in dec.problems()
 
@@ -182,8 +189,14 @@ def test_many_compiled_steps_in_one_process_all_compile(tiny_module):
             dec = _decoder(tiny_module, max_len=20 + n)
     facts = dec.facts()
     assert facts.pop("prefill_compile_time_s") > 0
-    assert facts == {"compiled_graphs": 1, "graph_breaks": 0, "cuda_graphs": None, "compile_flags": None,
-                     "compile_cache": dec.fx_cache, "prefill_path": "compiled"} and dec.fx_cache in ("hit", "miss")
+    assert facts == {
+        "compiled_graphs": 1,
+        "graph_breaks": 0,
+        "cuda_graphs": None,
+        "compile_flags": None,
+        "compile_cache": dec.fx_cache,
+        "prefill_path": "compiled",
+    } and dec.fx_cache in ("hit", "miss")
     assert dec.problems() is None
 
 
@@ -225,15 +238,28 @@ def test_inductor_settings_from_the_environment_name_the_compiled_path(tiny_modu
     from bench.judging.cases import path_key
     from bench.measuring.runner import failed_record
 
-    assert inductor_flags({"TORCHINDUCTOR_FREEZING": "1", "TORCHINDUCTOR_CACHE_DIR": "/tmp/x", "TORCH_LOGS": "+dynamo",
-                           "TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1", "TORCHINDUCTOR_COMPILE_THREADS": "1",
-                           "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"}) == "coordinate_descent_tuning=1, freezing=1"
+    assert (
+        inductor_flags(
+            {
+                "TORCHINDUCTOR_FREEZING": "1",
+                "TORCHINDUCTOR_CACHE_DIR": "/tmp/x",
+                "TORCH_LOGS": "+dynamo",
+                "TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1",
+                "TORCHINDUCTOR_COMPILE_THREADS": "1",
+                "TORCHINDUCTOR_FX_GRAPH_CACHE": "0",
+            }
+        )
+        == "coordinate_descent_tuning=1, freezing=1"
+    )
     assert inductor_flags({"OMP_NUM_THREADS": "1"}) is None
     monkeypatch.setenv("TORCHINDUCTOR_COORDINATE_DESCENT_TUNING", "1")  # read as the step is built
     flags = _decoder(tiny_module).facts()["compile_flags"]
     assert flags == "coordinate_descent_tuning=1"
     rec = {"exec_path": "compiled", "parallel": "none", "compile_flags": flags, "prefill_path": "compiled"}
-    assert path_key(rec) == "compiled, coordinate_descent_tuning=1" and path_key({**rec, "compile_flags": None}) == "compiled"
+    assert (
+        path_key(rec) == "compiled, coordinate_descent_tuning=1"
+        and path_key({**rec, "compile_flags": None}) == "compiled"
+    )
     failed = failed_record(Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg4"), mode="compiled"), "boom", {}, {})
     assert path_key(failed) == "compiled, coordinate_descent_tuning=1"
     assert failed["rerun"].startswith("TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 chipbench run "), failed["rerun"]
@@ -264,7 +290,11 @@ def test_compiled_and_eager_give_the_same_greedy_tokens(cpu, model):
             if mode == "compiled":  # the hybrids' chunked linear-attention prefill stays eager, and says so
                 hybrid = model == "tiny-qwen3-next"
                 assert handle.decoder.prefill_ran == ("eager" if hybrid else "compiled")
-                assert (handle.decoder.problems() == torch_loop.HYBRID_PREFILL) if hybrid else handle.decoder.problems() is None
+                assert (
+                    (handle.decoder.problems() == torch_loop.HYBRID_PREFILL)
+                    if hybrid
+                    else handle.decoder.problems() is None
+                )
         finally:
             cpu.close(handle)
     assert tokens["compiled"] == tokens["eager"]
@@ -308,10 +338,17 @@ def test_modes_are_checked_before_anything_runs():
     entries = discover()
     with pytest.raises(UsageError, match="unknown execution mode 'jit'; valid modes: eager, compiled"):
         plan(SuiteOptions(backends=("cpu",), modes=("jit",)), entries)
-    cases = [p.case for p in plan(SuiteOptions(backends=("cpu",), models=("tiny-qwen3",), workloads=("tg4",),
-                                               modes=("eager", "compiled")), entries)]
-    assert [(c.mode, c.id) for c in cases] == [("eager", "cpu-tiny-qwen3-bf16-tg4-b1"),
-                                               ("compiled", "cpu-tiny-qwen3-bf16-tg4-b1-compiled")]
+    cases = [
+        p.case
+        for p in plan(
+            SuiteOptions(backends=("cpu",), models=("tiny-qwen3",), workloads=("tg4",), modes=("eager", "compiled")),
+            entries,
+        )
+    ]
+    assert [(c.mode, c.id) for c in cases] == [
+        ("eager", "cpu-tiny-qwen3-bf16-tg4-b1"),
+        ("compiled", "cpu-tiny-qwen3-bf16-tg4-b1-compiled"),
+    ]
 
 
 def test_cuda_runs_eager_and_compiled_by_default_and_the_cpu_eager():
@@ -331,8 +368,12 @@ def test_cuda_runs_eager_and_compiled_by_default_and_the_cpu_eager():
     # compiled mode compiles the prefill too: a prefill test runs both ways by default
     pp = dict(small, workloads=("pp16", "tg4"))
     cases = [p.case for p in plan(SuiteOptions(backends=("cuda",), **pp), entries)]
-    assert [(c.workload.name, c.mode) for c in cases] == [("pp16", "eager"), ("pp16", "compiled"),
-                                                          ("tg4", "eager"), ("tg4", "compiled")]
+    assert [(c.workload.name, c.mode) for c in cases] == [
+        ("pp16", "eager"),
+        ("pp16", "compiled"),
+        ("tg4", "eager"),
+        ("tg4", "compiled"),
+    ]
 
     class EagerOnly(Wrapped):
         def supported_modes(self):
@@ -355,8 +396,10 @@ def test_an_adapter_that_knows_only_eager_refuses_compiled():
 
     entries = {"eageronly": Entry("eageronly", "x", EagerOnly(), Probe.ok())}
     with pytest.raises(UsageError, match="backend 'eageronly' cannot run mode 'compiled'; it runs: eager"):
-        plan(SuiteOptions(backends=("eageronly",), models=("tiny-qwen3",), dtypes=("fp32",), modes=("compiled",)),
-             entries)
+        plan(
+            SuiteOptions(backends=("eageronly",), models=("tiny-qwen3",), dtypes=("fp32",), modes=("compiled",)),
+            entries,
+        )
     # not named, and no other backend runs it: nothing would run, which is an error too
     with pytest.raises(UsageError, match="no available backend can run this suite: eageronly: cannot run mode"):
         plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("fp32",), modes=("compiled",)), entries)
@@ -380,9 +423,17 @@ def test_pytest_benchmark_runs_both_modes(pytester, monkeypatch):
     root = Path(__file__).resolve().parent.parent
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pytester.path), str(root)]))
     out = pytester.path / "r.jsonl"
-    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=cpu", "--bench-model=tiny-qwen3",
-                                        "--bench-dtype=fp32", "--bench-workload=tg4", "--bench-rounds=2",
-                                        "--bench-mode=eager,compiled", "--bench-no-check", f"--bench-out={out}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark",
+        "--bench-backend=cpu",
+        "--bench-model=tiny-qwen3",
+        "--bench-dtype=fp32",
+        "--bench-workload=tg4",
+        "--bench-rounds=2",
+        "--bench-mode=eager,compiled",
+        "--bench-no-check",
+        f"--bench-out={out}",
+    )
     res.assert_outcomes(passed=2)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["exec_path"] for r in records] == ["eager", "compiled"]

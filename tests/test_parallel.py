@@ -48,7 +48,7 @@ def split_checks(tmp_path_factory):
     """The three models' checks in one torchrun launch (each launch costs two fresh imports of torch)."""
     r = torchrun(["-m", "bench.measuring.distributed", ",".join(SPLIT_MODELS), "fp32"], tmp_path_factory.mktemp("tp"))
     assert r.returncode == 0, r.stderr[-3000:]
-    return {o["model"]: o for o in map(json.loads, r.stdout.strip().splitlines()[-len(SPLIT_MODELS):])}
+    return {o["model"]: o for o in map(json.loads, r.stdout.strip().splitlines()[-len(SPLIT_MODELS) :])}
 
 
 @pytest.mark.parametrize("model", SPLIT_MODELS)
@@ -63,8 +63,26 @@ def test_two_process_gloo_tensor_parallel_gives_the_single_process_tokens(model,
 
 def test_a_suite_under_torchrun_writes_one_tp2_record_from_rank_0(tmp_path):
     out = tmp_path / "tp.jsonl"
-    r = torchrun(["-m", "bench.cli", "run", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype", "fp32",
-                  "--workload", "pp16+tg8", "--rounds", "2", "--out", str(out)], tmp_path)
+    r = torchrun(
+        [
+            "-m",
+            "bench.cli",
+            "run",
+            "--backend",
+            "cpu",
+            "--model",
+            "tiny-qwen3",
+            "--dtype",
+            "fp32",
+            "--workload",
+            "pp16+tg8",
+            "--rounds",
+            "2",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     from bench.publishing.record import read_records
 
@@ -83,21 +101,48 @@ def test_pytest_benchmark_under_torchrun_reports_and_saves_one_result(tmp_path):
     writes pytest-benchmark's JSON (two ranks once wrote the same --benchmark-json path, and each
     printed its own timings as if they were the record's)."""
     out, bench_json = tmp_path / "tp.jsonl", tmp_path / "bench.json"
-    r = torchrun(["-m", "pytest", "-p", "no:cacheprovider", "--benchmark", "--bench-backend", "cpu",
-                  "--bench-model", "tiny-qwen3", "--bench-dtype", "fp32", "--bench-workload", "tg8",
-                  "--bench-rounds", "2", "--bench-out", str(out), "--bench-baseline", str(tmp_path / "none"),
-                  "--benchmark-json", str(bench_json)], tmp_path)
+    r = torchrun(
+        [
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark",
+            "--bench-backend",
+            "cpu",
+            "--bench-model",
+            "tiny-qwen3",
+            "--bench-dtype",
+            "fp32",
+            "--bench-workload",
+            "tg8",
+            "--bench-rounds",
+            "2",
+            "--bench-out",
+            str(out),
+            "--bench-baseline",
+            str(tmp_path / "none"),
+            "--benchmark-json",
+            str(bench_json),
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert r.stdout.count("chipbench results") == 1 and r.stdout.count("test session starts") == 1
     assert r.stderr.count("Wrote benchmark data in") == 1 and r.stdout.count("record(s) appended") == 1
     benchmarks = json.loads(bench_json.read_text())["benchmarks"]
-    assert len(benchmarks) == 1 and [rec["parallel"] for rec in benchmarks[0]["extra_info"]["chipbench_records"]] == ["tp2"]
+    assert len(benchmarks) == 1 and [rec["parallel"] for rec in benchmarks[0]["extra_info"]["chipbench_records"]] == [
+        "tp2"
+    ]
     assert [json.loads(line)["parallel"] for line in out.read_text().splitlines()] == ["tp2"]
 
 
 def test_the_ceilings_command_under_torchrun_prints_the_ranks_sum_once(tmp_path):
-    r = torchrun(["-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32", "--ceiling-window", "0.3",
-                  "--json"], tmp_path, timeout=300)
+    r = torchrun(
+        ["-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32", "--ceiling-window", "0.3", "--json"],
+        tmp_path,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     (row,) = json.loads(r.stdout)  # one rank printed
     assert row["ranks"] == 2 and row["bandwidth_gb_per_s"] > 0

@@ -25,12 +25,19 @@ def env_path(pytester, monkeypatch):
 
 def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_path):
     out, js = env_path / "runs.jsonl", env_path / "bench.json"
-    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=pp16,tg8,pp8+tg4",
-                                        "--bench-batch=1,2", f"--bench-out={out}", f"--benchmark-json={js}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark",
+        *TINY,
+        "--bench-workload=pp16,tg8,pp8+tg4",
+        "--bench-batch=1,2",
+        f"--bench-out={out}",
+        f"--benchmark-json={js}",
+    )
     res.assert_outcomes(passed=6)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert {(r["workload"], r["batch"]) for r in records} == {
-        (w, b) for w in ("pp16", "tg8", "pp8+tg4") for b in (1, 2)}
+        (w, b) for w in ("pp16", "tg8", "pp8+tg4") for b in (1, 2)
+    }
     assert all(r["status"] == "ok" and r["rounds"] == 2 and len(r["token_times_s"]) == 2 for r in records)
     res.stdout.fnmatch_lines(["*chipbench results*", "*tiny-qwen3*tg8*", "*6 record(s) appended to*"])
     data = json.loads(js.read_text())
@@ -45,8 +52,9 @@ def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_pa
 
 
 def test_unavailable_backends_are_skipped_with_their_reason_by_default(pytester, env_path):
-    res = pytester.runpytest_subprocess("--benchmark", *TINY[1:], "--bench-workload=tg4",
-                                        f"--bench-out={env_path / 'r.jsonl'}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark", *TINY[1:], "--bench-workload=tg4", f"--bench-out={env_path / 'r.jsonl'}"
+    )
     skipped = res.parseoutcomes().get("skipped", 0)
     res.stdout.fnmatch_lines(["*chipbench results*"])
     from backends.registry import discover
@@ -62,8 +70,9 @@ def test_a_backend_asked_for_by_name_that_is_unavailable_is_an_error(pytester, e
     if not missing:
         pytest.skip("every backend is available on this machine")
     out = env_path / "r.jsonl"
-    res = pytester.runpytest_subprocess("--benchmark", f"--bench-backend=cpu,{missing[0]}", *TINY[1:],
-                                        "--bench-workload=tg4", f"--bench-out={out}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark", f"--bench-backend=cpu,{missing[0]}", *TINY[1:], "--bench-workload=tg4", f"--bench-out={out}"
+    )
     assert res.ret != 0 and not out.exists()  # a misconfigured GPU runner must not pass green with no data
     assert f"backend '{missing[0]}' was asked for but is unavailable here:" in res.stderr.str()
     assert "Traceback" not in res.stderr.str()
@@ -71,8 +80,14 @@ def test_a_backend_asked_for_by_name_that_is_unavailable_is_an_error(pytester, e
 
 def test_repeats_run_independent_trials_in_worker_processes(pytester, env_path):
     out, js = env_path / "r.jsonl", env_path / "bench.json"
-    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg4", "--bench-repeats=2",
-                                        f"--bench-out={out}", f"--benchmark-json={js}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark",
+        *TINY,
+        "--bench-workload=tg4",
+        "--bench-repeats=2",
+        f"--bench-out={out}",
+        f"--benchmark-json={js}",
+    )
     res.assert_outcomes(passed=1)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["trial_index"] for r in records] == [0, 1] and len({r["series_id"] for r in records}) == 1
@@ -84,15 +99,18 @@ def test_repeats_run_independent_trials_in_worker_processes(pytester, env_path):
     res.stdout.fnmatch_lines(["*chipbench results*", "*2 record(s) appended to*"])
 
 
-@pytest.mark.parametrize("option,message", [
-    ("--bench-model=qwen9", "unknown model 'qwen9'; valid models:"),
-    ("--bench-batch=0", "batch size must be >= 1, got 0"),
-    ("--bench-rounds=0", "rounds must be >= 1, got 0"),
-    ("--bench-dtype=int4", "unknown dtype 'int4'"),
-    ("--bench-backend=tpu9", "unknown backend 'tpu9'"),
-    ("--bench-workload=pp40000+tg8000", "longer than tiny-qwen3's context"),
-    ("--bench-ceiling-window=-2", "must be seconds >= 0, got -2.0"),
-])
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ("--bench-model=qwen9", "unknown model 'qwen9'; valid models:"),
+        ("--bench-batch=0", "batch size must be >= 1, got 0"),
+        ("--bench-rounds=0", "rounds must be >= 1, got 0"),
+        ("--bench-dtype=int4", "unknown dtype 'int4'"),
+        ("--bench-backend=tpu9", "unknown backend 'tpu9'"),
+        ("--bench-workload=pp40000+tg8000", "longer than tiny-qwen3's context"),
+        ("--bench-ceiling-window=-2", "must be seconds >= 0, got -2.0"),
+    ],
+)
 def test_bad_options_fail_with_one_line(pytester, env_path, option, message):
     # in this process: the options are refused in pytest_configure, before any case would run, and a
     # fresh interpreter would cost ~5 s of imports each (one run below goes through one)
@@ -105,7 +123,8 @@ def test_a_bad_option_fails_with_one_line_in_a_fresh_pytest(pytester, env_path):
     res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-model=qwen9")
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     assert [line for line in res.stderr.lines if line.strip()] == [
-        line for line in res.stderr.lines if "unknown model 'qwen9'; valid models:" in line]
+        line for line in res.stderr.lines if "unknown model 'qwen9'; valid models:" in line
+    ]
 
 
 def test_plain_pytest_does_not_run_the_suite(pytester, env_path):
@@ -130,9 +149,15 @@ def test_a_failing_case_is_recorded_and_the_suite_goes_on(pytester, env_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crashy\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[chipbench.backends]\ncrashy = crashy_plugin:create\n")
     out = env_path / "r.jsonl"
-    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=crashy", "--bench-dtype=fp32",
-                                        "--bench-model=tiny-qwen3-moe,tiny-qwen3", "--bench-workload=tg4",
-                                        "--bench-rounds=1", f"--bench-out={out}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark",
+        "--bench-backend=crashy",
+        "--bench-dtype=fp32",
+        "--bench-model=tiny-qwen3-moe,tiny-qwen3",
+        "--bench-workload=tg4",
+        "--bench-rounds=1",
+        f"--bench-out={out}",
+    )
     res.assert_outcomes(passed=1, failed=1)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["model"], r["status"]) for r in records] == [("tiny-qwen3-moe", "failed"), ("tiny-qwen3", "ok")]
@@ -142,8 +167,9 @@ def test_a_failing_case_is_recorded_and_the_suite_goes_on(pytester, env_path):
 
 def test_benchmark_disable_writes_no_empty_records(pytester, env_path):
     out = env_path / "r.jsonl"
-    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg4", "--benchmark-disable",
-                                        f"--bench-out={out}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark", *TINY, "--bench-workload=tg4", "--benchmark-disable", f"--bench-out={out}"
+    )
     res.assert_outcomes(skipped=1)
     assert not out.exists() or out.read_text() == ""
 
@@ -158,17 +184,28 @@ def test_the_run_ends_compared_with_the_best_matching_baseline_and_says_a_device
     assert rec["chip"] == "user-given peaks" and rec["spec_mbu"] > 0 and rec["correct"] is True
     res = pytester.runpytest_subprocess(*args, f"--bench-out={env_path / 'run.jsonl'}", f"--bench-baseline={base}")
     res.assert_outcomes(passed=1)
-    res.stdout.fnmatch_lines(["*no spec row matches*measured ceilings only; the table has no server CPUs*",
-                              "*chipbench vs baseline*",
-                              "*tiny-qwen3 | fp32 | tg8 | 1 | eager | * | decode_tok_per_s |*invocation drift assumed*",
-                              "run: 1 record(s): 1 used", "baseline: 1 record(s): 1 used"])
+    res.stdout.fnmatch_lines(
+        [
+            "*no spec row matches*measured ceilings only; the table has no server CPUs*",
+            "*chipbench vs baseline*",
+            "*tiny-qwen3 | fp32 | tg8 | 1 | eager | * | decode_tok_per_s |*invocation drift assumed*",
+            "run: 1 record(s): 1 used",
+            "baseline: 1 record(s): 1 used",
+        ]
+    )
 
 
 def test_the_run_says_where_a_16_bit_ceiling_is_fp32s_product():
     from bench.plugin import _widened_ceilings
 
-    rec = dict(status="ok", device_name="AMD EPYC", dtype="bf16", ceiling_matmul_dtype="fp32", ceiling_tflops=0.183,
-               ceiling_tflops_in_dtype=0.0208)
+    rec = dict(
+        status="ok",
+        device_name="AMD EPYC",
+        dtype="bf16",
+        ceiling_matmul_dtype="fp32",
+        ceiling_tflops=0.183,
+        ceiling_tflops_in_dtype=0.0208,
+    )
     (line,) = _widened_ceilings([rec, {**rec, "backend": "llamacpp"}, {**rec, "status": "error"}])
     assert line.startswith("'AMD EPYC': the bf16 matmul ceiling is fp32's product, 0.183 TFLOP/s")
     assert "(0.0208)" in line and "every bf16 MFU above is against fp32's rate" in line
@@ -191,9 +228,15 @@ def test_a_backend_whose_timing_does_not_wait_reports_no_numbers(pytester, env_p
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lazy\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[chipbench.backends]\nlazy = lazy_plugin:create\n")
     out = env_path / "r.jsonl"
-    res = pytester.runpytest_subprocess("--benchmark", "--bench-backend=lazy", "--bench-dtype=fp32",
-                                        "--bench-model=tiny-qwen3", "--bench-workload=tg4,pp8",
-                                        "--bench-rounds=1", f"--bench-out={out}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark",
+        "--bench-backend=lazy",
+        "--bench-dtype=fp32",
+        "--bench-model=tiny-qwen3",
+        "--bench-workload=tg4,pp8",
+        "--bench-rounds=1",
+        f"--bench-out={out}",
+    )
     res.assert_outcomes(failed=2)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 2 and all(r["status"] == "failed" for r in records)
@@ -203,8 +246,9 @@ def test_a_backend_whose_timing_does_not_wait_reports_no_numbers(pytester, env_p
 
 def test_sustained_mode_under_pytest_benchmark(pytester, env_path):
     out = env_path / "r.jsonl"
-    res = pytester.runpytest_subprocess("--benchmark", *TINY, "--bench-workload=tg8", "--bench-soak=1.5",
-                                        "--bench-no-check", f"--bench-out={out}")
+    res = pytester.runpytest_subprocess(
+        "--benchmark", *TINY, "--bench-workload=tg8", "--bench-soak=1.5", "--bench-no-check", f"--bench-out={out}"
+    )
     res.assert_outcomes(passed=1)
     rec = json.loads(out.read_text())
     assert rec["rounds"] == len(rec["token_times_s"]) > 2 and rec["soak_first_tok_per_s"] > 0
@@ -225,5 +269,7 @@ def test_results_and_baselines_are_found_when_an_option_value_made_pytest_pick_a
     assert baselines_dir(stray) == PROJECT_ROOT / "results" / "baselines"
     (here / "results" / "baselines").mkdir(parents=True)
     assert baselines_dir(stray) == here / "results" / "baselines"
-    found = SimpleNamespace(rootpath=here, inipath=here / "pyproject.toml", invocation_params=SimpleNamespace(dir=here / "tests"))
+    found = SimpleNamespace(
+        rootpath=here, inipath=here / "pyproject.toml", invocation_params=SimpleNamespace(dir=here / "tests")
+    )
     assert results_dir(found) == here / "results"

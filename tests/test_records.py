@@ -39,8 +39,17 @@ def test_the_docs_document_every_field():
 
 def test_records_carry_environment_and_provenance(record):
     assert record["schema_version"] == SCHEMA_VERSION
-    for key in ("device_name", "env_torch", "env_transformers", "env_cpu_model", "env_cpu_cores",
-                "harness_version", "timestamp_utc", "seed", "exec_path"):
+    for key in (
+        "device_name",
+        "env_torch",
+        "env_transformers",
+        "env_cpu_model",
+        "env_cpu_cores",
+        "harness_version",
+        "timestamp_utc",
+        "seed",
+        "exec_path",
+    ):
         assert record[key] is not None, key
 
 
@@ -127,13 +136,15 @@ def test_an_interrupted_run_keeps_every_finished_record(tmp_path):
 
 
 def test_field_names_carry_their_units():
-    unitless_ok = re.compile(r"^(schema_version|record_id|status|error|traceback|backend|backend_kind|device_name|"
-                             r"model|family|dtype|weights|workload|kind|exec_path|linear_attn_path|"
-                             r"peak_mem_kind|env_.*|harness_version|git_commit|timestamp_utc|seed|command|rerun|"
-                             r"chip|chip_confidence|spec_check|roofline_flag|correct|correctness_reference|"
-                             r"correctness_note|backend_dist|backend_dist_version|series_id|trial_index|ab_id|ab_arm|ab_pair|ab_position|ab_label|"
-                             r"trial_process|engine|engine_version|stack|parallel|host_loaded|host_bound|host_load_note|exec_note|graph_breaks|cuda_graphs|compile_flags|compile_cache|prefill_path|timing_selftest|telemetry_sources|throttle_reasons|telemetry_not_metered|timing_method|energy_scope|"
-                             r"serve_errors|prefix_caching|ceiling_matmul_dtype)$")
+    unitless_ok = re.compile(
+        r"^(schema_version|record_id|status|error|traceback|backend|backend_kind|device_name|"
+        r"model|family|dtype|weights|workload|kind|exec_path|linear_attn_path|"
+        r"peak_mem_kind|env_.*|harness_version|git_commit|timestamp_utc|seed|command|rerun|"
+        r"chip|chip_confidence|spec_check|roofline_flag|correct|correctness_reference|"
+        r"correctness_note|backend_dist|backend_dist_version|series_id|trial_index|ab_id|ab_arm|ab_pair|ab_position|ab_label|"
+        r"trial_process|engine|engine_version|stack|parallel|host_loaded|host_bound|host_load_note|exec_note|graph_breaks|cuda_graphs|compile_flags|compile_cache|prefill_path|timing_selftest|telemetry_sources|throttle_reasons|telemetry_not_metered|timing_method|energy_scope|"
+        r"serve_errors|prefix_caching|ceiling_matmul_dtype)$"
+    )
     for name, (_, unit, _) in FIELDS.items():
         assert unit or unitless_ok.match(name), name
         if unit == "s":
@@ -152,14 +163,23 @@ def test_another_suites_pytest_benchmark_file_is_named_not_misread(tmp_path, rec
     from bench.publishing.record import read_records
 
     path = tmp_path / "bench.json"
-    path.write_text(json.dumps({"benchmarks": [{"name": "test_sort", "extra_info": {}},
-                                               {"name": "test_case", "extra_info": {"chipbench_record": record}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "benchmarks": [
+                    {"name": "test_sort", "extra_info": {}},
+                    {"name": "test_case", "extra_info": {"chipbench_record": record}},
+                ]
+            }
+        )
+    )
     warnings = []
     assert len(read_records(path, warn=warnings.append)) == 1
     assert "1 benchmark(s) without a chipbench record" in warnings[0]
 
 
 # --- strict records: the declared schema ---------------------------------------------------------
+
 
 def test_a_write_never_glues_a_record_to_a_partial_line(tmp_path, record):
     path = tmp_path / "r.jsonl"
@@ -173,24 +193,30 @@ def test_a_write_never_glues_a_record_to_a_partial_line(tmp_path, record):
     got = read_records(path, on_error="skip", warn=warnings.append)
     assert [r["record_id"] for r in got] == [record["record_id"], "next"]
     assert len(warnings) == 1 and "r.jsonl:2: not a JSON record" in warnings[0]
-    with pytest.raises(UsageError, match=r"r.jsonl:2: not a JSON record: .*; the line is cut short \(a run stopped "
-                                         r"while writing it\?\): --on-error skip reads the file's other records"):
+    with pytest.raises(
+        UsageError,
+        match=r"r.jsonl:2: not a JSON record: .*; the line is cut short \(a run stopped "
+        r"while writing it\?\): --on-error skip reads the file's other records",
+    ):
         read_records(path)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"batch": "1"}, "field batch: Input should be a valid integer (got '1')"),
-    ({"batch": 1.5}, "field batch: Input should be a valid integer"),
-    ({"batch": 0}, "field batch: Input should be greater than or equal to 1"),
-    ({"ttft_s_stdev": -0.1}, "field ttft_s_stdev: Input should be greater than or equal to 0"),
-    ({"decode_tok_per_s_samples": [1.0, "fast"]}, "field decode_tok_per_s_samples.1:"),
-    ({"token_times_s": [[0.1, -1.0]]}, "field token_times_s.0.1: Input should be greater than or equal to 0"),
-    ({"status": "great"}, "field status: Input should be 'ok' or 'failed'"),
-    ({"correct": "yes"}, "field correct: Input should be a valid boolean"),
-    ({"tpot_s_ci95_low": 2.0, "tpot_s_ci95_high": 1.0}, "tpot_s_ci95_low: 2.0 is above tpot_s_ci95_high 1.0"),
-    ({"speed": 3}, "unknown field 'speed'"),
-    ({"env_device_sm_clock": [1, 2]}, "device facts are single values"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"batch": "1"}, "field batch: Input should be a valid integer (got '1')"),
+        ({"batch": 1.5}, "field batch: Input should be a valid integer"),
+        ({"batch": 0}, "field batch: Input should be greater than or equal to 1"),
+        ({"ttft_s_stdev": -0.1}, "field ttft_s_stdev: Input should be greater than or equal to 0"),
+        ({"decode_tok_per_s_samples": [1.0, "fast"]}, "field decode_tok_per_s_samples.1:"),
+        ({"token_times_s": [[0.1, -1.0]]}, "field token_times_s.0.1: Input should be greater than or equal to 0"),
+        ({"status": "great"}, "field status: Input should be 'ok' or 'failed'"),
+        ({"correct": "yes"}, "field correct: Input should be a valid boolean"),
+        ({"tpot_s_ci95_low": 2.0, "tpot_s_ci95_high": 1.0}, "tpot_s_ci95_low: 2.0 is above tpot_s_ci95_high 1.0"),
+        ({"speed": 3}, "unknown field 'speed'"),
+        ({"env_device_sm_clock": [1, 2]}, "device facts are single values"),
+    ],
+)
 def test_every_bad_value_is_named_by_file_line_and_field(tmp_path, record, change, message):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps(record) + "\n" + json.dumps({**record, **change}) + "\n")
@@ -211,7 +237,9 @@ def test_undecodable_bytes_cost_only_their_line_with_skip(tmp_path, record):
     from bench.publishing.record import read_records
 
     path = tmp_path / "r.jsonl"
-    path.write_bytes(json.dumps(record).encode() + b"\n\xff\xfe garbage\n" + json.dumps({**record, "record_id": "b"}).encode())
+    path.write_bytes(
+        json.dumps(record).encode() + b"\n\xff\xfe garbage\n" + json.dumps({**record, "record_id": "b"}).encode()
+    )
     warnings = []
     assert len(read_records(path, on_error="skip", warn=warnings.append)) == 2
     assert "r.jsonl:2: not UTF-8 text (byte 0xff" in warnings[0]

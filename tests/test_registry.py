@@ -71,12 +71,14 @@ def installed_plugins(tmp_path, monkeypatch):
     info = tmp_path / "chipbench_vendorx-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: chipbench-vendorx\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""
+    (info / "entry_points.txt").write_text(
+        textwrap.dedent("""
         [chipbench.backends]
         vendorx = chipbench_vendorx:VendorBackend
         broken = chipbench_vendorx_missing:create
         cpu = chipbench_vendorx:VendorBackend
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return tmp_path
 
@@ -92,11 +94,17 @@ def test_a_plugins_trials_run_in_workers_and_name_its_distribution(installed_plu
     from bench.measuring.trials import run_trials
 
     entries = discover()
-    recs = run_trials(entries["vendorx"].backend, Case("vendorx", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1),
-                      2, entries=entries, check=False)
+    recs = run_trials(
+        entries["vendorx"].backend,
+        Case("vendorx", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1),
+        2,
+        entries=entries,
+        check=False,
+    )
     assert [r["status"] for r in recs] == ["ok", "ok"], recs[0].get("error")
     assert {(r["backend_dist"], r["backend_dist_version"], r["trial_process"]) for r in recs} == {
-        ("chipbench-vendorx", "1.0", "worker")}
+        ("chipbench-vendorx", "1.0", "worker")
+    }
 
 
 def test_a_broken_plugin_is_listed_with_its_reason(installed_plugins):
@@ -112,8 +120,9 @@ def test_a_plugin_cannot_shadow_a_builtin(installed_plugins):
 
 def test_chipbench_list_shows_plugins(installed_plugins):
     env = {"PYTHONPATH": f"{installed_plugins}:{ROOT}", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "list", "backends"], capture_output=True,
-                         text=True, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "list", "backends"], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr
     assert "vendorx" in out.stdout and "plugin failed to load" in out.stdout
     assert out.stdout.splitlines()[0].split() == ["backend", "source", "status"]  # no blank line before the table

@@ -27,21 +27,28 @@ def write(path, *records):
 
 
 def chipbench(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
 
 
 @pytest.fixture
 def two_devices():
-    return [make_record(device="Chip A", tpot_s=0.02), make_record(device="Chip B", tpot_s=0.01, seed=1),
-            make_record(workload="pp512", device="Chip A", ttft_s=0.1),
-            make_record(workload="pp512", device="Chip B", status="failed", error="OOM")]
+    return [
+        make_record(device="Chip A", tpot_s=0.02),
+        make_record(device="Chip B", tpot_s=0.01, seed=1),
+        make_record(workload="pp512", device="Chip A", ttft_s=0.1),
+        make_record(workload="pp512", device="Chip B", status="failed", error="OOM"),
+    ]
 
 
 def test_markdown_has_a_row_per_case_a_group_per_device_and_spreads(two_devices):
     md = tables.to_markdown(tables.build(two_devices, metrics=("headline", "ttft_s", "tpot_s")))
     lines = md.splitlines()
-    assert lines[0].startswith("| model | dtype | test | B | path | cuda: Chip A t/s |") and "cuda: Chip B TPOT ms" in lines[0]
+    assert (
+        lines[0].startswith("| model | dtype | test | B | path | cuda: Chip A t/s |")
+        and "cuda: Chip B TPOT ms" in lines[0]
+    )
     tg = next(line for line in lines if "| tg32 |" in line)
     assert tg.count("±") == 6  # t/s, TTFT and TPOT on both chips
     cells = [c.strip() for c in tg.strip("|").split("|")]
@@ -121,7 +128,11 @@ def test_compare_reports_unmatched_cases_and_a_baseline_matching_nothing(tmp_pat
     base = write(tmp_path / "b.jsonl", make_record(model="qwen3-8b"), make_record(model="qwen3-4b"))
     run = write(tmp_path / "r.jsonl", make_record(model="qwen3-8b"), make_record(model="qwen3-14b"))
     res = chipbench("compare", run, "--baseline", base, "--unmatched")
-    assert res.returncode == 0 and "Unmatched (run): qwen3-14b" in res.stdout and "Unmatched (baseline): qwen3-4b" in res.stdout
+    assert (
+        res.returncode == 0
+        and "Unmatched (run): qwen3-14b" in res.stdout
+        and "Unmatched (baseline): qwen3-4b" in res.stdout
+    )
     other = write(tmp_path / "o.jsonl", make_record(model="qwen3-32b"))
     res = chipbench("compare", other, "--baseline", base)
     assert res.returncode == 2 and "the baseline matches none of the run's 1 case(s)" in res.stderr
@@ -188,8 +199,17 @@ window.addEventListener('load', () => {
 });
 </script>"""
 
-CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM = [
+    "chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _layout(tmp_path, page_html: str, width: int = 1280) -> dict:
@@ -198,9 +218,19 @@ def _layout(tmp_path, page_html: str, width: int = 1280) -> dict:
 
     page = tmp_path / "probe.html"
     page.write_text(page_html.replace("</body>", LAYOUT_PROBE + "</body>"))
-    res = subprocess.run([*CHROMIUM, f"--user-data-dir={tmp_path / 'profile-probe'}", f"--window-size={width},1000",
-                          "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            *CHROMIUM,
+            f"--user-data-dir={tmp_path / 'profile-probe'}",
+            f"--window-size={width},1000",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r"<pre id=\"layout\">(.*?)</pre>", res.stdout, re.S)
     assert found, res.stderr[-2000:]
     import html as _html
@@ -209,9 +239,19 @@ def _layout(tmp_path, page_html: str, width: int = 1280) -> dict:
 
 
 def _many_devices(n: int) -> list[dict]:
-    return [make_record(device=f"Accelerator model {i} with a long marketing name", seed=i,
-                        correct=True, correctness_rel_err=0.005, correctness_tolerance=0.02,
-                        measured_mbu=0.4, spec_mbu=0.35, kind="decode") for i in range(n)]
+    return [
+        make_record(
+            device=f"Accelerator model {i} with a long marketing name",
+            seed=i,
+            correct=True,
+            correctness_rel_err=0.005,
+            correctness_tolerance=0.02,
+            measured_mbu=0.4,
+            spec_mbu=0.35,
+            kind="decode",
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -226,8 +266,9 @@ def test_the_report_fits_the_page_or_scrolls_in_its_own_box(tmp_path):
     # every metric asked for: wider than the page, so it scrolls inside its own box; the page does not
     from bench.measuring.metrics import METRICS
 
-    wide = _layout(tmp_path, to_html(tables.build(_many_devices(2), metrics=(*tables.DEFAULT_METRICS, *METRICS))),
-                   width=900)
+    wide = _layout(
+        tmp_path, to_html(tables.build(_many_devices(2), metrics=(*tables.DEFAULT_METRICS, *METRICS))), width=900
+    )
     assert wide["page_width"] <= wide["viewport"]
     [t] = wide["tables"]
     assert t["table_width"] > t["box_width"] and t["scrolls"]
@@ -238,8 +279,17 @@ def test_the_html_report_renders_in_a_headless_browser(tmp_path):
     page = tmp_path / "report.html"
     page.write_text(to_html(tables.build([make_record(), make_record(device="Chip B", seed=1)])))
     shot = tmp_path / "shot.png"
-    subprocess.run([*CHROMIUM, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2400",
-                    f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            *CHROMIUM,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.stat().st_size > 50_000  # a page with charts, not a blank one
 
 
@@ -250,8 +300,9 @@ def _tick_texts_and_boxes(fig):
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
-            out.append((axis.axis_name, [t.get_text() for t in labels],
-                        [t.get_window_extent(renderer) for t in labels]))
+            out.append(
+                (axis.axis_name, [t.get_text() for t in labels], [t.get_window_extent(renderer) for t in labels])
+            )
     return out
 
 
@@ -264,10 +315,12 @@ def _assert_readable(fig):
             assert not a.overlaps(b), (name, texts)
 
 
-REAL_RUNS = [ROOT / "results/measurements/2026-12-02-cpu-engines/records.jsonl",
-             ROOT / "results/measurements/2026-12-02-cpu-vllm-serve/records.jsonl",
-             ROOT / "results/baselines/cpu-xeon-2core-ci.jsonl",
-             ROOT / "results/measurements/2026-11-22-cpu-tiny-models.jsonl"]
+REAL_RUNS = [
+    ROOT / "results/measurements/2026-12-02-cpu-engines/records.jsonl",
+    ROOT / "results/measurements/2026-12-02-cpu-vllm-serve/records.jsonl",
+    ROOT / "results/baselines/cpu-xeon-2core-ci.jsonl",
+    ROOT / "results/measurements/2026-11-22-cpu-tiny-models.jsonl",
+]
 
 
 def test_charts_of_real_runs_have_readable_ticks_and_legends_off_the_data():
@@ -276,8 +329,12 @@ def test_charts_of_real_runs_have_readable_ticks_and_legends_off_the_data():
 
     records = list(read_records(*REAL_RUNS))
     table = tables.build(records)
-    for fig in (html_page.throughput_chart(table), html_page.distribution_chart(records),
-                html_page.per_token_chart(records), serving_view.curve_chart(records)):
+    for fig in (
+        html_page.throughput_chart(table),
+        html_page.distribution_chart(records),
+        html_page.per_token_chart(records),
+        serving_view.curve_chart(records),
+    ):
         assert fig is not None
         _assert_readable(fig)
         renderer = fig.canvas.get_renderer()
@@ -321,8 +378,17 @@ def test_markdown_escapes_html_from_records_in_every_table():
     assert "<img" not in cmp_md and "&lt;img" in cmp_md
     clean = render_comparison(compare_records(recs[1:], [make_record(device="Chip B", seed=5)]), "md", 0.95, True)
     assert "&" not in clean.replace("m&lt;b&gt;", "")  # our own notes read plainly in a terminal: no entities
-    serve = [make_record(kind="serve", workload="pp128+tg64", device=evil, serve_requests_ok=4, serve_requests_sent=4,
-                         serve_output_tok_per_s=10.0, tok_per_s_per_user=5.0)]
+    serve = [
+        make_record(
+            kind="serve",
+            workload="pp128+tg64",
+            device=evil,
+            serve_requests_ok=4,
+            serve_requests_sent=4,
+            serve_output_tok_per_s=10.0,
+            tok_per_s_per_user=5.0,
+        )
+    ]
     serve_md = serving_view.to_markdown(serve)
     assert "<img" not in serve_md and "&lt;img" in serve_md
 
@@ -365,17 +431,25 @@ def test_the_serving_footnote_names_every_slo_its_levels_were_judged_by():
 def test_a_levels_unsent_requests_are_not_called_sent():
     from bench.publishing import serving_view
 
-    cut = dict(make_record(workload="pp128+tg64"), kind="serve", workload="c1", serve_requests=50, serve_ok=9,
-               serve_failed=1, serve_not_sent=40, goodput_fraction=0.18)
+    cut = dict(
+        make_record(workload="pp128+tg64"),
+        kind="serve",
+        workload="c1",
+        serve_requests=50,
+        serve_ok=9,
+        serve_failed=1,
+        serve_not_sent=40,
+        goodput_fraction=0.18,
+    )
     (row,) = serving_view.table_rows([cut])
     assert row[serving_view.COLUMNS.index("ok/sent")] == "9/10 (40 unsent)"
 
 
-
 def test_the_environment_gives_a_cpus_matmul_extensions():
     """Two CPUs of one marketing name can differ by AMX; the footer says which extensions each had."""
-    amx = make_record(backend="cpu", device="Intel(R) Xeon(R) Processor", backend_kind="cpu",
-                      env_device_isa="avx2 avx512f amx_bf16")
+    amx = make_record(
+        backend="cpu", device="Intel(R) Xeon(R) Processor", backend_kind="cpu", env_device_isa="avx2 avx512f amx_bf16"
+    )
     md = tables.to_markdown(tables.build([amx], metrics=("headline",)))
     assert "host CPU Host CPU (16 cores) [avx2 avx512f amx_bf16], stack" in md
     gpu = tables.to_markdown(tables.build([make_record(env_device_isa="avx2")], metrics=("headline",)))
@@ -385,9 +459,12 @@ def test_the_environment_gives_a_cpus_matmul_extensions():
 def test_terminal_tables_align_text_left_and_figures_right():
     from bench.publishing.tables import plain_table
 
-    text = plain_table([{"backend": "cpu", "path": "eager", "t/s": "369.6 ± 81.9", "n": 5, "note": ""},
-                        {"backend": "llamacpp", "path": "ggml cpu, 2 threads", "t/s": "11.6 ± 0.4", "n": 12,
-                         "note": "host loaded"}])
+    text = plain_table(
+        [
+            {"backend": "cpu", "path": "eager", "t/s": "369.6 ± 81.9", "n": 5, "note": ""},
+            {"backend": "llamacpp", "path": "ggml cpu, 2 threads", "t/s": "11.6 ± 0.4", "n": 12, "note": "host loaded"},
+        ]
+    )
     header, first, second = text.splitlines()
     assert header == "backend   path                          t/s   n  note"
     assert first == "cpu       eager                369.6 ± 81.9   5"  # no trailing blanks
@@ -413,8 +490,11 @@ def test_cpu_runs_at_another_thread_count_are_another_case_not_pooled():
     one = make_record(**cpu, env_torch_threads=1, tpot_s=0.09, seed=1)
     table = tables.build([default, one], metrics=("headline",))
     assert [c[4] for c in table.cases] == ["eager", "eager, 1 thread"]
-    llama = make_record(**{**cpu, "backend": "llamacpp", "env_runtime": "llama.cpp cpu"}, env_torch_threads=1,
-                        exec_path="ggml cpu, 1 thread, fp16 KV")
+    llama = make_record(
+        **{**cpu, "backend": "llamacpp", "env_runtime": "llama.cpp cpu"},
+        env_torch_threads=1,
+        exec_path="ggml cpu, 1 thread, fp16 KV",
+    )
     assert tables.build([llama], metrics=("headline",)).cases[0][4] == "ggml cpu, 1 thread, fp16 KV"
     gpu = make_record(env_torch_threads=4)  # a GPU case: the host's threads are not its configuration
     assert tables.build([gpu], metrics=("headline",)).cases[0][4] == "eager"

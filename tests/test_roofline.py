@@ -48,8 +48,10 @@ def test_an_unknown_chip_falls_back_to_measured_ceilings():
     assert rec["chip"] is None and "spec_mbu" not in rec and rec["measured_mbu"] > 0
 
 
-@pytest.mark.parametrize("bandwidth,expect", [(3000, None), (5000, "beats the NVIDIA H100 SXM sheet"),
-                                              (1000, "under half the NVIDIA H100 SXM sheet")])
+@pytest.mark.parametrize(
+    "bandwidth,expect",
+    [(3000, None), (5000, "beats the NVIDIA H100 SXM sheet"), (1000, "under half the NVIDIA H100 SXM sheet")],
+)
 def test_measured_ceilings_check_the_spec_sheet(bandwidth, expect):
     note = check_spec(Ceilings("cuda", "bf16", bandwidth, 790, 1, 8192), find_chip("NVIDIA H100 SXM"))
     assert note is None if expect is None else expect in note
@@ -83,7 +85,9 @@ def test_an_engines_own_split_is_judged_against_its_tensor_parallel_chips(monkey
     assert (chips("cuda", "tp2"), chips("cuda", "tp2pp2"), chips("cuda", "none"), chips("cpu", "tp2")) == (2, 2, 1, 1)
     one_gpu = Ceilings("cuda", "bf16", 3000, 790, 1, 8192)
     alone = add_roofline(make_record(tpot_s=0.004, device="NVIDIA H100 80GB HBM3"), one_gpu)
-    split = add_roofline(make_record(tpot_s=0.004, device="NVIDIA H100 80GB HBM3", parallel="tp2", env_chips=2), one_gpu)
+    split = add_roofline(
+        make_record(tpot_s=0.004, device="NVIDIA H100 80GB HBM3", parallel="tp2", env_chips=2), one_gpu
+    )
     assert alone["measured_mbu"] > 1 and split["measured_mbu"] == pytest.approx(alone["measured_mbu"] / 2)
     assert split["ceiling_gb_per_s"] == 6000 and split["roofline_flag"] is None
     assert split["spec_check"] is None  # one GPU's measured 3000 GB/s is checked against one sheet
@@ -91,8 +95,10 @@ def test_an_engines_own_split_is_judged_against_its_tensor_parallel_chips(monkey
 
 def test_summed_ceilings_are_checked_against_as_many_sheets_as_chips():
     h100 = find_chip("NVIDIA H100 SXM")
-    parts = [Ceilings("cuda", "bf16", 3000, 790, 1, 8192, 2900, 780, 1.0, 9),
-             Ceilings("cuda", "bf16", 3100, 800, 1, 8192, 3000, 790, 1.2, 8)]
+    parts = [
+        Ceilings("cuda", "bf16", 3000, 790, 1, 8192, 2900, 780, 1.0, 9),
+        Ceilings("cuda", "bf16", 3100, 800, 1, 8192, 3000, 790, 1.2, 8),
+    ]
     both = Ceilings.summed(parts)
     assert (both.bandwidth_gb_per_s, both.tflops, both.bandwidth_gb_per_s_median) == (6100, 1590, 5900)
     assert (both.ranks, both.rounds, both.window_s) == (2, 8, 1.2)
@@ -110,8 +116,9 @@ def test_a_real_run_records_its_roofline(cpu):
     from bench.measuring.runner import Case, run_case
     from bench.measuring.workload import parse_workload
 
-    rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp32+tg8"), rounds=2),
-                   ceilings=cpu.ceilings("fp32"))
+    rec = run_case(
+        cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp32+tg8"), rounds=2), ceilings=cpu.ceilings("fp32")
+    )
     assert rec["status"] == "ok" and 0 < rec["measured_mbu"] and rec["chip"] is None
     assert rec["decode_bytes_per_step"] > rec["active_weight_bytes"]  # weights plus the KV cache
 
@@ -141,9 +148,24 @@ def test_the_ceilings_command_reports_the_measured_roofline():
     import sys
     from pathlib import Path
 
-    res = subprocess.run([sys.executable, "-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32",
-                          "--ceiling-window", "0.5"],
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "ceilings",
+            "--backend",
+            "cpu",
+            "--dtype",
+            "fp32",
+            "--ceiling-window",
+            "0.5",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
     assert res.returncode == 0 and "memory" in res.stdout and "GB/s (best of copy and read; median round" in res.stdout
     from backends.cpu import create
 
@@ -205,10 +227,21 @@ def test_a_16_bit_ceiling_is_the_better_of_its_own_product_and_fp32s(monkeypatch
         assert c.tflops > 5 * c.tflops_in_dtype  # 2 * 64^3 FLOP in 20 ms: about 26 MFLOP/s for bf16's own
     else:
         assert c.tflops == c.tflops_in_dtype
-    assert ceilings.measure("cpu", "fp32", lambda: None, copy_mib=8, matmul_n=64, repeats=1,
-                            window=0).matmul_dtype == "fp32"  # nothing wider to try
-    rec = {"model": "qwen3-0.6b", "dtype": "bf16", "workload": "tg128", "batch": 1, "status": "ok",
-           "prompt_tokens": 512, "gen_tokens": 128, "tpot_s_median": 0.05, "ttft_s_median": 0.5}
+    assert (
+        ceilings.measure("cpu", "fp32", lambda: None, copy_mib=8, matmul_n=64, repeats=1, window=0).matmul_dtype
+        == "fp32"
+    )  # nothing wider to try
+    rec = {
+        "model": "qwen3-0.6b",
+        "dtype": "bf16",
+        "workload": "tg128",
+        "batch": 1,
+        "status": "ok",
+        "prompt_tokens": 512,
+        "gen_tokens": 128,
+        "tpot_s_median": 0.05,
+        "ttft_s_median": 0.5,
+    }
     out = roofline_fields(rec, None, c)
     assert out["ceiling_matmul_dtype"] == winner and out["ceiling_tflops_in_dtype"] == c.tflops_in_dtype
     assert out["ceiling_tflops"] == c.tflops
@@ -295,11 +328,21 @@ def test_beating_only_a_measured_ceiling_names_the_ceiling_among_the_causes():
 def test_the_summary_shows_each_case_beside_its_roofline_share_and_correctness():
     from bench.publishing.report import summary_rows, summary_table
 
-    ok = make_record(tpot_s=0.031, device="NVIDIA H100 80GB HBM3", correct=True, correctness_rel_err=0.004,
-                     correctness_tolerance=0.01)
+    ok = make_record(
+        tpot_s=0.031,
+        device="NVIDIA H100 80GB HBM3",
+        correct=True,
+        correctness_rel_err=0.004,
+        correctness_tolerance=0.01,
+    )
     add_roofline(ok, Ceilings("cuda", "bf16", bandwidth_gb_per_s=3000, tflops=790, copy_bytes=1, matmul_n=8192))
-    over = make_record(model="qwen3-0.6b", tpot_s=0.0001, device="NVIDIA H100 80GB HBM3", correct=False,
-                       correctness_note="token agreement 12%")
+    over = make_record(
+        model="qwen3-0.6b",
+        tpot_s=0.0001,
+        device="NVIDIA H100 80GB HBM3",
+        correct=False,
+        correctness_note="token agreement 12%",
+    )
     add_roofline(over)
     rows = {r["model"]: r for r in summary_rows([ok, over])}
     assert rows["qwen3-8b"]["roofline"] == "MBU 18% measured / 16% spec"
@@ -322,8 +365,9 @@ class _OnDevice:
 
     def ceilings(self, dtype):
         self.measured.append(self.name)
-        return Ceilings("cpu", dtype, bandwidth_gb_per_s=20.0 + len(self.measured), tflops=1.0, copy_bytes=1,
-                        matmul_n=8)
+        return Ceilings(
+            "cpu", dtype, bandwidth_gb_per_s=20.0 + len(self.measured), tflops=1.0, copy_bytes=1, matmul_n=8
+        )
 
 
 def test_backends_on_one_device_are_judged_against_one_measured_ceiling():
@@ -377,8 +421,13 @@ def test_the_cpu_bandwidth_probe_outsizes_the_last_level_cache(tmp_path):
 
     for cpu in range(4):  # two L3 instances of 96 MB, each shared by two CPUs; per-CPU L1 and L2
         for index, (level, kind, size, shared) in enumerate(
-                [(1, "Data", "48K", str(cpu)), (1, "Instruction", "32K", str(cpu)), (2, "Unified", "1024K", str(cpu)),
-                 (3, "Unified", "98304K", "0-1" if cpu < 2 else "2-3")]):
+            [
+                (1, "Data", "48K", str(cpu)),
+                (1, "Instruction", "32K", str(cpu)),
+                (2, "Unified", "1024K", str(cpu)),
+                (3, "Unified", "98304K", "0-1" if cpu < 2 else "2-3"),
+            ]
+        ):
             d = tmp_path / f"cpu{cpu}" / "cache" / f"index{index}"
             d.mkdir(parents=True)
             for name, value in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", shared)):
@@ -403,8 +452,18 @@ def test_a_record_made_with_the_old_prefill_count_is_read_as_one_made_today(tmp_
     from models.zoo import get_model
 
     spec = get_model("qwen3-0.6b")
-    ceil = Ceilings("cuda", "bf16", bandwidth_gb_per_s=3000, tflops=700, copy_bytes=1, matmul_n=8192,
-                    bandwidth_gb_per_s_median=2900, tflops_median=500, window_s=1.0, rounds=9)
+    ceil = Ceilings(
+        "cuda",
+        "bf16",
+        bandwidth_gb_per_s=3000,
+        tflops=700,
+        copy_bytes=1,
+        matmul_n=8192,
+        bandwidth_gb_per_s_median=2900,
+        tflops_median=500,
+        window_s=1.0,
+        rounds=9,
+    )
     beside = Ceilings("cuda", "bf16", bandwidth_gb_per_s=2800, tflops=600, copy_bytes=1, matmul_n=8192)
     ttft = prefill_flops(spec, 512) / (0.9 * 700e12)
 
@@ -416,7 +475,9 @@ def test_a_record_made_with_the_old_prefill_count_is_read_as_one_made_today(tmp_
     monkeypatch.setattr(roofline, "prefill_flops", lambda s, p, b=1: b * p * flops_per_token(s, p // 2))
     old = made()
     monkeypatch.undo()
-    assert old["measured_prefill_mfu"] == pytest.approx(1.2, rel=0.01) and old["roofline_flag"].startswith("MEASUREMENT")
+    assert old["measured_prefill_mfu"] == pytest.approx(1.2, rel=0.01) and old["roofline_flag"].startswith(
+        "MEASUREMENT"
+    )
     assert today["measured_prefill_mfu"] == pytest.approx(0.9) and today["roofline_flag"] is None
     path = tmp_path / "old.jsonl"
     path.write_text(json.dumps(old) + "\n" + json.dumps(today) + "\n")

@@ -82,12 +82,15 @@ def test_a_dtype_the_backend_cannot_run_is_refused_before_anything_runs():
         def supported_dtypes(self):
             return ("fp32",)
 
-    entries = {"fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok()),
-               "cpu": Entry("cpu", "builtin", Wrapped("cpu"), Probe.ok())}
+    entries = {
+        "fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok()),
+        "cpu": Entry("cpu", "builtin", Wrapped("cpu"), Probe.ok()),
+    }
     with pytest.raises(UsageError, match="backend 'fp32only' cannot run dtype 'bf16'; it runs: fp32"):
         plan(SuiteOptions(backends=("fp32only",), models=("tiny-qwen3",), dtypes=("bf16",)), entries)
-    assert len(plan(SuiteOptions(backends=("fp32only",), models=("tiny-qwen3",), dtypes=("fp32",)),
-                    entries)) == 2  # pp512, tg128
+    assert (
+        len(plan(SuiteOptions(backends=("fp32only",), models=("tiny-qwen3",), dtypes=("fp32",)), entries)) == 2
+    )  # pp512, tg128
     # Not named: every available backend runs what it can; what one cannot run is listed, not dropped
     planned = plan(SuiteOptions(models=("tiny-qwen3",), dtypes=("bf16",)), entries)
     assert [p.skip_reason for p in planned if p.case is None] == ["cannot run dtype 'bf16' (it runs: fp32)"]
@@ -204,16 +207,25 @@ def test_several_named_backends_each_run_what_they_can_and_list_the_rest():
         def supported_dtypes(self):
             return ("fp32",)
 
-    entries = {"fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok()),
-               "cpu": Entry("cpu", "builtin", Wrapped("cpu"), Probe.ok())}
-    planned = plan(SuiteOptions(backends=("fp32only", "cpu"), models=("tiny-qwen3",), dtypes=("fp32", "bf16"),
-                                workloads=("tg8",)), entries)
+    entries = {
+        "fp32only": Entry("fp32only", "test", Fp32Only("fp32only"), Probe.ok()),
+        "cpu": Entry("cpu", "builtin", Wrapped("cpu"), Probe.ok()),
+    }
+    planned = plan(
+        SuiteOptions(backends=("fp32only", "cpu"), models=("tiny-qwen3",), dtypes=("fp32", "bf16"), workloads=("tg8",)),
+        entries,
+    )
     assert sorted(p.case.id for p in planned if p.case) == [
-        "cpu-tiny-qwen3-bf16-tg8-b1", "cpu-tiny-qwen3-fp32-tg8-b1", "fp32only-tiny-qwen3-fp32-tg8-b1"]
+        "cpu-tiny-qwen3-bf16-tg8-b1",
+        "cpu-tiny-qwen3-fp32-tg8-b1",
+        "fp32only-tiny-qwen3-fp32-tg8-b1",
+    ]
     assert [p.skip_reason for p in planned if not p.case] == ["cannot run dtype 'bf16' (it runs: fp32)"]
     with pytest.raises(UsageError, match="cannot run dtype 'fp16'"):  # none of the named runs it
-        plan(SuiteOptions(backends=("fp32only", "cpu"), models=("tiny-qwen3",), dtypes=("fp16",)),
-             {**entries, "cpu": Entry("cpu", "builtin", Fp32Only("cpu"), Probe.ok())})
+        plan(
+            SuiteOptions(backends=("fp32only", "cpu"), models=("tiny-qwen3",), dtypes=("fp16",)),
+            {**entries, "cpu": Entry("cpu", "builtin", Fp32Only("cpu"), Probe.ok())},
+        )
 
 
 class HostEvent:
@@ -248,8 +260,16 @@ def test_with_stream_events_the_loop_queues_the_next_step_before_taking_a_token(
         return token + 1
 
     got = torch_loop.run_steps(first, step, 4, lambda t: log.append(f"token {t}"), fence=HostEvent)
-    assert log == ["prefill", "step 0", "token [1, 2]", "step 1", "token [2, 3]", "step 2", "token [3, 4]",
-                   "token [4, 5]"]
+    assert log == [
+        "prefill",
+        "step 0",
+        "token [1, 2]",
+        "step 1",
+        "token [2, 3]",
+        "step 2",
+        "token [3, 4]",
+        "token [4, 5]",
+    ]
     assert got == [[1, 2], [2, 3], [3, 4], [4, 5]]
     log.clear()
     torch_loop.run_steps(first, step, 3, lambda t: log.append(f"token {t}"))  # no events: lock step
@@ -280,8 +300,9 @@ def test_the_loop_tells_a_device_that_waits_for_the_host_from_one_the_host_waits
         return token + 1
 
     stamps, waits = [], []
-    torch_loop.run_steps(lambda: torch.tensor([1]), step, 6, lambda t: stamps.append(time.perf_counter()),
-                         fence=fence, waits=waits)
+    torch_loop.run_steps(
+        lambda: torch.tensor([1]), step, 6, lambda t: stamps.append(time.perf_counter()), fence=fence, waits=waits
+    )
     assert len(waits) == 6 and all(w >= 0 for w in waits)
     own, busy = host_step(tuple(stamps), waits)
     assert (busy >= HOST_BOUND_FRAC) is bound, (own, busy, waits)
@@ -357,7 +378,9 @@ def test_each_timing_loop_gets_its_own_self_test(cpu, monkeypatch):
 
     built = []
     build = torch_loop.build_static_decoder
-    monkeypatch.setattr(torch_loop, "build_static_decoder", lambda m, b, n, *a, **k: built.append((b, n)) or build(m, b, n, *a, **k))
+    monkeypatch.setattr(
+        torch_loop, "build_static_decoder", lambda m, b, n, *a, **k: built.append((b, n)) or build(m, b, n, *a, **k)
+    )
     status, text = suite_check(events, "tiny-qwen3", "fp32", "compiled", cache_len=129)
     assert status == "passed" and text.endswith("(decode probe compiled, run-ahead loop)"), text
     assert built == [(1, 129)]  # the first case's cache (tg128 at batch 1): its compile is the case's too
@@ -386,8 +409,29 @@ def test_chipbench_run_self_tests_each_loop_it_times(cpu, tmp_path, monkeypatch,
 
     monkeypatch.setattr(registry, "discover", discover)
     out = tmp_path / "r.jsonl"
-    assert main(["run", "--backend", "cpuev", "--model", "tiny-qwen3", "--dtype", "fp32", "--workload", "tg4",
-                 "--mode", "eager,compiled", "--rounds", "1", "--no-check", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--backend",
+                "cpuev",
+                "--model",
+                "tiny-qwen3",
+                "--dtype",
+                "fp32",
+                "--workload",
+                "tg4",
+                "--mode",
+                "eager,compiled",
+                "--rounds",
+                "1",
+                "--no-check",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().err.count("timing self-test of cpuev") == 2
     recs = {r["exec_path"]: r for r in read_records(out)}
     assert "run-ahead loop" in recs["compiled"]["timing_selftest"]

@@ -15,14 +15,17 @@ def load(**kw):
     return Load(**base)
 
 
-@pytest.mark.parametrize("kw,message", [
-    (dict(concurrency=None, rate=None), "needs a concurrency, a request rate, or both"),
-    (dict(concurrency=0), "concurrency must be >= 1"),
-    (dict(rate=-1.0), "request rate must be > 0"),
-    (dict(gen_tokens=1), ">= 2 generated tokens"),
-    (dict(requests=0), "requests must be >= 1"),
-    (dict(max_duration_s=0), "max duration must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(concurrency=None, rate=None), "needs a concurrency, a request rate, or both"),
+        (dict(concurrency=0), "concurrency must be >= 1"),
+        (dict(rate=-1.0), "request rate must be > 0"),
+        (dict(gen_tokens=1), ">= 2 generated tokens"),
+        (dict(requests=0), "requests must be >= 1"),
+        (dict(max_duration_s=0), "max duration must be > 0"),
+    ],
+)
 def test_bad_loads_are_refused_in_one_line(kw, message):
     with pytest.raises(UsageError, match=message):
         load(**kw).validate()
@@ -65,8 +68,27 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
     from bench.publishing.record import read_records
 
     out = tmp_path / "serve.jsonl"
-    rc = main(["serve", "--backend", "openai:" + llama_server, "--model", MODEL, "--dtype", "fp32",
-               "--concurrency", "1,2", "--requests", "4", "--prompt", "16", "--gen", "8", "--out", str(out)])
+    rc = main(
+        [
+            "serve",
+            "--backend",
+            "openai:" + llama_server,
+            "--model",
+            MODEL,
+            "--dtype",
+            "fp32",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "4",
+            "--prompt",
+            "16",
+            "--gen",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     recs = read_records(str(out))  # schema-validated
     assert [r["workload"] for r in recs] == ["pp16+tg8 serve@c1", "pp16+tg8 serve@c2"]
@@ -87,7 +109,14 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
         head, *argv = shlex.split(r["rerun"])
         a = parser().parse_args(argv)
         assert (head, a.command, a.backend, a.model, a.dtype, a.concurrency, a.rate) == (
-            "chipbench", "serve", "openai:" + llama_server, MODEL, "fp32", level, None)
+            "chipbench",
+            "serve",
+            "openai:" + llama_server,
+            MODEL,
+            "fp32",
+            level,
+            None,
+        )
         assert (a.requests, a.prompt, a.gen, a.seed) == (4, 16, 8, 0)
 
 
@@ -100,8 +129,9 @@ def test_a_rate_level_and_its_time_bound(llama_server):
     rec = serve_record(backend, MODEL, "fp32", load(concurrency=None, rate=50.0, requests=6), {}, warmup=0)
     assert rec["status"] == "ok" and rec["serve_ok"] == 6 and rec["workload"] == "pp16+tg8 serve@r50"
     # a bound too short for the level: what was not sent is counted, never silently dropped
-    rec = serve_record(backend, MODEL, "fp32", load(concurrency=1, rate=1.0, requests=50, max_duration_s=1.5),
-                       {}, warmup=0)
+    rec = serve_record(
+        backend, MODEL, "fp32", load(concurrency=1, rate=1.0, requests=50, max_duration_s=1.5), {}, warmup=0
+    )
     assert rec["serve_not_sent"] > 0 and rec["serve_requests"] == 50
     assert rec["serve_ok"] + rec["serve_failed"] + rec["serve_not_sent"] == 50
 
@@ -110,8 +140,30 @@ def test_the_report_shows_the_serving_table_and_curve(llama_server, tmp_path):
     from bench.cli import main
 
     out = tmp_path / "serve.jsonl"
-    assert main(["serve", "--backend", "openai:" + llama_server, "--model", MODEL, "--dtype", "fp32",
-                 "--concurrency", "1,3", "--requests", "3", "--prompt", "8", "--gen", "4", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "serve",
+                "--backend",
+                "openai:" + llama_server,
+                "--model",
+                MODEL,
+                "--dtype",
+                "fp32",
+                "--concurrency",
+                "1,3",
+                "--requests",
+                "3",
+                "--prompt",
+                "8",
+                "--gen",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     md, page = tmp_path / "r.md", tmp_path / "r.html"
     assert main(["report", str(out), "--out", str(md)]) == 0
     text = md.read_text()
@@ -155,8 +207,9 @@ def test_a_levels_requests_find_their_connections_open(llama_server, monkeypatch
 
     with open(SERVER_LOGS[llama_server]) as f:
         start = f.seek(0, 2)
-    rec = serve_record(create("openai:" + llama_server), MODEL, "fp32", load(requests=6, concurrency=3),
-                       env.host_facts(), warmup=1)
+    rec = serve_record(
+        create("openai:" + llama_server), MODEL, "fp32", load(requests=6, concurrency=3), env.host_facts(), warmup=1
+    )
     assert rec["status"] == "ok" and rec["serve_ok"] == 6, rec.get("error")
     time.sleep(0.2)
     with open(SERVER_LOGS[llama_server]) as f:
@@ -166,4 +219,3 @@ def test_a_levels_requests_find_their_connections_open(llama_server, monkeypatch
     assert all(verb == "POST" for _, verb, _ in lines[-6:])
     opened_before = {port for port, _, _ in lines[:-6]}
     assert set(level) <= opened_before, (level, lines)
-

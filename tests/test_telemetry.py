@@ -21,8 +21,13 @@ class FakeBoard:
     def read(self):
         t = time.perf_counter()
         hot = t >= self.t_hot
-        return {"clock_mhz": 1500.0 if hot else 1980.0, "power_w": 100.0, "temp_c": 90.0 if hot else 60.0,
-                "energy_j": 100.0 * (t - self.t0), "throttle": "hw thermal" if hot else ""}
+        return {
+            "clock_mhz": 1500.0 if hot else 1980.0,
+            "power_w": 100.0,
+            "temp_c": 90.0 if hot else 60.0,
+            "energy_j": 100.0 * (t - self.t0),
+            "throttle": "hw thermal" if hot else "",
+        }
 
     def close(self):
         pass
@@ -49,6 +54,7 @@ def test_energy_power_and_throttled_rounds_over_the_timed_rounds():
 def test_a_round_shorter_than_the_sampling_period_is_judged_by_the_reads_around_it():
     """A GPU prefill takes ~30 ms against a 100 ms sampling period: most rounds hold no read, and
     a throttle reason active on both sides of such a round must not be missed."""
+
     class Board:
         name, quantities = "board", ("throttle",)
 
@@ -68,6 +74,7 @@ def test_a_round_shorter_than_the_sampling_period_is_judged_by_the_reads_around_
 def test_energy_counts_the_rounds_alone_read_at_their_edges():
     """Energy per token is the counter's rise over the timed rounds: not over the gaps between them,
     and not over the up-to-a-period between a background read and a round's edge."""
+
     class Meter:
         name, quantities = "meter", ("energy_j",)
 
@@ -80,8 +87,14 @@ def test_energy_counts_the_rounds_alone_read_at_their_edges():
     out = sampler.summary(windows, tokens=20)
     assert out["energy_j"] == pytest.approx(20.0) and out["energy_per_token_j"] == pytest.approx(1.0)
     # reads at the edges (what the runner takes) are used as they are: here the board idled between them
-    sampler.samples = [(0.0, {"energy_j": 0.0}), (0.2, {"energy_j": 5.0}), (0.3, {"energy_j": 35.0}),
-                       (0.6, {"energy_j": 40.0}), (0.7, {"energy_j": 70.0}), (1.0, {"energy_j": 75.0})]
+    sampler.samples = [
+        (0.0, {"energy_j": 0.0}),
+        (0.2, {"energy_j": 5.0}),
+        (0.3, {"energy_j": 35.0}),
+        (0.6, {"energy_j": 40.0}),
+        (0.7, {"energy_j": 70.0}),
+        (1.0, {"energy_j": 75.0}),
+    ]
     assert sampler.summary(windows, tokens=20)["energy_j"] == pytest.approx(60.0)
     sampler.samples = [(0.25, {"energy_j": 1.0}), (1.0, {"energy_j": 100.0})]  # nothing before the first round
     assert sampler.summary(windows, tokens=20)["energy_j"] is None

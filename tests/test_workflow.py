@@ -31,8 +31,11 @@ def _step(job: str, name: str) -> str:
 def test_the_matrix_holds_the_hosted_runner_and_only_the_listed_self_hosted_ones(tmp_path):
     script = yaml.safe_load(WORKFLOW.read_text())["jobs"]["plan"]["steps"][0]["run"]
     out = tmp_path / "out"
-    env = {**os.environ, "GITHUB_OUTPUT": str(out),
-           "SELF_HOSTED": json.dumps([{"label": "h100", "extras": "nvidia", "bench_args": "--bench-backend=cuda"}])}
+    env = {
+        **os.environ,
+        "GITHUB_OUTPUT": str(out),
+        "SELF_HOSTED": json.dumps([{"label": "h100", "extras": "nvidia", "bench_args": "--bench-backend=cuda"}]),
+    }
     subprocess.run(["bash", "-c", script], env=env, check=True)
     runners = json.loads(out.read_text().split("=", 1)[1])
     assert [r["label"] for r in runners] == ["cpu-hosted", "h100"]
@@ -44,18 +47,47 @@ def test_the_matrix_holds_the_hosted_runner_and_only_the_listed_self_hosted_ones
 
 def test_the_merge_job_runs_here_on_two_runners_records(tmp_path):
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
     records = tmp_path / "runner-records"
     for label in ("runner-a", "runner-b"):  # each runner's artifact: its own JSON-lines file
-        r = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--backend", "cpu", "--model", "tiny-qwen3",
-                            "--dtype", "fp32", "--workload", "tg4", "--rounds", "2", "--no-check",
-                            "--out", str(records / f"{label}.jsonl")],
-                           env={**env, "CHIPBENCH_RUNNER": label}, capture_output=True, text=True, cwd=ROOT)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.cli",
+                "run",
+                "--backend",
+                "cpu",
+                "--model",
+                "tiny-qwen3",
+                "--dtype",
+                "fp32",
+                "--workload",
+                "tg4",
+                "--rounds",
+                "2",
+                "--no-check",
+                "--out",
+                str(records / f"{label}.jsonl"),
+            ],
+            env={**env, "CHIPBENCH_RUNNER": label},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
     (tmp_path / "results").symlink_to(ROOT / "results")  # the step reads results/baselines from the checkout
-    r = subprocess.run(["bash", "-e", "-c", _step("merge", "merge, table, comparison, gate")], env=env,
-                       cwd=tmp_path, capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", "-e", "-c", _step("merge", "merge, table, comparison, gate")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     merged = [json.loads(line) for line in (tmp_path / "published" / "all-runners.jsonl").read_text().splitlines()]
     assert sorted(m["env_runner"] for m in merged) == ["runner-a", "runner-b"]

@@ -59,13 +59,34 @@ def _record(i: int, case: int, series: str, trial: int, trials: int, rate: float
     names and types), its rounds scattered around `rate`."""
     samples = [float(x) for x in rate * np.exp(rng.normal(0.0, math.log1p(ROUND_SPREAD), ROUNDS))]
     gen = 16 * 2**case
-    return {"schema_version": 2, "record_id": f"sim-{i}", "status": "ok", "error": None, "backend": "cpu",
-            "backend_kind": "cpu", "device_name": "Simulated CPU", "model": "qwen3-0.6b", "family": "qwen3",
-            "dtype": "bf16", "workload": f"tg{gen}", "kind": "decode", "batch": 1, "prompt_tokens": 1,
-            "gen_tokens": gen, "rounds": ROUNDS, "warmup_rounds": 1, "exec_path": "eager", "series_id": series,
-            "trial_index": trial, "trials_planned": trials, "trial_process": "worker",
-            "timestamp_utc": f"2026-12-06T00:00:{i % 60:02d}+00:00", "env_cpu_cores": 2,
-            "decode_tok_per_s_samples": samples, "decode_tok_per_s_median": float(np.median(samples))}
+    return {
+        "schema_version": 2,
+        "record_id": f"sim-{i}",
+        "status": "ok",
+        "error": None,
+        "backend": "cpu",
+        "backend_kind": "cpu",
+        "device_name": "Simulated CPU",
+        "model": "qwen3-0.6b",
+        "family": "qwen3",
+        "dtype": "bf16",
+        "workload": f"tg{gen}",
+        "kind": "decode",
+        "batch": 1,
+        "prompt_tokens": 1,
+        "gen_tokens": gen,
+        "rounds": ROUNDS,
+        "warmup_rounds": 1,
+        "exec_path": "eager",
+        "series_id": series,
+        "trial_index": trial,
+        "trials_planned": trials,
+        "trial_process": "worker",
+        "timestamp_utc": f"2026-12-06T00:00:{i % 60:02d}+00:00",
+        "env_cpu_cores": 2,
+        "decode_tok_per_s_samples": samples,
+        "decode_tok_per_s_median": float(np.median(samples)),
+    }
 
 
 def simulate_pair(cell: Cell, rng) -> tuple[list[dict], list[dict]]:
@@ -111,8 +132,9 @@ def measure_of(cell: Cell) -> str:
 
 def run_cell(cell: Cell, reps: int, seed: int = 0) -> Rate:
     """The cell's false-alarm rate or size (pairs with any FAIL), or its power (rows that FAIL)."""
-    rng = np.random.default_rng([seed, int(cell.spread * 1e4), int(cell.drift * 1e4), cell.trials,
-                                 int(cell.regression * 1e4), cell.invocations])
+    rng = np.random.default_rng(
+        [seed, int(cell.spread * 1e4), int(cell.drift * 1e4), cell.trials, int(cell.regression * 1e4), cell.invocations]
+    )
     hits = of = 0
     for _ in range(reps):
         run, base = simulate_pair(cell, rng)
@@ -134,10 +156,20 @@ def _row(job: tuple[Cell, int, int]) -> dict:
     cell, reps, seed = job
     r = run_cell(cell, reps, seed)
     lo, hi = r.wilson()
-    return {"spread": cell.spread, "drift": cell.drift, "trials": cell.trials, "regression": cell.regression,
-            "baseline_invocations": cell.invocations, "drift_known": cell.drift_known,
-            "measure": measure_of(cell),
-            "rate": r.rate, "hits": r.hits, "of": r.of, "wilson_low": lo, "wilson_high": hi}
+    return {
+        "spread": cell.spread,
+        "drift": cell.drift,
+        "trials": cell.trials,
+        "regression": cell.regression,
+        "baseline_invocations": cell.invocations,
+        "drift_known": cell.drift_known,
+        "measure": measure_of(cell),
+        "rate": r.rate,
+        "hits": r.hits,
+        "of": r.of,
+        "wilson_low": lo,
+        "wilson_high": hi,
+    }
 
 
 def table(cells: list[Cell], reps: int, seed: int = 0, jobs: int = 1, progress=None) -> list[dict]:
@@ -166,13 +198,15 @@ def summary(df) -> str:
     """Markdown tables of a calibration table (a pandas DataFrame of `table`'s rows): per measure
     and baseline, the rate in each (spread, drift) row and trial-count column."""
     out = []
-    views = [("false alarm", 3, "A/A false-alarm rate, family-wise over 4 cases (drift measured: 3 baseline invocations)"),
-             ("false alarm", 1, "A/A false-alarm rate, family-wise over 4 cases (drift unknown: the 5% prior)"),
-             ("size at T", 3, "Size at the threshold: every case exactly 5% slower, any FAIL (drift measured)"),
-             ("size at T", 1, "Size at the threshold: every case exactly 5% slower, any FAIL (drift unknown: the prior)"),
-             ("power", 3, "Power against a 20% regression: share of cases failed (drift measured)"),
-             ("power", 1, "Power against a 20% regression: share of cases failed (drift unknown: the prior)"),
-             ("power", 3, "Power against a 10% regression: share of cases failed (drift measured)")]
+    views = [
+        ("false alarm", 3, "A/A false-alarm rate, family-wise over 4 cases (drift measured: 3 baseline invocations)"),
+        ("false alarm", 1, "A/A false-alarm rate, family-wise over 4 cases (drift unknown: the 5% prior)"),
+        ("size at T", 3, "Size at the threshold: every case exactly 5% slower, any FAIL (drift measured)"),
+        ("size at T", 1, "Size at the threshold: every case exactly 5% slower, any FAIL (drift unknown: the prior)"),
+        ("power", 3, "Power against a 20% regression: share of cases failed (drift measured)"),
+        ("power", 1, "Power against a 20% regression: share of cases failed (drift unknown: the prior)"),
+        ("power", 3, "Power against a 10% regression: share of cases failed (drift measured)"),
+    ]
     for measure, k, title in views:
         sel = df[(df.measure == measure) & (df.baseline_invocations == k)]
         if measure == "power":
@@ -180,8 +214,12 @@ def summary(df) -> str:
         if sel.empty:
             continue
         trials = sorted(sel.trials.unique())
-        out += [f"**{title}**", "", "| trial spread | drift | " + " | ".join(f"{t} trial{'s' if t > 1 else ''}" for t in trials)
-                + " |", "|---|---|" + "---|" * len(trials)]
+        out += [
+            f"**{title}**",
+            "",
+            "| trial spread | drift | " + " | ".join(f"{t} trial{'s' if t > 1 else ''}" for t in trials) + " |",
+            "|---|---|" + "---|" * len(trials),
+        ]
         for (spread, drift), g in sel.groupby(["spread", "drift"]):
             cells = {int(r.trials): f"{r.rate:.1%}" for r in g.itertuples()}
             out.append(f"| {spread:.0%} | {drift:.0%} | " + " | ".join(cells.get(t, "-") for t in trials) + " |")

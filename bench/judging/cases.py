@@ -58,8 +58,14 @@ def path_key(rec: dict) -> str:
     if path == "compiled" and rec.get("prefill_path") != "compiled":
         key += ", eager prefill"
     threads, cores = rec.get("env_torch_threads"), rec.get("env_cpu_cores")
-    if (rec.get("backend_kind") == "cpu" and str(rec.get("env_runtime") or "").startswith("torch")
-            and threads and cores and threads != cores and "thread" not in path):
+    if (
+        rec.get("backend_kind") == "cpu"
+        and str(rec.get("env_runtime") or "").startswith("torch")
+        and threads
+        and cores
+        and threads != cores
+        and "thread" not in path
+    ):
         key += f", {threads} thread{'s' if threads != 1 else ''}"
     return key
 
@@ -92,16 +98,20 @@ class Account:
         if self.left_out:
             parts.append(f"{self.left_out} left out (the notes say why)")
         if self.other_cpu:
-            parts.append(f"{self.other_cpu} from another CPU of the same name (other matmul extensions, env_device_isa; "
-                         "records on the run's own were used)")
+            parts.append(
+                f"{self.other_cpu} from another CPU of the same name (other matmul extensions, env_device_isa; "
+                "records on the run's own were used)"
+            )
         if self.failed:
             parts.append(f"{self.failed} failed trial(s) (not pooled)")
         if self.duplicates:
             parts.append(f"{self.duplicates} duplicate(s) of a record_id dropped")
         text = f"{side}: {self.inputs} record(s): " + ", ".join(parts)
         if self.conflicts:
-            text += (f"; CONFLICT: record_id(s) {', '.join(self.conflicts[:5])} appear with different "
-                     "content (the first copy was used)")
+            text += (
+                f"; CONFLICT: record_id(s) {', '.join(self.conflicts[:5])} appear with different "
+                "content (the first copy was used)"
+            )
         return text
 
 
@@ -140,8 +150,14 @@ def ok(records: list[dict]) -> list[dict]:
 
 
 def _positive(values) -> np.ndarray:
-    return np.asarray([v for v in (values or []) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                       and math.isfinite(v) and v > 0], float)
+    return np.asarray(
+        [
+            v
+            for v in (values or [])
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        ],
+        float,
+    )
 
 
 def trial_samples(rec: dict, metric: str) -> np.ndarray:
@@ -198,7 +214,8 @@ def case_stat(records: list[dict], metric: str) -> CaseStat:
             only = x
             # a record without a series is an invocation of its own (one trial)
             series.setdefault(rec.get("series_id") or f"record {rec.get('record_id') or i}", []).append(
-                math.log(medians[-1]))
+                math.log(medians[-1])
+            )
     if not medians:
         return CaseStat(metric, 0, 0, None, (), None, None, None, None, "none")
     side = stats.Side.of(series.values())
@@ -207,14 +224,36 @@ def case_stat(records: list[dict], metric: str) -> CaseStat:
     if len(medians) >= 2:
         sd = float(logs.std(ddof=1))
         lo, hi = stats.t_interval(0.0, sd / math.sqrt(len(medians)), len(medians) - 1)
-        return CaseStat(metric, len(medians), rounds, value, tuple(medians), sd, None,
-                        value * math.exp(lo), value * math.exp(hi), "between trials", side)
+        return CaseStat(
+            metric,
+            len(medians),
+            rounds,
+            value,
+            tuple(medians),
+            sd,
+            None,
+            value * math.exp(lo),
+            value * math.exp(hi),
+            "between trials",
+            side,
+        )
     lx = np.log(only)
     if lx.size >= 2:
         sd = float(lx.std(ddof=1))
         lo, hi = stats.t_interval(0.0, sd / math.sqrt(lx.size), lx.size - 1)
-        return CaseStat(metric, 1, rounds, value, tuple(medians), None, sd,
-                        value * math.exp(lo), value * math.exp(hi), "within one run", side)
+        return CaseStat(
+            metric,
+            1,
+            rounds,
+            value,
+            tuple(medians),
+            None,
+            sd,
+            value * math.exp(lo),
+            value * math.exp(hi),
+            "within one run",
+            side,
+        )
     return CaseStat(metric, 1, rounds, value, tuple(medians), None, None, None, None, "none", side)
 
 

@@ -50,8 +50,9 @@ class Chip:
 
     def peak_flops(self, dtype: str) -> float | None:
         """Peak FLOP/s for the benchmark dtype (fp32 has no tensor-core row: None)."""
-        tf = {"bf16": self.bf16_tflops, "fp16": self.bf16_tflops, "fp8": self.fp8_tflops,
-              "int8": self.int8_tops}.get(dtype)
+        tf = {"bf16": self.bf16_tflops, "fp16": self.bf16_tflops, "fp8": self.fp8_tflops, "int8": self.int8_tops}.get(
+            dtype
+        )
         return tf * 1e12 if tf else None
 
     @property
@@ -131,8 +132,9 @@ def _parse_chips(path: Path) -> list[Chip]:
     return chips
 
 
-def match_chip(device_name: str | None, chips: list[Chip] | None = None,
-               backend_kind: str | None = None) -> Chip | None:
+def match_chip(
+    device_name: str | None, chips: list[Chip] | None = None, backend_kind: str | None = None
+) -> Chip | None:
     """The spec row for a device's reported name (its `match` pattern), or None when no row
     matches; a row whose kinds do not fit `backend_kind` never matches (a CPU whose name holds a
     chip's model number is not that chip). The roofline of a run; a claim uses chip_of."""
@@ -158,12 +160,17 @@ def user_chip(bandwidth_gb_per_s: float | None, tflops: float | None, name: str 
     for what, v in (("peak bandwidth", bandwidth_gb_per_s), ("peak TFLOP/s", tflops)):
         if v is not None and v <= 0:
             raise UsageError(f"{what} must be a positive number, got {v}")
-    return Chip(name=name, match="(?!)", confidence="user", source="command line",
-                bf16_tflops=tflops, bandwidth_gb_per_s=bandwidth_gb_per_s)
+    return Chip(
+        name=name,
+        match="(?!)",
+        confidence="user",
+        source="command line",
+        bf16_tflops=tflops,
+        bandwidth_gb_per_s=bandwidth_gb_per_s,
+    )
 
 
-def resolve_chip(name: str | None, bandwidth_gb_per_s: float | None, tflops: float | None,
-                 warn=None) -> Chip | None:
+def resolve_chip(name: str | None, bandwidth_gb_per_s: float | None, tflops: float | None, warn=None) -> Chip | None:
     """The chip a user asked for: explicit peaks win, then a named row; None means 'match by the
     device's name'. A name with no row is said, and the roofline falls back to measured ceilings."""
     if bandwidth_gb_per_s is not None or tflops is not None:
@@ -185,6 +192,5 @@ def find_chip(name: str, chips: list[Chip] | None = None) -> Chip:
             return chip
     chip = match_chip(name, chips)
     if chip is None:
-        raise UsageError(f"no chip named {name!r} in the spec table; known chips: "
-                         + ", ".join(c.name for c in chips))
+        raise UsageError(f"no chip named {name!r} in the spec table; known chips: " + ", ".join(c.name for c in chips))
     return chip

@@ -92,7 +92,9 @@ class CaseTable(BaseModel):
     chip: Name | None = None
     stack: Name | None = Field(None, description="the software the claim was made with, e.g. 'sglang', 'vllm 0.6.3'")
     chips: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="how many of the chip the case runs on (default 1): runs split over another number never decide it")
+        None,
+        description="how many of the chip the case runs on (default 1): runs split over another number never decide it",
+    )
 
 
 class ClaimTable(CaseTable):
@@ -171,6 +173,7 @@ class Verdict:
 
 # --- reading and validating -----------------------------------------------------------------
 
+
 def _err(path, claim_id, field_, message) -> UsageError:
     return UsageError(f"{path}: claim {claim_id!r}: field {field_!r}: {message}")
 
@@ -196,11 +199,18 @@ def _case(raw: dict, path, cid, chips: list[Chip], needs_workload: bool, prefix:
         raise _err(path, cid, prefix + "batch", f"must be a whole number >= 1, got {batch!r}")
     chip = None
     if get("chip") is not None:
-        chip = next((c for c in chips if c.name.lower() == str(get("chip")).lower()), None) or match_chip(get("chip"), chips)
+        chip = next((c for c in chips if c.name.lower() == str(get("chip")).lower()), None) or match_chip(
+            get("chip"), chips
+        )
         if chip is None:
-            raise _err(path, cid, prefix + "chip", f"no chip {get('chip')!r} in the spec table (a chip it lacks is "
-                       "a new row of results/chips.toml; a claim about no chip in particular names none); valid: "
-                       + ", ".join(c.name for c in chips))
+            raise _err(
+                path,
+                cid,
+                prefix + "chip",
+                f"no chip {get('chip')!r} in the spec table (a chip it lacks is "
+                "a new row of results/chips.toml; a claim about no chip in particular names none); valid: "
+                + ", ".join(c.name for c in chips),
+            )
     return Case(model, dtype, workload, batch, chip, get("stack"), get("chips") or 1)
 
 
@@ -241,8 +251,15 @@ def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | 
             raise _err(path, cid, "id", "used by an earlier claim; ids must be unique")
         seen.add(cid)
         kind, compare = raw["kind"], raw.get("compare", "at_least")
-        common = dict(id=cid, kind=kind, statement=raw["statement"], source=raw["source"],
-                      date=str(raw.get("date", "")), compare=compare, tolerance=float(raw.get("tolerance", 0.1)))
+        common = dict(
+            id=cid,
+            kind=kind,
+            statement=raw["statement"],
+            source=raw["source"],
+            date=str(raw.get("date", "")),
+            compare=compare,
+            tolerance=float(raw.get("tolerance", 0.1)),
+        )
         if kind == "fits":
             for bad in ("metric", "value", "numerator", "denominator", "workload", "unit", "stack"):
                 if bad in raw:
@@ -263,13 +280,16 @@ def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | 
         unit = raw.get("unit")
         valid_units = ("x",) if kind == "ratio" else ("tokens/s",) if METRICS[metric][0] == "tokens/s" else ("s", "ms")
         if unit is not None and unit not in valid_units:
-            raise _err(path, cid, "unit", f"{unit!r} does not fit {metric} in a {kind} claim; valid: {', '.join(valid_units)}")
+            raise _err(
+                path, cid, "unit", f"{unit!r} does not fit {metric} in a {kind} claim; valid: {', '.join(valid_units)}"
+            )
         value = float(value) * UNITS[unit or valid_units[0]]
         if kind == "metric":
             if "numerator" in raw or "denominator" in raw:
-                raise _err(path, cid, "numerator", "a metric claim has one case; use kind = \"ratio\" for two")
-            claims.append(Claim(**common, metric=metric, value=value,
-                                case=_case(raw, path, cid, chips, needs_workload=True)))
+                raise _err(path, cid, "numerator", 'a metric claim has one case; use kind = "ratio" for two')
+            claims.append(
+                Claim(**common, metric=metric, value=value, case=_case(raw, path, cid, chips, needs_workload=True))
+            )
         else:
             sides = []
             for side in ("numerator", "denominator"):
@@ -279,13 +299,23 @@ def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | 
                 sides.append(_case(merged, path, cid, chips, needs_workload=True, prefix=f"{side}."))
             num, den = sides
             if (num.model, num.chip, num.chips) == (den.model, den.chip, den.chips):
-                raise _err(path, cid, "denominator", "names the same model, chip and chip count as the numerator: a "
-                           "ratio claim compares two chips (or chip counts) or two models, like for like; two stacks, "
-                           "modes or dtypes on one machine are compared by `chipbench ab`")
+                raise _err(
+                    path,
+                    cid,
+                    "denominator",
+                    "names the same model, chip and chip count as the numerator: a "
+                    "ratio claim compares two chips (or chip counts) or two models, like for like; two stacks, "
+                    "modes or dtypes on one machine are compared by `chipbench ab`",
+                )
             if (sides[0].chip is None) != (sides[1].chip is None):
                 bare = "numerator" if sides[0].chip is None else "denominator"
-                raise _err(path, cid, f"{bare}.chip", "is missing while the other side names one; a ratio claim names "
-                           "the chip of both sides (at the top or in each) or of neither")
+                raise _err(
+                    path,
+                    cid,
+                    f"{bare}.chip",
+                    "is missing while the other side names one; a ratio claim names "
+                    "the chip of both sides (at the top or in each) or of neither",
+                )
             claims.append(Claim(**common, metric=metric, value=value, numerator=sides[0], denominator=sides[1]))
     return claims
 
@@ -296,6 +326,7 @@ def load_claims(path: str | Path, chips: list[Chip] | None = None) -> list[Claim
 
 
 # --- physics --------------------------------------------------------------------------------
+
 
 def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
     """The best value physics allows for `metric` on this case and chip, with how it was derived."""
@@ -315,8 +346,10 @@ def roofline_bound(case: Case, metric: str) -> tuple[float | None, str]:
         return None, f"the {chip.name} sheet publishes neither memory bandwidth nor FLOP/s"
     conf = " (spec row confidence ?: sources conflict)" if chip.confidence == "?" else ""
     conf += f" ({n} chips' peaks summed)" if n > 1 else ""
-    how = (f"{step_bytes / 1e9:.2f} GB per decode step at least, over {f'{bw / 1e9:g}' if bw else '?'} GB/s, "
-           f"{step_flops / 1e9:.1f} GFLOP over {f'{peak / 1e12:g}' if peak else '?'} TFLOP/s{conf}")
+    how = (
+        f"{step_bytes / 1e9:.2f} GB per decode step at least, over {f'{bw / 1e9:g}' if bw else '?'} GB/s, "
+        f"{step_flops / 1e9:.1f} GFLOP over {f'{peak / 1e12:g}' if peak else '?'} TFLOP/s{conf}"
+    )
     best_tpot = max(times) if times else None
     if metric == "decode_tok_per_s":
         return (case.batch / best_tpot if best_tpot else None), how
@@ -356,9 +389,11 @@ def impossible(case: Case) -> list[str]:
         have = chip.memory_bytes * case.chips
         if weights + kv > have:
             on = f"one {chip.name}" if case.chips == 1 else f"{case.chips} x {chip.name} together"
-            out.append(f"does not fit: {case.model} in {case.dtype} needs {weights / 1e9:.1f} GB of weights + "
-                       f"{kv / 1e9:.2f} GB of KV cache ({case.batch} x {context} tokens) against {have / 2**30:g} GiB "
-                       f"({have / 1e9:.1f} GB) on {on}")
+            out.append(
+                f"does not fit: {case.model} in {case.dtype} needs {weights / 1e9:.1f} GB of weights + "
+                f"{kv / 1e9:.2f} GB of KV cache ({case.batch} x {context} tokens) against {have / 2**30:g} GiB "
+                f"({have / 1e9:.1f} GB) on {on}"
+            )
     return out
 
 
@@ -370,13 +405,16 @@ def fits(claim: Claim) -> tuple[bool, str, dict]:
     need, have = weights + kv, case.chip.memory_bytes * case.chips
     numbers = {"weights_gb": weights / 1e9, "kv_gb": kv / 1e9, "memory_gb": have / 1e9, "memory_gib": have / 2**30}
     on = f"one {case.chip.name}" if case.chips == 1 else f"{case.chips} x {case.chip.name} together"
-    text = (f"{case.model} in {case.dtype}: {weights / 1e9:.1f} GB of weights"
-            + (f" + {kv / 1e9:.2f} GB of cache for {claim.context} tokens" if claim.context else "")
-            + f" against {have / 2**30:g} GiB ({have / 1e9:.1f} GB) on {on}")
+    text = (
+        f"{case.model} in {case.dtype}: {weights / 1e9:.1f} GB of weights"
+        + (f" + {kv / 1e9:.2f} GB of cache for {claim.context} tokens" if claim.context else "")
+        + f" against {have / 2**30:g} GiB ({have / 1e9:.1f} GB) on {on}"
+    )
     return need <= have, text, numbers
 
 
 # --- measurements ---------------------------------------------------------------------------
+
 
 def chips_of(rec: dict) -> int:
     """How many chips a run occupied: its parallel layout's tensor times pipeline sizes on an
@@ -394,8 +432,13 @@ def _on_chip(case: Case, rec: dict) -> bool:
 
 def matching_runs(case: Case, records: list[dict]) -> list[dict]:
     w = parse_workload(case.workload, batch=case.batch)
-    return [r for r in records if _on_chip(case, r) and (r.get("model"), r.get("dtype"), r.get("workload"),
-                                                         r.get("batch")) == (case.model, case.dtype, w.name, case.batch)]
+    return [
+        r
+        for r in records
+        if _on_chip(case, r)
+        and (r.get("model"), r.get("dtype"), r.get("workload"), r.get("batch"))
+        == (case.model, case.dtype, w.name, case.batch)
+    ]
 
 
 def matching_runs_any(case: Case, records: list[dict]) -> list[dict]:
@@ -406,8 +449,11 @@ def matching_runs_any(case: Case, records: list[dict]) -> list[dict]:
 
 # What an engine says when a case did not fit: torch's CUDA / accelerator and CPU allocators,
 # Python's MemoryError, llama.cpp's and vLLM's allocation failures.
-_OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemoryError|MemoryError|can't allocate memory|"
-                            r"cannot allocate memory|failed to allocate|not enough memory|ENOMEM", re.I)
+_OUT_OF_MEMORY = re.compile(
+    r"out of memory|OutOfMemoryError|MemoryError|can't allocate memory|"
+    r"cannot allocate memory|failed to allocate|not enough memory|ENOMEM",
+    re.I,
+)
 
 
 def out_of_memory(rec: dict) -> bool:
@@ -450,14 +496,17 @@ def _correct_only(runs: list[dict], stack: str | None, v: Verdict, side: str = "
     of = f" of the {side}" if side else ""
     claimed = [r for r in runs if stack_matches(stack, _stack_of(r))]
     if claimed and all(r.get("correct") is False for r in claimed):
-        v.reasons.append(f"{len(claimed)} run(s){of} with the claimed stack ({', '.join(_stacks(claimed))}) failed "
-                         "the correctness gate: fast but wrong")
+        v.reasons.append(
+            f"{len(claimed)} run(s){of} with the claimed stack ({', '.join(_stacks(claimed))}) failed "
+            "the correctness gate: fast but wrong"
+        )
         return [], True
     kept = [r for r in runs if r.get("correct") is not False]
-    v.reasons.append(f"{len(wrong)} run(s){of} failed the correctness gate and are left out "
-                     f"({', '.join(_stacks(wrong))}): fast but wrong is not a result"
-                     + ("" if kept else "; no other runs" + (" (a run with the claimed stack would decide it)"
-                                                            if stack else "")))
+    v.reasons.append(
+        f"{len(wrong)} run(s){of} failed the correctness gate and are left out "
+        f"({', '.join(_stacks(wrong))}): fast but wrong is not a result"
+        + ("" if kept else "; no other runs" + (" (a run with the claimed stack would decide it)" if stack else ""))
+    )
     return kept, False
 
 
@@ -479,9 +528,11 @@ def _word_matches(claimed: str, have: str) -> bool:
     want, got = _version(claimed), _version(have)
     if want is None or got is None or not claimed[:1].isdigit():
         return False
-    if got.release[:len(want.release)] != want.release:
+    if got.release[: len(want.release)] != want.release:
         return False
-    return all(getattr(want, part) is None or getattr(want, part) == getattr(got, part) for part in ("pre", "post", "dev"))
+    return all(
+        getattr(want, part) is None or getattr(want, part) == getattr(got, part) for part in ("pre", "post", "dev")
+    )
 
 
 def stack_matches(claimed: str | None, run_stack: str | None) -> bool:
@@ -498,8 +549,11 @@ def roofline_share(records: list[dict], metric: str) -> float | None:
     matmul rate, whichever binds) for decode metrics, the matmul rate for prefill ones. The
     geometric mean over the trials; None when no ceiling was measured."""
     keys = ("measured_prefill_mfu",) if metric in PREFILL_METRICS else ("measured_mbu", "measured_decode_mfu")
-    shares = [max(v for v in (r.get(k) for k in keys) if isinstance(v, (int, float)))
-              for r in records if any(isinstance(r.get(k), (int, float)) and r.get(k) > 0 for k in keys)]
+    shares = [
+        max(v for v in (r.get(k) for k in keys) if isinstance(v, (int, float)))
+        for r in records
+        if any(isinstance(r.get(k), (int, float)) and r.get(k) > 0 for k in keys)
+    ]
     shares = [x for x in shares if x > 0]
     return math.exp(sum(map(math.log, shares)) / len(shares)) if shares else None
 
@@ -538,8 +592,10 @@ def _interval(stat, what: str) -> tuple[float, float, str]:
     runs = f"{stat.trials} trial{'s' if stat.trials != 1 else ''}" + (f" in {side.k} invocations" if side.k > 1 else "")
     drift_text = f"{stats.relative(math.sqrt(noise.drift_var)):.1%}"
     if noise.drift_source == "not measured":
-        said = ("one invocation: the drift between invocations is not measured (runs from several invocations, "
-                "--repeats 3 more than once, measure it)")
+        said = (
+            "one invocation: the drift between invocations is not measured (runs from several invocations, "
+            "--repeats 3 more than once, measure it)"
+        )
     elif noise.drift_known:
         said = f"invocation drift {drift_text}, {noise.drift_source}"
     else:
@@ -565,8 +621,10 @@ def _one_stack(runs: list[dict], case: Case, metric: str, v: Verdict) -> list[di
     higher = METRICS[metric][1]
     best = max(same or groups, key=lambda k: (cases.case_stat(groups[k], metric).value or 0) * (1 if higher else -1))
     what = "stacks" if case.chip is not None else "stacks and devices"
-    v.reasons.append(f"runs with {len(groups)} {what} ({', '.join(sorted(groups))}), never pooled: judged on {best} "
-                     + ("(the claimed stack)" if same else "(the best of them)"))
+    v.reasons.append(
+        f"runs with {len(groups)} {what} ({', '.join(sorted(groups))}), never pooled: judged on {best} "
+        + ("(the claimed stack)" if same else "(the best of them)")
+    )
     return groups[best]
 
 
@@ -576,8 +634,11 @@ def _throttle_note(records: list[dict], v: Verdict) -> None:
     rounds = sum(r.get("throttled_rounds") or 0 for r in records)
     if rounds:
         why = sorted({r["throttle_reasons"] for r in records if r.get("throttle_reasons")})
-        v.reasons.append(f"{rounds} timed round(s) ran while the device reported throttling"
-                         + (f" ({'; '.join(why)})" if why else "") + ": counted, as the chip's behaviour under its limits")
+        v.reasons.append(
+            f"{rounds} timed round(s) ran while the device reported throttling"
+            + (f" ({'; '.join(why)})" if why else "")
+            + ": counted, as the chip's behaviour under its limits"
+        )
 
 
 def _short_of(claim: Claim, value: float) -> bool:
@@ -609,12 +670,19 @@ def _check_fits_runs(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     nothing. Runs on another number of chips (a split) are not the claimed case."""
     case, need = claim.case, claim.context
     runs = matching_runs_any(case, records)
-    split = len([r for r in records if r.get("model") == case.model and r.get("dtype") == case.dtype
-                 and chip_of(r) == case.chip]) - len(runs)
+    split = len(
+        [
+            r
+            for r in records
+            if r.get("model") == case.model and r.get("dtype") == case.dtype and chip_of(r) == case.chip
+        ]
+    ) - len(runs)
     if split:
         v.reasons.append(f"{split} run(s) on another number of {case.chip.name} than {case.chips} not counted")
     if not runs:
-        v.reasons.append(f"no runs of {case.model} in {case.dtype} on {case.chip.name}: a run decides activations and overhead")
+        v.reasons.append(
+            f"no runs of {case.model} in {case.dtype} on {case.chip.name}: a run decides activations and overhead"
+        )
         return v
     done = [r for r in runs if r.get("status") == "ok"]
     wrong = _wrong(done)
@@ -622,32 +690,42 @@ def _check_fits_runs(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     if held:
         top = max(held, key=lambda r: (_tokens(r), r.get("batch") or 1))
         v.verdict = "confirmed"
-        v.reasons.append(f"{len(held)} run(s) completed holding at least {need} tokens per sequence; the longest "
-                         f"{_tokens(top)} tokens at batch {top.get('batch')} ({top.get('workload')})")
+        v.reasons.append(
+            f"{len(held)} run(s) completed holding at least {need} tokens per sequence; the longest "
+            f"{_tokens(top)} tokens at batch {top.get('batch')} ({top.get('workload')})"
+        )
         return v
     short = [r for r in runs if out_of_memory(r) and (r.get("batch") or 1) == 1 and _tokens(r) <= need]
     if short:
         first = min(short, key=_tokens)
         v.verdict = "refuted"
-        v.reasons.append(f"{len(short)} run(s) at batch 1 ran out of memory holding no more than the claimed {need} "
-                         f"tokens: {first.get('workload')} ({_tokens(first)} tokens): "
-                         f"{_first_line(first.get('error'))}")
+        v.reasons.append(
+            f"{len(short)} run(s) at batch 1 ran out of memory holding no more than the claimed {need} "
+            f"tokens: {first.get('workload')} ({_tokens(first)} tokens): "
+            f"{_first_line(first.get('error'))}"
+        )
         return v
     right = [r for r in done if r.get("correct") is not False]
     if right:
-        v.reasons.append(f"{len(right)} run(s) completed, the longest holding {max(map(_tokens, right))} tokens per "
-                         f"sequence: fewer than the claimed {need}")
+        v.reasons.append(
+            f"{len(right)} run(s) completed, the longest holding {max(map(_tokens, right))} tokens per "
+            f"sequence: fewer than the claimed {need}"
+        )
     if wrong:
         v.reasons.append(f"{len(wrong)} completed run(s) failed the correctness gate and confirm nothing")
     over = [r for r in runs if out_of_memory(r)]
     if over:
-        v.reasons.append(f"{len(over)} run(s) ran out of memory, each holding more than the claimed {need} tokens or "
-                         "at a batch above 1: that does not refute it"
-                         + (" (the claim names no context: give `context` to decide with such runs)" if not need else ""))
+        v.reasons.append(
+            f"{len(over)} run(s) ran out of memory, each holding more than the claimed {need} tokens or "
+            "at a batch above 1: that does not refute it"
+            + (" (the claim names no context: give `context` to decide with such runs)" if not need else "")
+        )
     other = [r for r in runs if r.get("status") != "ok" and not out_of_memory(r)]
     if other:
-        v.reasons.append(f"{len(other)} run(s) failed for a reason other than memory, which decides nothing: "
-                         f"{_first_line(other[0].get('error'))}")
+        v.reasons.append(
+            f"{len(other)} run(s) failed for a reason other than memory, which decides nothing: "
+            f"{_first_line(other[0].get('error'))}"
+        )
     return v
 
 
@@ -664,8 +742,9 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         v.numbers["claimed_share_of_roofline"] = share
         if _breaks(claim.value, bound, metric, claim.compare):
             v.verdict = "physically implausible"
-            v.reasons.append(f"claims {_shown(claim.value, metric)}, {share:.0%} of the roofline "
-                             f"{_shown(bound, metric)} ({how})")
+            v.reasons.append(
+                f"claims {_shown(claim.value, metric)}, {share:.0%} of the roofline {_shown(bound, metric)} ({how})"
+            )
             return v
         v.reasons.append(f"physically possible: {share:.0%} of the roofline {_shown(bound, metric)} ({how})")
     else:
@@ -673,8 +752,11 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     matched = matching_runs(case, records)
     runs = [r for r in matched if r.get("status") == "ok"]
     if not runs:
-        v.reasons.append(f"no completed run of this case: {len(matched)} failed ({_first_line(matched[0].get('error'))})"
-                         if matched else "no matching runs: give records of this case on this chip to decide")
+        v.reasons.append(
+            f"no completed run of this case: {len(matched)} failed ({_first_line(matched[0].get('error'))})"
+            if matched
+            else "no matching runs: give records of this case on this chip to decide"
+        )
         return v
     runs, refutes = _correct_only(runs, case.stack, v)
     if refutes or not runs:
@@ -691,44 +773,65 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
     v.numbers.update(ci95_low=lo, ci95_high=hi, interval_basis=basis)
     decided = _decide(lo, hi, claim.value, claim.compare, claim.tolerance)
     stacks = _stacks(runs)
-    v.reasons.append(f"measured {_shown(stat.value, metric)} ({cases.STATISTIC}), {basis}; claimed "
-                     f"{claim.compare.replace('_', ' ')} {_shown(claim.value, metric)}; stack: {', '.join(stacks)}")
+    v.reasons.append(
+        f"measured {_shown(stat.value, metric)} ({cases.STATISTIC}), {basis}; claimed "
+        f"{claim.compare.replace('_', ' ')} {_shown(claim.value, metric)}; stack: {', '.join(stacks)}"
+    )
     short = _short_of(claim, stat.value)
     if decided == "refuted" and case.chip is None:
-        v.reasons.append(f"would be refuted, but the claim names no chip: "
-                         f"{'a shortfall' if short else 'a result better than claimed'} on {runs[0].get('device_name')} "
-                         "does not decide what another chip does, so inconclusive")
+        v.reasons.append(
+            f"would be refuted, but the claim names no chip: "
+            f"{'a shortfall' if short else 'a result better than claimed'} on {runs[0].get('device_name')} "
+            "does not decide what another chip does, so inconclusive"
+        )
         return v
     loaded = cases.loaded_trials(runs)
     # load only slows a run: a shortfall may be the load's, and so may an "about" that a faster
     # unloaded run would overshoot; a run better than the claim despite the load stands
-    if loaded and (decided == "refuted" and _short_of(claim, stat.value)
-                   or decided == "confirmed" and claim.compare == "about"):
-        v.reasons.append(f"would be {decided}, but {loaded} of {len(runs)} trial(s) ran on a loaded host (other "
-                         "processes or the hypervisor took CPU time), which may have slowed them, so inconclusive; "
-                         "rerun on a quiet host")
+    if loaded and (
+        decided == "refuted" and _short_of(claim, stat.value) or decided == "confirmed" and claim.compare == "about"
+    ):
+        v.reasons.append(
+            f"would be {decided}, but {loaded} of {len(runs)} trial(s) ran on a loaded host (other "
+            "processes or the hypervisor took CPU time), which may have slowed them, so inconclusive; "
+            "rerun on a quiet host"
+        )
         return v
     bound = cases.host_bound_trials(runs) if metric not in PREFILL_METRICS else 0
     # a host-bound decode times the host: like load, it only slows the chip's figure
     if bound and (decided == "refuted" and short or decided == "confirmed" and claim.compare == "about"):
-        v.reasons.append(f"would be {decided}, but {bound} of {len(runs)} trial(s) were host-bound (the device waited "
-                         "for the host's own work each decode step), so they time the host, not the chip, and a faster "
-                         "host could run faster: inconclusive; rerun with a stack that queues steps ahead (compiled, "
-                         "graph-captured) or on a faster host")
+        v.reasons.append(
+            f"would be {decided}, but {bound} of {len(runs)} trial(s) were host-bound (the device waited "
+            "for the host's own work each decode step), so they time the host, not the chip, and a faster "
+            "host could run faster: inconclusive; rerun with a stack that queues steps ahead (compiled, "
+            "graph-captured) or on a faster host"
+        )
         return v
-    if decided == "confirmed" and claim.compare == "about" and case.stack and not all(
-            stack_matches(case.stack, _stack_of(r)) for r in runs):
-        v.reasons.append(f"would be confirmed, but by another stack than the claim's ({case.stack}): its figure is "
-                         "plausible on this chip, not confirmed for the claimed stack; a run with it decides")
+    if (
+        decided == "confirmed"
+        and claim.compare == "about"
+        and case.stack
+        and not all(stack_matches(case.stack, _stack_of(r)) for r in runs)
+    ):
+        v.reasons.append(
+            f"would be confirmed, but by another stack than the claim's ({case.stack}): its figure is "
+            "plausible on this chip, not confirmed for the claimed stack; a run with it decides"
+        )
         return v
-    if decided == "refuted" and not short and claim.compare == "about" and not all(
-            stack_matches(case.stack, _stack_of(r)) for r in runs):
+    if (
+        decided == "refuted"
+        and not short
+        and claim.compare == "about"
+        and not all(stack_matches(case.stack, _stack_of(r)) for r in runs)
+    ):
         v.reasons.append(
             f"would be refuted, but the runs beat the claimed figure with another stack than the claim's "
             f"({case.stack}): a faster stack does not show that the claimed one runs at other than its figure, so "
-            "inconclusive; a run with the claimed stack decides it" if case.stack else
-            "would be refuted, but the runs beat the claimed figure and the claim names no stack: a faster stack "
-            "does not show that the one the figure was measured with runs at other than it, so inconclusive")
+            "inconclusive; a run with the claimed stack decides it"
+            if case.stack
+            else "would be refuted, but the runs beat the claimed figure and the claim names no stack: a faster stack "
+            "does not show that the one the figure was measured with runs at other than it, so inconclusive"
+        )
         return v
     if decided == "refuted" and short:
         same_stack = all(stack_matches(case.stack, _stack_of(r)) for r in runs)
@@ -739,12 +842,17 @@ def _check_metric(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
             v.verdict = f"not reproduced with {', '.join(stacks)} ({at})"
             v.reasons.append(
                 f"a slow stack does not refute a chip: deciding this takes a run with the claimed stack ({case.stack}), "
-                f"or any run at {REFUTES_AT:.0%} or more of the measured roofline" if case.stack else
-                f"a slow stack does not refute a chip, and the claim names no stack: deciding this takes a run at "
-                f"{REFUTES_AT:.0%} or more of the measured roofline (one near the chip's limit)")
+                f"or any run at {REFUTES_AT:.0%} or more of the measured roofline"
+                if case.stack
+                else f"a slow stack does not refute a chip, and the claim names no stack: deciding this takes a run at "
+                f"{REFUTES_AT:.0%} or more of the measured roofline (one near the chip's limit)"
+            )
             return v
-        v.reasons.append("refuted with the claimed stack" if same_stack else
-                         f"refuted at {share:.0%} of the measured roofline: no stack could do much better")
+        v.reasons.append(
+            "refuted with the claimed stack"
+            if same_stack
+            else f"refuted at {share:.0%} of the measured roofline: no stack could do much better"
+        )
     v.verdict = decided
     return v
 
@@ -783,9 +891,11 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         ratio = b_num / b_den if METRICS[metric][1] else b_den / b_num
         v.numbers["roofline_ratio"] = ratio
         if claim.value > ratio and claim.compare != "at_most":
-            v.reasons.append(f"claims {claim.value:g}x where both at their roofline give {ratio:.2f}x "
-                             f"({how_num}; {how_den}): holds only if the denominator runs further below "
-                             "its roofline than the numerator")
+            v.reasons.append(
+                f"claims {claim.value:g}x where both at their roofline give {ratio:.2f}x "
+                f"({how_num}; {how_den}): holds only if the denominator runs further below "
+                "its roofline than the numerator"
+            )
         else:
             v.reasons.append(f"both at their roofline give {ratio:.2f}x")
     else:
@@ -810,55 +920,77 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
         if len({r.get("device_name") for r in rn + rd}) > 1:
             pick = max(devices, key=lambda d: sum(r.get("device_name") == d for r in rn + rd)) if devices else None
             rn, rd = [r for r in rn if r.get("device_name") == pick], [r for r in rd if r.get("device_name") == pick]
-            v.reasons.append(f"the claim names no chip: both sides judged on one device they share ({pick})" if pick else
-                             "the claim names no chip and the two sides ran on no device in common")
+            v.reasons.append(
+                f"the claim names no chip: both sides judged on one device they share ({pick})"
+                if pick
+                else "the claim names no chip and the two sides ran on no device in common"
+            )
     common = sorted({_stack_of(r) for r in rn} & {_stack_of(r) for r in rd})
     if common and len({_stack_of(r) for r in rn + rd}) > 1:  # like for like where the runs allow it
         pick = max(common, key=lambda k: sum(_stack_of(r) == k for r in rn + rd))
         rn, rd = [r for r in rn if _stack_of(r) == pick], [r for r in rd if _stack_of(r) == pick]
         v.reasons.append(f"both sides judged on the stack they share: {pick}")
     if not rn or not rd:
-        v.reasons.append("no matching runs of " + " and ".join(
-            s for s, r in (("the numerator", rn), ("the denominator", rd)) if not r))
+        v.reasons.append(
+            "no matching runs of "
+            + " and ".join(s for s, r in (("the numerator", rn), ("the denominator", rd)) if not r)
+        )
         return v
     _throttle_note(rn + rd, v)
     c = compare_stats(cases.case_stat(rn, metric), cases.case_stat(rd, metric))
-    v.numbers.update(measured_ratio=c.ratio, ci95_low=c.ci_low, ci95_high=c.ci_high, interval_basis=c.basis,
-                     numerator_trials=c.run_trials, denominator_trials=c.base_trials)
+    v.numbers.update(
+        measured_ratio=c.ratio,
+        ci95_low=c.ci_low,
+        ci95_high=c.ci_high,
+        interval_basis=c.basis,
+        numerator_trials=c.run_trials,
+        denominator_trials=c.base_trials,
+    )
     if c.ci_low is None:
         v.reasons.append("too few samples for an interval")
         return v
     decided = _decide(c.ci_low, c.ci_high, claim.value, claim.compare, claim.tolerance)
-    v.reasons.append(f"measured {c.ratio:.3g}x, 95% CI [{c.ci_low:.3g}, {c.ci_high:.3g}] ({c.basis}); claimed "
-                     f"{claim.compare.replace('_', ' ')} {claim.value:g}x")
+    v.reasons.append(
+        f"measured {c.ratio:.3g}x, 95% CI [{c.ci_low:.3g}, {c.ci_high:.3g}] ({c.basis}); claimed "
+        f"{claim.compare.replace('_', ' ')} {claim.value:g}x"
+    )
     differ = _sides_differ(claim, rn, rd)
     if differ and decided in ("confirmed", "refuted"):
-        v.reasons.append(f"would be {decided}, but the two sides also differ in {'; '.join(differ)}: not like for "
-                         f"like, so inconclusive (a ratio claim may differ only in {' or '.join(COMPARED)})")
+        v.reasons.append(
+            f"would be {decided}, but the two sides also differ in {'; '.join(differ)}: not like for "
+            f"like, so inconclusive (a ratio claim may differ only in {' or '.join(COMPARED)})"
+        )
         decided = "inconclusive"
     elif differ:
         v.reasons.append(f"the two sides also differ in {'; '.join(differ)}")
     loaded = cases.loaded_trials(rn), cases.loaded_trials(rd)
     if any(loaded) and decided in ("confirmed", "refuted"):
-        v.reasons.append(f"would be {decided}, but {loaded[0]} of {len(rn)} numerator and {loaded[1]} of {len(rd)} "
-                         "denominator trial(s) ran on a loaded host: load on one side moves the ratio either way, "
-                         "so inconclusive; rerun on quiet hosts")
+        v.reasons.append(
+            f"would be {decided}, but {loaded[0]} of {len(rn)} numerator and {loaded[1]} of {len(rd)} "
+            "denominator trial(s) ran on a loaded host: load on one side moves the ratio either way, "
+            "so inconclusive; rerun on quiet hosts"
+        )
         decided = "inconclusive"
-    bound = ((cases.host_bound_trials(rn), cases.host_bound_trials(rd)) if metric not in PREFILL_METRICS else (0, 0))
+    bound = (cases.host_bound_trials(rn), cases.host_bound_trials(rd)) if metric not in PREFILL_METRICS else (0, 0)
     if any(bound) and decided in ("confirmed", "refuted"):
-        v.reasons.append(f"would be {decided}, but {bound[0]} of {len(rn)} numerator and {bound[1]} of {len(rd)} "
-                         "denominator trial(s) were host-bound (the device waited for the host each decode step): "
-                         "their speed is the host's, so the ratio compares hosts and software, not the chips, even "
-                         "with the claimed stack; inconclusive, rerun with a stack that keeps the devices busy")
+        v.reasons.append(
+            f"would be {decided}, but {bound[0]} of {len(rn)} numerator and {bound[1]} of {len(rd)} "
+            "denominator trial(s) were host-bound (the device waited for the host each decode step): "
+            "their speed is the host's, so the ratio compares hosts and software, not the chips, even "
+            "with the claimed stack; inconclusive, rerun with a stack that keeps the devices busy"
+        )
         decided = "inconclusive"
     shares = roofline_share(rn, metric), roofline_share(rd, metric)
     v.numbers.update(numerator_roofline_share=shares[0], denominator_roofline_share=shares[1])
-    claimed_stack = (all(stack_matches(num.stack, _stack_of(r)) for r in rn)
-                     and all(stack_matches(den.stack, _stack_of(r)) for r in rd))
+    claimed_stack = all(stack_matches(num.stack, _stack_of(r)) for r in rn) and all(
+        stack_matches(den.stack, _stack_of(r)) for r in rd
+    )
     near = all(x is not None and x >= REFUTES_AT for x in shares)
     if decided == "confirmed" and claim.compare == "about" and (num.stack or den.stack) and not claimed_stack:
-        v.reasons.append(f"would be confirmed, but by another stack than the claim's ({num.stack or den.stack}): the "
-                         "ratio is plausible, not confirmed for the claimed stack; runs with it decide")
+        v.reasons.append(
+            f"would be confirmed, but by another stack than the claim's ({num.stack or den.stack}): the "
+            "ratio is plausible, not confirmed for the claimed stack; runs with it decide"
+        )
         decided = "inconclusive"
     if decided in ("confirmed", "refuted") and not (claimed_stack or near):
         at = " and ".join(f"{x:.0%}" if x is not None else "an unmeasured share" for x in shares)
@@ -866,9 +998,13 @@ def _check_ratio(claim: Claim, records: list[dict], v: Verdict) -> Verdict:
             f"would be {decided}, but the runs reached {at} of their measured roofline with {', '.join(_stacks(rn + rd))}: "
             "below the chips' limits a ratio measures the software and the host as much as the chips (eager decode "
             "bound by kernel launches makes two GPUs look alike), so inconclusive; deciding it takes "
-            + (f"both sides with the claimed stack ({num.stack if num.stack == den.stack else f'{num.stack} / {den.stack}'}), "
-               f"or both at {REFUTES_AT:.0%} or more of their measured roofline" if num.stack or den.stack else
-               f"both sides at {REFUTES_AT:.0%} or more of their measured roofline (the claim names no stack)"))
+            + (
+                f"both sides with the claimed stack ({num.stack if num.stack == den.stack else f'{num.stack} / {den.stack}'}), "
+                f"or both at {REFUTES_AT:.0%} or more of their measured roofline"
+                if num.stack or den.stack
+                else f"both sides at {REFUTES_AT:.0%} or more of their measured roofline (the claim names no stack)"
+            )
+        )
         decided = "inconclusive"
     v.verdict = decided
     return v
@@ -901,19 +1037,37 @@ def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | No
     import json
 
     if fmt == "json":
-        return json.dumps({"claims": [{"id": v.claim.id, "statement": v.claim.statement, "source": v.claim.source,
-                                       "date": v.claim.date or None, "verdict": v.verdict, "category": v.category,
-                                       "reasons": v.reasons,
-                                       "numbers": {k: (None if isinstance(x, float) and not math.isfinite(x) else x)
-                                                   for k, x in v.numbers.items()}} for v in verdicts],
-                           "records": account.__dict__ if account is not None else None}, indent=1)
+        return json.dumps(
+            {
+                "claims": [
+                    {
+                        "id": v.claim.id,
+                        "statement": v.claim.statement,
+                        "source": v.claim.source,
+                        "date": v.claim.date or None,
+                        "verdict": v.verdict,
+                        "category": v.category,
+                        "reasons": v.reasons,
+                        "numbers": {
+                            k: (None if isinstance(x, float) and not math.isfinite(x) else x)
+                            for k, x in v.numbers.items()
+                        },
+                    }
+                    for v in verdicts
+                ],
+                "records": account.__dict__ if account is not None else None,
+            },
+            indent=1,
+        )
     from bench.publishing.tables import md_cell as esc
 
     lines = ["| claim | statement | verdict | why |", "|---|---|---|---|"]
     for v in verdicts:
         origin = ", ".join(x for x in (v.claim.source, v.claim.date) if x)
-        lines.append(f"| {esc(v.claim.id)} | {esc(v.claim.statement)} ({esc(origin)}) "
-                     f"| **{esc(v.verdict)}** | {esc('; '.join(v.reasons))} |")
+        lines.append(
+            f"| {esc(v.claim.id)} | {esc(v.claim.statement)} ({esc(origin)}) "
+            f"| **{esc(v.verdict)}** | {esc('; '.join(v.reasons))} |"
+        )
     if account is not None and account.inputs:
         lines += ["", account.line("records")]
     return "\n".join(lines) + "\n"

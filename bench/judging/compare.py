@@ -33,8 +33,10 @@ from bench.measuring.metrics import HEADLINE, METRICS
 DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload kind's own throughput
 GATE_METRICS = ("headline",)  # gated unless others are named: one family member per case
 MACHINE_MOVED = 1.15  # the device's own measured ceiling differs between the sides by more than this factor
-CEILING_FIELDS = {"bandwidth": ("ceiling_gb_per_s", "memory bandwidth", "GB/s"),
-                  "matmul": ("ceiling_tflops", "matmul rate", "TFLOP/s")}
+CEILING_FIELDS = {
+    "bandwidth": ("ceiling_gb_per_s", "memory bandwidth", "GB/s"),
+    "matmul": ("ceiling_tflops", "matmul rate", "TFLOP/s"),
+}
 BESIDE_FIELDS = {"bandwidth": "ceiling_beside_gb_per_s", "matmul": "ceiling_beside_tflops"}
 
 
@@ -90,14 +92,18 @@ def case_noise(run: CaseStat, base: CaseStat, drift: tuple[float, int] | None = 
 
 def _basis(run: CaseStat, base: CaseStat, noise: stats.Noise) -> str:
     def side(s: CaseStat) -> str:
-        return f"{s.trials} trial{'s' if s.trials != 1 else ''}" + (f" in {s.side.k} invocations" if s.side.k > 1 else "")
+        return f"{s.trials} trial{'s' if s.trials != 1 else ''}" + (
+            f" in {s.side.k} invocations" if s.side.k > 1 else ""
+        )
 
     drift = f"{stats.relative(math.sqrt(noise.drift_var)):.1%}"
     if noise.drift_known:
         what = f"invocation drift {drift}, {noise.drift_source}"
     else:
-        what = (f"invocation drift unknown (one invocation a side): {noise.drift_source} {drift} assumed; a baseline "
-                "of several invocations measures it")
+        what = (
+            f"invocation drift unknown (one invocation a side): {noise.drift_source} {drift} assumed; a baseline "
+            "of several invocations measures it"
+        )
     return f"{side(run)} vs {side(base)}; {what}"
 
 
@@ -106,12 +112,22 @@ def compare_stats(run: CaseStat, base: CaseStat, noise: stats.Noise | None = Non
     level of noise. `noise` defaults to what the two sides alone say (case_noise)."""
     metric = run.metric
     higher = METRICS[metric][1]
-    common = dict(metric=metric, higher_is_better=higher, run_value=run.value, base_value=base.value,
-                  run_trials=run.trials, base_trials=base.trials, run_rounds=run.rounds, base_rounds=base.rounds,
-                  run_invocations=run.side.k, base_invocations=base.side.k)
+    common = dict(
+        metric=metric,
+        higher_is_better=higher,
+        run_value=run.value,
+        base_value=base.value,
+        run_trials=run.trials,
+        base_trials=base.trials,
+        run_rounds=run.rounds,
+        base_rounds=base.rounds,
+        run_invocations=run.side.k,
+        base_invocations=base.side.k,
+    )
     if run.value is None or base.value is None:
-        return MetricComparison(**common, ratio=None, ci_low=None, ci_high=None, basis="none",
-                                verdict="insufficient data")
+        return MetricComparison(
+            **common, ratio=None, ci_low=None, ci_high=None, basis="none", verdict="insufficient data"
+        )
     noise = noise or case_noise(run, base)
     sign = 1 if higher else -1
     d, se, df = stats.difference(run.side, base.side, noise)
@@ -119,18 +135,28 @@ def compare_stats(run: CaseStat, base: CaseStat, noise: stats.Noise | None = Non
     lo, hi = stats.t_interval(d, se, df)
     lo, hi = math.exp(lo), math.exp(hi)
     verdict = "faster" if lo > 1 else "slower" if hi < 1 else "no significant difference"
-    return MetricComparison(**common, ratio=math.exp(d), ci_low=lo, ci_high=hi, basis=_basis(run, base, noise),
-                            verdict=verdict, se_log=se, df=df,
-                            trial_spread=stats.relative(math.sqrt(noise.trial_var)) if noise.trial_var else None,
-                            drift=stats.relative(math.sqrt(noise.drift_var)), drift_source=noise.drift_source)
+    return MetricComparison(
+        **common,
+        ratio=math.exp(d),
+        ci_low=lo,
+        ci_high=hi,
+        basis=_basis(run, base, noise),
+        verdict=verdict,
+        se_log=se,
+        df=df,
+        trial_spread=stats.relative(math.sqrt(noise.trial_var)) if noise.trial_var else None,
+        drift=stats.relative(math.sqrt(noise.drift_var)),
+        drift_source=noise.drift_source,
+    )
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}" if x >= 0.095 else f"{x:.1%}"
 
 
-def power_note(noise: stats.Noise, run: stats.Side, base: stats.Side, threshold: float, rows: int,
-               pool: int = 1) -> str:
+def power_note(
+    noise: stats.Noise, run: stats.Side, base: stats.Side, threshold: float, rows: int, pool: int = 1
+) -> str:
     """What more trials or invocations would make of the smallest detectable regression:
     "run trials 3: 14%; 6: 9%; 10: 8%; a baseline of 5 invocations: 7%". The last assumes the
     drift then measured at its present value (or the prior's), over `pool` cases of the device."""
@@ -140,10 +166,18 @@ def power_note(noise: stats.Noise, run: stats.Side, base: stats.Side, threshold:
         said.append(f"{n}: {_pct(stats.min_detectable(se, df, threshold, rows))}")
     more = max(base.k + 2, 3)
     per = max(round(base.n / base.k), 1)
-    future = dataclasses.replace(noise, drift_df=max(noise.drift_df if noise.drift_known else 0, (more - 1) * pool),
-                                 drift_source="measured", drift_n0=per if noise.trial_var else 0.0)
+    future = dataclasses.replace(
+        noise,
+        drift_df=max(noise.drift_df if noise.drift_known else 0, (more - 1) * pool),
+        drift_source="measured",
+        drift_n0=per if noise.trial_var else 0.0,
+    )
     se, df = stats.projected_se(future, max(run.n, per, 3), 1, base, base_invocations=more)
-    text = "run trials " + "; ".join(said) + f"; a baseline of {more} invocations: {_pct(stats.min_detectable(se, df, threshold, rows))}"
+    text = (
+        "run trials "
+        + "; ".join(said)
+        + f"; a baseline of {more} invocations: {_pct(stats.min_detectable(se, df, threshold, rows))}"
+    )
     if not noise.drift_known:
         text += " (drift then measured, not assumed)"
     return text
@@ -166,11 +200,17 @@ def gate_rows(rows: list[dict], sides: dict[int, tuple], threshold: float) -> No
         r["mdr_more"] = power_note(noise, run_side, base_side, threshold, m, pools[r["device"], r["metric"]])
         rows_text = f"{m} gated row{'s' if m != 1 else ''}"
         if p <= stats.GATE_ALPHA:
-            r.update(gate="FAIL", gate_note=f"significantly below {threshold:g} (one-sided p {r['p_below']:.2g}; "
-                     f"{p:.2g} after Holm over {rows_text})")
+            r.update(
+                gate="FAIL",
+                gate_note=f"significantly below {threshold:g} (one-sided p {r['p_below']:.2g}; "
+                f"{p:.2g} after Holm over {rows_text})",
+            )
         else:
-            r.update(gate="pass", gate_note=f"not significantly below {threshold:g} (p {p:.2g} after Holm over "
-                     f"{rows_text}); catches a {_pct(r['mdr'])} regression with {stats.POWER:.0%} probability")
+            r.update(
+                gate="pass",
+                gate_note=f"not significantly below {threshold:g} (p {p:.2g} after Holm over "
+                f"{rows_text}); catches a {_pct(r['mdr'])} regression with {stats.POWER:.0%} probability",
+            )
 
 
 def resolve_metric(metric: str, rec: dict) -> str:
@@ -205,8 +245,7 @@ def _same_cpu(base: list[dict], run: list[dict]) -> list[dict]:
         if r.get("backend_kind") == "cpu" and r.get("env_device_isa") is not None:
             isas.setdefault(cases.identity(r), set()).add(r["env_device_isa"])
     matching = {cases.identity(b) for b in base if b.get("env_device_isa") in isas.get(cases.identity(b), ())}
-    return [b for b in base if cases.identity(b) not in matching
-            or b.get("env_device_isa") in isas[cases.identity(b)]]
+    return [b for b in base if cases.identity(b) not in matching or b.get("env_device_isa") in isas[cases.identity(b)]]
 
 
 @dataclass(frozen=True)
@@ -234,15 +273,22 @@ def gated_metrics(metrics: list[str] | None, gate_metrics: list[str] | None) -> 
     return [m for m in GATE_METRICS if m in shown] or shown
 
 
-def compare_records(run: list[dict], base: list[dict], metrics: list[str] | None = None,
-                    threshold: float | None = None, across_devices: bool = False,
-                    gate_metrics: list[str] | None = None) -> Comparison:
+def compare_records(
+    run: list[dict],
+    base: list[dict],
+    metrics: list[str] | None = None,
+    threshold: float | None = None,
+    across_devices: bool = False,
+    gate_metrics: list[str] | None = None,
+) -> Comparison:
     """Every case of the run against its baseline (see the module doc). `metrics`: shown (default
     DEFAULT_METRICS); `gate_metrics`: gated with a threshold (default: gated_metrics; shown too)."""
     if across_devices and threshold is not None:
-        raise UsageError("a regression gate across different devices is refused: a different device is not a "
-                         "regression; compare each device with its own baseline (drop --across devices), or "
-                         "drop --fail-below to see the ratios")
+        raise UsageError(
+            "a regression gate across different devices is refused: a different device is not a "
+            "regression; compare each device with its own baseline (drop --across devices), or "
+            "drop --fail-below to see the ratios"
+        )
     acc_run, acc_base = Account(), Account()
     run = dedupe(run, acc_run)
     base = dedupe(base, acc_base)
@@ -323,8 +369,11 @@ def _ceiling_ratio(okr: list[dict], okb: list[dict], metric: str):
         return None
     run, base = (math.exp(sum(math.log(v) for v, _ in side) / len(side)) for side in sides)
     after = [any(b for _, b in side) for side in sides]
-    when = {(True, True): ", each right after its case", (True, False): ", the run's right after its case",
-            (False, True): ", the baseline's right after its case"}.get(tuple(after), "")
+    when = {
+        (True, True): ", each right after its case",
+        (True, False): ", the run's right after its case",
+        (False, True): ", the baseline's right after its case",
+    }.get(tuple(after), "")
     return run / base, run, base, what, unit, when
 
 
@@ -353,9 +402,11 @@ def devices_ratio(okr: list[dict], okb: list[dict], metric: str) -> dict:
     if found is None:
         return {}
     ratio, run, base, what, unit, when = found
-    return {"machine_ratio": ratio,
-            "machine_note": f"the run's device measured {ratio:.3g}x the baseline device's {what} "
-                            f"({_fig(run)} vs {_fig(base)} {unit}{when})"}
+    return {
+        "machine_ratio": ratio,
+        "machine_note": f"the run's device measured {ratio:.3g}x the baseline device's {what} "
+        f"({_fig(run)} vs {_fig(base)} {unit}{when})",
+    }
 
 
 def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
@@ -368,8 +419,10 @@ def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
     run, base = ({str(r.get("weights")) for r in recs} for recs in (okr, okb))
     if run == base or (spec is not None and not spec.experts):
         return {}
-    return {"weights_note": f"other weights ({', '.join(sorted(run))} vs {', '.join(sorted(base))}): "
-            "an MoE routes by its weights, so its speed may differ for that alone"}
+    return {
+        "weights_note": f"other weights ({', '.join(sorted(run))} vs {', '.join(sorted(base))}): "
+        "an MoE routes by its weights, so its speed may differ for that alone"
+    }
 
 
 def cpus_differ(okr: list[dict], okb: list[dict]) -> dict:
@@ -378,17 +431,26 @@ def cpus_differ(okr: list[dict], okb: list[dict]) -> dict:
     other machines, whose bf16 matmul can differ several times over. Said where both sides recorded
     them and they differ (records that did not record theirs are left out of the sets: a baseline
     part of whose trials are known to come from another CPU is no baseline either)."""
-    run, base = ({r.get("env_device_isa") for r in recs if r.get("backend_kind") == "cpu"} - {None}
-                 for recs in (okr, okb))
+    run, base = (
+        {r.get("env_device_isa") for r in recs if r.get("backend_kind") == "cpu"} - {None} for recs in (okr, okb)
+    )
     if not run or not base or run == base:
         return {}
     said = lambda isas: " | ".join(sorted(i or "none of them" for i in isas))  # noqa: E731
-    return {"cpu_note": f"another CPU under the same name: the run's reported {said(run)}, the baseline's "
-                        f"{said(base)} (matmul extensions)"}
+    return {
+        "cpu_note": f"another CPU under the same name: the run's reported {said(run)}, the baseline's "
+        f"{said(base)} (matmul extensions)"
+    }
 
 
-SOFTWARE = (("torch", "env_torch"), ("transformers", "env_transformers"), ("runtime", "env_runtime"),
-            ("driver", "env_driver"), ("Python", "env_python"), ("torch threads", "env_torch_threads"))
+SOFTWARE = (
+    ("torch", "env_torch"),
+    ("transformers", "env_transformers"),
+    ("runtime", "env_runtime"),
+    ("driver", "env_driver"),
+    ("Python", "env_python"),
+    ("torch threads", "env_torch_threads"),
+)
 
 
 def software_differ(okr: list[dict], okb: list[dict]) -> dict:
@@ -406,6 +468,7 @@ def software_differ(okr: list[dict], okb: list[dict]) -> dict:
 
     def engine(r: dict) -> str:  # the stack beyond transformers' version, which is said above
         return str(r.get("stack")).replace(str(r.get("env_transformers")), "")
+
     run, base = ({engine(r) for r in recs if r.get("stack")} for recs in (okr, okb))
     if run and base and run != base:
         stacks = lambda recs: " | ".join(sorted({str(r["stack"]) for r in recs if r.get("stack")}))  # noqa: E731
@@ -438,7 +501,9 @@ def machine_drift(pairs, case_stats) -> dict[tuple, tuple[float, int] | None]:
             if rs.value is None or bs.value is None:
                 continue
             trial = stats.trial_variance([rs.side, bs.side])
-            found.setdefault((key[-1], metric), []).extend([(rs.side, trial and trial[0]), (bs.side, trial and trial[0])])
+            found.setdefault((key[-1], metric), []).extend(
+                [(rs.side, trial and trial[0]), (bs.side, trial and trial[0])]
+            )
     return {k: stats.drift_variance(v) for k, v in found.items()}
 
 
@@ -452,9 +517,26 @@ def _overrule(row: dict, threshold: float) -> None:
 
 
 def _no_verdict(ident: dict, verdict: str, gate: str | None, note, okr: list, okb: list) -> list[tuple]:
-    return [({**ident, "metric": "-", "verdict": verdict, "gate": gate, "gate_note": note, "ratio": None,
-              "ci_low": None, "ci_high": None, "run_value": None, "base_value": None, "run_trials": len(okr),
-              "base_trials": len(okb), "basis": "none"}, None)]
+    return [
+        (
+            {
+                **ident,
+                "metric": "-",
+                "verdict": verdict,
+                "gate": gate,
+                "gate_note": note,
+                "ratio": None,
+                "ci_low": None,
+                "ci_high": None,
+                "run_value": None,
+                "base_value": None,
+                "run_trials": len(okr),
+                "base_trials": len(okb),
+                "basis": "none",
+            },
+            None,
+        )
+    ]
 
 
 def _rows(key, recs, bkey, brecs, per_metric, gated, threshold, drift) -> list[tuple[dict, tuple | None]]:
@@ -465,25 +547,42 @@ def _rows(key, recs, bkey, brecs, per_metric, gated, threshold, drift) -> list[t
     if not okr or not okb:
         side = "the run" if not okr else "the baseline"
         failed = not okr and okb
-        return _no_verdict(ident, f"every trial failed in {side}", ("FAIL" if failed else "no baseline") if gating else None,
-                           recs[-1].get("error") if not okr else brecs[-1].get("error"), okr, okb)
+        return _no_verdict(
+            ident,
+            f"every trial failed in {side}",
+            ("FAIL" if failed else "no baseline") if gating else None,
+            recs[-1].get("error") if not okr else brecs[-1].get("error"),
+            okr,
+            okb,
+        )
     wrong = [[r for r in recs if r.get("correct") is False] for recs in (okr, okb)]
     if any(wrong):  # fast but wrong is not faster: no speed verdict, and a wrong run fails the gate
         from bench.publishing.tables import check_text
 
         side, bad, of = ("the run", wrong[0], okr) if wrong[0] else ("the baseline", wrong[1], okb)
-        return _no_verdict(ident, f"{len(bad)} of {len(of)} trial(s) of {side} failed the correctness gate: no speed "
-                           "verdict", ("FAIL" if wrong[0] else "no baseline") if gating else None, check_text(bad[0]),
-                           okr, okb)
-    partial = [[r for r in recs if (r.get("serve_failed") or 0) + (r.get("serve_not_sent") or 0) > 0]
-               for recs in (okr, okb)]
+        return _no_verdict(
+            ident,
+            f"{len(bad)} of {len(of)} trial(s) of {side} failed the correctness gate: no speed verdict",
+            ("FAIL" if wrong[0] else "no baseline") if gating else None,
+            check_text(bad[0]),
+            okr,
+            okb,
+        )
+    partial = [
+        [r for r in recs if (r.get("serve_failed") or 0) + (r.get("serve_not_sent") or 0) > 0] for recs in (okr, okb)
+    ]
     if any(partial):  # a serving level that served part of its load did less work: its speed compares with nothing
         side, cut, of = ("the run", partial[0], okr) if partial[0] else ("the baseline", partial[1], okb)
         first = cut[0]
-        return _no_verdict(ident, f"{len(cut)} of {len(of)} trial(s) of {side} served part of the level's requests: "
-                           "no speed verdict", ("FAIL" if partial[0] else "no baseline") if gating else None,
-                           f"{first.get('serve_failed') or 0} failed, {first.get('serve_not_sent') or 0} unsent "
-                           f"of {first.get('serve_requests')}: {first.get('serve_errors') or 'the time bound'}", okr, okb)
+        return _no_verdict(
+            ident,
+            f"{len(cut)} of {len(of)} trial(s) of {side} served part of the level's requests: no speed verdict",
+            ("FAIL" if partial[0] else "no baseline") if gating else None,
+            f"{first.get('serve_failed') or 0} failed, {first.get('serve_not_sent') or 0} unsent "
+            f"of {first.get('serve_requests')}: {first.get('serve_errors') or 'the time bound'}",
+            okr,
+            okb,
+        )
     out = []
     sample = okr[-1]
     gated_here = {resolve_metric(m, sample) for m in gated}
@@ -491,18 +590,27 @@ def _rows(key, recs, bkey, brecs, per_metric, gated, threshold, drift) -> list[t
         noise = case_noise(rs, bs, drift.get((key[-1], metric))) if rs.value and bs.value else None
         c = compare_stats(rs, bs, noise)
         same_device = key[-1] == bkey[-1]  # across devices, a different ceiling is the point: shown, not a caveat
-        row = {**ident, **c.__dict__, "run_loaded": cases.loaded_trials(okr), "base_loaded": cases.loaded_trials(okb),
-               **(machine_moved(okr, okb, metric, c.ratio) if same_device else devices_ratio(okr, okb, metric)),
-               **weights_differ(okr, okb), **(cpus_differ(okr, okb) if same_device else {}),
-               **software_differ(okr, okb)}
+        row = {
+            **ident,
+            **c.__dict__,
+            "run_loaded": cases.loaded_trials(okr),
+            "base_loaded": cases.loaded_trials(okb),
+            **(machine_moved(okr, okb, metric, c.ratio) if same_device else devices_ratio(okr, okb, metric)),
+            **weights_differ(okr, okb),
+            **(cpus_differ(okr, okb) if same_device else {}),
+            **software_differ(okr, okb),
+        }
         side = None
         if gating and metric in gated_here:
             if c.se_log is None:
                 row.update(gate="too noisy", gate_note="no interval: too few rounds")
             elif not noise.gateable:
-                row.update(gate="too noisy", gate_note="too noisy to gate: one trial a side in one invocation each, so "
-                           "nothing measured the spread between processes; run with --repeats 3 (or --bench-repeats 3) "
-                           "on either side")
+                row.update(
+                    gate="too noisy",
+                    gate_note="too noisy to gate: one trial a side in one invocation each, so "
+                    "nothing measured the spread between processes; run with --repeats 3 (or --bench-repeats 3) "
+                    "on either side",
+                )
             else:
                 row.update(gate="pending", p_below=stats.p_below(math.log(c.ratio), c.se_log, c.df, threshold))
                 side = (noise, rs.side, bs.side)
@@ -532,13 +640,26 @@ def baseline_power(records: list[dict], threshold: float = 0.95) -> list[dict]:
         side = stat.side
         per = max(round(side.n / side.k), 1)
         run = stats.Side(((0.0,) * per,))
-        noise = stats.noise_for(run, side, trial, stats.drift_variance(drift[(key[-1], stat.metric)]),
-                                rounds_var=stat.median_var_from_rounds)
+        noise = stats.noise_for(
+            run,
+            side,
+            trial,
+            stats.drift_variance(drift[(key[-1], stat.metric)]),
+            rounds_var=stat.median_var_from_rounds,
+        )
         se, df = stats.projected_se(noise, per, 1, side)
         gateable = noise.gateable or per > 1
-        out.append({"case": key, "metric": stat.metric, "value": stat.value, "trials": stat.trials,
-                    "invocations": side.k, "noise": noise,
-                    "mdr": stats.min_detectable(se, df, threshold, len(found)) if gateable else None,
-                    "mdr_more": power_note(noise, run, side, threshold, len(found), len(drift[(key[-1], stat.metric)]))
-                    + ("" if gateable else "; a run of one trial against one-trial invocations gets no gate")})
+        out.append(
+            {
+                "case": key,
+                "metric": stat.metric,
+                "value": stat.value,
+                "trials": stat.trials,
+                "invocations": side.k,
+                "noise": noise,
+                "mdr": stats.min_detectable(se, df, threshold, len(found)) if gateable else None,
+                "mdr_more": power_note(noise, run, side, threshold, len(found), len(drift[(key[-1], stat.metric)]))
+                + ("" if gateable else "; a run of one trial against one-trial invocations gets no gate"),
+            }
+        )
     return out

@@ -26,9 +26,17 @@ from models.build import build_random, parse_dtype
 from models.counts import facts
 from models.zoo import ModelSpec
 
-BASE_TOLERANCE = {"fp32": 1e-4, "bf16": 1e-2, "fp16": 2e-3,  # relative logits error
-                  # llama.cpp's quantised weights (they also quantise activations for the matmul)
-                  "q8_0": 2e-2, "q6_K": 3e-2, "q5_K_M": 5e-2, "q4_K_M": 1e-1, "q4_0": 1e-1}
+BASE_TOLERANCE = {
+    "fp32": 1e-4,
+    "bf16": 1e-2,
+    "fp16": 2e-3,  # relative logits error
+    # llama.cpp's quantised weights (they also quantise activations for the matmul)
+    "q8_0": 2e-2,
+    "q6_K": 3e-2,
+    "q5_K_M": 5e-2,
+    "q4_K_M": 1e-1,
+    "q4_0": 1e-1,
+}
 PROMPT_TOKENS, CHECKED_TOKENS = 32, 8
 HOST_SHARE = 0.25  # of host RAM the fp32 reference may take
 TIE_LOOSENING = 10
@@ -45,10 +53,15 @@ class GateResult:
     note: str = ""
 
     def fields(self) -> dict:
-        return {"correct": self.correct, "correctness_rel_err": self.rel_err,
-                "correctness_tolerance": self.tolerance, "correctness_token_agreement": self.token_agreement,
-                "correctness_ties": self.ties, "correctness_reference": self.reference,
-                "correctness_note": self.note or None}
+        return {
+            "correct": self.correct,
+            "correctness_rel_err": self.rel_err,
+            "correctness_tolerance": self.tolerance,
+            "correctness_token_agreement": self.token_agreement,
+            "correctness_ties": self.ties,
+            "correctness_reference": self.reference,
+            "correctness_note": self.note or None,
+        }
 
 
 def reference_layers(spec: ModelSpec, host_bytes: int) -> int | None:
@@ -69,8 +82,9 @@ class RouterMargins:
     def __init__(self, model):
         self.gaps: list[torch.Tensor] = []
         self.scales: list[torch.Tensor] = []
-        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
-                        if type(m).__name__.endswith("TopKRouter")]
+        self.handles = [
+            m.register_forward_hook(self._hook) for m in model.modules() if type(m).__name__.endswith("TopKRouter")
+        ]
 
     def _hook(self, module, args, output):
         logits = output[0].float()  # [tokens, experts]
@@ -85,8 +99,11 @@ class RouterMargins:
         layers = max(1, len(self.handles))
         for h in self.handles:
             h.remove()
-        return {i // layers for i, (gap, scale) in enumerate(zip(self.gaps, self.scales))
-                if bool(gap[-1] <= reach * scale[-1])}
+        return {
+            i // layers
+            for i, (gap, scale) in enumerate(zip(self.gaps, self.scales))
+            if bool(gap[-1] <= reach * scale[-1])
+        }
 
 
 def _cpu_model(spec: ModelSpec, dtype: str, seed: int, layers: int | None):
@@ -108,8 +125,13 @@ def _backend_logits(backend, spec, dtype, seed, layers, handle, seq) -> torch.Te
         return backend.teacher_forced_logits(handle, seq, PROMPT_TOKENS)
     mode = getattr(handle, "exec_path", "eager")
     try:
-        own = backend.load(spec, dtype, seed=seed, **({"layers": layers} if layers is not None else {}),
-                           **({"mode": mode} if mode != "eager" else {}))
+        own = backend.load(
+            spec,
+            dtype,
+            seed=seed,
+            **({"layers": layers} if layers is not None else {}),
+            **({"mode": mode} if mode != "eager" else {}),
+        )
     except TypeError:
         return "the backend cannot load a depth-reduced copy (its load() takes no layers)"
     try:
@@ -223,6 +245,13 @@ def _judge(l_b, l_ref, tolerance, router_ties: set[int], where: str) -> GateResu
     worst = float(rel[strict].max()) if strict.any() else float(rel.max())
     ties = int((logit_tie | routing).sum())
     correct = not bad_err and not bool(bad_tokens.any())
-    note = "" if correct else (f"relative logits error {float(rel.max()):.3g} over the bound {tolerance:.3g}"
-                               if bad_err else f"{int(bad_tokens.sum())} greedy token(s) differ beyond ties")
+    note = (
+        ""
+        if correct
+        else (
+            f"relative logits error {float(rel.max()):.3g} over the bound {tolerance:.3g}"
+            if bad_err
+            else f"{int(bad_tokens.sum())} greedy token(s) differ beyond ties"
+        )
+    )
     return GateResult(correct, worst, tolerance, agreement, ties, where, note)

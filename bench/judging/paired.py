@@ -59,8 +59,19 @@ class PairedRow:
     notes: list[str] = field(default_factory=list)
 
 
-SOFTWARE = ("backend", "device_name", "dtype", "exec_path", "compile_flags", "parallel", "engine", "engine_version",
-            "env_python", "env_torch", "env_transformers")  # what an arm ran on and with, as its records say
+SOFTWARE = (
+    "backend",
+    "device_name",
+    "dtype",
+    "exec_path",
+    "compile_flags",
+    "parallel",
+    "engine",
+    "engine_version",
+    "env_python",
+    "env_torch",
+    "env_transformers",
+)  # what an arm ran on and with, as its records say
 
 
 def arm_software(records: list[dict]) -> str:
@@ -69,10 +80,12 @@ def arm_software(records: list[dict]) -> str:
     seen = []
     for r in records:
         engine = f"{r.get('engine') or 'engine ?'} {r.get('engine_version') or ''}".rstrip()
-        text = (f"{r.get('backend')} {r.get('dtype')} {path_key(r)} on {r.get('device_name')}; "
-                f"{engine}, torch {r.get('env_torch')}"
-                + ("" if r.get("engine") == "transformers" else f", transformers {r.get('env_transformers')}")
-                + (f", python {r['env_python']}" if r.get("env_python") else ""))
+        text = (
+            f"{r.get('backend')} {r.get('dtype')} {path_key(r)} on {r.get('device_name')}; "
+            f"{engine}, torch {r.get('env_torch')}"
+            + ("" if r.get("engine") == "transformers" else f", transformers {r.get('env_transformers')}")
+            + (f", python {r['env_python']}" if r.get("env_python") else "")
+        )
         if text not in seen:
             seen.append(text)
     return " | ".join(seen) or "-"
@@ -93,7 +106,9 @@ def arm_costs(records: list[dict]) -> str:
     weights or a minute of compile is then said next to the ratio, not left in the records."""
     parts = []
     for kind, name in MEMORY_KIND.items():
-        mem = [r["peak_mem_bytes"] / 2**30 for r in records if r.get("peak_mem_kind") == kind and r.get("peak_mem_bytes")]
+        mem = [
+            r["peak_mem_bytes"] / 2**30 for r in records if r.get("peak_mem_kind") == kind and r.get("peak_mem_bytes")
+        ]
         if mem:
             parts.append(f"{name} {_span(mem, '{:.2f}')} GiB")
     compile_s = [r["compile_time_s"] for r in records if r.get("compile_time_s") is not None]
@@ -139,8 +154,12 @@ def equivalence(lo: float | None, hi: float | None, margin: float) -> str:
     return "not shown"
 
 
-def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margin: float | None = None,
-            account: Account | None = None) -> list[PairedRow]:
+def ab_rows(
+    records: list[dict],
+    metrics: tuple[str, ...] = ("headline",),
+    margin: float | None = None,
+    account: Account | None = None,
+) -> list[PairedRow]:
     """Every A/B case of `records` (those with ab_* fields) with its paired ratio per metric."""
     account = account if account is not None else Account()
     runs: dict[tuple, dict[int, dict[str, list[dict]]]] = {}
@@ -166,14 +185,17 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
         unchecked = [arm for arm in ARMS if not any(r.get("correct") is True for r in recs if r.get("ab_arm") == arm)]
         by_arm = {arm: [r for r in recs if r.get("ab_arm") == arm and r.get("status") == "ok"] for arm in ARMS}
         software = {arm: arm_software(by_arm[arm]) for arm in ARMS}
-        same = (all(by_arm.values()) and {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["A"]}
-                == {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["B"]})
+        same = all(by_arm.values()) and {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["A"]} == {
+            tuple(r.get(k) for k in SOFTWARE) for r in by_arm["B"]
+        }
         for metric in metrics:
             ratios, a_vals, b_vals, incomplete, notes, b_first = [], [], [], 0, [], []
             if same:
-                notes.append("A and B ran the same backend, device, dtype, execution path, parallel layout and "
-                             "software versions, "
-                             "whatever their labels say: this is an A/A comparison")
+                notes.append(
+                    "A and B ran the same backend, device, dtype, execution path, parallel layout and "
+                    "software versions, "
+                    "whatever their labels say: this is an A/A comparison"
+                )
             for index in sorted(pairs):
                 arms = pairs[index]
                 duplicated = [arm for arm in ARMS if len(arms.get(arm, [])) > 1]
@@ -185,8 +207,11 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                 missing = [arm for arm, r in (("A", a), ("B", b)) if r is None or r.get("status") != "ok"]
                 if missing:
                     incomplete += 1
-                    why = "; ".join(f"{arm} " + ("missing" if r is None else f"failed: {r.get('error')}")
-                                    for arm, r in (("A", a), ("B", b)) if arm in missing)
+                    why = "; ".join(
+                        f"{arm} " + ("missing" if r is None else f"failed: {r.get('error')}")
+                        for arm, r in (("A", a), ("B", b))
+                        if arm in missing
+                    )
                     notes.append(f"pair {index} left out: {why}")
                     continue
                 name = resolve_metric(metric, a)
@@ -202,53 +227,93 @@ def ab_rows(records: list[dict], metrics: tuple[str, ...] = ("headline",), margi
                 a_vals.append(va)
                 b_vals.append(vb)
             name = resolve_metric(metric, recs[0])
-            row = PairedRow(ab_id, f"{model} {workload} b{batch}", name, labels["A"], labels["B"], len(ratios),
-                            incomplete, None, None, None, None, None, "insufficient data", a_software=software["A"],
-                            b_software=software["B"], a_costs=arm_costs(by_arm["A"]),
-                            b_costs=arm_costs(by_arm["B"]), ratios=ratios, notes=notes)
+            row = PairedRow(
+                ab_id,
+                f"{model} {workload} b{batch}",
+                name,
+                labels["A"],
+                labels["B"],
+                len(ratios),
+                incomplete,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "insufficient data",
+                a_software=software["A"],
+                b_software=software["B"],
+                a_costs=arm_costs(by_arm["A"]),
+                b_costs=arm_costs(by_arm["B"]),
+                ratios=ratios,
+                notes=notes,
+            )
             if ratios:
                 row.a_value = float(np.exp(np.log(a_vals).mean()))
                 row.b_value = float(np.exp(np.log(b_vals).mean()))
                 row.ratio, row.ci_low, row.ci_high = paired_ratio(ratios)
-                split = crossover([r for r, first in zip(ratios, b_first) if not first],
-                                  [r for r, first in zip(ratios, b_first) if first])
+                split = crossover(
+                    [r for r, first in zip(ratios, b_first) if not first],
+                    [r for r, first in zip(ratios, b_first) if first],
+                )
                 if split is not None:
                     (row.ratio, row.ci_low, row.ci_high), (pos, plo, phi) = split
-                    row.basis = (f"crossover: {b_first.count(False)} pair(s) A then B, {b_first.count(True)} B then A; "
-                                 f"t with {len(ratios) - 2} df, position effect removed")
+                    row.basis = (
+                        f"crossover: {b_first.count(False)} pair(s) A then B, {b_first.count(True)} B then A; "
+                        f"t with {len(ratios) - 2} df, position effect removed"
+                    )
                     row.position = (pos, plo, phi)
                     if len(ratios) - 2 < 4:  # t's 97.5% point: 12.7 at 1 df, 4.3 at 2, 3.2 at 3, 2.8 at 4
-                        row.notes.append(f"{len(ratios)} pairs leave the crossover {len(ratios) - 2} degree(s) of "
-                                         f"freedom (t = {stats.t_quantile(0.975, len(ratios) - 2):.1f}), so its interval is wide "
-                                         "however well the pairs agree: 6 or more pairs, as many in each order, narrow it")
-                    row.notes.append(f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
-                                     f"[{plo:.3f}, {phi:.3f}]" + (" (significant; the alternating order cancels it)"
-                                                                   if plo > 1 or phi < 1 else ""))
+                        row.notes.append(
+                            f"{len(ratios)} pairs leave the crossover {len(ratios) - 2} degree(s) of "
+                            f"freedom (t = {stats.t_quantile(0.975, len(ratios) - 2):.1f}), so its interval is wide "
+                            "however well the pairs agree: 6 or more pairs, as many in each order, narrow it"
+                        )
+                    row.notes.append(
+                        f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
+                        f"[{plo:.3f}, {phi:.3f}]"
+                        + (" (significant; the alternating order cancels it)" if plo > 1 or phi < 1 else "")
+                    )
                 elif row.ci_low is not None:
-                    row.basis = ("paired t on the log ratios, " + (f"{len(ratios) - 1} df; every pair in one order: a "
-                                 "position effect cannot be told apart from the A/B difference" if len(set(b_first)) == 1
-                                 else f"{len(ratios) - 1} df"))
+                    row.basis = "paired t on the log ratios, " + (
+                        f"{len(ratios) - 1} df; every pair in one order: a "
+                        "position effect cannot be told apart from the A/B difference"
+                        if len(set(b_first)) == 1
+                        else f"{len(ratios) - 1} df"
+                    )
             if failed_gate:
                 row.verdict = f"no verdict: {' and '.join(failed_gate)} failed the correctness gate"
             elif row.ci_low is None:
-                row.verdict = ("insufficient data: " + (f"{len(ratios)} complete pair" if ratios else "no complete pair")
-                               + " (an interval needs two or more)")
+                row.verdict = (
+                    "insufficient data: "
+                    + (f"{len(ratios)} complete pair" if ratios else "no complete pair")
+                    + " (an interval needs two or more)"
+                )
             else:
-                row.verdict = ("B faster" if row.ci_low > 1 else "B slower" if row.ci_high < 1
-                               else "no significant difference")
+                row.verdict = (
+                    "B faster" if row.ci_low > 1 else "B slower" if row.ci_high < 1 else "no significant difference"
+                )
             if margin is not None:
                 row.equivalence = "not shown" if failed_gate else equivalence(row.ci_low, row.ci_high, margin)
-            loaded = sum(1 for index in pairs for arm in ARMS for r in pairs[index].get(arm, [])
-                         if r.get("host_loaded") and r.get("record_id") in used)
+            loaded = sum(
+                1
+                for index in pairs
+                for arm in ARMS
+                for r in pairs[index].get(arm, [])
+                if r.get("host_loaded") and r.get("record_id") in used
+            )
             if loaded:
-                row.notes.append(f"{loaded} trial(s) ran on a loaded host (others took CPU time or the "
-                                 "hypervisor stole it); the pairing shares what both arms saw, not what one did")
+                row.notes.append(
+                    f"{loaded} trial(s) ran on a loaded host (others took CPU time or the "
+                    "hypervisor stole it); the pairing shares what both arms saw, not what one did"
+                )
             if unchecked and not failed_gate:
                 row.notes.append(f"correctness not checked for {' and '.join(unchecked)}")
             rows.append(row)
     account.used = len(used)
-    account.left_out = sum(1 for recs in arm_records.values() for r in recs
-                           if r.get("status") == "ok" and r.get("record_id") not in used)
+    account.left_out = sum(
+        1 for recs in arm_records.values() for r in recs if r.get("status") == "ok" and r.get("record_id") not in used
+    )
     return rows
 
 
@@ -267,25 +332,41 @@ def to_markdown(rows: list[PairedRow], margin: float | None = None, account: Acc
 
     header = ["case", "metric", "A", "B", "pairs", "B vs A speed ratio [95% CI]", "verdict"]
     header += [f"within ±{margin:.0%}"] if margin is not None else []
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * 4 + ["---"] * (len(header) - 6)) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * 4 + ["---"] * (len(header) - 6)) + "|",
+    ]
     for r in rows:
         ci = f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low is not None else " [no interval]"
-        cells = [r.case, r.metric, f"{r.a_label}: {_value(r.a_value, r.metric)}", f"{r.b_label}: {_value(r.b_value, r.metric)}",
-                 f"{r.pairs}" + (f" (+{r.incomplete} left out)" if r.incomplete else ""),
-                 "-" if r.ratio is None else f"{r.ratio:.3f}{ci}", r.verdict]
+        cells = [
+            r.case,
+            r.metric,
+            f"{r.a_label}: {_value(r.a_value, r.metric)}",
+            f"{r.b_label}: {_value(r.b_value, r.metric)}",
+            f"{r.pairs}" + (f" (+{r.incomplete} left out)" if r.incomplete else ""),
+            "-" if r.ratio is None else f"{r.ratio:.3f}{ci}",
+            r.verdict,
+        ]
         cells += [r.equivalence or "-"] if margin is not None else []
         lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
-    notes = ["", "Speed ratio: B over A for throughputs, A over B for latencies, so > 1 means B is better. Each pair "
-             "is one fresh-process trial of each arm, run back to back (alternating order unless --order fixed); the "
-             "95% interval is Student's t on the pairs' log ratios, as the crossover of the two orders where "
-             "pairs ran in both (a position effect removed), each row's basis below."]
+    notes = [
+        "",
+        "Speed ratio: B over A for throughputs, A over B for latencies, so > 1 means B is better. Each pair "
+        "is one fresh-process trial of each arm, run back to back (alternating order unless --order fixed); the "
+        "95% interval is Student's t on the pairs' log ratios, as the crossover of the two orders where "
+        "pairs ran in both (a position effect removed), each row's basis below.",
+    ]
     if margin is not None:
-        notes.append(f"Within ±{margin:.0%}: the whole interval lies in [{1 / (1 + margin):.3f}, {1 + margin:.3f}] "
-                     "(equivalence shown); outside: the whole interval lies beyond it; otherwise not shown.")
+        notes.append(
+            f"Within ±{margin:.0%}: the whole interval lies in [{1 / (1 + margin):.3f}, {1 + margin:.3f}] "
+            "(equivalence shown); outside: the whole interval lies beyond it; otherwise not shown."
+        )
     described = set()
     for r in rows:
-        for arm, label, software, costs in (("A", r.a_label, r.a_software, r.a_costs),
-                                            ("B", r.b_label, r.b_software, r.b_costs)):
+        for arm, label, software, costs in (
+            ("A", r.a_label, r.a_software, r.a_costs),
+            ("B", r.b_label, r.b_software, r.b_costs),
+        ):
             if (r.ab_id, r.case, arm) not in described:
                 described.add((r.ab_id, r.case, arm))
                 notes.append(md_cell(f"- {r.case}: {arm} ({label}) ran {software}" + (f"; {costs}" if costs else "")))

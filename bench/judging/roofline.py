@@ -25,8 +25,9 @@ def case_work(rec: dict) -> dict:
     spec = get_model(rec["model"])
     b, p, n, dtype = rec["batch"], rec.get("prompt_tokens"), rec.get("gen_tokens"), rec["dtype"]
     if dtype not in DTYPE_BYTES and dtype not in QUANT_BYTES:
-        raise UsageError(f"no analytic byte counts for dtype {dtype!r}; known: "
-                         f"{', '.join((*DTYPE_BYTES, *QUANT_BYTES))}")
+        raise UsageError(
+            f"no analytic byte counts for dtype {dtype!r}; known: {', '.join((*DTYPE_BYTES, *QUANT_BYTES))}"
+        )
     if p is None or n is None:  # the lengths follow from the workload's name
         w = parse_workload(rec["workload"])
         p, n = w.prompt_tokens, w.gen_tokens
@@ -36,7 +37,9 @@ def case_work(rec: dict) -> dict:
     weights = rec.get("weight_bytes") or f.weight_bytes(dtype)
     active = rec.get("active_weight_bytes") or f.active_weight_bytes(dtype)
     return {
-        "decode_bytes_per_step": decode_step_bytes(spec, dtype, round(context), b) - f.active_weight_bytes(dtype) + active,
+        "decode_bytes_per_step": decode_step_bytes(spec, dtype, round(context), b)
+        - f.active_weight_bytes(dtype)
+        + active,
         "decode_flops_per_step": b * flops_per_token(spec, round(context)),
         # prefill touches every expert once the batch of tokens is large: all weights are read
         "prefill_bytes": weights + b * p * f.kv_bytes_per_token(dtype),
@@ -58,8 +61,9 @@ def _shares(work: dict, rec: dict, bandwidth: float | None, flops: float | None,
             out[f"{tag}_decode_mfu"] = work["decode_flops_per_step"] / tpot / flops
         if ttft:
             out[f"{tag}_prefill_mfu"] = work["prefill_flops"] / ttft / flops
-        out[f"{tag}_best_ttft_s"] = max(work["prefill_flops"] / flops,
-                                        work["prefill_bytes"] / bandwidth if bandwidth else 0)
+        out[f"{tag}_best_ttft_s"] = max(
+            work["prefill_flops"] / flops, work["prefill_bytes"] / bandwidth if bandwidth else 0
+        )
         if f"{tag}_best_tpot_s" in out:
             out[f"{tag}_best_tpot_s"] = max(out[f"{tag}_best_tpot_s"], work["decode_flops_per_step"] / flops)
     if f"{tag}_best_tpot_s" in out:
@@ -90,8 +94,9 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         out["ceiling_tflops"] = ceilings.tflops
         out["ceiling_matmul_dtype"] = getattr(ceilings, "matmul_dtype", None)  # a plugin's own kind may not say
         # the case's dtype's own product only: an engine's quantised type is measured as bf16 (torch has no such product)
-        out["ceiling_tflops_in_dtype"] = (getattr(ceilings, "tflops_in_dtype", None)
-                                          if getattr(ceilings, "dtype", None) == rec.get("dtype") else None)
+        out["ceiling_tflops_in_dtype"] = (
+            getattr(ceilings, "tflops_in_dtype", None) if getattr(ceilings, "dtype", None) == rec.get("dtype") else None
+        )
         out["ceiling_gb_per_s_median"] = ceilings.bandwidth_gb_per_s_median
         out["ceiling_tflops_median"] = ceilings.tflops_median
         out["ceiling_window_s"] = ceilings.window_s
@@ -133,18 +138,33 @@ def recount_prefill(rec: dict) -> bool:
     def stored(gbps, tflops, gbps_median=None, tflops_median=None, shared=False):
         if not rec.get(gbps) or not rec.get(tflops):
             return None
-        return Ceilings(rec.get("device_name") or "", rec["dtype"], rec[gbps], rec[tflops], 0, 0,
-                        rec.get(gbps_median) if gbps_median else None, rec.get(tflops_median) if tflops_median else None,
-                        rec.get("ceiling_window_s"), None, ranks=chips,
-                        matmul_dtype=rec.get("ceiling_matmul_dtype") if shared else None,
-                        tflops_in_dtype=rec.get("ceiling_tflops_in_dtype") if shared else None)
+        return Ceilings(
+            rec.get("device_name") or "",
+            rec["dtype"],
+            rec[gbps],
+            rec[tflops],
+            0,
+            0,
+            rec.get(gbps_median) if gbps_median else None,
+            rec.get(tflops_median) if tflops_median else None,
+            rec.get("ceiling_window_s"),
+            None,
+            ranks=chips,
+            matmul_dtype=rec.get("ceiling_matmul_dtype") if shared else None,
+            tflops_in_dtype=rec.get("ceiling_tflops_in_dtype") if shared else None,
+        )
 
     chip = next((c for c in load_chips() if c.name == rec.get("chip")), None) if rec.get("chip") else None
     k = prefill_flops(spec, p, rec["batch"]) / old
     try:
-        fresh = roofline_fields(rec, chip, stored("ceiling_gb_per_s", "ceiling_tflops", "ceiling_gb_per_s_median",
-                                                  "ceiling_tflops_median", shared=True),
-                                stored("ceiling_beside_gb_per_s", "ceiling_beside_tflops"))
+        fresh = roofline_fields(
+            rec,
+            chip,
+            stored(
+                "ceiling_gb_per_s", "ceiling_tflops", "ceiling_gb_per_s_median", "ceiling_tflops_median", shared=True
+            ),
+            stored("ceiling_beside_gb_per_s", "ceiling_beside_tflops"),
+        )
     except UsageError:  # a dtype with no analytic byte counts: it has no roofline to recount
         return False
     lost_row = bool(rec.get("chip")) and chip is None
@@ -164,9 +184,11 @@ def _for_chips(ceilings, chips: int):
     if ranks is None or chips <= ranks or not dataclasses.is_dataclass(ceilings):  # a plugin's own kind: as given
         return ceilings
     k = chips / ranks
-    scaled = {name: getattr(ceilings, name) * k for name in
-              ("bandwidth_gb_per_s", "tflops", "bandwidth_gb_per_s_median", "tflops_median", "tflops_in_dtype")
-              if getattr(ceilings, name) is not None}
+    scaled = {
+        name: getattr(ceilings, name) * k
+        for name in ("bandwidth_gb_per_s", "tflops", "bandwidth_gb_per_s_median", "tflops_median", "tflops_in_dtype")
+        if getattr(ceilings, name) is not None
+    }
     return dataclasses.replace(ceilings, ranks=chips, **scaled)
 
 
@@ -183,19 +205,26 @@ def _flag(out: dict, unsteady: list[str], beside: dict) -> str | None:
     said = "MEASUREMENT ERROR: " + ", ".join(f"{k} {shares[k]:.0%}" for k in over) + " exceeds 100% of the roofline "
     if any(k.startswith("spec_") for k in over):
         return said + "(timing that did not wait, miscounted tokens, or a wrong spec row)"
-    said += ("(timing that did not wait, miscounted tokens, or a measured ceiling that came out low: a loaded "
-             "host while it was measured, or torch's copy and sum slower than this engine's reads)")
+    said += (
+        "(timing that did not wait, miscounted tokens, or a measured ceiling that came out low: a loaded "
+        "host while it was measured, or torch's copy and sum slower than this engine's reads)"
+    )
     if unsteady:
         said += f"; the device's rate moved while the ceilings were measured ({'; '.join(unsteady)})"
     again = {k: beside[k] for k in over if k in beside}
     if again:
         shares_text = ", ".join(f"{k.removeprefix('measured_')} {v:.0%}" for k, v in again.items())
-        said += (f"; against the ceilings measured right after this case it is {shares_text}: "
-                 + ("the run's ceilings came out low" if max(again.values()) <= 1.0 else
-                    "exceeded there too: the timing, the token count, or torch's kernels slower than this engine's"))
+        said += f"; against the ceilings measured right after this case it is {shares_text}: " + (
+            "the run's ceilings came out low"
+            if max(again.values()) <= 1.0
+            else "exceeded there too: the timing, the token count, or torch's kernels slower than this engine's"
+        )
     within = [f"{k} {v:.0%}" for k, v in shares.items() if k.startswith("spec_")]
-    return said + (f"; against the spec sheet it is within physics ({', '.join(within)}): most likely the ceiling"
-                   if within else "")
+    return said + (
+        f"; against the spec sheet it is within physics ({', '.join(within)}): most likely the ceiling"
+        if within
+        else ""
+    )
 
 
 def decode_ceiling_tok_per_s(model: str, dtype: str, context: int, batch: int, bandwidth_gb_per_s: float) -> float:

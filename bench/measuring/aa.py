@@ -22,15 +22,21 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.measuring.aa", description=__doc__.splitlines()[0])
-    p.add_argument("--invocations", type=int, default=3,
-                   help="separate invocations (default 3: two measure the drift for the A/A gate of the third)")
+    p.add_argument(
+        "--invocations",
+        type=int,
+        default=3,
+        help="separate invocations (default 3: two measure the drift for the A/A gate of the third)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="trials per invocation (default 3)")
     p.add_argument("--fail-below", type=float, default=0.95, help="the gate's threshold (default 0.95)")
     p.add_argument("--out", default="results/runs/aa", help="folder for the invocations' records and the comparison")
     p.add_argument("run_options", nargs="*", help="options for `chipbench run` after --, e.g. -- --model tiny-qwen3")
     args = p.parse_args(argv)
     if args.invocations < 2 or args.repeats < 1:
-        print(f"--invocations must be >= 2 and --repeats >= 1, got {args.invocations} and {args.repeats}", file=sys.stderr)
+        print(
+            f"--invocations must be >= 2 and --repeats >= 1, got {args.invocations} and {args.repeats}", file=sys.stderr
+        )
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -42,19 +48,36 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} exists; give a new --out folder", file=sys.stderr)
             return 2
         print(f"invocation {name}: chipbench run {' '.join(run_options)} --repeats {args.repeats}", flush=True)
-        rc = subprocess.run([sys.executable, "-m", "bench.cli", "run", *run_options, "--repeats", str(args.repeats),
-                             "--out", str(path)]).returncode
+        rc = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "run", *run_options, "--repeats", str(args.repeats), "--out", str(path)]
+        ).returncode
         if rc not in (0, 1):
             return rc
         files.append(path)
-    compare = [sys.executable, "-m", "bench.cli", "compare", str(files[-1]), "--baseline", *map(str, files[:-1]),
-               "--fail-below", str(args.fail_below), "--metrics", "headline,ttft_s,tpot_s", "--out",
-               str(out / "compare.md")]
+    compare = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "compare",
+        str(files[-1]),
+        "--baseline",
+        *map(str, files[:-1]),
+        "--fail-below",
+        str(args.fail_below),
+        "--metrics",
+        "headline,ttft_s,tpot_s",
+        "--out",
+        str(out / "compare.md"),
+    ]
     rc = subprocess.run(compare).returncode
     print((out / "compare.md").read_text())
-    subprocess.run([sys.executable, "-m", "bench.cli", "baseline", *map(str, files), "--fail-below", str(args.fail_below)])
-    print("A/A: identical code " + ("FAILED the gate: this is a false alarm the gate must not raise" if rc == 1 else
-                                    "did not fail the gate"))
+    subprocess.run(
+        [sys.executable, "-m", "bench.cli", "baseline", *map(str, files), "--fail-below", str(args.fail_below)]
+    )
+    print(
+        "A/A: identical code "
+        + ("FAILED the gate: this is a false alarm the gate must not raise" if rc == 1 else "did not fail the gate")
+    )
     return rc
 
 

@@ -48,8 +48,10 @@ def parse_arm(text: str, which: str) -> ArmSpec:
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not value:
-            raise UsageError(f"--{which.lower()}: {item!r} is not KEY=VALUE; keys: {', '.join(ARM_KEYS)} "
-                             "(e.g. mode=compiled,dtype=fp32)")
+            raise UsageError(
+                f"--{which.lower()}: {item!r} is not KEY=VALUE; keys: {', '.join(ARM_KEYS)} "
+                "(e.g. mode=compiled,dtype=fp32)"
+            )
         if key in fields:
             raise UsageError(f"--{which.lower()}: {key} is given twice")
         fields[key] = value
@@ -63,8 +65,10 @@ def parse_arm(text: str, which: str) -> ArmSpec:
     if arm.python is not None:
         path = os.path.abspath(os.path.expanduser(arm.python))  # links kept: a venv's python is one
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            raise UsageError(f"--{which.lower()}: python={arm.python} is not an executable file; give the "
-                             "interpreter of the environment to test, e.g. python=/path/to/venv/bin/python")
+            raise UsageError(
+                f"--{which.lower()}: python={arm.python} is not an executable file; give the "
+                "interpreter of the environment to test, e.g. python=/path/to/venv/bin/python"
+            )
         arm = arm.model_copy(update={"python": path})
     return arm
 
@@ -86,11 +90,15 @@ def inductor_env(text: str, which: str = "B") -> dict[str, str]:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise UsageError(f"--{which.lower()}: inductor={text}: {item.strip()!r} is not a setting name; {eg}")
         if var not in _inductor_env_names():
-            raise UsageError(f"--{which.lower()}: inductor={text}: {name} is not a setting inductor reads from the "
-                             f"environment (no {var} in this torch's inductor config); {eg}")
+            raise UsageError(
+                f"--{which.lower()}: inductor={text}: {name} is not a setting inductor reads from the "
+                f"environment (no {var} in this torch's inductor config); {eg}"
+            )
         if NEUTRAL_FLAG.search(var):
-            raise UsageError(f"--{which.lower()}: inductor={text}: {name} does not change the compiled kernels (a "
-                             f"cache, log or worker setting), so both arms would run the same path; {eg}")
+            raise UsageError(
+                f"--{which.lower()}: inductor={text}: {name} does not change the compiled kernels (a "
+                f"cache, log or worker setting), so both arms would run the same path; {eg}"
+            )
         if var in env:
             raise UsageError(f"--{which.lower()}: inductor={text}: {name} is given twice")
         env[var] = value
@@ -119,10 +127,15 @@ def arm_label(arm: ArmSpec, other: ArmSpec, common: dict[str, str]) -> str:
     if arm.label:
         return arm.label
     compiled = (arm.mode or common["mode"]) == "compiled"  # inductor settings mean nothing to another mode
-    keys = [k for k in ("backend", "mode", "dtype", "inductor", "python")
-            if (getattr(arm, k) or getattr(other, k)) and (k != "inductor" or compiled)]
-    parts = [f"{k}={getattr(arm, k) or common[k]}" if k in ("python", "inductor") else getattr(arm, k) or common[k]
-             for k in keys]
+    keys = [
+        k
+        for k in ("backend", "mode", "dtype", "inductor", "python")
+        if (getattr(arm, k) or getattr(other, k)) and (k != "inductor" or compiled)
+    ]
+    parts = [
+        f"{k}={getattr(arm, k) or common[k]}" if k in ("python", "inductor") else getattr(arm, k) or common[k]
+        for k in keys
+    ]
     return " ".join(parts) or "as the other arm (A/A)"
 
 
@@ -141,9 +154,27 @@ def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: 
     (`mode`: the decode probe's, for a loop that runs ahead of the host)."""
     from bench.measuring.trials import worker_env
 
-    proc = subprocess.run([python, "-m", "bench.cli", "selftest", "--backend", backend, "--model", model,
-                           "--dtype", dtype, "--long-prompt", "256", "--mode", mode], capture_output=True, text=True,
-                          env=worker_env(python))
+    proc = subprocess.run(
+        [
+            python,
+            "-m",
+            "bench.cli",
+            "selftest",
+            "--backend",
+            backend,
+            "--model",
+            model,
+            "--dtype",
+            dtype,
+            "--long-prompt",
+            "256",
+            "--mode",
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+        env=worker_env(python),
+    )
     lines = (proc.stdout.strip() or proc.stderr.strip() or "no output").splitlines()
     text = " | ".join(lines[-3:])
     if proc.returncode == 0:
@@ -159,19 +190,29 @@ def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm],
 
     from bench.measuring.suite import plan
 
-    defaults = {"backend": common.backends[0], "mode": common.modes[0], "dtype": common.dtypes[0],
-                "python": sys.executable, "inductor": _inherited_flags()}
+    defaults = {
+        "backend": common.backends[0],
+        "mode": common.modes[0],
+        "dtype": common.dtypes[0],
+        "python": sys.executable,
+        "inductor": _inherited_flags(),
+    }
     arms, cases = [], []
     for name, spec, other in (("A", a, b), ("B", b, a)):
-        backend, mode, dtype = spec.backend or defaults["backend"], spec.mode or defaults["mode"], \
-            spec.dtype or defaults["dtype"]
+        backend, mode, dtype = (
+            spec.backend or defaults["backend"],
+            spec.mode or defaults["mode"],
+            spec.dtype or defaults["dtype"],
+        )
         try:
             planned = plan(replace(common, backends=(backend,), modes=(mode,), dtypes=(dtype,)), entries)
         except UsageError as e:
             raise UsageError(f"arm {name}: {e}") from None
         if spec.inductor and mode != "compiled":
-            raise UsageError(f"arm {name}: inductor={spec.inductor} changes a compiled step, and this arm runs mode "
-                             f"{mode}: add mode=compiled to the arm, or give --mode compiled")
+            raise UsageError(
+                f"arm {name}: inductor={spec.inductor} changes a compiled step, and this arm runs mode "
+                f"{mode}: add mode=compiled to the arm, or give --mode compiled"
+            )
         skipped = [p for p in planned if p.case is None]
         if skipped:
             raise UsageError(f"arm {name}: {skipped[0].label}: {skipped[0].skip_reason}")
@@ -186,8 +227,19 @@ def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm],
     return arms, pairs
 
 
-def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, entries: dict, host: dict,
-           chip=None, check: bool = True, write=None, log=None) -> list[dict]:
+def run_ab(
+    arms: list[Arm],
+    case_pairs: list[tuple],
+    pairs: int,
+    order: str,
+    *,
+    entries: dict,
+    host: dict,
+    chip=None,
+    check: bool = True,
+    write=None,
+    log=None,
+) -> list[dict]:
     """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists."""
     from bench.measuring.runner import failed_record, new_series, shared_ceilings
     from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
@@ -215,47 +267,82 @@ def run_ab(arms: list[Arm], case_pairs: list[tuple], pairs: int, order: str, *, 
             key = (case.backend, arm.spec.python, case.model, case.dtype, loop)
             if key not in selftests:
                 where = f" under {arm.spec.python}" if arm.spec.python else ""
-                log(f"timing self-test of {case.backend}{where} on {case.model} {case.dtype}"
-                    + (f" ({loop} loop)" if loop != "lock-step" else "") + " ...")
+                log(
+                    f"timing self-test of {case.backend}{where} on {case.model} {case.dtype}"
+                    + (f" ({loop} loop)" if loop != "lock-step" else "")
+                    + " ..."
+                )
                 probe = case.mode if loop == "run-ahead" else "eager"
                 selftests[key] = (
-                    selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype, probe) if arm.spec.python
-                    else suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case)))
+                    selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype, probe)
+                    if arm.spec.python
+                    else suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case))
+                )
             status, text = selftests[key]
             current["timing_selftest"] = arm_selftest[arm.name] = text
             if status != "passed":
-                refused[arm.name] = (("timing self-test failed, so no number from this arm is reported" if status
-                                      == "failed" else "timing self-test could not run") + f": {text}")
+                refused[arm.name] = (
+                    "timing self-test failed, so no number from this arm is reported"
+                    if status == "failed"
+                    else "timing self-test could not run"
+                ) + f": {text}"
                 continue
-            series[arm.name] = Series(backend, case, pairs, entries=entries, host=host,
-                                      ceilings=shared_ceilings(ceilings, backend, case.dtype), chip=chip, check=check,
-                                      on_record=keep, python=arm.spec.python,
-                                      env=inductor_env(arm.spec.inductor, arm.name) if arm.spec.inductor else None)
+            series[arm.name] = Series(
+                backend,
+                case,
+                pairs,
+                entries=entries,
+                host=host,
+                ceilings=shared_ceilings(ceilings, backend, case.dtype),
+                chip=chip,
+                check=check,
+                on_record=keep,
+                python=arm.spec.python,
+                env=inductor_env(arm.spec.inductor, arm.name) if arm.spec.inductor else None,
+            )
         for arm, case in zip(arms, (ca, cb)):
             if arm.name in refused:
                 trial = new_series()
                 for i in range(pairs):  # every pair of the case is left out, and says why
-                    rec = failed_record(case, refused[arm.name], entries[case.backend].origin(), host,
-                                        entries[case.backend].backend)
+                    rec = failed_record(
+                        case, refused[arm.name], entries[case.backend].origin(), host, entries[case.backend].backend
+                    )
                     rec.update(trial.fields(), trial_index=i, trials_planned=pairs)
-                    current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=None,
-                                   timing_selftest=arm_selftest[arm.name])
+                    current.update(
+                        ab_arm=arm.name,
+                        ab_pair=i,
+                        ab_label=arm.label,
+                        ab_position=None,
+                        timing_selftest=arm_selftest[arm.name],
+                    )
                     keep(rec)
         if refused:
-            log(f"{ca.model} {ca.workload.name} b{ca.workload.batch}: arm {' and '.join(refused)} refused; "
-                "the other arm is not run (no pair could be complete)")
+            log(
+                f"{ca.model} {ca.workload.name} b{ca.workload.batch}: arm {' and '.join(refused)} refused; "
+                "the other arm is not run (no pair could be complete)"
+            )
             continue
         for i in range(pairs):
             turn = arms if order == "fixed" or i % 2 == 0 else arms[::-1]
             for position, arm in enumerate(turn):
                 case = ca if arm.name == "A" else cb
-                current.update(ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=position,
-                               timing_selftest=arm_selftest[arm.name])
+                current.update(
+                    ab_arm=arm.name,
+                    ab_pair=i,
+                    ab_label=arm.label,
+                    ab_position=position,
+                    timing_selftest=arm_selftest[arm.name],
+                )
                 rec = series[arm.name].run_one()
                 value = rec.get(f"{_headline(rec)}_median")
-                log(f"pair {i + 1}/{pairs} {arm.name} ({arm.label}) {case.id}: "
-                    + (f"{value:.2f} {_headline(rec)}" if rec.get("status") == "ok" and value is not None
-                       else f"failed: {rec.get('error')}"))
+                log(
+                    f"pair {i + 1}/{pairs} {arm.name} ({arm.label}) {case.id}: "
+                    + (
+                        f"{value:.2f} {_headline(rec)}"
+                        if rec.get("status") == "ok" and value is not None
+                        else f"failed: {rec.get('error')}"
+                    )
+                )
     return records
 
 

@@ -128,23 +128,35 @@ class Ceilings:
             values = [getattr(p, name) for p in parts]
             return None if any(v is None for v in values) else sum(values)
 
-        return cls(first.device, first.dtype, bandwidth_gb_per_s=total("bandwidth_gb_per_s"),
-                   tflops=total("tflops"), copy_bytes=first.copy_bytes, matmul_n=first.matmul_n,
-                   bandwidth_gb_per_s_median=total("bandwidth_gb_per_s_median"),
-                   tflops_median=total("tflops_median"),
-                   window_s=max((p.window_s for p in parts if p.window_s is not None), default=None),
-                   rounds=min((p.rounds for p in parts if p.rounds is not None), default=None),
-                   ranks=sum(p.ranks for p in parts), matmul_dtype=first.matmul_dtype,
-                   tflops_in_dtype=total("tflops_in_dtype"))
+        return cls(
+            first.device,
+            first.dtype,
+            bandwidth_gb_per_s=total("bandwidth_gb_per_s"),
+            tflops=total("tflops"),
+            copy_bytes=first.copy_bytes,
+            matmul_n=first.matmul_n,
+            bandwidth_gb_per_s_median=total("bandwidth_gb_per_s_median"),
+            tflops_median=total("tflops_median"),
+            window_s=max((p.window_s for p in parts if p.window_s is not None), default=None),
+            rounds=min((p.rounds for p in parts if p.rounds is not None), default=None),
+            ranks=sum(p.ranks for p in parts),
+            matmul_dtype=first.matmul_dtype,
+            tflops_in_dtype=total("tflops_in_dtype"),
+        )
 
     def unsteady(self) -> list[str]:
         """A phrase per ceiling whose best round beat its median round by more than UNSTEADY."""
         out = []
-        for what, best, median, unit in (("memory bandwidth", self.bandwidth_gb_per_s, self.bandwidth_gb_per_s_median,
-                                           "GB/s"), (f"{self.matmul_dtype or self.dtype} matmul", self.tflops, self.tflops_median, "TFLOP/s")):
+        for what, best, median, unit in (
+            ("memory bandwidth", self.bandwidth_gb_per_s, self.bandwidth_gb_per_s_median, "GB/s"),
+            (f"{self.matmul_dtype or self.dtype} matmul", self.tflops, self.tflops_median, "TFLOP/s"),
+        ):
             if median and best > UNSTEADY * median:
-                over = " over" + (f" {self.rounds} rounds" if self.rounds else "") + (
-                    f" in {self.window_s:.1f} s" if self.window_s else "")
+                over = (
+                    " over"
+                    + (f" {self.rounds} rounds" if self.rounds else "")
+                    + (f" in {self.window_s:.1f} s" if self.window_s else "")
+                )
                 out.append(f"{what} best {best:.3g}, median {median:.3g} {unit}" + (over if over != " over" else ""))
         return out
 
@@ -161,8 +173,7 @@ def window_s(device: str, value: float | str | None = None) -> float:
     except (TypeError, ValueError):
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds >= 0):
-        raise UsageError(f"the ceilings' window ({WINDOW_ENV} or --ceiling-window) must be seconds >= 0, "
-                         f"got {raw!r}")
+        raise UsageError(f"the ceilings' window ({WINDOW_ENV} or --ceiling-window) must be seconds >= 0, got {raw!r}")
     return seconds
 
 
@@ -234,8 +245,15 @@ class _Probe:
         return (time.perf_counter() - start) / self.calls
 
 
-def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n: int | None = None,
-            repeats: int = 5, window: float | None = None) -> Ceilings:
+def measure(
+    device: str,
+    dtype: str,
+    sync,
+    copy_mib: int | None = None,
+    matmul_n: int | None = None,
+    repeats: int = 5,
+    window: float | None = None,
+) -> Ceilings:
     """The device's ceilings from rounds of a copy, a read and a matmul: at least `repeats` rounds,
     and rounds until `window` seconds have passed (window_s() when None)."""
     window = window_s(device, window)
@@ -274,11 +292,20 @@ def measure(device: str, dtype: str, sync, copy_mib: int | None = None, matmul_n
             rates[name].append(2 * sizes[name] ** 3 / p.time())
     best = max(rates, key=lambda name: max(rates[name]))
     flops = [max(r) for r in zip(*rates.values())]  # each round's better product
-    return Ceilings(device, dtype, bandwidth_gb_per_s=max(bandwidth) / 1e9, tflops=max(flops) / 1e12,
-                    copy_bytes=2 * nbytes, matmul_n=sizes[best],
-                    bandwidth_gb_per_s_median=statistics.median(bandwidth) / 1e9,
-                    tflops_median=statistics.median(flops) / 1e12, window_s=time.perf_counter() - start,
-                    rounds=len(bandwidth), matmul_dtype=best, tflops_in_dtype=max(rates[dtype]) / 1e12)
+    return Ceilings(
+        device,
+        dtype,
+        bandwidth_gb_per_s=max(bandwidth) / 1e9,
+        tflops=max(flops) / 1e12,
+        copy_bytes=2 * nbytes,
+        matmul_n=sizes[best],
+        bandwidth_gb_per_s_median=statistics.median(bandwidth) / 1e9,
+        tflops_median=statistics.median(flops) / 1e12,
+        window_s=time.perf_counter() - start,
+        rounds=len(bandwidth),
+        matmul_dtype=best,
+        tflops_in_dtype=max(rates[dtype]) / 1e12,
+    )
 
 
 def check_spec(ceilings: Ceilings, chip, chips: int = 1) -> str | None:
@@ -286,9 +313,11 @@ def check_spec(ceilings: Ceilings, chip, chips: int = 1) -> str | None:
     split case's summed ceilings span), else None."""
     notes = []
     sheet = f"{chips} x the {chip.name} sheet's" if chips > 1 else f"the {chip.name} sheet's"
-    pairs = (("memory bandwidth", ceilings.bandwidth_gb_per_s, chip.bandwidth_gb_per_s, "GB/s"),
-             (f"{ceilings.dtype} matmul", ceilings.tflops,
-              (chip.peak_flops(ceilings.dtype) or 0) / 1e12 or None, "TFLOP/s"))
+    pairs = (
+        ("memory bandwidth", ceilings.bandwidth_gb_per_s, chip.bandwidth_gb_per_s, "GB/s"),
+        (f"{ceilings.dtype} matmul", ceilings.tflops, (chip.peak_flops(ceilings.dtype) or 0) / 1e12 or None, "TFLOP/s"),
+    )
+
     def figure(x: float) -> str:  # a CPU's 0.4 TFLOP/s is not "0"
         return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
 
@@ -296,8 +325,9 @@ def check_spec(ceilings: Ceilings, chip, chips: int = 1) -> str | None:
         if not spec:
             continue
         if measured > BEATS * spec * chips:
-            notes.append(f"measured {what} {figure(measured)} {unit} beats {sheet} {spec:g}: "
-                         "wrong spec row or a wrong sheet")
+            notes.append(
+                f"measured {what} {figure(measured)} {unit} beats {sheet} {spec:g}: wrong spec row or a wrong sheet"
+            )
         elif measured < MISSES * spec * chips:
             notes.append(f"measured {what} {figure(measured)} {unit} is under half {sheet} {spec:g}")
     return "; ".join(notes) or None

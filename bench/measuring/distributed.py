@@ -136,8 +136,9 @@ def load_tensor_parallel(spec, dtype: str, seed: int, layers: int | None, device
     return model, path
 
 
-def fit_advice(needed_bytes: int, device_bytes: int | None, sizes=(2, 4, 8, 16, 32, 64),
-               what: str = "weights and cache") -> str | None:
+def fit_advice(
+    needed_bytes: int, device_bytes: int | None, sizes=(2, 4, 8, 16, 32, 64), what: str = "weights and cache"
+) -> str | None:
     """When a model does not fit one device: which tensor-parallel sizes would, from the analytic
     bytes (`what` they count) over the device memory. None when it fits. (Ranks on one host share
     its memory: for a CPU the split is over hosts.)"""
@@ -145,12 +146,16 @@ def fit_advice(needed_bytes: int, device_bytes: int | None, sizes=(2, 4, 8, 16, 
         return None
     fits = [n for n in sizes if needed_bytes / n <= FIT_MARGIN * device_bytes]
     gib = 2**30
-    head = (f"needs {needed_bytes / gib:.1f} GiB ({what}), more than {FIT_MARGIN:.0%} of one device's "
-            f"{device_bytes / gib:.1f} GiB")
+    head = (
+        f"needs {needed_bytes / gib:.1f} GiB ({what}), more than {FIT_MARGIN:.0%} of one device's "
+        f"{device_bytes / gib:.1f} GiB"
+    )
     if not fits:
         return head + f"; not even tp{sizes[-1]} would fit"
-    return head + (f"; split it: tp{fits[0]} ({needed_bytes / fits[0] / gib:.1f} GiB per device, or per host "
-                   f"for a CPU) or more, launched with torchrun --nproc-per-node {fits[0]}")
+    return head + (
+        f"; split it: tp{fits[0]} ({needed_bytes / fits[0] / gib:.1f} GiB per device, or per host "
+        f"for a CPU) or more, launched with torchrun --nproc-per-node {fits[0]}"
+    )
 
 
 def check_tokens(model_name: str, dtype: str = "fp32", new_tokens: int = 8, seed: int = 0) -> dict:
@@ -172,8 +177,14 @@ def check_tokens(model_name: str, dtype: str = "fp32", new_tokens: int = 8, seed
     seq = torch.randint(0, spec.vocab, (1, 24), generator=torch.Generator().manual_seed(seed + 2))
     a, b = (torch_loop.teacher_forced_logits(m, seq, 16) for m in (model, one))  # tokens alone can tie
     rel = float(((a - b).norm(dim=-1) / b.norm(dim=-1)).max())
-    return {"world_size": world_size(), "layout": layout(), "tp_tokens": split, "single_tokens": single,
-            "identical": split == single, "logits_rel_err": rel}
+    return {
+        "world_size": world_size(),
+        "layout": layout(),
+        "tp_tokens": split,
+        "single_tokens": single,
+        "identical": split == single,
+        "logits_rel_err": rel,
+    }
 
 
 if __name__ == "__main__":  # torchrun --nproc-per-node N -m bench.measuring.distributed MODEL[,MODEL...] [DTYPE]

@@ -139,8 +139,13 @@ def server_pids(host: str, port: int) -> list[int] | None:
         conns = psutil.net_connections(kind="tcp")
     except Exception:  # psutil.AccessDenied on some systems
         return None
-    pids = sorted({c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                   and c.pid is not None})
+    pids = sorted(
+        {
+            c.pid
+            for c in conns
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid is not None
+        }
+    )
     return pids or None
 
 
@@ -175,8 +180,12 @@ def sample(pids: list[int] | None = ()) -> HostSample:
         load = os.getloadavg()[0]
     except (OSError, AttributeError):
         load = None
-    unseen = ("the case's server runs on this host and its process cannot be seen, so other processes' CPU time "
-              "cannot be told from the server's" if pids is None else None)
+    unseen = (
+        "the case's server runs on this host and its process cannot be seen, so other processes' CPU time "
+        "cannot be told from the server's"
+        if pids is None
+        else None
+    )
     return HostSample(time.monotonic(), busy, total, steal, own, load, _cpu_mhz(), unseen)
 
 
@@ -199,15 +208,25 @@ def facts(before: HostSample, after: HostSample) -> dict:
     notes = []
     if None not in (before.busy_s, after.busy_s, before.own_s, after.own_s) and wall > 0:
         other = max(0.0, (after.busy_s - before.busy_s) - (after.own_s - before.own_s)) / (wall * cpus)
-        over.append((_judge(other, 2 * counted / (wall * cpus), OTHER_SHARE),
-                     f"other processes used {other:.0%} of the {cpus} CPUs", f"other processes took over {OTHER_SHARE:.0%}"))
+        over.append(
+            (
+                _judge(other, 2 * counted / (wall * cpus), OTHER_SHARE),
+                f"other processes used {other:.0%} of the {cpus} CPUs",
+                f"other processes took over {OTHER_SHARE:.0%}",
+            )
+        )
     else:
         notes.append(after.own_note or before.own_note or "other processes' CPU time not readable")
     if None not in (before.steal_s, after.steal_s, before.total_s, after.total_s) and after.total_s > before.total_s:
         spent = after.total_s - before.total_s
         steal = max(0.0, after.steal_s - before.steal_s) / spent
-        over.append((_judge(steal, counted / spent, STEAL_SHARE), f"the hypervisor stole {steal:.0%} of the CPU time",
-                     f"the hypervisor stole over {STEAL_SHARE:.0%}"))
+        over.append(
+            (
+                _judge(steal, counted / spent, STEAL_SHARE),
+                f"the hypervisor stole {steal:.0%} of the CPU time",
+                f"the hypervisor stole over {STEAL_SHARE:.0%}",
+            )
+        )
     mhz = [m for m in (before.mhz, after.mhz) if m]
     loaded = None
     if over:
@@ -218,12 +237,19 @@ def facts(before: HostSample, after: HostSample) -> dict:
             loaded = False  # not loaded only when the other processes' share was read and cleared
         untold = [question for judged, _, question in over if judged is None]
         if not reasons and untold:
-            reasons = [f"the trial's {wall * 1e3:.0f} ms on {cpus} CPUs were too short for the kernel's CPU-time "
-                       f"counters ({_tick_s() * 1e3:.0f} ms ticks) to tell whether " + " or ".join(untold)]
+            reasons = [
+                f"the trial's {wall * 1e3:.0f} ms on {cpus} CPUs were too short for the kernel's CPU-time "
+                f"counters ({_tick_s() * 1e3:.0f} ms ticks) to tell whether " + " or ".join(untold)
+            ]
         notes = reasons + notes
-    return {"host_load_avg_1m": before.load_1m, "host_other_cpu_frac": other, "host_steal_frac": steal,
-            "host_cpu_mhz": sum(mhz) / len(mhz) if mhz else None, "host_loaded": loaded,
-            "host_load_note": "; ".join(notes) or None}
+    return {
+        "host_load_avg_1m": before.load_1m,
+        "host_other_cpu_frac": other,
+        "host_steal_frac": steal,
+        "host_cpu_mhz": sum(mhz) / len(mhz) if mhz else None,
+        "host_loaded": loaded,
+        "host_load_note": "; ".join(notes) or None,
+    }
 
 
 def case_pids(backend) -> list[int] | None:

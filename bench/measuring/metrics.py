@@ -38,8 +38,12 @@ DEFINITIONS: dict[str, str] = {
 }
 
 # the metric a workload kind is judged by (summary tables lead with it)
-HEADLINE = {"prefill": "prefill_tok_per_s", "decode": "decode_tok_per_s", "generate": "output_tok_per_s",
-            "serve": "output_tok_per_s"}  # a serving level: its aggregate output tokens/s
+HEADLINE = {
+    "prefill": "prefill_tok_per_s",
+    "decode": "decode_tok_per_s",
+    "generate": "output_tok_per_s",
+    "serve": "output_tok_per_s",
+}  # a serving level: its aggregate output tokens/s
 
 
 @dataclass(frozen=True)

@@ -65,8 +65,16 @@ def generate_round(model, prompt, n, sync) -> float:
         def end(self):
             pass
 
-    model.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None,
-                   pad_token_id=0, streamer=Stamp(), attention_mask=torch.ones_like(prompt))
+    model.generate(
+        prompt,
+        max_new_tokens=n,
+        min_new_tokens=n,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+        streamer=Stamp(),
+        attention_mask=torch.ones_like(prompt),
+    )
     sync()
     t = stamps[1:]  # the streamer's first put is the prompt itself
     return (len(t) - 1) / (t[-1] - t[0])
@@ -99,8 +107,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         backend = get_backend(args.backend)
-        case = Case(args.backend, args.model, args.dtype, Workload("generate", args.prompt, args.tokens),
-                    rounds=args.rounds)
+        case = Case(
+            args.backend, args.model, args.dtype, Workload("generate", args.prompt, args.tokens), rounds=args.rounds
+        )
         run = CaseRun(backend, case)
         run.setup()
     except UsageError as e:
@@ -127,24 +136,32 @@ def main(argv=None) -> int:
     vs_generate = summarize([h / g for h, g in zip(rates["harness"], rates["generate()"])])
     vs_bare = summarize([h / b for h, b in zip(rates["harness"], rates["bare loop"])])
     info = backend.info()
-    print(f"{args.model} {args.dtype} on {info.device_name} ({args.backend}), prompt {args.prompt}, "
-          f"{args.tokens} tokens, {args.rounds} interleaved rounds; decode tokens/s, median [min, max]:")
+    print(
+        f"{args.model} {args.dtype} on {info.device_name} ({args.backend}), prompt {args.prompt}, "
+        f"{args.tokens} tokens, {args.rounds} interleaved rounds; decode tokens/s, median [min, max]:"
+    )
     for k, v in rates.items():
         print(f"  {k:11s} {med[k]:9.2f}  [{min(v):.2f}, {max(v):.2f}]")
     # Verdicts honour the noise: "slower" only when the whole 95% interval is below 1.
     g, b = vs_generate, vs_bare
     slower = g["ci95_high"] < 1
-    print(f"harness loop / generate(): {g['mean']:.3f}x, 95% CI [{g['ci95_low']:.3f}, {g['ci95_high']:.3f}]"
-          f" (paired rounds) -> {'SLOWER' if slower else 'not slower: OK'}")
+    print(
+        f"harness loop / generate(): {g['mean']:.3f}x, 95% CI [{g['ci95_low']:.3f}, {g['ci95_high']:.3f}]"
+        f" (paired rounds) -> {'SLOWER' if slower else 'not slower: OK'}"
+    )
     lo, hi = (1 - b["ci95_high"]) * 100, (1 - b["ci95_low"]) * 100
     paired = "within 2%" if hi <= 2 else ("over 2%" if lo > 2 else "unresolved at this noise")
-    print(f"harness overhead vs bare loop: {(1 - b['mean']) * 100:+.2f}%, 95% CI [{lo:+.2f}%, {hi:+.2f}%]"
-          f" (paired rounds) -> {paired}")
+    print(
+        f"harness overhead vs bare loop: {(1 - b['mean']) * 100:+.2f}%, 95% CI [{lo:+.2f}%, {hi:+.2f}%]"
+        f" (paired rounds) -> {paired}"
+    )
     cost = per_token_harness_cost_s(prompt.shape[0])
     tpot = 1 / med["harness"]
     direct = cost / tpot
-    print(f"harness work per token, measured directly: {cost * 1e6:.2f} us = {direct * 100:.4f}% of "
-          f"the {tpot * 1e3:.2f} ms TPOT -> {'OK' if direct <= 0.02 else 'TOO HIGH'} (must be within 2%)")
+    print(
+        f"harness work per token, measured directly: {cost * 1e6:.2f} us = {direct * 100:.4f}% of "
+        f"the {tpot * 1e3:.2f} ms TPOT -> {'OK' if direct <= 0.02 else 'TOO HIGH'} (must be within 2%)"
+    )
     return 0 if not slower and direct <= 0.02 and paired != "over 2%" else 1
 
 

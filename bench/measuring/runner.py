@@ -65,8 +65,12 @@ class Trial:
     process: str = "in-process"  # or "worker": a fresh process of its own
 
     def fields(self) -> dict:
-        return {"series_id": self.series_id, "trial_index": self.index, "trials_planned": self.planned,
-                "trial_process": self.process}
+        return {
+            "series_id": self.series_id,
+            "trial_index": self.index,
+            "trials_planned": self.planned,
+            "trial_process": self.process,
+        }
 
 
 def new_series() -> Trial:
@@ -75,16 +79,23 @@ def new_series() -> Trial:
 
 def stack_fields(backend, handle, mode: str | None = None) -> dict:
     """The software stack that ran the case: engine, version, execution path, parallel layout."""
+
     def fact(name):
         return getattr(handle, name, None) or getattr(backend, name, None)
 
     engine, version = fact("engine"), fact("engine_version")
     path = getattr(handle, "exec_path", None) or getattr(backend, "exec_path", None) or mode
     parallel = fact("parallel") or "none"
-    return {"engine": engine, "engine_version": version, "exec_path": path, "parallel": parallel,
-            "prefix_caching": fact("prefix_caching"), "endpoint_rtt_s": fact("endpoint_rtt_s"),
-            "stack": " ".join(str(x) for x in (engine, version, path, parallel if parallel != "none" else None)
-                              if x) or None}
+    return {
+        "engine": engine,
+        "engine_version": version,
+        "exec_path": path,
+        "parallel": parallel,
+        "prefix_caching": fact("prefix_caching"),
+        "endpoint_rtt_s": fact("endpoint_rtt_s"),
+        "stack": " ".join(str(x) for x in (engine, version, path, parallel if parallel != "none" else None) if x)
+        or None,
+    }
 
 
 @dataclass
@@ -132,17 +143,28 @@ class CaseRun:
         if len(stamps) != w.gen_tokens or len(gen.tokens) != w.gen_tokens:
             raise BackendContractError(
                 f"backend {self.backend.name!r} produced {len(stamps)} token steps, the workload "
-                f"asked for exactly {w.gen_tokens} (EOS must be ignored)")
+                f"asked for exactly {w.gen_tokens} (EOS must be ignored)"
+            )
         host = tuple(t - start for t in stamps)
         step_s, busy = host_step(host, getattr(gen, "host_waits_s", None))
         r = Round(host, gen.peak_mem_bytes, gen.peak_mem_kind, host_step_s=step_s, host_busy_frac=busy)
         device = getattr(gen, "device_times_s", None)
         if device:
             agree, spread = clocks_agree(host, device)
-            self.clock_notes.add(None if agree else f"device events disagreed with the host stamps by "
-                                 f"{spread * 1e3:.2f} ms: host stamps used")
-            r = Round(tuple(device) if agree else host, gen.peak_mem_bytes, gen.peak_mem_kind,
-                      "device events" if agree else "host", spread, step_s, busy)
+            self.clock_notes.add(
+                None
+                if agree
+                else f"device events disagreed with the host stamps by {spread * 1e3:.2f} ms: host stamps used"
+            )
+            r = Round(
+                tuple(device) if agree else host,
+                gen.peak_mem_bytes,
+                gen.peak_mem_kind,
+                "device events" if agree else "host",
+                spread,
+                step_s,
+                busy,
+            )
         if getattr(gen, "ran_ahead", False):
             self.clock_notes.add("the host queued each step before it waited for the previous step's tokens")
         self.rounds_done.append(r)
@@ -205,20 +227,27 @@ def host_fields(timed: list[Round]) -> dict:
     if not measured:
         return {"host_step_s": None, "host_busy_frac": None, "host_bound": None}
     frac = statistics.median(r.host_busy_frac for r in measured)
-    return {"host_step_s": statistics.median(r.host_step_s for r in measured), "host_busy_frac": frac,
-            "host_bound": frac >= HOST_BOUND_FRAC}
+    return {
+        "host_step_s": statistics.median(r.host_step_s for r in measured),
+        "host_busy_frac": frac,
+        "host_bound": frac >= HOST_BOUND_FRAC,
+    }
 
 
 def timing_fields(timed: list[Round], notes: set) -> dict:
     """Which clock timed the rounds, and how well the device's agreed with the host's."""
     methods = sorted({r.timing_method for r in timed})
     spreads = [r.clock_disagreement_s for r in timed if r.clock_disagreement_s is not None]
-    text = {"host": "host clock: stamped when each step's tokens were copied to the host",
-            "device events": "device events recorded in the stream after each step, read after one wait at "
-                             "the end, cross-checked against the host stamps"}
+    text = {
+        "host": "host clock: stamped when each step's tokens were copied to the host",
+        "device events": "device events recorded in the stream after each step, read after one wait at "
+        "the end, cross-checked against the host stamps",
+    }
     note = "; ".join(sorted(n for n in notes if n))
-    return {"timing_method": " + ".join(text[m] for m in methods) + (f" ({note})" if note else ""),
-            "clock_disagreement_s": max(spreads) if spreads else None}
+    return {
+        "timing_method": " + ".join(text[m] for m in methods) + (f" ({note})" if note else ""),
+        "clock_disagreement_s": max(spreads) if spreads else None,
+    }
 
 
 def _stamping(stamps: list[float], clock, batch: int):
@@ -227,7 +256,9 @@ def _stamping(stamps: list[float], clock, batch: int):
         if len(tokens) != batch or not all(isinstance(t, int) for t in tokens):
             raise BackendContractError(
                 f"on_token got {type(tokens).__name__} of {len(tokens)} items; the contract is "
-                f"{batch} host ints per step (device tensors would let the clock run ahead)")
+                f"{batch} host ints per step (device tensors would let the clock run ahead)"
+            )
+
     return on_token
 
 
@@ -272,8 +303,11 @@ def case_identity(case: Case) -> dict:
         "kv_bytes_per_token": f.kv_bytes_per_token(case.dtype),
         "recurrent_state_bytes": f.recurrent_state_bytes + f.conv_state_bytes(case.dtype),
         "flops_per_token": flops_per_token(spec, w.prompt_tokens),
-        "expected_mem_bytes": f.weight_bytes(case.dtype) + w.batch * (
-            w.total_tokens * f.kv_bytes_per_token(case.dtype) + f.recurrent_state_bytes + f.conv_state_bytes(case.dtype)),
+        "expected_mem_bytes": f.weight_bytes(case.dtype)
+        + w.batch
+        * (
+            w.total_tokens * f.kv_bytes_per_token(case.dtype) + f.recurrent_state_bytes + f.conv_state_bytes(case.dtype)
+        ),
     }
 
 
@@ -370,21 +404,44 @@ def rerun_command(case: Case, compile_flags: str | None = None) -> str:
     import shlex
 
     w = case.workload
-    args = ["run", "--backend", case.backend, "--model", case.model, "--dtype", case.dtype, "--workload", w.name,
-            "--batch", str(w.batch), "--mode", case.mode, "--warmup", str(case.warmup), "--rounds", str(case.rounds),
-            "--seed", str(w.seed)]
+    args = [
+        "run",
+        "--backend",
+        case.backend,
+        "--model",
+        case.model,
+        "--dtype",
+        case.dtype,
+        "--workload",
+        w.name,
+        "--batch",
+        str(w.batch),
+        "--mode",
+        case.mode,
+        "--warmup",
+        str(case.warmup),
+        "--rounds",
+        str(case.rounds),
+        "--seed",
+        str(w.seed),
+    ]
     args += ["--soak", f"{case.soak_s:g}"] if case.soak_s else []
     args += ["--weights", case.weights_dir] if case.weights_dir else []
-    head = (["torchrun", "--nproc-per-node", str(distributed.world_size()), "-m", "bench.cli"]
-            if distributed.is_parallel() else ["chipbench"])
-    flags = [f"TORCHINDUCTOR_{kv.split('=', 1)[0].upper()}={kv.split('=', 1)[1]}"
-             for kv in (compile_flags or "").split(", ") if "=" in kv]
+    head = (
+        ["torchrun", "--nproc-per-node", str(distributed.world_size()), "-m", "bench.cli"]
+        if distributed.is_parallel()
+        else ["chipbench"]
+    )
+    flags = [
+        f"TORCHINDUCTOR_{kv.split('=', 1)[0].upper()}={kv.split('=', 1)[1]}"
+        for kv in (compile_flags or "").split(", ")
+        if "=" in kv
+    ]
     command = shlex.join(head + args)
     return f"{shlex.join(flags)} {command}" if flags else command
 
 
-def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None,
-                 chip=None) -> dict:
+def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None, chip=None) -> dict:
     case, w = run.case, run.case.workload
     rec = case_identity(case)
     file_bytes = getattr(run.handle, "file_bytes", None)
@@ -393,13 +450,27 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         rec["expected_mem_bytes"] += file_bytes - rec["weight_bytes"]
         rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
     compiled = getattr(run.backend, "compile_facts", None)  # read before the gate, which may rebuild the step
-    facts = {"compiled_graphs": None, "graph_breaks": None, "cuda_graphs": None, "compile_flags": None,
-             "compile_cache": None, "prefill_path": None, "prefill_compile_time_s": None,
-             **(compiled(run.handle) if compiled else {})}
+    facts = {
+        "compiled_graphs": None,
+        "graph_breaks": None,
+        "cuda_graphs": None,
+        "compile_flags": None,
+        "compile_cache": None,
+        "prefill_path": None,
+        "prefill_compile_time_s": None,
+        **(compiled(run.handle) if compiled else {}),
+    }
     notes = [n for n in (getattr(run.handle, "exec_note", None), facts.pop("note", None)) if n]
-    rec.update(status="ok", error=None, weights=run.handle.weights,
-               linear_attn_path=run.handle.linear_attn_path, build_time_s=run.handle.build_time_s,
-               compile_time_s=run.compile_time_s, exec_note="; ".join(notes) or None, **facts)
+    rec.update(
+        status="ok",
+        error=None,
+        weights=run.handle.weights,
+        linear_attn_path=run.handle.linear_attn_path,
+        build_time_s=run.handle.build_time_s,
+        compile_time_s=run.compile_time_s,
+        exec_note="; ".join(notes) or None,
+        **facts,
+    )
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)
     rec["env_chips"] = distributed.chips(rec.get("backend_kind"), rec["parallel"]) if rec["parallel"] != "none" else 1
@@ -443,8 +514,11 @@ def split_power(rec: dict, tokens: int) -> dict:
     mine = distributed.first_on_chip(rec.get("backend_kind"))
     energy = distributed.total(rec.get("energy_j") if mine else 0.0)
     power = distributed.total(rec.get("tele_power_w") if mine else 0.0)
-    return {"energy_j": energy, "tele_power_w": power,
-            "energy_per_token_j": energy / tokens if energy is not None and tokens else None}
+    return {
+        "energy_j": energy,
+        "tele_power_w": power,
+        "energy_per_token_j": energy / tokens if energy is not None and tokens else None,
+    }
 
 
 # pytest-benchmark's pedantic mode needs its round count up front: a sustained case's count is the
@@ -483,8 +557,14 @@ def soak_fields(case: Case, timed: list[Round], windows: list[tuple[float, float
     last = [v for v, (_, end) in zip(values, windows) if t_end - end < span and v]
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     a, b = mean(first), mean(last)
-    return {"soak_s": case.soak_s, "soak_elapsed_s": elapsed, "soak_window_s": span,
-            "soak_first_tok_per_s": a, "soak_last_tok_per_s": b, "soak_change": b / a if a and b else None}
+    return {
+        "soak_s": case.soak_s,
+        "soak_elapsed_s": elapsed,
+        "soak_window_s": span,
+        "soak_first_tok_per_s": a,
+        "soak_last_tok_per_s": b,
+        "soak_change": b / a if a and b else None,
+    }
 
 
 def failed_record(case: Case, error: BaseException | str, device: dict, host: dict, backend=None) -> dict:
@@ -503,8 +583,16 @@ def failed_record(case: Case, error: BaseException | str, device: dict, host: di
     return rec
 
 
-def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=None,
-             check: bool = True, chip=None, trial: Trial | None = None, origin: dict | None = None) -> dict:
+def run_case(
+    backend: Backend,
+    case: Case,
+    host: dict | None = None,
+    ceilings=None,
+    check: bool = True,
+    chip=None,
+    trial: Trial | None = None,
+    origin: dict | None = None,
+) -> dict:
     """Run `case` on `backend` as one trial (load, warmup, timed rounds) and return its record, ok
     or failed, with the host's load around it. `origin`: the adapter's distribution and version."""
     host = host if host is not None else env.host_facts()
@@ -530,7 +618,7 @@ def run_case(backend: Backend, case: Case, host: dict | None = None, ceilings=No
         load = hostload.facts(before, hostload.sample(pids))  # before the record's own work (the ceilings beside it)
         rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
         rec.update(load)
-        timed = run.windows[case.warmup:]
+        timed = run.windows[case.warmup :]
         rec.update(sampler.summary(timed, run.tokens_per_round() * len(timed)))
         if rec["parallel"] != "none":
             rec.update(split_power(rec, run.tokens_per_round() * len(timed)))

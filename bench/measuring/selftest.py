@@ -39,11 +39,16 @@ class TimingCheck:
 
     def describe(self) -> str:
         verdict = "waits for the device" if self.passed else "DOES NOT wait for the device"
-        steps = (f"{self.new_tokens} tokens; median token gap {self.median_gap_s * 1e3:.2f} ms, "
-                 if self.new_tokens > 1 else "1 token, no gap: its step is the yardstick; ")
-        return (f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token "
-                f"({self.mode + ', ' if self.mode != 'eager' else ''}prompt {self.prompt_tokens}, "
-                f"{steps}e2e {self.e2e_s * 1e3:.1f} ms)")
+        steps = (
+            f"{self.new_tokens} tokens; median token gap {self.median_gap_s * 1e3:.2f} ms, "
+            if self.new_tokens > 1
+            else "1 token, no gap: its step is the yardstick; "
+        )
+        return (
+            f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token "
+            f"({self.mode + ', ' if self.mode != 'eager' else ''}prompt {self.prompt_tokens}, "
+            f"{steps}e2e {self.e2e_s * 1e3:.1f} ms)"
+        )
 
 
 def timing_loop(backend: Backend, mode: str) -> str:
@@ -53,20 +58,33 @@ def timing_loop(backend: Backend, mode: str) -> str:
     return "run-ahead" if ahead is not None and ahead(mode) else "lock-step"
 
 
-def check_all(backend: Backend, model: str = "qwen3-0.6b", dtype: str = "bf16",
-              long_prompt: int = 2048, mode: str = "eager", cache_len: int | None = None) -> list[TimingCheck]:
+def check_all(
+    backend: Backend,
+    model: str = "qwen3-0.6b",
+    dtype: str = "bf16",
+    long_prompt: int = 2048,
+    mode: str = "eager",
+    cache_len: int | None = None,
+) -> list[TimingCheck]:
     """The decode probe (in `mode`) and the long-prefill probe; the backend passes when both do.
     The prefill probe runs eager: a prefill's time is the loop's first delivery, the same wait in
     either mode (the decode probe's first token proves it in `mode`), and compiling a static cache
     for the probe's long prompt would be compiled for nothing."""
-    return [check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode,
-                               cache_len=cache_len),
-            check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long_prompt)]
+    return [
+        check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode, cache_len=cache_len),
+        check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long_prompt),
+    ]
 
 
-def check_timing_waits(backend: Backend, model: str = "tiny-qwen3", dtype: str = "fp32",
-                       new_tokens: int = 16, prompt_tokens: int = 32, mode: str = "eager",
-                       cache_len: int | None = None) -> TimingCheck:
+def check_timing_waits(
+    backend: Backend,
+    model: str = "tiny-qwen3",
+    dtype: str = "fp32",
+    new_tokens: int = 16,
+    prompt_tokens: int = 32,
+    mode: str = "eager",
+    cache_len: int | None = None,
+) -> TimingCheck:
     """`cache_len` (compiled): the static cache's length, at least the probe's; the first case's
     length makes the probe's compile the one that case then finds in inductor's cache."""
     spec = get_model(model)
@@ -99,8 +117,9 @@ def probe_cache_len(case) -> int | None:
     return case.workload.total_tokens if case.workload.batch == 1 else None
 
 
-def suite_check(backend: Backend, model: str, dtype: str, mode: str = "eager",
-                cache_len: int | None = None) -> tuple[str, str]:
+def suite_check(
+    backend: Backend, model: str, dtype: str, mode: str = "eager", cache_len: int | None = None
+) -> tuple[str, str]:
     """The self-test a benchmark run performs once per backend and timing loop before reporting
     any number from it: both probes on the run's own model and dtype (a long prompt that fits the
     model); the decode probe in `mode` where that mode runs ahead of the host (timing_loop), on a
@@ -112,13 +131,21 @@ def suite_check(backend: Backend, model: str, dtype: str, mode: str = "eager",
     spec = get_model(model)
     probe_mode = mode if timing_loop(backend, mode) == "run-ahead" else "eager"
     try:
-        checks = check_all(backend, model=model, dtype=dtype, long_prompt=min(2048, spec.max_pos - 2), mode=probe_mode,
-                           cache_len=cache_len)
+        checks = check_all(
+            backend,
+            model=model,
+            dtype=dtype,
+            long_prompt=min(2048, spec.max_pos - 2),
+            mode=probe_mode,
+            cache_len=cache_len,
+        )
     except Exception as e:  # a self-test that cannot run proves nothing
         return "error", f"could not run on {model} {dtype}: {type(e).__name__}: {e}"
     passed = all(c.passed for c in checks)
     worst = max(checks, key=lambda c: c.lag_s)
-    text = ("passed" if passed else "FAILED") + ": " + "; ".join(c.describe() for c in checks if not passed or c is worst)
+    text = (
+        ("passed" if passed else "FAILED") + ": " + "; ".join(c.describe() for c in checks if not passed or c is worst)
+    )
     if probe_mode != "eager":
         text += f" (decode probe {probe_mode}, {timing_loop(backend, mode)} loop)"
     return ("passed" if passed else "failed"), text

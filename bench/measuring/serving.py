@@ -45,8 +45,11 @@ class Load:
     slo_tpot_s: float = DEFAULT_SLO_TPOT_S
 
     def validate(self) -> "Load":
-        for what, v in (("prompt tokens", self.prompt_tokens), ("generated tokens", self.gen_tokens),
-                        ("requests", self.requests)):
+        for what, v in (
+            ("prompt tokens", self.prompt_tokens),
+            ("generated tokens", self.gen_tokens),
+            ("requests", self.requests),
+        ):
             if v < 1:
                 raise UsageError(f"{what} must be >= 1, got {v}")
         if self.gen_tokens < 2:
@@ -114,8 +117,9 @@ def run_load(backend, handle, load: Load, clock=time.perf_counter) -> LoadRun:
         res = RequestResult(i, sent - start)
         try:
             stamps: list[float] = []
-            backend.stream_one(handle, prompts[i], load.gen_tokens,
-                               on_chunk=lambda t, n: stamps.extend([t] * n))  # a coalesced chunk: n equal stamps
+            backend.stream_one(
+                handle, prompts[i], load.gen_tokens, on_chunk=lambda t, n: stamps.extend([t] * n)
+            )  # a coalesced chunk: n equal stamps
             res.token_times_s = tuple(t - sent for t in stamps)
         except Exception as e:  # counted and named in the record
             res.error = f"{type(e).__name__}: {e}"
@@ -162,9 +166,13 @@ def serve_fields(run: LoadRun) -> dict:
     tpots = sorted(tpot(r) for r in ok)
     median_tpot = float(np.median(tpots)) if tpots else None
     return {
-        "serve_concurrency": load.concurrency, "serve_rate_per_s": load.rate,
-        "serve_requests": len(run.results) + run.not_sent, "serve_ok": len(ok), "serve_failed": len(failed),
-        "serve_not_sent": run.not_sent, "serve_duration_s": run.duration_s,
+        "serve_concurrency": load.concurrency,
+        "serve_rate_per_s": load.rate,
+        "serve_requests": len(run.results) + run.not_sent,
+        "serve_ok": len(ok),
+        "serve_failed": len(failed),
+        "serve_not_sent": run.not_sent,
+        "serve_duration_s": run.duration_s,
         "serve_errors": "; ".join(sorted({r.error for r in failed}))[:2000] or None,
         "request_per_s": len(ok) / dur if dur else None,
         "serve_output_tok_per_s": out_tokens / dur if dur else None,
@@ -172,7 +180,8 @@ def serve_fields(run: LoadRun) -> dict:
         "goodput_req_per_s": len(good) / dur if dur else None,
         # of every request the level planned: one left unsent at the time bound met no limit either
         "goodput_fraction": len(good) / (len(run.results) + run.not_sent) if run.results or run.not_sent else None,
-        "slo_ttft_s": load.slo_ttft_s, "slo_tpot_s": load.slo_tpot_s,
+        "slo_ttft_s": load.slo_ttft_s,
+        "slo_tpot_s": load.slo_tpot_s,
     }
 
 
@@ -202,29 +211,61 @@ def serve_rerun(backend_name: str, model: str, dtype: str, load: Load, warmup: i
     args = ["chipbench", "serve", "--backend", backend_name, "--model", model, "--dtype", dtype]
     args += ["--concurrency", str(load.concurrency)] if load.concurrency is not None else []
     args += ["--rate", f"{load.rate:g}"] if load.rate is not None else []
-    args += ["--requests", str(load.requests), "--prompt", str(load.prompt_tokens), "--gen", str(load.gen_tokens),
-             "--max-duration", f"{load.max_duration_s:g}", "--slo-ttft", f"{load.slo_ttft_s:g}",
-             "--slo-tpot", f"{load.slo_tpot_s:g}", "--warmup", str(warmup), "--seed", str(load.seed)]
+    args += [
+        "--requests",
+        str(load.requests),
+        "--prompt",
+        str(load.prompt_tokens),
+        "--gen",
+        str(load.gen_tokens),
+        "--max-duration",
+        f"{load.max_duration_s:g}",
+        "--slo-ttft",
+        f"{load.slo_ttft_s:g}",
+        "--slo-tpot",
+        f"{load.slo_tpot_s:g}",
+        "--warmup",
+        str(warmup),
+        "--seed",
+        str(load.seed),
+    ]
     return shlex.join(args)
 
 
-def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin: dict | None = None,
-                 chip=None, warmup: int = 1, trial=None) -> dict:
+def serve_record(
+    backend,
+    model: str,
+    dtype: str,
+    load: Load,
+    host: dict,
+    origin: dict | None = None,
+    chip=None,
+    warmup: int = 1,
+    trial=None,
+) -> dict:
     """One load level on `backend` as one record (kind "serve"), ok when any request completed;
     failed requests are counted in it. A level that cannot run at all is a failed record."""
     import traceback
 
     from bench.measuring import env
-    from bench.measuring.runner import (Case, add_roofline, case_identity, failed_record, metric_fields,
-                                        new_series, stack_fields)
+    from bench.measuring.runner import (
+        Case,
+        add_roofline,
+        case_identity,
+        failed_record,
+        metric_fields,
+        new_series,
+        stack_fields,
+    )
     from bench.stats import summarize
     from bench.measuring.workload import Workload
     from models.zoo import get_model
 
     load.validate()
     trial = trial or new_series()
-    wl = Workload("generate", load.prompt_tokens, load.gen_tokens, batch=load.concurrency or load.requests,
-                  seed=load.seed)
+    wl = Workload(
+        "generate", load.prompt_tokens, load.gen_tokens, batch=load.concurrency or load.requests, seed=load.seed
+    )
     case = Case(backend.name, model, dtype, wl, warmup=warmup, rounds=load.requests)
     name = f"pp{load.prompt_tokens}+tg{load.gen_tokens} {load.name}"
     device = dict(origin or {})
@@ -249,9 +290,17 @@ def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin
         ok_rounds = rounds_of(run)
         fields = serve_fields(run)
         rec = case_identity(case)
-        rec.update(kind="serve", workload=name, batch=load.concurrency or peak_in_flight(run),
-                   rounds=max(1, len(ok_rounds)), weights=handle.weights, build_time_s=handle.build_time_s,
-                   compile_time_s=None, exec_note=None, linear_attn_path=None)
+        rec.update(
+            kind="serve",
+            workload=name,
+            batch=load.concurrency or peak_in_flight(run),
+            rounds=max(1, len(ok_rounds)),
+            weights=handle.weights,
+            build_time_s=handle.build_time_s,
+            compile_time_s=None,
+            exec_note=None,
+            linear_attn_path=None,
+        )
         rec.update(stack_fields(backend, handle))
         rec.update(device)
         rec.update(fields)
@@ -263,8 +312,9 @@ def serve_record(backend, model: str, dtype: str, load: Load, host: dict, origin
             rec.update(metric_fields(ok_rounds, Workload("generate", load.prompt_tokens, load.gen_tokens)))
             # the level's throughput is the aggregate over its wall time, not a per-request figure
             agg = fields["serve_output_tok_per_s"]
-            rec.update({f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()},
-                       output_tok_per_s_samples=[agg])
+            rec.update(
+                {f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg]
+            )
             rec["timing_method"] = "host clock: each streamed chunk stamped on arrival at the client"
             add_roofline(rec, None, chip)
         rec.update(correct=None, correctness_note="not checked: a serving load runs the server's own weights")

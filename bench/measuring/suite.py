@@ -24,13 +24,14 @@ from models.zoo import get_model
 # side by side: eager decode at batch 1 times the host launching kernels one by one, compiled (CUDA
 # graphs) times the chip, and a claim about the chip needs the second; the pair shows the gap.
 DEFAULT_SUITE = {
-    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5,
-                modes=("eager",)),
-    "cuda": dict(models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5,
-                 modes=("eager", "compiled")),
+    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5, modes=("eager",)),
+    "cuda": dict(
+        models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5, modes=("eager", "compiled")
+    ),
 }
-FALLBACK_SUITE = dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5,
-                      modes=("eager",))
+FALLBACK_SUITE = dict(
+    models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5, modes=("eager",)
+)
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,11 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
             raise UsageError(f"unknown backend {name!r}; known backends: {', '.join(entries)}")
         if not entries[name].available:  # asked for by name: a runner without it must not pass green
             usable = [n for n, e in entries.items() if e.available]
-            raise UsageError(f"backend {name!r} was asked for but is unavailable here: {entries[name].probe.reason} "
-                             f"(available: {', '.join(usable) or 'none'}; leave --bench-backend out to run "
-                             "every available one)")
+            raise UsageError(
+                f"backend {name!r} was asked for but is unavailable here: {entries[name].probe.reason} "
+                f"(available: {', '.join(usable) or 'none'}; leave --bench-backend out to run "
+                "every available one)"
+            )
 
     chosen = opts.backends or tuple(entries)
     planned: list[Planned] = []
@@ -109,6 +112,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
             if what == "model" and not getattr(b, "model_unsupported", lambda spec: None)(get_model(x)):
                 return True
         return False
+
     for name in chosen:
         entry = entries[name]
         if not entry.available:
@@ -128,8 +132,9 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
                 if named and not runs_elsewhere(name, what, x):  # asked for by name, and no other runs it
                     raise UsageError(f"backend {name!r} cannot run {what} {x!r}; it runs: {', '.join(can)}")
                 # every available backend: another one runs it; say so in the plan, never drop it silently
-                planned.append(Planned(None, f"cannot run {what} {x!r} (it runs: {', '.join(can)})",
-                                       label=f"{name} {what} {x}"))
+                planned.append(
+                    Planned(None, f"cannot run {what} {x!r} (it runs: {', '.join(can)})", label=f"{name} {what} {x}")
+                )
         dtypes = tuple(d for d in dtypes if d in runnable)
         modes_here = tuple(m for m in modes if m in has_modes)
         wls = workloads or [parse_workload(w) for w in defaults["workloads"]]
@@ -156,11 +161,23 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
                     for b in opts.batches:
                         for mode in modes_here:
                             wl = replace(w, batch=b, seed=opts.seed)
-                            case = Case(name, m, d, wl, warmup=opts.warmup, rounds=rounds,
-                                        weights_dir=opts.weights_dir, mode=mode, soak_s=opts.soak_s)
+                            case = Case(
+                                name,
+                                m,
+                                d,
+                                wl,
+                                warmup=opts.warmup,
+                                rounds=rounds,
+                                weights_dir=opts.weights_dir,
+                                mode=mode,
+                                soak_s=opts.soak_s,
+                            )
                             planned.append(Planned(case, label=case.id))
     if not opts.backends and not any(p.case for p in planned) and any(e.available for e in entries.values()):
-        why = "; ".join(f"{p.label.split(' ')[0]}: {p.skip_reason}" for p in planned
-                        if entries.get(p.label.split(" ")[0]) and entries[p.label.split(" ")[0]].available)
+        why = "; ".join(
+            f"{p.label.split(' ')[0]}: {p.skip_reason}"
+            for p in planned
+            if entries.get(p.label.split(" ")[0]) and entries[p.label.split(" ")[0]].available
+        )
         raise UsageError(f"no available backend can run this suite: {why}")
     return planned

@@ -30,8 +30,14 @@ RATE_HZ = 10.0
 ENERGY_STEPS = 10
 ENERGY_PERIOD_LIMIT_S = 0.5  # how long start() watches the counter to time its steps
 # quantity -> how a window summarises it
-QUANTITIES = {"clock_mhz": "mean", "mem_clock_mhz": "mean", "power_w": "mean", "temp_c": "max",
-              "energy_j": "delta", "throttle": "any"}
+QUANTITIES = {
+    "clock_mhz": "mean",
+    "mem_clock_mhz": "mean",
+    "power_w": "mean",
+    "temp_c": "max",
+    "energy_j": "delta",
+    "throttle": "any",
+}
 
 
 class Source(Protocol):
@@ -116,8 +122,13 @@ class Rapl:
 
 
 # NVML clock-event (throttle) reasons that mean the device ran slower than it could
-_NVML_THROTTLES = {0x4: "sw power cap", 0x8: "hw slowdown", 0x20: "sw thermal", 0x40: "hw thermal",
-                   0x80: "hw power brake"}
+_NVML_THROTTLES = {
+    0x4: "sw power cap",
+    0x8: "hw slowdown",
+    0x20: "sw thermal",
+    0x40: "hw thermal",
+    0x80: "hw power brake",
+}
 
 
 def nvml_handle(nvml, index: int, uuid: str | None):
@@ -143,8 +154,10 @@ def nvml_handle(nvml, index: int, uuid: str | None):
             return nvml.nvmlDeviceGetHandleByIndex(0)
         except Exception as e:
             raise LookupError(f"NVML cannot open its one GPU: {e}") from None
-    raise LookupError(f"no NVML device matches torch's cuda:{index} (UUID {uuid or 'unknown'}) among NVML's "
-                      f"{count} GPU(s): not metered rather than read from another card")
+    raise LookupError(
+        f"no NVML device matches torch's cuda:{index} (UUID {uuid or 'unknown'}) among NVML's "
+        f"{count} GPU(s): not metered rather than read from another card"
+    )
 
 
 class Nvml:
@@ -186,15 +199,20 @@ class Nvml:
 
     def read(self) -> dict:
         n, h = self.nvml, self.handle
-        reasons = getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons = (
+            getattr(n, "nvmlDeviceGetCurrentClocksEventReasons", None) or n.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         mask = self._get("throttle", lambda: reasons(h))
         energy = self._get("energy_j", lambda: n.nvmlDeviceGetTotalEnergyConsumption(h) / 1e3)
         power = self._get("power_w", lambda: n.nvmlDeviceGetPowerUsage(h) / 1e3)
-        return {"clock_mhz": self._get("clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
-                "mem_clock_mhz": self._get("mem_clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)),
-                "power_w": power, "temp_c": self._get("temp_c", lambda: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU)),
-                "energy_j": energy,
-                "throttle": None if mask is None else ", ".join(v for k, v in _NVML_THROTTLES.items() if mask & k)}
+        return {
+            "clock_mhz": self._get("clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
+            "mem_clock_mhz": self._get("mem_clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)),
+            "power_w": power,
+            "temp_c": self._get("temp_c", lambda: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU)),
+            "energy_j": energy,
+            "throttle": None if mask is None else ", ".join(v for k, v in _NVML_THROTTLES.items() if mask & k),
+        }
 
     def close(self) -> None:
         if self.nvml is not None:
@@ -294,14 +312,16 @@ class Sampler:
         i, j = bisect.bisect_left(times, start), bisect.bisect_right(times, end)
         if i < j:
             return [v for _, v in self.samples[i:j]]
-        return [v for _, v in self.samples[max(i - 1, 0):i]] + [v for _, v in self.samples[j:j + 1]]
+        return [v for _, v in self.samples[max(i - 1, 0) : i]] + [v for _, v in self.samples[j : j + 1]]
 
     def summary(self, windows: list[tuple[float, float]], tokens: int) -> dict:
         """Record fields over the timed rounds (`windows`: each round's start and end on the
         perf_counter clock); `tokens`: tokens those rounds produced, for energy per token."""
         metered = {q for s in self.live for q in s.quantities}
-        out = {"telemetry_sources": ", ".join(s.name for s in self.live) or None,
-               "telemetry_rate_hz": self.rate_hz if self.live else None}
+        out = {
+            "telemetry_sources": ", ".join(s.name for s in self.live) or None,
+            "telemetry_rate_hz": self.rate_hz if self.live else None,
+        }
         lo, hi = (windows[0][0], windows[-1][1]) if windows else (0.0, 0.0)
         times = [t for t, _ in self.samples]
         first = max([i for i, t in enumerate(times) if t <= lo], default=0)  # the last read before the rounds
@@ -312,16 +332,22 @@ class Sampler:
         def values(q):
             return [v[q] for v in inside if q in v]
 
-        for q, field_ in (("clock_mhz", "tele_clock_mhz"), ("mem_clock_mhz", "tele_mem_clock_mhz"),
-                          ("power_w", "tele_power_w")):
+        for q, field_ in (
+            ("clock_mhz", "tele_clock_mhz"),
+            ("mem_clock_mhz", "tele_mem_clock_mhz"),
+            ("power_w", "tele_power_w"),
+        ):
             xs = values(q)
             out[field_] = sum(xs) / len(xs) if xs else None
         temps = values("temp_c")
         out["tele_temp_c_max"] = max(temps) if temps else None
         energy, why_not = self._energy(windows)
-        out.update(energy_j=energy, energy_per_token_j=energy / tokens if energy is not None and tokens else None,
-                   energy_counter_period_s=self.energy_period_s if "energy_j" in metered else None,
-                   energy_scope=self._energy_scope(windows) if energy is not None else None)
+        out.update(
+            energy_j=energy,
+            energy_per_token_j=energy / tokens if energy is not None and tokens else None,
+            energy_counter_period_s=self.energy_period_s if "energy_j" in metered else None,
+            energy_scope=self._energy_scope(windows) if energy is not None else None,
+        )
         throttled, reasons = 0, set()
         if "throttle" in metered:
             for start, end in windows:
@@ -330,17 +356,31 @@ class Sampler:
                 reasons |= active
         out["throttled_rounds"] = throttled if "throttle" in metered else None
         out["throttle_reasons"] = "; ".join(sorted(reasons)) or None
-        names = {"clock_mhz": "clock", "mem_clock_mhz": "memory clock", "power_w": "power",
-                 "temp_c": "temperature", "energy_j": "energy", "throttle": "throttling"}
-        missing = [names[q] for q in QUANTITIES if q not in metered or
-                   (q == "energy_j" and out["energy_j"] is None) or (q not in ("energy_j", "throttle") and not values(q))]
-        why = "; ".join([f"{k}: {v}" for k, v in self.unavailable.items()] + ([f"energy: {why_not}"] if why_not else []))
-        out["telemetry_not_metered"] = (", ".join(dict.fromkeys(missing)) + (f" ({why})" if why else "")) if missing else None
+        names = {
+            "clock_mhz": "clock",
+            "mem_clock_mhz": "memory clock",
+            "power_w": "power",
+            "temp_c": "temperature",
+            "energy_j": "energy",
+            "throttle": "throttling",
+        }
+        missing = [
+            names[q]
+            for q in QUANTITIES
+            if q not in metered
+            or (q == "energy_j" and out["energy_j"] is None)
+            or (q not in ("energy_j", "throttle") and not values(q))
+        ]
+        why = "; ".join(
+            [f"{k}: {v}" for k, v in self.unavailable.items()] + ([f"energy: {why_not}"] if why_not else [])
+        )
+        out["telemetry_not_metered"] = (
+            (", ".join(dict.fromkeys(missing)) + (f" ({why})" if why else "")) if missing else None
+        )
         return out
 
-
     def _energy_scope(self, windows: list[tuple[float, float]]) -> str | None:
-        """"rounds" (each round's own rise, summed), "span" (the rise from the first round's start to
+        """ "rounds" (each round's own rise, summed), "span" (the rise from the first round's start to
         the last round's end, the gaps counted in), or None (too short for the counter's steps)."""
         if not windows:
             return None
@@ -357,10 +397,15 @@ class Sampler:
         times = [t for t, _ in reads]
         scope = self._energy_scope(windows)
         if scope is None:
-            step = (f"did not move twice in {self.energy_period_s:g} s" if self.energy_period_s >= ENERGY_PERIOD_LIMIT_S
-                    else f"moves every {self.energy_period_s * 1e3:.0f} ms")
-            return None, (f"its counter {step}, too coarse for rounds that span "
-                          f"{(windows[-1][1] - windows[0][0]) * 1e3:.0f} ms in all")
+            step = (
+                f"did not move twice in {self.energy_period_s:g} s"
+                if self.energy_period_s >= ENERGY_PERIOD_LIMIT_S
+                else f"moves every {self.energy_period_s * 1e3:.0f} ms"
+            )
+            return None, (
+                f"its counter {step}, too coarse for rounds that span "
+                f"{(windows[-1][1] - windows[0][0]) * 1e3:.0f} ms in all"
+            )
         spans = windows if scope == "rounds" else [(windows[0][0], windows[-1][1])]
         edges = [(_counter_at(reads, times, start), _counter_at(reads, times, end)) for start, end in spans]
         if any(a is None or b is None for a, b in edges):

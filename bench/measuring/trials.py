@@ -38,9 +38,13 @@ def can_use_workers(name: str, backend, entries: dict) -> bool:
 
 
 def worker_spec(case: Case, trial: Trial, ceilings, chip, check: bool) -> dict:
-    return {"case": {**asdict(case), "workload": asdict(case.workload)}, "trial": asdict(trial),
-            "ceilings": asdict(ceilings) if ceilings is not None else None,
-            "chip": asdict(chip) if chip is not None else None, "check": check}
+    return {
+        "case": {**asdict(case), "workload": asdict(case.workload)},
+        "trial": asdict(trial),
+        "ceilings": asdict(ceilings) if ceilings is not None else None,
+        "chip": asdict(chip) if chip is not None else None,
+        "check": check,
+    }
 
 
 def project_root() -> str:
@@ -61,18 +65,31 @@ def worker_env(python: str | None = None) -> dict:
     return dict(env, PYTHONPATH=project_root())
 
 
-def run_in_worker(case: Case, trial: Trial, ceilings=None, chip=None, check: bool = True,
-                  origin: dict | None = None, host: dict | None = None, python: str | None = None,
-                  env: dict | None = None) -> dict:
+def run_in_worker(
+    case: Case,
+    trial: Trial,
+    ceilings=None,
+    chip=None,
+    check: bool = True,
+    origin: dict | None = None,
+    host: dict | None = None,
+    python: str | None = None,
+    env: dict | None = None,
+) -> dict:
     """One trial in a fresh Python process (this interpreter, or `python`; `env`: variables set for
     it on top of this one's, e.g. an A/B arm's inductor settings); a worker that dies leaves a
     failed record saying how."""
     spec = worker_spec(case, trial, ceilings, chip, check)
-    proc = subprocess.run([python or sys.executable, "-m", "bench.measuring.worker"], input=json.dumps(spec),
-                          capture_output=True, text=True, env={**worker_env(python), **(env or {})})
+    proc = subprocess.run(
+        [python or sys.executable, "-m", "bench.measuring.worker"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        env={**worker_env(python), **(env or {})},
+    )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
+            return json.loads(line[len(MARK) :])
     tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or "no output"
     why = f"the worker process exited with status {proc.returncode} before writing its record: {tail}"
     rec = failed_record(case, why, dict(origin or {}), host or {})
@@ -84,17 +101,33 @@ class Series:
     """One invocation's `repeats` trials of a case; `run_one()` runs the next and hands its record to
     `on_record` (the writer) as soon as it finishes, so an interrupted series keeps every finished trial."""
 
-    def __init__(self, backend, case: Case, repeats: int, *, entries: dict, host: dict | None = None,
-                 ceilings=None, chip=None, check: bool = True, on_record=None, python: str | None = None,
-                 env: dict | None = None):
+    def __init__(
+        self,
+        backend,
+        case: Case,
+        repeats: int,
+        *,
+        entries: dict,
+        host: dict | None = None,
+        ceilings=None,
+        chip=None,
+        check: bool = True,
+        on_record=None,
+        python: str | None = None,
+        env: dict | None = None,
+    ):
         self.backend, self.case, self.repeats, self.python, self.env = backend, case, repeats, python, env
         self.workers = can_use_workers(case.backend, backend, entries)
         if python is not None and not self.workers:
-            raise UsageError(f"backend {case.backend!r} runs its trials in this process, so it cannot run them "
-                             f"under another interpreter ({python})")
+            raise UsageError(
+                f"backend {case.backend!r} runs its trials in this process, so it cannot run them "
+                f"under another interpreter ({python})"
+            )
         if env and not self.workers:
-            raise UsageError(f"backend {case.backend!r} runs its trials in this process, so it cannot run them "
-                             f"under other settings ({', '.join(f'{k}={v}' for k, v in env.items())})")
+            raise UsageError(
+                f"backend {case.backend!r} runs its trials in this process, so it cannot run them "
+                f"under other settings ({', '.join(f'{k}={v}' for k, v in env.items())})"
+            )
         entry = entries.get(case.backend)
         self.origin = entry.origin() if entry is not None else None
         self.trial = replace(new_series(), planned=repeats, process="worker" if self.workers else "in-process")
@@ -106,11 +139,13 @@ class Series:
         trial = replace(self.trial, index=len(self.records))
         first_check = self.check and self.gate is None
         if self.workers:
-            rec = run_in_worker(self.case, trial, self.ceilings, self.chip, first_check, self.origin, self.host,
-                                self.python, self.env)
+            rec = run_in_worker(
+                self.case, trial, self.ceilings, self.chip, first_check, self.origin, self.host, self.python, self.env
+            )
         else:
-            rec = run_case(self.backend, self.case, self.host, self.ceilings, first_check, self.chip, trial,
-                           self.origin)
+            rec = run_case(
+                self.backend, self.case, self.host, self.ceilings, first_check, self.chip, trial, self.origin
+            )
         if first_check and rec.get("status") == "ok":
             self.gate = {k: v for k, v in rec.items() if k.startswith(GATE_PREFIX)}
         elif self.check and self.gate is not None:

@@ -43,14 +43,18 @@ class Workload:
         return self.prompt_tokens + self.gen_tokens
 
     def validate(self, max_positions: int | None = None, model: str = "") -> "Workload":
-        for field_, value in (("batch", self.batch), ("prompt tokens", self.prompt_tokens),
-                              ("generated tokens", self.gen_tokens)):
+        for field_, value in (
+            ("batch", self.batch),
+            ("prompt tokens", self.prompt_tokens),
+            ("generated tokens", self.gen_tokens),
+        ):
             if value < 1:
                 raise UsageError(f"{field_} must be >= 1, got {value}")
         if max_positions is not None and self.total_tokens > max_positions:
             raise UsageError(
                 f"workload {self.name}: prompt plus output is {self.total_tokens} tokens, longer "
-                f"than {model or 'the model'}'s context of {max_positions}")
+                f"than {model or 'the model'}'s context of {max_positions}"
+            )
         return self
 
 

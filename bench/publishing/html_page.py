@@ -115,8 +115,7 @@ def throughput_chart(table: tables.Table):
         ax.set_yticks(range(len(values)), labels, fontsize=8)
         ax.invert_yaxis()
         readable_axis(ax, "x", [v + e for v, e in zip(values, spreads)], log=False)  # bars: linear from zero
-        ax.set_xlabel(f"{HEADLINE[kind]} (tokens/s, higher is better)\n{cases.STATISTIC}, {cases.SPREAD}",
-                      fontsize=9)
+        ax.set_xlabel(f"{HEADLINE[kind]} (tokens/s, higher is better)\n{cases.STATISTIC}, {cases.SPREAD}", fontsize=9)
     fig.suptitle("Throughput by device")
     return fig
 
@@ -136,16 +135,24 @@ def distribution_chart(records: list[dict]):
 
     panels = []
     for metric, title in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
-        data = [(label, [v * 1e3 for r in recs for v in r.get(f"{metric}_samples") or [] if v])
-                for label, recs in _by_case(records).items()]
+        data = [
+            (label, [v * 1e3 for r in recs for v in r.get(f"{metric}_samples") or [] if v])
+            for label, recs in _by_case(records).items()
+        ]
         data = [(label, v) for label, v in data if v]
         if data:
             panels.append((title, data))
     if not panels:
         return None
     n = sum(len(d) for _, d in panels)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 1.5 + 0.45 * n), squeeze=False,
-                             layout="constrained", height_ratios=[len(d) for _, d in panels])
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(11, 1.5 + 0.45 * n),
+        squeeze=False,
+        layout="constrained",
+        height_ratios=[len(d) for _, d in panels],
+    )
     for ax, (title, data) in zip(axes[:, 0], panels):
         ax.boxplot([v for _, v in data], orientation="horizontal", tick_labels=[tick_label(label) for label, _ in data])
         ax.tick_params(axis="y", labelsize=7)
@@ -210,11 +217,19 @@ def table_html(table: tables.Table, transpose: bool = False) -> list[str]:
     e = html.escape
     titles = [tables._metric_title(m) for m in table.metrics]
     keys = ["case", "path", "device"]
-    order = ([(c, d) for c in table.cases for d in table.devices] if not transpose
-             else [(c, d) for d in table.devices for c in table.cases])
-    out = ["<div class='scroll'><table><tr>" + "".join(f"<th class='k'>{e(k)}</th>" for k in keys)
-           + "".join(f"<th class='{'k' if m in VERDICT_COLUMNS else ''}'>{e(t)}</th>"
-                     for m, t in zip(table.metrics, titles)) + "</tr>"]
+    order = (
+        [(c, d) for c in table.cases for d in table.devices]
+        if not transpose
+        else [(c, d) for d in table.devices for c in table.cases]
+    )
+    out = [
+        "<div class='scroll'><table><tr>"
+        + "".join(f"<th class='k'>{e(k)}</th>" for k in keys)
+        + "".join(
+            f"<th class='{'k' if m in VERDICT_COLUMNS else ''}'>{e(t)}</th>" for m, t in zip(table.metrics, titles)
+        )
+        + "</tr>"
+    ]
     group = None
     for case, device in order:
         if (case, device) not in table.cells:
@@ -222,10 +237,15 @@ def table_html(table: tables.Table, transpose: bool = False) -> list[str]:
         first = (case if not transpose else device) != group
         group = case if not transpose else device
         model, dtype, test, batch, path = (str(v) for v in case)
-        cells = [f"<td class='k'>{e(model)} {e(dtype)}<br>{e(test)} B{e(batch)}</td>",
-                 f"<td class='k'>{e(path)}</td>", f"<td class='k'>{e(device)}</td>"]
-        cells += [f"<td class='{_cell_class(m, v, False)}'>{e(v)}</td>"
-                  for m, v in zip(table.metrics, tables._texts(table, case, device))]
+        cells = [
+            f"<td class='k'>{e(model)} {e(dtype)}<br>{e(test)} B{e(batch)}</td>",
+            f"<td class='k'>{e(path)}</td>",
+            f"<td class='k'>{e(device)}</td>",
+        ]
+        cells += [
+            f"<td class='{_cell_class(m, v, False)}'>{e(v)}</td>"
+            for m, v in zip(table.metrics, tables._texts(table, case, device))
+        ]
         out.append(f"<tr class='{'first' if first else ''}'>" + "".join(cells) + "</tr>")
     out.append("</table></div>")
     return out
@@ -233,11 +253,13 @@ def table_html(table: tables.Table, transpose: bool = False) -> list[str]:
 
 def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbench report") -> str:
     e = html.escape
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-           "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-           f"<style>{_STYLE}</style></head><body><h1>{e(title)}</h1>",
-           f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
-           f"{len(table.records)} record(s).</p>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<style>{_STYLE}</style></head><body><h1>{e(title)}</h1>",
+        f"<p>Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} from "
+        f"{len(table.records)} record(s).</p>",
+    ]
     out += table_html(table, transpose)
     out.append("<div class='foot'>")
     foot = tables.footer_lines(table)
@@ -247,14 +269,22 @@ def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbenc
 
     serve_rows = serving_view.table_rows(table.records)
     if serve_rows:
-        out.append("<h2>Serving</h2><div class='scroll'><table><tr>"
-                   + "".join(f"<th>{e(h)}</th>" for h in serving_view.COLUMNS) + "</tr>")
+        out.append(
+            "<h2>Serving</h2><div class='scroll'><table><tr>"
+            + "".join(f"<th>{e(h)}</th>" for h in serving_view.COLUMNS)
+            + "</tr>"
+        )
         for row in serve_rows:
-            out.append("<tr>" + "".join(f"<td class='{'k' if i < 5 else ''}'>{e(v)}</td>" for i, v in enumerate(row))
-                       + "</tr>")
+            out.append(
+                "<tr>" + "".join(f"<td class='{'k' if i < 5 else ''}'>{e(v)}</td>" for i, v in enumerate(row)) + "</tr>"
+            )
         out.append("</table></div>")
-    for chart, data in ((throughput_chart, table), (distribution_chart, table.records),
-                        (per_token_chart, table.records), (serving_view.curve_chart, table.records)):
+    for chart, data in (
+        (throughput_chart, table),
+        (distribution_chart, table.records),
+        (per_token_chart, table.records),
+        (serving_view.curve_chart, table.records),
+    ):
         fig = chart(data)
         if fig is not None:
             out.append(f"<img alt='{e(chart.__doc__.splitlines()[0])}' src='data:image/png;base64,{_png(fig)}'>")

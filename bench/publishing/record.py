@@ -20,12 +20,15 @@ from pathlib import Path
 from bench.errors import UsageError
 from bench.measuring.metrics import METRICS
 from bench.stats import STAT_NAMES
-from bench.publishing.schema import (FIELDS, PATTERN_FIELDS, READABLE_VERSIONS, SCHEMA_VERSION,  # noqa: F401
-                                     metric_field_types, validate)
+from bench.publishing.schema import READABLE_VERSIONS, SCHEMA_VERSION  # noqa: F401  (re-exported)
+from bench.publishing.schema import FIELDS, PATTERN_FIELDS, metric_field_types, validate
 
 METRIC_FIELD_DOC = (
-    "`<metric>_<stat>` for each metric in (" + ", ".join(METRICS) + ") and stat in ("
-    + ", ".join(STAT_NAMES) + "); `<metric>_samples`: the per-round values (itl_s pools every "
+    "`<metric>_<stat>` for each metric in ("
+    + ", ".join(METRICS)
+    + ") and stat in ("
+    + ", ".join(STAT_NAMES)
+    + "); `<metric>_samples`: the per-round values (itl_s pools every "
     "inter-token gap of every round and has no per-round samples)"
 )
 
@@ -34,8 +37,14 @@ def fields_markdown() -> str:
     """The docs' table of record fields (docs/records.md), made from the schema so the two never drift apart."""
     docs = [(k, u, m) for k, (_, u, m) in FIELDS.items()] + [(k, u, m) for k, (u, m) in PATTERN_FIELDS.items()]
     rows = [f"| `{k}` | {u} | {m.replace('|', '/')} |" for k, u, m in docs]
-    return "\n".join(["| field | unit | meaning |", "|---|---|---|", *rows,
-                      "| `<metric>_<stat>`, `<metric>_samples` | the metric's | see Metrics |"])
+    return "\n".join(
+        [
+            "| field | unit | meaning |",
+            "|---|---|---|",
+            *rows,
+            "| `<metric>_<stat>`, `<metric>_samples` | the metric's | see Metrics |",
+        ]
+    )
 
 
 def metric_fields() -> set[str]:
@@ -214,8 +223,12 @@ def _read_file(path: Path, on_error: str, warn) -> list[dict]:
                 rec = parse_json(line)
             except ValueError as e:
                 cut = line.lstrip().startswith("{") and not line.rstrip().endswith("}")
-                hint = ("; the line is cut short (a run stopped while writing it?): --on-error skip reads the "
-                        "file's other records" if cut and on_error != "skip" else "")
+                hint = (
+                    "; the line is cut short (a run stopped while writing it?): --on-error skip reads the "
+                    "file's other records"
+                    if cut and on_error != "skip"
+                    else ""
+                )
                 raise UsageError(f"{where}: not a JSON record: {e}{hint}") from None
             records.append(check_record(rec, where))
         except UsageError as e:

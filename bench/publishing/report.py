@@ -39,27 +39,31 @@ def summary_rows(records: list[dict]) -> list[dict]:
         bound = [r for r in good if r.get("host_bound")]
         if bound:  # the device waited for the host: this speed is the host's
             busy = min(r["host_busy_frac"] for r in bound)
-            note = (note + "; " if note else "") + (f"host-bound: the host's own work filled {busy:.0%} of each step"
-                                                    + (f" in {len(bound)} of {len(good)} trials" if len(bound) < len(good) else ""))
+            note = (note + "; " if note else "") + (
+                f"host-bound: the host's own work filled {busy:.0%} of each step"
+                + (f" in {len(bound)} of {len(good)} trials" if len(bound) < len(good) else "")
+            )
         energy = [r["energy_per_token_j"] for r in good if r.get("energy_per_token_j")]
-        rows.append({
-            "backend": first.get("backend"),
-            "device": first.get("device_name") or "-",
-            "model": first.get("model"),
-            "dtype": first.get("dtype"),
-            "test": first.get("workload"),
-            "B": first.get("batch"),
-            "path": cases.path_key(first),
-            "t/s": _pm(s.value, s.spread) if good else "FAILED",
-            "TTFT ms": _pm(stats["ttft_s"].value, stats["ttft_s"].spread, 1e3) if good else "-",
-            "TPOT ms": _pm(stats["tpot_s"].value, stats["tpot_s"].spread, 1e3, 2) if good else "-",
-            "peak GiB": (f"{mem / 2**30:.2f}" if mem else "-") + (f" (est {est / 2**30:.2f})" if est else ""),
-            "J/token": f"{sum(energy) / len(energy):.3g}" if energy else "-",
-            "roofline": pooled_roofline_text(good) if good else "-",
-            "correct": pooled_check_text(good) if good else "-",
-            "trials×rounds": f"{s.trials}×{s.rounds // s.trials}" if s.trials else "0",
-            "note": note,
-        })
+        rows.append(
+            {
+                "backend": first.get("backend"),
+                "device": first.get("device_name") or "-",
+                "model": first.get("model"),
+                "dtype": first.get("dtype"),
+                "test": first.get("workload"),
+                "B": first.get("batch"),
+                "path": cases.path_key(first),
+                "t/s": _pm(s.value, s.spread) if good else "FAILED",
+                "TTFT ms": _pm(stats["ttft_s"].value, stats["ttft_s"].spread, 1e3) if good else "-",
+                "TPOT ms": _pm(stats["tpot_s"].value, stats["tpot_s"].spread, 1e3, 2) if good else "-",
+                "peak GiB": (f"{mem / 2**30:.2f}" if mem else "-") + (f" (est {est / 2**30:.2f})" if est else ""),
+                "J/token": f"{sum(energy) / len(energy):.3g}" if energy else "-",
+                "roofline": pooled_roofline_text(good) if good else "-",
+                "correct": pooled_check_text(good) if good else "-",
+                "trials×rounds": f"{s.trials}×{s.rounds // s.trials}" if s.trials else "0",
+                "note": note,
+            }
+        )
     return rows
 
 
@@ -76,6 +80,7 @@ def summary_table(records: list[dict]) -> str:
 
 
 # --- comparisons ---------------------------------------------------------------------------
+
 
 def _ratio_text(row: dict) -> str:
     if row.get("ratio") is None:
@@ -114,9 +119,12 @@ def _common_software(comparison) -> str | None:
 
 def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[str]]]:
     across = comparison.across_devices
-    header = (["model", "dtype", "test", "B", "path", "device"] + (["baseline device"] if across else [])
-              + ["metric", "run", "baseline", "speed ratio [95% CI]", "verdict", "detects"]
-              + (["gate"] if with_gate else []))
+    header = (
+        ["model", "dtype", "test", "B", "path", "device"]
+        + (["baseline device"] if across else [])
+        + ["metric", "run", "baseline", "speed ratio [95% CI]", "verdict", "detects"]
+        + (["gate"] if with_gate else [])
+    )
     body = []
     for r in comparison.rows:
         metric = r["metric"]
@@ -124,20 +132,29 @@ def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[
         loaded = r.get("run_loaded", 0) + r.get("base_loaded", 0)
         row = [r["model"], r["dtype"], r["workload"], str(r["batch"]), str(r.get("exec_path")), r["device"]]
         row += [r["base_device"]] if across else []
-        row += [metric,
-                _value_text(r.get("run_value"), metric, r.get("run_trials", 0), r.get("run_rounds")) if known else "-",
-                _value_text(r.get("base_value"), metric, r.get("base_trials", 0), r.get("base_rounds")) if known else "-",
-                _ratio_text(r), _verdict_text(r) + (f"; {loaded} trial(s) on a loaded host" if loaded else "")
-                + (f"; {r['machine_note']}" if r.get("machine_note") else "")
-                + (f"; {r['weights_note']}" if r.get("weights_note") else "")
-                + (f"; {r['cpu_note']}" if r.get("cpu_note") else "")
-                + (f"; {r['software_note']}" if r.get("software_note") and not _common_software(comparison)
-                   else ""), _power_text(r)]
+        row += [
+            metric,
+            _value_text(r.get("run_value"), metric, r.get("run_trials", 0), r.get("run_rounds")) if known else "-",
+            _value_text(r.get("base_value"), metric, r.get("base_trials", 0), r.get("base_rounds")) if known else "-",
+            _ratio_text(r),
+            _verdict_text(r)
+            + (f"; {loaded} trial(s) on a loaded host" if loaded else "")
+            + (f"; {r['machine_note']}" if r.get("machine_note") else "")
+            + (f"; {r['weights_note']}" if r.get("weights_note") else "")
+            + (f"; {r['cpu_note']}" if r.get("cpu_note") else "")
+            + (f"; {r['software_note']}" if r.get("software_note") and not _common_software(comparison) else ""),
+            _power_text(r),
+        ]
         if with_gate:
             note = r.get("gate_note") or ""
             gate = r.get("gate")
-            row.append("-" if gate is None else note if gate == "too noisy" and note.startswith("too noisy") else
-                       gate + (f": {note}" if note and gate != "pass" else ""))
+            row.append(
+                "-"
+                if gate is None
+                else note
+                if gate == "too noisy" and note.startswith("too noisy")
+                else gate + (f": {note}" if note and gate != "pass" else "")
+            )
         body.append(row)
     return header, body
 
@@ -146,23 +163,30 @@ def comparison_notes(comparison, threshold) -> list[str]:
     from bench import stats
     from bench.judging.cases import STATISTIC
 
-    notes = [f"Statistic: {STATISTIC}. Speed ratio: run over baseline for throughputs, baseline over run "
-             "for latencies, so above 1 is better either way. Its 95% interval counts the trials of both sides "
-             "and the drift of one invocation (a run) against the baseline's mean: measured where a side holds "
-             "several invocations (chipbench baseline over several runs), else a prior of "
-             f"{stats.DRIFT_PRIOR:.0%} is assumed and the verdict says so."]
+    notes = [
+        f"Statistic: {STATISTIC}. Speed ratio: run over baseline for throughputs, baseline over run "
+        "for latencies, so above 1 is better either way. Its 95% interval counts the trials of both sides "
+        "and the drift of one invocation (a run) against the baseline's mean: measured where a side holds "
+        "several invocations (chipbench baseline over several runs), else a prior of "
+        f"{stats.DRIFT_PRIOR:.0%} is assumed and the verdict says so."
+    ]
     if comparison.across_devices:
-        notes.append("Across devices: each run device beside each baseline device; a different device is "
-                     "not a regression, so nothing here gates.")
+        notes.append(
+            "Across devices: each run device beside each baseline device; a different device is "
+            "not a regression, so nothing here gates."
+        )
     if threshold is not None:
         gated = [r for r in comparison.rows if r.get("mdr") is not None]
-        notes.append(f"Gate: FAIL when a gated row is significantly below {threshold} (one-sided, Holm over the "
-                     f"{len(gated)} gated row(s), family-wise false-alarm rate {stats.GATE_ALPHA:.0%}), or when every "
-                     "trial failed or one failed the correctness gate. detects: the smallest regression the gate "
-                     f"catches with {stats.POWER:.0%} probability on the noise measured.")
+        notes.append(
+            f"Gate: FAIL when a gated row is significantly below {threshold} (one-sided, Holm over the "
+            f"{len(gated)} gated row(s), family-wise false-alarm rate {stats.GATE_ALPHA:.0%}), or when every "
+            "trial failed or one failed the correctness gate. detects: the smallest regression the gate "
+            f"catches with {stats.POWER:.0%} probability on the noise measured."
+        )
         for r in gated:
-            notes.append(f"More evidence for {r['model']} {r['workload']} {r['metric']} ({r['device']}): "
-                         f"{r['mdr_more']}.")
+            notes.append(
+                f"More evidence for {r['model']} {r['workload']} {r['metric']} ({r['device']}): {r['mdr_more']}."
+            )
     if common := _common_software(comparison):
         notes.append(f"Every row: {common}.")
     return notes + comparison.account_lines()
@@ -181,9 +205,16 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
         notes.append(f"{len(unmatched)} case(s) on one side only: --unmatched lists them")
     listed = unmatched if show_unmatched else []
     if fmt == "json":
-        return json.dumps({"threshold": threshold, "across_devices": comparison.across_devices,
-                           "rows": comparison.rows, "accounts": {s: a.__dict__ for s, a in comparison.accounts.items()},
-                           "unmatched": [{"side": s, "case": list(k)} for s, k in unmatched]}, indent=1)
+        return json.dumps(
+            {
+                "threshold": threshold,
+                "across_devices": comparison.across_devices,
+                "rows": comparison.rows,
+                "accounts": {s: a.__dict__ for s, a in comparison.accounts.items()},
+                "unmatched": [{"side": s, "case": list(k)} for s, k in unmatched],
+            },
+            indent=1,
+        )
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -207,12 +238,19 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
                 return f"<td class='verdict{' bad' if str(v).startswith('FAIL') else ''}'>{e(v)}</td>"
             return f"<td class='{'k' if i < 2 else 'v'}'>{e(v)}</td>"  # values wrap: "47.4 (3 trials, 15 rounds)"
 
-        rows = "".join("<tr><td class='k'>" + f"{e(r[0])} {e(r[1])}<br>{e(r[2])} B{e(r[3])} {e(r[4])}</td>"
-                       + "".join(td(i, v) for i, v in enumerate(r[keys:], start=1)) + "</tr>" for r in body)
-        return (f"<!doctype html><html><head><meta charset='utf-8'><title>chipbench comparison</title>"
-                f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_STYLE}</style>"
-                f"</head><body><h1>chipbench comparison</h1><div class='scroll'><table><tr>{cells}</tr>{rows}"
-                f"</table></div>" + "".join(f"<p class='foot'>{e(n)}</p>" for n in notes) + "</body></html>")
+        rows = "".join(
+            "<tr><td class='k'>"
+            + f"{e(r[0])} {e(r[1])}<br>{e(r[2])} B{e(r[3])} {e(r[4])}</td>"
+            + "".join(td(i, v) for i, v in enumerate(r[keys:], start=1))
+            + "</tr>"
+            for r in body
+        )
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>chipbench comparison</title>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{_STYLE}</style>"
+            f"</head><body><h1>chipbench comparison</h1><div class='scroll'><table><tr>{cells}</tr>{rows}"
+            f"</table></div>" + "".join(f"<p class='foot'>{e(n)}</p>" for n in notes) + "</body></html>"
+        )
     from bench.publishing.tables import md_cell as esc
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -10,9 +10,26 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-COLUMNS = ("backend", "device", "model", "dtype", "test", "trials", "ok/sent", "req/s", "out tok/s",
-           "tok/s/user", "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms", "ITL p99 ms",
-           "E2E p50 s", "goodput req/s", "goodput %")
+COLUMNS = (
+    "backend",
+    "device",
+    "model",
+    "dtype",
+    "test",
+    "trials",
+    "ok/sent",
+    "req/s",
+    "out tok/s",
+    "tok/s/user",
+    "TTFT p50 ms",
+    "TTFT p99 ms",
+    "TPOT p50 ms",
+    "TPOT p99 ms",
+    "ITL p99 ms",
+    "E2E p50 s",
+    "goodput req/s",
+    "goodput %",
+)
 
 
 def serving_records(records: list[dict]) -> list[dict]:
@@ -24,9 +41,16 @@ def _levels(records: list[dict]) -> dict[tuple, list[dict]]:
     for r in serving_records(records):
         key = (r.get("backend"), r.get("device_name"), r.get("model"), r.get("dtype"), r.get("workload"))
         groups[key].append(r)
-    return dict(sorted(groups.items(), key=lambda kv: (tuple(str(x) for x in kv[0][:4]),
-                                                       kv[1][0].get("serve_concurrency") or 0,
-                                                       kv[1][0].get("serve_rate_per_s") or 0)))
+    return dict(
+        sorted(
+            groups.items(),
+            key=lambda kv: (
+                tuple(str(x) for x in kv[0][:4]),
+                kv[1][0].get("serve_concurrency") or 0,
+                kv[1][0].get("serve_rate_per_s") or 0,
+            ),
+        )
+    )
 
 
 def _med(recs: list[dict], field: str, scale: float = 1.0) -> float | None:
@@ -46,14 +70,28 @@ def table_rows(records: list[dict]) -> list[list[str]]:
         sent = sum(r.get("serve_requests") or 0 for r in recs) - unsent
         good = [r for r in recs if r.get("status") == "ok"]
         goodput = _med(recs, "goodput_fraction", 100)
-        rows.append([str(backend), str(device or "-"), str(model), str(dtype), str(workload),
-                     f"{len(good)}/{len(recs)}", f"{ok}/{sent}" + (f" ({unsent} unsent)" if unsent else ""),
-                     _f(_med(recs, "request_per_s"), 2), _f(_med(recs, "serve_output_tok_per_s")),
-                     _f(_med(recs, "tok_per_s_per_user")),
-                     _f(_med(recs, "ttft_s_median", 1e3)), _f(_med(recs, "ttft_s_p99", 1e3)),
-                     _f(_med(recs, "tpot_s_median", 1e3), 2), _f(_med(recs, "tpot_s_p99", 1e3), 2),
-                     _f(_med(recs, "itl_s_p99", 1e3), 2), _f(_med(recs, "e2e_s_median"), 2),
-                     _f(_med(recs, "goodput_req_per_s"), 2), _f(goodput, 0)])
+        rows.append(
+            [
+                str(backend),
+                str(device or "-"),
+                str(model),
+                str(dtype),
+                str(workload),
+                f"{len(good)}/{len(recs)}",
+                f"{ok}/{sent}" + (f" ({unsent} unsent)" if unsent else ""),
+                _f(_med(recs, "request_per_s"), 2),
+                _f(_med(recs, "serve_output_tok_per_s")),
+                _f(_med(recs, "tok_per_s_per_user")),
+                _f(_med(recs, "ttft_s_median", 1e3)),
+                _f(_med(recs, "ttft_s_p99", 1e3)),
+                _f(_med(recs, "tpot_s_median", 1e3), 2),
+                _f(_med(recs, "tpot_s_p99", 1e3), 2),
+                _f(_med(recs, "itl_s_p99", 1e3), 2),
+                _f(_med(recs, "e2e_s_median"), 2),
+                _f(_med(recs, "goodput_req_per_s"), 2),
+                _f(goodput, 0),
+            ]
+        )
     return rows
 
 
@@ -63,18 +101,30 @@ def to_markdown(records: list[dict]) -> str:
         return ""
     from bench.publishing.tables import md_cell
 
-    slos = sorted({(r.get("slo_ttft_s"), r.get("slo_tpot_s")) for r in serving_records(records)
-                   if r.get("slo_ttft_s") is not None or r.get("slo_tpot_s") is not None}, key=str)
-    slo_text = " or ".join(f"TTFT ≤ {t if t is not None else '-'} s and TPOT ≤ {p if p is not None else '-'} s"
-                           for t, p in slos) or "TTFT and TPOT within the run's SLO (none recorded)"
+    slos = sorted(
+        {
+            (r.get("slo_ttft_s"), r.get("slo_tpot_s"))
+            for r in serving_records(records)
+            if r.get("slo_ttft_s") is not None or r.get("slo_tpot_s") is not None
+        },
+        key=str,
+    )
+    slo_text = (
+        " or ".join(
+            f"TTFT ≤ {t if t is not None else '-'} s and TPOT ≤ {p if p is not None else '-'} s" for t, p in slos
+        )
+        or "TTFT and TPOT within the run's SLO (none recorded)"
+    )
     if len(slos) > 1:
         slo_text += " (each level at its own SLO: the records were run with different ones)"
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     lines.append("")
-    lines.append("Serving levels: each figure is the median over the level's trials; out tok/s is generated tokens "
-                 f"over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with {slo_text} (goodput % of every request "
-                 "the level planned: one left unsent at its time bound met no limit).")
+    lines.append(
+        "Serving levels: each figure is the median over the level's trials; out tok/s is generated tokens "
+        f"over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with {slo_text} (goodput % of every request "
+        "the level planned: one left unsent at its time bound met no limit)."
+    )
     return "\n".join(lines)
 
 

@@ -37,9 +37,15 @@ class Filters:
     dtypes: tuple[str, ...] = ()
 
     def keep(self, rec: dict) -> bool:
-        return all(not allowed or rec.get(field) in allowed for field, allowed in (
-            ("model", self.models), ("backend", self.backends), ("workload", self.workloads),
-            ("dtype", self.dtypes)))
+        return all(
+            not allowed or rec.get(field) in allowed
+            for field, allowed in (
+                ("model", self.models),
+                ("backend", self.backends),
+                ("workload", self.workloads),
+                ("dtype", self.dtypes),
+            )
+        )
 
 
 def device_label(rec: dict) -> str:
@@ -84,8 +90,11 @@ def roofline_text(rec: dict) -> str:
         return "MEASUREMENT ERROR (>100%)"
     which = "prefill_mfu" if rec.get("kind") == "prefill" else "mbu"
     name = "MFU" if which == "prefill_mfu" else "MBU"
-    parts = [f"{_share(rec[f'{tag}_{which}'])} {label}" for tag, label in (("measured", "measured"), ("spec", "spec"))
-             if rec.get(f"{tag}_{which}") is not None]
+    parts = [
+        f"{_share(rec[f'{tag}_{which}'])} {label}"
+        for tag, label in (("measured", "measured"), ("spec", "spec"))
+        if rec.get(f"{tag}_{which}") is not None
+    ]
     return f"{name} " + " / ".join(parts) if parts else "-"
 
 
@@ -93,8 +102,10 @@ def pooled_roofline_text(records: list[dict]) -> str:
     """The roofline shares over the trials (geometric mean, like the statistic)."""
     import math
 
-    pooled = {"kind": records[0].get("kind"), "roofline_flag": next((r["roofline_flag"] for r in records
-                                                                     if r.get("roofline_flag")), None)}
+    pooled = {
+        "kind": records[0].get("kind"),
+        "roofline_flag": next((r["roofline_flag"] for r in records if r.get("roofline_flag")), None),
+    }
     for key in ("measured_mbu", "spec_mbu", "measured_prefill_mfu", "spec_prefill_mfu"):
         values = [r[key] for r in records if isinstance(r.get(key), (int, float)) and r[key] > 0]
         if values:
@@ -105,8 +116,11 @@ def pooled_roofline_text(records: list[dict]) -> str:
 def n_text(records: list[dict], failed: int, metric: str) -> str:
     """Trials x rounds of the headline metric, with failed and loaded trials said."""
     stat = cases.case_stat(records, metric)
-    text = f"{stat.trials}×{stat.rounds // stat.trials}" if stat.trials and stat.rounds % stat.trials == 0 \
+    text = (
+        f"{stat.trials}×{stat.rounds // stat.trials}"
+        if stat.trials and stat.rounds % stat.trials == 0
         else f"{stat.trials} trials, {stat.rounds} rounds"
+    )
     loaded = cases.loaded_trials(records)
     if loaded:
         text += f" ⚠ {loaded} loaded"
@@ -163,16 +177,26 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
             cells[key] = None
             continue
         head = resolve_metric("headline", good[-1])
-        text = {"roofline": lambda: pooled_roofline_text(good), "check": lambda: pooled_check_text(good),
-                "n": lambda: n_text(good, len(recs) - len(good), head)}
+        text = {
+            "roofline": lambda: pooled_roofline_text(good),
+            "check": lambda: pooled_check_text(good),
+            "n": lambda: n_text(good, len(recs) - len(good), head),
+        }
         cell = {}
         for m in metrics:
             if m in text:
                 cell[m] = {"metric": m, "text": text[m]()}
                 continue
             stat = cases.case_stat(good, resolve_metric(m, good[-1]))
-            cell[m] = {"metric": stat.metric, "value": stat.value, "spread": stat.spread, "trials": stat.trials,
-                       "rounds": stat.rounds, "ci95_low": stat.ci_low, "ci95_high": stat.ci_high}
+            cell[m] = {
+                "metric": stat.metric,
+                "value": stat.value,
+                "spread": stat.spread,
+                "trials": stat.trials,
+                "rounds": stat.rounds,
+                "ci95_low": stat.ci_low,
+                "ci95_high": stat.ci_high,
+            }
         cells[key] = cell
     return Table(table_cases, devices, metrics, cells, shown, account)
 
@@ -189,9 +213,19 @@ def fmt(stat: dict | None) -> str:
     return f"{med:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-TITLES = {"headline": "t/s", "roofline": "roofline", "check": "correct", "n": "n", "ttft_s": "TTFT ms", "tpot_s": "TPOT ms", "e2e_s": "E2E ms",
-          "itl_s": "ITL ms", "prefill_tok_per_s": "prefill t/s", "decode_tok_per_s": "decode t/s",
-          "output_tok_per_s": "output t/s"}
+TITLES = {
+    "headline": "t/s",
+    "roofline": "roofline",
+    "check": "correct",
+    "n": "n",
+    "ttft_s": "TTFT ms",
+    "tpot_s": "TPOT ms",
+    "e2e_s": "E2E ms",
+    "itl_s": "ITL ms",
+    "prefill_tok_per_s": "prefill t/s",
+    "decode_tok_per_s": "decode t/s",
+    "output_tok_per_s": "output t/s",
+}
 
 
 def _metric_title(m: str) -> str:
@@ -209,8 +243,9 @@ def rows(table: Table, transpose: bool = False) -> tuple[list[str], list[list[st
     titles = [_metric_title(m) for m in table.metrics]
     if not transpose:
         header = ["model", "dtype", "test", "B", "path"] + [f"{d} {t}" for d in table.devices for t in titles]
-        body = [[str(x) for x in case] + [t for d in table.devices for t in _texts(table, case, d)]
-                for case in table.cases]
+        body = [
+            [str(x) for x in case] + [t for d in table.devices for t in _texts(table, case, d)] for case in table.cases
+        ]
     else:
         header = ["device"] + [f"{c[0]} {c[1]} {c[2]} B{c[3]} {c[4]} {t}" for c in table.cases for t in titles]
         body = [[d] + [t for case in table.cases for t in _texts(table, case, d)] for d in table.devices]
@@ -234,8 +269,10 @@ def plain_table(rows: list[dict]) -> str:
     numeric = {k: all(figure(r.get(k)) for r in rows if r.get(k) is not None) for k in keys}
     widths = {k: max(len(k), *(len(c[k]) for c in cells)) for k in keys}
     lines = [dict(zip(keys, keys)), *cells]
-    return "\n".join("  ".join(line[k].rjust(w) if numeric[k] else line[k].ljust(w) for k, w in widths.items()).rstrip()
-                     for line in lines)
+    return "\n".join(
+        "  ".join(line[k].rjust(w) if numeric[k] else line[k].ljust(w) for k, w in widths.items()).rstrip()
+        for line in lines
+    )
 
 
 def md_cell(text) -> str:
@@ -246,8 +283,10 @@ def md_cell(text) -> str:
 
 def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> str:
     header, body = rows(table, transpose)
-    lines = ["| " + " | ".join(map(md_cell, header)) + " |",
-             "|" + "|".join("---" if i < (1 if transpose else len(CASE)) else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(map(md_cell, header)) + " |",
+        "|" + "|".join("---" if i < (1 if transpose else len(CASE)) else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(map(md_cell, r)) + " |" for r in body]
     if footer:
         lines += ["", *footer_lines(table)]
@@ -256,18 +295,25 @@ def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> s
 
 def footer_lines(table: Table) -> list[str]:
     used = sorted({c[m]["metric"] for c in table.cells.values() if c for m in table.metrics} - set(TEXT_METRICS))
-    out = [f"Cells: the {cases.STATISTIC}, {cases.SPREAD}; n: trials × rounds each (⚠ trials run on a loaded host, rounds the device throttled, failed trials). Several runs of a "
-           "case are pooled, never the newest alone. t/s is the test's own throughput: prefill tokens/s for "
-           "ppN, decode tokens/s for tgN, output tokens/s for ppP+tgN."]
-    out += [f"- `{m}` ({METRICS[m][0]}, {'higher' if METRICS[m][1] else 'lower'} is better): "
-            f"{DEFINITIONS[m]}" for m in used]
+    out = [
+        f"Cells: the {cases.STATISTIC}, {cases.SPREAD}; n: trials × rounds each (⚠ trials run on a loaded host, rounds the device throttled, failed trials). Several runs of a "
+        "case are pooled, never the newest alone. t/s is the test's own throughput: prefill tokens/s for "
+        "ppN, decode tokens/s for tgN, output tokens/s for ppP+tgN."
+    ]
+    out += [
+        f"- `{m}` ({METRICS[m][0]}, {'higher' if METRICS[m][1] else 'lower'} is better): {DEFINITIONS[m]}" for m in used
+    ]
     if "roofline" in table.metrics:
-        out.append("- roofline: MBU (decode: bytes a step must read / TPOT, over peak bandwidth) or MFU "
-                   "(prefill: FLOPs / TTFT, over peak FLOP/s), against the device's measured ceilings "
-                   "and its spec row (results/chips.toml); above 100% is a measurement error, not a result")
+        out.append(
+            "- roofline: MBU (decode: bytes a step must read / TPOT, over peak bandwidth) or MFU "
+            "(prefill: FLOPs / TTFT, over peak FLOP/s), against the device's measured ceilings "
+            "and its spec row (results/chips.toml); above 100% is a measurement error, not a result"
+        )
     if "check" in table.metrics:
-        out.append("- correct: the correctness gate: relative logits error against a CPU fp32 reference "
-                   "under teacher forcing, within its bound (WRONG: fast but wrong, not a result)")
+        out.append(
+            "- correct: the correctness gate: relative logits error against a CPU fp32 reference "
+            "under teacher forcing, within its bound (WRONG: fast but wrong, not a result)"
+        )
     if table.account is not None:
         out.append("- " + table.account.line("records"))
     out.append("")
@@ -278,16 +324,31 @@ def footer_lines(table: Table) -> list[str]:
     for dev, recs in by_device.items():
         # A column can pool runs made with different software: every distinct value is shown,
         # never the first record's alone.
-        facts = [_distinct("torch", recs, lambda r: r.get("env_torch")),
-                 _distinct("transformers", recs, lambda r: r.get("env_transformers")),
-                 _distinct("runtime", recs, lambda r: r.get("env_runtime")),
-                 _distinct("driver", recs, lambda r: r.get("env_driver") or "-"),
-                 _distinct("host CPU", recs, lambda r: f"{r.get('env_cpu_model')} ({r.get('env_cpu_cores')} cores)"
-                           + (f" [{r['env_device_isa']}]" if r.get("backend_kind") == "cpu" and r.get("env_device_isa") else "")),
-                 _distinct("stack", recs, lambda r: r.get("stack") or r.get("exec_path")),
-                 _distinct("chipbench", recs, lambda r: f"{r.get('harness_version')}"
-                           + (f" ({r['git_commit'][:12]})" if r.get("git_commit") else "")),
-                 _run_span(recs)]
+        facts = [
+            _distinct("torch", recs, lambda r: r.get("env_torch")),
+            _distinct("transformers", recs, lambda r: r.get("env_transformers")),
+            _distinct("runtime", recs, lambda r: r.get("env_runtime")),
+            _distinct("driver", recs, lambda r: r.get("env_driver") or "-"),
+            _distinct(
+                "host CPU",
+                recs,
+                lambda r: (
+                    f"{r.get('env_cpu_model')} ({r.get('env_cpu_cores')} cores)"
+                    + (
+                        f" [{r['env_device_isa']}]"
+                        if r.get("backend_kind") == "cpu" and r.get("env_device_isa")
+                        else ""
+                    )
+                ),
+            ),
+            _distinct("stack", recs, lambda r: r.get("stack") or r.get("exec_path")),
+            _distinct(
+                "chipbench",
+                recs,
+                lambda r: f"{r.get('harness_version')}" + (f" ({r['git_commit'][:12]})" if r.get("git_commit") else ""),
+            ),
+            _run_span(recs),
+        ]
         out.append(f"- {md_cell(dev)}: " + ", ".join(md_cell(f) for f in facts))
     return out
 
@@ -309,8 +370,7 @@ def to_csv(table: Table) -> str:
     """Wide CSV of numbers: per device and metric, its median, stdev, n and 95% interval."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(list(CASE) + [f"{d} | {m} | {s}" for d in table.devices
-                                                          for m in table.metrics for s in STATS])
+    w.writerow(list(CASE) + [f"{d} | {m} | {s}" for d in table.devices for m in table.metrics for s in STATS])
     for case in table.cases:
         row = list(case)
         for d in table.devices:
@@ -330,8 +390,16 @@ def to_json(table: Table) -> str:
             if (case, d) not in table.cells:
                 continue
             cell = table.cells[(case, d)]
-            entry["results"][d] = {"status": "failed"} if cell is None else {
-                "status": "ok", **{v["metric"]: ({"text": v["text"]} if "text" in v else {s: v[s] for s in STATS})
-                                   for v in cell.values()}}
+            entry["results"][d] = (
+                {"status": "failed"}
+                if cell is None
+                else {
+                    "status": "ok",
+                    **{
+                        v["metric"]: ({"text": v["text"]} if "text" in v else {s: v[s] for s in STATS})
+                        for v in cell.values()
+                    },
+                }
+            )
         out.append(entry)
     return json.dumps(out, indent=1)
