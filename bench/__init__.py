@@ -6,12 +6,17 @@ entry points on top."""
 import os
 from pathlib import Path
 
-# Large CPU tensors on transparent huge pages (torch reads this once, at its first allocation, so
-# it is set before torch is imported): building qwen3-8b's 16 GB of weights faults 512x fewer
-# pages (8-11 s instead of 15-33 s on this project's 2-core machine), and decode reads weights
-# through fewer TLB entries. Recorded as the cpu device's `env_device_thp_alloc`; set
-# THP_MEM_ALLOC_ENABLE=0 to opt out.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+def use_huge_pages() -> None:
+    """Large CPU tensors on transparent huge pages, unless the user said otherwise. torch reads
+    THP_MEM_ALLOC_ENABLE once, at its first allocation, so the entry points that run a suite call
+    this before torch is imported (the CLI, the pytest plugin under --benchmark, a trial's worker,
+    which also inherits it): building qwen3-8b's 16 GB of weights faults 512x fewer pages (8-11 s
+    instead of 15-33 s on this project's 2-core machine), and decode reads weights through fewer
+    TLB entries. Recorded as the cpu device's `env_device_thp_alloc`; THP_MEM_ALLOC_ENABLE=0 opts
+    out. Importing chipbench changes nothing in the environment."""
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 
 __version__ = "0.1.0"
 

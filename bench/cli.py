@@ -1113,6 +1113,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import use_huge_pages
+
+    use_huge_pages()
     args = parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -231,7 +231,10 @@ class SuiteState:
 
 def pytest_configure(config):
     if not config.getoption("--benchmark"):
-        return
+        return  # a pytest run without --benchmark: the plugin changes nothing
+    from bench import use_huge_pages
+
+    use_huge_pages()
     from backends.registry import discover
     from bench.publishing.record import RecordWriter, default_path
     from bench.judging.chips import resolve_chip

@@ -53,3 +53,10 @@ def test_ruff_is_clean(command):
         pytest.skip("ruff is not installed (the test extra installs it)")
     res = subprocess.run([ruff, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]
+
+
+def test_importing_chipbench_and_its_plugin_changes_nothing_in_the_environment():
+    code = "import os, json; before = dict(os.environ); import bench, bench.plugin, bench.cli; print(dict(os.environ) == before)"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert res.stdout.strip() == "True", res.stderr

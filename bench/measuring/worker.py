@@ -9,6 +9,9 @@ import sys
 
 
 def main() -> int:
+    from bench import use_huge_pages
+
+    use_huge_pages()  # before torch: a worker started by other means than the suite gets it too
     from backends.registry import discover
     from bench.judging.chips import Chip
     from bench.measuring.ceilings import Ceilings
