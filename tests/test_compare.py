@@ -493,3 +493,15 @@ def test_a_software_difference_every_row_shares_is_said_once_under_the_table():
     md = render_comparison(compare_records(run, base), "md", None, False)
     rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
     assert all(("5.24.0" in line) == ("pp512" in line) for line in rows) and "Every row" not in md
+
+
+def test_the_json_comparison_is_strict_json_where_a_prior_gave_infinite_degrees_of_freedom():
+    import json
+
+    from bench.publishing.report import render_comparison
+
+    run, base = [make_record(tpot_s=0.021, seed=1)], [make_record(tpot_s=0.020, seed=2)]
+    comparison = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95)
+    assert comparison.rows[0]["df"] == float("inf")
+    text = render_comparison(comparison, "json", 0.95, False)
+    assert "Infinity" not in text and json.loads(text)["rows"][0]["df"] is None

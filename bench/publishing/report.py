@@ -192,6 +192,14 @@ def comparison_notes(comparison, threshold) -> list[str]:
     return notes + comparison.account_lines()
 
 
+def _finite(value):
+    """JSON has no infinity: a row's degrees of freedom are infinite where a prior stood in for a
+    variance (its t is then the normal), written as null."""
+    import math
+
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatched: bool) -> str:
     import csv
     import html
@@ -209,7 +217,7 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
             {
                 "threshold": threshold,
                 "across_devices": comparison.across_devices,
-                "rows": comparison.rows,
+                "rows": [{k: _finite(v) for k, v in r.items()} for r in comparison.rows],
                 "accounts": {s: a.__dict__ for s, a in comparison.accounts.items()},
                 "unmatched": [{"side": s, "case": list(k)} for s, k in unmatched],
             },
