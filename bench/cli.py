@@ -202,7 +202,8 @@ def cmd_run(args) -> int:
 
 def cmd_ab(args) -> int:
     from bench.judging.cases import Account
-    from bench.judging.paired import ab_rows, row_dicts, to_markdown
+    from bench.judging.paired import ab_rows, row_dicts
+    from bench.publishing.ab_view import to_markdown
     from bench.publishing.record import read_records
 
     metrics = split_metrics(args.metrics)
@@ -586,7 +587,8 @@ def cmd_schema(args) -> int:
 
 def cmd_claims(args) -> int:
     from bench.judging.cases import Account
-    from bench.judging.claims import check_all, load_claims, render
+    from bench.judging.claims import check_all, load_claims
+    from bench.publishing.claims_view import render
     from bench.publishing.record import read_records
 
     claims = load_claims(args.file)

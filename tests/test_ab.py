@@ -9,7 +9,8 @@ import pytest
 
 from bench.cli import main
 from bench.judging.cases import Account
-from bench.judging.paired import ab_rows, equivalence, paired_ratio, to_markdown
+from bench.judging.paired import ab_rows, equivalence, paired_ratio
+from bench.publishing.ab_view import to_markdown
 from bench.publishing.record import read_records
 from tests.records import make_record
 

@@ -139,7 +139,7 @@ def test_a_ratio_whose_sides_ran_different_workloads_is_not_like_for_like(tmp_pa
 
 
 def test_a_claim_with_no_date_shows_its_source_alone(tmp_path):
-    from bench.judging.claims import render
+    from bench.publishing.claims_view import render
 
     path = tmp_path / "claims.toml"
     path.write_text('[[claim]]\nid = "c"\nstatement = "s"\nsource = "src"\n' + H20_8B + "value = 81.7\n")

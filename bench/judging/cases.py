@@ -265,3 +265,12 @@ def host_bound_trials(records: list[dict]) -> int:
     """Trials whose decode waited on the host (record field host_bound): their decode speed is the
     host's launching and delivery, not the chip's, so it bounds the chip's speed from below only."""
     return sum(1 for r in records if r.get("host_bound") is True)
+
+
+def check_text(rec: dict) -> str:
+    """The correctness gate's verdict: a fast but wrong backend is marked in every table."""
+    if rec.get("correct") is True:
+        return f"ok ({rec['correctness_rel_err']:.2%} ≤ {rec['correctness_tolerance']:.2%})"
+    if rec.get("correct") is False:
+        return f"WRONG: {rec.get('correctness_note') or 'failed the correctness gate'}"
+    return "-"

@@ -557,14 +557,12 @@ def _rows(key, recs, bkey, brecs, per_metric, gated, threshold, drift) -> list[t
         )
     wrong = [[r for r in recs if r.get("correct") is False] for recs in (okr, okb)]
     if any(wrong):  # fast but wrong is not faster: no speed verdict, and a wrong run fails the gate
-        from bench.publishing.tables import check_text
-
         side, bad, of = ("the run", wrong[0], okr) if wrong[0] else ("the baseline", wrong[1], okb)
         return _no_verdict(
             ident,
             f"{len(bad)} of {len(of)} trial(s) of {side} failed the correctness gate: no speed verdict",
             ("FAIL" if wrong[0] else "no baseline") if gating else None,
-            check_text(bad[0]),
+            cases.check_text(bad[0]),
             okr,
             okb,
         )

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from bench.judging import cases
+from bench.judging.cases import check_text
 from bench.judging.compare import resolve_metric
 from bench.errors import UsageError
 from bench.measuring.metrics import DEFINITIONS, METRICS
@@ -59,15 +60,6 @@ def check_metrics(metrics) -> tuple[str, ...]:
         if m not in TEXT_METRICS and m not in METRICS:
             raise UsageError(f"unknown metric {m!r}; valid metrics: {', '.join(TEXT_METRICS)}, {', '.join(METRICS)}")
     return tuple(metrics)
-
-
-def check_text(rec: dict) -> str:
-    """The correctness gate's verdict: a fast but wrong backend is marked in every table."""
-    if rec.get("correct") is True:
-        return f"ok ({rec['correctness_rel_err']:.2%} ≤ {rec['correctness_tolerance']:.2%})"
-    if rec.get("correct") is False:
-        return f"WRONG: {rec.get('correctness_note') or 'failed the correctness gate'}"
-    return "-"
 
 
 def pooled_check_text(records: list[dict]) -> str:
