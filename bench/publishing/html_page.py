@@ -14,7 +14,8 @@ import re
 from datetime import datetime, timezone
 
 from bench.judging import cases
-from bench.publishing import tables
+from bench.publishing import serving_view, tables
+from bench.publishing.charts import pyplot
 from bench.measuring.metrics import HEADLINE
 
 _STYLE = """
@@ -34,20 +35,10 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:0.5em 0}
 """
 
 
-def _pyplot():
-    """matplotlib's pyplot on the headless Agg backend (reports are made on servers and CI)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -91,7 +82,7 @@ def _case_label(rec: dict) -> str:
 def throughput_chart(table: tables.Table):
     """Headline throughput per case and device: the case statistic over all trials, with the stdev
     between trials as error bars, one panel per workload kind, on a linear axis from zero."""
-    plt = _pyplot()
+    plt = pyplot()
     bars = {}  # kind -> [(label, value, spread)]
     for (case, device), cell in sorted(table.cells.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         if not cell:
@@ -131,7 +122,7 @@ def _by_case(records: list[dict]) -> dict[str, list[dict]]:
 
 def distribution_chart(records: list[dict]):
     """TTFT and TPOT per round, as box plots per case and device (the rounds of all its trials)."""
-    plt = _pyplot()
+    plt = pyplot()
 
     panels = []
     for metric, title in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
@@ -167,7 +158,7 @@ def per_token_chart(records: list[dict]):
     """Inter-token latency at each step of the generation (median over the rounds of all trials)."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
 
     lines = []
     for label, recs in _by_case(records).items():
@@ -265,8 +256,6 @@ def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbenc
     foot = tables.footer_lines(table)
     out += [f"<p>{_code(e(line.lstrip('- ')))}</p>" for line in foot if line]
     out.append("</div>")
-    from bench.publishing import serving_view
-
     serve_rows = serving_view.table_rows(table.records)
     if serve_rows:
         out.append(

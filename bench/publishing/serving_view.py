@@ -10,6 +10,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from bench.publishing.charts import pyplot
+
 COLUMNS = (
     "backend",
     "device",
@@ -130,8 +132,6 @@ def to_markdown(records: list[dict]) -> str:
 
 def curve_chart(records: list[dict]):
     """Output tokens/s against tokens/s per user, one point per serving level (the serving curve)."""
-    from bench.publishing.html_page import _pyplot
-
     series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for (backend, device, model, dtype, workload), recs in _levels(records).items():
         x, y = _med(recs, "tok_per_s_per_user"), _med(recs, "serve_output_tok_per_s")
@@ -141,7 +141,7 @@ def curve_chart(records: list[dict]):
         series[f"{device or backend} · {model} {dtype}"].append((x, y, level))
     if not series:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for label, pts in sorted(series.items()):  # points in load order (concurrency, then rate): the curve
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
