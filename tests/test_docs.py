@@ -60,3 +60,13 @@ def test_importing_chipbench_and_its_plugin_changes_nothing_in_the_environment()
     env = {k: v for k, v in __import__("os").environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert res.stdout.strip() == "True", res.stderr
+
+
+def test_the_import_graph_runs_one_way():
+    """import-linter's contracts in pyproject.toml: the rooms' layers (with the known debts listed
+    there, so that no new upward import lands) and no cycle between the modules of a room."""
+    lint = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    if not Path(lint).exists():
+        pytest.skip("import-linter is not installed (the test extra installs it)")
+    res = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]

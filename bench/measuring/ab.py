@@ -244,7 +244,7 @@ def run_ab(
     from bench.measuring.runner import failed_record, new_series, shared_ceilings
     from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
     from bench.measuring.trials import Series
-    from bench.publishing.record import new_record_id
+    from bench.measuring.recordline import new_record_id
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     ab_id = new_record_id()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from backends.base import Backend
 from bench.measuring import distributed, env, hostload, telemetry
 from bench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
-from bench.publishing.record import SCHEMA_VERSION, new_record_id
+from bench.measuring.recordline import SCHEMA_VERSION, new_record_id
 from bench.stats import summarize
 from bench.measuring.workload import Workload, prompt_ids
 from models.counts import facts, flops_per_token

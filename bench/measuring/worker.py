@@ -18,7 +18,7 @@ def main() -> int:
     from bench.measuring.runner import Case, Trial, run_case
     from bench.measuring.trials import MARK
     from bench.measuring.workload import Workload
-    from bench.publishing.record import record_json
+    from bench.measuring.recordline import record_json
 
     spec = json.loads(sys.stdin.read())
     case = Case(**{**spec["case"], "workload": Workload(**spec["case"]["workload"])})

@@ -10,7 +10,6 @@ schema (bench/publishing/schema.py) and names the file, line and field of every 
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 from collections.abc import Iterable
@@ -20,7 +19,7 @@ from pathlib import Path
 from bench.errors import UsageError
 from bench.measuring.metrics import METRICS
 from bench.stats import STAT_NAMES
-from bench.publishing.schema import READABLE_VERSIONS, SCHEMA_VERSION  # noqa: F401  (re-exported)
+from bench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION, new_record_id, record_json  # noqa: F401  (re-exported)
 from bench.publishing.schema import FIELDS, PATTERN_FIELDS, metric_field_types, validate
 
 METRIC_FIELD_DOC = (
@@ -55,26 +54,6 @@ def is_documented(field: str) -> bool:
     if field in FIELDS or field in metric_fields():
         return True
     return field.startswith("env_device_")
-
-
-def new_record_id() -> str:
-    import uuid
-
-    return uuid.uuid4().hex
-
-
-def _clean(value):
-    """JSON has no NaN or infinity: a non-finite number is written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def record_json(record: dict) -> str:
-    """A record as one line of strict JSON (non-finite numbers written as null)."""
-    return json.dumps({k: _clean(v) for k, v in record.items()}, allow_nan=False)
 
 
 def default_path(root: str | Path = "results/runs") -> Path:

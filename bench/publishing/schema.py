@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from bench.measuring.metrics import METRICS
 from bench.stats import STAT_NAMES
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+from bench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION  # noqa: F401  (the format's version)
 
 NonNeg = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=0)]
