@@ -12,6 +12,7 @@ import sys
 
 from bench.errors import UsageError
 from bench.measuring.workload import WORKLOAD_HELP
+from backends.base import capability
 
 
 def _gib(n) -> str:
@@ -716,7 +717,7 @@ def cmd_ceilings(args) -> int:
     )
     out = []
     for name, backend in zip(names, backends):
-        measure = getattr(backend, "ceilings", None)
+        measure = capability(backend, "ceilings")
         if measure is None:
             out.append({"backend": name, "error": "this backend cannot measure ceilings"})
             continue
@@ -785,7 +786,7 @@ def cmd_serve(args) -> int:
 
     entries = discover((args.backend,))
     backend = get_backend(args.backend, entries)
-    if not hasattr(backend, "stream_one"):
+    if capability(backend, "stream_one") is None:
         raise UsageError(
             f"backend {args.backend!r} cannot take a serving load: serving goes through a server "
             "that batches, named openai:URL (e.g. openai:http://127.0.0.1:8000/v1)"

@@ -126,3 +126,31 @@ def test_chipbench_list_shows_plugins(installed_plugins):
     assert out.returncode == 0, out.stderr
     assert "vendorx" in out.stdout and "plugin failed to load" in out.stdout
     assert out.stdout.splitlines()[0].split() == ["backend", "source", "status"]  # no blank line before the table
+
+
+def test_the_contract_page_is_made_from_the_one_declaration():
+    from backends.base import contract_markdown
+
+    assert contract_markdown() in (Path(__file__).resolve().parents[1] / "docs" / "backends.md").read_text()
+
+
+def test_the_harness_reads_optional_capabilities_only_through_the_declared_contract():
+    """No module of the harness probes a backend or its handle with getattr / hasattr of its own:
+    it asks backends.base.capability() for a name declared in OPTIONAL, with its default."""
+    import ast
+
+    from backends.base import OPTIONAL
+
+    declared = {c.name for c in OPTIONAL}
+    root = Path(__file__).resolve().parents[1] / "bench"
+    probed, undeclared = [], []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) >= 2):
+                continue
+            target, name = ast.unparse(node.args[0]), node.args[1]
+            if node.func.id in ("getattr", "hasattr") and target.split(".")[-1] in ("backend", "handle", "b"):
+                probed.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+            if node.func.id == "capability" and isinstance(name, ast.Constant) and name.value not in declared:
+                undeclared.append(f"{path.name}:{node.lineno} {name.value}")
+    assert not probed and not undeclared, (probed, undeclared)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from backends import torch_loop
+from backends.base import capability
 from models.build import build_random, parse_dtype
 from models.counts import facts
 from models.zoo import ModelSpec
@@ -113,7 +114,7 @@ def _cpu_model(spec: ModelSpec, dtype: str, seed: int, layers: int | None):
 def _dtype_model(backend, spec: ModelSpec, dtype: str, seed: int, layers: int | None):
     """A CPU model carrying what `dtype` does to the weights: the backend's own when it has one
     (llama.cpp: its quantised file's weights, dequantised), else torch's model in that dtype."""
-    own = getattr(backend, "reference_model", None)
+    own = capability(backend, "reference_model")
     model = own(spec, dtype, seed, layers) if own is not None else None
     return model if model is not None else _cpu_model(spec, dtype, seed, layers)
 
@@ -123,7 +124,7 @@ def _backend_logits(backend, spec, dtype, seed, layers, handle, seq) -> torch.Te
     a depth-reduced copy it loads for the purpose (a string says why it could not)."""
     if layers is None and handle is not None:
         return backend.teacher_forced_logits(handle, seq, PROMPT_TOKENS)
-    mode = getattr(handle, "exec_path", "eager")
+    mode = capability(handle, "exec_path") or "eager"
     try:
         own = backend.load(
             spec,
@@ -170,7 +171,7 @@ _KEPT_REFERENCES = 4
 
 def _reference(backend, spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> tuple:
     """(seq, l_ref, router ties, the dtype's own error floor), computed once per process."""
-    own = getattr(backend, "reference_model", None)
+    own = capability(backend, "reference_model")
     key = (spec.name, dtype, seed, layers, type(backend).__qualname__ if own is not None else None)
     if key not in _REFERENCES:
         if len(_REFERENCES) >= _KEPT_REFERENCES:
@@ -200,7 +201,7 @@ def _compute_reference(backend, spec: ModelSpec, dtype: str, seed: int, layers: 
 
 
 def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
-    if getattr(backend, "teacher_forced_logits", None) is None:
+    if capability(backend, "teacher_forced_logits") is None:
         return GateResult(None, None, None, None, 0, "-", "the backend offers no teacher_forced_logits()")
     layers = reference_layers(spec, host_bytes)
     where = f"cpu fp32, {layers or spec.layers} of {spec.layers} layers"
@@ -209,7 +210,7 @@ def _check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, han
     l_b = _backend_logits(backend, spec, dtype, seed, layers, handle, seq)
     if isinstance(l_b, str):
         return GateResult(None, None, tolerance, None, 0, where, l_b)
-    if getattr(backend, "teacher_forced_kind", "logits") == "logprobs":  # vLLM: log-softmax, not logits
+    if capability(backend, "teacher_forced_kind") == "logprobs":  # vLLM: log-softmax, not logits
         l_b, l_ref = _centred(l_b), _centred(l_ref)
     return _judge(l_b, l_ref, tolerance, ref_router_ties, where)
 

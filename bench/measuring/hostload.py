@@ -15,6 +15,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from backends.base import capability
+
 # A trial counts as run on a loaded host when other processes used more than this share of all
 # CPUs, or the hypervisor stole more than STEAL_SHARE of the CPU time, while it ran.
 OTHER_SHARE = 0.10
@@ -255,7 +257,7 @@ def facts(before: HostSample, after: HostSample) -> dict:
 def case_pids(backend) -> list[int] | None:
     """Processes beside this one that do a backend's work on this host (an adapter's optional
     `host_processes()`: an endpoint's local server); [] when it names none."""
-    own = getattr(backend, "host_processes", None)
+    own = capability(backend, "host_processes")
     if own is None:
         return []
     try:

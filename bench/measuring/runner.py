@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from backends.base import Backend
+from backends.base import Backend, capability
 from bench.measuring import distributed, env, hostload, telemetry
 from bench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
 from bench.measuring.recordline import SCHEMA_VERSION, new_record_id
@@ -81,10 +81,10 @@ def stack_fields(backend, handle, mode: str | None = None) -> dict:
     """The software stack that ran the case: engine, version, execution path, parallel layout."""
 
     def fact(name):
-        return getattr(handle, name, None) or getattr(backend, name, None)
+        return capability(handle, name) or capability(backend, name)
 
     engine, version = fact("engine"), fact("engine_version")
-    path = getattr(handle, "exec_path", None) or getattr(backend, "exec_path", None) or mode
+    path = fact("exec_path") or mode
     parallel = fact("parallel") or "none"
     return {
         "engine": engine,
@@ -121,7 +121,7 @@ class CaseRun:
             refuse_if_too_big(self.backend, self.case)
         self.handle = handle or self.backend.load(spec, self.case.dtype, seed=w.seed, **self.case.load_kwargs())
         self.prompt = self.backend.prompt(self.handle, prompt_ids(w, spec.vocab))
-        prepare = getattr(self.backend, "prepare", None)
+        prepare = capability(self.backend, "prepare")
         if prepare is not None:
             self.compile_time_s = prepare(self.handle, w.batch, w.prompt_tokens + w.gen_tokens, w.prompt_tokens)
 
@@ -131,7 +131,7 @@ class CaseRun:
         stamps: list[float] = []
         clock = time.perf_counter
         on_token = _stamping(stamps, clock, w.batch)
-        ready = getattr(self.backend, "before_round", None)
+        ready = capability(self.backend, "before_round")
         if ready is not None:
             ready()  # tensor parallel: every rank at the line before rank 0's clock starts
         if self.sampler is not None:
@@ -342,7 +342,7 @@ def correctness(backend, case: Case, handle, host_bytes: int) -> dict:
 
 def measure_ceilings(backend, dtype: str):
     """The backend's measured ceilings, or None when it cannot measure them (or fails to)."""
-    measure = getattr(backend, "ceilings", None)
+    measure = capability(backend, "ceilings")
     if measure is None:
         return None
     try:
@@ -361,7 +361,7 @@ def beside_ceilings(backend, dtype: str):
     cases)."""
     from bench.measuring.ceilings import BESIDE_ROUNDS, window_s
 
-    measure = getattr(backend, "ceilings", None)
+    measure = capability(backend, "ceilings")
     if measure is None or window_s("cpu") == 0:
         return None
     try:
@@ -388,7 +388,7 @@ def shared_ceilings(cache: dict, backend, dtype: str):
     those another backend measured on its device in this run, if any. `cache` maps (kind, device,
     dtype) to them."""
     key = (*device_key(backend), dtype)
-    if getattr(backend, "ceilings", None) is None:
+    if capability(backend, "ceilings") is None:
         return cache.get(key)
     if cache.get(key) is None:  # not yet measured, or the last backend could not measure them
         cache[key] = measure_ceilings(backend, dtype)
@@ -444,12 +444,12 @@ def rerun_command(case: Case, compile_flags: str | None = None) -> str:
 def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None, chip=None) -> dict:
     case, w = run.case, run.case.workload
     rec = case_identity(case)
-    file_bytes = getattr(run.handle, "file_bytes", None)
+    file_bytes = capability(run.handle, "file_bytes")
     if file_bytes and rec["weight_bytes"]:  # an engine's real tensor bytes beat the nominal figure
         scale = file_bytes / rec["weight_bytes"]
         rec["expected_mem_bytes"] += file_bytes - rec["weight_bytes"]
         rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
-    compiled = getattr(run.backend, "compile_facts", None)  # read before the gate, which may rebuild the step
+    compiled = capability(run.backend, "compile_facts")  # read before the gate, which may rebuild the step
     facts = {
         "compiled_graphs": None,
         "graph_breaks": None,
@@ -460,7 +460,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
         "prefill_compile_time_s": None,
         **(compiled(run.handle) if compiled else {}),
     }
-    notes = [n for n in (getattr(run.handle, "exec_note", None), facts.pop("note", None)) if n]
+    notes = [n for n in (capability(run.handle, "exec_note"), facts.pop("note", None)) if n]
     rec.update(
         status="ok",
         error=None,

@@ -19,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from backends.base import Backend
+from backends.base import Backend, capability
 from bench.measuring.workload import Workload, prompt_ids
 from models.zoo import get_model
 
@@ -54,7 +54,7 @@ class TimingCheck:
 def timing_loop(backend: Backend, mode: str) -> str:
     """The generation loop a case in `mode` times: "run-ahead" where the backend queues each step
     before it waits for the previous step's tokens, else "lock-step". Each loop needs its own proof."""
-    ahead = getattr(backend, "runs_ahead", None)
+    ahead = capability(backend, "runs_ahead")
     return "run-ahead" if ahead is not None and ahead(mode) else "lock-step"
 
 
@@ -91,7 +91,7 @@ def check_timing_waits(
     w = Workload("generate", prompt_tokens, new_tokens)
     handle = backend.load(spec, dtype, seed=0, **({"mode": mode} if mode != "eager" else {}))
     try:
-        prepare = getattr(backend, "prepare", None)
+        prepare = capability(backend, "prepare")
         if mode != "eager" and cache_len and prepare is not None:
             prepare(handle, 1, max(cache_len, prompt_tokens + new_tokens), prompt_tokens=1)  # the decode step only
         prompt = backend.prompt(handle, prompt_ids(w, spec.vocab))

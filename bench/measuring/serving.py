@@ -25,6 +25,7 @@ import torch
 
 from bench.errors import UsageError
 from bench.measuring.metrics import Round
+from backends.base import capability
 
 # MLPerf Inference Llama-2-70B server scenario latency limits (TTFT p99 2 s, TPOT p99 200 ms)
 DEFAULT_SLO_TTFT_S = 2.0
@@ -278,7 +279,7 @@ def serve_record(
             from dataclasses import replace
 
             run_load(backend, handle, replace(load, requests=warmup, concurrency=1, rate=None, seed=load.seed + 1))
-        opener = getattr(backend, "open_connections", None)
+        opener = capability(backend, "open_connections")
         if opener is not None:  # the level's first requests then pay no handshake in their TTFT
             opener(handle, min(load.concurrency or load.requests, load.requests, MAX_OPENED))
         from bench.measuring import hostload

@@ -17,6 +17,7 @@ from backends.torch_device import MODES
 from models.build import DTYPES, check_weights_dir
 from models.gguf_export import DTYPES as ENGINE_DTYPES
 from models.zoo import get_model
+from backends.base import capability
 
 # Sensible defaults per backend when the user names no model / dtype / workload / mode.
 # CPU: a llama-bench-like pp512 / tg128 on qwen3-0.6b that completes in minutes on a laptop, eager.
@@ -107,9 +108,9 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
                 continue
             if what == "dtype" and x in b.supported_dtypes():
                 return True
-            if what == "mode" and x in getattr(b, "supported_modes", lambda: ("eager",))():
+            if what == "mode" and x in capability(b, "supported_modes")():
                 return True
-            if what == "model" and not getattr(b, "model_unsupported", lambda spec: None)(get_model(x)):
+            if what == "model" and not capability(b, "model_unsupported")(get_model(x)):
                 return True
         return False
 
@@ -122,7 +123,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         models = opts.models or defaults["models"]
         dtypes = opts.dtypes or defaults["dtypes"]
         runnable = entry.backend.supported_dtypes()
-        has_modes = getattr(entry.backend, "supported_modes", lambda: ("eager",))()
+        has_modes = capability(entry.backend, "supported_modes")()
         modes = opts.modes or tuple(m for m in defaults["modes"] if m in has_modes) or ("eager",)
         named = name in opts.backends
         for what, asked, can in (("dtype", dtypes, runnable), ("mode", modes, has_modes)):
@@ -141,7 +142,7 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
         rounds = opts.rounds or defaults["rounds"]
         if opts.weights_dir and len(models) != 1:
             raise UsageError("a weights directory holds one model's weights: name exactly one model")
-        unsupported = getattr(entry.backend, "model_unsupported", lambda spec: None)
+        unsupported = capability(entry.backend, "model_unsupported")
         for m in models:
             why = unsupported(get_model(m))
             if why and named and not runs_elsewhere(name, "model", m):

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from backends.base import capability
+
 RATE_HZ = 10.0
 # An energy counter moves in steps (NVML's about every 10 ms by reports, RAPL's about every 1 ms), so a
 # reading over a stretch of time is off by up to one step. Energy is summed round by round when each
@@ -427,7 +429,7 @@ def _counter_at(reads: list[tuple[float, float]], times: list[float], t: float) 
 
 def sampler_for(backend) -> Sampler:
     """The backend's telemetry sources (none: every quantity is not metered)."""
-    make = getattr(backend, "telemetry_sources", None)
+    make = capability(backend, "telemetry_sources")
     try:
         sources = list(make()) if make is not None else []
     except Exception:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench.errors import UsageError
 from bench.measuring.runner import Case, Trial, failed_record, new_series, run_case
+from backends.base import capability
 
 MARK = "CHIPBENCH-RECORD "  # the worker's record line on stdout; anything else there is noise
 GATE_PREFIX = "correct"  # the correctness gate's fields: checked once per series, in trial 0
@@ -34,7 +35,7 @@ def can_use_workers(name: str, backend, entries: dict) -> bool:
     if distributed.is_parallel():  # a torchrun launch's ranks run every trial together, in-process
         return False
     entry = entries.get(name)
-    return entry is not None and entry.backend is backend and getattr(backend, "fresh_process", True)
+    return entry is not None and entry.backend is backend and capability(backend, "fresh_process")
 
 
 def worker_spec(case: Case, trial: Trial, ceilings, chip, check: bool) -> dict:
