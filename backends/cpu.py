@@ -154,6 +154,6 @@ def compile_refuses(spec, version: str | None = None) -> str | None:
 
 
 def _telemetry() -> list:
-    from bench.measuring.telemetry import CpuClock, Rapl
+    from backends.sensors import CpuClock, Rapl
 
     return [CpuClock(), Rapl()]

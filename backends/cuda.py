@@ -37,7 +37,7 @@ def _nvml_driver(index: int) -> tuple[str | None, dict]:
     try:
         import pynvml
 
-        from bench.measuring.telemetry import nvml_handle
+        from backends.sensors import nvml_handle
 
         pynvml.nvmlInit()
     except Exception:
@@ -109,7 +109,7 @@ def create() -> TorchBackend:
 
 def _telemetry() -> list:
     """NVML on NVIDIA; a ROCm device has no NVML, so every quantity is then not metered."""
-    from bench.measuring.telemetry import Nvml
+    from backends.sensors import Nvml
 
     if getattr(torch.version, "hip", None):
         return []

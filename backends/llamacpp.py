@@ -174,7 +174,7 @@ class LlamaCppBackend:
         return ("eager",)  # llama.cpp's own graph: it has no eager/compiled split to choose
 
     def telemetry_sources(self) -> list:
-        from bench.measuring.telemetry import CpuClock, Rapl
+        from backends.sensors import CpuClock, Rapl
 
         return [CpuClock(), Rapl()]
 
