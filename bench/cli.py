@@ -11,6 +11,7 @@ import math
 import sys
 
 from bench.errors import UsageError
+from bench.measuring.suite_options import add_suite_options
 from bench.measuring.workload import WORKLOAD_HELP
 from backends.base import capability
 
@@ -858,40 +859,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_env)
 
     s = sub.add_parser("run", help="run the benchmark suite without pytest (same options)")
-    s.add_argument("--backend", help="comma-separated backends (default: every available one)")
-    s.add_argument("--model", help="comma-separated zoo models (default: per backend)")
-    s.add_argument(
-        "--dtype",
-        help="comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, "
-        "q4_0 (default: per backend)",
-    )
-    s.add_argument("--workload", help=f"comma-separated: {WORKLOAD_HELP}")
-    s.add_argument("--batch", default="1", help="comma-separated batch sizes")
-    s.add_argument("--rounds", type=int, help="timed rounds per case (default: per backend)")
-    s.add_argument("--warmup", type=int, default=1, help="untimed warmup rounds (default 1)")
-    s.add_argument(
-        "--mode",
-        help="comma-separated execution modes: eager, compiled (default: per backend; "
-        "eager, and on CUDA eager and compiled for decode tests)",
-    )
-    s.add_argument(
-        "--soak",
-        type=float,
-        metavar="SECONDS",
-        help="sustained mode: rounds for at least SECONDS; first minute against last minute",
-    )
-    s.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
-        help="independent trials per case, each a fresh load in a fresh process (default 1)",
-    )
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--weights", metavar="DIR", help="local safetensors weights for the one model named")
-    s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
-    s.add_argument("--no-check", action="store_true", help="skip the correctness gate")
-    chip_options(s)
-    ceiling_window_option(s)
+    add_suite_options(s.add_argument, "--")  # declared once: pytest --benchmark has them as --bench-*
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UsageError
-from bench.measuring.workload import WORKLOAD_HELP
+from bench.measuring.suite_options import add_suite_options
 
 SUITE_FILE = Path(__file__).with_name("benchmark_suite.py")
 _KEY = "_chipbench"
@@ -28,109 +28,12 @@ def pytest_addoption(parser):
         default=False,
         help="run the chipbench benchmark suite (instead of the collected tests)",
     )
-    g.addoption(
-        "--bench-backend", default=None, metavar="NAMES", help="comma-separated backends (default: every available one)"
-    )
-    g.addoption(
-        "--bench-model",
-        default=None,
-        metavar="NAMES",
-        help="comma-separated zoo models (default: per backend; see `chipbench list`)",
-    )
-    g.addoption(
-        "--bench-dtype",
-        default=None,
-        metavar="NAMES",
-        help="comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0",
-    )
-    g.addoption(
-        "--bench-workload",
-        default=None,
-        metavar="NAMES",
-        help=f"comma-separated workloads: {WORKLOAD_HELP} (default: pp512,tg128)",
-    )
-    g.addoption("--bench-batch", default="1", metavar="SIZES", help="comma-separated batch sizes (default 1)")
-    g.addoption(
-        "--bench-rounds", default=None, type=int, metavar="N", help="timed rounds per case (default: per backend)"
-    )
-    g.addoption(
-        "--bench-mode",
-        default=None,
-        metavar="MODES",
-        help="comma-separated execution modes: eager, compiled (a static KV cache and a torch.compile'd "
-        "decode step; CUDA graphs on CUDA) (default: per backend; eager, and on CUDA eager and "
-        "compiled for decode tests)",
-    )
-    g.addoption(
-        "--bench-soak",
-        default=None,
-        type=float,
-        metavar="SECONDS",
-        help="sustained mode: time rounds for at least SECONDS and report the first minute's "
-        "throughput against the last minute's",
-    )
-    g.addoption(
-        "--bench-repeats",
-        default=1,
-        type=int,
-        metavar="K",
-        help="independent trials per case, each a fresh model load, warmup and rounds in a fresh "
-        "process (default 1); verdicts use the spread between trials",
-    )
-    g.addoption("--bench-warmup", default=1, type=int, metavar="N", help="untimed warmup rounds (default 1)")
-    g.addoption("--bench-seed", default=0, type=int, metavar="N", help="seed of weights and prompts")
-    g.addoption(
-        "--bench-weights",
-        default=None,
-        metavar="DIR",
-        help="local safetensors directory of real weights (one model only)",
-    )
-    g.addoption(
-        "--bench-chip",
-        default=None,
-        metavar="NAME",
-        help="the chip's spec row (results/chips.toml) instead of matching the device's name",
-    )
-    g.addoption(
-        "--bench-peak-gbps",
-        default=None,
-        type=float,
-        metavar="GB/S",
-        help="the chip's peak memory bandwidth, for a chip with no spec row",
-    )
-    g.addoption(
-        "--bench-peak-tflops",
-        default=None,
-        type=float,
-        metavar="TFLOP/S",
-        help="the chip's peak dense bf16/fp16 TFLOP/s, for a chip with no spec row",
-    )
-    g.addoption(
-        "--bench-ceiling-window",
-        default=None,
-        type=float,
-        metavar="SECONDS",
-        help="how long the measured ceilings' rounds run: their best round is the ceiling (default 3 on "
-        "a CPU, 1 on an accelerator, or $CHIPBENCH_CEILING_WINDOW_S; 0: five rounds at the "
-        "start, none beside each case)",
-    )
-    g.addoption(
-        "--bench-no-check",
-        action="store_true",
-        default=False,
-        help="skip the correctness gate (a CPU fp32 reference of each model)",
-    )
+    add_suite_options(g.addoption, "--bench-")  # the suite's options: declared once, chipbench run has them too
     g.addoption(
         "--bench-baseline",
         default=None,
         metavar="PATH",
         help="records to compare the run with at the end (default: results/baselines)",
-    )
-    g.addoption(
-        "--bench-out",
-        default=None,
-        metavar="FILE",
-        help="JSON-lines file the records are appended to (default results/runs/<time>-<host>.jsonl)",
     )
 
 

@@ -70,3 +70,15 @@ def test_the_import_graph_runs_one_way():
         pytest.skip("import-linter is not installed (the test extra installs it)")
     res = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]
+
+
+def test_the_options_page_is_made_from_the_one_declaration_both_entry_points_use():
+    import argparse
+
+    from bench.cli import parser
+    from bench.measuring.suite_options import PYTEST_ONLY, SUITE_OPTIONS, options_markdown
+
+    assert options_markdown("--bench-", PYTEST_ONLY) in (ROOT / "docs" / "options.md").read_text()
+    run = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    cli = {s for a in run._actions for s in a.option_strings} - {"-h", "--help"}
+    assert cli == {f"--{o.name}" for o in SUITE_OPTIONS}
