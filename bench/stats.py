@@ -199,8 +199,9 @@ def drift_variance(cases: Iterable[tuple[Side, float | None]]) -> tuple[float, i
     Each case with two or more invocations gives (MSB - trial_var) / n0 with k - 1 degrees of
     freedom (ANOVA's method of moments); they are pooled weighted by their degrees of freedom and
     the result is cut at 0. Returned with its degrees of freedom and the pooled n0 (trials per
-    invocation, in effect), which `difference` needs for its degrees of freedom. A case whose trial variance is unknown (one trial per invocation)
-    contributes its whole MSB: drift and trial noise together, which errs large, never small."""
+    invocation, in effect), which `difference` needs for its degrees of freedom. A case whose trial
+    variance is unknown (one trial per invocation) contributes its whole MSB: drift and trial noise
+    together, which errs large, never small."""
     total = df = n0s = 0.0
     for side, tv in cases:
         b = side.between()
@@ -231,7 +232,9 @@ def noise_for(
     the single trials say (`rounds_var`: the variance of a trial median from its own rounds) is the
     whole variance of an invocation's level."""
     own = [s.between() for s in (run, base) if s.k >= 2]
-    if trial is None and drift is not None:  # the machine's invocations, one trial each: drift and trials together
+    if trial is None and drift is not None and drift[2] <= 1 + 1e-9:
+        # the machine's invocations held one trial each (n0 = 1): their spread is drift and trials together.
+        # A pool from invocations of several trials is drift alone, and would leave out this case's trials.
         return Noise(0.0, math.inf, drift[0], drift[1], f"measured over single-trial invocations ({drift[1]} df)")
     if trial is None and own:
         dfs = sum(b[1] for b in own)

@@ -63,3 +63,16 @@ def test_summarize_gives_a_t_interval_cut_at_zero_for_positive_values():
     s = stats.summarize([10.0, 11.0, 12.0])
     assert s["mean"] == 11 and s["stdev"] == 1 and s["ci95_low"] == pytest.approx(11 - 4.302653 / math.sqrt(3))
     assert stats.summarize([2.0, 20.0])["ci95_low"] == 0.0
+
+
+def test_a_single_trial_case_never_takes_a_pure_drift_estimate_for_its_whole_variance():
+    # the device's pool came from invocations of 3 trials (n0 = 3): drift alone, 1%; this case's
+    # invocations hold one trial each, whose own spread (drift and trials together) is 10%
+    pooled = (0.01**2, 8, 3.0)
+    run, base = stats.Side.of([[0.0]]), stats.Side.of([[0.1], [-0.1], [0.0]])
+    noise = stats.noise_for(run, base, None, pooled)
+    assert noise.drift_var == pytest.approx(0.01) and noise.drift_source.startswith("measured over 4 single-trial")
+    alone = stats.noise_for(stats.Side.of([[0.0]]), stats.Side.of([[0.0]]), None, pooled)
+    assert not alone.gateable  # nothing of its own: no gate, rather than the pool's 1%
+    single = stats.noise_for(run, base, None, (0.02**2, 8, 1.0))  # a pool of single-trial invocations: used
+    assert single.drift_var == pytest.approx(0.0004) and single.drift_df == 8
