@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends import torch_loop  # noqa: E402
-from models.build import build_random  # noqa: E402
-from models.counts import decode_step_bytes  # noqa: E402
-from models.zoo import get_model  # noqa: E402
+from chipbench.backends import torch_loop  # noqa: E402
+from chipbench.models.build import build_random  # noqa: E402
+from chipbench.models.counts import decode_step_bytes  # noqa: E402
+from chipbench.models.zoo import get_model  # noqa: E402
 
 MATRIX = re.compile(r"gemv|gemm|cutlass|xmma|sm90|nvjet|matmul|_mm_|splitk", re.I)
 

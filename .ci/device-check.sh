@@ -17,7 +17,7 @@ selftest()  { chipbench selftest --backend cpu,cuda 2>&1 | quiet; }
 build()     { for m in qwen3-0.6b qwen3-8b; do chipbench build $m --device cuda; done; }
 suite()     { pytest --benchmark --bench-out "$OUT/runs.jsonl" --benchmark-json "$OUT/bench.json" \
                 -p no:cacheprovider 2>&1 | sed -n '/chipbench results/,/skipped backend/p;/passed\|failed/p'; }
-overhead()  { python3 -m bench.measuring.overhead --backend cuda --model qwen3-8b --dtype bf16 --tokens 64 --rounds 7 2>&1 | quiet; }
+overhead()  { python3 -m chipbench.measuring.overhead --backend cuda --model qwen3-8b --dtype bf16 --tokens 64 --rounds 7 2>&1 | quiet; }
 # Issue 9's GPU list, most important first, each run capped so one slow compile cannot eat the rest
 # (a cold inductor compile of a 36-layer decode step may take a minute or two; the compiled
 # self-test and each new batch / length compile once). issue9 fits one ~590 s call: qwen3-8b

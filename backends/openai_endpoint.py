@@ -37,8 +37,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from backends.base import DeviceInfo, Generation, Probe, TokenCallback
-from bench.errors import UsageError
+from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from chipbench.errors import UsageError
 
 PREFIX = "openai:"
 TIMEOUT_S = 600.0  # one request; a stuck server fails the case rather than hanging the suite
@@ -141,7 +141,7 @@ def single_token_words(vocab: int) -> list[str]:
     if vocab not in _WORDS:
         from tokenizers import Tokenizer, models, pre_tokenizers
 
-        from models.gguf_export import qwen_vocab
+        from chipbench.models.gguf_export import qwen_vocab
 
         v = qwen_vocab(vocab)
         bpe = Tokenizer(
@@ -191,7 +191,7 @@ def served_weights(spec, listed: dict) -> str:
     """The record's `weights` for a served model, checked against `spec` where the server says what
     it runs (llama.cpp's server lists `meta`: n_params, n_embd): the roofline and every claim judge the
     case by the named model's bytes, so a server running another size fails the case here."""
-    from models.counts import facts
+    from chipbench.models.counts import facts
 
     meta = listed.get("meta") if isinstance(listed.get("meta"), dict) else {}
     n_params, n_embd = meta.get("n_params"), meta.get("n_embd")
@@ -299,15 +299,15 @@ class OpenAIEndpoint:
     def host_processes(self) -> list[int] | None:
         """The server's processes when it runs on this host: its CPU time is the case's work, not a
         neighbour's load ([] for a server elsewhere; None for one here whose process is not visible)."""
-        from bench.measuring.hostload import server_pids
+        from chipbench.measuring.hostload import server_pids
 
         parsed = urlparse(self.url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         return server_pids(parsed.hostname or "", port)
 
     def supported_dtypes(self) -> tuple[str, ...]:
-        from models.build import DTYPES
-        from models.gguf_export import DTYPES as ENGINE
+        from chipbench.models.build import DTYPES
+        from chipbench.models.gguf_export import DTYPES as ENGINE
 
         return (*DTYPES, *(d for d in ENGINE if d not in DTYPES))  # what the server runs: as the user says
 

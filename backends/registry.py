@@ -11,20 +11,20 @@ from dataclasses import dataclass
 from importlib import metadata
 from importlib.metadata import entry_points
 
-from backends.base import Backend, Probe
-from bench.errors import UsageError
+from chipbench.backends.base import Backend, Probe
+from chipbench.errors import UsageError
 
 ENTRY_POINT_GROUP = "chipbench.backends"
 BUILTINS = {
-    "cpu": "backends.cpu:create",
-    "cuda": "backends.cuda:create",
-    "accelerator": "backends.accelerator:create",
-    "llamacpp": "backends.llamacpp:create",
-    "vllm": "backends.vllm_engine:create",
+    "cpu": "chipbench.backends.cpu:create",
+    "cuda": "chipbench.backends.cuda:create",
+    "accelerator": "chipbench.backends.accelerator:create",
+    "llamacpp": "chipbench.backends.llamacpp:create",
+    "vllm": "chipbench.backends.vllm_engine:create",
 }
 
 # backends named by an address rather than installed: PREFIX + address -> factory(name)
-ENDPOINTS = {"openai:": "backends.openai_endpoint:create"}
+ENDPOINTS = {"openai:": "chipbench.backends.openai_endpoint:create"}
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ class Entry:
     def origin(self) -> dict:
         """The record fields naming the distribution that provided this adapter, and its version."""
         if self.source == "builtin":
-            import bench
+            import chipbench
 
-            return {"backend_dist": "chipbench", "backend_dist_version": bench.__version__}
+            return {"backend_dist": "chipbench", "backend_dist_version": chipbench.__version__}
         try:
             version = metadata.version(self.source)
         except Exception:  # an entry point outside an installed distribution has no version

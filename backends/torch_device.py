@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from backends import torch_loop
-from backends.base import DeviceInfo, Generation, Probe, TokenCallback
-from bench.measuring import distributed
-from bench.errors import UsageError
+from chipbench.backends import torch_loop
+from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from chipbench.measuring import distributed
+from chipbench.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DeviceOps:
     # Why compiled mode falls back to eager for one model here (a known fault of this torch's compiler
     # with that family on this device); None: it compiles
     compile_refuses: Callable[[object], str | None] = lambda spec: None
-    # telemetry sources (bench.measuring.telemetry) for this device; none: nothing is metered
+    # telemetry sources (chipbench.measuring.telemetry) for this device; none: nothing is metered
     telemetry: Callable[[], list] = lambda: []
     # a timing event of this device's stream (e.g. torch.cuda.Event(enable_timing=True)); None: the
     # device has no clock of its own to offer, and the harness's host stamps are the times
@@ -40,7 +40,7 @@ class DeviceOps:
 @dataclass
 class LoadedModel:
     module: torch.nn.Module
-    spec: object  # models.zoo.ModelSpec
+    spec: object  # chipbench.models.zoo.ModelSpec
     dtype: str
     weights: str
     build_time_s: float
@@ -65,7 +65,7 @@ def linear_attention_path(spec) -> str | None:
 
 
 class TorchBackend:
-    """A Backend (see backends.base) running the harness's own loop through PyTorch on one device."""
+    """A Backend (see chipbench.backends.base) running the harness's own loop through PyTorch on one device."""
 
     engine = "transformers"
     prefix_caching = "none kept: every round starts from an empty KV cache"
@@ -111,7 +111,7 @@ class TorchBackend:
         layers: int | None = None,
         mode: str = "eager",
     ) -> LoadedModel:
-        from models.build import build_random, load_local, parse_dtype
+        from chipbench.models.build import build_random, load_local, parse_dtype
 
         valid = self.supported_dtypes()
         if dtype not in valid:
@@ -150,7 +150,7 @@ class TorchBackend:
     def _refuse_if_too_big(self, spec, dtype: str) -> None:
         """Weights that cannot fit this device (this rank's share under torchrun) are refused before
         anything is allocated, with the tensor-parallel sizes that would fit."""
-        from models.counts import facts
+        from chipbench.models.counts import facts
 
         try:
             memory = self.ops.info().memory_bytes
@@ -166,7 +166,7 @@ class TorchBackend:
         """Under torchrun: the model split by transformers' tensor-parallel plan over the ranks."""
         import time
 
-        from models.build import WEIGHTS_SCHEME, BuiltModel, parse_dtype
+        from chipbench.models.build import WEIGHTS_SCHEME, BuiltModel, parse_dtype
 
         if weights_dir:
             raise UsageError(
@@ -280,9 +280,9 @@ class TorchBackend:
         return torch_loop.teacher_forced_logits(handle.module, ids, prompt_tokens)
 
     def ceilings(self, dtype: str, **rounds):
-        """This device's measured copy bandwidth and matmul rate in `dtype` (bench.measuring.ceilings;
+        """This device's measured copy bandwidth and matmul rate in `dtype` (chipbench.measuring.ceilings;
         `rounds`: its window and repeats)."""
-        from bench.measuring.ceilings import Ceilings, measure
+        from chipbench.measuring.ceilings import Ceilings, measure
 
         if not distributed.is_parallel():
             return measure(self.ops.device, dtype, self.ops.synchronize, **rounds)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from backends.base import TokenCallback
+from chipbench.backends.base import TokenCallback
 
 
 def _cache_kwarg(model) -> str:

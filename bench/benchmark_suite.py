@@ -11,9 +11,9 @@ as failed, with its reason, before the test fails, and the other cases still run
 
 import pytest
 
-from bench.measuring import hostload, telemetry
-from bench.measuring.metrics import HEADLINE
-from bench.measuring.runner import (
+from chipbench.measuring import hostload, telemetry
+from chipbench.measuring.metrics import HEADLINE
+from chipbench.measuring.runner import (
     CaseRun,
     build_record,
     failed_record,
@@ -44,7 +44,7 @@ def test_case(chipbench_case, chipbench_suite, benchmark):
 def _selftest(case, state) -> tuple[dict | None, str]:
     """(a failed record or None, the self-test's text): no number is reported from a backend
     whose timing self-test failed, nor from a case whose model the self-test could not run on."""
-    from backends.registry import get_backend
+    from chipbench.backends.registry import get_backend
 
     backend = get_backend(case.backend, state.entries)
     status, text = state.selftest_for(backend, case)
@@ -63,8 +63,8 @@ def _selftest(case, state) -> tuple[dict | None, str]:
 
 def _one_trial(case, state, benchmark, keep) -> dict:
     """The case in this process: the loaded model is shared with the previous case when it is the same."""
-    from backends.registry import get_backend
-    from bench.measuring import env
+    from chipbench.backends.registry import get_backend
+    from chipbench.measuring import env
 
     backend = get_backend(case.backend, state.entries)
     trial = new_series()
@@ -108,8 +108,8 @@ def _one_trial(case, state, benchmark, keep) -> dict:
 
 def _trials(case, state, benchmark, keep) -> list[dict]:
     """K independent trials, each a fresh load in a worker process; pytest-benchmark times each trial."""
-    from backends.registry import get_backend
-    from bench.measuring.trials import Series
+    from chipbench.backends.registry import get_backend
+    from chipbench.measuring.trials import Series
 
     backend = get_backend(case.backend, state.entries)
     state.release()  # the workers load their own copies: free this process's first

@@ -10,10 +10,10 @@ import json
 import math
 import sys
 
-from bench.errors import UsageError
-from bench.measuring.suite_options import add_suite_options
-from bench.measuring.workload import WORKLOAD_HELP
-from backends.base import capability
+from chipbench.errors import UsageError
+from chipbench.measuring.suite_options import add_suite_options
+from chipbench.measuring.workload import WORKLOAD_HELP
+from chipbench.backends.base import capability
 
 
 def _gib(n) -> str:
@@ -23,9 +23,9 @@ def _gib(n) -> str:
 def cmd_list(args) -> int:
     import pandas as pd
 
-    from backends.registry import discover
-    from models.counts import facts
-    from models.zoo import MODELS
+    from chipbench.backends.registry import discover
+    from chipbench.models.counts import facts
+    from chipbench.models.zoo import MODELS
 
     if args.what in ("models", "all"):
         rows = []
@@ -65,7 +65,7 @@ def cmd_list(args) -> int:
         else:
             if args.what == "all":
                 print()  # after the models' table
-            from bench.publishing.tables import plain_table
+            from chipbench.publishing.tables import plain_table
 
             print(plain_table(rows))  # left-aligned: reasons are sentences
     return 0
@@ -74,8 +74,8 @@ def cmd_list(args) -> int:
 def cmd_env(args) -> int:
     from dataclasses import asdict
 
-    from backends.registry import discover
-    from bench.measuring import env
+    from chipbench.backends.registry import discover
+    from chipbench.measuring import env
 
     out = {"host": env.host_facts(), "harness": env.provenance(0), "devices": {}}
     out["harness"].pop("seed")
@@ -92,14 +92,14 @@ def cmd_env(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from backends.registry import discover
-    from bench.measuring import distributed, env
-    from bench.publishing.record import RecordWriter, default_path
-    from bench.publishing.report import summary_table
-    from bench.measuring.runner import failed_record, new_series, run_case
-    from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
-    from bench.measuring.trials import run_trials
-    from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
+    from chipbench.backends.registry import discover
+    from chipbench.measuring import distributed, env
+    from chipbench.publishing.record import RecordWriter, default_path
+    from chipbench.publishing.report import summary_table
+    from chipbench.measuring.runner import failed_record, new_series, run_case
+    from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
+    from chipbench.measuring.trials import run_trials
+    from chipbench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
     use_ceiling_window(args)
 
@@ -124,8 +124,8 @@ def cmd_run(args) -> int:
     entries = discover()
     planned = plan(opts, entries)
     writer = RecordWriter(args.out or default_path())
-    from bench.judging.chips import resolve_chip
-    from bench.measuring.runner import shared_ceilings
+    from chipbench.judging.chips import resolve_chip
+    from chipbench.measuring.runner import shared_ceilings
 
     chip = resolve_chip(
         args.chip, args.peak_gbps, args.peak_tflops, warn=lambda m: say(f"chipbench: {m}", file=sys.stderr)
@@ -203,10 +203,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_ab(args) -> int:
-    from bench.judging.cases import Account
-    from bench.judging.paired import ab_rows, row_dicts
-    from bench.publishing.ab_view import to_markdown
-    from bench.publishing.record import read_records
+    from chipbench.judging.cases import Account
+    from chipbench.judging.paired import ab_rows, row_dicts
+    from chipbench.publishing.ab_view import to_markdown
+    from chipbench.publishing.record import read_records
 
     metrics = split_metrics(args.metrics)
     if args.margin is not None and not 0 < args.margin < 1:
@@ -235,7 +235,7 @@ def cmd_ab(args) -> int:
 
 
 def split_metrics(text: str) -> tuple[str, ...]:
-    from bench.measuring.metrics import METRICS
+    from chipbench.measuring.metrics import METRICS
 
     out = tuple(m.strip() for m in text.split(",") if m.strip())
     for m in out:
@@ -245,12 +245,12 @@ def split_metrics(text: str) -> tuple[str, ...]:
 
 
 def _run_ab(args) -> tuple[list[dict], int, bool]:
-    from backends.registry import discover
-    from bench.judging.chips import resolve_chip
-    from bench.measuring import env
-    from bench.measuring.ab import parse_arm, plan_arms, run_ab
-    from bench.measuring.suite import SuiteOptions, parse_ints, split_list
-    from bench.publishing.record import RecordWriter, default_path
+    from chipbench.backends.registry import discover
+    from chipbench.judging.chips import resolve_chip
+    from chipbench.measuring import env
+    from chipbench.measuring.ab import parse_arm, plan_arms, run_ab
+    from chipbench.measuring.suite import SuiteOptions, parse_ints, split_list
+    from chipbench.publishing.record import RecordWriter, default_path
 
     use_ceiling_window(args)
     a, b = parse_arm(args.a or "", "A"), parse_arm(args.b or "", "B")
@@ -325,8 +325,8 @@ def _emit(text: str, out: str | None, github_summary: bool, markdown: str | None
 
 
 def _filters(args):
-    from bench.options import split_list
-    from bench.publishing.tables import Filters
+    from chipbench.options import split_list
+    from chipbench.publishing.tables import Filters
 
     return Filters(
         models=split_list(args.model),
@@ -337,14 +337,14 @@ def _filters(args):
 
 
 def cmd_report(args) -> int:
-    from bench.publishing import tables
-    from bench.publishing.record import read_records
-    from bench.options import split_list
+    from chipbench.publishing import tables
+    from chipbench.publishing.record import read_records
+    from chipbench.options import split_list
 
     records = read_records(*args.paths, on_error=args.on_error)
     table = tables.build(records, split_list(args.metrics), _filters(args))
     md = tables.to_markdown(table, args.transpose)
-    from bench.publishing import serving_view
+    from chipbench.publishing import serving_view
 
     serving = serving_view.to_markdown(table.records)
     if serving:
@@ -356,7 +356,7 @@ def cmd_report(args) -> int:
     elif args.format == "json":
         text = tables.to_json(table)
     else:
-        from bench.publishing.html_page import to_html
+        from chipbench.publishing.html_page import to_html
 
         text = to_html(table, args.transpose)
     _emit(text, args.out, args.github_summary, md)
@@ -364,11 +364,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from bench.judging.compare import compare_records
-    from bench.publishing.record import read_records
-    from bench.publishing.report import render_comparison
-    from bench.options import split_list
-    from bench.publishing.tables import check_metrics
+    from chipbench.judging.compare import compare_records
+    from chipbench.publishing.record import read_records
+    from chipbench.publishing.report import render_comparison
+    from chipbench.options import split_list
+    from chipbench.publishing.tables import check_metrics
 
     if args.fail_below is not None and not 0 < args.fail_below <= 1:
         raise UsageError(f"--fail-below must be a ratio in (0, 1], e.g. 0.95; got {args.fail_below}")
@@ -417,9 +417,9 @@ def cmd_merge(args) -> int:
     """Combine records from several runners into one file (each record once) and tabulate them."""
     from pathlib import Path
 
-    from bench.judging.cases import Account, dedupe
-    from bench.publishing import tables
-    from bench.publishing.record import RecordWriter, read_records
+    from chipbench.judging.cases import Account, dedupe
+    from chipbench.publishing import tables
+    from chipbench.publishing.record import RecordWriter, read_records
 
     if Path(args.out).exists():
         raise UsageError(f"{args.out} exists; merge writes a new file and never overwrites one")
@@ -442,9 +442,9 @@ def cmd_merge(args) -> int:
 def noise_rows(records: list[dict], threshold: float = 0.95) -> list[dict]:
     """Per case: trials and invocations, the headline statistic, the noise at each level, and the
     smallest regression a gate at `threshold` against this baseline would catch."""
-    from bench import stats
-    from bench.judging import cases
-    from bench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, SOFTWARE, baseline_power, bound_by, device_rate
+    from chipbench import stats
+    from chipbench.judging import cases
+    from chipbench.judging.compare import CEILING_FIELDS, MACHINE_MOVED, SOFTWARE, baseline_power, bound_by, device_rate
 
     power = {p["case"]: p for p in baseline_power(records, threshold)}
     rows = []
@@ -504,10 +504,10 @@ def cmd_baseline(args) -> int:
     """A baseline file from repeated runs: every record once, with the regression each case's gate can catch."""
     from pathlib import Path
 
-    from bench.judging.cases import Account, dedupe
-    from bench.judging.compare import MACHINE_MOVED
-    from bench.publishing.record import RecordWriter, read_records
-    from bench.publishing.tables import plain_table
+    from chipbench.judging.cases import Account, dedupe
+    from chipbench.judging.compare import MACHINE_MOVED
+    from chipbench.publishing.record import RecordWriter, read_records
+    from chipbench.publishing.tables import plain_table
 
     if args.out and Path(args.out).exists():
         raise UsageError(f"{args.out} exists; a baseline is written to a new file, never over an old one")
@@ -566,7 +566,7 @@ def cmd_baseline(args) -> int:
         print(
             f"{len(drift_unknown)} case(s) made in one invocation: the drift between invocations is not measured, "
             "so a gate assumes the prior; make the baseline from several runs (`chipbench run --repeats 3` more "
-            "than once, or `python -m bench.measuring.aa`)",
+            "than once, or `python -m chipbench.measuring.aa`)",
             file=sys.stderr,
         )
     if args.out:
@@ -579,8 +579,8 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from bench.judging.claims import claims_json_schema
-    from bench.publishing.schema import json_schema, json_schema_text
+    from chipbench.judging.claims import claims_json_schema
+    from chipbench.publishing.schema import json_schema, json_schema_text
 
     text = json_schema_text(json_schema() if args.what == "records" else claims_json_schema())
     _emit(text, args.out, False)
@@ -588,10 +588,10 @@ def cmd_schema(args) -> int:
 
 
 def cmd_claims(args) -> int:
-    from bench.judging.cases import Account
-    from bench.judging.claims import check_all, load_claims
-    from bench.publishing.claims_view import render
-    from bench.publishing.record import read_records
+    from chipbench.judging.cases import Account
+    from chipbench.judging.claims import check_all, load_claims
+    from chipbench.publishing.claims_view import render
+    from chipbench.publishing.record import read_records
 
     claims = load_claims(args.file)
     records = read_records(*args.runs, on_error=args.on_error) if args.runs else []
@@ -602,8 +602,8 @@ def cmd_claims(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from backends.registry import discover, get_backend
-    from bench.measuring.selftest import check_all
+    from chipbench.backends.registry import discover, get_backend
+    from chipbench.measuring.selftest import check_all
 
     entries = discover()
     names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
@@ -621,8 +621,8 @@ def cmd_selftest(args) -> int:
 def cmd_build(args) -> int:
     import torch
 
-    from models.build import build_random, parse_dtype, refuse_host_build
-    from models.zoo import get_model
+    from chipbench.models.build import build_random, parse_dtype, refuse_host_build
+    from chipbench.models.zoo import get_model
 
     spec = get_model(args.model)
     dtype = parse_dtype(args.dtype)
@@ -684,7 +684,7 @@ def ceiling_window_option(s) -> None:
 
 
 def use_ceiling_window(args) -> None:
-    from bench.measuring.ceilings import use_window
+    from chipbench.measuring.ceilings import use_window
 
     use_window(getattr(args, "ceiling_window", None))
 
@@ -699,11 +699,11 @@ def cmd_ceilings(args) -> int:
     """Measured ceilings per backend, beside the spec row the device matches (or the one named)."""
     from dataclasses import asdict
 
-    from backends.registry import discover, get_backend
-    from bench.measuring import distributed
-    from bench.measuring.ceilings import check_spec
-    from bench.judging.chips import match_chip, resolve_chip
-    from models.build import parse_dtype
+    from chipbench.backends.registry import discover, get_backend
+    from chipbench.measuring import distributed
+    from chipbench.measuring.ceilings import check_spec
+    from chipbench.judging.chips import match_chip, resolve_chip
+    from chipbench.models.build import parse_dtype
 
     parse_dtype(args.dtype)
     use_ceiling_window(args)
@@ -775,15 +775,15 @@ def cmd_serve(args) -> int:
     """A serving sweep: one record per load level (concurrency x rate), written as each finishes."""
     from dataclasses import replace
 
-    from backends.registry import discover, get_backend
-    from bench.judging.chips import resolve_chip
-    from bench.measuring import env
-    from bench.measuring.runner import new_series
-    from bench.measuring.serving import Load, serve_record
-    from bench.options import parse_ints, split_list
-    from bench.publishing import serving_view
-    from bench.publishing.record import RecordWriter, default_path
-    from models.zoo import get_model
+    from chipbench.backends.registry import discover, get_backend
+    from chipbench.judging.chips import resolve_chip
+    from chipbench.measuring import env
+    from chipbench.measuring.runner import new_series
+    from chipbench.measuring.serving import Load, serve_record
+    from chipbench.options import parse_ints, split_list
+    from chipbench.publishing import serving_view
+    from chipbench.publishing.record import RecordWriter, default_path
+    from chipbench.models.zoo import get_model
 
     entries = discover((args.backend,))
     backend = get_backend(args.backend, entries)
@@ -1084,7 +1084,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import use_huge_pages
+    from chipbench import use_huge_pages
 
     use_huge_pages()
     args = parser().parse_args(argv)

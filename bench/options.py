@@ -3,7 +3,7 @@ torch, so that the commands that only read records (report, merge, compare) star
 
 from __future__ import annotations
 
-from bench.errors import UsageError
+from chipbench.errors import UsageError
 
 
 def split_list(text: str | None) -> tuple[str, ...]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UsageError
-from bench.measuring.suite_options import add_suite_options
+from chipbench.errors import UsageError
+from chipbench.measuring.suite_options import add_suite_options
 
 SUITE_FILE = Path(__file__).with_name("benchmark_suite.py")
 _KEY = "_chipbench"
@@ -38,7 +38,7 @@ def pytest_addoption(parser):
 
 
 def _options(config):
-    from bench.measuring.suite import SuiteOptions, parse_ints, split_list
+    from chipbench.measuring.suite import SuiteOptions, parse_ints, split_list
 
     o = config.getoption
     return SuiteOptions(
@@ -61,7 +61,7 @@ class SuiteState:
     """What the suite shares across its tests: the plan, the writer, a one-model cache."""
 
     def __init__(self, planned, writer, entries, check: bool = True, repeats: int = 1):
-        from bench.measuring import env
+        from chipbench.measuring import env
 
         self.check = check
         self.repeats = repeats  # independent trials per case (--bench-repeats)
@@ -79,7 +79,7 @@ class SuiteState:
     def selftest_for(self, backend, case) -> tuple[str, str]:
         """The backend's timing self-test, once per run and generation loop (on the first case's
         model and dtype that it can run on): (passed | failed | error, text)."""
-        from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
+        from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
 
         key = (case.backend, timing_loop(backend, case.mode))  # each loop the run times is proved once
         if key in self.selftests:
@@ -96,7 +96,7 @@ class SuiteState:
         self.records.append(rec)
 
     def correctness_for(self, backend, case, handle) -> dict:
-        from bench.measuring.runner import correctness
+        from chipbench.measuring.runner import correctness
 
         if not self.check:
             return {"correct": None, "correctness_note": "not checked (--bench-no-check)"}
@@ -106,12 +106,12 @@ class SuiteState:
         return self.gates[key]
 
     def ceilings_for(self, backend, case):
-        from bench.measuring.runner import shared_ceilings
+        from chipbench.measuring.runner import shared_ceilings
 
         return shared_ceilings(self.ceilings, backend, case.dtype)
 
     def handle_for(self, backend, case):
-        from models.zoo import get_model
+        from chipbench.models.zoo import get_model
 
         key = (case.backend, case.model, case.dtype, case.weights_dir, case.workload.seed, case.mode)
         if self.loaded and self.loaded[0] == key:
@@ -122,7 +122,7 @@ class SuiteState:
         return handle
 
     def release(self):
-        from bench.judging.correctness import release_host_memory
+        from chipbench.judging.correctness import release_host_memory
 
         if self.loaded:
             self.loaded[1].close(self.loaded[2])
@@ -135,14 +135,14 @@ class SuiteState:
 def pytest_configure(config):
     if not config.getoption("--benchmark"):
         return  # a pytest run without --benchmark: the plugin changes nothing
-    from bench import use_huge_pages
+    from chipbench import use_huge_pages
 
     use_huge_pages()
-    from backends.registry import discover
-    from bench.publishing.record import RecordWriter, default_path
-    from bench.judging.chips import resolve_chip
-    from bench.measuring.ceilings import use_window
-    from bench.measuring.suite import plan
+    from chipbench.backends.registry import discover
+    from chipbench.publishing.record import RecordWriter, default_path
+    from chipbench.judging.chips import resolve_chip
+    from chipbench.measuring.ceilings import use_window
+    from chipbench.measuring.suite import plan
 
     notes: list[str] = []
     try:
@@ -158,7 +158,7 @@ def pytest_configure(config):
         )
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
-    from bench.measuring import distributed
+    from chipbench.measuring import distributed
 
     if not distributed.is_lead():
         _follow(config)
@@ -169,6 +169,23 @@ def pytest_configure(config):
     state.chip, state.notes = chip, notes
     setattr(config, _KEY, state)
     config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
+
+
+class _SuiteModule(pytest.Module):
+    """The suite, imported by its package name (chipbench.benchmark_suite), not by its path: in a
+    checkout the file lies in bench/, and a path import would load it as a second package."""
+
+    def _getobj(self):
+        import importlib
+
+        return importlib.import_module("chipbench.benchmark_suite")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path, parent):
+    if getattr(parent.config, _KEY, None) is not None and module_path == SUITE_FILE:
+        return _SuiteModule.from_parent(parent, path=module_path)
+    return None
 
 
 def _follow(config) -> None:
@@ -195,7 +212,7 @@ def results_dir(config) -> Path:
 def baselines_dir(config) -> Path:
     """The baselines a run is compared with by default: results/baselines where results/ is, else
     this chipbench checkout's committed ones."""
-    from bench import PROJECT_ROOT
+    from chipbench import PROJECT_ROOT
 
     here = results_dir(config) / "baselines"
     return here if here.exists() else PROJECT_ROOT / "results" / "baselines"
@@ -222,7 +239,7 @@ def chipbench_suite(request):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from bench.measuring import env
+    from chipbench.measuring import env
 
     state = getattr(config, _KEY, None)
     machine_info["chipbench"] = dict(state.host if state else env.host_facts())
@@ -242,8 +259,8 @@ def pytest_terminal_summary(terminalreporter, config):
     state = getattr(config, _KEY, None)
     if state is None:
         return
-    from bench.measuring import distributed
-    from bench.publishing.report import summary_table
+    from chipbench.measuring import distributed
+    from chipbench.publishing.report import summary_table
 
     if not distributed.is_lead():  # rank 0 prints the launch's results (see _follow)
         return
@@ -266,7 +283,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
 def _widened_ceilings(records) -> list[str]:
     """A line per device and dtype whose matmul ceiling another dtype's product set (fp32's for a
-    16-bit dtype the device has no fast product for: bench.measuring.ceilings), so a reader of its
+    16-bit dtype the device has no fast product for: chipbench.measuring.ceilings), so a reader of its
     MFU knows what it is against, and why its 16-bit cases run as they do."""
     seen = {}
     for r in records:
@@ -300,9 +317,9 @@ def _unmatched_devices(records) -> list[str]:
 
 
 def _compare_with_baseline(tr, config, records) -> None:
-    from bench.judging.compare import best_baseline, compare_records
-    from bench.publishing.record import read_records
-    from bench.publishing.report import render_comparison
+    from chipbench.judging.compare import best_baseline, compare_records
+    from chipbench.publishing.record import read_records
+    from chipbench.publishing.report import render_comparison
 
     path = config.getoption("--bench-baseline") or baselines_dir(config)
     if not Path(path).exists():

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import UsageError
-from models.zoo import ModelSpec
+from chipbench.errors import UsageError
+from chipbench.models.zoo import ModelSpec
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -198,7 +198,7 @@ def fill_random_(model: torch.nn.Module, seed: int, threads: int | None = None) 
         p._is_hf_initialized = True
 
 
-HOST_MARGIN = 0.9  # of the host's memory a model built on it may take (as bench.measuring.distributed.FIT_MARGIN)
+HOST_MARGIN = 0.9  # of the host's memory a model built on it may take (as chipbench.measuring.distributed.FIT_MARGIN)
 
 
 def refuse_host_build(
@@ -216,7 +216,7 @@ def refuse_host_build(
     (`layers`) are sized by their callers."""
     import psutil
 
-    from models.counts import facts
+    from chipbench.models.counts import facts
 
     if layers is not None:
         return

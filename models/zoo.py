@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bench.errors import UsageError
+from chipbench.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import threading
 
 import torch
 
-from backends import torch_loop
-from backends.base import Generation
-from backends.cpu import create as create_cpu
+from chipbench.backends import torch_loop
+from chipbench.backends.base import Generation
+from chipbench.backends.cpu import create as create_cpu
 
 
 class Wrapped:

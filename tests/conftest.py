@@ -21,7 +21,7 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def cpu():
-    from backends.cpu import create
+    from chipbench.backends.cpu import create
 
     return create()
 
@@ -41,9 +41,9 @@ def llama_server(tmp_path_factory):
     """llama.cpp's Python server (llama-cpp-python[server]) on 127.0.0.1 serving the seeded tiny-qwen3
     in fp32, queueing concurrent requests rather than interrupting them; stopped after the session."""
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
-    from backends.openai_endpoint import API_KEY_ENV, create
-    from models import gguf_export
-    from models.zoo import get_model
+    from chipbench.backends.openai_endpoint import API_KEY_ENV, create
+    from chipbench.models import gguf_export
+    from chipbench.models.zoo import get_model
 
     os.environ.setdefault("CHIPBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
     os.environ[API_KEY_ENV] = SERVER_KEY  # the server wants a key, as a cloud endpoint does

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from bench.measuring.metrics import Round
-from bench.publishing.record import SCHEMA_VERSION, new_record_id
-from bench.measuring.runner import metric_fields
-from bench.measuring.workload import parse_workload
+from chipbench.measuring.metrics import Round
+from chipbench.publishing.record import SCHEMA_VERSION, new_record_id
+from chipbench.measuring.runner import metric_fields
+from chipbench.measuring.workload import parse_workload
 
 
 def make_record(

@@ -3,16 +3,19 @@
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.judging.cases import Account
-from bench.judging.paired import ab_rows, equivalence, paired_ratio
-from bench.publishing.ab_view import to_markdown
-from bench.publishing.record import read_records
+from chipbench.cli import main
+from chipbench.judging.cases import Account
+from chipbench.judging.paired import ab_rows, equivalence, paired_ratio
+from chipbench.publishing.ab_view import to_markdown
+from chipbench.publishing.record import read_records
 from tests.records import make_record
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def ab_records(ratios, drift=0.0, tpot_s=0.02, ab_id="run1", fail=(), gate=(True, True), seed=0):
@@ -248,7 +251,7 @@ def test_an_arm_compiles_under_its_own_inductor_settings(tmp_path, capsys, monke
 
 
 def test_an_arm_label_names_inductor_settings_only_for_a_compiled_arm():
-    from bench.measuring.ab import ArmSpec, arm_label
+    from chipbench.measuring.ab import ArmSpec, arm_label
 
     common = {"backend": "cpu", "mode": "eager", "dtype": "bf16", "python": sys.executable, "inductor": "default"}
     llama, frozen = ArmSpec(backend="llamacpp"), ArmSpec(mode="compiled", inductor="freezing")
@@ -284,17 +287,33 @@ def test_arms_that_ran_the_same_software_are_called_an_a_a_comparison():
 
 def test_another_interpreter_sees_its_own_packages_not_ours(tmp_path):
     """A venv's python is often a link to the same binary as ours: it is told apart by its path,
-    and its workers get only this checkout on their path, never our site-packages."""
+    and its workers get this checkout mapped in as the chipbench package, never our site-packages."""
     import os
+    import subprocess
 
-    from bench.measuring.trials import project_root, worker_env
+    from chipbench.measuring.trials import python_command, worker_env
 
     link = tmp_path / "venv" / "bin" / "python"
     link.parent.mkdir(parents=True)
     os.symlink(sys.executable, link)
-    assert worker_env(str(link))["PYTHONPATH"] == project_root()
-    assert "VIRTUAL_ENV" not in worker_env(str(link))
-    assert worker_env(sys.executable)["PYTHONPATH"] != project_root()  # ours: everything we see
+    assert "PYTHONPATH" not in worker_env(str(link)) and "VIRTUAL_ENV" not in worker_env(str(link))
+    assert worker_env(sys.executable)["PYTHONPATH"]  # ours: everything we see
+    assert python_command(None, "m", "x") == [sys.executable, "-m", "m", "x"]
+    # without site-packages (-S stands in for a bare environment), the checkout alone is chipbench
+    probe = "import sys, chipbench.models.zoo as z; print(z.__file__, sys.argv[1:])"
+    (tmp_path / "probe.py").write_text(probe)
+    cmd = python_command(str(link), "probe", "--flag")
+    out = subprocess.run(
+        [cmd[0], "-S", *cmd[1:]],
+        cwd=tmp_path,
+        env={**worker_env(str(link)), "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    zoo, argv = out.stdout.split(" ", 1)
+    assert Path(zoo) == ROOT / "models" / "zoo.py" and argv.strip() == "['--flag']"
 
 
 def _with_positions(recs, b_first_pairs):
@@ -323,7 +342,7 @@ def test_crossover_removes_a_position_effect_and_reports_it():
 
 
 def test_crossover_matches_the_textbook_formula():
-    from bench.judging.paired import crossover
+    from chipbench.judging.paired import crossover
 
     d1, d2 = np.log([1.05, 1.07, 1.06]), np.log([1.12, 1.10])
     (ratio, lo, hi), (pos, _, _) = crossover(np.exp(d1), np.exp(d2))

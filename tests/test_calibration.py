@@ -5,7 +5,7 @@ Each cell is a machine with 4 decode cases gated together (Holm); a false alarm 
 runs in which any case failed, power the share of truly regressed cases that failed. The seeds are
 fixed, so the rates are the same in every run; each target is checked with the cell's sampling
 error (a 95% Wilson interval) where a rate near its target could be luck. The full grid, with more
-pairs per cell, is results/calibration/gate-calibration.csv (python -m bench.judging.calibration).
+pairs per cell, is results/calibration/gate-calibration.csv (python -m chipbench.judging.calibration).
 """
 
 import csv
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.judging.calibration import Cell, Rate, _record, grid, run_cell, simulate_pair
-from bench.publishing.schema import validate as validate_record
+from chipbench.judging.calibration import Cell, Rate, _record, grid, run_cell, simulate_pair
+from chipbench.publishing.schema import validate as validate_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.judging.chips import find_chip, load_chips, match_chip
-from bench.errors import UsageError
+from chipbench.judging.chips import find_chip, load_chips, match_chip
+from chipbench.errors import UsageError
 
 
 def test_every_row_of_the_shipped_table_is_valid_and_sourced():
@@ -71,7 +71,7 @@ def test_a_device_of_a_kind_the_chip_is_not_never_takes_its_roofline():
 
 
 def test_a_claim_takes_a_device_by_its_whole_name_or_an_alias():
-    from bench.judging.chips import chip_of
+    from chipbench.judging.chips import chip_of
 
     assert chip_of({"device_name": "NVIDIA H100 80GB HBM3", "backend_kind": "cuda"}).name == "NVIDIA H100 SXM"
     assert (

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.judging.claims import check, load_claims
-from bench.errors import UsageError
+from chipbench.judging.claims import check, load_claims
+from chipbench.errors import UsageError
 from tests.records import make_record, make_trials
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def test_a_ratio_whose_sides_ran_different_workloads_is_not_like_for_like(tmp_pa
 
 
 def test_a_claim_with_no_date_shows_its_source_alone(tmp_path):
-    from bench.publishing.claims_view import render
+    from chipbench.publishing.claims_view import render
 
     path = tmp_path / "claims.toml"
     path.write_text('[[claim]]\nid = "c"\nstatement = "s"\nsource = "src"\n' + H20_8B + "value = 81.7\n")
@@ -208,8 +208,8 @@ def test_a_typo_inside_numerator_is_refused(tmp_path):
 
 
 def test_a_duplicated_file_does_not_change_a_verdict(tmp_path):
-    from bench.judging.cases import Account
-    from bench.judging.claims import check_all
+    from chipbench.judging.cases import Account
+    from chipbench.judging.claims import check_all
 
     claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\ntolerance = 0.05\n')
     runs = h20_runs(80, trials=1)  # one trial: between-run variance unknown, so inconclusive...
@@ -221,8 +221,8 @@ def test_a_duplicated_file_does_not_change_a_verdict(tmp_path):
 
 
 def test_records_that_no_claim_is_about_are_counted_unmatched_not_used(tmp_path):
-    from bench.judging.cases import Account
-    from bench.judging.claims import check_all
+    from chipbench.judging.cases import Account
+    from chipbench.judging.claims import check_all
 
     claim = one(tmp_path, H20_8B + 'value = 81.7\ncompare = "about"\n')
     other = [dict(r, record_id=f"other-{i}", model="qwen3-0.6b") for i, r in enumerate(h20_runs(80, trials=2))]
@@ -311,7 +311,7 @@ def test_toml_syntax_errors_name_the_file(tmp_path):
 
 def test_the_shipped_claims_file_runs_through_the_cli():
     res = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "claims", "results/claims.toml"],
+        [sys.executable, "-m", "chipbench.cli", "claims", "results/claims.toml"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -326,7 +326,11 @@ def test_a_bad_claims_file_exits_2_with_one_line(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[[claim]]\nid = "x"\nstatement = "s"\nsource = "s"\nkind = "vibes"\n')
     res = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "claims", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "chipbench.cli", "claims", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "claim 'x': field 'kind': Input should be 'metric', 'ratio' or 'fits' (got 'vibes')" in res.stderr
@@ -562,7 +566,7 @@ def test_a_metric_claim_checks_capacity_and_the_models_context_before_speed(tmp_
     ],
 )
 def test_stack_versions_compare_as_versions(claimed, run, matches):
-    from bench.judging.claims import stack_matches
+    from chipbench.judging.claims import stack_matches
 
     assert stack_matches(claimed, run) is matches
 

@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def chipbench(*args, **kw):
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=kw.get("cwd", ROOT), timeout=300
+        [sys.executable, "-m", "chipbench.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=kw.get("cwd", ROOT),
+        timeout=300,
     )
 
 
@@ -62,9 +66,9 @@ def assert_reruns_plan_the_same_case(path):
     import json
     import shlex
 
-    from backends.registry import discover
-    from bench.cli import parser
-    from bench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
+    from chipbench.backends.registry import discover
+    from chipbench.cli import parser
+    from chipbench.measuring.suite import SuiteOptions, parse_ints, plan, split_list
 
     for rec in map(json.loads, path.read_text().splitlines()):
         head, *argv = shlex.split(rec["rerun"])
@@ -123,9 +127,9 @@ BAD = [
 
 
 def chipbench_here(capsys, *args) -> subprocess.CompletedProcess:
-    """`chipbench ARGS` in this process (bench.cli.main), as a CompletedProcess: the same code path
+    """`chipbench ARGS` in this process (chipbench.cli.main), as a CompletedProcess: the same code path
     less the interpreter start and imports (~5 s a call on these machines)."""
-    from bench.cli import main
+    from chipbench.cli import main
 
     try:
         rc = main(list(args))
@@ -153,7 +157,7 @@ def test_bad_input_from_the_installed_command_is_one_line_and_exit_2(tmp_path):
 
 
 def test_run_with_an_unavailable_backend_named_is_an_error(tmp_path):
-    from backends.registry import discover
+    from chipbench.backends.registry import discover
 
     missing = [n for n, e in discover().items() if not e.available]
     if not missing:
@@ -176,17 +180,17 @@ def test_build_reports_the_build_time():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_build_says_when_a_weight_is_not_finite(monkeypatch, capsys, bad):
-    import models.build
-    from bench.cli import main
+    import chipbench.models.build
+    from chipbench.cli import main
 
-    real = models.build.build_random
+    real = chipbench.models.build.build_random
 
     def spoiled(*args, **kwargs):
         built = real(*args, **kwargs)
         next(built.module.parameters()).data.view(-1)[7] = bad
         return built
 
-    monkeypatch.setattr(models.build, "build_random", spoiled)
+    monkeypatch.setattr(chipbench.models.build, "build_random", spoiled)
     assert main(["build", "tiny-qwen3"]) == 1
     assert "all finite: False" in capsys.readouterr().out
 
@@ -202,8 +206,8 @@ def test_the_pytest_plugin_and_the_record_commands_do_not_import_torch():
     """The plugin is loaded by every pytest run where chipbench is installed, and report / merge /
     compare only read records: neither may pay torch's seconds of import."""
     code = (
-        "import sys, bench.plugin, bench.cli, bench.options, bench.judging.compare, bench.publishing.report, "
-        "bench.publishing.tables, bench.publishing.record, bench.publishing.html_page; "
+        "import sys, chipbench.plugin, chipbench.cli, chipbench.options, chipbench.judging.compare, chipbench.publishing.report, "
+        "chipbench.publishing.tables, chipbench.publishing.record, chipbench.publishing.html_page; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bench.errors import UsageError
-from bench.judging.cases import case_stat
-from bench.judging.compare import compare_records, compare_stats
+from chipbench.errors import UsageError
+from chipbench.judging.cases import case_stat
+from chipbench.judging.compare import compare_records, compare_stats
 from tests.records import make_record, make_trials
 
 
@@ -168,9 +168,9 @@ def test_a_case_that_failed_in_the_run_fails_the_gate():
 
 
 def test_a_split_run_is_its_own_case_never_pooled_with_one_device():
-    from bench.judging.cases import group
-    from bench.publishing import tables
-    from bench.publishing.report import summary_rows
+    from chipbench.judging.cases import group
+    from chipbench.publishing import tables
+    from chipbench.publishing.report import summary_rows
 
     one = make_trials(3, seed=1, device="NVIDIA H100 80GB HBM3")
     split = make_trials(3, seed=2, tpot_s=0.012, device="NVIDIA H100 80GB HBM3", parallel="tp2", env_chips=2)
@@ -202,7 +202,7 @@ def test_a_comparison_says_when_the_sides_ran_other_weights():
 
 
 def test_two_adapters_on_one_device_are_two_cases():
-    from bench.judging.cases import group
+    from chipbench.judging.cases import group
 
     generic = make_trials(2, seed=1, backend="accelerator", kind_of_device="npu", device="Ascend910B3")
     vendor = make_trials(2, seed=2, backend="ascend-plugin", kind_of_device="npu", device="Ascend910B3")
@@ -235,7 +235,7 @@ def test_a_serving_level_that_served_part_of_its_load_gets_no_speed_verdict():
 
 
 def test_the_best_baseline_is_the_same_device_else_across_devices_never_the_run_itself():
-    from bench.judging.compare import best_baseline
+    from chipbench.judging.compare import best_baseline
 
     run = make_trials(2, device="A", seed=1)
     same = make_trials(2, device="A", seed=2)
@@ -249,7 +249,7 @@ def test_a_cpu_run_is_judged_against_baselines_of_its_own_matmul_extensions_wher
     AVX-512 BF16 machine of the same name, nor with ones that did not record their extensions, when
     a baseline on its own extensions exists (the others are counted, never dropped silently);
     without one, every record stays and the rows say so."""
-    from bench.judging.compare import best_baseline
+    from chipbench.judging.compare import best_baseline
 
     cpu = dict(device="AMD EPYC", backend="cpu", kind_of_device="cpu", env_cpu_cores=2)
     run = make_trials(2, seed=1, env_device_isa="avx2 fma", **cpu)
@@ -324,7 +324,7 @@ def test_across_devices_the_two_ceilings_are_shown_beside_the_ratio_not_as_a_cav
 
 
 def test_which_ceiling_bounds_which_metric():
-    from bench.judging.compare import bound_by
+    from chipbench.judging.compare import bound_by
 
     assert bound_by("tpot_s", "generate") == "bandwidth" and bound_by("ttft_s", "prefill") == "matmul"
     assert bound_by("ttft_s", "decode") == "bandwidth"  # tgN's prompt is one token: a decode step
@@ -333,7 +333,7 @@ def test_which_ceiling_bounds_which_metric():
 
 
 def test_the_comparison_table_shows_the_machine_note():
-    from bench.publishing.report import render_comparison
+    from chipbench.publishing.report import render_comparison
 
     base = make_trials(3, tpot_s=0.020, seed=1, ceiling_gb_per_s=20.0)
     run = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0)
@@ -345,8 +345,8 @@ def test_the_comparison_table_shows_the_machine_note():
 
 
 def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(tmp_path, capsys):
-    from bench.cli import main
-    from bench.publishing.record import RecordWriter, read_records
+    from chipbench.cli import main
+    from chipbench.publishing.record import RecordWriter, read_records
 
     steady = make_trials(3, tpot_s=0.02, seed=1, ceiling_gb_per_s=20.0)
     drifting = make_trials(3, tpot_s=0.02, seed=2, model="qwen3-0.6b")
@@ -366,8 +366,8 @@ def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(t
 
 
 def test_a_baseline_pooled_from_cpus_with_other_matmul_extensions_says_so(tmp_path, capsys):
-    from bench.cli import main
-    from bench.publishing.record import RecordWriter
+    from chipbench.cli import main
+    from chipbench.publishing.record import RecordWriter
 
     cpu = dict(backend="cpu", backend_kind="cpu", device="Intel(R) Xeon(R) Processor")
     recs = make_trials(3, tpot_s=0.02, seed=1, env_device_isa="avx2 amx_bf16", **cpu)
@@ -384,8 +384,8 @@ def test_a_baseline_pooled_from_cpus_with_other_matmul_extensions_says_so(tmp_pa
 def test_a_baseline_pooled_from_two_software_versions_says_so(tmp_path, capsys):
     """A baseline is one configuration's noise: trials of two transformers releases pool the releases'
     difference into its noise floor, and the gate against it is looser than it looks."""
-    from bench.cli import main
-    from bench.publishing.record import RecordWriter
+    from chipbench.cli import main
+    from chipbench.publishing.record import RecordWriter
 
     recs = make_trials(3, tpot_s=0.02, seed=1, env_transformers="5.24.0")
     recs[2]["env_transformers"] = "5.25.0"
@@ -399,8 +399,8 @@ def test_a_baseline_pooled_from_two_software_versions_says_so(tmp_path, capsys):
 
 
 def test_a_baseline_reads_the_rate_measured_right_after_each_case(tmp_path, capsys):
-    from bench.cli import main
-    from bench.publishing.record import RecordWriter
+    from chipbench.cli import main
+    from chipbench.publishing.record import RecordWriter
 
     recs = make_trials(3, tpot_s=0.02, seed=1, ceiling_gb_per_s=20.0)  # the suite's start looked steady
     for rec, beside in zip(recs, (19.5, 20.0, 14.0)):  # the third trial's case ran in a slow spell
@@ -478,7 +478,7 @@ def test_a_comparison_names_the_software_that_differs_and_still_gates():
 
 
 def test_a_software_difference_every_row_shares_is_said_once_under_the_table():
-    from bench.publishing.report import render_comparison
+    from chipbench.publishing.report import render_comparison
 
     run = [
         dict(r, env_transformers="5.25.0") for r in make_trials(3, seed=5) + make_trials(3, workload="pp512", seed=6)
@@ -498,7 +498,7 @@ def test_a_software_difference_every_row_shares_is_said_once_under_the_table():
 def test_the_json_comparison_is_strict_json_where_a_prior_gave_infinite_degrees_of_freedom():
     import json
 
-    from bench.publishing.report import render_comparison
+    from chipbench.publishing.report import render_comparison
 
     run, base = [make_record(tpot_s=0.021, seed=1)], [make_record(tpot_s=0.020, seed=2)]
     comparison = compare_records(run, base, metrics=["decode_tok_per_s"], threshold=0.95)

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from bench.judging.correctness import GateResult, _judge, check, reference_layers
-from bench.measuring.runner import Case, run_case
-from bench.measuring.workload import parse_workload
-from bench.publishing import tables
-from models.zoo import get_model
+from chipbench.judging.correctness import GateResult, _judge, check, reference_layers
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.workload import parse_workload
+from chipbench.publishing import tables
+from chipbench.models.zoo import get_model
 from tests.adapters import NoisyLogits
 
 HOST = 24 * 2**30
@@ -92,7 +92,7 @@ def test_a_correct_run_records_its_gate(cpu):
 def test_the_reference_is_computed_once_for_every_path_of_a_model(cpu, monkeypatch):
     """Gating eager and compiled (or several batch sizes) of one model reuses the fp32 reference:
     it depends on the model, dtype and seed, not on the backend's path; a wrong path still fails."""
-    from bench.judging import correctness
+    from chipbench.judging import correctness
 
     calls = []
     compute = correctness._compute_reference

@@ -3,20 +3,20 @@
 import pytest
 import torch
 
-from backends import torch_loop
-from backends.base import Generation
-from bench.measuring.runner import Case, run_case
-from bench.measuring.selftest import check_all, check_timing_waits
-from bench.measuring.workload import parse_workload
-from models.build import build_random
-from models.zoo import get_model
+from chipbench.backends import torch_loop
+from chipbench.backends.base import Generation
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.selftest import check_all, check_timing_waits
+from chipbench.measuring.workload import parse_workload
+from chipbench.models.build import build_random
+from chipbench.models.zoo import get_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 @pytest.fixture(scope="module")
 def cuda():
-    from backends.cuda import create
+    from chipbench.backends.cuda import create
 
     return create()
 
@@ -92,7 +92,7 @@ def test_cuda_compiled_decode_gives_the_eager_tokens_and_a_compile_time(cuda, mo
 
 
 def test_cuda_compiled_run_ahead_gives_the_eager_tokens(cuda):
-    from bench.measuring.workload import prompt_ids
+    from chipbench.measuring.workload import prompt_ids
 
     w, spec = parse_workload("pp16+tg24", batch=2), get_model("tiny-qwen3")
     tokens = {}
@@ -123,7 +123,7 @@ def test_nvml_telemetry_meters_the_gpu(cuda):
 
 def test_nvml_finds_the_card_by_the_uuid_torch_gives():
     pynvml = pytest.importorskip("pynvml")
-    from bench.measuring.telemetry import nvml_handle
+    from chipbench.measuring.telemetry import nvml_handle
 
     index = torch.cuda.current_device()
     uuid = str(torch.cuda.get_device_properties(index).uuid)
@@ -156,7 +156,7 @@ def test_the_same_seed_gives_the_same_weights_on_cpu_and_cuda():
 )
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_cuda_backend_passes_the_correctness_gate(cuda, model, dtype, seed):
-    from bench.judging.correctness import check
+    from chipbench.judging.correctness import check
 
     r = check(cuda, get_model(model), dtype, seed, 64 * 2**30)
     assert r.correct, r

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.publishing.schema import FIELDS, metric_field_types
+from chipbench.publishing.schema import FIELDS, metric_field_types
 
 CI = Path(__file__).resolve().parents[1] / ".ci"
 

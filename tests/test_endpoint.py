@@ -7,7 +7,7 @@ import random
 import re
 import time
 
-from backends.openai_endpoint import (
+from chipbench.backends.openai_endpoint import (
     SALT_TOKENS,
     EndpointError,
     StreamResult,
@@ -18,8 +18,8 @@ from backends.openai_endpoint import (
     single_token_words,
     text_prompt,
 )
-from bench.measuring.runner import Case, run_case
-from bench.measuring.workload import parse_workload
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.workload import parse_workload
 from tests.conftest import SERVER_LOGS, free_port
 
 MODEL = "tiny-qwen3"  # what the shared llama_server serves
@@ -71,7 +71,7 @@ def test_a_server_that_stops_short_fails_the_case(server, monkeypatch):
 def test_the_text_prompt_is_one_token_per_word_on_the_server(server):
     import httpx
 
-    from models.zoo import get_model
+    from chipbench.models.zoo import get_model
 
     text = text_prompt(list(range(40)), get_model(MODEL).vocab)
     from tests.conftest import SERVER_KEY
@@ -118,8 +118,8 @@ def test_no_round_warmup_or_check_is_served_from_the_servers_prompt_cache(server
     """llama.cpp's server keeps the last prompt's state and skips whatever prefix a new request
     shares with it ("full prompt already cached", "N prefix-match hit" in its log): the same prompt
     every round would time no prefill at all. Salted requests share nothing with the one before."""
-    import backends.openai_endpoint as ep
-    from bench.measuring.selftest import check_all
+    import chipbench.backends.openai_endpoint as ep
+    from chipbench.measuring.selftest import check_all
 
     monkeypatch.setattr(ep, "_SALT", random.Random(0))  # the test's draws fixed; a run's come from the OS
     start = _log_size(server)
@@ -150,8 +150,8 @@ def test_timed_requests_reuse_the_warmups_connections(server):
 def test_a_server_that_runs_another_model_size_fails_the_case(server):
     """The roofline and the claims judge an endpoint case by the named model's bytes: where the server
     says what it runs (llama.cpp's server lists meta.n_params and n_embd), another size fails."""
-    from models.counts import facts
-    from models.zoo import get_model
+    from chipbench.models.counts import facts
+    from chipbench.models.zoo import get_model
 
     backend = create("openai:" + server)
     assert backend.probe().available
@@ -171,7 +171,7 @@ def test_a_server_that_runs_another_model_size_fails_the_case(server):
 
 
 def test_a_server_that_wants_a_key_gets_it_from_the_environment_and_never_in_a_record(server, monkeypatch):
-    from backends.openai_endpoint import API_KEY_ENV
+    from chipbench.backends.openai_endpoint import API_KEY_ENV
     from tests.conftest import SERVER_KEY
 
     rec = run_case(create("openai:" + server), case(server), check=False)  # the session's server wants a key
@@ -184,9 +184,9 @@ def test_a_server_that_wants_a_key_gets_it_from_the_environment_and_never_in_a_r
 
 
 def test_no_server_at_the_address_is_a_reason_and_asked_by_name_an_error():
-    from backends.registry import discover
-    from bench.errors import UsageError
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.registry import discover
+    from chipbench.errors import UsageError
+    from chipbench.measuring.suite import SuiteOptions, plan
 
     url = f"openai:http://127.0.0.1:{free_port()}/v1"
     assert "no OpenAI-compatible server answered" in create(url).probe().reason
@@ -218,7 +218,7 @@ def test_served_counts_must_match_the_request():
 
 
 def test_a_prompt_the_server_tokenises_to_another_length_fails_the_case(server, monkeypatch):
-    import backends.openai_endpoint as ep
+    import chipbench.backends.openai_endpoint as ep
 
     real = ep.text_prompt
     monkeypatch.setattr(ep, "text_prompt", lambda ids, vocab: real(ids, vocab) + " se")  # 2 tokens here
@@ -243,7 +243,7 @@ def test_a_serving_levels_connections_are_all_open_before_it_starts():
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from types import SimpleNamespace
 
-    from backends.openai_endpoint import _client
+    from chipbench.backends.openai_endpoint import _client
 
     ports = []
 

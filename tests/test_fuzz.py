@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.errors import UsageError
-from bench.judging.cases import Account
-from bench.judging.claims import check_all, parse_claims
-from bench.judging.compare import compare_records
-from bench.judging.paired import ab_rows
-from bench.publishing import tables
-from bench.publishing.record import read_records
+from chipbench.errors import UsageError
+from chipbench.judging.cases import Account
+from chipbench.judging.claims import check_all, parse_claims
+from chipbench.judging.compare import compare_records
+from chipbench.judging.paired import ab_rows
+from chipbench.publishing import tables
+from chipbench.publishing.record import read_records
 from tests.records import make_record, make_trials
 
 FUZZ = settings(
@@ -190,7 +190,7 @@ def test_the_loader_accepts_only_valid_records_and_they_survive_downstream(tmp_p
 
 
 def _valid(rec) -> bool:
-    from bench.publishing.schema import validate
+    from chipbench.publishing.schema import validate
 
     try:
         validate(json.loads(json.dumps(rec, allow_nan=True)))
@@ -264,7 +264,7 @@ def test_the_claims_parser_refuses_in_one_line_or_yields_decidable_claims(data):
 @FUZZ
 @given(st.binary(max_size=300))
 def test_the_claims_file_reader_survives_any_bytes(tmp_path, data):
-    from bench.judging.claims import load_claims
+    from chipbench.judging.claims import load_claims
 
     path = tmp_path / "c.toml"
     path.write_bytes(data)
@@ -273,7 +273,7 @@ def test_the_claims_file_reader_survives_any_bytes(tmp_path, data):
 
 
 def run_cli(argv) -> int:
-    from bench.cli import main
+    from chipbench.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -366,7 +366,7 @@ def test_host_load_is_flagged_only_beyond_the_counters_slack_and_never_cleared_u
 
     import psutil
 
-    from bench.measuring import hostload
+    from chipbench.measuring import hostload
 
     cpus = psutil.cpu_count() or 1
     Times = namedtuple("scputimes", "user nice system idle iowait irq softirq steal guest guest_nice")

@@ -8,13 +8,13 @@ import torch
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
-from backends import torch_loop  # noqa: E402
-from bench.judging.correctness import check  # noqa: E402
-from bench.measuring.runner import Case, run_case  # noqa: E402
-from bench.measuring.workload import parse_workload  # noqa: E402
-from models import gguf_export  # noqa: E402
-from models.build import build_random  # noqa: E402
-from models.zoo import get_model  # noqa: E402
+from chipbench.backends import torch_loop  # noqa: E402
+from chipbench.judging.correctness import check  # noqa: E402
+from chipbench.measuring.runner import Case, run_case  # noqa: E402
+from chipbench.measuring.workload import parse_workload  # noqa: E402
+from chipbench.models import gguf_export  # noqa: E402
+from chipbench.models.build import build_random  # noqa: E402
+from chipbench.models.zoo import get_model  # noqa: E402
 
 FAMILIES = ["tiny-qwen3", "tiny-qwen2.5", "tiny-qwen3-untied", "tiny-qwen3-moe"]
 HOST = 24 * 2**30
@@ -24,7 +24,7 @@ HOST = 24 * 2**30
 def llama(tmp_path_factory):
     import os
 
-    from backends.llamacpp import create
+    from chipbench.backends.llamacpp import create
 
     old = os.environ.get("CHIPBENCH_CACHE")
     os.environ["CHIPBENCH_CACHE"] = str(tmp_path_factory.mktemp("gguf-cache"))
@@ -129,16 +129,16 @@ def test_a_quantised_record_carries_the_files_bytes_and_its_verdict(llama):
 
 
 def test_the_timing_self_test_passes_on_llama_cpp(llama):
-    from bench.measuring.selftest import check_timing_waits
+    from chipbench.measuring.selftest import check_timing_waits
 
     result = check_timing_waits(llama)
     assert result.passed, result.describe()
 
 
 def test_a_family_the_exporter_does_not_write_is_refused_by_name():
-    from backends.registry import discover
-    from bench.errors import UsageError
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.registry import discover
+    from chipbench.errors import UsageError
+    from chipbench.measuring.suite import SuiteOptions, plan
 
     with pytest.raises(UsageError, match="cannot run model 'tiny-qwen3.5'"):
         plan(SuiteOptions(backends=("llamacpp",), models=("tiny-qwen3.5",)), discover())
@@ -149,8 +149,8 @@ def test_weight_repacking_is_off_where_ggml_has_its_amx_path(llama, monkeypatch)
     with it load without extra buffer types, and the records say so; the setting overrides."""
     import llama_cpp
 
-    from backends.llamacpp import EXTRA_BUFTS_ENV, extra_buffers
-    from bench.errors import UsageError
+    from chipbench.backends.llamacpp import EXTRA_BUFTS_ENV, extra_buffers
+    from chipbench.errors import UsageError
 
     monkeypatch.delenv(EXTRA_BUFTS_ENV, raising=False)
     amx = "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode()

@@ -6,10 +6,10 @@ import time
 import pytest
 from scipy import stats as st
 
-from bench.errors import UsageError
-from bench.measuring.metrics import Round, inter_token_latencies, round_metrics
-from bench.stats import summarize
-from bench.measuring.workload import Workload, parse_workload, prompt_ids
+from chipbench.errors import UsageError
+from chipbench.measuring.metrics import Round, inter_token_latencies, round_metrics
+from chipbench.stats import summarize
+from chipbench.measuring.workload import Workload, parse_workload, prompt_ids
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_stolen_cpu_time_is_not_counted_as_other_processes_work():
     other process is blamed; the steal is said once, as steal."""
     from collections import namedtuple
 
-    from bench.measuring import hostload
+    from chipbench.measuring import hostload
 
     Times = namedtuple("scputimes", "user nice system idle iowait irq softirq steal guest guest_nice")
     busy, total, steal = hostload._machine_times(Times(70, 0, 10, 100, 0, 0, 0, 20, 5, 0))
@@ -121,7 +121,7 @@ def test_one_tick_of_stolen_time_in_a_short_trial_flags_nothing_the_counters_can
     cleared: unknown, with why); the same shares over 10 s are beyond the counters' slack."""
     from collections import namedtuple
 
-    from bench.measuring import hostload
+    from chipbench.measuring import hostload
 
     Times = namedtuple("scputimes", "user nice system idle iowait irq softirq steal guest guest_nice")
     tick = hostload._tick_s()
@@ -158,7 +158,7 @@ def test_the_cpu_time_of_processes_the_case_started_is_its_own():
     import subprocess
     import sys
 
-    from bench.measuring import hostload
+    from chipbench.measuring import hostload
 
     spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
     before = hostload.sample()
@@ -182,7 +182,7 @@ def test_a_server_on_this_host_is_found_by_its_port_and_one_elsewhere_is_not_our
     import os
     import socket
 
-    from bench.measuring import hostload
+    from chipbench.measuring import hostload
 
     with socket.socket() as listening, socket.socket() as idle:
         listening.bind(("127.0.0.1", 0))
@@ -196,7 +196,7 @@ def test_a_server_on_this_host_is_found_by_its_port_and_one_elsewhere_is_not_our
 
 
 def test_a_local_server_that_cannot_be_seen_leaves_other_processes_unknown_not_zero():
-    from bench.measuring import hostload
+    from chipbench.measuring import hostload
 
     before, after = hostload.sample(None), hostload.sample(None)
     assert before.own_s is None and after.own_note
@@ -208,7 +208,7 @@ def test_a_local_server_that_cannot_be_seen_leaves_other_processes_unknown_not_z
 
 def test_a_one_token_probe_is_not_said_to_have_a_token_gap():
     """The long-prefill probe makes one token: the lag is judged against its step, and the line says so."""
-    from bench.measuring.selftest import TimingCheck
+    from chipbench.measuring.selftest import TimingCheck
 
     one = TimingCheck(True, 0.007, 6.9, 6.9, 2048, 1).describe()
     assert "median token gap" not in one and "1 token, no gap: its step is the yardstick; e2e 6900.0 ms" in one

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from bench.errors import UsageError
-from models.build import allocate, build_random, load_local
-from models.counts import decode_step_bytes, facts, flops_per_token, least_decode_step_bytes, prefill_flops
-from models.zoo import MODELS, get_model
+from chipbench.errors import UsageError
+from chipbench.models.build import allocate, build_random, load_local
+from chipbench.models.counts import decode_step_bytes, facts, flops_per_token, least_decode_step_bytes, prefill_flops
+from chipbench.models.zoo import MODELS, get_model
 
 # shared/reference/qwen-architectures.md, "Derived figures": total, active, bf16 GB, KV KiB/token
 REFERENCE = {
@@ -147,7 +147,7 @@ def test_random_weights_are_the_same_values_in_every_dtype():
 
 
 def test_a_tensor_is_made_of_independently_seeded_chunks():
-    from models.build import CHUNK, chunk_bytes
+    from chipbench.models.build import CHUNK, chunk_bytes
 
     # a chunk depends only on (key, chunk number): chunks can be made in any order, on any thread
     assert (chunk_bytes(7, 3, 100) == chunk_bytes(7, 3, CHUNK)[:100]).all()
@@ -217,8 +217,8 @@ def test_local_weights_in_the_published_per_expert_layout_load_into_the_fused_ex
     modules fuse them. The seeded model written by save_pretrained has that published layout."""
     from safetensors.torch import load_file, save_file
 
-    from models.build import build_random, load_local
-    from models.hf_export import export_dir
+    from chipbench.models.build import build_random, load_local
+    from chipbench.models.hf_export import export_dir
 
     monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path / "cache"))
     spec = get_model("tiny-qwen3-moe")
@@ -244,7 +244,7 @@ def test_an_exporter_refuses_a_model_the_host_cannot_hold_before_building_it(tmp
 
     import psutil
 
-    from models import build, gguf_export, hf_export
+    from chipbench.models import build, gguf_export, hf_export
 
     monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path))
     monkeypatch.setattr(psutil, "virtual_memory", lambda: collections.namedtuple("vm", "total")(2**30))

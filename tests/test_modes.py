@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from bench.errors import UsageError
-from bench.measuring.runner import Case, run_case
-from bench.measuring.workload import parse_workload, prompt_ids
-from models.zoo import get_model
+from chipbench.errors import UsageError
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.workload import parse_workload, prompt_ids
+from chipbench.models.zoo import get_model
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_one_prefill_graph_serves_every_prompt_length_and_a_one_token_prompt_is_
     the eager loop's at every length."""
     import torch
 
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     dec = _decoder(tiny_module, batch=2, max_len=48, prefill=False)  # a tg case's: its prompt is one token
     assert dec.prefill is None and dec.prefill_compile_time_s is None
@@ -66,7 +66,7 @@ def test_one_prefill_graph_serves_every_prompt_length_and_a_one_token_prompt_is_
 def test_a_prefill_that_does_not_compile_runs_eager_and_says_why(tiny_module, monkeypatch):
     import torch
 
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     def refused(fn, *args, **kwargs):
         if fn.__name__ == "prefill":
@@ -93,7 +93,7 @@ def test_a_prefill_that_does_not_compile_runs_eager_and_says_why(tiny_module, mo
 def test_a_compiled_record_with_an_eager_prefill_is_its_own_path():
     """TTFT through an eager prefill is other work than through a compiled one: compiled records
     made before the prefill was compiled (no prefill_path) and hybrids' are "compiled, eager prefill"."""
-    from bench.judging.cases import path_key
+    from chipbench.judging.cases import path_key
 
     rec = {"exec_path": "compiled", "parallel": "none"}
     assert path_key({**rec, "prefill_path": "compiled"}) == "compiled"
@@ -108,7 +108,7 @@ def test_an_eager_case_has_no_compile_facts(cpu):
 
 
 def _decoder(model, batch=1, max_len=24, prefill=True):
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     return torch_loop.build_static_decoder(model, batch, max_len, "cpu", lambda: None, prefill=prefill)
 
@@ -117,7 +117,7 @@ def _decoder(model, batch=1, max_len=24, prefill=True):
 def tiny_module():
     import torch
 
-    from models.build import build_random
+    from chipbench.models.build import build_random
 
     return build_random(get_model("tiny-qwen3"), torch.float32, "cpu", seed=0).module
 
@@ -142,7 +142,7 @@ def test_a_graph_break_in_the_compiled_step_is_counted_and_said(tiny_module, mon
 def test_skipped_cuda_graphs_are_said(tiny_module, monkeypatch):
     """Inductor refuses CUDA graphs for a CPU graph: reduce-overhead asked for on the CPU is the
     skip a CUDA step would meet (mutated inputs, CPU ops), seen through the same counters."""
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     monkeypatch.setattr(torch_loop, "compile_mode", lambda device: "reduce-overhead")
     dec = _decoder(tiny_module)
@@ -153,7 +153,7 @@ def test_skipped_cuda_graphs_are_said(tiny_module, monkeypatch):
 def test_a_recompile_while_generating_is_counted(tiny_module):
     import torch
 
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     dec = _decoder(tiny_module)
     torch.compiler.reset()  # the compiled code is gone: the prefill and the step compile again
@@ -166,7 +166,7 @@ def test_the_compile_time_says_whether_inductor_compiled_anew_or_read_its_cache(
     """A compile of the same step takes 31 s cold and 7 s once inductor's on-disk cache holds it
     (qwen3-0.6b on a 2-core Xeon), so compile_time_s alone cannot be compared across runs: the
     record says which it was. A fresh cache directory misses; the same step built again reads it."""
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     assert torch_loop.cache_outcome((0, 0, 0), (0, 0, 0)) is None
     assert torch_loop.cache_outcome((1, 2, 0), (3, 2, 0)) == "hit"
@@ -207,7 +207,7 @@ def test_the_compiled_step_skips_dynamos_guard_checks_once_built(tiny_module):
     import torch
     import torch._dynamo.eval_frame as frames
 
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     dec = _decoder(tiny_module)
     compiled, seen = dec.step, []
@@ -234,9 +234,9 @@ def test_inductor_settings_from_the_environment_name_the_compiled_path(tiny_modu
     """A step compiled under TORCHINDUCTOR_* settings that change its kernels is other code than
     the default's: the record says which, its path carries them, its rerun sets them again, and a
     failed trial stays in the same cell. Caches, logs and the compiler's own workers do not count."""
-    from backends.torch_loop import inductor_flags
-    from bench.judging.cases import path_key
-    from bench.measuring.runner import failed_record
+    from chipbench.backends.torch_loop import inductor_flags
+    from chipbench.judging.cases import path_key
+    from chipbench.measuring.runner import failed_record
 
     assert (
         inductor_flags(
@@ -273,7 +273,7 @@ def test_the_correctness_gate_checks_the_compiled_path(compiled_case):
 
 @pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen3-moe", "tiny-qwen3-next"])
 def test_compiled_and_eager_give_the_same_greedy_tokens(cpu, model):
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     spec = get_model(model)
     if refused := cpu.ops.compile_refuses(spec):  # this torch would abort the test process
@@ -301,10 +301,10 @@ def test_compiled_and_eager_give_the_same_greedy_tokens(cpu, model):
 
 
 def test_a_device_that_cannot_compile_runs_eager_and_says_why():
-    from backends.cpu import create
+    from chipbench.backends.cpu import create
     from dataclasses import replace
 
-    from backends.torch_device import TorchBackend
+    from chipbench.backends.torch_device import TorchBackend
 
     backend = TorchBackend("nocompile", replace(create().ops, compile_unsupported="not verified here"))
     rec = run_case(backend, Case("nocompile", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1, mode="compiled"))
@@ -317,7 +317,7 @@ def test_hybrids_run_eager_where_this_torch_miscompiles_them_on_the_cpu(monkeypa
     process abort that would lose every later case): there the hybrid runs eager and says why."""
     import torch
 
-    from backends.cpu import compile_refuses, create
+    from chipbench.backends.cpu import compile_refuses, create
 
     for version, refused in (("2.11.0+cu130", True), ("2.12.1", True), ("2.13.0+cpu", False), ("2.14.0", False)):
         assert (compile_refuses(get_model("tiny-qwen3.5"), version) is not None) is refused, version
@@ -332,8 +332,8 @@ def test_hybrids_run_eager_where_this_torch_miscompiles_them_on_the_cpu(monkeypa
 
 
 def test_modes_are_checked_before_anything_runs():
-    from backends.registry import discover
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.registry import discover
+    from chipbench.measuring.suite import SuiteOptions, plan
 
     entries = discover()
     with pytest.raises(UsageError, match="unknown execution mode 'jit'; valid modes: eager, compiled"):
@@ -354,9 +354,9 @@ def test_modes_are_checked_before_anything_runs():
 def test_cuda_runs_eager_and_compiled_by_default_and_the_cpu_eager():
     """A GPU's default suite times both the host-bound eager loop and the chip-bound compiled step;
     --bench-mode still decides when given."""
-    from backends.base import Probe
-    from backends.registry import Entry
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.base import Probe
+    from chipbench.backends.registry import Entry
+    from chipbench.measuring.suite import SuiteOptions, plan
     from tests.adapters import Wrapped
 
     entries = {n: Entry(n, "builtin", Wrapped(n), Probe.ok()) for n in ("cpu", "cuda")}
@@ -384,9 +384,9 @@ def test_cuda_runs_eager_and_compiled_by_default_and_the_cpu_eager():
 
 
 def test_an_adapter_that_knows_only_eager_refuses_compiled():
-    from backends.base import Probe
-    from backends.registry import Entry
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.base import Probe
+    from chipbench.backends.registry import Entry
+    from chipbench.measuring.suite import SuiteOptions, plan
 
     class EagerOnly:
         name = "eageronly"
@@ -406,8 +406,8 @@ def test_an_adapter_that_knows_only_eager_refuses_compiled():
 
 
 def test_eager_and_compiled_are_separate_cases_in_tables_and_comparisons(compiled_case, cpu):
-    from bench.judging.compare import compare_records
-    from bench.publishing import tables
+    from chipbench.judging.compare import compare_records
+    from chipbench.publishing import tables
 
     eager = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8+tg6", batch=2), rounds=2))
     t = tables.build([eager, compiled_case])

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from bench.measuring.distributed import fit_advice
-from models.zoo import get_model
+from chipbench.measuring.distributed import fit_advice
+from chipbench.models.zoo import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,8 +26,8 @@ def test_the_model_directory_holds_exactly_the_seeded_weights(tmp_path, monkeypa
     them again on loading: the round trip through from_pretrained gives the built tensors back."""
     from transformers import AutoModelForCausalLM
 
-    from models.build import build_random
-    from models.hf_export import export_dir
+    from chipbench.models.build import build_random
+    from chipbench.models.hf_export import export_dir
 
     monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path))
     spec = get_model("tiny-qwen3-moe")
@@ -46,7 +46,9 @@ SPLIT_MODELS = ["tiny-qwen3-untied", "tiny-qwen2.5", "tiny-qwen3-moe"]
 @pytest.fixture(scope="module")
 def split_checks(tmp_path_factory):
     """The three models' checks in one torchrun launch (each launch costs two fresh imports of torch)."""
-    r = torchrun(["-m", "bench.measuring.distributed", ",".join(SPLIT_MODELS), "fp32"], tmp_path_factory.mktemp("tp"))
+    r = torchrun(
+        ["-m", "chipbench.measuring.distributed", ",".join(SPLIT_MODELS), "fp32"], tmp_path_factory.mktemp("tp")
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return {o["model"]: o for o in map(json.loads, r.stdout.strip().splitlines()[-len(SPLIT_MODELS) :])}
 
@@ -66,7 +68,7 @@ def test_a_suite_under_torchrun_writes_one_tp2_record_from_rank_0(tmp_path):
     r = torchrun(
         [
             "-m",
-            "bench.cli",
+            "chipbench.cli",
             "run",
             "--backend",
             "cpu",
@@ -84,7 +86,7 @@ def test_a_suite_under_torchrun_writes_one_tp2_record_from_rank_0(tmp_path):
         tmp_path,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    from bench.publishing.record import read_records
+    from chipbench.publishing.record import read_records
 
     recs = read_records(str(out))
     assert len(recs) == 1, "rank 0 alone writes"
@@ -139,7 +141,7 @@ def test_pytest_benchmark_under_torchrun_reports_and_saves_one_result(tmp_path):
 
 def test_the_ceilings_command_under_torchrun_prints_the_ranks_sum_once(tmp_path):
     r = torchrun(
-        ["-m", "bench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32", "--ceiling-window", "0.3", "--json"],
+        ["-m", "chipbench.cli", "ceilings", "--backend", "cpu", "--dtype", "fp32", "--ceiling-window", "0.3", "--json"],
         tmp_path,
         timeout=300,
     )
@@ -150,9 +152,9 @@ def test_the_ceilings_command_under_torchrun_prints_the_ranks_sum_once(tmp_path)
 
 SUMMED = """
 import json
-import bench.measuring.ceilings as c
-from backends.cpu import create
-from bench.measuring import distributed
+import chipbench.measuring.ceilings as c
+from chipbench.backends.cpu import create
+from chipbench.measuring import distributed
 
 rank = distributed.rank()
 
@@ -171,13 +173,13 @@ try:
 except RuntimeError as e:
     failed = str(e)
 peaks = distributed.total(1000 * (rank + 1)), distributed.total(None if rank else 5)
-from bench.measuring.runner import split_power
+from chipbench.measuring.runner import split_power
 
 metered = {"energy_j": 10.0 * (rank + 1), "tele_power_w": 100.0 + rank}
 power = [split_power({**metered, "backend_kind": kind}, 100) for kind in ("cuda", "cpu")]
 power.append(split_power({"backend_kind": "cuda", "energy_j": None if rank else 1.0, "tele_power_w": None}, 100))
 import time
-from bench.measuring import hostload
+from chipbench.measuring import hostload
 
 distributed.barrier()
 before = hostload.sample()
@@ -222,10 +224,10 @@ def test_a_model_too_big_for_one_device_says_which_splits_fit():
 
 
 def test_vllm_is_skipped_with_its_install_route_when_absent():
-    pytest.importorskip("backends.vllm_engine")
+    pytest.importorskip("chipbench.backends.vllm_engine")
     import importlib.util
 
-    from backends.vllm_engine import create
+    from chipbench.backends.vllm_engine import create
 
     probe = create().probe()
     if importlib.util.find_spec("vllm") is None:

@@ -8,10 +8,10 @@ import pytest
 
 # what `pytest --benchmark` imports, imported before any pytester fixture: pytester drops the modules
 # an in-process run imported, and numpy cannot be imported twice in one process
-import backends.registry  # noqa: F401
-import bench.judging.chips  # noqa: F401
-import bench.measuring.suite  # noqa: F401
-import bench.publishing.record  # noqa: F401
+import chipbench.backends.registry  # noqa: F401
+import chipbench.judging.chips  # noqa: F401
+import chipbench.measuring.suite  # noqa: F401
+import chipbench.publishing.record  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--bench-backend=cpu", "--bench-model=tiny-qwen3", "--bench-dtype=fp32", "--bench-rounds=2"]
@@ -45,7 +45,7 @@ def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_pa
     assert extra["tg8"]["decode_tok_per_s_median"] > 0 and extra["pp16"]["prefill_tok_per_s_median"] > 0
     assert data["machine_info"]["chipbench"]["backends"]["cpu"] == "available"
     assert all(b["stats"]["rounds"] == 2 for b in data["benchmarks"])
-    from bench.publishing.record import load_records
+    from chipbench.publishing.record import load_records
 
     df = load_records(js)  # the reporter reads --benchmark-json files as records
     assert len(df) == 6 and set(df["record_id"]) == {r["record_id"] for r in records}
@@ -57,14 +57,14 @@ def test_unavailable_backends_are_skipped_with_their_reason_by_default(pytester,
     )
     skipped = res.parseoutcomes().get("skipped", 0)
     res.stdout.fnmatch_lines(["*chipbench results*"])
-    from backends.registry import discover
+    from chipbench.backends.registry import discover
 
     unavailable = [n for n, e in discover().items() if not e.available]
     assert skipped == len(unavailable) and all(f"skipped backend {n}:" in res.stdout.str() for n in unavailable)
 
 
 def test_a_backend_asked_for_by_name_that_is_unavailable_is_an_error(pytester, env_path):
-    from backends.registry import discover
+    from chipbench.backends.registry import discover
 
     missing = [n for n, e in discover().items() if not e.available]
     if not missing:
@@ -196,7 +196,7 @@ def test_the_run_ends_compared_with_the_best_matching_baseline_and_says_a_device
 
 
 def test_the_run_says_where_a_16_bit_ceiling_is_fp32s_product():
-    from bench.plugin import _widened_ceilings
+    from chipbench.plugin import _widened_ceilings
 
     rec = dict(
         status="ok",
@@ -260,8 +260,8 @@ def test_results_and_baselines_are_found_when_an_option_value_made_pytest_pick_a
     baseline at all. Records still default to where pytest ran, and baselines to this checkout's."""
     from types import SimpleNamespace
 
-    from bench import PROJECT_ROOT
-    from bench.plugin import baselines_dir, results_dir
+    from chipbench import PROJECT_ROOT
+    from chipbench.plugin import baselines_dir, results_dir
 
     here, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     stray = SimpleNamespace(rootpath=elsewhere, inipath=None, invocation_params=SimpleNamespace(dir=here))

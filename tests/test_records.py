@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import UsageError
-from bench.publishing.record import FIELDS, SCHEMA_VERSION, RecordWriter, is_documented, load_records
-from bench.measuring.runner import Case, run_case
-from bench.measuring.workload import parse_workload
+from chipbench.errors import UsageError
+from chipbench.publishing.record import FIELDS, SCHEMA_VERSION, RecordWriter, is_documented, load_records
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.workload import parse_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def record():
-    from backends.cpu import create
+    from chipbench.backends.cpu import create
 
     return run_case(create(), Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp8+tg4"), rounds=2))
 
@@ -30,10 +30,10 @@ def test_every_field_of_a_record_is_documented(record):
 
 
 def test_the_docs_document_every_field():
-    from bench.publishing.record import fields_markdown
+    from chipbench.publishing.record import fields_markdown
 
     page = (ROOT / "docs" / "records.md").read_text()
-    assert fields_markdown() in page  # regenerate the block with bench.publishing.record.fields_markdown()
+    assert fields_markdown() in page  # regenerate the block with chipbench.publishing.record.fields_markdown()
     assert all(f"`{f}`" in page for f in FIELDS)
 
 
@@ -80,7 +80,7 @@ def test_malformed_lines_can_be_skipped_with_a_warning(tmp_path, record):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(record) + "\n{oops\n" + json.dumps({"schema_version": 1}) + "\n")
     warnings = []
-    from bench.publishing.record import read_records
+    from chipbench.publishing.record import read_records
 
     assert len(read_records(path, on_error="skip", warn=warnings.append)) == 1
     assert "bad.jsonl:2: not a JSON record" in warnings[0]
@@ -106,10 +106,10 @@ def test_a_missing_path_is_a_clear_error(tmp_path):
 
 KILLED_RUN = """
 import os, signal, sys
-from backends.cpu import create
-from bench.publishing.record import RecordWriter
-from bench.measuring.runner import Case, run_case
-from bench.measuring.workload import parse_workload
+from chipbench.backends.cpu import create
+from chipbench.publishing.record import RecordWriter
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.workload import parse_workload
 
 class DiesMidCase:
     def __init__(self):
@@ -160,7 +160,7 @@ def test_an_empty_file_is_a_clear_error(tmp_path):
 
 
 def test_another_suites_pytest_benchmark_file_is_named_not_misread(tmp_path, record):
-    from bench.publishing.record import read_records
+    from chipbench.publishing.record import read_records
 
     path = tmp_path / "bench.json"
     path.write_text(
@@ -188,7 +188,7 @@ def test_a_write_never_glues_a_record_to_a_partial_line(tmp_path, record):
         f.write('{"schema_version": 2, "record_id": "frag')  # a full disk cut the last write short
     RecordWriter(path).write({**record, "record_id": "next"})
     warnings = []
-    from bench.publishing.record import read_records
+    from chipbench.publishing.record import read_records
 
     got = read_records(path, on_error="skip", warn=warnings.append)
     assert [r["record_id"] for r in got] == [record["record_id"], "next"]
@@ -234,7 +234,7 @@ def test_non_finite_numbers_are_refused_on_reading(tmp_path, record, token):
 
 
 def test_undecodable_bytes_cost_only_their_line_with_skip(tmp_path, record):
-    from bench.publishing.record import read_records
+    from chipbench.publishing.record import read_records
 
     path = tmp_path / "r.jsonl"
     path.write_bytes(
@@ -253,8 +253,8 @@ def test_records_of_schema_version_1_are_still_read():
 
 
 def test_the_published_json_schemas_are_current():
-    from bench.judging.claims import claims_json_schema
-    from bench.publishing.schema import json_schema, json_schema_text
+    from chipbench.judging.claims import claims_json_schema
+    from chipbench.publishing.schema import json_schema, json_schema_text
 
     # regenerate with `chipbench schema records --out results/schema/record.schema.json` (and claims)
     assert (ROOT / "results/schema/record.schema.json").read_text() == json_schema_text(json_schema())

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from backends.registry import discover, get_backend
-from bench.errors import UsageError
-from bench.measuring.runner import Case, run_case
-from bench.measuring.workload import parse_workload
+from chipbench.backends.registry import discover, get_backend
+from chipbench.errors import UsageError
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.workload import parse_workload
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def test_an_unavailable_backend_says_why():
 
 
 PLUGIN = '''
-from backends.cpu import create as _cpu
+from chipbench.backends.cpu import create as _cpu
 
 class VendorBackend:
     """What a vendor ships: its own adapter, registered as an entry point."""
@@ -91,7 +91,7 @@ def test_an_installed_entry_point_backend_is_found_and_runs(installed_plugins):
 
 
 def test_a_plugins_trials_run_in_workers_and_name_its_distribution(installed_plugins):
-    from bench.measuring.trials import run_trials
+    from chipbench.measuring.trials import run_trials
 
     entries = discover()
     recs = run_trials(
@@ -121,7 +121,7 @@ def test_a_plugin_cannot_shadow_a_builtin(installed_plugins):
 def test_chipbench_list_shows_plugins(installed_plugins):
     env = {"PYTHONPATH": f"{installed_plugins}:{ROOT}", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "list", "backends"], capture_output=True, text=True, env=env, cwd=ROOT
+        [sys.executable, "-m", "chipbench.cli", "list", "backends"], capture_output=True, text=True, env=env, cwd=ROOT
     )
     assert out.returncode == 0, out.stderr
     assert "vendorx" in out.stdout and "plugin failed to load" in out.stdout
@@ -129,17 +129,17 @@ def test_chipbench_list_shows_plugins(installed_plugins):
 
 
 def test_the_contract_page_is_made_from_the_one_declaration():
-    from backends.base import contract_markdown
+    from chipbench.backends.base import contract_markdown
 
     assert contract_markdown() in (Path(__file__).resolve().parents[1] / "docs" / "backends.md").read_text()
 
 
 def test_the_harness_reads_optional_capabilities_only_through_the_declared_contract():
     """No module of the harness probes a backend or its handle with getattr / hasattr of its own:
-    it asks backends.base.capability() for a name declared in OPTIONAL, with its default."""
+    it asks chipbench.backends.base.capability() for a name declared in OPTIONAL, with its default."""
     import ast
 
-    from backends.base import OPTIONAL
+    from chipbench.backends.base import OPTIONAL
 
     declared = {c.name for c in OPTIONAL}
     root = Path(__file__).resolve().parents[1] / "bench"

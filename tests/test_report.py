@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.publishing import tables
-from bench.errors import UsageError
-from bench.publishing.html_page import to_html
-from bench.publishing.record import RecordWriter
+from chipbench.publishing import tables
+from chipbench.errors import UsageError
+from chipbench.publishing.html_page import to_html
+from chipbench.publishing.record import RecordWriter
 from tests.records import make_record, make_trials
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ def write(path, *records):
 
 def chipbench(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+        [sys.executable, "-m", "chipbench.cli", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
     )
 
 
@@ -264,7 +264,7 @@ def test_the_report_fits_the_page_or_scrolls_in_its_own_box(tmp_path):
     assert max(t["verdict_rights"]) <= t["box_right"] <= page["viewport"]
     assert all(right <= page["viewport"] for right in page["images"])
     # every metric asked for: wider than the page, so it scrolls inside its own box; the page does not
-    from bench.measuring.metrics import METRICS
+    from chipbench.measuring.metrics import METRICS
 
     wide = _layout(
         tmp_path, to_html(tables.build(_many_devices(2), metrics=(*tables.DEFAULT_METRICS, *METRICS))), width=900
@@ -324,8 +324,8 @@ REAL_RUNS = [
 
 
 def test_charts_of_real_runs_have_readable_ticks_and_legends_off_the_data():
-    from bench.publishing import html_page, serving_view
-    from bench.publishing.record import read_records
+    from chipbench.publishing import html_page, serving_view
+    from chipbench.publishing.record import read_records
 
     records = list(read_records(*REAL_RUNS))
     table = tables.build(records)
@@ -345,7 +345,7 @@ def test_charts_of_real_runs_have_readable_ticks_and_legends_off_the_data():
 
 
 def test_throughput_bars_are_linear_from_zero_for_close_values():
-    from bench.publishing import html_page
+    from chipbench.publishing import html_page
 
     recs = [make_record(tpot_s=1 / v, device=f"Chip {v}", seed=v) for v in (394, 401, 408)]
     fig = html_page.throughput_chart(tables.build(recs))
@@ -356,7 +356,7 @@ def test_throughput_bars_are_linear_from_zero_for_close_values():
 
 @pytest.mark.parametrize("values", [(30, 45), (0.6, 130), (0.5, 3000), (12, 13)])
 def test_latency_axes_are_plain_numbers_over_any_span(values):
-    from bench.publishing import html_page
+    from chipbench.publishing import html_page
 
     recs = [make_record(tpot_s=v / 1e3, ttft_s=v / 1e3, device=f"Chip {i}", seed=i) for i, v in enumerate(values)]
     fig = html_page.distribution_chart(recs)
@@ -366,9 +366,9 @@ def test_latency_axes_are_plain_numbers_over_any_span(values):
 
 
 def test_markdown_escapes_html_from_records_in_every_table():
-    from bench.judging.compare import compare_records
-    from bench.publishing import serving_view
-    from bench.publishing.report import render_comparison
+    from chipbench.judging.compare import compare_records
+    from chipbench.publishing import serving_view
+    from chipbench.publishing.report import render_comparison
 
     evil = '<img src=x onerror="alert(1)">'
     recs = [make_record(device=evil, model="qwen3-8b"), make_record(device="Chip B", seed=2, model="m<b>|x")]
@@ -395,8 +395,8 @@ def test_markdown_escapes_html_from_records_in_every_table():
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_the_comparison_page_keeps_its_verdicts_on_the_page(tmp_path):
-    from bench.judging.compare import compare_records
-    from bench.publishing.report import render_comparison
+    from chipbench.judging.compare import compare_records
+    from chipbench.publishing.report import render_comparison
 
     run = make_trials(3, tpot_s=0.021, device="Accelerator model 1 with a long marketing name", seed=1)
     base = make_trials(3, tpot_s=0.020, device="Accelerator model 1 with a long marketing name", seed=2)
@@ -408,7 +408,7 @@ def test_the_comparison_page_keeps_its_verdicts_on_the_page(tmp_path):
 
 def test_the_summary_says_which_spread_its_plus_minus_is():
     """One trial has no between-trial spread: its ± is the rounds', and the caption says so."""
-    from bench.publishing.report import summary_rows, summary_table
+    from chipbench.publishing.report import summary_rows, summary_table
 
     one = [make_record(tpot_s=0.02, spread=0.05, rounds=9)]
     (row,) = summary_rows(one)
@@ -417,7 +417,7 @@ def test_the_summary_says_which_spread_its_plus_minus_is():
 
 
 def test_the_serving_footnote_names_every_slo_its_levels_were_judged_by():
-    from bench.publishing import serving_view
+    from chipbench.publishing import serving_view
 
     level = dict(kind="serve", serve_requests=4, serve_ok=4, goodput_fraction=1.0)
     strict = dict(make_record(workload="pp128+tg64", slo_ttft_s=0.5, slo_tpot_s=0.05, **level), workload="c1")
@@ -429,7 +429,7 @@ def test_the_serving_footnote_names_every_slo_its_levels_were_judged_by():
 
 
 def test_a_levels_unsent_requests_are_not_called_sent():
-    from bench.publishing import serving_view
+    from chipbench.publishing import serving_view
 
     cut = dict(
         make_record(workload="pp128+tg64"),
@@ -457,7 +457,7 @@ def test_the_environment_gives_a_cpus_matmul_extensions():
 
 
 def test_terminal_tables_align_text_left_and_figures_right():
-    from bench.publishing.tables import plain_table
+    from chipbench.publishing.tables import plain_table
 
     text = plain_table(
         [

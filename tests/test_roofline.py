@@ -5,11 +5,11 @@ import time
 
 import pytest
 
-from bench.measuring.ceilings import Ceilings, check_spec
-from bench.judging.chips import find_chip
-from bench.judging.roofline import decode_ceiling_tok_per_s, roofline_fields
-from bench.measuring.runner import add_roofline
-from bench.publishing import tables
+from chipbench.measuring.ceilings import Ceilings, check_spec
+from chipbench.judging.chips import find_chip
+from chipbench.judging.roofline import decode_ceiling_tok_per_s, roofline_fields
+from chipbench.measuring.runner import add_roofline
+from chipbench.publishing import tables
 from tests.records import make_record
 
 
@@ -78,7 +78,7 @@ def test_a_split_case_is_judged_against_every_chip_it_ran_on():
 def test_an_engines_own_split_is_judged_against_its_tensor_parallel_chips(monkeypatch):
     """vLLM's tensor_parallel_size=2 on two H100s: two chips read at once (pipeline stages take
     turns, so tp2pp2 is two); the one GPU's ceilings the run measured stand for both."""
-    from bench.measuring.distributed import chips
+    from chipbench.measuring.distributed import chips
 
     for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
@@ -113,8 +113,8 @@ def test_cpu_ceilings_are_measured_in_the_benchmark_dtype(cpu):
 
 
 def test_a_real_run_records_its_roofline(cpu):
-    from bench.measuring.runner import Case, run_case
-    from bench.measuring.workload import parse_workload
+    from chipbench.measuring.runner import Case, run_case
+    from chipbench.measuring.workload import parse_workload
 
     rec = run_case(
         cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp32+tg8"), rounds=2), ceilings=cpu.ceilings("fp32")
@@ -124,7 +124,7 @@ def test_a_real_run_records_its_roofline(cpu):
 
 
 def test_user_given_peaks_replace_the_spec_row():
-    from bench.judging.chips import user_chip
+    from chipbench.judging.chips import user_chip
 
     rec = make_record(tpot_s=0.05, device="Brand-new NPU")
     add_roofline(rec, chip=user_chip(1000, 200))
@@ -133,7 +133,7 @@ def test_user_given_peaks_replace_the_spec_row():
 
 
 def test_a_named_chip_without_a_row_is_said_and_falls_back_to_measured_ceilings():
-    from bench.judging.chips import resolve_chip
+    from chipbench.judging.chips import resolve_chip
 
     said = []
     chip = resolve_chip("TPU v9", None, None, warn=said.append)
@@ -152,7 +152,7 @@ def test_the_ceilings_command_reports_the_measured_roofline():
         [
             sys.executable,
             "-m",
-            "bench.cli",
+            "chipbench.cli",
             "ceilings",
             "--backend",
             "cpu",
@@ -167,7 +167,7 @@ def test_the_ceilings_command_reports_the_measured_roofline():
         timeout=120,
     )
     assert res.returncode == 0 and "memory" in res.stdout and "GB/s (best of copy and read; median round" in res.stdout
-    from backends.cpu import create
+    from chipbench.backends.cpu import create
 
     assert res.stdout.startswith(f"cpu ({create().info().device_name}): memory")  # the device's name, not its kind
     rounds = int(res.stdout.split("best of ")[-1].split(" rounds")[0])
@@ -176,7 +176,7 @@ def test_the_ceilings_command_reports_the_measured_roofline():
 
 
 def test_ceilings_are_the_best_of_rounds_over_a_window_with_the_median_kept():
-    from bench.measuring.ceilings import measure
+    from chipbench.measuring.ceilings import measure
 
     quick = measure("cpu", "fp32", lambda: None, copy_mib=8, matmul_n=64, repeats=3, window=0)
     assert quick.rounds == 3 and quick.window_s < 0.5  # no window: the minimum rounds only
@@ -190,7 +190,7 @@ def test_the_matmul_grows_only_while_its_call_stays_short():
     size whose call is short; a fast one reaches the largest size."""
     import torch
 
-    from bench.measuring.ceilings import MATMUL_SMALLEST, matmul_size, measure
+    from chipbench.measuring.ceilings import MATMUL_SMALLEST, matmul_size, measure
 
     assert matmul_size("cpu", torch.float32, lambda: None, 1024, call_s=1e-9) == MATMUL_SMALLEST
     assert matmul_size("cpu", torch.float32, lambda: None, 1024, call_s=1e9) == 1024
@@ -209,8 +209,8 @@ def test_a_16_bit_ceiling_is_the_better_of_its_own_product_and_fp32s(monkeypatch
 
     import torch
 
-    from bench.judging.roofline import roofline_fields
-    from bench.measuring import ceilings
+    from chipbench.judging.roofline import roofline_fields
+    from chipbench.measuring import ceilings
 
     fast = ceilings.linear
 
@@ -250,8 +250,8 @@ def test_a_16_bit_ceiling_is_the_better_of_its_own_product_and_fp32s(monkeypatch
 
 
 def test_the_window_comes_from_the_option_else_the_environment_else_the_device(monkeypatch):
-    from bench.errors import UsageError
-    from bench.measuring.ceilings import CPU_WINDOW_S, DEVICE_WINDOW_S, WINDOW_ENV, use_window, window_s
+    from chipbench.errors import UsageError
+    from chipbench.measuring.ceilings import CPU_WINDOW_S, DEVICE_WINDOW_S, WINDOW_ENV, use_window, window_s
 
     monkeypatch.delenv(WINDOW_ENV, raising=False)
     assert window_s("cpu") == CPU_WINDOW_S and window_s("cuda") == DEVICE_WINDOW_S
@@ -270,7 +270,7 @@ def test_the_tests_short_window_never_reaches_the_main_command(monkeypatch):
     zero window for the tests must stay out of that run."""
     from types import SimpleNamespace
 
-    from bench.measuring.ceilings import WINDOW_ENV
+    from chipbench.measuring.ceilings import WINDOW_ENV
     from tests import conftest
 
     for benchmark, expected in ((True, None), (False, "0")):
@@ -295,7 +295,7 @@ def test_a_ceiling_measured_while_the_device_rate_moved_says_so_in_the_flag():
 
 
 def test_ceilings_spread_each_synchronisation_over_enough_calls():
-    from bench.measuring.ceilings import MAX_CALLS, _Probe
+    from chipbench.measuring.ceilings import MAX_CALLS, _Probe
 
     log = []
     # a call that returns at once (a kernel launch), and a wait: one wait per timed stretch, however fast
@@ -326,7 +326,7 @@ def test_beating_only_a_measured_ceiling_names_the_ceiling_among_the_causes():
 
 
 def test_the_summary_shows_each_case_beside_its_roofline_share_and_correctness():
-    from bench.publishing.report import summary_rows, summary_table
+    from chipbench.publishing.report import summary_rows, summary_table
 
     ok = make_record(
         tpot_s=0.031,
@@ -359,7 +359,7 @@ class _OnDevice:
         self.name, self.device, self.measured = name, device, measured
 
     def info(self):
-        from backends.base import DeviceInfo
+        from chipbench.backends.base import DeviceInfo
 
         return DeviceInfo(backend=self.name, kind="cpu", device_name=self.device, device_count=1, memory_bytes=1)
 
@@ -371,7 +371,7 @@ class _OnDevice:
 
 
 def test_backends_on_one_device_are_judged_against_one_measured_ceiling():
-    from bench.measuring.runner import shared_ceilings
+    from chipbench.measuring.runner import shared_ceilings
 
     measured, cache = [], {}
     torch_cpu, llama = _OnDevice("cpu", "Xeon", measured), _OnDevice("llamacpp", "Xeon", measured)
@@ -399,8 +399,8 @@ def test_the_ceilings_measured_right_after_a_case_say_which_cause_of_a_flag_fits
 
 
 def test_the_ceilings_beside_each_case_are_a_few_rounds_and_none_with_a_zero_window(cpu, monkeypatch):
-    from bench.measuring.ceilings import BESIDE_ROUNDS, WINDOW_ENV
-    from bench.measuring.runner import beside_ceilings
+    from chipbench.measuring.ceilings import BESIDE_ROUNDS, WINDOW_ENV
+    from chipbench.measuring.runner import beside_ceilings
 
     assert beside_ceilings(cpu, "fp32") is None  # the tests' zero window: no rounds beside cases
     monkeypatch.delenv(WINDOW_ENV)
@@ -417,7 +417,7 @@ def test_the_ceilings_beside_each_case_are_a_few_rounds_and_none_with_a_zero_win
 def test_the_cpu_bandwidth_probe_outsizes_the_last_level_cache(tmp_path):
     """A buffer the caches hold measures the cache: an EPYC 9684X has 12 core complexes of 96 MB L3
     each, and a sum spread over them reads each share from its own L3."""
-    from bench.measuring.ceilings import cpu_copy_mib, last_level_cache_bytes
+    from chipbench.measuring.ceilings import cpu_copy_mib, last_level_cache_bytes
 
     for cpu in range(4):  # two L3 instances of 96 MB, each shared by two CPUs; per-CPU L1 and L2
         for index, (level, kind, size, shared) in enumerate(
@@ -446,10 +446,10 @@ def test_a_record_made_with_the_old_prefill_count_is_read_as_one_made_today(tmp_
     ceiling is no longer flagged as a MEASUREMENT ERROR at 120%."""
     import json
 
-    from bench.judging import roofline
-    from bench.publishing.record import read_records
-    from models.counts import flops_per_token, prefill_flops
-    from models.zoo import get_model
+    from chipbench.judging import roofline
+    from chipbench.publishing.record import read_records
+    from chipbench.models.counts import flops_per_token, prefill_flops
+    from chipbench.models.zoo import get_model
 
     spec = get_model("qwen3-0.6b")
     ceil = Ceilings(

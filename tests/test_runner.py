@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.measuring.runner import Case, run_case
-from bench.measuring.selftest import check_timing_waits
-from bench.measuring.workload import Workload, parse_workload
+from chipbench.measuring.runner import Case, run_case
+from chipbench.measuring.selftest import check_timing_waits
+from chipbench.measuring.workload import Workload, parse_workload
 from tests.adapters import CrashesOn, DeviceTensorTokens, LazyClock, StopsEarly
 
 
@@ -72,10 +72,10 @@ def test_a_context_overflow_is_refused_before_loading(cpu):
 
 
 def test_a_dtype_the_backend_cannot_run_is_refused_before_anything_runs():
-    from backends.registry import Entry
-    from backends.base import Probe
-    from bench.errors import UsageError
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.registry import Entry
+    from chipbench.backends.base import Probe
+    from chipbench.errors import UsageError
+    from chipbench.measuring.suite import SuiteOptions, plan
     from tests.adapters import Wrapped
 
     class Fp32Only(Wrapped):
@@ -98,8 +98,8 @@ def test_a_dtype_the_backend_cannot_run_is_refused_before_anything_runs():
 
 
 def test_peak_memory_is_set_beside_the_analytic_weights_and_cache(cpu):
-    from models.counts import facts
-    from models.zoo import get_model
+    from chipbench.models.counts import facts
+    from chipbench.models.zoo import get_model
 
     rec = run_case(cpu, case(model="tiny-qwen3-next", workload="pp16+tg8", batch=2))
     f = facts(get_model("tiny-qwen3-next"))
@@ -114,15 +114,16 @@ def test_a_models_freed_memory_is_handed_back_before_the_next_case_can_count_it(
     """On the CPU a case's peak is the process's resident set: memory the allocator kept from the
     model before it (another backend's, the self-test's) counted in the next case's peak (a llama.cpp
     pp512 after the torch cases read 2.89 GiB where alone it reads 1.5). Every release trims it."""
-    from bench import plugin
-    from bench.judging import correctness
+    from chipbench import plugin
+    from chipbench.judging import correctness
+    from chipbench.models.zoo import get_model
 
     trims = []
     monkeypatch.setattr(correctness, "release_host_memory", lambda: trims.append(1))
     assert run_case(cpu, case(rounds=1), check=False)["status"] == "ok" and trims == [1]  # CaseRun.close
     trims.clear()
     state = object.__new__(plugin.SuiteState)
-    state.loaded = (None, cpu, cpu.load(__import__("models.zoo").zoo.get_model("tiny-qwen3"), "fp32", seed=0))
+    state.loaded = (None, cpu, cpu.load(get_model("tiny-qwen3"), "fp32", seed=0))
     state.release()
     assert state.loaded is None and trims == [1]
 
@@ -144,7 +145,7 @@ def test_a_soak_is_filled_by_time_not_by_a_count_taken_from_the_warmup():
     10 s soak: 80 rounds, not 100), and rounds are added only while the soak is unfilled."""
     from dataclasses import replace
 
-    from bench.measuring.runner import soak_rounds, soak_unfilled
+    from chipbench.measuring.runner import soak_rounds, soak_unfilled
 
     c = replace(case(workload="tg16", rounds=2), soak_s=10.0)
     assert soak_rounds(c, [(5.0, 5.1)]) == 80
@@ -157,9 +158,9 @@ def test_a_soak_is_filled_by_time_not_by_a_count_taken_from_the_warmup():
 
 
 def test_a_soak_must_be_positive():
-    from backends.registry import discover
-    from bench.errors import UsageError
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.registry import discover
+    from chipbench.errors import UsageError
+    from chipbench.measuring.suite import SuiteOptions, plan
 
     with pytest.raises(UsageError, match="soak must be a number of seconds > 0, got -1"):
         plan(SuiteOptions(backends=("cpu",), soak_s=-1), discover())
@@ -178,7 +179,7 @@ def test_device_clock_times_are_used_when_they_agree_with_the_host_stamps():
 
 
 def test_device_times_agree_with_the_host_within_a_constant_lag_and_a_bounded_spread():
-    from bench.measuring.runner import clocks_agree
+    from chipbench.measuring.runner import clocks_agree
 
     assert clocks_agree((0.010, 0.020, 0.030), [0.0099, 0.0199, 0.0299]) == (True, pytest.approx(0, abs=1e-12))
     assert not clocks_agree((0.010, 0.020), [0.012, 0.022])[0]  # the device's token after the host saw it
@@ -197,10 +198,10 @@ def test_device_clock_times_that_disagree_are_not_used():
 
 
 def test_several_named_backends_each_run_what_they_can_and_list_the_rest():
-    from backends.base import Probe
-    from backends.registry import Entry
-    from bench.errors import UsageError
-    from bench.measuring.suite import SuiteOptions, plan
+    from chipbench.backends.base import Probe
+    from chipbench.backends.registry import Entry
+    from chipbench.errors import UsageError
+    from chipbench.measuring.suite import SuiteOptions, plan
     from tests.adapters import Wrapped
 
     class Fp32Only(Wrapped):
@@ -247,7 +248,7 @@ class HostEvent:
 def test_with_stream_events_the_loop_queues_the_next_step_before_taking_a_token():
     import torch
 
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     log = []
 
@@ -292,8 +293,8 @@ def test_the_loop_tells_a_device_that_waits_for_the_host_from_one_the_host_waits
 
     import torch
 
-    from backends import torch_loop
-    from bench.measuring.runner import HOST_BOUND_FRAC, host_step
+    from chipbench.backends import torch_loop
+    from chipbench.measuring.runner import HOST_BOUND_FRAC, host_step
 
     def step(token, i):
         time.sleep(host_s)  # the host's own work: launching the step
@@ -311,7 +312,7 @@ def test_the_loop_tells_a_device_that_waits_for_the_host_from_one_the_host_waits
 
 
 def test_the_host_share_of_a_step_is_recomputed_from_stamps_and_waits():
-    from bench.measuring.runner import host_step
+    from chipbench.measuring.runner import host_step
 
     assert host_step((0.0, 1.0, 2.0, 3.0), [0.5, 0.9, 0.9, 0.9]) == pytest.approx((0.1, 0.1))
     assert host_step((0.0, 1.0, 2.0), [0.5, 0.0, 0.0]) == pytest.approx((1.0, 1.0))  # the device waited
@@ -326,8 +327,8 @@ def test_records_say_when_the_device_waited_for_the_host(cpu):
     ops finish as they are called, measures nothing (not 'host-bound')."""
     from dataclasses import replace
 
-    from backends.torch_device import TorchBackend
-    from bench.publishing.report import summary_rows
+    from chipbench.backends.torch_device import TorchBackend
+    from chipbench.publishing.report import summary_rows
 
     events = TorchBackend("cpu-events", replace(cpu.ops, event=HostEvent))
     rec = run_case(events, case(workload="pp8+tg6", backend="cpu-events", rounds=2), check=False)
@@ -343,9 +344,9 @@ def test_records_say_when_the_device_waited_for_the_host(cpu):
 def test_the_one_step_ahead_loop_gives_the_lock_step_tokens_and_agreeing_clocks(cpu, mode):
     from dataclasses import replace
 
-    from backends.torch_device import TorchBackend
-    from bench.measuring.workload import prompt_ids
-    from models.zoo import get_model
+    from chipbench.backends.torch_device import TorchBackend
+    from chipbench.measuring.workload import prompt_ids
+    from chipbench.models.zoo import get_model
 
     events = TorchBackend("cpu-events", replace(cpu.ops, event=HostEvent))
     w, spec = parse_workload("pp8+tg6", batch=2), get_model("tiny-qwen3")
@@ -368,13 +369,13 @@ def test_the_one_step_ahead_loop_gives_the_lock_step_tokens_and_agreeing_clocks(
 def test_each_timing_loop_gets_its_own_self_test(cpu, monkeypatch):
     from dataclasses import replace
 
-    from backends.torch_device import TorchBackend
-    from bench.measuring.selftest import suite_check, timing_loop
+    from chipbench.backends.torch_device import TorchBackend
+    from chipbench.measuring.selftest import suite_check, timing_loop
 
     events = TorchBackend("cpu-events", replace(cpu.ops, event=HostEvent))
     assert [timing_loop(cpu, m) for m in ("eager", "compiled")] == ["lock-step", "lock-step"]
     assert [timing_loop(events, m) for m in ("eager", "compiled")] == ["lock-step", "run-ahead"]
-    from backends import torch_loop
+    from chipbench.backends import torch_loop
 
     built = []
     build = torch_loop.build_static_decoder
@@ -393,11 +394,11 @@ def test_chipbench_run_self_tests_each_loop_it_times(cpu, tmp_path, monkeypatch,
     loops before reporting, and each record carries its own loop's proof."""
     from dataclasses import replace
 
-    from backends import registry
-    from backends.base import Probe
-    from backends.torch_device import TorchBackend
-    from bench.cli import main
-    from bench.publishing.record import read_records
+    from chipbench.backends import registry
+    from chipbench.backends.base import Probe
+    from chipbench.backends.torch_device import TorchBackend
+    from chipbench.cli import main
+    from chipbench.publishing.record import read_records
 
     events = TorchBackend("cpuev", replace(cpu.ops, event=HostEvent))
     real = registry.discover
@@ -444,7 +445,7 @@ def test_cpu_records_say_which_matmul_extensions_the_cpu_has(cpu):
     code torch dispatches to."""
     from pathlib import Path
 
-    from backends.cpu import MATMUL_ISA
+    from chipbench.backends.cpu import MATMUL_ISA
 
     extra = cpu.info().extra
     assert isinstance(extra["cpu_capability"], str) and extra["cpu_capability"]

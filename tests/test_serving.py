@@ -3,8 +3,8 @@ the sweep's records, table and curve; and the arithmetic on hand-made request ti
 
 import pytest
 
-from bench.errors import UsageError
-from bench.measuring.serving import Load, LoadRun, RequestResult, peak_in_flight, serve_fields
+from chipbench.errors import UsageError
+from chipbench.measuring.serving import Load, LoadRun, RequestResult, peak_in_flight, serve_fields
 
 MODEL = "tiny-qwen3"
 
@@ -64,8 +64,8 @@ def test_level_figures_from_hand_made_timings():
 def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
     import json
 
-    from bench.cli import main
-    from bench.publishing.record import read_records
+    from chipbench.cli import main
+    from chipbench.publishing.record import read_records
 
     out = tmp_path / "serve.jsonl"
     rc = main(
@@ -103,7 +103,7 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
     json.dumps(recs)
     import shlex
 
-    from bench.cli import parser
+    from chipbench.cli import parser
 
     for r, level in zip(recs, ("1", "2")):  # each level's rerun is the serve line of that level alone
         head, *argv = shlex.split(r["rerun"])
@@ -121,8 +121,8 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
 
 
 def test_a_rate_level_and_its_time_bound(llama_server):
-    from backends.openai_endpoint import create
-    from bench.measuring.serving import serve_record
+    from chipbench.backends.openai_endpoint import create
+    from chipbench.measuring.serving import serve_record
 
     backend = create("openai:" + llama_server)
     assert backend.probe().available
@@ -137,7 +137,7 @@ def test_a_rate_level_and_its_time_bound(llama_server):
 
 
 def test_the_report_shows_the_serving_table_and_curve(llama_server, tmp_path):
-    from bench.cli import main
+    from chipbench.cli import main
 
     out = tmp_path / "serve.jsonl"
     assert (
@@ -174,13 +174,13 @@ def test_the_report_shows_the_serving_table_and_curve(llama_server, tmp_path):
 
 
 def test_serving_needs_a_server_backend():
-    from bench.cli import main
+    from chipbench.cli import main
 
     assert main(["serve", "--backend", "cpu", "--model", MODEL, "--concurrency", "1"]) == 2
 
 
 def test_a_level_that_cannot_run_is_a_failed_record_that_says_how_to_rerun_it():
-    from bench.measuring.serving import serve_record
+    from chipbench.measuring.serving import serve_record
 
     class Gone:
         name = "openai:http://127.0.0.1:9/v1"
@@ -200,9 +200,9 @@ def test_a_levels_requests_find_their_connections_open(llama_server, monkeypatch
     import re
     import time
 
-    from backends.openai_endpoint import create
-    from bench.measuring import env
-    from bench.measuring.serving import serve_record
+    from chipbench.backends.openai_endpoint import create
+    from chipbench.measuring import env
+    from chipbench.measuring.serving import serve_record
     from tests.conftest import SERVER_LOGS
 
     with open(SERVER_LOGS[llama_server]) as f:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import stats
+from chipbench import stats
 
 
 def test_holm_adjusts_step_down_and_keeps_order():

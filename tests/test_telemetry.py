@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from bench.measuring.telemetry import Nvml, Sampler
+from chipbench.measuring.telemetry import Nvml, Sampler
 
 
 class FakeBoard:
@@ -150,8 +150,8 @@ def test_energy_is_summed_per_round_only_where_the_counter_resolves_the_rounds()
 
 
 def test_each_round_reads_the_counters_just_before_and_just_after_its_clock(cpu):
-    from bench.measuring.runner import Case, CaseRun
-    from bench.measuring.workload import parse_workload
+    from chipbench.measuring.runner import Case, CaseRun
+    from chipbench.measuring.workload import parse_workload
 
     run = CaseRun(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg8"), rounds=2))
     run.sampler = Sampler([FakeBoard(t_hot=float("inf"))])  # not started: only the edge reads
@@ -183,8 +183,8 @@ def test_nothing_readable_is_not_metered_never_zero():
 
 
 def test_a_cpu_record_says_what_was_and_was_not_metered(cpu):
-    from bench.measuring.runner import Case, run_case
-    from bench.measuring.workload import parse_workload
+    from chipbench.measuring.runner import Case, run_case
+    from chipbench.measuring.workload import parse_workload
 
     rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg16"), rounds=2))
     names = {"tele_clock_mhz": "clock", "tele_power_w": "power", "energy_j": "energy", "throttled_rounds": "throttling"}
@@ -232,7 +232,7 @@ A, B = "1a2b3c4d-0000-1111-2222-333344445555", "9f8e7d6c-0000-1111-2222-33334444
 
 @pytest.mark.parametrize("str_uuids", [True, False])
 def test_nvml_reads_the_card_torch_runs_on_not_the_one_at_its_index(str_uuids):
-    from bench.measuring.telemetry import nvml_handle
+    from chipbench.measuring.telemetry import nvml_handle
 
     # CUDA_VISIBLE_DEVICES=1: torch's cuda:0 is NVML's second GPU; torch gives the UUID bare
     nvml = FakeNvmlLibrary([f"GPU-{A}", f"GPU-{B}"], str_uuids=str_uuids)
@@ -241,7 +241,7 @@ def test_nvml_reads_the_card_torch_runs_on_not_the_one_at_its_index(str_uuids):
 
 
 def test_nvml_never_guesses_which_of_several_cards_runs():
-    from bench.measuring.telemetry import nvml_handle
+    from chipbench.measuring.telemetry import nvml_handle
 
     with pytest.raises(LookupError, match=r"no NVML device matches torch's cuda:0 .* among NVML's 2 GPU"):
         nvml_handle(FakeNvmlLibrary([f"GPU-{A}", f"GPU-{B}"]), 0, None)

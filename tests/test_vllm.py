@@ -9,10 +9,10 @@ import torch
 
 pytest.importorskip("vllm")
 
-from backends import torch_loop  # noqa: E402
-from bench.judging.correctness import check  # noqa: E402
-from models.build import build_random  # noqa: E402
-from models.zoo import get_model  # noqa: E402
+from chipbench.backends import torch_loop  # noqa: E402
+from chipbench.judging.correctness import check  # noqa: E402
+from chipbench.models.build import build_random  # noqa: E402
+from chipbench.models.zoo import get_model  # noqa: E402
 
 MODEL = "qwen3-0.6b"
 
@@ -20,7 +20,7 @@ MODEL = "qwen3-0.6b"
 @pytest.fixture(scope="module")
 def loaded():
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    from backends.vllm_engine import create
+    from chipbench.backends.vllm_engine import create
 
     backend = create()
     handle = backend.load(get_model(MODEL), "fp32", seed=0)

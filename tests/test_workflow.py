@@ -58,7 +58,7 @@ def test_the_merge_job_runs_here_on_two_runners_records(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "bench.cli",
+                "chipbench.cli",
                 "run",
                 "--backend",
                 "cpu",

@@ -14,7 +14,7 @@ the threshold (regression 1 - THRESHOLD: every case exactly at the gate's edge, 
 call below it more than GATE_ALPHA of the time); and the power (larger regressions: the share of
 rows that failed).
 
-    python -m bench.judging.calibration [--reps 200] [--out results/calibration/gate-calibration.csv]
+    python -m chipbench.judging.calibration [--reps 200] [--out results/calibration/gate-calibration.csv]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.judging.compare import compare_records
+from chipbench.judging.compare import compare_records
 
 THRESHOLD = 0.95
 CASES = 4
@@ -231,7 +231,7 @@ def summary(df) -> str:
 def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
-    p = argparse.ArgumentParser(prog="python -m bench.judging.calibration", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m chipbench.judging.calibration", description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=200, help="simulated pairs per cell (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench import stats
+from chipbench import stats
 
 STATISTIC = "median of each trial's rounds; geometric mean over trials"
 SPREAD = "± the stdev between trials (between the rounds of a single trial)"  # CaseStat.spread

@@ -12,8 +12,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from bench import PROJECT_ROOT
-from bench.errors import UsageError
+from chipbench import PROJECT_ROOT
+from chipbench.errors import UsageError
 
 CHIPS_FILE = PROJECT_ROOT / "results" / "chips.toml"
 CONFIDENCE = ("A", "B", "?")  # a row made from peaks the user gives has confidence "user"

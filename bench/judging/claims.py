@@ -52,15 +52,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench import stats
-from bench.judging.chips import Chip, chip_of, load_chips, match_chip, read_toml
-from bench.judging import cases
-from bench.judging.compare import compare_stats
-from bench.errors import UsageError
-from bench.measuring.metrics import METRICS
-from bench.measuring.workload import parse_workload
-from models.counts import DTYPE_BYTES, facts, flops_per_token, least_decode_step_bytes, prefill_flops
-from models.zoo import MODELS, get_model
+from chipbench import stats
+from chipbench.judging.chips import Chip, chip_of, load_chips, match_chip, read_toml
+from chipbench.judging import cases
+from chipbench.judging.compare import compare_stats
+from chipbench.errors import UsageError
+from chipbench.measuring.metrics import METRICS
+from chipbench.measuring.workload import parse_workload
+from chipbench.models.counts import DTYPE_BYTES, facts, flops_per_token, least_decode_step_bytes, prefill_flops
+from chipbench.models.zoo import MODELS, get_model
 
 KINDS = ("metric", "ratio", "fits")
 COMPARES = ("at_least", "at_most", "about")

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from backends import torch_loop
-from backends.base import capability
-from models.build import build_random, parse_dtype
-from models.counts import facts
-from models.zoo import ModelSpec
+from chipbench.backends import torch_loop
+from chipbench.backends.base import capability
+from chipbench.models.build import build_random, parse_dtype
+from chipbench.models.counts import facts
+from chipbench.models.zoo import ModelSpec
 
 BASE_TOLERANCE = {
     "fp32": 1e-4,

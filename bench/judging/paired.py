@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from bench import stats
-from bench.stats import crossover, paired_ratio
-from bench.judging.cases import Account, dedupe, path_key, trial_samples
-from bench.judging.compare import resolve_metric
-from bench.measuring.metrics import METRICS
+from chipbench import stats
+from chipbench.stats import crossover, paired_ratio
+from chipbench.judging.cases import Account, dedupe, path_key, trial_samples
+from chipbench.judging.compare import resolve_metric
+from chipbench.measuring.metrics import METRICS
 
 ARMS = ("A", "B")
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench.errors import UsageError
-from bench.measuring.workload import parse_workload
-from models.counts import DTYPE_BYTES, QUANT_BYTES, decode_step_bytes, facts, flops_per_token, prefill_flops
-from models.zoo import get_model
+from chipbench.errors import UsageError
+from chipbench.measuring.workload import parse_workload
+from chipbench.models.counts import DTYPE_BYTES, QUANT_BYTES, decode_step_bytes, facts, flops_per_token, prefill_flops
+from chipbench.models.zoo import get_model
 
 
 def case_work(rec: dict) -> dict:
@@ -84,7 +84,9 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         out["achieved_prefill_tflops"] = work["prefill_flops"] / rec["ttft_s_median"] / 1e12
     out["chip"] = chip.name if chip else None
     out["chip_confidence"] = chip.confidence if chip else None
-    chips = rec.get("env_chips") or 1  # a split case reads env_chips chips at once (bench.measuring.distributed.chips)
+    chips = (
+        rec.get("env_chips") or 1
+    )  # a split case reads env_chips chips at once (chipbench.measuring.distributed.chips)
     ceilings, beside = _for_chips(ceilings, chips), _for_chips(beside, chips)
     if chip:
         bandwidth, flops = chip.bandwidth_bytes_per_s, chip.peak_flops(rec["dtype"])
@@ -114,7 +116,7 @@ def recount_prefill(rec: dict) -> bool:
     """Brings a record made before 2026-12-03 to today's prefill count; True when it changed it.
 
     Those records counted the output head's product for every prompt token, where a prefill
-    computes it once per sequence (models.counts.prefill_flops): qwen3-0.6b's pp512 FLOPs, and so
+    computes it once per sequence (chipbench.models.counts.prefill_flops): qwen3-0.6b's pp512 FLOPs, and so
     its prefill MFU, read a third high, enough to flag a prefill at 77% of the ceiling as a
     MEASUREMENT ERROR (103%). Such a record is recognised by its own prefill_flops, which equals
     the old count exactly; its roofline is recomputed from what it stored (the run's ceilings, the
@@ -130,8 +132,8 @@ def recount_prefill(rec: dict) -> bool:
     old = rec["batch"] * p * flops_per_token(spec, p // 2)
     if rec["prefill_flops"] != old or prefill_flops(spec, p, rec["batch"]) == old:
         return False
-    from bench.judging.chips import load_chips
-    from bench.measuring.ceilings import Ceilings
+    from chipbench.judging.chips import load_chips
+    from chipbench.measuring.ceilings import Ceilings
 
     chips = rec.get("env_chips") or 1  # stored ceilings already span the case's chips: ranks=chips keeps them so
 

@@ -6,7 +6,7 @@ others measure the drift between invocations when there are two or more), and pr
 `chipbench baseline` says of all of them: per case, the smallest regression a gate against this
 baseline catches. Identical code must never FAIL.
 
-    python -m bench.measuring.aa [--invocations 3] [--repeats 3] [--fail-below 0.95] [--out DIR] [-- chipbench run options]
+    python -m chipbench.measuring.aa [--invocations 3] [--repeats 3] [--fail-below 0.95] [--out DIR] [-- chipbench run options]
 
 Without run options it runs the default CPU suite (`chipbench run --backend cpu`); the records and
 the comparison are kept in --out.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.measuring.aa", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m chipbench.measuring.aa", description=__doc__.splitlines()[0])
     p.add_argument(
         "--invocations",
         type=int,
@@ -49,7 +49,17 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"invocation {name}: chipbench run {' '.join(run_options)} --repeats {args.repeats}", flush=True)
         rc = subprocess.run(
-            [sys.executable, "-m", "bench.cli", "run", *run_options, "--repeats", str(args.repeats), "--out", str(path)]
+            [
+                sys.executable,
+                "-m",
+                "chipbench.cli",
+                "run",
+                *run_options,
+                "--repeats",
+                str(args.repeats),
+                "--out",
+                str(path),
+            ]
         ).returncode
         if rc not in (0, 1):
             return rc
@@ -57,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     compare = [
         sys.executable,
         "-m",
-        "bench.cli",
+        "chipbench.cli",
         "compare",
         str(files[-1]),
         "--baseline",
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = subprocess.run(compare).returncode
     print((out / "compare.md").read_text())
     subprocess.run(
-        [sys.executable, "-m", "bench.cli", "baseline", *map(str, files), "--fail-below", str(args.fail_below)]
+        [sys.executable, "-m", "chipbench.cli", "baseline", *map(str, files), "--fail-below", str(args.fail_below)]
     )
     print(
         "A/A: identical code "

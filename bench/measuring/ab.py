@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bench.errors import UsageError
+from chipbench.errors import UsageError
 
 ARM_KEYS = ("backend", "mode", "dtype", "inductor", "python", "label")
 ORDERS = ("alternate", "fixed")
@@ -79,7 +79,7 @@ def inductor_env(text: str, which: str = "B") -> dict[str, str]:
     A name must be a setting inductor reads from the environment (its config module names
     TORCHINDUCTOR_<NAME>) and one that can change the kernels (a cache, log or worker setting
     cannot, and would leave both arms' compiled paths the same)."""
-    from backends.torch_loop import NEUTRAL_FLAG
+    from chipbench.backends.torch_loop import NEUTRAL_FLAG
 
     env = {}
     for item in text.split("+"):
@@ -116,7 +116,7 @@ def _inductor_env_names() -> set[str]:
 
 def _inherited_flags() -> str:
     """What an arm that sets no inductor settings compiles with: this environment's, or the defaults."""
-    from backends.torch_loop import inductor_flags
+    from chipbench.backends.torch_loop import inductor_flags
 
     return (inductor_flags() or "default").replace(", ", "+").replace("=", ":")
 
@@ -152,13 +152,12 @@ class Arm:
 def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: str = "eager") -> tuple[str, str]:
     """The timing self-test under another interpreter (its own torch): `chipbench selftest` there
     (`mode`: the decode probe's, for a loop that runs ahead of the host)."""
-    from bench.measuring.trials import worker_env
+    from chipbench.measuring.trials import python_command, worker_env
 
     proc = subprocess.run(
-        [
+        python_command(
             python,
-            "-m",
-            "bench.cli",
+            "chipbench.cli",
             "selftest",
             "--backend",
             backend,
@@ -170,7 +169,7 @@ def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: 
             "256",
             "--mode",
             mode,
-        ],
+        ),
         capture_output=True,
         text=True,
         env=worker_env(python),
@@ -188,7 +187,7 @@ def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm],
     """Both arms' cases, paired by model, workload and batch; any bad name or value raises UsageError."""
     from dataclasses import replace
 
-    from bench.measuring.suite import plan
+    from chipbench.measuring.suite import plan
 
     defaults = {
         "backend": common.backends[0],
@@ -241,10 +240,10 @@ def run_ab(
     log=None,
 ) -> list[dict]:
     """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists."""
-    from bench.measuring.runner import failed_record, new_series, shared_ceilings
-    from bench.measuring.selftest import probe_cache_len, suite_check, timing_loop
-    from bench.measuring.trials import Series
-    from bench.measuring.recordline import new_record_id
+    from chipbench.measuring.runner import failed_record, new_series, shared_ceilings
+    from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
+    from chipbench.measuring.trials import Series
+    from chipbench.measuring.recordline import new_record_id
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     ab_id = new_record_id()
@@ -347,6 +346,6 @@ def run_ab(
 
 
 def _headline(rec: dict) -> str:
-    from bench.measuring.metrics import HEADLINE
+    from chipbench.measuring.metrics import HEADLINE
 
     return HEADLINE.get(rec.get("kind"), "output_tok_per_s")

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import UsageError
-from models.build import parse_dtype
+from chipbench.errors import UsageError
+from chipbench.models.build import parse_dtype
 
 BEATS = 1.05  # a measured ceiling above 105% of the sheet: wrong row, or a wrong sheet
 MISSES = 0.5  # below 50%: the sheet is not what this device delivers
@@ -164,7 +164,7 @@ class Ceilings:
 def window_s(device: str, value: float | str | None = None) -> float:
     """How long the ceilings' rounds run: `value` when given, else $CHIPBENCH_CEILING_WINDOW_S, else
     CPU_WINDOW_S on the host and DEVICE_WINDOW_S on an accelerator. 0 takes the minimum rounds only,
-    and none beside each case (bench.measuring.runner.beside_ceilings)."""
+    and none beside each case (chipbench.measuring.runner.beside_ceilings)."""
     raw = value if value is not None else os.environ.get(WINDOW_ENV) or None
     if raw is None:
         return CPU_WINDOW_S if device == "cpu" else DEVICE_WINDOW_S
@@ -186,7 +186,7 @@ def use_window(value: float | None) -> None:
         window_s("cpu")  # a bad $CHIPBENCH_CEILING_WINDOW_S is refused now, not swallowed mid-run
 
 
-BESIDE_ROUNDS = 3  # the rounds measured right after each case's timed rounds (bench.measuring.runner)
+BESIDE_ROUNDS = 3  # the rounds measured right after each case's timed rounds (chipbench.measuring.runner)
 
 
 WIDER = {"bf16": "fp32", "fp16": "fp32"}  # a product of these dtypes is exact in the wider one (see above)

@@ -4,7 +4,7 @@ own tensor-parallel plan (DistributedConfig(tp_plan="auto"): the plan each Qwen 
 rank 0 alone writes records and prints. Rounds start after a barrier, so rank 0's clock starts
 when every rank is ready. gloo on CPU (this is how the tests run it: two processes), NCCL on CUDA.
 
-    torchrun --nproc-per-node 2 -m bench.cli run --backend cpu --model qwen3-0.6b
+    torchrun --nproc-per-node 2 -m chipbench.cli run --backend cpu --model qwen3-0.6b
 
 No home-made splitting: what transformers' plan cannot shard is its error, reported as the case's.
 """
@@ -113,11 +113,11 @@ def layout() -> str:
 
 def load_tensor_parallel(spec, dtype: str, seed: int, layers: int | None, device: str):
     """`spec`'s seeded weights split over this launch's ranks by transformers' tensor-parallel plan:
-    the model directory (models.hf_export) loaded with DistributedConfig(tp_plan="auto")."""
+    the model directory (chipbench.models.hf_export) loaded with DistributedConfig(tp_plan="auto")."""
     import transformers
 
-    from models.build import parse_dtype
-    from models.hf_export import export_dir
+    from chipbench.models.build import parse_dtype
+    from chipbench.models.hf_export import export_dir
 
     init(device)
     path = export_dir(spec, dtype, seed, layers) if is_lead() else None
@@ -163,9 +163,9 @@ def check_tokens(model_name: str, dtype: str = "fp32", new_tokens: int = 8, seed
     model, on every rank (each builds the single-process copy itself; rank 0's answer is printed)."""
     import torch
 
-    from backends import torch_loop
-    from models.build import build_random, parse_dtype
-    from models.zoo import get_model
+    from chipbench.backends import torch_loop
+    from chipbench.models.build import build_random, parse_dtype
+    from chipbench.models.zoo import get_model
 
     spec = get_model(model_name)
     model, _ = load_tensor_parallel(spec, dtype, seed, None, "cpu")
@@ -187,7 +187,7 @@ def check_tokens(model_name: str, dtype: str = "fp32", new_tokens: int = 8, seed
     }
 
 
-if __name__ == "__main__":  # torchrun --nproc-per-node N -m bench.measuring.distributed MODEL[,MODEL...] [DTYPE]
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m chipbench.measuring.distributed MODEL[,MODEL...] [DTYPE]
     import json
     import sys
 

@@ -10,10 +10,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import bench
-from backends.base import DeviceInfo
+import chipbench
+from chipbench.backends.base import DeviceInfo
 
-_ROOT = bench.PROJECT_ROOT
+_ROOT = chipbench.PROJECT_ROOT
 
 
 def git_commit() -> str | None:
@@ -39,7 +39,7 @@ def host_facts() -> dict:
     import torch
     import transformers
 
-    from backends.cpu import cpu_model
+    from chipbench.backends.cpu import cpu_model
 
     return {
         "env_hostname": socket.gethostname(),
@@ -72,7 +72,7 @@ def device_facts(info: DeviceInfo) -> dict:
 
 def provenance(seed: int) -> dict:
     return {
-        "harness_version": bench.__version__,
+        "harness_version": chipbench.__version__,
         "git_commit": git_commit(),
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": seed,

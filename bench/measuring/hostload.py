@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from backends.base import capability
+from chipbench.backends.base import capability
 
 # A trial counts as run on a loaded host when other processes used more than this share of all
 # CPUs, or the hypervisor stole more than STEAL_SHARE of the CPU time, while it ran.
@@ -67,7 +67,7 @@ def _cpu_mhz() -> float | None:
 def _sibling_ranks(psutil) -> list:
     """Under torchrun, the other ranks on this host (the torchrun agent's other workers): their CPU
     time is the case's own work, not a neighbour's. Empty in one process."""
-    from bench.measuring.distributed import local_world_size
+    from chipbench.measuring.distributed import local_world_size
 
     if local_world_size() <= 1:
         return []

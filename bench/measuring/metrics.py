@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.measuring.workload import Workload
+from chipbench.measuring.workload import Workload
 
 # metric name -> (unit, True when higher is better)
 METRICS: dict[str, tuple[str, bool]] = {

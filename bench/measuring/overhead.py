@@ -13,7 +13,7 @@ the harness's per-token work (the token callback with its clock read and contrac
 the loop's bookkeeping) timed over many calls, as a share of the measured TPOT.
 
 Decode tokens/s here is (N - 1) / (time of the last token - time of the first), for every
-method alike. Run: python -m bench.measuring.overhead --backend cpu --model qwen3-0.6b --dtype bf16
+method alike. Run: python -m chipbench.measuring.overhead --backend cpu --model qwen3-0.6b --dtype bf16
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import time
 
 import torch
 
-from backends import torch_loop
-from backends.registry import get_backend
-from bench.errors import UsageError
-from bench.measuring.runner import Case, CaseRun
-from bench.stats import summarize
-from bench.measuring.workload import Workload
+from chipbench.backends import torch_loop
+from chipbench.backends.registry import get_backend
+from chipbench.errors import UsageError
+from chipbench.measuring.runner import Case, CaseRun
+from chipbench.stats import summarize
+from chipbench.measuring.workload import Workload
 
 
 def harness_round(run: CaseRun) -> float:
@@ -83,7 +83,7 @@ def generate_round(model, prompt, n, sync) -> float:
 def per_token_harness_cost_s(batch: int, calls: int = 20000) -> float:
     """Seconds the harness adds per token: its callback (clock read, contract check) plus the
     loop's bookkeeping of the step, timed over many calls with host ints as a backend hands them."""
-    from bench.measuring.runner import _stamping
+    from chipbench.measuring.runner import _stamping
 
     stamps: list[float] = []
     steps: list[list[int]] = []

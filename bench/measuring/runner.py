@@ -14,14 +14,14 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from backends.base import Backend, capability
-from bench.measuring import distributed, env, hostload, telemetry
-from bench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
-from bench.measuring.recordline import SCHEMA_VERSION, new_record_id
-from bench.stats import summarize
-from bench.measuring.workload import Workload, prompt_ids
-from models.counts import facts, flops_per_token
-from models.zoo import get_model
+from chipbench.backends.base import Backend, capability
+from chipbench.measuring import distributed, env, hostload, telemetry
+from chipbench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
+from chipbench.measuring.recordline import SCHEMA_VERSION, new_record_id
+from chipbench.stats import summarize
+from chipbench.measuring.workload import Workload, prompt_ids
+from chipbench.models.counts import facts, flops_per_token
+from chipbench.models.zoo import get_model
 
 
 class BackendContractError(RuntimeError):
@@ -178,7 +178,7 @@ class CaseRun:
         return w.batch * (w.prompt_tokens if w.kind == "prefill" else w.gen_tokens)
 
     def close(self) -> None:
-        from bench.judging.correctness import release_host_memory
+        from chipbench.judging.correctness import release_host_memory
 
         self.backend.close(self.handle)
         self.handle = self.prompt = None
@@ -265,7 +265,7 @@ def _stamping(stamps: list[float], clock, batch: int):
 def refuse_if_too_big(backend, case: Case) -> None:
     """A model (weights and cache) that cannot fit the device is refused before loading, with the
     tensor-parallel sizes that would fit (the share of each rank under torchrun)."""
-    from bench.measuring import distributed
+    from chipbench.measuring import distributed
 
     try:
         memory = backend.info().memory_bytes
@@ -315,9 +315,9 @@ def add_roofline(rec: dict, ceilings=None, chip=None, beside=None) -> dict:
     """Adds the roofline fields to an ok record: against `chip` when the user named one (or gave
     peaks), else the spec row the device's name matches, and against measured ceilings (the run's
     shared ones; `beside`: those measured right after this case, as evidence)."""
-    from bench.measuring.ceilings import check_spec
-    from bench.judging.chips import match_chip
-    from bench.judging.roofline import roofline_fields
+    from chipbench.measuring.ceilings import check_spec
+    from chipbench.judging.chips import match_chip
+    from chipbench.judging.roofline import roofline_fields
 
     chip = chip or match_chip(rec.get("device_name"), backend_kind=rec.get("backend_kind"))
     rec.update(roofline_fields(rec, chip, ceilings, beside))
@@ -329,8 +329,8 @@ def add_roofline(rec: dict, ceilings=None, chip=None, beside=None) -> dict:
 
 
 def correctness(backend, case: Case, handle, host_bytes: int) -> dict:
-    """The correctness gate's record fields for this backend, model and dtype (bench.judging.correctness)."""
-    from bench.judging.correctness import check
+    """The correctness gate's record fields for this backend, model and dtype (chipbench.judging.correctness)."""
+    from chipbench.judging.correctness import check
 
     if case.weights_dir:
         return {"correct": None, "correctness_note": "not checked: real weights have no seeded reference"}
@@ -359,7 +359,7 @@ def beside_ceilings(backend, dtype: str):
     None when the backend cannot measure them, when its ceilings take no rounds (a plugin's
     `ceilings(dtype)`), when they fail, or when the window is 0 (the minimum: no rounds beside
     cases)."""
-    from bench.measuring.ceilings import BESIDE_ROUNDS, window_s
+    from chipbench.measuring.ceilings import BESIDE_ROUNDS, window_s
 
     measure = capability(backend, "ceilings")
     if measure is None or window_s("cpu") == 0:
@@ -428,7 +428,7 @@ def rerun_command(case: Case, compile_flags: str | None = None) -> str:
     args += ["--soak", f"{case.soak_s:g}"] if case.soak_s else []
     args += ["--weights", case.weights_dir] if case.weights_dir else []
     head = (
-        ["torchrun", "--nproc-per-node", str(distributed.world_size()), "-m", "bench.cli"]
+        ["torchrun", "--nproc-per-node", str(distributed.world_size()), "-m", "chipbench.cli"]
         if distributed.is_parallel()
         else ["chipbench"]
     )
@@ -575,7 +575,7 @@ def failed_record(case: Case, error: BaseException | str, device: dict, host: di
     rec.update(device)
     rec.update(host)
     if rec.get("exec_path") == "compiled":  # a failed trial stays in the cell of the compile it tried
-        from backends.torch_loop import inductor_flags
+        from chipbench.backends.torch_loop import inductor_flags
 
         rec["compile_flags"] = inductor_flags()
         rec["prefill_path"] = "compiled"  # what it tried: the path_key of its siblings that ran

@@ -19,9 +19,9 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from backends.base import Backend, capability
-from bench.measuring.workload import Workload, prompt_ids
-from models.zoo import get_model
+from chipbench.backends.base import Backend, capability
+from chipbench.measuring.workload import Workload, prompt_ids
+from chipbench.models.zoo import get_model
 
 LAG_FRACTION = 0.25  # of the median inter-token gap
 LAG_FLOOR_S = 0.002  # below this a lag is host jitter, whatever the gap

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.errors import UsageError
-from bench.measuring.metrics import Round
-from backends.base import capability
+from chipbench.errors import UsageError
+from chipbench.measuring.metrics import Round
+from chipbench.backends.base import capability
 
 # MLPerf Inference Llama-2-70B server scenario latency limits (TTFT p99 2 s, TPOT p99 200 ms)
 DEFAULT_SLO_TTFT_S = 2.0
@@ -248,8 +248,8 @@ def serve_record(
     failed requests are counted in it. A level that cannot run at all is a failed record."""
     import traceback
 
-    from bench.measuring import env
-    from bench.measuring.runner import (
+    from chipbench.measuring import env
+    from chipbench.measuring.runner import (
         Case,
         add_roofline,
         case_identity,
@@ -258,9 +258,9 @@ def serve_record(
         new_series,
         stack_fields,
     )
-    from bench.stats import summarize
-    from bench.measuring.workload import Workload
-    from models.zoo import get_model
+    from chipbench.stats import summarize
+    from chipbench.measuring.workload import Workload
+    from chipbench.models.zoo import get_model
 
     load.validate()
     trial = trial or new_series()
@@ -282,7 +282,7 @@ def serve_record(
         opener = capability(backend, "open_connections")
         if opener is not None:  # the level's first requests then pay no handshake in their TTFT
             opener(handle, min(load.concurrency or load.requests, load.requests, MAX_OPENED))
-        from bench.measuring import hostload
+        from chipbench.measuring import hostload
 
         pids = hostload.case_pids(backend)  # a server on this host works for the load, it is no neighbour
         before = hostload.sample(pids)

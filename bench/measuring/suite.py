@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from backends.registry import Entry, add_endpoints
-from bench.errors import UsageError
-from bench.measuring.runner import Case
-from bench.measuring.workload import parse_workload
-from bench.options import parse_ints, split_list  # noqa: F401  (callers import them from here too)
-from backends.torch_device import MODES
-from models.build import DTYPES, check_weights_dir
-from models.gguf_export import DTYPES as ENGINE_DTYPES
-from models.zoo import get_model
-from backends.base import capability
+from chipbench.backends.registry import Entry, add_endpoints
+from chipbench.errors import UsageError
+from chipbench.measuring.runner import Case
+from chipbench.measuring.workload import parse_workload
+from chipbench.options import parse_ints, split_list  # noqa: F401  (callers import them from here too)
+from chipbench.backends.torch_device import MODES
+from chipbench.models.build import DTYPES, check_weights_dir
+from chipbench.models.gguf_export import DTYPES as ENGINE_DTYPES
+from chipbench.models.zoo import get_model
+from chipbench.backends.base import capability
 
 # Sensible defaults per backend when the user names no model / dtype / workload / mode.
 # CPU: a llama-bench-like pp512 / tg128 on qwen3-0.6b that completes in minutes on a laptop, eager.

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.measuring.workload import WORKLOAD_HELP
+from chipbench.measuring.workload import WORKLOAD_HELP
 
 
 @dataclass(frozen=True)

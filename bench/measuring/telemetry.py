@@ -20,8 +20,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from backends.base import capability
-from backends.sensors import CpuClock, Nvml, Rapl, Source, nvml_handle  # noqa: F401  (the sensors, re-exported)
+from chipbench.backends.base import capability
+from chipbench.backends.sensors import CpuClock, Nvml, Rapl, Source, nvml_handle  # noqa: F401  (the sensors, re-exported)
 
 RATE_HZ = 10.0
 # An energy counter moves in steps (NVML's about every 10 ms by reports, RAPL's about every 1 ms), so a

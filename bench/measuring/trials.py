@@ -4,7 +4,7 @@ One process that loads a model once and times its rounds sees one state of the m
 allocation layout, one set of clocks, one neighbour. Its rounds scatter less than separate runs
 do, so an interval built from them alone calls drift a regression. A trial is therefore a fresh
 model load, warmup and timed rounds, run like pyperf's workers in a process of its own
-(`python -m bench.measuring.worker`), and its record is written as soon as it finishes. The
+(`python -m chipbench.measuring.worker`), and its record is written as soon as it finishes. The
 spread between trials is what verdicts use (bench/judging/cases.py).
 
 A backend runs its trials in workers when a fresh process can find it by name (a built-in or an
@@ -21,16 +21,16 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.measuring.runner import Case, Trial, failed_record, new_series, run_case
-from backends.base import capability
+from chipbench.errors import UsageError
+from chipbench.measuring.runner import Case, Trial, failed_record, new_series, run_case
+from chipbench.backends.base import capability
 
 MARK = "CHIPBENCH-RECORD "  # the worker's record line on stdout; anything else there is noise
 GATE_PREFIX = "correct"  # the correctness gate's fields: checked once per series, in trial 0
 
 
 def can_use_workers(name: str, backend, entries: dict) -> bool:
-    from bench.measuring import distributed
+    from chipbench.measuring import distributed
 
     if distributed.is_parallel():  # a torchrun launch's ranks run every trial together, in-process
         return False
@@ -49,21 +49,51 @@ def worker_spec(case: Case, trial: Trial, ceilings, chip, check: bool) -> dict:
 
 
 def project_root() -> str:
-    """The folder holding this checkout's bench/, backends/ and models/ packages."""
+    """The checkout whose bench/, models/ and backends/ folders are the chipbench package."""
     return str(Path(__file__).resolve().parents[2])
+
+
+# Another interpreter has no chipbench installed: this maps the package onto the checkout's folders
+# (as pyproject.toml's package-dir does) and runs the module, so only that environment's own
+# torch, transformers and engines are measured.
+_CHECKOUT = """
+import importlib.util, os, runpy, sys
+root, module = sys.argv[1], sys.argv[2]
+folders = {"chipbench": "bench", "chipbench.models": "models", "chipbench.backends": "backends"}
+class Checkout:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name in folders:
+            d = os.path.join(root, folders[name])
+            return importlib.util.spec_from_file_location(
+                name, os.path.join(d, "__init__.py"), submodule_search_locations=[d])
+sys.meta_path.insert(0, Checkout)
+sys.argv[:] = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def python_command(python: str | None, module: str, *args: str) -> list[str]:
+    """`python -m module args`: under this interpreter as is, under another through the checkout."""
+    if _is_ours(python):
+        return [sys.executable, "-m", module, *args]
+    return [python, "-c", _CHECKOUT, project_root(), module, *args]
+
+
+def _is_ours(python: str | None) -> bool:
+    # a virtual environment is known by its interpreter's path, not the binary it links to (every
+    # venv's python may link to the same one): compare paths without resolving links
+    return python is None or os.path.abspath(python) == os.path.abspath(sys.executable)
 
 
 def worker_env(python: str | None = None) -> dict:
     """The worker's environment. Under this interpreter it sees the modules this process sees
     (plugins found on a path added at run time too); under another interpreter (`python`, e.g. a
     virtual environment with other versions of torch or transformers) only this checkout is added,
-    so that interpreter's own packages are the ones measured."""
-    # a virtual environment is known by its interpreter's path, not the binary it links to (every
-    # venv's python may link to the same one): compare paths without resolving links
-    if python is None or os.path.abspath(python) == os.path.abspath(sys.executable):
+    so that interpreter's own packages are the ones measured (python_command maps the package)."""
+    if _is_ours(python):
         return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    return dict(env, PYTHONPATH=project_root())
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 
 def run_in_worker(
@@ -82,7 +112,7 @@ def run_in_worker(
     failed record saying how."""
     spec = worker_spec(case, trial, ceilings, chip, check)
     proc = subprocess.run(
-        [python or sys.executable, "-m", "bench.measuring.worker"],
+        python_command(python, "chipbench.measuring.worker"),
         input=json.dumps(spec),
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
-"""A trial's worker process: `python -m bench.measuring.worker` reads one trial's spec (JSON) on
+"""A trial's worker process: `python -m chipbench.measuring.worker` reads one trial's spec (JSON) on
 stdin, runs it in this fresh process (model load, warmup, rounds) and prints its record on one
-line starting with bench.measuring.trials.MARK. Started by bench/measuring/trials.py only."""
+line starting with chipbench.measuring.trials.MARK. Started by bench/measuring/trials.py only."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import sys
 
 
 def main() -> int:
-    from bench import use_huge_pages
+    from chipbench import use_huge_pages
 
     use_huge_pages()  # before torch: a worker started by other means than the suite gets it too
-    from backends.registry import discover
-    from bench.judging.chips import Chip
-    from bench.measuring.ceilings import Ceilings
-    from bench.measuring.runner import Case, Trial, run_case
-    from bench.measuring.trials import MARK
-    from bench.measuring.workload import Workload
-    from bench.measuring.recordline import record_json
+    from chipbench.backends.registry import discover
+    from chipbench.judging.chips import Chip
+    from chipbench.measuring.ceilings import Ceilings
+    from chipbench.measuring.runner import Case, Trial, run_case
+    from chipbench.measuring.trials import MARK
+    from chipbench.measuring.workload import Workload
+    from chipbench.measuring.recordline import record_json
 
     spec = json.loads(sys.stdin.read())
     case = Case(**{**spec["case"], "workload": Workload(**spec["case"]["workload"])})

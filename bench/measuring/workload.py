@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bench.errors import UsageError
+from chipbench.errors import UsageError
 
 if TYPE_CHECKING:
     import torch

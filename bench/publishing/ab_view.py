@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bench.judging.cases import Account
-from bench.judging.paired import PairedRow
-from bench.measuring.metrics import METRICS
-from bench.publishing.tables import md_cell
+from chipbench.judging.cases import Account
+from chipbench.judging.paired import PairedRow
+from chipbench.measuring.metrics import METRICS
+from chipbench.publishing.tables import md_cell
 
 
 def _value(v: float | None, metric: str) -> str:

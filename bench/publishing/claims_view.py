@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from bench.judging import cases
-from bench.judging.claims import Verdict
-from bench.publishing.tables import md_cell as esc
+from chipbench.judging import cases
+from chipbench.judging.claims import Verdict
+from chipbench.publishing.tables import md_cell as esc
 
 
 def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | None = None) -> str:

@@ -13,10 +13,10 @@ import math
 import re
 from datetime import datetime, timezone
 
-from bench.judging import cases
-from bench.publishing import serving_view, tables
-from bench.publishing.charts import pyplot
-from bench.measuring.metrics import HEADLINE
+from chipbench.judging import cases
+from chipbench.publishing import serving_view, tables
+from chipbench.publishing.charts import pyplot
+from chipbench.measuring.metrics import HEADLINE
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.measuring.metrics import METRICS
-from bench.stats import STAT_NAMES
-from bench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION, new_record_id, record_json  # noqa: F401  (re-exported)
-from bench.publishing.schema import FIELDS, PATTERN_FIELDS, metric_field_types, validate
+from chipbench.errors import UsageError
+from chipbench.measuring.metrics import METRICS
+from chipbench.stats import STAT_NAMES
+from chipbench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION, new_record_id, record_json  # noqa: F401  (re-exported)
+from chipbench.publishing.schema import FIELDS, PATTERN_FIELDS, metric_field_types, validate
 
 METRIC_FIELD_DOC = (
     "`<metric>_<stat>` for each metric in ("
@@ -75,7 +75,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: dict) -> None:
-        from bench.measuring import distributed
+        from chipbench.measuring import distributed
 
         if not distributed.is_lead():  # tensor parallel: rank 0's record is the measurement
             return
@@ -230,7 +230,7 @@ def read_records(*paths: str | Path, on_error: str = "fail", warn=None) -> list[
     files = _files(paths)
     if not files:
         raise UsageError(f"no record files (*.jsonl, *.json) in {', '.join(map(str, paths))}")
-    from bench.judging.roofline import recount_prefill
+    from chipbench.judging.roofline import recount_prefill
 
     records = []
     for path in files:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.measuring.metrics import HEADLINE, METRICS
+from chipbench.measuring.metrics import HEADLINE, METRICS
 
 
 def _pm(median, stdev, scale: float = 1.0, digits: int = 1) -> str:
@@ -13,10 +13,10 @@ def _pm(median, stdev, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
-    """One row per case and device over all its trials (bench.judging.cases.STATISTIC ± the spread
+    """One row per case and device over all its trials (chipbench.judging.cases.STATISTIC ± the spread
     between trials, or between the rounds of a single trial)."""
-    from bench.judging import cases
-    from bench.publishing.tables import pooled_check_text, pooled_roofline_text
+    from chipbench.judging import cases
+    from chipbench.publishing.tables import pooled_check_text, pooled_roofline_text
 
     rows = []
     for key, recs in cases.group(records).items():
@@ -73,8 +73,8 @@ def summary_table(records: list[dict]) -> str:
 
     t/s is prefill tokens/s for pp tests, decode tokens/s for tg tests, output tokens/s for pp+tg.
     """
-    from bench.judging.cases import SPREAD, STATISTIC
-    from bench.publishing.tables import plain_table
+    from chipbench.judging.cases import SPREAD, STATISTIC
+    from chipbench.publishing.tables import plain_table
 
     return plain_table(summary_rows(records)) + f"\n(each cell: the {STATISTIC}, {SPREAD})"
 
@@ -90,7 +90,7 @@ def _ratio_text(row: dict) -> str:
 
 
 def _value_text(value, metric: str, trials: int, rounds: int | None = None) -> str:
-    from bench.measuring.metrics import METRICS
+    from chipbench.measuring.metrics import METRICS
 
     if value is None:
         return "-"
@@ -160,8 +160,8 @@ def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[
 
 
 def comparison_notes(comparison, threshold) -> list[str]:
-    from bench import stats
-    from bench.judging.cases import STATISTIC
+    from chipbench import stats
+    from chipbench.judging.cases import STATISTIC
 
     notes = [
         f"Statistic: {STATISTIC}. Speed ratio: run over baseline for throughputs, baseline over run "
@@ -233,7 +233,7 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
         return buf.getvalue()
     notes += [f"Unmatched ({side}): " + " ".join(map(str, k)) for side, k in listed]
     if fmt == "html":  # the report's page style: one case cell, the table in its own box, verdicts wrap
-        from bench.publishing.html_page import _STYLE
+        from chipbench.publishing.html_page import _STYLE
 
         e = html.escape
         keys = 5  # model, dtype, test, B, path: one "case" cell, as in the report's table
@@ -259,7 +259,7 @@ def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatc
             f"</head><body><h1>chipbench comparison</h1><div class='scroll'><table><tr>{cells}</tr>{rows}"
             f"</table></div>" + "".join(f"<p class='foot'>{e(n)}</p>" for n in notes) + "</body></html>"
         )
-    from bench.publishing.tables import md_cell as esc
+    from chipbench.publishing.tables import md_cell as esc
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in body]

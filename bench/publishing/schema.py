@@ -18,10 +18,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from bench.measuring.metrics import METRICS
-from bench.stats import STAT_NAMES
+from chipbench.measuring.metrics import METRICS
+from chipbench.stats import STAT_NAMES
 
-from bench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION  # noqa: F401  (the format's version)
+from chipbench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION  # noqa: F401  (the format's version)
 
 NonNeg = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=0)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from bench.publishing.charts import pyplot
+from chipbench.publishing.charts import pyplot
 
 COLUMNS = (
     "backend",
@@ -101,7 +101,7 @@ def to_markdown(records: list[dict]) -> str:
     rows = table_rows(records)
     if not rows:
         return ""
-    from bench.publishing.tables import md_cell
+    from chipbench.publishing.tables import md_cell
 
     slos = sorted(
         {

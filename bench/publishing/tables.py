@@ -2,7 +2,7 @@
 group per device.
 
 Several runs of one case on one device are one cell over all their trials (never the newest
-alone): the statistic is bench.judging.cases.STATISTIC, the spread the stdev between trials (or
+alone): the statistic is chipbench.judging.cases.STATISTIC, the spread the stdev between trials (or
 between the rounds of a single trial), and the `n` column says how many trials and rounds, how
 many failed and how many ran on a loaded host. Every record is accounted for in the footer (used,
 failed, duplicates). The same table renders as GitHub markdown (with the metric definitions and
@@ -18,11 +18,11 @@ import json
 import re
 from dataclasses import dataclass
 
-from bench.judging import cases
-from bench.judging.cases import check_text
-from bench.judging.compare import resolve_metric
-from bench.errors import UsageError
-from bench.measuring.metrics import DEFINITIONS, METRICS
+from chipbench.judging import cases
+from chipbench.judging.cases import check_text
+from chipbench.judging.compare import resolve_metric
+from chipbench.errors import UsageError
+from chipbench.measuring.metrics import DEFINITIONS, METRICS
 
 CASE = ("model", "dtype", "workload", "batch", "exec_path")
 STATS = ("value", "spread", "trials", "rounds", "ci95_low", "ci95_high")
@@ -151,7 +151,7 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
     groups: dict[tuple, list[dict]] = {}
     for rec in sorted(shown, key=lambda r: r.get("timestamp_utc") or ""):
         if "roofline" in metrics and rec.get("status") == "ok" and "decode_bytes_per_step" not in rec:
-            from bench.measuring.runner import add_roofline
+            from chipbench.measuring.runner import add_roofline
 
             try:
                 add_roofline(rec)  # records made before the roofline existed: the spec row only
