@@ -334,7 +334,7 @@ class LlamaCppBackend:
         """The measured bandwidth and matmul rate (bf16 for the quantised types, which torch has no
         kernel for) of the device llama.cpp runs on, measured through torch: the host's cores and
         memory, or the GPU its layers are offloaded to."""
-        from chipbench.measuring.ceilings import measure
+        from chipbench.backends.ceilings import measure
 
         like = dtype if dtype in ("fp32", "bf16", "fp16") else "bf16"
         if gpu_offload() and torch.cuda.is_available():

@@ -299,7 +299,7 @@ class OpenAIEndpoint:
     def host_processes(self) -> list[int] | None:
         """The server's processes when it runs on this host: its CPU time is the case's work, not a
         neighbour's load ([] for a server elsewhere; None for one here whose process is not visible)."""
-        from chipbench.measuring.hostload import server_pids
+        from chipbench.backends.sensors import server_pids
 
         parsed = urlparse(self.url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)

@@ -2,7 +2,8 @@
 clock (psutil), the RAPL energy counters (powercap) and NVIDIA's NVML (nvidia-ml-py, optional).
 Each is a `Source`: opened once (None, or why it cannot be read, never raising), read on demand.
 The sampler that reads them in the background while a case is timed is measuring's
-(bench/measuring/telemetry.py); the sensors sit here, below it, with the adapters that use them."""
+(bench/measuring/telemetry.py); the sensors sit here, below it, with the adapters that use them.
+A served endpoint's processes on this host are found here too (server_pids)."""
 
 from __future__ import annotations
 
@@ -190,3 +191,42 @@ class Nvml:
                 self.nvml.nvmlShutdown()
             except Exception:
                 pass
+
+
+def is_this_host(host: str) -> bool:
+    """Whether a URL's host name or address is this machine (loopback, one of its interfaces, or the
+    unspecified address 0.0.0.0, which Linux connects to this machine)."""
+    import ipaddress
+    import socket
+
+    import psutil
+
+    try:
+        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    local = {a.address.split("%")[0] for nic in psutil.net_if_addrs().values() for a in nic}
+    ips = [ipaddress.ip_address(a.split("%")[0]) for a in addrs]
+    return any(ip.is_loopback or ip.is_unspecified or str(ip) in local for ip in ips)
+
+
+def server_pids(host: str, port: int) -> list[int] | None:
+    """The processes listening on `port` when `host` is this machine: a server whose CPU time is the
+    case's own work. [] for a server elsewhere; None for one here whose process cannot be seen
+    (another user's, say), so that its work is not read as a neighbour's load."""
+    import psutil
+
+    if not is_this_host(host):
+        return []
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except Exception:  # psutil.AccessDenied on some systems
+        return None
+    pids = sorted(
+        {
+            c.pid
+            for c in conns
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid is not None
+        }
+    )
+    return pids or None

@@ -11,7 +11,7 @@ import torch
 
 from chipbench.backends import torch_loop
 from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
-from chipbench.measuring import distributed
+from chipbench.backends import distributed
 from chipbench.errors import UsageError
 
 
@@ -280,9 +280,9 @@ class TorchBackend:
         return torch_loop.teacher_forced_logits(handle.module, ids, prompt_tokens)
 
     def ceilings(self, dtype: str, **rounds):
-        """This device's measured copy bandwidth and matmul rate in `dtype` (chipbench.measuring.ceilings;
+        """This device's measured copy bandwidth and matmul rate in `dtype` (chipbench.backends.ceilings;
         `rounds`: its window and repeats)."""
-        from chipbench.measuring.ceilings import Ceilings, measure
+        from chipbench.backends.ceilings import Ceilings, measure
 
         if not distributed.is_parallel():
             return measure(self.ops.device, dtype, self.ops.synchronize, **rounds)

@@ -198,7 +198,7 @@ def fill_random_(model: torch.nn.Module, seed: int, threads: int | None = None) 
         p._is_hf_initialized = True
 
 
-HOST_MARGIN = 0.9  # of the host's memory a model built on it may take (as chipbench.measuring.distributed.FIT_MARGIN)
+HOST_MARGIN = 0.9  # of the host's memory a model built on it may take (as chipbench.backends.distributed.FIT_MARGIN)
 
 
 def refuse_host_build(

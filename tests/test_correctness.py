@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from chipbench.judging.correctness import GateResult, _judge, check, reference_layers
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+from chipbench.measuring.runner import Case
 from chipbench.measuring.workload import parse_workload
 from chipbench.publishing import tables
 from chipbench.models.zoo import get_model

@@ -5,7 +5,8 @@ import torch
 
 from chipbench.backends import torch_loop
 from chipbench.backends.base import Generation
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+from chipbench.measuring.runner import Case
 from chipbench.measuring.selftest import check_all, check_timing_waits
 from chipbench.measuring.workload import parse_workload
 from chipbench.models.build import build_random

@@ -18,7 +18,8 @@ from chipbench.backends.openai_endpoint import (
     single_token_words,
     text_prompt,
 )
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+from chipbench.measuring.runner import Case
 from chipbench.measuring.workload import parse_workload
 from tests.conftest import SERVER_LOGS, free_port
 

@@ -10,7 +10,8 @@ pytest.importorskip("gguf")
 
 from chipbench.backends import torch_loop  # noqa: E402
 from chipbench.judging.correctness import check  # noqa: E402
-from chipbench.measuring.runner import Case, run_case  # noqa: E402
+from chipbench.judging.trial import run_case  # noqa: E402
+from chipbench.measuring.runner import Case
 from chipbench.measuring.workload import parse_workload  # noqa: E402
 from chipbench.models import gguf_export  # noqa: E402
 from chipbench.models.build import build_random  # noqa: E402

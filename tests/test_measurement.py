@@ -182,17 +182,17 @@ def test_a_server_on_this_host_is_found_by_its_port_and_one_elsewhere_is_not_our
     import os
     import socket
 
-    from chipbench.measuring import hostload
+    from chipbench.backends import sensors
 
     with socket.socket() as listening, socket.socket() as idle:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         idle.bind(("127.0.0.1", 0))  # bound, not listening: no server on that port
-        assert hostload.server_pids("127.0.0.1", listening.getsockname()[1]) == [os.getpid()]
-        assert hostload.server_pids("localhost", listening.getsockname()[1]) == [os.getpid()]
-        assert hostload.server_pids("0.0.0.0", listening.getsockname()[1]) == [os.getpid()]
-        assert hostload.server_pids("127.0.0.1", idle.getsockname()[1]) is None  # here, but not seen
-    assert hostload.server_pids("192.0.2.1", 8000) == []  # TEST-NET-1: never this machine
+        assert sensors.server_pids("127.0.0.1", listening.getsockname()[1]) == [os.getpid()]
+        assert sensors.server_pids("localhost", listening.getsockname()[1]) == [os.getpid()]
+        assert sensors.server_pids("0.0.0.0", listening.getsockname()[1]) == [os.getpid()]
+        assert sensors.server_pids("127.0.0.1", idle.getsockname()[1]) is None  # here, but not seen
+    assert sensors.server_pids("192.0.2.1", 8000) == []  # TEST-NET-1: never this machine
 
 
 def test_a_local_server_that_cannot_be_seen_leaves_other_processes_unknown_not_zero():

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from chipbench.errors import UsageError
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+from chipbench.measuring.runner import Case
 from chipbench.measuring.workload import parse_workload, prompt_ids
 from chipbench.models.zoo import get_model
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from chipbench.measuring.distributed import fit_advice
+from chipbench.backends.distributed import fit_advice
 from chipbench.models.zoo import get_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +47,7 @@ SPLIT_MODELS = ["tiny-qwen3-untied", "tiny-qwen2.5", "tiny-qwen3-moe"]
 def split_checks(tmp_path_factory):
     """The three models' checks in one torchrun launch (each launch costs two fresh imports of torch)."""
     r = torchrun(
-        ["-m", "chipbench.measuring.distributed", ",".join(SPLIT_MODELS), "fp32"], tmp_path_factory.mktemp("tp")
+        ["-m", "chipbench.backends.distributed", ",".join(SPLIT_MODELS), "fp32"], tmp_path_factory.mktemp("tp")
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return {o["model"]: o for o in map(json.loads, r.stdout.strip().splitlines()[-len(SPLIT_MODELS) :])}
@@ -152,9 +152,9 @@ def test_the_ceilings_command_under_torchrun_prints_the_ranks_sum_once(tmp_path)
 
 SUMMED = """
 import json
-import chipbench.measuring.ceilings as c
+import chipbench.backends.ceilings as c
 from chipbench.backends.cpu import create
-from chipbench.measuring import distributed
+from chipbench.backends import distributed
 
 rank = distributed.rank()
 

@@ -196,7 +196,7 @@ def test_the_run_ends_compared_with_the_best_matching_baseline_and_says_a_device
 
 
 def test_the_run_says_where_a_16_bit_ceiling_is_fp32s_product():
-    from chipbench.plugin import _widened_ceilings
+    from chipbench.session import widened_ceilings as _widened_ceilings
 
     rec = dict(
         status="ok",
@@ -273,3 +273,62 @@ def test_results_and_baselines_are_found_when_an_option_value_made_pytest_pick_a
         rootpath=here, inipath=here / "pyproject.toml", invocation_params=SimpleNamespace(dir=here / "tests")
     )
     assert results_dir(found) == here / "results"
+
+
+# What a record holds whatever the run measured: its case, its verdicts' kinds, its provenance's
+# shape. Timings, memory, ceilings, load and ids differ from run to run and are compared by key only.
+IDENTITY = (
+    "backend",
+    "backend_kind",
+    "model",
+    "dtype",
+    "workload",
+    "batch",
+    "kind",
+    "prompt_tokens",
+    "gen_tokens",
+    "status",
+    "error",
+    "rounds",
+    "warmup",
+    "mode",
+    "exec_path",
+    "weights",
+    "correct",
+    "chip",
+    "params_total",
+    "weight_bytes",
+    "expected_mem_bytes",
+    "flops_per_token",
+    "decode_bytes_per_step",
+    "prefill_flops",
+    "trials_planned",
+    "trial_process",
+    "schema_version",
+    "device_name",
+    "stack",
+    "rerun",
+)
+
+
+def test_pytest_benchmark_and_chipbench_run_write_the_same_records(pytester, env_path):
+    """One suite session behind both entry points: the same cases give records with the same
+    fields, the same case identity and the same verdict kinds, whichever command ran them."""
+    from chipbench.cli import main
+
+    via_run = env_path / "run.jsonl"
+    case = ["--backend=cpu", "--model=tiny-qwen3", "--dtype=fp32", "--rounds=2", "--workload=pp16,tg8"]
+    assert main(["run", *case, f"--out={via_run}"]) == 0
+    via_pytest = env_path / "pytest.jsonl"
+    pytester.runpytest_subprocess(
+        "--benchmark", *(a.replace("--", "--bench-", 1) for a in case), f"--bench-out={via_pytest}"
+    ).assert_outcomes(passed=2)
+    one = {r["workload"]: r for r in map(json.loads, via_run.read_text().splitlines())}
+    two = {r["workload"]: r for r in map(json.loads, via_pytest.read_text().splitlines())}
+    assert set(one) == set(two) == {"pp16", "tg8"}
+    for workload, a in one.items():
+        b = two[workload]
+        assert set(a) == set(b), set(a) ^ set(b)
+        assert {k: a.get(k) for k in IDENTITY} == {k: b.get(k) for k in IDENTITY}
+        assert a["correct"] is True and a["timing_selftest"].startswith("passed")
+        assert a["correctness_note"] == b["correctness_note"]

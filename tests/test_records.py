@@ -11,7 +11,8 @@ import pytest
 
 from chipbench.errors import UsageError
 from chipbench.publishing.record import FIELDS, SCHEMA_VERSION, RecordWriter, is_documented, load_records
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+from chipbench.measuring.runner import Case
 from chipbench.measuring.workload import parse_workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +109,8 @@ KILLED_RUN = """
 import os, signal, sys
 from chipbench.backends.cpu import create
 from chipbench.publishing.record import RecordWriter
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+from chipbench.measuring.runner import Case
 from chipbench.measuring.workload import parse_workload
 
 class DiesMidCase:

@@ -10,7 +10,8 @@ import torch
 
 from chipbench.backends.registry import discover, get_backend
 from chipbench.errors import UsageError
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+from chipbench.measuring.runner import Case
 from chipbench.measuring.workload import parse_workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,7 @@ def test_an_installed_entry_point_backend_is_found_and_runs(installed_plugins):
 
 
 def test_a_plugins_trials_run_in_workers_and_name_its_distribution(installed_plugins):
+    from chipbench.judging.trial import TrialJudge
     from chipbench.measuring.trials import run_trials
 
     entries = discover()
@@ -99,7 +101,7 @@ def test_a_plugins_trials_run_in_workers_and_name_its_distribution(installed_plu
         Case("vendorx", "tiny-qwen3", "fp32", parse_workload("tg4"), rounds=1),
         2,
         entries=entries,
-        check=False,
+        judge=TrialJudge(check=False),
     )
     assert [r["status"] for r in recs] == ["ok", "ok"], recs[0].get("error")
     assert {(r["backend_dist"], r["backend_dist_version"], r["trial_process"]) for r in recs} == {

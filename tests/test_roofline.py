@@ -5,10 +5,11 @@ import time
 
 import pytest
 
-from chipbench.measuring.ceilings import Ceilings, check_spec
+from chipbench.backends.ceilings import Ceilings
+from chipbench.judging.roofline import check_spec
 from chipbench.judging.chips import find_chip
 from chipbench.judging.roofline import decode_ceiling_tok_per_s, roofline_fields
-from chipbench.measuring.runner import add_roofline
+from chipbench.judging.trial import add_roofline
 from chipbench.publishing import tables
 from tests.records import make_record
 
@@ -78,7 +79,7 @@ def test_a_split_case_is_judged_against_every_chip_it_ran_on():
 def test_an_engines_own_split_is_judged_against_its_tensor_parallel_chips(monkeypatch):
     """vLLM's tensor_parallel_size=2 on two H100s: two chips read at once (pipeline stages take
     turns, so tp2pp2 is two); the one GPU's ceilings the run measured stand for both."""
-    from chipbench.measuring.distributed import chips
+    from chipbench.backends.distributed import chips
 
     for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
@@ -113,7 +114,8 @@ def test_cpu_ceilings_are_measured_in_the_benchmark_dtype(cpu):
 
 
 def test_a_real_run_records_its_roofline(cpu):
-    from chipbench.measuring.runner import Case, run_case
+    from chipbench.judging.trial import run_case
+    from chipbench.measuring.runner import Case
     from chipbench.measuring.workload import parse_workload
 
     rec = run_case(
@@ -176,7 +178,7 @@ def test_the_ceilings_command_reports_the_measured_roofline():
 
 
 def test_ceilings_are_the_best_of_rounds_over_a_window_with_the_median_kept():
-    from chipbench.measuring.ceilings import measure
+    from chipbench.backends.ceilings import measure
 
     quick = measure("cpu", "fp32", lambda: None, copy_mib=8, matmul_n=64, repeats=3, window=0)
     assert quick.rounds == 3 and quick.window_s < 0.5  # no window: the minimum rounds only
@@ -190,7 +192,7 @@ def test_the_matmul_grows_only_while_its_call_stays_short():
     size whose call is short; a fast one reaches the largest size."""
     import torch
 
-    from chipbench.measuring.ceilings import MATMUL_SMALLEST, matmul_size, measure
+    from chipbench.backends.ceilings import MATMUL_SMALLEST, matmul_size, measure
 
     assert matmul_size("cpu", torch.float32, lambda: None, 1024, call_s=1e-9) == MATMUL_SMALLEST
     assert matmul_size("cpu", torch.float32, lambda: None, 1024, call_s=1e9) == 1024
@@ -210,7 +212,7 @@ def test_a_16_bit_ceiling_is_the_better_of_its_own_product_and_fp32s(monkeypatch
     import torch
 
     from chipbench.judging.roofline import roofline_fields
-    from chipbench.measuring import ceilings
+    from chipbench.backends import ceilings
 
     fast = ceilings.linear
 
@@ -251,7 +253,7 @@ def test_a_16_bit_ceiling_is_the_better_of_its_own_product_and_fp32s(monkeypatch
 
 def test_the_window_comes_from_the_option_else_the_environment_else_the_device(monkeypatch):
     from chipbench.errors import UsageError
-    from chipbench.measuring.ceilings import CPU_WINDOW_S, DEVICE_WINDOW_S, WINDOW_ENV, use_window, window_s
+    from chipbench.backends.ceilings import CPU_WINDOW_S, DEVICE_WINDOW_S, WINDOW_ENV, use_window, window_s
 
     monkeypatch.delenv(WINDOW_ENV, raising=False)
     assert window_s("cpu") == CPU_WINDOW_S and window_s("cuda") == DEVICE_WINDOW_S
@@ -270,7 +272,7 @@ def test_the_tests_short_window_never_reaches_the_main_command(monkeypatch):
     zero window for the tests must stay out of that run."""
     from types import SimpleNamespace
 
-    from chipbench.measuring.ceilings import WINDOW_ENV
+    from chipbench.backends.ceilings import WINDOW_ENV
     from tests import conftest
 
     for benchmark, expected in ((True, None), (False, "0")):
@@ -295,7 +297,7 @@ def test_a_ceiling_measured_while_the_device_rate_moved_says_so_in_the_flag():
 
 
 def test_ceilings_spread_each_synchronisation_over_enough_calls():
-    from chipbench.measuring.ceilings import MAX_CALLS, _Probe
+    from chipbench.backends.ceilings import MAX_CALLS, _Probe
 
     log = []
     # a call that returns at once (a kernel launch), and a wait: one wait per timed stretch, however fast
@@ -399,7 +401,7 @@ def test_the_ceilings_measured_right_after_a_case_say_which_cause_of_a_flag_fits
 
 
 def test_the_ceilings_beside_each_case_are_a_few_rounds_and_none_with_a_zero_window(cpu, monkeypatch):
-    from chipbench.measuring.ceilings import BESIDE_ROUNDS, WINDOW_ENV
+    from chipbench.backends.ceilings import BESIDE_ROUNDS, WINDOW_ENV
     from chipbench.measuring.runner import beside_ceilings
 
     assert beside_ceilings(cpu, "fp32") is None  # the tests' zero window: no rounds beside cases
@@ -417,7 +419,7 @@ def test_the_ceilings_beside_each_case_are_a_few_rounds_and_none_with_a_zero_win
 def test_the_cpu_bandwidth_probe_outsizes_the_last_level_cache(tmp_path):
     """A buffer the caches hold measures the cache: an EPYC 9684X has 12 core complexes of 96 MB L3
     each, and a sum spread over them reads each share from its own L3."""
-    from chipbench.measuring.ceilings import cpu_copy_mib, last_level_cache_bytes
+    from chipbench.backends.ceilings import cpu_copy_mib, last_level_cache_bytes
 
     for cpu in range(4):  # two L3 instances of 96 MB, each shared by two CPUs; per-CPU L1 and L2
         for index, (level, kind, size, shared) in enumerate(

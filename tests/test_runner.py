@@ -2,7 +2,9 @@
 
 import pytest
 
-from chipbench.measuring.runner import Case, run_case
+from chipbench.judging.trial import run_case
+
+from chipbench.measuring.runner import Case
 from chipbench.measuring.selftest import check_timing_waits
 from chipbench.measuring.workload import Workload, parse_workload
 from tests.adapters import CrashesOn, DeviceTensorTokens, LazyClock, StopsEarly
@@ -114,18 +116,18 @@ def test_a_models_freed_memory_is_handed_back_before_the_next_case_can_count_it(
     """On the CPU a case's peak is the process's resident set: memory the allocator kept from the
     model before it (another backend's, the self-test's) counted in the next case's peak (a llama.cpp
     pp512 after the torch cases read 2.89 GiB where alone it reads 1.5). Every release trims it."""
-    from chipbench import plugin
-    from chipbench.judging import correctness
+    from chipbench.measuring import env
     from chipbench.models.zoo import get_model
+    from chipbench.session import Session
 
     trims = []
-    monkeypatch.setattr(correctness, "release_host_memory", lambda: trims.append(1))
+    monkeypatch.setattr(env, "release_host_memory", lambda: trims.append(1))
     assert run_case(cpu, case(rounds=1), check=False)["status"] == "ok" and trims == [1]  # CaseRun.close
     trims.clear()
-    state = object.__new__(plugin.SuiteState)
-    state.loaded = (None, cpu, cpu.load(get_model("tiny-qwen3"), "fp32", seed=0))
-    state.release()
-    assert state.loaded is None and trims == [1]
+    session = Session([], {}, writer=None, host={})
+    session.loaded = (None, cpu, cpu.load(get_model("tiny-qwen3"), "fp32", seed=0))
+    session.release()
+    assert session.loaded is None and trims == [1]
 
 
 def test_sustained_mode_fills_its_time_and_compares_first_with_last(cpu):

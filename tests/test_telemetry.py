@@ -183,7 +183,8 @@ def test_nothing_readable_is_not_metered_never_zero():
 
 
 def test_a_cpu_record_says_what_was_and_was_not_metered(cpu):
-    from chipbench.measuring.runner import Case, run_case
+    from chipbench.judging.trial import run_case
+    from chipbench.measuring.runner import Case
     from chipbench.measuring.workload import parse_workload
 
     rec = run_case(cpu, Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg16"), rounds=2))

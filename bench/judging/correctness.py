@@ -23,6 +23,7 @@ import torch
 
 from chipbench.backends import torch_loop
 from chipbench.backends.base import capability
+from chipbench.measuring import env
 from chipbench.models.build import build_random, parse_dtype
 from chipbench.models.counts import facts
 from chipbench.models.zoo import ModelSpec
@@ -141,24 +142,11 @@ def _backend_logits(backend, spec, dtype, seed, layers, handle, seq) -> torch.Te
         backend.close(own)
 
 
-def release_host_memory() -> None:
-    """Hand the reference models' freed memory back to the OS: on the CPU backend, peak memory
-    is the process's resident set, which the allocator's retained pages would inflate."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim, or no way to
-
-
 def check(backend, spec: ModelSpec, dtype: str, seed: int, host_bytes: int, handle=None) -> GateResult:
     try:
         return _check(backend, spec, dtype, seed, host_bytes, handle)
     finally:
-        release_host_memory()
+        env.release_host_memory()
 
 
 # The reference side of a gate (the fp32 run, its tokens and router ties, the dtype's own error

@@ -86,7 +86,7 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
     out["chip_confidence"] = chip.confidence if chip else None
     chips = (
         rec.get("env_chips") or 1
-    )  # a split case reads env_chips chips at once (chipbench.measuring.distributed.chips)
+    )  # a split case reads env_chips chips at once (chipbench.backends.distributed.chips)
     ceilings, beside = _for_chips(ceilings, chips), _for_chips(beside, chips)
     if chip:
         bandwidth, flops = chip.bandwidth_bytes_per_s, chip.peak_flops(rec["dtype"])
@@ -133,7 +133,7 @@ def recount_prefill(rec: dict) -> bool:
     if rec["prefill_flops"] != old or prefill_flops(spec, p, rec["batch"]) == old:
         return False
     from chipbench.judging.chips import load_chips
-    from chipbench.measuring.ceilings import Ceilings
+    from chipbench.backends.ceilings import Ceilings
 
     chips = rec.get("env_chips") or 1  # stored ceilings already span the case's chips: ranks=chips keeps them so
 
@@ -235,3 +235,32 @@ def decode_ceiling_tok_per_s(model: str, dtype: str, context: int, batch: int, b
     if dtype not in DTYPE_BYTES:
         raise KeyError(dtype)
     return batch * bandwidth_gb_per_s * 1e9 / decode_step_bytes(spec, dtype, context, batch)
+
+
+SHEET_BEATEN = 1.05  # a measured ceiling above 105% of the sheet: wrong row, or a wrong sheet
+SHEET_MISSED = 0.5  # below 50%: the sheet is not what this device delivers
+
+
+def check_spec(ceilings, chip, chips: int = 1) -> str | None:
+    """A sentence when the measured ceilings contradict the spec row (times `chips`, the chips a
+    split case's summed ceilings span), else None."""
+    notes = []
+    sheet = f"{chips} x the {chip.name} sheet's" if chips > 1 else f"the {chip.name} sheet's"
+    pairs = (
+        ("memory bandwidth", ceilings.bandwidth_gb_per_s, chip.bandwidth_gb_per_s, "GB/s"),
+        (f"{ceilings.dtype} matmul", ceilings.tflops, (chip.peak_flops(ceilings.dtype) or 0) / 1e12 or None, "TFLOP/s"),
+    )
+
+    def figure(x: float) -> str:  # a CPU's 0.4 TFLOP/s is not "0"
+        return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
+    for what, measured, spec, unit in pairs:
+        if not spec:
+            continue
+        if measured > SHEET_BEATEN * spec * chips:
+            notes.append(
+                f"measured {what} {figure(measured)} {unit} beats {sheet} {spec:g}: wrong spec row or a wrong sheet"
+            )
+        elif measured < SHEET_MISSED * spec * chips:
+            notes.append(f"measured {what} {figure(measured)} {unit} is under half {sheet} {spec:g}")
+    return "; ".join(notes) or None

@@ -234,12 +234,13 @@ def run_ab(
     *,
     entries: dict,
     host: dict,
-    chip=None,
-    check: bool = True,
+    judge_for=None,
     write=None,
     log=None,
 ) -> list[dict]:
-    """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists."""
+    """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists.
+    `judge_for(ceilings)`: the judge of a case measured against those ceilings (the run's
+    chipbench.judging.trial.TrialJudge; None: records unjudged)."""
     from chipbench.measuring.runner import failed_record, new_series, shared_ceilings
     from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
     from chipbench.measuring.trials import Series
@@ -292,9 +293,7 @@ def run_ab(
                 pairs,
                 entries=entries,
                 host=host,
-                ceilings=shared_ceilings(ceilings, backend, case.dtype),
-                chip=chip,
-                check=check,
+                judge=judge_for(shared_ceilings(ceilings, backend, case.dtype)) if judge_for else None,
                 on_record=keep,
                 python=arm.spec.python,
                 env=inductor_env(arm.spec.inductor, arm.name) if arm.spec.inductor else None,

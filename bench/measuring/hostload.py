@@ -67,7 +67,7 @@ def _cpu_mhz() -> float | None:
 def _sibling_ranks(psutil) -> list:
     """Under torchrun, the other ranks on this host (the torchrun agent's other workers): their CPU
     time is the case's own work, not a neighbour's. Empty in one process."""
-    from chipbench.measuring.distributed import local_world_size
+    from chipbench.backends.distributed import local_world_size
 
     if local_world_size() <= 1:
         return []
@@ -110,45 +110,6 @@ def _case_processes(psutil, pids) -> list:
         except Exception:  # exited since it was found
             pass
     return _with_descendants(psutil, mine)
-
-
-def _is_this_host(host: str) -> bool:
-    """Whether a URL's host name or address is this machine (loopback, one of its interfaces, or the
-    unspecified address 0.0.0.0, which Linux connects to this machine)."""
-    import ipaddress
-    import socket
-
-    import psutil
-
-    try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    local = {a.address.split("%")[0] for nic in psutil.net_if_addrs().values() for a in nic}
-    ips = [ipaddress.ip_address(a.split("%")[0]) for a in addrs]
-    return any(ip.is_loopback or ip.is_unspecified or str(ip) in local for ip in ips)
-
-
-def server_pids(host: str, port: int) -> list[int] | None:
-    """The processes listening on `port` when `host` is this machine: a server whose CPU time is the
-    case's own work. [] for a server elsewhere; None for one here whose process cannot be seen
-    (another user's, say), so that its work is not read as a neighbour's load."""
-    import psutil
-
-    if not _is_this_host(host):
-        return []
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except Exception:  # psutil.AccessDenied on some systems
-        return None
-    pids = sorted(
-        {
-            c.pid
-            for c in conns
-            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid is not None
-        }
-    )
-    return pids or None
 
 
 def _machine_times(t) -> tuple[float, float, float | None]:

@@ -13,9 +13,11 @@ import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from chipbench.backends.base import Backend, capability
-from chipbench.measuring import distributed, env, hostload, telemetry
+from chipbench.backends import distributed
+from chipbench.measuring import env, hostload, telemetry
 from chipbench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
 from chipbench.measuring.recordline import SCHEMA_VERSION, new_record_id
 from chipbench.stats import summarize
@@ -26,6 +28,31 @@ from chipbench.models.zoo import get_model
 
 class BackendContractError(RuntimeError):
     """The backend broke the Backend contract (wrong token count, tokens not on the host)."""
+
+
+class NothingTimed(RuntimeError):
+    """The timer ran no round (pytest-benchmark disabled runs the function once, as a warmup)."""
+
+
+class Judge(Protocol):
+    """What judges a trial's ok record while its model is still loaded: the roofline fields and the
+    correctness gate. It comes from the layer above (chipbench.judging.trial.TrialJudge), so that
+    measuring never imports judging. A worker process rebuilds it from `spec()`."""
+
+    check: bool  # whether it runs the correctness gate
+
+    def __call__(self, rec: dict, run: CaseRun) -> None: ...
+
+    def spec(self) -> dict: ...
+
+    def without_gate(self) -> Judge: ...
+
+
+def timed_loop(round_fn, rounds: int, warmup: int) -> None:
+    """The plain timer: `warmup` untimed rounds, then `rounds` timed ones (pytest --benchmark swaps
+    in pytest-benchmark's pedantic mode, which calls `round_fn` the same way)."""
+    for _ in range(warmup + rounds):
+        round_fn()
 
 
 @dataclass(frozen=True)
@@ -178,11 +205,9 @@ class CaseRun:
         return w.batch * (w.prompt_tokens if w.kind == "prefill" else w.gen_tokens)
 
     def close(self) -> None:
-        from chipbench.judging.correctness import release_host_memory
-
         self.backend.close(self.handle)
         self.handle = self.prompt = None
-        release_host_memory()  # so that the next case's resident-set peak does not hold this one's model
+        env.release_host_memory()  # so that the next case's resident-set peak does not hold this one's model
 
 
 # Device events are used when they agree with the host stamps: the host sees each token a little
@@ -265,7 +290,7 @@ def _stamping(stamps: list[float], clock, batch: int):
 def refuse_if_too_big(backend, case: Case) -> None:
     """A model (weights and cache) that cannot fit the device is refused before loading, with the
     tensor-parallel sizes that would fit (the share of each rank under torchrun)."""
-    from chipbench.measuring import distributed
+    from chipbench.backends import distributed
 
     try:
         memory = backend.info().memory_bytes
@@ -311,35 +336,6 @@ def case_identity(case: Case) -> dict:
     }
 
 
-def add_roofline(rec: dict, ceilings=None, chip=None, beside=None) -> dict:
-    """Adds the roofline fields to an ok record: against `chip` when the user named one (or gave
-    peaks), else the spec row the device's name matches, and against measured ceilings (the run's
-    shared ones; `beside`: those measured right after this case, as evidence)."""
-    from chipbench.measuring.ceilings import check_spec
-    from chipbench.judging.chips import match_chip
-    from chipbench.judging.roofline import roofline_fields
-
-    chip = chip or match_chip(rec.get("device_name"), backend_kind=rec.get("backend_kind"))
-    rec.update(roofline_fields(rec, chip, ceilings, beside))
-    # the sheets the measured ceilings span: their ranks' chips (two GPUs), not more (ranks sharing a
-    # host; an engine's split judged by one device's ceilings)
-    spanned = min(rec.get("env_chips") or 1, getattr(ceilings, "ranks", 1))
-    rec["spec_check"] = check_spec(ceilings, chip, spanned) if chip and ceilings else None
-    return rec
-
-
-def correctness(backend, case: Case, handle, host_bytes: int) -> dict:
-    """The correctness gate's record fields for this backend, model and dtype (chipbench.judging.correctness)."""
-    from chipbench.judging.correctness import check
-
-    if case.weights_dir:
-        return {"correct": None, "correctness_note": "not checked: real weights have no seeded reference"}
-    try:
-        return check(backend, get_model(case.model), case.dtype, case.workload.seed, host_bytes, handle).fields()
-    except Exception as e:  # the gate failing to run is reported, never costs the measurement
-        return {"correct": None, "correctness_note": f"gate could not run: {type(e).__name__}: {e}"}
-
-
 def measure_ceilings(backend, dtype: str):
     """The backend's measured ceilings, or None when it cannot measure them (or fails to)."""
     measure = capability(backend, "ceilings")
@@ -359,7 +355,7 @@ def beside_ceilings(backend, dtype: str):
     None when the backend cannot measure them, when its ceilings take no rounds (a plugin's
     `ceilings(dtype)`), when they fail, or when the window is 0 (the minimum: no rounds beside
     cases)."""
-    from chipbench.measuring.ceilings import BESIDE_ROUNDS, window_s
+    from chipbench.backends.ceilings import BESIDE_ROUNDS, window_s
 
     measure = capability(backend, "ceilings")
     if measure is None or window_s("cpu") == 0:
@@ -441,7 +437,7 @@ def rerun_command(case: Case, compile_flags: str | None = None) -> str:
     return f"{shlex.join(flags)} {command}" if flags else command
 
 
-def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, ceilings=None, chip=None) -> dict:
+def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> dict:
     case, w = run.case, run.case.workload
     rec = case_identity(case)
     file_bytes = capability(run.handle, "file_bytes")
@@ -482,7 +478,6 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict, cei
     rec.update(host_fields(timed))
     if rec["peak_mem_bytes"] and rec.get("expected_mem_bytes"):
         rec["mem_vs_expected"] = rec["peak_mem_bytes"] / rec["expected_mem_bytes"]
-    add_roofline(rec, ceilings, chip, beside_ceilings(run.backend, case.dtype))
     rec.update(host)
     rec.update(env.provenance(w.seed), rerun=rerun_command(case, rec.get("compile_flags")))
     return rec
@@ -583,52 +578,63 @@ def failed_record(case: Case, error: BaseException | str, device: dict, host: di
     return rec
 
 
-def run_case(
+def measure_case(
     backend: Backend,
     case: Case,
     host: dict | None = None,
-    ceilings=None,
-    check: bool = True,
-    chip=None,
     trial: Trial | None = None,
     origin: dict | None = None,
+    judge: Judge | None = None,
+    handle=None,
+    timer=timed_loop,
 ) -> dict:
     """Run `case` on `backend` as one trial (load, warmup, timed rounds) and return its record, ok
-    or failed, with the host's load around it. `origin`: the adapter's distribution and version."""
+    or failed, with the host's load around it; `judge` adds its verdicts while the model is loaded.
+    `origin`: the adapter's distribution and version. `handle`: a model already loaded for this case
+    (the caller keeps it; otherwise it is loaded here and closed at the end). `timer(round, rounds,
+    warmup)` runs the rounds. Raises NothingTimed when the timer ran none."""
     host = host if host is not None else env.host_facts()
     trial = trial or new_series()
     device: dict = dict(origin or {})
     run = CaseRun(backend, case)
     try:
         device.update(env.device_facts(backend.info()))
-        run.setup()
+        run.setup(handle=handle)
         pids = hostload.case_pids(backend)  # a local server's: its work is the case's, not a neighbour's
         before = hostload.sample(pids)  # the host's load over the rounds (not the build or compile)
         sampler = run.sampler = telemetry.sampler_for(backend).start()
         try:
-            for _ in range(case.warmup):
-                run.round()
-            run.rounds_done.clear()
-            for _ in range(case.rounds):
-                run.round()
-            while soak_unfilled(case, run.windows, case.warmup):  # sustained: rounds until the time is up
-                run.round()
+            if case.soak_s:  # sustained: warm up first, then rounds until the time is up
+                timed_loop(run.round, 0, case.warmup)
+                run.rounds_done.clear()
+                timer(run.round, soak_rounds(case, run.windows), 0)
+                while soak_unfilled(case, run.windows, case.warmup):  # the rest of the time: in the record
+                    run.round()
+                timed = list(run.rounds_done)
+            else:
+                timer(run.round, case.rounds, case.warmup)
+                timed = run.rounds_done[case.warmup :]
         finally:
             sampler.stop()
+        if not timed:
+            raise NothingTimed("the timer ran no round: nothing was timed, no record")
         load = hostload.facts(before, hostload.sample(pids))  # before the record's own work (the ceilings beside it)
-        rec = build_record(run, run.rounds_done, device, host, ceilings, chip)
+        rec = build_record(run, timed, device, host)
         rec.update(load)
-        timed = run.windows[case.warmup :]
-        rec.update(sampler.summary(timed, run.tokens_per_round() * len(timed)))
+        windows = run.windows[case.warmup :]
+        rec.update(sampler.summary(windows, run.tokens_per_round() * len(windows)))
         if rec["parallel"] != "none":
-            rec.update(split_power(rec, run.tokens_per_round() * len(timed)))
-        rec.update(soak_fields(case, run.rounds_done, timed))
-        if check:
-            rec.update(correctness(backend, case, run.handle, host.get("env_host_memory_bytes") or 0))
+            rec.update(split_power(rec, run.tokens_per_round() * len(windows)))
+        rec.update(soak_fields(case, timed, windows))
+        if judge is not None:
+            judge(rec, run)
+    except NothingTimed:
+        raise
     except Exception as e:  # the case fails, the suite goes on
         rec = failed_record(case, e, device, host, backend)
         rec["traceback"] = traceback.format_exc(limit=8)
     finally:
-        run.close()
+        if handle is None:
+            run.close()
     rec.update(trial.fields())
     return rec

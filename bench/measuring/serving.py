@@ -240,24 +240,17 @@ def serve_record(
     load: Load,
     host: dict,
     origin: dict | None = None,
-    chip=None,
+    judge=None,
     warmup: int = 1,
     trial=None,
 ) -> dict:
     """One load level on `backend` as one record (kind "serve"), ok when any request completed;
-    failed requests are counted in it. A level that cannot run at all is a failed record."""
+    failed requests are counted in it. A level that cannot run at all is a failed record. `judge`
+    adds the roofline fields to an ok level's record (chipbench.judging.trial.add_roofline)."""
     import traceback
 
     from chipbench.measuring import env
-    from chipbench.measuring.runner import (
-        Case,
-        add_roofline,
-        case_identity,
-        failed_record,
-        metric_fields,
-        new_series,
-        stack_fields,
-    )
+    from chipbench.measuring.runner import Case, case_identity, failed_record, metric_fields, new_series, stack_fields
     from chipbench.stats import summarize
     from chipbench.measuring.workload import Workload
     from chipbench.models.zoo import get_model
@@ -317,7 +310,8 @@ def serve_record(
                 {f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg]
             )
             rec["timing_method"] = "host clock: each streamed chunk stamped on arrival at the client"
-            add_roofline(rec, None, chip)
+            if judge is not None:
+                judge(rec)
         rec.update(correct=None, correctness_note="not checked: a serving load runs the server's own weights")
         rec.update(host)
         rec.update(env.provenance(load.seed))

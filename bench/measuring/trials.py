@@ -4,7 +4,7 @@ One process that loads a model once and times its rounds sees one state of the m
 allocation layout, one set of clocks, one neighbour. Its rounds scatter less than separate runs
 do, so an interval built from them alone calls drift a regression. A trial is therefore a fresh
 model load, warmup and timed rounds, run like pyperf's workers in a process of its own
-(`python -m chipbench.measuring.worker`), and its record is written as soon as it finishes. The
+(`python -m chipbench.worker`), and its record is written as soon as it finishes. The
 spread between trials is what verdicts use (bench/judging/cases.py).
 
 A backend runs its trials in workers when a fresh process can find it by name (a built-in or an
@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from chipbench.errors import UsageError
-from chipbench.measuring.runner import Case, Trial, failed_record, new_series, run_case
+from chipbench.measuring.runner import Case, Judge, Trial, failed_record, measure_case, new_series
 from chipbench.backends.base import capability
 
 MARK = "CHIPBENCH-RECORD "  # the worker's record line on stdout; anything else there is noise
@@ -30,7 +30,7 @@ GATE_PREFIX = "correct"  # the correctness gate's fields: checked once per serie
 
 
 def can_use_workers(name: str, backend, entries: dict) -> bool:
-    from chipbench.measuring import distributed
+    from chipbench.backends import distributed
 
     if distributed.is_parallel():  # a torchrun launch's ranks run every trial together, in-process
         return False
@@ -38,13 +38,11 @@ def can_use_workers(name: str, backend, entries: dict) -> bool:
     return entry is not None and entry.backend is backend and capability(backend, "fresh_process")
 
 
-def worker_spec(case: Case, trial: Trial, ceilings, chip, check: bool) -> dict:
+def worker_spec(case: Case, trial: Trial, judge: Judge | None) -> dict:
     return {
         "case": {**asdict(case), "workload": asdict(case.workload)},
         "trial": asdict(trial),
-        "ceilings": asdict(ceilings) if ceilings is not None else None,
-        "chip": asdict(chip) if chip is not None else None,
-        "check": check,
+        "judge": judge.spec() if judge is not None else None,
     }
 
 
@@ -99,9 +97,7 @@ def worker_env(python: str | None = None) -> dict:
 def run_in_worker(
     case: Case,
     trial: Trial,
-    ceilings=None,
-    chip=None,
-    check: bool = True,
+    judge: Judge | None = None,
     origin: dict | None = None,
     host: dict | None = None,
     python: str | None = None,
@@ -110,9 +106,9 @@ def run_in_worker(
     """One trial in a fresh Python process (this interpreter, or `python`; `env`: variables set for
     it on top of this one's, e.g. an A/B arm's inductor settings); a worker that dies leaves a
     failed record saying how."""
-    spec = worker_spec(case, trial, ceilings, chip, check)
+    spec = worker_spec(case, trial, judge)
     proc = subprocess.run(
-        python_command(python, "chipbench.measuring.worker"),
+        python_command(python, "chipbench.worker"),
         input=json.dumps(spec),
         capture_output=True,
         text=True,
@@ -140,9 +136,7 @@ class Series:
         *,
         entries: dict,
         host: dict | None = None,
-        ceilings=None,
-        chip=None,
-        check: bool = True,
+        judge: Judge | None = None,
         on_record=None,
         python: str | None = None,
         env: dict | None = None,
@@ -162,21 +156,19 @@ class Series:
         entry = entries.get(case.backend)
         self.origin = entry.origin() if entry is not None else None
         self.trial = replace(new_series(), planned=repeats, process="worker" if self.workers else "in-process")
-        self.host, self.ceilings, self.chip, self.check, self.on_record = host, ceilings, chip, check, on_record
+        self.host, self.judge, self.on_record = host, judge, on_record
+        self.check = judge is not None and judge.check
         self.records: list[dict] = []
         self.gate: dict | None = None
 
     def run_one(self) -> dict:
         trial = replace(self.trial, index=len(self.records))
         first_check = self.check and self.gate is None
+        judge = self.judge if first_check or self.judge is None else self.judge.without_gate()
         if self.workers:
-            rec = run_in_worker(
-                self.case, trial, self.ceilings, self.chip, first_check, self.origin, self.host, self.python, self.env
-            )
+            rec = run_in_worker(self.case, trial, judge, self.origin, self.host, self.python, self.env)
         else:
-            rec = run_case(
-                self.backend, self.case, self.host, self.ceilings, first_check, self.chip, trial, self.origin
-            )
+            rec = measure_case(self.backend, self.case, self.host, trial, self.origin, judge=judge)
         if first_check and rec.get("status") == "ok":
             self.gate = {k: v for k, v in rec.items() if k.startswith(GATE_PREFIX)}
         elif self.check and self.gate is not None:

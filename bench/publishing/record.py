@@ -75,7 +75,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: dict) -> None:
-        from chipbench.measuring import distributed
+        from chipbench.backends import distributed
 
         if not distributed.is_lead():  # tensor parallel: rank 0's record is the measurement
             return

@@ -350,7 +350,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "ceiling_gb_per_s": (
         Opt(NonNeg),
         "GB/s",
-        "measured: device memory bandwidth, the best of a copy (bytes read plus written) and a read-only sum (bench/measuring/ceilings.py); a split case: every torchrun rank's, measured at once, summed, or for an engine's own split one device's times env_chips",
+        "measured: device memory bandwidth, the best of a copy (bytes read plus written) and a read-only sum (backends/ceilings.py); a split case: every torchrun rank's, measured at once, summed, or for an engine's own split one device's times env_chips",
     ),
     "ceiling_tflops": (
         Opt(NonNeg),

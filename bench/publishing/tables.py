@@ -151,7 +151,7 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
     groups: dict[tuple, list[dict]] = {}
     for rec in sorted(shown, key=lambda r: r.get("timestamp_utc") or ""):
         if "roofline" in metrics and rec.get("status") == "ok" and "decode_bytes_per_step" not in rec:
-            from chipbench.measuring.runner import add_roofline
+            from chipbench.judging.trial import add_roofline
 
             try:
                 add_roofline(rec)  # records made before the roofline existed: the spec row only

@@ -1,6 +1,8 @@
-"""A trial's worker process: `python -m chipbench.measuring.worker` reads one trial's spec (JSON) on
-stdin, runs it in this fresh process (model load, warmup, rounds) and prints its record on one
-line starting with chipbench.measuring.trials.MARK. Started by bench/measuring/trials.py only."""
+"""A trial's worker process: `python -m chipbench.worker` reads one trial's spec (JSON) on stdin,
+runs it in this fresh process (model load, warmup, rounds), judges it as the run's own judge would
+(chipbench.judging.trial) and prints its record on one line starting with
+chipbench.measuring.trials.MARK. Started by bench/measuring/trials.py only; an entry point, so it
+sits above every room it uses."""
 
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ def main() -> int:
 
     use_huge_pages()  # before torch: a worker started by other means than the suite gets it too
     from chipbench.backends.registry import discover
-    from chipbench.judging.chips import Chip
-    from chipbench.measuring.ceilings import Ceilings
-    from chipbench.measuring.runner import Case, Trial, run_case
+    from chipbench.judging.trial import TrialJudge
+    from chipbench.measuring.runner import Case, Trial, measure_case
     from chipbench.measuring.trials import MARK
     from chipbench.measuring.workload import Workload
     from chipbench.measuring.recordline import record_json
@@ -27,9 +28,8 @@ def main() -> int:
         reason = "unknown backend" if entry is None else entry.probe.reason
         print(f"backend {case.backend!r} is not available in the worker process: {reason}", file=sys.stderr)
         return 3
-    ceilings = Ceilings(**spec["ceilings"]) if spec["ceilings"] else None
-    chip = Chip(**spec["chip"]) if spec["chip"] else None
-    rec = run_case(entry.backend, case, None, ceilings, spec["check"], chip, Trial(**spec["trial"]), entry.origin())
+    judge = TrialJudge.from_spec(spec["judge"]) if spec["judge"] else None
+    rec = measure_case(entry.backend, case, None, Trial(**spec["trial"]), entry.origin(), judge=judge)
     sys.stdout.write(MARK + record_json(rec) + "\n")
     sys.stdout.flush()
     return 0

@@ -40,7 +40,8 @@ itself, prefilled qwen3-0.6b at 105 GFLOP/s, which read as 506% of a bf16-only c
 (results/measurements/2026-12-06-cpu-avx2-ceilings/).
 
 They are the roofline of a device with no spec row, and a check on the spec sheet of one with
-a row: a device that beats its sheet, or misses it badly, is flagged.
+a row (chipbench.judging.roofline.check_spec): a device that beats its sheet, or misses it badly,
+is flagged.
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ import torch
 from chipbench.errors import UsageError
 from chipbench.models.build import parse_dtype
 
-BEATS = 1.05  # a measured ceiling above 105% of the sheet: wrong row, or a wrong sheet
-MISSES = 0.5  # below 50%: the sheet is not what this device delivers
 UNSTEADY = 1.25  # best over median of the rounds above this: the device's rate moved while measured
 
 WINDOW_ENV = "CHIPBENCH_CEILING_WINDOW_S"
@@ -306,28 +305,3 @@ def measure(
         matmul_dtype=best,
         tflops_in_dtype=max(rates[dtype]) / 1e12,
     )
-
-
-def check_spec(ceilings: Ceilings, chip, chips: int = 1) -> str | None:
-    """A sentence when the measured ceilings contradict the spec row (times `chips`, the chips a
-    split case's summed ceilings span), else None."""
-    notes = []
-    sheet = f"{chips} x the {chip.name} sheet's" if chips > 1 else f"the {chip.name} sheet's"
-    pairs = (
-        ("memory bandwidth", ceilings.bandwidth_gb_per_s, chip.bandwidth_gb_per_s, "GB/s"),
-        (f"{ceilings.dtype} matmul", ceilings.tflops, (chip.peak_flops(ceilings.dtype) or 0) / 1e12 or None, "TFLOP/s"),
-    )
-
-    def figure(x: float) -> str:  # a CPU's 0.4 TFLOP/s is not "0"
-        return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
-
-    for what, measured, spec, unit in pairs:
-        if not spec:
-            continue
-        if measured > BEATS * spec * chips:
-            notes.append(
-                f"measured {what} {figure(measured)} {unit} beats {sheet} {spec:g}: wrong spec row or a wrong sheet"
-            )
-        elif measured < MISSES * spec * chips:
-            notes.append(f"measured {what} {figure(measured)} {unit} is under half {sheet} {spec:g}")
-    return "; ".join(notes) or None

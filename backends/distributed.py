@@ -187,7 +187,7 @@ def check_tokens(model_name: str, dtype: str = "fp32", new_tokens: int = 8, seed
     }
 
 
-if __name__ == "__main__":  # torchrun --nproc-per-node N -m chipbench.measuring.distributed MODEL[,MODEL...] [DTYPE]
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m chipbench.backends.distributed MODEL[,MODEL...] [DTYPE]
     import json
     import sys
 

@@ -1,0 +1,120 @@
+"""`chipbench serve`: a serving load sweep against an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import sys
+
+from chipbench.backends.base import capability
+from chipbench.errors import UsageError
+from chipbench.commands.common import chip_options
+
+
+def cmd_serve(args) -> int:
+    """A serving sweep: one record per load level (concurrency x rate), written as each finishes."""
+    from dataclasses import replace
+
+    from chipbench.backends.registry import discover, get_backend
+    from chipbench.judging.chips import resolve_chip
+    from chipbench.measuring import env
+    from chipbench.measuring.runner import new_series
+    from chipbench.judging.trial import add_roofline
+    from chipbench.measuring.serving import Load, serve_record
+    from chipbench.options import parse_ints, split_list
+    from chipbench.publishing import serving_view
+    from chipbench.publishing.record import RecordWriter, default_path
+    from chipbench.models.zoo import get_model
+
+    entries = discover((args.backend,))
+    backend = get_backend(args.backend, entries)
+    if capability(backend, "stream_one") is None:
+        raise UsageError(
+            f"backend {args.backend!r} cannot take a serving load: serving goes through a server "
+            "that batches, named openai:URL (e.g. openai:http://127.0.0.1:8000/v1)"
+        )
+    get_model(args.model)
+    if args.dtype not in backend.supported_dtypes():
+        raise UsageError(f"unknown dtype {args.dtype!r}; valid: {', '.join(backend.supported_dtypes())}")
+    concurrency = parse_ints(args.concurrency, "concurrency levels")
+    try:
+        rates = tuple(float(x) for x in split_list(args.rate))
+    except ValueError:
+        raise UsageError(
+            f"--rate takes requests per second, comma-separated (e.g. 0.5,1,2); got {args.rate!r}"
+        ) from None
+    if args.repeats < 1:
+        raise UsageError(f"repeats must be >= 1, got {args.repeats}")
+    levels = [
+        Load(
+            args.prompt, args.gen, args.requests, c, r, args.seed, args.max_duration, args.slo_ttft, args.slo_tpot
+        ).validate()
+        for c in (concurrency or (None,))
+        for r in (rates or (None,))
+    ]
+    chip = resolve_chip(
+        args.chip, args.peak_gbps, args.peak_tflops, warn=lambda m: print(f"chipbench: {m}", file=sys.stderr)
+    )
+    writer = RecordWriter(args.out or default_path())
+    host, records = env.host_facts(), []
+    for load in levels:
+        series = replace(new_series(), planned=args.repeats)
+        for k in range(args.repeats):
+            print(
+                f"serving {load.name} ({load.requests} requests, pp{load.prompt_tokens}+tg{load.gen_tokens})"
+                + (f" trial {k + 1}/{args.repeats}" if args.repeats > 1 else "")
+                + " ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            rec = serve_record(
+                backend,
+                args.model,
+                args.dtype,
+                load,
+                host,
+                entries[args.backend].origin(),
+                lambda rec: add_roofline(rec, None, chip),
+                warmup=args.warmup,
+                trial=replace(series, index=k),
+            )
+            writer.write(rec)
+            records.append(rec)
+    print(serving_view.to_markdown(records) or "no serving level produced a record")
+    failed = [r for r in records if r["status"] != "ok"]
+    for r in failed:
+        print(f"chipbench: {r['workload']} failed: {r.get('error')}", file=sys.stderr)
+    return 1 if failed and len(failed) == len(records) else 0
+
+
+def add_serve(sub) -> None:
+    s = sub.add_parser(
+        "serve",
+        help="a serving load sweep against an OpenAI-compatible server: TTFT / TPOT / ITL / "
+        "E2E percentiles, throughput and goodput per concurrency or request rate",
+    )
+    s.add_argument("--backend", required=True, help="the server: openai:URL (e.g. openai:http://127.0.0.1:8000/v1)")
+    s.add_argument("--model", required=True, help="the zoo name of the model the server runs (for its byte counts)")
+    s.add_argument("--dtype", default="bf16", help="the dtype the server runs it in, as you know it (default bf16)")
+    s.add_argument("--concurrency", help="comma-separated levels of requests in flight (e.g. 1,2,4,8)")
+    s.add_argument("--rate", help="comma-separated Poisson request rates per second (with or without --concurrency)")
+    s.add_argument("--requests", type=int, default=32, help="requests per level (default 32)")
+    s.add_argument("--prompt", type=int, default=128, help="prompt tokens per request (default 128)")
+    s.add_argument("--gen", type=int, default=64, help="generated tokens per request, fixed (default 64)")
+    s.add_argument(
+        "--max-duration",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="no request is sent after this long into a level (default 600)",
+    )
+    s.add_argument(
+        "--slo-ttft", type=float, default=2.0, metavar="SECONDS", help="goodput's TTFT limit (default 2, MLPerf)"
+    )
+    s.add_argument(
+        "--slo-tpot", type=float, default=0.2, metavar="SECONDS", help="goodput's TPOT limit (default 0.2, MLPerf)"
+    )
+    s.add_argument("--warmup", type=int, default=1, help="untimed requests before each level (default 1)")
+    s.add_argument("--repeats", type=int, default=1, help="trials per level (default 1)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
+    chip_options(s)
+    s.set_defaults(fn=cmd_serve)

@@ -1,0 +1,53 @@
+"""`chipbench run`: the benchmark suite without pytest, through the one suite session."""
+
+from __future__ import annotations
+
+import sys
+
+from chipbench.measuring.suite_options import add_suite_options
+
+
+def cmd_run(args) -> int:
+    from chipbench.backends import distributed
+    from chipbench.measuring.suite import SuiteOptions, parse_ints, split_list
+    from chipbench.publishing.record import default_path
+    from chipbench.session import Session
+
+    opts = SuiteOptions(
+        backends=split_list(args.backend),
+        models=split_list(args.model),
+        dtypes=split_list(args.dtype),
+        workloads=split_list(args.workload),
+        batches=parse_ints(args.batch, "batch sizes") or (1,),
+        rounds=args.rounds,
+        warmup=args.warmup,
+        seed=args.seed,
+        weights_dir=args.weights,
+        repeats=args.repeats,
+        modes=split_list(args.mode),
+        soak_s=args.soak,
+    )
+    session = Session.open(
+        opts,
+        args.out or default_path(),
+        chip=args.chip,
+        peak_gbps=args.peak_gbps,
+        peak_tflops=args.peak_tflops,
+        check=not args.no_check,
+        ceiling_window=args.ceiling_window,
+    )
+    try:
+        for case in session.cases:
+            session.run(case)
+    finally:
+        session.release()
+    if distributed.is_lead():
+        print("\n".join(session.summary_lines()))
+        print(session.saved_line(), file=sys.stderr)
+    return session.exit_code()
+
+
+def add_run(sub) -> None:
+    s = sub.add_parser("run", help="run the benchmark suite without pytest (same options)")
+    add_suite_options(s.add_argument, "--")  # declared once: pytest --benchmark has them as --bench-*
+    s.set_defaults(fn=cmd_run)
