@@ -566,7 +566,7 @@ def test_a_metric_claim_checks_capacity_and_the_models_context_before_speed(tmp_
     ],
 )
 def test_stack_versions_compare_as_versions(claimed, run, matches):
-    from chipbench.judging.claims import stack_matches
+    from chipbench.judging.claim_runs import stack_matches
 
     assert stack_matches(claimed, run) is matches
 
