@@ -162,9 +162,29 @@ def ab_rows(
 ) -> list[PairedRow]:
     """Every A/B case of `records` (those with ab_* fields) with its paired ratio per metric."""
     account = account if account is not None else Account()
+    runs, arm_records, arrival = _ab_cases(records, account)
+    rows = []
+    used: set[str] = set()
+    for key, pairs in runs.items():
+        facts = _ArmFacts.of(arm_records[key])
+        for metric in metrics:
+            row = _paired_row(key, pairs, metric, facts, arrival, used)
+            _verdict(row, facts, margin)
+            _trial_notes(row, pairs, facts, used)
+            rows.append(row)
+    account.used = len(used)
+    account.left_out = sum(
+        1 for recs in arm_records.values() for r in recs if r.get("status") == "ok" and r.get("record_id") not in used
+    )
+    return rows
+
+
+def _ab_cases(records: list[dict], account: Account) -> tuple[dict, dict, dict]:
+    """The A/B trials by case (ab_id, model, workload, batch) and pair, each case's records, and
+    each record's input order (the run order where a record carries no ab_position)."""
     runs: dict[tuple, dict[int, dict[str, list[dict]]]] = {}
     arm_records: dict[tuple, list[dict]] = {}
-    arrival: dict[str, int] = {}  # input order: the run order where a record carries no ab_position
+    arrival: dict[str, int] = {}
     for rec in dedupe(records, account):
         arrival[rec.get("record_id")] = len(arrival)
         if rec.get("ab_id") is None or rec.get("ab_arm") not in ARMS or rec.get("ab_pair") is None:
@@ -175,146 +195,177 @@ def ab_rows(
         key = (rec["ab_id"], rec.get("model"), rec.get("workload"), rec.get("batch"))
         runs.setdefault(key, {}).setdefault(rec["ab_pair"], {}).setdefault(rec["ab_arm"], []).append(rec)
         arm_records.setdefault(key, []).append(rec)
-    rows = []
-    used: set[str] = set()
-    for key, pairs in runs.items():
-        ab_id, model, workload, batch = key
-        recs = arm_records[key]
-        labels = {arm: _arm_label(recs, arm) for arm in ARMS}
-        failed_gate = [arm for arm in ARMS if _gate_failure([r for r in recs if r.get("ab_arm") == arm])]
-        unchecked = [arm for arm in ARMS if not any(r.get("correct") is True for r in recs if r.get("ab_arm") == arm)]
+    return runs, arm_records, arrival
+
+
+@dataclass
+class _ArmFacts:
+    """What a case's two arms are, whatever the metric: labels, the gate, their software."""
+
+    recs: list[dict]
+    labels: dict
+    failed_gate: list[str]
+    unchecked: list[str]
+    by_arm: dict
+    software: dict
+    same: bool  # A and B ran the same thing: an A/A comparison
+
+    @classmethod
+    def of(cls, recs: list[dict]) -> _ArmFacts:
         by_arm = {arm: [r for r in recs if r.get("ab_arm") == arm and r.get("status") == "ok"] for arm in ARMS}
-        software = {arm: arm_software(by_arm[arm]) for arm in ARMS}
         same = all(by_arm.values()) and {tuple(r.get(k) for k in SOFTWARE) for r in by_arm["A"]} == {
             tuple(r.get(k) for k in SOFTWARE) for r in by_arm["B"]
         }
-        for metric in metrics:
-            ratios, a_vals, b_vals, incomplete, notes, b_first = [], [], [], 0, [], []
-            if same:
-                notes.append(
-                    "A and B ran the same backend, device, dtype, execution path, parallel layout and "
-                    "software versions, "
-                    "whatever their labels say: this is an A/A comparison"
-                )
-            for index in sorted(pairs):
-                arms = pairs[index]
-                duplicated = [arm for arm in ARMS if len(arms.get(arm, [])) > 1]
-                if duplicated:
-                    incomplete += 1
-                    notes.append(f"pair {index}: more than one {'/'.join(duplicated)} trial, so it is left out")
-                    continue
-                a, b = (arms.get(arm, [None])[0] for arm in ARMS)
-                missing = [arm for arm, r in (("A", a), ("B", b)) if r is None or r.get("status") != "ok"]
-                if missing:
-                    incomplete += 1
-                    why = "; ".join(
-                        f"{arm} " + ("missing" if r is None else f"failed: {r.get('error')}")
-                        for arm, r in (("A", a), ("B", b))
-                        if arm in missing
-                    )
-                    notes.append(f"pair {index} left out: {why}")
-                    continue
-                name = resolve_metric(metric, a)
-                va, vb = _trial_value(a, name), _trial_value(b, name)
-                if va is None or vb is None:
-                    incomplete += 1
-                    notes.append(f"pair {index} left out: no {name} samples")
-                    continue
-                higher = METRICS.get(name, ("", True))[1]
-                ratios.append(vb / va if higher else va / vb)
-                b_first.append(_ran_first(b, a, arrival))
-                used.update((a["record_id"], b["record_id"]))
-                a_vals.append(va)
-                b_vals.append(vb)
-            name = resolve_metric(metric, recs[0])
-            row = PairedRow(
-                ab_id,
-                f"{model} {workload} b{batch}",
-                name,
-                labels["A"],
-                labels["B"],
-                len(ratios),
-                incomplete,
-                None,
-                None,
-                None,
-                None,
-                None,
-                "insufficient data",
-                a_software=software["A"],
-                b_software=software["B"],
-                a_costs=arm_costs(by_arm["A"]),
-                b_costs=arm_costs(by_arm["B"]),
-                ratios=ratios,
-                notes=notes,
-            )
-            if ratios:
-                row.a_value = float(np.exp(np.log(a_vals).mean()))
-                row.b_value = float(np.exp(np.log(b_vals).mean()))
-                row.ratio, row.ci_low, row.ci_high = paired_ratio(ratios)
-                split = crossover(
-                    [r for r, first in zip(ratios, b_first) if not first],
-                    [r for r, first in zip(ratios, b_first) if first],
-                )
-                if split is not None:
-                    (row.ratio, row.ci_low, row.ci_high), (pos, plo, phi) = split
-                    row.basis = (
-                        f"crossover: {b_first.count(False)} pair(s) A then B, {b_first.count(True)} B then A; "
-                        f"t with {len(ratios) - 2} df, position effect removed"
-                    )
-                    row.position = (pos, plo, phi)
-                    if len(ratios) - 2 < 4:  # t's 97.5% point: 12.7 at 1 df, 4.3 at 2, 3.2 at 3, 2.8 at 4
-                        row.notes.append(
-                            f"{len(ratios)} pairs leave the crossover {len(ratios) - 2} degree(s) of "
-                            f"freedom (t = {stats.t_quantile(0.975, len(ratios) - 2):.1f}), so its interval is wide "
-                            "however well the pairs agree: 6 or more pairs, as many in each order, narrow it"
-                        )
-                    row.notes.append(
-                        f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
-                        f"[{plo:.3f}, {phi:.3f}]"
-                        + (" (significant; the alternating order cancels it)" if plo > 1 or phi < 1 else "")
-                    )
-                elif row.ci_low is not None:
-                    row.basis = "paired t on the log ratios, " + (
-                        f"{len(ratios) - 1} df; every pair in one order: a "
-                        "position effect cannot be told apart from the A/B difference"
-                        if len(set(b_first)) == 1
-                        else f"{len(ratios) - 1} df"
-                    )
-            if failed_gate:
-                row.verdict = f"no verdict: {' and '.join(failed_gate)} failed the correctness gate"
-            elif row.ci_low is None:
-                row.verdict = (
-                    "insufficient data: "
-                    + (f"{len(ratios)} complete pair" if ratios else "no complete pair")
-                    + " (an interval needs two or more)"
-                )
-            else:
-                row.verdict = (
-                    "B faster" if row.ci_low > 1 else "B slower" if row.ci_high < 1 else "no significant difference"
-                )
-            if margin is not None:
-                row.equivalence = "not shown" if failed_gate else equivalence(row.ci_low, row.ci_high, margin)
-            loaded = sum(
-                1
-                for index in pairs
-                for arm in ARMS
-                for r in pairs[index].get(arm, [])
-                if r.get("host_loaded") and r.get("record_id") in used
-            )
-            if loaded:
-                row.notes.append(
-                    f"{loaded} trial(s) ran on a loaded host (others took CPU time or the "
-                    "hypervisor stole it); the pairing shares what both arms saw, not what one did"
-                )
-            if unchecked and not failed_gate:
-                row.notes.append(f"correctness not checked for {' and '.join(unchecked)}")
-            rows.append(row)
-    account.used = len(used)
-    account.left_out = sum(
-        1 for recs in arm_records.values() for r in recs if r.get("status") == "ok" and r.get("record_id") not in used
+        return cls(
+            recs,
+            {arm: _arm_label(recs, arm) for arm in ARMS},
+            [arm for arm in ARMS if _gate_failure([r for r in recs if r.get("ab_arm") == arm])],
+            [arm for arm in ARMS if not any(r.get("correct") is True for r in recs if r.get("ab_arm") == arm)],
+            by_arm,
+            {arm: arm_software(by_arm[arm]) for arm in ARMS},
+            same,
+        )
+
+
+def _paired_row(key: tuple, pairs: dict, metric: str, facts: _ArmFacts, arrival: dict, used: set) -> PairedRow:
+    """One case and metric: its complete pairs' ratios and their interval."""
+    ab_id, model, workload, batch = key
+    notes = []
+    if facts.same:
+        notes.append(
+            "A and B ran the same backend, device, dtype, execution path, parallel layout and "
+            "software versions, whatever their labels say: this is an A/A comparison"
+        )
+    ratios, a_vals, b_vals, b_first, incomplete = [], [], [], [], 0
+    for index in sorted(pairs):
+        pair = _pair_values(index, pairs[index], metric, notes)
+        if pair is None:
+            incomplete += 1
+            continue
+        a, b, va, vb, ratio = pair
+        ratios.append(ratio)
+        b_first.append(_ran_first(b, a, arrival))
+        used.update((a["record_id"], b["record_id"]))
+        a_vals.append(va)
+        b_vals.append(vb)
+    row = PairedRow(
+        ab_id,
+        f"{model} {workload} b{batch}",
+        resolve_metric(metric, facts.recs[0]),
+        facts.labels["A"],
+        facts.labels["B"],
+        len(ratios),
+        incomplete,
+        None,
+        None,
+        None,
+        None,
+        None,
+        "insufficient data",
+        a_software=facts.software["A"],
+        b_software=facts.software["B"],
+        a_costs=arm_costs(facts.by_arm["A"]),
+        b_costs=arm_costs(facts.by_arm["B"]),
+        ratios=ratios,
+        notes=notes,
     )
-    return rows
+    if ratios:
+        row.a_value = float(np.exp(np.log(a_vals).mean()))
+        row.b_value = float(np.exp(np.log(b_vals).mean()))
+        _interval(row, ratios, b_first)
+    return row
+
+
+def _pair_values(index: int, arms: dict, metric: str, notes: list[str]):
+    """(A's record, B's, A's value, B's, B's speed over A's) of a complete pair, else None with the
+    reason in `notes`: a pair with a duplicated, missing or failed trial, or no samples, is left out."""
+    duplicated = [arm for arm in ARMS if len(arms.get(arm, [])) > 1]
+    if duplicated:
+        notes.append(f"pair {index}: more than one {'/'.join(duplicated)} trial, so it is left out")
+        return None
+    a, b = (arms.get(arm, [None])[0] for arm in ARMS)
+    missing = [arm for arm, r in (("A", a), ("B", b)) if r is None or r.get("status") != "ok"]
+    if missing:
+        why = "; ".join(
+            f"{arm} " + ("missing" if r is None else f"failed: {r.get('error')}")
+            for arm, r in (("A", a), ("B", b))
+            if arm in missing
+        )
+        notes.append(f"pair {index} left out: {why}")
+        return None
+    name = resolve_metric(metric, a)
+    va, vb = _trial_value(a, name), _trial_value(b, name)
+    if va is None or vb is None:
+        notes.append(f"pair {index} left out: no {name} samples")
+        return None
+    higher = METRICS.get(name, ("", True))[1]
+    return a, b, va, vb, (vb / va if higher else va / vb)
+
+
+def _interval(row: PairedRow, ratios: list[float], b_first: list[bool]) -> None:
+    """The paired ratio and its 95% interval: a crossover when both orders ran (the position effect
+    removed and reported), else the paired t on the log ratios."""
+    row.ratio, row.ci_low, row.ci_high = paired_ratio(ratios)
+    split = crossover(
+        [r for r, first in zip(ratios, b_first) if not first], [r for r, first in zip(ratios, b_first) if first]
+    )
+    if split is None:
+        if row.ci_low is not None:
+            row.basis = "paired t on the log ratios, " + (
+                f"{len(ratios) - 1} df; every pair in one order: a "
+                "position effect cannot be told apart from the A/B difference"
+                if len(set(b_first)) == 1
+                else f"{len(ratios) - 1} df"
+            )
+        return
+    (row.ratio, row.ci_low, row.ci_high), (pos, plo, phi) = split
+    row.basis = (
+        f"crossover: {b_first.count(False)} pair(s) A then B, {b_first.count(True)} B then A; "
+        f"t with {len(ratios) - 2} df, position effect removed"
+    )
+    row.position = (pos, plo, phi)
+    if len(ratios) - 2 < 4:  # t's 97.5% point: 12.7 at 1 df, 4.3 at 2, 3.2 at 3, 2.8 at 4
+        row.notes.append(
+            f"{len(ratios)} pairs leave the crossover {len(ratios) - 2} degree(s) of "
+            f"freedom (t = {stats.t_quantile(0.975, len(ratios) - 2):.1f}), so its interval is wide "
+            "however well the pairs agree: 6 or more pairs, as many in each order, narrow it"
+        )
+    row.notes.append(
+        f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
+        f"[{plo:.3f}, {phi:.3f}]" + (" (significant; the alternating order cancels it)" if plo > 1 or phi < 1 else "")
+    )
+
+
+def _verdict(row: PairedRow, facts: _ArmFacts, margin: float | None) -> None:
+    if facts.failed_gate:
+        row.verdict = f"no verdict: {' and '.join(facts.failed_gate)} failed the correctness gate"
+    elif row.ci_low is None:
+        row.verdict = (
+            "insufficient data: "
+            + (f"{len(row.ratios)} complete pair" if row.ratios else "no complete pair")
+            + " (an interval needs two or more)"
+        )
+    else:
+        row.verdict = "B faster" if row.ci_low > 1 else "B slower" if row.ci_high < 1 else "no significant difference"
+    if margin is not None:
+        row.equivalence = "not shown" if facts.failed_gate else equivalence(row.ci_low, row.ci_high, margin)
+
+
+def _trial_notes(row: PairedRow, pairs: dict, facts: _ArmFacts, used: set) -> None:
+    loaded = sum(
+        1
+        for index in pairs
+        for arm in ARMS
+        for r in pairs[index].get(arm, [])
+        if r.get("host_loaded") and r.get("record_id") in used
+    )
+    if loaded:
+        row.notes.append(
+            f"{loaded} trial(s) ran on a loaded host (others took CPU time or the "
+            "hypervisor stole it); the pairing shares what both arms saw, not what one did"
+        )
+    if facts.unchecked and not facts.failed_gate:
+        row.notes.append(f"correctness not checked for {' and '.join(facts.unchecked)}")
 
 
 def row_dicts(rows: list[PairedRow]) -> list[dict]:
