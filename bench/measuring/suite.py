@@ -7,6 +7,7 @@ about bad input.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import product
 
 from chipbench.backends.registry import Entry, add_endpoints
 from chipbench.errors import UsageError
@@ -66,6 +67,27 @@ def _positive(value: int, what: str) -> int:
 
 def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
     """Every case of the suite; raises UsageError (one line) on any bad name or value."""
+    workloads = _check_options(opts)
+    _check_backends(opts, entries)
+    planned: list[Planned] = []
+    for name in opts.backends or tuple(entries):
+        entry = entries[name]
+        if not entry.available:
+            planned.append(Planned(None, entry.probe.reason, label=name))
+            continue
+        planned += _plan_backend(name, entry, opts, entries, workloads)
+    if not opts.backends and not any(p.case for p in planned) and any(e.available for e in entries.values()):
+        why = "; ".join(
+            f"{p.label.split(' ')[0]}: {p.skip_reason}"
+            for p in planned
+            if entries.get(p.label.split(" ")[0]) and entries[p.label.split(" ")[0]].available
+        )
+        raise UsageError(f"no available backend can run this suite: {why}")
+    return planned
+
+
+def _check_options(opts: SuiteOptions) -> list:
+    """The options' values and names, checked before anything runs; the workloads parsed."""
     for b in opts.batches:
         _positive(b, "batch size")
     if opts.rounds is not None:
@@ -81,10 +103,16 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
     for d in opts.dtypes:
         if d not in known_dtypes:
             raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(known_dtypes)}")
-    workloads = [parse_workload(w) for w in opts.workloads]
     for m in opts.modes:
         if m not in MODES:
             raise UsageError(f"unknown execution mode {m!r}; valid modes: {', '.join(MODES)}")
+    if opts.weights_dir and len(opts.models) > 1:
+        raise UsageError("a weights directory holds one model's weights: name exactly one model")
+    return [parse_workload(w) for w in opts.workloads]
+
+
+def _check_backends(opts: SuiteOptions, entries: dict[str, Entry]) -> None:
+    """Every backend named exists and is available here (an endpoint's URL added as one)."""
     add_endpoints(entries, opts.backends)  # openai:URL names a server, not an installed adapter
     for name in opts.backends:
         if name not in entries:
@@ -93,92 +121,76 @@ def plan(opts: SuiteOptions, entries: dict[str, Entry]) -> list[Planned]:
             usable = [n for n, e in entries.items() if e.available]
             raise UsageError(
                 f"backend {name!r} was asked for but is unavailable here: {entries[name].probe.reason} "
-                f"(available: {', '.join(usable) or 'none'}; leave --bench-backend out to run "
+                f"(available: {', '.join(usable) or 'none'}; leave the backend option out to run "
                 "every available one)"
             )
 
-    chosen = opts.backends or tuple(entries)
-    planned: list[Planned] = []
 
-    def runs_elsewhere(name: str, what: str, x) -> bool:
-        """Whether another named backend runs `x`: then this one skips it rather than refusing the run."""
-        for other in opts.backends:
-            b = entries[other].backend
-            if other == name or not entries[other].available:
-                continue
-            if what == "dtype" and x in b.supported_dtypes():
-                return True
-            if what == "mode" and x in capability(b, "supported_modes")():
-                return True
-            if what == "model" and not capability(b, "model_unsupported")(get_model(x)):
-                return True
-        return False
-
-    for name in chosen:
-        entry = entries[name]
-        if not entry.available:
-            planned.append(Planned(None, entry.probe.reason, label=name))
+def _runs_elsewhere(opts: SuiteOptions, entries: dict[str, Entry], name: str, what: str, x) -> bool:
+    """Whether another named backend runs `x`: then this one skips it rather than refusing the run."""
+    for other in opts.backends:
+        b = entries[other].backend
+        if other == name or not entries[other].available:
             continue
-        defaults = DEFAULT_SUITE.get(name, FALLBACK_SUITE)
-        models = opts.models or defaults["models"]
-        dtypes = opts.dtypes or defaults["dtypes"]
-        runnable = entry.backend.supported_dtypes()
-        has_modes = capability(entry.backend, "supported_modes")()
-        modes = opts.modes or tuple(m for m in defaults["modes"] if m in has_modes) or ("eager",)
-        named = name in opts.backends
-        for what, asked, can in (("dtype", dtypes, runnable), ("mode", modes, has_modes)):
-            for x in asked:
-                if x in can:
-                    continue
-                if named and not runs_elsewhere(name, what, x):  # asked for by name, and no other runs it
-                    raise UsageError(f"backend {name!r} cannot run {what} {x!r}; it runs: {', '.join(can)}")
-                # every available backend: another one runs it; say so in the plan, never drop it silently
-                planned.append(
-                    Planned(None, f"cannot run {what} {x!r} (it runs: {', '.join(can)})", label=f"{name} {what} {x}")
+        if what == "dtype" and x in b.supported_dtypes():
+            return True
+        if what == "mode" and x in capability(b, "supported_modes")():
+            return True
+        if what == "model" and not capability(b, "model_unsupported")(get_model(x)):
+            return True
+    return False
+
+
+def _plan_backend(name: str, entry: Entry, opts: SuiteOptions, entries: dict, workloads: list) -> list[Planned]:
+    """One available backend's cases, and a skip line for each model, dtype or mode it cannot run
+    (an error instead when the backend was named and no other named one runs it)."""
+    defaults = DEFAULT_SUITE.get(name, FALLBACK_SUITE)
+    named = name in opts.backends
+    runnable = entry.backend.supported_dtypes()
+    has_modes = capability(entry.backend, "supported_modes")()
+    unsupported = capability(entry.backend, "model_unsupported")
+    dtypes = opts.dtypes or defaults["dtypes"]
+    modes = opts.modes or tuple(m for m in defaults["modes"] if m in has_modes) or ("eager",)
+    why_not = {
+        "dtype": {d: None if d in runnable else f"it runs: {', '.join(runnable)}" for d in dtypes},
+        "mode": {m: None if m in has_modes else f"it runs: {', '.join(has_modes)}" for m in modes},
+        "model": {m: unsupported(get_model(m)) for m in opts.models or defaults["models"]},
+    }
+    planned = []
+    for what, reasons in why_not.items():
+        for x, why in reasons.items():
+            if not why:
+                continue
+            if named and not _runs_elsewhere(opts, entries, name, what, x):  # named, and no other runs it
+                raise UsageError(
+                    f"backend {name!r} cannot run {what} {x!r}: {why}"
+                    if what == "model"
+                    else f"backend {name!r} cannot run {what} {x!r}; {why}"
                 )
-        dtypes = tuple(d for d in dtypes if d in runnable)
-        modes_here = tuple(m for m in modes if m in has_modes)
-        wls = workloads or [parse_workload(w) for w in defaults["workloads"]]
-        rounds = opts.rounds or defaults["rounds"]
-        if opts.weights_dir and len(models) != 1:
-            raise UsageError("a weights directory holds one model's weights: name exactly one model")
-        unsupported = capability(entry.backend, "model_unsupported")
-        for m in models:
-            why = unsupported(get_model(m))
-            if why and named and not runs_elsewhere(name, "model", m):
-                raise UsageError(f"backend {name!r} cannot run model {m!r}: {why}")
-            if why:
-                planned.append(Planned(None, f"cannot run model {m!r}: {why}", label=f"{name} model {m}"))
-        models = tuple(m for m in models if not unsupported(get_model(m)))
-        for m in models:
-            spec = get_model(m)
-            for w in wls:
-                w.validate(spec.max_pos, spec.name)
-            if opts.weights_dir:
-                check_weights_dir(spec, opts.weights_dir)
-        for m in models:
-            for d in dtypes:
-                for w in wls:
-                    for b in opts.batches:
-                        for mode in modes_here:
-                            wl = replace(w, batch=b, seed=opts.seed)
-                            case = Case(
-                                name,
-                                m,
-                                d,
-                                wl,
-                                warmup=opts.warmup,
-                                rounds=rounds,
-                                weights_dir=opts.weights_dir,
-                                mode=mode,
-                                soak_s=opts.soak_s,
-                            )
-                            planned.append(Planned(case, label=case.id))
-    if not opts.backends and not any(p.case for p in planned) and any(e.available for e in entries.values()):
-        why = "; ".join(
-            f"{p.label.split(' ')[0]}: {p.skip_reason}"
-            for p in planned
-            if entries.get(p.label.split(" ")[0]) and entries[p.label.split(" ")[0]].available
+            # every available backend: another one runs it; say so in the plan, never drop it silently
+            text = f"cannot run {what} {x!r}: {why}" if what == "model" else f"cannot run {what} {x!r} ({why})"
+            planned.append(Planned(None, text, label=f"{name} {what} {x}"))
+    ok = {what: tuple(x for x, why in reasons.items() if not why) for what, reasons in why_not.items()}
+    if opts.weights_dir and len(why_not["model"]) != 1:
+        raise UsageError("a weights directory holds one model's weights: name exactly one model")
+    wls = workloads or [parse_workload(w) for w in defaults["workloads"]]
+    for m in ok["model"]:
+        spec = get_model(m)
+        for w in wls:
+            w.validate(spec.max_pos, spec.name)
+        if opts.weights_dir:
+            check_weights_dir(spec, opts.weights_dir)
+    for m, d, w, b, mode in product(ok["model"], ok["dtype"], wls, opts.batches, ok["mode"]):
+        case = Case(
+            name,
+            m,
+            d,
+            replace(w, batch=b, seed=opts.seed),
+            warmup=opts.warmup,
+            rounds=opts.rounds or defaults["rounds"],
+            weights_dir=opts.weights_dir,
+            mode=mode,
+            soak_s=opts.soak_s,
         )
-        raise UsageError(f"no available backend can run this suite: {why}")
+        planned.append(Planned(case, label=case.id))
     return planned
