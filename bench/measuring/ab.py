@@ -241,45 +241,40 @@ def run_ab(
     """Run every case's `pairs` pairs, interleaved; each record goes to `write` as soon as it exists.
     `judge_for(ceilings)`: the judge of a case measured against those ceilings (the run's
     chipbench.judging.trial.TrialJudge; None: records unjudged)."""
-    from chipbench.measuring.runner import failed_record, new_series, shared_ceilings
-    from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
-    from chipbench.measuring.trials import Series
-    from chipbench.measuring.recordline import new_record_id
-
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    ab_id = new_record_id()
-    records: list[dict] = []
-    selftests: dict[tuple, tuple[str, str]] = {}
-    ceilings: dict[tuple, object] = {}
-    current: dict = {}
-
-    def keep(rec: dict) -> None:
-        rec.update(ab_id=ab_id, **current)
-        if write is not None:
-            write(rec)
-        records.append(rec)
-
+    run = _ABRun(arms, pairs, order, entries, host, judge_for, write, log)
     for ca, cb in case_pairs:
+        run.case(ca, cb)
+    return run.records
+
+
+class _ABRun:
+    """One `chipbench ab` invocation: its id, its records, the self-tests and ceilings it measured."""
+
+    def __init__(self, arms, pairs, order, entries, host, judge_for, write, log):
+        from chipbench.measuring.recordline import new_record_id
+
+        self.arms, self.pairs, self.order, self.entries, self.host = arms, pairs, order, entries, host
+        self.judge_for, self.write = judge_for, write
+        self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+        self.ab_id = new_record_id()
+        self.records: list[dict] = []
+        self.selftests: dict[tuple, tuple[str, str]] = {}
+        self.ceilings: dict[tuple, object] = {}
+        self.current: dict = {}  # the A/B fields of the trial now running
+
+    def keep(self, rec: dict) -> None:
+        rec.update(ab_id=self.ab_id, **self.current)
+        if self.write is not None:
+            self.write(rec)
+        self.records.append(rec)
+
+    def case(self, ca, cb) -> None:
+        """One case's pairs: both arms' self-tests, then the pairs in turn; an arm refused by its
+        self-test leaves every pair out, with its reason, and the other arm is not run."""
         series, refused, arm_selftest = {}, {}, {}
-        for arm, case in zip(arms, (ca, cb)):
-            backend = entries[case.backend].backend
-            loop = timing_loop(backend, case.mode)  # the same checkout decides the loop under any interpreter
-            key = (case.backend, arm.spec.python, case.model, case.dtype, loop)
-            if key not in selftests:
-                where = f" under {arm.spec.python}" if arm.spec.python else ""
-                log(
-                    f"timing self-test of {case.backend}{where} on {case.model} {case.dtype}"
-                    + (f" ({loop} loop)" if loop != "lock-step" else "")
-                    + " ..."
-                )
-                probe = case.mode if loop == "run-ahead" else "eager"
-                selftests[key] = (
-                    selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype, probe)
-                    if arm.spec.python
-                    else suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case))
-                )
-            status, text = selftests[key]
-            current["timing_selftest"] = arm_selftest[arm.name] = text
+        for arm, case in zip(self.arms, (ca, cb)):
+            status, text = self.selftest(arm, case)
+            self.current["timing_selftest"] = arm_selftest[arm.name] = text
             if status != "passed":
                 refused[arm.name] = (
                     "timing self-test failed, so no number from this arm is reported"
@@ -287,61 +282,87 @@ def run_ab(
                     else "timing self-test could not run"
                 ) + f": {text}"
                 continue
-            series[arm.name] = Series(
-                backend,
-                case,
-                pairs,
-                entries=entries,
-                host=host,
-                judge=judge_for(shared_ceilings(ceilings, backend, case.dtype)) if judge_for else None,
-                on_record=keep,
-                python=arm.spec.python,
-                env=inductor_env(arm.spec.inductor, arm.name) if arm.spec.inductor else None,
-            )
-        for arm, case in zip(arms, (ca, cb)):
-            if arm.name in refused:
-                trial = new_series()
-                for i in range(pairs):  # every pair of the case is left out, and says why
-                    rec = failed_record(
-                        case, refused[arm.name], entries[case.backend].origin(), host, entries[case.backend].backend
-                    )
-                    rec.update(trial.fields(), trial_index=i, trials_planned=pairs)
-                    current.update(
-                        ab_arm=arm.name,
-                        ab_pair=i,
-                        ab_label=arm.label,
-                        ab_position=None,
-                        timing_selftest=arm_selftest[arm.name],
-                    )
-                    keep(rec)
+            series[arm.name] = self.series(arm, case)
         if refused:
-            log(
+            for arm, case in zip(self.arms, (ca, cb)):
+                if arm.name in refused:
+                    self.refuse(arm, case, refused[arm.name], arm_selftest[arm.name])
+            self.log(
                 f"{ca.model} {ca.workload.name} b{ca.workload.batch}: arm {' and '.join(refused)} refused; "
                 "the other arm is not run (no pair could be complete)"
             )
-            continue
-        for i in range(pairs):
-            turn = arms if order == "fixed" or i % 2 == 0 else arms[::-1]
+            return
+        for i in range(self.pairs):
+            turn = self.arms if self.order == "fixed" or i % 2 == 0 else self.arms[::-1]
             for position, arm in enumerate(turn):
-                case = ca if arm.name == "A" else cb
-                current.update(
-                    ab_arm=arm.name,
-                    ab_pair=i,
-                    ab_label=arm.label,
-                    ab_position=position,
+                self.current.update(
+                    ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=position,
                     timing_selftest=arm_selftest[arm.name],
-                )
+                )  # fmt: skip
                 rec = series[arm.name].run_one()
                 value = rec.get(f"{_headline(rec)}_median")
-                log(
-                    f"pair {i + 1}/{pairs} {arm.name} ({arm.label}) {case.id}: "
+                self.log(
+                    f"pair {i + 1}/{self.pairs} {arm.name} ({arm.label}) {(ca if arm.name == 'A' else cb).id}: "
                     + (
                         f"{value:.2f} {_headline(rec)}"
                         if rec.get("status") == "ok" and value is not None
                         else f"failed: {rec.get('error')}"
                     )
                 )
-    return records
+
+    def selftest(self, arm, case) -> tuple[str, str]:
+        """The arm's timing self-test, once per backend, interpreter, model, dtype and loop."""
+        from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
+
+        backend = self.entries[case.backend].backend
+        loop = timing_loop(backend, case.mode)  # the same checkout decides the loop under any interpreter
+        key = (case.backend, arm.spec.python, case.model, case.dtype, loop)
+        if key not in self.selftests:
+            where = f" under {arm.spec.python}" if arm.spec.python else ""
+            self.log(
+                f"timing self-test of {case.backend}{where} on {case.model} {case.dtype}"
+                + (f" ({loop} loop)" if loop != "lock-step" else "")
+                + " ..."
+            )
+            probe = case.mode if loop == "run-ahead" else "eager"
+            self.selftests[key] = (
+                selftest_elsewhere(arm.spec.python, case.backend, case.model, case.dtype, probe)
+                if arm.spec.python
+                else suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case))
+            )
+        return self.selftests[key]
+
+    def series(self, arm, case):
+        from chipbench.measuring.runner import shared_ceilings
+        from chipbench.measuring.trials import Series
+
+        backend = self.entries[case.backend].backend
+        judge = self.judge_for(shared_ceilings(self.ceilings, backend, case.dtype)) if self.judge_for else None
+        return Series(
+            backend,
+            case,
+            self.pairs,
+            entries=self.entries,
+            host=self.host,
+            judge=judge,
+            on_record=self.keep,
+            python=arm.spec.python,
+            env=inductor_env(arm.spec.inductor, arm.name) if arm.spec.inductor else None,
+        )
+
+    def refuse(self, arm, case, why: str, selftest: str) -> None:
+        """Every pair of a refused arm is left out, and says why."""
+        from chipbench.measuring.runner import failed_record, new_series
+
+        trial = new_series()
+        entry = self.entries[case.backend]
+        for i in range(self.pairs):
+            rec = failed_record(case, why, entry.origin(), self.host, entry.backend)
+            rec.update(trial.fields(), trial_index=i, trials_planned=self.pairs)
+            self.current.update(
+                ab_arm=arm.name, ab_pair=i, ab_label=arm.label, ab_position=None, timing_selftest=selftest
+            )
+            self.keep(rec)
 
 
 def _headline(rec: dict) -> str:
