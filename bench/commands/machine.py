@@ -153,6 +153,30 @@ def _peak_rss_bytes() -> int | None:
         return None
 
 
+def _ceilings_line(o: dict) -> str:
+    """One backend's measured ceilings as the terminal shows them."""
+    if "error" in o:
+        return f"{o['backend']}: {o['error']}"
+    spec = (
+        f"; spec {o['chip']}: {o['spec_gb_per_s'] or '?'} GB/s, {o['spec_tflops'] or '?'} TFLOP/s"
+        if o["spec_gb_per_s"] or o["spec_tflops"]
+        else ""
+    )
+    widened = (
+        f"; as {o['matmul_dtype']}, faster here than {o['dtype']}'s own {o['tflops_in_dtype']:.3g}"
+        if o.get("matmul_dtype") not in (None, o["dtype"])
+        else ""
+    )
+    return (
+        f"{o['backend']} ({o['device_name']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read; "
+        f"median round {o['bandwidth_gb_per_s_median']:.1f}), {o['dtype']} matmul {o['tflops']:.3g} TFLOP/s "
+        f"(n={o['matmul_n']}; median round {o['tflops_median']:.3g}{widened}), best of {o['rounds']} rounds in "
+        f"{o['window_s']:.1f} s{spec}"
+        + (f"\n  {o['spec_check']}" if o["spec_check"] else "")
+        + "".join(f"\n  unsteady: {u}" for u in o["unsteady"])
+    )
+
+
 def cmd_ceilings(args) -> int:
     """Measured ceilings per backend, beside the spec row the device matches (or the one named)."""
     from dataclasses import asdict
@@ -204,28 +228,7 @@ def cmd_ceilings(args) -> int:
         print(json.dumps(out, indent=1))
     else:
         for o in out:
-            if "error" in o:
-                print(f"{o['backend']}: {o['error']}")
-                continue
-            spec = (
-                f"; spec {o['chip']}: {o['spec_gb_per_s'] or '?'} GB/s, {o['spec_tflops'] or '?'} TFLOP/s"
-                if o["spec_gb_per_s"] or o["spec_tflops"]
-                else ""
-            )
-            print(
-                f"{o['backend']} ({o['device_name']}): memory {o['bandwidth_gb_per_s']:.1f} GB/s (best of copy and read; "
-                f"median round {o['bandwidth_gb_per_s_median']:.1f}), {o['dtype']} matmul {o['tflops']:.3g} TFLOP/s "
-                f"(n={o['matmul_n']}; median round {o['tflops_median']:.3g}"
-                + (
-                    f"; as {o['matmul_dtype']}, faster here than {o['dtype']}'s own {o['tflops_in_dtype']:.3g}"
-                    if o.get("matmul_dtype") not in (None, o["dtype"])
-                    else ""
-                )
-                + f"), best of {o['rounds']} rounds in "
-                f"{o['window_s']:.1f} s{spec}"
-                + (f"\n  {o['spec_check']}" if o["spec_check"] else "")
-                + "".join(f"\n  unsteady: {u}" for u in o["unsteady"])
-            )
+            print(_ceilings_line(o))
     return 0
 
 
