@@ -9,6 +9,29 @@ from chipbench.errors import UsageError
 from chipbench.commands.common import chip_options
 
 
+def _levels(args) -> list:
+    """The sweep's load levels: every concurrency level with every request rate, each checked."""
+    from chipbench.measuring.serving import Load
+    from chipbench.options import parse_ints, split_list
+
+    concurrency = parse_ints(args.concurrency, "concurrency levels")
+    try:
+        rates = tuple(float(x) for x in split_list(args.rate))
+    except ValueError:
+        raise UsageError(
+            f"--rate takes requests per second, comma-separated (e.g. 0.5,1,2); got {args.rate!r}"
+        ) from None
+    if args.repeats < 1:
+        raise UsageError(f"repeats must be >= 1, got {args.repeats}")
+    return [
+        Load(
+            args.prompt, args.gen, args.requests, c, r, args.seed, args.max_duration, args.slo_ttft, args.slo_tpot
+        ).validate()
+        for c in (concurrency or (None,))
+        for r in (rates or (None,))
+    ]
+
+
 def cmd_serve(args) -> int:
     """A serving sweep: one record per load level (concurrency x rate), written as each finishes."""
     from dataclasses import replace
@@ -18,8 +41,7 @@ def cmd_serve(args) -> int:
     from chipbench.measuring import env
     from chipbench.measuring.runner import new_series
     from chipbench.judging.trial import add_roofline
-    from chipbench.measuring.serving import Load, serve_record
-    from chipbench.options import parse_ints, split_list
+    from chipbench.measuring.serving import serve_record
     from chipbench.publishing import serving_view
     from chipbench.publishing.record import RecordWriter, default_path
     from chipbench.models.zoo import get_model
@@ -34,22 +56,7 @@ def cmd_serve(args) -> int:
     get_model(args.model)
     if args.dtype not in backend.supported_dtypes():
         raise UsageError(f"unknown dtype {args.dtype!r}; valid: {', '.join(backend.supported_dtypes())}")
-    concurrency = parse_ints(args.concurrency, "concurrency levels")
-    try:
-        rates = tuple(float(x) for x in split_list(args.rate))
-    except ValueError:
-        raise UsageError(
-            f"--rate takes requests per second, comma-separated (e.g. 0.5,1,2); got {args.rate!r}"
-        ) from None
-    if args.repeats < 1:
-        raise UsageError(f"repeats must be >= 1, got {args.repeats}")
-    levels = [
-        Load(
-            args.prompt, args.gen, args.requests, c, r, args.seed, args.max_duration, args.slo_ttft, args.slo_tpot
-        ).validate()
-        for c in (concurrency or (None,))
-        for r in (rates or (None,))
-    ]
+    levels = _levels(args)
     chip = resolve_chip(
         args.chip, args.peak_gbps, args.peak_tflops, warn=lambda m: print(f"chipbench: {m}", file=sys.stderr)
     )

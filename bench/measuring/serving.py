@@ -233,6 +233,49 @@ def serve_rerun(backend_name: str, model: str, dtype: str, load: Load, warmup: i
     return shlex.join(args)
 
 
+def level_record(case, name: str, load: Load, backend, handle, run, device: dict, host_load: dict, host: dict, judge):
+    """A finished level's record: the case's identity, the stack, the serving figures and the
+    per-request metrics, ok when any request completed (`judge`: its roofline)."""
+    from chipbench.measuring import env
+    from chipbench.measuring.runner import case_identity, metric_fields, stack_fields
+    from chipbench.measuring.workload import Workload
+    from chipbench.stats import summarize
+
+    ok_rounds = rounds_of(run)
+    fields = serve_fields(run)
+    rec = case_identity(case)
+    rec.update(
+        kind="serve",
+        workload=name,
+        batch=load.concurrency or peak_in_flight(run),
+        rounds=max(1, len(ok_rounds)),
+        weights=handle.weights,
+        build_time_s=handle.build_time_s,
+        compile_time_s=None,
+        exec_note=None,
+        linear_attn_path=None,
+    )
+    rec.update(stack_fields(backend, handle))
+    rec.update(device)
+    rec.update(fields)
+    rec.update(host_load)
+    if not ok_rounds:
+        rec.update(status="failed", error=f"no request completed: {fields['serve_errors']}")
+    else:
+        rec.update(status="ok", error=None)
+        rec.update(metric_fields(ok_rounds, Workload("generate", load.prompt_tokens, load.gen_tokens)))
+        # the level's throughput is the aggregate over its wall time, not a per-request figure
+        agg = fields["serve_output_tok_per_s"]
+        rec.update({f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg])
+        rec["timing_method"] = "host clock: each streamed chunk stamped on arrival at the client"
+        if judge is not None:
+            judge(rec)
+    rec.update(correct=None, correctness_note="not checked: a serving load runs the server's own weights")
+    rec.update(host)
+    rec.update(env.provenance(load.seed))
+    return rec
+
+
 def serve_record(
     backend,
     model: str,
@@ -250,8 +293,7 @@ def serve_record(
     import traceback
 
     from chipbench.measuring import env
-    from chipbench.measuring.runner import Case, case_identity, failed_record, metric_fields, new_series, stack_fields
-    from chipbench.stats import summarize
+    from chipbench.measuring.runner import Case, failed_record, new_series
     from chipbench.measuring.workload import Workload
     from chipbench.models.zoo import get_model
 
@@ -281,40 +323,7 @@ def serve_record(
         before = hostload.sample(pids)
         run = run_load(backend, handle, load)
         host_load = hostload.facts(before, hostload.sample(pids))
-        ok_rounds = rounds_of(run)
-        fields = serve_fields(run)
-        rec = case_identity(case)
-        rec.update(
-            kind="serve",
-            workload=name,
-            batch=load.concurrency or peak_in_flight(run),
-            rounds=max(1, len(ok_rounds)),
-            weights=handle.weights,
-            build_time_s=handle.build_time_s,
-            compile_time_s=None,
-            exec_note=None,
-            linear_attn_path=None,
-        )
-        rec.update(stack_fields(backend, handle))
-        rec.update(device)
-        rec.update(fields)
-        rec.update(host_load)
-        if not ok_rounds:
-            rec.update(status="failed", error=f"no request completed: {fields['serve_errors']}")
-        else:
-            rec.update(status="ok", error=None)
-            rec.update(metric_fields(ok_rounds, Workload("generate", load.prompt_tokens, load.gen_tokens)))
-            # the level's throughput is the aggregate over its wall time, not a per-request figure
-            agg = fields["serve_output_tok_per_s"]
-            rec.update(
-                {f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg]
-            )
-            rec["timing_method"] = "host clock: each streamed chunk stamped on arrival at the client"
-            if judge is not None:
-                judge(rec)
-        rec.update(correct=None, correctness_note="not checked: a serving load runs the server's own weights")
-        rec.update(host)
-        rec.update(env.provenance(load.seed))
+        rec = level_record(case, name, load, backend, handle, run, device, host_load, host, judge)
     except Exception as e:  # the level fails, the sweep goes on
         rec = failed_record(case, e, device, host, backend)
         rec.update(kind="serve", workload=name, traceback=traceback.format_exc(limit=8))
