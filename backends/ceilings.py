@@ -46,6 +46,7 @@ is flagged.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import statistics
@@ -70,7 +71,6 @@ LLC_TIMES = 4  # a CPU buffer at least this many times the last-level cache
 
 def last_level_cache_bytes(root: str = "/sys/devices/system/cpu") -> int | None:
     """The host's last-level cache in all, each shared instance counted once (sysfs); None unknown."""
-    import glob
 
     def read(index: str, name: str) -> str:
         with open(os.path.join(index, name)) as f:

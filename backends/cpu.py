@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import resource
 from pathlib import Path
 
+import psutil
 import torch
 
 from chipbench.backends.base import DeviceInfo, Probe
+from chipbench.backends.sensors import CpuClock, Rapl
 from chipbench.backends.torch_device import DeviceOps, TorchBackend
 
 _STATUS = Path("/proc/self/status")
@@ -78,7 +81,6 @@ def _rss_peak_bytes() -> int | None:
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # lifetime peak on Linux
 
@@ -91,8 +93,6 @@ def _capability() -> str | None:
 
 
 def _info() -> DeviceInfo:
-    import psutil
-
     return DeviceInfo(
         backend="cpu",
         kind="cpu",
@@ -154,6 +154,4 @@ def compile_refuses(spec, version: str | None = None) -> str | None:
 
 
 def _telemetry() -> list:
-    from chipbench.backends.sensors import CpuClock, Rapl
-
     return [CpuClock(), Rapl()]

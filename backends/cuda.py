@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from chipbench.backends.base import DeviceInfo, Probe
+from chipbench.backends.sensors import Nvml
 from chipbench.backends.torch_device import DeviceOps, TorchBackend
 
 
@@ -109,7 +110,6 @@ def create() -> TorchBackend:
 
 def _telemetry() -> list:
     """NVML on NVIDIA; a ROCm device has no NVML, so every quantity is then not metered."""
-    from chipbench.backends.sensors import Nvml
 
     if getattr(torch.version, "hip", None):
         return []

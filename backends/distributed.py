@@ -14,6 +14,9 @@ from __future__ import annotations
 import os
 import re
 
+from chipbench.models.hf_export import export_dir
+from chipbench.models.zoo import get_model
+
 FIT_MARGIN = 0.9  # of a device's memory a shard may take (the rest: activations, runtime, fragmentation)
 
 
@@ -117,7 +120,6 @@ def load_tensor_parallel(spec, dtype: str, seed: int, layers: int | None, device
     import transformers
 
     from chipbench.models.build import parse_dtype
-    from chipbench.models.hf_export import export_dir
 
     init(device)
     path = export_dir(spec, dtype, seed, layers) if is_lead() else None
@@ -165,7 +167,6 @@ def check_tokens(model_name: str, dtype: str = "fp32", new_tokens: int = 8, seed
 
     from chipbench.backends import torch_loop
     from chipbench.models.build import build_random, parse_dtype
-    from chipbench.models.zoo import get_model
 
     spec = get_model(model_name)
     model, _ = load_tensor_parallel(spec, dtype, seed, None, "cpu")

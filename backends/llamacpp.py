@@ -19,10 +19,13 @@ import importlib.util
 import os
 import time
 from dataclasses import dataclass
+from importlib import metadata
 
+import psutil
 import torch
 
 from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from chipbench.backends.sensors import CpuClock, Rapl
 from chipbench.errors import UsageError
 
 EXTRA_HINT = "pip install -e '.[llamacpp]' (llama-cpp-python builds from source in about 6 minutes)"
@@ -93,8 +96,6 @@ class LlamaCppBackend:
 
     @property
     def engine_version(self) -> str | None:
-        from importlib import metadata
-
         try:
             return f"llama-cpp-python {metadata.version('llama_cpp_python')}"
         except Exception:
@@ -128,8 +129,6 @@ class LlamaCppBackend:
             self._initialised = True
 
     def info(self) -> DeviceInfo:
-        import psutil
-
         from chipbench.backends.cpu import cpu_model, matmul_isa
 
         lib = _lib()
@@ -174,8 +173,6 @@ class LlamaCppBackend:
         return ("eager",)  # llama.cpp's own graph: it has no eager/compiled split to choose
 
     def telemetry_sources(self) -> list:
-        from chipbench.backends.sensors import CpuClock, Rapl
-
         return [CpuClock(), Rapl()]
 
     def load(

@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
+from chipbench.backends.sensors import server_pids
 from chipbench.errors import UsageError
+from chipbench.models.counts import facts
 
 PREFIX = "openai:"
 TIMEOUT_S = 600.0  # one request; a stuck server fails the case rather than hanging the suite
@@ -191,7 +193,6 @@ def served_weights(spec, listed: dict) -> str:
     """The record's `weights` for a served model, checked against `spec` where the server says what
     it runs (llama.cpp's server lists `meta`: n_params, n_embd): the roofline and every claim judge the
     case by the named model's bytes, so a server running another size fails the case here."""
-    from chipbench.models.counts import facts
 
     meta = listed.get("meta") if isinstance(listed.get("meta"), dict) else {}
     n_params, n_embd = meta.get("n_params"), meta.get("n_embd")
@@ -299,7 +300,6 @@ class OpenAIEndpoint:
     def host_processes(self) -> list[int] | None:
         """The server's processes when it runs on this host: its CPU time is the case's work, not a
         neighbour's load ([] for a server elsewhere; None for one here whose process is not visible)."""
-        from chipbench.backends.sensors import server_pids
 
         parsed = urlparse(self.url)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)

@@ -7,8 +7,12 @@ A served endpoint's processes on this host are found here too (server_pids)."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from pathlib import Path
 from typing import Protocol
+
+import psutil
 
 
 class Source(Protocol):
@@ -31,8 +35,6 @@ class CpuClock:
     name, quantities = "psutil cpu_freq", ("clock_mhz",)
 
     def open(self) -> str | None:
-        import psutil
-
         try:
             f = psutil.cpu_freq()
         except Exception as e:
@@ -40,8 +42,6 @@ class CpuClock:
         return None if f and f.current else "the kernel exposes no CPU frequency"
 
     def read(self) -> dict:
-        import psutil
-
         return {"clock_mhz": float(psutil.cpu_freq().current)}
 
     def close(self) -> None:
@@ -196,10 +196,6 @@ class Nvml:
 def is_this_host(host: str) -> bool:
     """Whether a URL's host name or address is this machine (loopback, one of its interfaces, or the
     unspecified address 0.0.0.0, which Linux connects to this machine)."""
-    import ipaddress
-    import socket
-
-    import psutil
 
     try:
         addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
@@ -214,7 +210,6 @@ def server_pids(host: str, port: int) -> list[int] | None:
     """The processes listening on `port` when `host` is this machine: a server whose CPU time is the
     case's own work. [] for a server elsewhere; None for one here whose process cannot be seen
     (another user's, say), so that its work is not read as a neighbour's load."""
-    import psutil
 
     if not is_this_host(host):
         return []

@@ -3,16 +3,18 @@ accelerator adapter differ only in the small DeviceOps they pass in (probe, fact
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from chipbench.backends import torch_loop
+from chipbench.backends import distributed, torch_loop
 from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
-from chipbench.backends import distributed
 from chipbench.errors import UsageError
+from chipbench.models.counts import facts
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,6 @@ class TorchBackend:
     def _refuse_if_too_big(self, spec, dtype: str) -> None:
         """Weights that cannot fit this device (this rank's share under torchrun) are refused before
         anything is allocated, with the tensor-parallel sizes that would fit."""
-        from chipbench.models.counts import facts
 
         try:
             memory = self.ops.info().memory_bytes
@@ -164,7 +165,6 @@ class TorchBackend:
 
     def _load_split(self, spec, dtype: str, seed: int, layers: int | None, weights_dir: str | None):
         """Under torchrun: the model split by transformers' tensor-parallel plan over the ranks."""
-        import time
 
         from chipbench.models.build import WEIGHTS_SCHEME, BuiltModel, parse_dtype
 
@@ -304,7 +304,6 @@ class TorchBackend:
     def close(self, handle: LoadedModel | None) -> None:
         if handle is not None:
             handle.module = handle.decoder = None
-        import gc
 
         gc.collect()
         if self.ops.device.startswith("cuda") and torch.cuda.is_initialized():

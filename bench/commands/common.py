@@ -3,9 +3,12 @@ result to a file or the terminal and to GitHub's job summary."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from chipbench.errors import UsageError
+from chipbench.options import split_list
 
 
 def gib(n) -> str:
@@ -15,8 +18,6 @@ def gib(n) -> str:
 def emit(text: str, out: str | None, github_summary: bool, markdown: str | None = None) -> None:
     """Write `text` to --out (or stdout); with --github-summary also append the markdown to
     the file GitHub Actions names in $GITHUB_STEP_SUMMARY."""
-    import os
-    from pathlib import Path
 
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,6 @@ def emit(text: str, out: str | None, github_summary: bool, markdown: str | None 
 
 
 def record_filters(args):
-    from chipbench.options import split_list
     from chipbench.publishing.tables import Filters
 
     return Filters(

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 
+from chipbench.backends import distributed
 from chipbench.backends.base import capability
-from chipbench.errors import UsageError
+from chipbench.backends.registry import discover, get_backend
 from chipbench.commands.common import ceiling_window_option, chip_options, gib, use_ceiling_window
+from chipbench.errors import UsageError
+from chipbench.judging.chips import match_chip, resolve_chip
+from chipbench.judging.roofline import check_spec
+from chipbench.measuring import env
+from chipbench.measuring.selftest import check_all
+from chipbench.models.counts import facts
+from chipbench.models.zoo import MODELS, get_model
 
 
 def cmd_list(args) -> int:
     import pandas as pd
-
-    from chipbench.backends.registry import discover
-    from chipbench.models.counts import facts
-    from chipbench.models.zoo import MODELS
 
     if args.what in ("models", "all"):
         rows = []
@@ -63,11 +68,6 @@ def cmd_list(args) -> int:
 
 
 def cmd_env(args) -> int:
-    from dataclasses import asdict
-
-    from chipbench.backends.registry import discover
-    from chipbench.measuring import env
-
     out = {"host": env.host_facts(), "harness": env.provenance(0), "devices": {}}
     out["harness"].pop("seed")
     for name, e in discover().items():
@@ -83,9 +83,6 @@ def cmd_env(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from chipbench.backends.registry import discover, get_backend
-    from chipbench.measuring.selftest import check_all
-
     entries = discover()
     names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
     backends = [get_backend(n, entries) for n in names]  # all names checked before any run
@@ -103,7 +100,6 @@ def cmd_build(args) -> int:
     import torch
 
     from chipbench.models.build import build_random, parse_dtype, refuse_host_build
-    from chipbench.models.zoo import get_model
 
     spec = get_model(args.model)
     dtype = parse_dtype(args.dtype)
@@ -179,12 +175,7 @@ def _ceilings_line(o: dict) -> str:
 
 def cmd_ceilings(args) -> int:
     """Measured ceilings per backend, beside the spec row the device matches (or the one named)."""
-    from dataclasses import asdict
 
-    from chipbench.backends.registry import discover, get_backend
-    from chipbench.backends import distributed
-    from chipbench.judging.roofline import check_spec
-    from chipbench.judging.chips import match_chip, resolve_chip
     from chipbench.models.build import parse_dtype
 
     parse_dtype(args.dtype)

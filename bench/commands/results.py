@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from chipbench.errors import UsageError
 from chipbench.commands.common import add_filters, emit, record_filters
+from chipbench.errors import UsageError
+from chipbench.options import split_list
+from chipbench.publishing import serving_view
+from chipbench.publishing.report import render_comparison
 
 
 def cmd_report(args) -> int:
     from chipbench.publishing import tables
     from chipbench.publishing.record import read_records
-    from chipbench.options import split_list
 
     records = read_records(*args.paths, on_error=args.on_error)
     table = tables.build(records, split_list(args.metrics), record_filters(args))
     md = tables.to_markdown(table, args.transpose)
-    from chipbench.publishing import serving_view
 
     serving = serving_view.to_markdown(table.records)
     if serving:
@@ -38,8 +40,6 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from chipbench.judging.compare import compare_records
     from chipbench.publishing.record import read_records
-    from chipbench.publishing.report import render_comparison
-    from chipbench.options import split_list
     from chipbench.publishing.tables import check_metrics
 
     if args.fail_below is not None and not 0 < args.fail_below <= 1:
@@ -87,7 +87,6 @@ def cmd_compare(args) -> int:
 
 def cmd_merge(args) -> int:
     """Combine records from several runners into one file (each record once) and tabulate them."""
-    from pathlib import Path
 
     from chipbench.judging.cases import Account, dedupe
     from chipbench.publishing import tables
@@ -113,10 +112,9 @@ def cmd_merge(args) -> int:
 
 def cmd_baseline(args) -> int:
     """A baseline file from repeated runs: every record once, with the regression each case's gate can catch."""
-    from pathlib import Path
 
-    from chipbench.judging.cases import Account, dedupe
     from chipbench.judging.baseline import baseline_warnings, noise_rows
+    from chipbench.judging.cases import Account, dedupe
     from chipbench.publishing.record import RecordWriter, read_records
     from chipbench.publishing.tables import plain_table
 

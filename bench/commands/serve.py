@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from chipbench.backends.base import capability
-from chipbench.errors import UsageError
+from chipbench.backends.registry import discover, get_backend
 from chipbench.commands.common import chip_options
+from chipbench.errors import UsageError
+from chipbench.judging.chips import resolve_chip
+from chipbench.measuring import env
+from chipbench.models.zoo import get_model
+from chipbench.options import parse_ints, split_list
+from chipbench.publishing import serving_view
 
 
 def _levels(args) -> list:
     """The sweep's load levels: every concurrency level with every request rate, each checked."""
     from chipbench.measuring.serving import Load
-    from chipbench.options import parse_ints, split_list
 
     concurrency = parse_ints(args.concurrency, "concurrency levels")
     try:
@@ -34,17 +40,11 @@ def _levels(args) -> list:
 
 def cmd_serve(args) -> int:
     """A serving sweep: one record per load level (concurrency x rate), written as each finishes."""
-    from dataclasses import replace
 
-    from chipbench.backends.registry import discover, get_backend
-    from chipbench.judging.chips import resolve_chip
-    from chipbench.measuring import env
-    from chipbench.measuring.runner import new_series
     from chipbench.judging.trial import add_roofline
+    from chipbench.measuring.runner import new_series
     from chipbench.measuring.serving import serve_record
-    from chipbench.publishing import serving_view
     from chipbench.publishing.record import RecordWriter, default_path
-    from chipbench.models.zoo import get_model
 
     entries = discover((args.backend,))
     backend = get_backend(args.backend, entries)

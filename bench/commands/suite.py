@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from chipbench.backends import distributed
 from chipbench.measuring.suite_options import add_suite_options
 
 
 def cmd_run(args) -> int:
-    from chipbench.backends import distributed
     from chipbench.measuring.suite import SuiteOptions, parse_ints, split_list
     from chipbench.publishing.record import default_path
     from chipbench.session import Session

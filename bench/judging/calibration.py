@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import multiprocessing
 import sys
 from dataclasses import dataclass
 
@@ -183,7 +184,6 @@ def table(cells: list[Cell], reps: int, seed: int = 0, jobs: int = 1, progress=N
             if progress:
                 progress(i + 1, len(work))
         return rows
-    import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
         rows = []

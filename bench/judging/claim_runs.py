@@ -7,6 +7,8 @@ import math
 import re
 from typing import TYPE_CHECKING
 
+from packaging.version import InvalidVersion, Version
+
 from chipbench import stats
 from chipbench.judging import cases
 from chipbench.judging.chips import chip_of
@@ -117,8 +119,6 @@ def correct_only(runs: list[dict], stack: str | None, v: Verdict, side: str = ""
 
 
 def _version(word: str):
-    from packaging.version import InvalidVersion, Version
-
     try:
         return Version(word)
     except InvalidVersion:

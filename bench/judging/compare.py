@@ -29,6 +29,7 @@ from chipbench.errors import UsageError
 from chipbench.judging import cases
 from chipbench.judging.cases import IDENTITY, Account, CaseStat, case_stat, dedupe, group, ok
 from chipbench.measuring.metrics import HEADLINE, METRICS
+from chipbench.models.zoo import MODELS
 
 DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s")  # "headline": the workload kind's own throughput
 GATE_METRICS = ("headline",)  # gated unless others are named: one family member per case
@@ -413,7 +414,6 @@ def weights_differ(okr: list[dict], okb: list[dict]) -> dict:
     """A note when the two sides of a mixture of experts ran other weights (another seed or draw,
     or real ones): it routes by its weights, so its speed may move with them alone. A dense model
     does the same work with any weights: no note."""
-    from chipbench.models.zoo import MODELS
 
     spec = MODELS.get(okr[-1].get("model"))
     run, base = ({str(r.get("weights")) for r in recs} for recs in (okr, okb))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from chipbench.errors import UsageError
+from chipbench.judging.chips import load_chips
 from chipbench.measuring.workload import parse_workload
 from chipbench.models.counts import DTYPE_BYTES, QUANT_BYTES, decode_step_bytes, facts, flops_per_token, prefill_flops
 from chipbench.models.zoo import get_model
@@ -132,7 +133,6 @@ def recount_prefill(rec: dict) -> bool:
     old = rec["batch"] * p * flops_per_token(spec, p // 2)
     if rec["prefill_flops"] != old or prefill_flops(spec, p, rec["batch"]) == old:
         return False
-    from chipbench.judging.chips import load_chips
     from chipbench.backends.ceilings import Ceilings
 
     chips = rec.get("env_chips") or 1  # stored ceilings already span the case's chips: ranks=chips keeps them so

@@ -13,15 +13,19 @@ of it that finished) and bench/judging/paired.py gives the paired ratio with its
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chipbench.errors import UsageError
+from chipbench.measuring.metrics import HEADLINE
+from chipbench.measuring.recordline import new_record_id
+from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
 
 ARM_KEYS = ("backend", "mode", "dtype", "inductor", "python", "label")
 ORDERS = ("alternate", "fixed")
@@ -107,7 +111,6 @@ def inductor_env(text: str, which: str = "B") -> dict[str, str]:
 
 def _inductor_env_names() -> set[str]:
     """The TORCHINDUCTOR_* variables this torch's inductor config reads."""
-    import inspect
 
     import torch._inductor.config as config
 
@@ -185,7 +188,6 @@ def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: 
 
 def plan_arms(common, a: ArmSpec, b: ArmSpec, entries: dict) -> tuple[list[Arm], list[tuple]]:
     """Both arms' cases, paired by model, workload and batch; any bad name or value raises UsageError."""
-    from dataclasses import replace
 
     from chipbench.measuring.suite import plan
 
@@ -251,8 +253,6 @@ class _ABRun:
     """One `chipbench ab` invocation: its id, its records, the self-tests and ceilings it measured."""
 
     def __init__(self, arms, pairs, order, entries, host, judge_for, write, log):
-        from chipbench.measuring.recordline import new_record_id
-
         self.arms, self.pairs, self.order, self.entries, self.host = arms, pairs, order, entries, host
         self.judge_for, self.write = judge_for, write
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -312,7 +312,6 @@ class _ABRun:
 
     def selftest(self, arm, case) -> tuple[str, str]:
         """The arm's timing self-test, once per backend, interpreter, model, dtype and loop."""
-        from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
 
         backend = self.entries[case.backend].backend
         loop = timing_loop(backend, case.mode)  # the same checkout decides the loop under any interpreter
@@ -366,6 +365,4 @@ class _ABRun:
 
 
 def _headline(rec: dict) -> str:
-    from chipbench.measuring.metrics import HEADLINE
-
     return HEADLINE.get(rec.get("kind"), "output_tok_per_s")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import platform
 import socket
@@ -9,6 +11,8 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+import psutil
 
 import chipbench
 from chipbench.backends.base import DeviceInfo
@@ -35,7 +39,6 @@ def git_commit() -> str | None:
 
 
 def host_facts() -> dict:
-    import psutil
     import torch
     import transformers
 
@@ -83,8 +86,6 @@ def provenance(seed: int) -> dict:
 def release_host_memory() -> None:
     """Hand the reference models' freed memory back to the OS: on the CPU backend, peak memory
     is the process's resident set, which the allocator's retained pages would inflate."""
-    import ctypes
-    import gc
 
     gc.collect()
     try:

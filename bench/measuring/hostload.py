@@ -15,7 +15,10 @@ import os
 import time
 from dataclasses import dataclass
 
+import psutil
+
 from chipbench.backends.base import capability
+from chipbench.backends.distributed import local_world_size
 
 # A trial counts as run on a loaded host when other processes used more than this share of all
 # CPUs, or the hypervisor stole more than STEAL_SHARE of the CPU time, while it ran.
@@ -55,8 +58,6 @@ class HostSample:
 
 
 def _cpu_mhz() -> float | None:
-    import psutil
-
     try:
         f = psutil.cpu_freq()
     except Exception:  # containers and some kernels expose no frequency
@@ -67,7 +68,6 @@ def _cpu_mhz() -> float | None:
 def _sibling_ranks(psutil) -> list:
     """Under torchrun, the other ranks on this host (the torchrun agent's other workers): their CPU
     time is the case's own work, not a neighbour's. Empty in one process."""
-    from chipbench.backends.distributed import local_world_size
 
     if local_world_size() <= 1:
         return []
@@ -129,7 +129,6 @@ def sample(pids: list[int] | None = ()) -> HostSample:
     """The counters now. `pids`: processes on this host doing the case's work beside this one (a
     local server's; see server_pids); None: such a server runs here but cannot be seen, so the CPU
     time of other processes is not separable from the case's own (recorded as unknown)."""
-    import psutil
 
     try:
         busy, total, steal = _machine_times(psutil.cpu_times())
@@ -161,7 +160,6 @@ def facts(before: HostSample, after: HostSample) -> dict:
     within twice that. A share is judged against its limit only beyond that slack: in a trial of
     50 ms on 2 CPUs one tick of stolen time reads as 10%, and so says nothing. Where the slack
     straddles the limit, host_loaded is unknown (null) and the note says the trial was too short."""
-    import psutil
 
     cpus = psutil.cpu_count() or 1
     wall = after.wall_s - before.wall_s

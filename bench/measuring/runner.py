@@ -9,21 +9,22 @@ that returns the wrong number of tokens) becomes a failed record; the suite goes
 from __future__ import annotations
 
 import math
+import shlex
 import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chipbench.backends.base import Backend, capability
 from chipbench.backends import distributed
+from chipbench.backends.base import Backend, capability
 from chipbench.measuring import env, hostload, telemetry
 from chipbench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
 from chipbench.measuring.recordline import SCHEMA_VERSION, new_record_id
-from chipbench.stats import summarize
 from chipbench.measuring.workload import Workload, prompt_ids
 from chipbench.models.counts import facts, flops_per_token
 from chipbench.models.zoo import get_model
+from chipbench.stats import summarize
 
 
 class BackendContractError(RuntimeError):
@@ -290,7 +291,6 @@ def _stamping(stamps: list[float], clock, batch: int):
 def refuse_if_too_big(backend, case: Case) -> None:
     """A model (weights and cache) that cannot fit the device is refused before loading, with the
     tensor-parallel sizes that would fit (the share of each rank under torchrun)."""
-    from chipbench.backends import distributed
 
     try:
         memory = backend.info().memory_bytes
@@ -397,7 +397,6 @@ def rerun_command(case: Case, compile_flags: str | None = None) -> str:
     with the launch's process count; the inductor settings a compiled step was built under
     (`compile_flags`) as the environment they came from. Options that change only how it is judged
     (--chip, peaks) are left out."""
-    import shlex
 
     w = case.workload
     args = [

@@ -16,16 +16,21 @@ request has the endpoint's own timeout. A failed request is counted and named, n
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from chipbench.errors import UsageError
-from chipbench.measuring.metrics import Round
 from chipbench.backends.base import capability
+from chipbench.errors import UsageError
+from chipbench.measuring import env
+from chipbench.measuring.metrics import Round
+from chipbench.measuring.workload import Workload
+from chipbench.models.zoo import get_model
 
 # MLPerf Inference Llama-2-70B server scenario latency limits (TTFT p99 2 s, TPOT p99 200 ms)
 DEFAULT_SLO_TTFT_S = 2.0
@@ -207,7 +212,6 @@ def peak_in_flight(run: LoadRun) -> int:
 
 def serve_rerun(backend_name: str, model: str, dtype: str, load: Load, warmup: int) -> str:
     """The `chipbench serve` line that runs exactly this load level again."""
-    import shlex
 
     args = ["chipbench", "serve", "--backend", backend_name, "--model", model, "--dtype", dtype]
     args += ["--concurrency", str(load.concurrency)] if load.concurrency is not None else []
@@ -236,9 +240,7 @@ def serve_rerun(backend_name: str, model: str, dtype: str, load: Load, warmup: i
 def level_record(case, name: str, load: Load, backend, handle, run, device: dict, host_load: dict, host: dict, judge):
     """A finished level's record: the case's identity, the stack, the serving figures and the
     per-request metrics, ok when any request completed (`judge`: its roofline)."""
-    from chipbench.measuring import env
     from chipbench.measuring.runner import case_identity, metric_fields, stack_fields
-    from chipbench.measuring.workload import Workload
     from chipbench.stats import summarize
 
     ok_rounds = rounds_of(run)
@@ -290,12 +292,8 @@ def serve_record(
     """One load level on `backend` as one record (kind "serve"), ok when any request completed;
     failed requests are counted in it. A level that cannot run at all is a failed record. `judge`
     adds the roofline fields to an ok level's record (chipbench.judging.trial.add_roofline)."""
-    import traceback
 
-    from chipbench.measuring import env
     from chipbench.measuring.runner import Case, failed_record, new_series
-    from chipbench.measuring.workload import Workload
-    from chipbench.models.zoo import get_model
 
     load.validate()
     trial = trial or new_series()

@@ -21,17 +21,16 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from chipbench.backends import distributed
+from chipbench.backends.base import capability
 from chipbench.errors import UsageError
 from chipbench.measuring.runner import Case, Judge, Trial, failed_record, measure_case, new_series
-from chipbench.backends.base import capability
 
 MARK = "CHIPBENCH-RECORD "  # the worker's record line on stdout; anything else there is noise
 GATE_PREFIX = "correct"  # the correctness gate's fields: checked once per series, in trial 0
 
 
 def can_use_workers(name: str, backend, entries: dict) -> bool:
-    from chipbench.backends import distributed
-
     if distributed.is_parallel():  # a torchrun launch's ranks run every trial together, in-process
         return False
     entry = entries.get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from chipbench.judging import cases
@@ -10,8 +11,6 @@ from chipbench.publishing.tables import md_cell as esc
 
 
 def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | None = None) -> str:
-    import json
-
     if fmt == "json":
         return json.dumps(
             {

@@ -11,12 +11,13 @@ import html
 import io
 import math
 import re
+import textwrap
 from datetime import datetime, timezone
 
 from chipbench.judging import cases
+from chipbench.measuring.metrics import HEADLINE
 from chipbench.publishing import serving_view, tables
 from chipbench.publishing.charts import pyplot
-from chipbench.measuring.metrics import HEADLINE
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -69,7 +70,6 @@ def tick_label(text: str, width: int = 56) -> str:
     """A case's label beside a chart, "case | device": the case on one line and the device on the
     next, each shortened to `width` characters, so labels never squeeze the plot and the device is
     never the part cut off."""
-    import textwrap
 
     case, _, device = text.rpartition(" | ")
     return "\n".join(textwrap.shorten(t, width, placeholder=" …") for t in (case, device) if t)

@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from chipbench.backends import distributed
 from chipbench.errors import UsageError
+from chipbench.judging.roofline import recount_prefill
 from chipbench.measuring.metrics import METRICS
-from chipbench.stats import STAT_NAMES
 from chipbench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION, new_record_id, record_json  # noqa: F401  (re-exported)
 from chipbench.publishing.schema import FIELDS, PATTERN_FIELDS, metric_field_types, validate
+from chipbench.stats import STAT_NAMES
 
 METRIC_FIELD_DOC = (
     "`<metric>_<stat>` for each metric in ("
@@ -75,8 +78,6 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: dict) -> None:
-        from chipbench.backends import distributed
-
         if not distributed.is_lead():  # tensor parallel: rank 0's record is the measurement
             return
         line = record_json(record)
@@ -224,13 +225,11 @@ def read_records(*paths: str | Path, on_error: str = "fail", warn=None) -> list[
     file, line and field(s) of the first bad record; "skip" leaves bad lines out (undecodable
     bytes included) and reports each through `warn` (stderr by default).
     """
-    import sys
 
     warn = warn or (lambda msg: print(f"chipbench: {msg}", file=sys.stderr))
     files = _files(paths)
     if not files:
         raise UsageError(f"no record files (*.jsonl, *.json) in {', '.join(map(str, paths))}")
-    from chipbench.judging.roofline import recount_prefill
 
     records = []
     for path in files:

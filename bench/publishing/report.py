@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import html
+import io
+import json
+import math
+
 from chipbench.measuring.metrics import HEADLINE, METRICS
 
 
@@ -90,8 +96,6 @@ def _ratio_text(row: dict) -> str:
 
 
 def _value_text(value, metric: str, trials: int, rounds: int | None = None) -> str:
-    from chipbench.measuring.metrics import METRICS
-
     if value is None:
         return "-"
     text = f"{value * 1e3:.2f} ms" if METRICS[metric][0] == "s" else f"{value:.1f}"
@@ -195,17 +199,11 @@ def comparison_notes(comparison, threshold) -> list[str]:
 def _finite(value):
     """JSON has no infinity: a row's degrees of freedom are infinite where a prior stood in for a
     variance (its t is then the normal), written as null."""
-    import math
 
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatched: bool) -> str:
-    import csv
-    import html
-    import io
-    import json
-
     header, body = comparison_table(comparison, threshold is not None)
     unmatched = [("run", k) for k in comparison.unmatched_run] + [("baseline", k) for k in comparison.unmatched_base]
     notes = comparison_notes(comparison, threshold)

@@ -15,13 +15,14 @@ import csv
 import html
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 
+from chipbench.errors import UsageError
 from chipbench.judging import cases
 from chipbench.judging.cases import check_text
 from chipbench.judging.compare import resolve_metric
-from chipbench.errors import UsageError
 from chipbench.measuring.metrics import DEFINITIONS, METRICS
 
 CASE = ("model", "dtype", "workload", "batch", "exec_path")
@@ -92,7 +93,6 @@ def roofline_text(rec: dict) -> str:
 
 def pooled_roofline_text(records: list[dict]) -> str:
     """The roofline shares over the trials (geometric mean, like the statistic)."""
-    import math
 
     pooled = {
         "kind": records[0].get("kind"),
