@@ -13,6 +13,7 @@ import sys
 from chipbench import use_huge_pages
 from chipbench.commands import ab, machine, results, serve, suite
 from chipbench.errors import UsageError
+from chipbench.measuring import env
 
 # every command and the function that declares it, in the order `chipbench --help` lists them
 COMMANDS = (
@@ -42,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    env.die_with_parent()  # started by a run (another interpreter's self-test): it ends with the run
     use_huge_pages()
     args = parser().parse_args(argv)
     try:

@@ -11,11 +11,13 @@ import sys
 
 from chipbench import use_huge_pages
 from chipbench.backends.registry import discover
+from chipbench.measuring import env
 from chipbench.measuring.recordline import record_json
 from chipbench.measuring.workload import Workload
 
 
 def main() -> int:
+    env.die_with_parent()
     use_huge_pages()  # before torch: a worker started by other means than the suite gets it too
     from chipbench.judging.trial import TrialJudge
     from chipbench.measuring.runner import Case, Trial, measure_case

@@ -155,28 +155,33 @@ class Arm:
 def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: str = "eager") -> tuple[str, str]:
     """The timing self-test under another interpreter (its own torch): `chipbench selftest` there
     (`mode`: the decode probe's, for a loop that runs ahead of the host)."""
-    from chipbench.measuring.trials import python_command, worker_env
+    from chipbench.measuring.env import PARENT_ENV
+    from chipbench.measuring.trials import python_command, worker_deadline_s, worker_env
 
-    proc = subprocess.run(
-        python_command(
-            python,
-            "chipbench.cli",
-            "selftest",
-            "--backend",
-            backend,
-            "--model",
-            model,
-            "--dtype",
-            dtype,
-            "--long-prompt",
-            "256",
-            "--mode",
-            mode,
-        ),
-        capture_output=True,
-        text=True,
-        env=worker_env(python),
-    )
+    try:
+        proc = subprocess.run(
+            python_command(
+                python,
+                "chipbench.cli",
+                "selftest",
+                "--backend",
+                backend,
+                "--model",
+                model,
+                "--dtype",
+                dtype,
+                "--long-prompt",
+                "256",
+                "--mode",
+                mode,
+            ),
+            capture_output=True,
+            text=True,
+            env={**worker_env(python), PARENT_ENV: str(os.getpid())},
+            timeout=worker_deadline_s(),
+        )
+    except subprocess.TimeoutExpired:
+        return "error", f"could not run under {python}: the self-test ran past {worker_deadline_s():g} s"
     lines = (proc.stdout.strip() or proc.stderr.strip() or "no output").splitlines()
     text = " | ".join(lines[-3:])
     if proc.returncode == 0:

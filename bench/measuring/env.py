@@ -6,6 +6,7 @@ import ctypes
 import gc
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -92,3 +93,26 @@ def release_host_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to trim, or no way to
+
+
+PARENT_ENV = "CHIPBENCH_PARENT_PID"  # set by a run for the processes it starts (a trial's worker)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """A process a run started (a trial's worker, another interpreter's self-test) ends when the
+    run ends, however it ends, SIGKILL included: on Linux the kernel sends it SIGKILL when its
+    parent dies (prctl's parent-death signal), and a parent that died before that was armed shows
+    as another parent process, so it exits at once. Elsewhere the run's deadline on it bounds it
+    (chipbench.measuring.trials). A process not started by a run ($CHIPBENCH_PARENT_PID unset)
+    is left alone; the variable is not passed on."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if not parent or not parent.isdigit():
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no prctl in this libc: the deadline still holds
+            pass
+    if os.getppid() != int(parent):
+        sys.exit(3)

@@ -24,6 +24,7 @@ from pathlib import Path
 from chipbench.backends import distributed
 from chipbench.backends.base import capability
 from chipbench.errors import UsageError
+from chipbench.measuring import env as env_facts
 from chipbench.measuring.runner import Case, Judge, Trial, failed_record, measure_case, new_series
 
 MARK = "CHIPBENCH-RECORD "  # the worker's record line on stdout; anything else there is noise
@@ -93,6 +94,23 @@ def worker_env(python: str | None = None) -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 
+DEADLINE_ENV = "CHIPBENCH_TRIAL_DEADLINE_S"
+DEADLINE_S = 3600.0  # a trial's worker is killed past this (plus a sustained case's soak)
+
+
+def worker_deadline_s(case: Case | None = None) -> float:
+    """How long a trial's worker may run before it is killed and the trial recorded as failed:
+    $CHIPBENCH_TRIAL_DEADLINE_S, else an hour, plus a sustained case's soak time."""
+    text = os.environ.get(DEADLINE_ENV)
+    try:
+        base = float(text) if text else DEADLINE_S
+    except ValueError:
+        raise UsageError(f"${DEADLINE_ENV} must be a number of seconds, got {text!r}") from None
+    if not base > 0 or base == float("inf"):
+        raise UsageError(f"${DEADLINE_ENV} must be a finite number of seconds > 0, got {text!r}")
+    return base + ((case.soak_s or 0) if case is not None else 0)
+
+
 def run_in_worker(
     case: Case,
     trial: Trial,
@@ -106,13 +124,21 @@ def run_in_worker(
     it on top of this one's, e.g. an A/B arm's inductor settings); a worker that dies leaves a
     failed record saying how."""
     spec = worker_spec(case, trial, judge)
-    proc = subprocess.run(
-        python_command(python, "chipbench.worker"),
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        env={**worker_env(python), **(env or {})},
-    )
+    deadline = worker_deadline_s(case)
+    try:
+        proc = subprocess.run(
+            python_command(python, "chipbench.worker"),
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            env={**worker_env(python), **(env or {}), env_facts.PARENT_ENV: str(os.getpid())},
+            timeout=deadline,
+        )
+    except subprocess.TimeoutExpired:  # subprocess.run has killed it
+        why = f"the worker process ran past its deadline of {deadline:g} s (${DEADLINE_ENV}) and was killed"
+        rec = failed_record(case, why, dict(origin or {}), host or {})
+        rec.update(trial.fields())
+        return rec
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
             return json.loads(line[len(MARK) :])
