@@ -14,6 +14,7 @@ from chipbench import use_huge_pages
 from chipbench.commands import ab, machine, results, serve, suite
 from chipbench.errors import UsageError
 from chipbench.measuring import env
+from chipbench.publishing.outputs import OutputError
 
 # every command and the function that declares it, in the order `chipbench --help` lists them
 COMMANDS = (
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"chipbench: error: {e}", file=sys.stderr)
         return 2
+    except OutputError as e:  # a full disk, a read-only file system: what was kept is said
+        print(f"chipbench: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("chipbench: interrupted; finished records were kept", file=sys.stderr)
         return 130

@@ -6,7 +6,7 @@ import json
 import sys
 
 from chipbench.backends.registry import discover
-from chipbench.commands.common import ceiling_window_option, chip_options, emit, use_ceiling_window
+from chipbench.commands.common import outputs, ceiling_window_option, chip_options, emit, use_ceiling_window
 from chipbench.errors import UsageError
 from chipbench.judging.chips import resolve_chip
 from chipbench.measuring import env
@@ -23,6 +23,9 @@ def cmd_ab(args) -> int:
     metrics = split_metrics(args.metrics)
     if args.margin is not None and not 0 < args.margin < 1:
         raise UsageError(f"--margin must be a fraction between 0 and 1 (0.05 is ±5%), got {args.margin}")
+    outputs(args.report, args.from_paths or [], "--report")
+    if not args.from_paths:
+        outputs(args.out, [args.report] if args.report else [])
     interrupted = False
     if args.from_paths:
         if args.a or args.b:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from chipbench.errors import UsageError
+from chipbench.publishing.outputs import check_output, replace_file
 from chipbench.options import split_list
 
 
@@ -15,13 +15,18 @@ def gib(n) -> str:
     return f"{n / 1e9:.2f} GB" if n else "-"
 
 
+def outputs(out: str | None, inputs=(), option: str = "--out") -> None:
+    """Before any work: --out (when given) is a file this command may write, and none of its inputs."""
+    if out is not None:
+        check_output(out, inputs, option)
+
+
 def emit(text: str, out: str | None, github_summary: bool, markdown: str | None = None) -> None:
     """Write `text` to --out (or stdout); with --github-summary also append the markdown to
     the file GitHub Actions names in $GITHUB_STEP_SUMMARY."""
 
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        replace_file(out, text)  # whole or not at all; checked against the inputs before any work
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from chipbench.commands.common import add_filters, emit, record_filters
+from chipbench.commands.common import outputs, add_filters, emit, record_filters
 from chipbench.errors import UsageError
 from chipbench.options import split_list
 from chipbench.publishing import serving_view
@@ -16,6 +16,7 @@ def cmd_report(args) -> int:
     from chipbench.publishing import tables
     from chipbench.publishing.record import read_records
 
+    outputs(args.out, args.paths)
     records = read_records(*args.paths, on_error=args.on_error)
     table = tables.build(records, split_list(args.metrics), record_filters(args))
     md = tables.to_markdown(table, args.transpose)
@@ -42,6 +43,7 @@ def cmd_compare(args) -> int:
     from chipbench.publishing.record import read_records
     from chipbench.publishing.tables import check_metrics
 
+    outputs(args.out, [*args.runs, *args.baseline])
     if args.fail_below is not None and not 0 < args.fail_below <= 1:
         raise UsageError(f"--fail-below must be a ratio in (0, 1], e.g. 0.95; got {args.fail_below}")
     metrics = list(check_metrics(split_list(args.metrics))) or None
@@ -94,9 +96,10 @@ def cmd_merge(args) -> int:
 
     if Path(args.out).exists():
         raise UsageError(f"{args.out} exists; merge writes a new file and never overwrites one")
+    outputs(args.out, args.paths)
     account = Account()
     merged = dedupe(read_records(*args.paths, on_error=args.on_error), account)
-    writer = RecordWriter(args.out)
+    writer = RecordWriter(args.out, inputs=args.paths)
     for rec in merged:
         rec.pop("source_file", None)
         writer.write(rec)
@@ -120,6 +123,7 @@ def cmd_baseline(args) -> int:
 
     if args.out and Path(args.out).exists():
         raise UsageError(f"{args.out} exists; a baseline is written to a new file, never over an old one")
+    outputs(args.out, args.runs)
     account = Account()
     records = dedupe(read_records(*args.runs, on_error=args.on_error), account)
     account.failed = sum(1 for r in records if r.get("status") != "ok")
@@ -142,7 +146,7 @@ def cmd_baseline(args) -> int:
     for line in baseline_warnings(rows):
         print(line, file=sys.stderr)
     if args.out:
-        writer = RecordWriter(args.out)
+        writer = RecordWriter(args.out, inputs=args.runs)
         for rec in records:
             rec.pop("source_file", None)
             writer.write(rec)
@@ -154,6 +158,7 @@ def cmd_schema(args) -> int:
     from chipbench.judging.claims import claims_json_schema
     from chipbench.publishing.schema import json_schema, json_schema_text
 
+    outputs(args.out)
     text = json_schema_text(json_schema() if args.what == "records" else claims_json_schema())
     emit(text, args.out, False)
     return 0
@@ -165,6 +170,7 @@ def cmd_claims(args) -> int:
     from chipbench.publishing.claims_view import render
     from chipbench.publishing.record import read_records
 
+    outputs(args.out, [args.file, *args.runs])
     claims = load_claims(args.file)
     records = read_records(*args.runs, on_error=args.on_error) if args.runs else []
     account = Account()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chipbench.errors import UsageError
+from chipbench.measuring import env as env_facts
 from chipbench.measuring.metrics import HEADLINE
 from chipbench.measuring.recordline import new_record_id
 from chipbench.measuring.selftest import probe_cache_len, suite_check, timing_loop
@@ -155,7 +156,6 @@ class Arm:
 def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: str = "eager") -> tuple[str, str]:
     """The timing self-test under another interpreter (its own torch): `chipbench selftest` there
     (`mode`: the decode probe's, for a loop that runs ahead of the host)."""
-    from chipbench.measuring.env import PARENT_ENV
     from chipbench.measuring.trials import python_command, worker_deadline_s, worker_env
 
     try:
@@ -177,7 +177,7 @@ def selftest_elsewhere(python: str, backend: str, model: str, dtype: str, mode: 
             ),
             capture_output=True,
             text=True,
-            env={**worker_env(python), PARENT_ENV: str(os.getpid())},
+            env={**worker_env(python), env_facts.PARENT_ENV: str(os.getpid())},
             timeout=worker_deadline_s(),
         )
     except subprocess.TimeoutExpired:

@@ -10,7 +10,6 @@ schema (bench/publishing/schema.py) and names the file, line and field of every 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from chipbench.errors import UsageError
 from chipbench.judging.roofline import recount_prefill
 from chipbench.measuring.metrics import METRICS
 from chipbench.measuring.recordline import READABLE_VERSIONS, SCHEMA_VERSION, new_record_id, record_json  # noqa: F401  (re-exported)
+from chipbench.publishing.outputs import OutputError, append_line, check_output, keep_elsewhere
 from chipbench.publishing.schema import FIELDS, PATTERN_FIELDS, metric_field_types, validate
 from chipbench.stats import STAT_NAMES
 
@@ -72,24 +72,26 @@ class RecordWriter:
     record is whole on the next line.
     """
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path, inputs: Iterable[str | Path] = ()):
+        self.path = check_output(path, inputs)  # a folder, a file for a folder, one of the inputs: one line
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--out {str(path)!r}: cannot make its folder: {e.strerror or e}") from None
         self.count = 0
 
     def write(self, record: dict) -> None:
+        """Append one record; on a write error (a full disk) the file is left whole and the record
+        kept elsewhere, and OutputError says where, and what the file holds."""
         if not distributed.is_lead():  # tensor parallel: rank 0's record is the measurement
             return
         line = record_json(record)
-        with self.path.open("a+b") as f:
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")  # never glue this record to an earlier partial line
-            f.write(line.encode("utf-8") + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            append_line(self.path, line)
+        except OutputError as e:
+            raise OutputError(
+                f"{e}; the {self.count} record(s) written before it are kept there, whole; {keep_elsewhere(line)}"
+            ) from None
         self.count += 1
 
 
