@@ -8,6 +8,7 @@ Bad input prints one line (what was wrong, what is valid) and exits 2; no traceb
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from chipbench import use_huge_pages
@@ -43,10 +44,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stopped like Ctrl-C (a trial's worker is killed, finished records are kept)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     env.die_with_parent()  # started by a run (another interpreter's self-test): it ends with the run
     use_huge_pages()
     args = parser().parse_args(argv)
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: SIGTERM keeps its handler
+        previous = None
     try:
         return args.fn(args)
     except UsageError as e:
@@ -55,9 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     except OutputError as e:  # a full disk, a read-only file system: what was kept is said
         print(f"chipbench: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("chipbench: interrupted; finished records were kept", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"chipbench: {how}; finished records were kept", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

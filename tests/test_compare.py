@@ -155,9 +155,11 @@ def test_every_record_is_used_deduplicated_or_listed():
 
 
 def test_a_run_is_never_its_own_baseline():
-    run = make_trials(3, seed=1)
-    c = compare_records(run, run)
-    assert not c.rows and c.accounts["baseline"].duplicates == 3
+    run, other = make_trials(3, seed=1), make_trials(3, seed=2)
+    c = compare_records(run, run + other)
+    assert c.accounts["baseline"].duplicates == 3 and all(r["base_trials"] == 3 for r in c.rows)
+    with pytest.raises(UsageError, match="every baseline record is one of the run's own"):
+        compare_records(run, run)  # the message names the cause, not the cases
 
 
 def test_a_case_that_failed_in_the_run_fails_the_gate():

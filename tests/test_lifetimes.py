@@ -4,6 +4,7 @@ are whole."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -34,25 +35,56 @@ def _workers(pid: int) -> list:
         return []
 
 
-def test_a_killed_run_takes_its_worker_with_it_and_keeps_its_finished_records(tmp_path):
+def test_a_killed_run_takes_its_worker_with_it():
+    """SIGKILL runs no code of the run's own: the kernel's parent-death signal ends the worker. Its
+    case would run for minutes; without the signal it outlives the run (checked by hand: still
+    running 5 s after the kill)."""
+    parent = (
+        "from chipbench.judging.trial import TrialJudge\n"
+        "from chipbench.measuring.runner import Case, new_series\n"
+        "from chipbench.measuring.trials import run_in_worker\n"
+        "from chipbench.measuring.workload import parse_workload\n"
+        "case = Case('cpu', 'tiny-qwen3', 'fp32', parse_workload('tg64'), rounds=100000)\n"
+        "run_in_worker(case, new_series(), TrialJudge(check=False))\n"
+    )
+    run = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        [worker] = _wait_for("the worker", lambda: _workers(run.pid), 120)
+        _wait_for("the worker's rounds", lambda: worker.cpu_times().user > 5, 120)  # past its start, in its rounds
+        run.kill()
+        run.wait(10)
+        _, alive = psutil.wait_procs([worker], timeout=5)
+        assert alive == [], f"the worker outlived the run: {alive}"
+    finally:
+        if run.poll() is None:
+            run.kill()
+        for w in _workers(run.pid):
+            w.kill()
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_stopped_run_keeps_its_finished_records(tmp_path, how):
+    """Stopped during its second trial: the first trial's record is whole, the worker is gone; on
+    SIGTERM the run stops as on Ctrl-C, kills the worker and says what it kept."""
     out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "chipbench.cli", "run", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype",
-           "fp32", "--workload", "tg64", "--rounds", "400", "--repeats", "3", "--no-check", "--ceiling-window", "0",
+           "fp32", "--workload", "tg64", "--rounds", "40", "--repeats", "2", "--no-check", "--ceiling-window", "0",
            "--out", str(out)]  # fmt: skip
-    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for("the first trial's record", lambda: out.exists() and out.read_text().endswith("\n"), 300)
-        # the second trial's worker: a child of the run, with most of its rounds still ahead of it
         workers = _wait_for("the second trial's worker", lambda: _workers(run.pid), 60)
-        run.kill()  # SIGKILL: the run runs no cleanup of its own
-        run.wait(10)
-        _, alive = psutil.wait_procs(workers, timeout=5)  # a trial here takes over 5 s: only its death is this fast
+        run.send_signal(getattr(signal, how))
+        code = run.wait(30)
+        _, alive = psutil.wait_procs(workers, timeout=10)
         assert alive == [], f"worker(s) outlived the run: {alive}"
     finally:
         if run.poll() is None:
             run.kill()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 1 and records[0]["status"] == "ok" and records[0]["trial_process"] == "worker"
+    if how == "SIGTERM":
+        assert code == 143 and "stopped by SIGTERM; finished records were kept" in run.stderr.read()
 
 
 def test_a_worker_past_its_deadline_is_killed_and_its_trial_recorded_as_failed(monkeypatch):

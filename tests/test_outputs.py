@@ -149,3 +149,7 @@ def test_appending_after_a_fragment_starts_a_new_line(tmp_path):
     path.write_text('{"partial": ')
     append_line(path, '{"whole": 1}')
     assert path.read_text().splitlines() == ['{"partial": ', '{"whole": 1}']
+
+
+def test_a_file_compared_with_itself_is_told_so(base, capsys):
+    _refused(capsys, ["compare", str(base), "--baseline", str(base)], "every baseline record is one of the run's own")

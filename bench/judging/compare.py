@@ -296,6 +296,11 @@ def compare_records(
     own = {r.get("record_id") for r in run}
     shared = [b for b in base if b.get("record_id") in own]
     base = [b for b in base if b.get("record_id") not in own]  # a run is never its own baseline
+    if shared and not base:
+        raise UsageError(
+            f"every baseline record is one of the run's own ({len(shared)} with the same record ids: a file "
+            "compared with itself?); a run is never its own baseline: compare it with the records of another run"
+        )
     acc_base.duplicates += len(shared)
     if not across_devices:  # one CPU name, two machines: never pooled where the run's own has a baseline
         kept = _same_cpu(base, run)
