@@ -153,3 +153,32 @@ def test_appending_after_a_fragment_starts_a_new_line(tmp_path):
 
 def test_a_file_compared_with_itself_is_told_so(base, capsys):
     _refused(capsys, ["compare", str(base), "--baseline", str(base)], "every baseline record is one of the run's own")
+
+
+HOSTILE = "$\\foo$ [x](http://evil.test) ![i](http://evil.test/t.png) \x1b[31mRED\x07\r\n# head | cell <script>alert(1)</script>"
+
+
+def test_hostile_record_strings_stay_text_in_every_output(tmp_path, capsys, monkeypatch):
+    """A device name that tries mathtext, a link, a remote image, terminal escapes, a new line, a
+    heading, a new cell and a script: Markdown, the job summary, HTML with charts, and the
+    terminal all show it as text."""
+    path = tmp_path / "hostile.jsonl"
+    w = RecordWriter(path)
+    for seed in range(3):
+        w.write(make_record(device=HOSTILE, seed=seed))
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert main(["report", str(path), "--github-summary"]) == 0
+    md = capsys.readouterr().out
+    for text in (md, summary.read_text()):
+        assert "\\[x\\](http://evil.test)" in text and "!\\[i\\](http://evil.test/t.png)" in text  # no link, no image
+        assert "<script>" not in text and "&lt;script&gt;" in text
+        assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+        assert "\n# head" not in text and "head \\| cell" in text  # no heading, no new cell
+    assert main(["report", str(path), "--format", "html", "--out", str(tmp_path / "r.html")]) == 0  # mathtext off
+    page = (tmp_path / "r.html").read_text()
+    assert "<script>alert" not in page and "$\\foo$" in page
+    capsys.readouterr()
+    assert main(["baseline", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "\x1b" not in out.out + out.err and "\\x1b[31mRED\\x07" in out.out  # shown, not acted on

@@ -119,7 +119,7 @@ def cmd_baseline(args) -> int:
     from chipbench.judging.baseline import baseline_warnings, noise_rows
     from chipbench.judging.cases import Account, dedupe
     from chipbench.publishing.record import RecordWriter, read_records
-    from chipbench.publishing.tables import plain_table
+    from chipbench.publishing.tables import plain_table, terminal_safe
 
     if args.out and Path(args.out).exists():
         raise UsageError(f"{args.out} exists; a baseline is written to a new file, never over an old one")
@@ -142,9 +142,9 @@ def cmd_baseline(args) -> int:
     )
     for r in rows:
         if r.get("more"):
-            print(f"  {r['case']} ({r['device']}): {r['more']}")
+            print(terminal_safe(f"  {r['case']} ({r['device']}): {r['more']}"))
     for line in baseline_warnings(rows):
-        print(line, file=sys.stderr)
+        print(terminal_safe(line), file=sys.stderr)
     if args.out:
         writer = RecordWriter(args.out, inputs=args.runs)
         for rec in records:

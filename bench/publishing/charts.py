@@ -9,6 +9,9 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # a label is text, never mathtext: a device name with `$\foo$` in it is drawn as written
+    # instead of stopping the report with a parse error
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

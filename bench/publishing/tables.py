@@ -251,7 +251,7 @@ def plain_table(rows: list[dict]) -> str:
     if not rows:
         return ""
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    cells = [{k: "" if r.get(k) is None else str(r.get(k)) for k in keys} for r in rows]
+    cells = [{k: "" if r.get(k) is None else terminal_safe(r.get(k)) for k in keys} for r in rows]
 
     def figure(v) -> bool:
         if isinstance(v, bool):
@@ -267,10 +267,24 @@ def plain_table(rows: list[dict]) -> str:
     )
 
 
+# What makes Markdown a link or an image (which a job summary would load from elsewhere): square
+# brackets, and the backslash that could undo their escape; with HTML escaped and newlines gone, a
+# record's text stays text
+_MARKDOWN = re.compile(r"([\\\[\]|])")
+
+
 def md_cell(text) -> str:
     """Text from a record made safe for one Markdown table cell or line: HTML is escaped (a record's
-    error, device or note text never becomes markup on a rendered page), pipes and newlines too."""
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    error, device or note text never becomes markup on a rendered page), square brackets (no link or
+    image), pipes (no new cell), and control characters and newlines become spaces."""
+    escaped = html.escape(terminal_safe(text, " "), quote=False)
+    return _MARKDOWN.sub(r"\\\1", escaped)
+
+
+def terminal_safe(text, control: str | None = None) -> str:
+    """Text with no control character left to act on a terminal (an escape sequence, a carriage
+    return, a bell): each is shown as its escape (\\x1b), or replaced by `control`."""
+    return "".join(c if c.isprintable() else (control if control is not None else repr(c)[1:-1]) for c in str(text))
 
 
 def to_markdown(table: Table, transpose: bool = False, footer: bool = True) -> str:
