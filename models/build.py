@@ -316,6 +316,10 @@ def _copy_expert(expected: dict, piece, tensor: torch.Tensor, experts: dict, roo
 def check_weights_dir(spec: ModelSpec, directory: str | Path) -> list[Path]:
     """The directory's safetensors files, after checking it can hold `spec`'s weights (cheap:
     no tensor is read). Raises a one-line UsageError otherwise."""
+    if not str(directory).strip():
+        raise UsageError(
+            f"the weights directory is empty; give a local directory holding {spec.name}'s *.safetensors files"
+        )
     root = Path(directory)
     if not root.is_dir():
         raise UsageError(
@@ -340,17 +344,36 @@ _CONFIG_KEYS = {
 }
 
 
+CONFIG_MAX_BYTES = 16 * 2**20  # a model's config.json is kilobytes; a bigger one is not a config
+
+
 def _check_config_json(spec: ModelSpec, root: Path) -> None:
+    """The directory's config.json, if any, must describe `spec`: a one-line UsageError for one that
+    is not a regular file, too big, not UTF-8 JSON, not an object, or another architecture."""
     path = root / "config.json"
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return
+    if not path.is_file():  # a folder, a FIFO (whose read would hang), a device, a dangling link
+        raise UsageError(f"{path} is not a regular file; a weights directory's config.json is a JSON file")
+    if path.stat().st_size > CONFIG_MAX_BYTES:
+        raise UsageError(f"{path} is {path.stat().st_size} bytes, not a model config (at most {CONFIG_MAX_BYTES})")
     try:
-        cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{path}: not valid JSON ({e})") from None
-    cfg = cfg.get("text_config", cfg)
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise UsageError(
+            f"{path}: not valid JSON ({e if isinstance(e, json.JSONDecodeError) else 'nested too deep'})"
+        ) from None
+    except OSError as e:
+        raise UsageError(f"{path} cannot be read ({e.strerror or e})") from None
+    if not isinstance(cfg, dict):
+        raise UsageError(f"{path}: a model config is a JSON object, this is a {type(cfg).__name__}")
+    text = cfg.get("text_config", cfg)
+    if not isinstance(text, dict):
+        raise UsageError(f"{path}: text_config is a {type(text).__name__}, not an object of the model's sizes")
     for key, attr in _CONFIG_KEYS.items():
-        if key in cfg and cfg[key] != getattr(spec, attr):
+        if key in text and text[key] != getattr(spec, attr):
             raise UsageError(
-                f"{path} does not match {spec.name}: {key} is {cfg[key]}, the architecture has {getattr(spec, attr)}"
+                f"{path} does not match {spec.name}: {key} is {text[key]!r}, the architecture has {getattr(spec, attr)}"
             )

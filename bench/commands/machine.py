@@ -83,6 +83,8 @@ def cmd_env(args) -> int:
 
 
 def cmd_selftest(args) -> int:
+    if args.long_prompt < 1:
+        raise UsageError(f"--long-prompt must be a number of tokens >= 1, got {args.long_prompt}")
     entries = discover()
     names = args.backend.split(",") if args.backend else [n for n, e in entries.items() if e.available]
     backends = [get_backend(n, entries) for n in names]  # all names checked before any run

@@ -83,6 +83,8 @@ def read_toml(path: Path, what: str) -> dict:
         raise UsageError(f"{what} {path} cannot be read ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid TOML (nested too deep)") from None
 
 
 _PARSED: dict[tuple, tuple[Chip, ...]] = {}  # (path, content) -> rows: a report matches every record
@@ -158,8 +160,8 @@ def chip_of(rec: dict, chips: list[Chip] | None = None) -> Chip | None:
 def user_chip(bandwidth_gb_per_s: float | None, tflops: float | None, name: str = "user-given peaks") -> Chip:
     """A spec row from peaks given on the command line (bf16/fp16 TFLOP/s, memory GB/s)."""
     for what, v in (("peak bandwidth", bandwidth_gb_per_s), ("peak TFLOP/s", tflops)):
-        if v is not None and v <= 0:
-            raise UsageError(f"{what} must be a positive number, got {v}")
+        if v is not None and not (0 < v < float("inf")):  # NaN, infinity (1e309) and <= 0 fail
+            raise UsageError(f"{what} must be a finite positive number, got {v}")
     return Chip(
         name=name,
         match="(?!)",

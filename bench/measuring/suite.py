@@ -106,6 +106,8 @@ def _check_options(opts: SuiteOptions) -> list:
     for m in opts.modes:
         if m not in MODES:
             raise UsageError(f"unknown execution mode {m!r}; valid modes: {', '.join(MODES)}")
+    if opts.weights_dir is not None and not str(opts.weights_dir).strip():
+        raise UsageError("the weights directory is empty; give a local directory holding the model's *.safetensors")
     if opts.weights_dir and len(opts.models) > 1:
         raise UsageError("a weights directory holds one model's weights: name exactly one model")
     return [parse_workload(w) for w in opts.workloads]
