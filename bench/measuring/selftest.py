@@ -25,6 +25,11 @@ from chipbench.models.zoo import get_model
 
 LAG_FRACTION = 0.25  # of the median inter-token gap
 LAG_FLOOR_S = 0.002  # below this a lag is host jitter, whatever the gap
+# A clock that does not wait leaves the same work in flight every time; a host that was preempted
+# between the last token and the sync (a loaded 2-core runner) leaves a lag once. The timed probe
+# runs up to this many times and passes on the first that shows no lag: a backend fails only when
+# every attempt does.
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class TimingCheck:
     prompt_tokens: int
     new_tokens: int
     mode: str = "eager"
+    lags_s: tuple[float, ...] = ()  # every attempt's lag, in order (the last is lag_s)
 
     def describe(self) -> str:
         verdict = "waits for the device" if self.passed else "DOES NOT wait for the device"
@@ -47,7 +53,13 @@ class TimingCheck:
         return (
             f"timing {verdict}: {self.lag_s * 1e3:.2f} ms of work left after the last token "
             f"({self.mode + ', ' if self.mode != 'eager' else ''}prompt {self.prompt_tokens}, "
-            f"{steps}e2e {self.e2e_s * 1e3:.1f} ms)"
+            f"{steps}e2e {self.e2e_s * 1e3:.1f} ms"
+            + (
+                f"; attempts' lags {', '.join(f'{x * 1e3:.2f}' for x in self.lags_s)} ms"
+                if len(self.lags_s) > 1
+                else ""
+            )
+            + ")"
         )
 
 
@@ -97,18 +109,29 @@ def check_timing_waits(
         prompt = backend.prompt(handle, prompt_ids(w, spec.vocab))
         backend.generate(handle, prompt, new_tokens, lambda t: None)  # warm up
         backend.synchronize()
-        stamps: list[float] = []
-        start = time.perf_counter()
-        backend.generate(handle, prompt, new_tokens, lambda t: stamps.append(time.perf_counter()))
-        last = stamps[-1]
-        backend.synchronize()
-        lag = time.perf_counter() - last
+        lags: list[float] = []
+        for _ in range(ATTEMPTS):
+            stamps, start, lag = _timed_generation(backend, handle, prompt, new_tokens)
+            lags.append(lag)
+            last = stamps[-1]
+            gaps = [b - a for a, b in zip(stamps, stamps[1:])] or [last - start]  # one step: its e2e
+            median_gap = statistics.median(gaps)
+            passed = lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)
+            if passed:  # host jitter does not recur; work left in flight does
+                break
     finally:
         backend.close(handle)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])] or [last - start]  # one step: its e2e
-    median_gap = statistics.median(gaps)
-    passed = lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)
-    return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens, mode)
+    return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens, mode, tuple(lags))
+
+
+def _timed_generation(backend: Backend, handle, prompt, new_tokens: int) -> tuple[list[float], float, float]:
+    """(token stamps, start, the lag from the last stamp until the device is idle)."""
+    stamps: list[float] = []
+    start = time.perf_counter()
+    backend.generate(handle, prompt, new_tokens, lambda t: stamps.append(time.perf_counter()))
+    last = stamps[-1]
+    backend.synchronize()
+    return stamps, start, time.perf_counter() - last
 
 
 def probe_cache_len(case) -> int | None:
