@@ -59,6 +59,18 @@ def test_level_figures_from_hand_made_timings():
     assert f["goodput_req_per_s"] == pytest.approx(1 / 3.57) and f["goodput_fraction"] == pytest.approx(1 / 4)
     assert f["serve_errors"] == "EndpointError: boom"
     assert peak_in_flight(run) == 2
+    assert f["serve_partial"] is True  # one failed while others completed: the level is partial
+    assert serve_fields(LoadRun(run.load, [fast, slow], not_sent=0, duration_s=3.2))["serve_partial"] is False
+
+
+def test_a_partial_level_is_marked_in_its_table_row():
+    from chipbench.publishing.serving_view import table_rows
+    from tests.records import make_record
+
+    rec = make_record(workload="pp8+tg8")
+    rec.update(kind="serve", serve_requests=4, serve_ok=2, serve_failed=2, serve_not_sent=0, serve_partial=True)
+    [row] = table_rows([rec])
+    assert row[6] == "2/4 PARTIAL"
 
 
 def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):

@@ -14,6 +14,7 @@ from chipbench.measuring import env
 from chipbench.models.zoo import get_model
 from chipbench.options import parse_ints, split_list
 from chipbench.publishing import serving_view
+from chipbench.publishing.tables import terminal_safe
 
 
 def _levels(args) -> list:
@@ -88,8 +89,17 @@ def cmd_serve(args) -> int:
     print(serving_view.to_markdown(records) or "no serving level produced a record")
     failed = [r for r in records if r["status"] != "ok"]
     for r in failed:
-        print(f"chipbench: {r['workload']} failed: {r.get('error')}", file=sys.stderr)
-    return 1 if failed and len(failed) == len(records) else 0
+        print(terminal_safe(f"chipbench: {r['workload']} failed: {r.get('error')}"), file=sys.stderr)
+    partial = [r for r in records if r["status"] == "ok" and r.get("serve_partial")]
+    for r in partial:
+        print(
+            terminal_safe(
+                f"chipbench: {r['workload']} PARTIAL: {r['serve_failed']} of {r['serve_requests']} requests failed "
+                f"({r.get('serve_errors')}); its figures describe the {r['serve_ok']} that completed"
+            ),
+            file=sys.stderr,
+        )
+    return 1 if failed or partial else 0
 
 
 def add_serve(sub) -> None:

@@ -177,6 +177,7 @@ def serve_fields(run: LoadRun) -> dict:
         "serve_requests": len(run.results) + run.not_sent,
         "serve_ok": len(ok),
         "serve_failed": len(failed),
+        "serve_partial": bool(failed) and bool(ok),  # some requests failed, others completed
         "serve_not_sent": run.not_sent,
         "serve_duration_s": run.duration_s,
         "serve_errors": "; ".join(sorted({r.error for r in failed}))[:2000] or None,

@@ -312,6 +312,12 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "serve_requests": (Opt(Count), "requests", "serve: requests the level planned"),
     "serve_ok": (Opt(Count), "requests", "serve: requests that streamed exactly the tokens asked for"),
     "serve_failed": (Opt(Count), "requests", "serve: requests that failed (serve_errors says how)"),
+    "serve_partial": (
+        Opt(bool),
+        "",
+        "serve: some requests failed while others completed: the level's figures describe the completed ones "
+        "only, the table marks it, and `chipbench serve` exits 1",
+    ),
     "serve_not_sent": (Opt(Count), "requests", "serve: requests left unsent when the level's time bound was reached"),
     "serve_duration_s": (Opt(NonNeg), "s", "serve: the level's wall time, first send to last completion"),
     "serve_errors": (Opt(str), "", "serve: the distinct errors of the failed requests"),

@@ -80,7 +80,9 @@ def table_rows(records: list[dict]) -> list[list[str]]:
                 str(dtype),
                 str(workload),
                 f"{len(good)}/{len(recs)}",
-                f"{ok}/{sent}" + (f" ({unsent} unsent)" if unsent else ""),
+                f"{ok}/{sent}"
+                + (f" ({unsent} unsent)" if unsent else "")
+                + (" PARTIAL" if any(r.get("serve_partial") for r in recs) else ""),
                 _f(_med(recs, "request_per_s"), 2),
                 _f(_med(recs, "serve_output_tok_per_s")),
                 _f(_med(recs, "tok_per_s_per_user")),
