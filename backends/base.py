@@ -201,8 +201,9 @@ OPTIONAL: tuple[Capability, ...] = (
         "stream_one",
         "backend",
         None,
-        "stream_one(handle, prompt, new_tokens, on_chunk, check) -> one streamed request of a serving load "
-        "(`chipbench serve`); default: the backend cannot serve loads",
+        "stream_one(handle, prompt, new_tokens, on_chunk, check, deadline) -> one streamed request of a serving "
+        "load (`chipbench serve`), ended by `deadline` (a time.perf_counter() time: the level's bound); default: "
+        "the backend cannot serve loads",
     ),
     Capability(
         "fresh_process",

@@ -80,17 +80,41 @@ class StreamResult:
         return sum(n for _, n in self.chunks)
 
 
-def stream_completion(client, url: str, body: dict, on_chunk=None, clock=time.perf_counter) -> StreamResult:
+LINE_CAP_BYTES = 1 << 20  # one server-sent event line; a completion chunk is a few hundred bytes
+GRACE_S = 5.0  # after the requested tokens: time to read the rest (usage, [DONE]) before the read stops
+GRACE_LINES = 64
+
+
+def stream_completion(
+    client, url: str, body: dict, on_chunk=None, clock=time.perf_counter, deadline: float | None = None
+) -> StreamResult:
     """POST a streaming completion and read its server-sent events; each chunk is stamped on arrival
-    (before it is parsed). `on_chunk(arrival, tokens)` is called for every chunk that carries tokens."""
+    (before it is parsed). `on_chunk(arrival, tokens)` is called for every chunk that carries tokens.
+
+    Bounded whatever the server does: the whole request ends by `deadline` (a `clock()` time; default
+    TIMEOUT_S from now), however slowly its bytes drip; a line longer than LINE_CAP_BYTES is an error,
+    never read whole; once the requested tokens (max_tokens) have arrived, the rest (the usage, [DONE])
+    is read for at most GRACE_S or GRACE_LINES lines, so a stream that never ends is left."""
+    import httpx
+
+    deadline = clock() + TIMEOUT_S if deadline is None else deadline
+    left = deadline - clock()
+    if left <= 0:
+        raise EndpointError("the request's deadline passed before it was sent")
+    timeout = httpx.Timeout(left, connect=min(10.0, left))  # each read: a silent server is bounded too
+    want = body.get("max_tokens")
     out = StreamResult()
-    with client.stream("POST", f"{url}/completions", json=body) as r:
+    with client.stream("POST", f"{url}/completions", json=body, timeout=timeout) as r:
         if r.status_code != 200:
-            r.read()
-            raise EndpointError(f"HTTP {r.status_code}: {r.text[:300]}")
-        done = False
-        for line in r.iter_lines():  # to the body's end: a response left unread closes its keep-alive connection
+            text = _head(r, deadline, clock)
+            raise EndpointError(f"HTTP {r.status_code}: {text[:300]}")
+        done, grace = False, None
+        for line in _lines(r, deadline, clock):
             arrival = clock()
+            if grace is not None and (arrival > grace[0] or grace[1] <= 0):
+                break  # the tokens asked for are in, and the server keeps sending: stop reading
+            if grace is not None:
+                grace[1] -= 1
             if done or not line.startswith("data:"):
                 continue
             data = line[5:].strip()
@@ -99,21 +123,56 @@ def stream_completion(client, url: str, body: dict, on_chunk=None, clock=time.pe
                 continue
             try:
                 chunk = json.loads(data)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise EndpointError(f"the stream sent a line that is not JSON: {data[:120]!r}") from None
+            if not isinstance(chunk, dict):
+                raise EndpointError(f"the stream sent a line that is not a JSON object: {data[:120]!r}")
             if chunk.get("error"):
-                raise EndpointError(f"the server reported an error mid-stream: {chunk['error']}")
-            if chunk.get("usage"):
+                raise EndpointError(f"the server reported an error mid-stream: {str(chunk['error'])[:300]}")
+            if isinstance(chunk.get("usage"), dict):
                 out.usage = chunk["usage"]
             for choice in chunk.get("choices") or []:
+                if not isinstance(choice, dict):
+                    raise EndpointError(f"the stream sent a choice that is not a JSON object: {data[:120]!r}")
                 n = _chunk_tokens(choice)
-                out.text += choice.get("text") or ""
+                out.text += str(choice.get("text") or "")
                 out.finish_reason = choice.get("finish_reason") or out.finish_reason
                 if n:
                     out.chunks.append((arrival, n))
                     if on_chunk:
                         on_chunk(arrival, n)
+            if grace is None and isinstance(want, int) and out.tokens >= want:
+                grace = [min(deadline, arrival + GRACE_S), GRACE_LINES]
     return out
+
+
+def _lines(r, deadline: float, clock):
+    """The response's lines, read in whatever pieces the network brings; the deadline is checked at
+    every piece (a server that drips a byte at a time cannot hold a request past it), and a line
+    past LINE_CAP_BYTES is an error before it is held whole."""
+    buf = bytearray()
+    for piece in r.iter_bytes():
+        if clock() > deadline:
+            raise EndpointError("the request ran past its deadline (the stream was still coming)")
+        buf += piece
+        while (end := buf.find(b"\n")) >= 0:
+            line = bytes(buf[:end]).rstrip(b"\r")
+            del buf[: end + 1]
+            yield line.decode("utf-8", "replace")
+        if len(buf) > LINE_CAP_BYTES:
+            raise EndpointError(f"the stream sent a line longer than {LINE_CAP_BYTES} bytes")
+    if buf:
+        yield bytes(buf).decode("utf-8", "replace")
+
+
+def _head(r, deadline: float, clock) -> str:
+    """The start of an error response's body, read under the same bounds."""
+    buf = bytearray()
+    for piece in r.iter_bytes():
+        buf += piece
+        if len(buf) > 4096 or clock() > deadline:
+            break
+    return bytes(buf).decode("utf-8", "replace")
 
 
 def _chunk_tokens(choice: dict) -> int:
@@ -514,15 +573,18 @@ class OpenAIEndpoint:
             check_counts(r, new_tokens, handle.count_method, self.expected_prompt(handle, prompt[i]))
         return Generation(tokens=steps, peak_mem_bytes=None, peak_mem_kind=None)
 
-    def stream_one(self, handle: Served, prompt, new_tokens: int, on_chunk=None, check: bool = True) -> StreamResult:
-        """One streamed request, each chunk stamped on arrival; with `check`, the served counts are
-        checked against the request (a mismatch raises EndpointError)."""
+    def stream_one(
+        self, handle: Served, prompt, new_tokens: int, on_chunk=None, check: bool = True, deadline: float | None = None
+    ) -> StreamResult:
+        """One streamed request, each chunk stamped on arrival, ended by `deadline` (a
+        time.perf_counter() time); with `check`, the served counts are checked against the request
+        (a mismatch raises EndpointError)."""
         body = self.request_body(handle, prompt, new_tokens)
         if handle.client is not None:
-            r = stream_completion(handle.client, self.url, body, on_chunk=on_chunk)
+            r = stream_completion(handle.client, self.url, body, on_chunk=on_chunk, deadline=deadline)
         else:
             with _client() as c:
-                r = stream_completion(c, self.url, body, on_chunk=on_chunk)
+                r = stream_completion(c, self.url, body, on_chunk=on_chunk, deadline=deadline)
         if check:
             check_counts(r, new_tokens, handle.count_method, self.expected_prompt(handle, prompt))
         return r

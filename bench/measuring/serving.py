@@ -109,6 +109,9 @@ class LoadRun:
     duration_s: float = 0.0
 
 
+JOIN_SLACK_S = 5.0  # past the level's bound, a request thread gets this long to notice it before it is left
+
+
 def run_load(backend, handle, load: Load, clock=time.perf_counter) -> LoadRun:
     """Send the load through `backend` (which has stream_one, like the endpoint backend)."""
     load.validate()
@@ -118,13 +121,15 @@ def run_load(backend, handle, load: Load, clock=time.perf_counter) -> LoadRun:
     lock = threading.Lock()
     threads = []
     start = clock()
+    bound = start + load.max_duration_s  # no request runs past it: the level's wall time is bounded
+    closed = []  # set once the level is over
 
     def one(i: int, sent: float) -> None:
         res = RequestResult(i, sent - start)
         try:
             stamps: list[float] = []
             backend.stream_one(
-                handle, prompts[i], load.gen_tokens, on_chunk=lambda t, n: stamps.extend([t] * n)
+                handle, prompts[i], load.gen_tokens, on_chunk=lambda t, n: stamps.extend([t] * n), deadline=bound
             )  # a coalesced chunk: n equal stamps
             res.token_times_s = tuple(t - sent for t in stamps)
         except Exception as e:  # counted and named in the record
@@ -132,10 +137,11 @@ def run_load(backend, handle, load: Load, clock=time.perf_counter) -> LoadRun:
         finally:
             gate.release()
         with lock:
-            run.results.append(res)
+            if not closed:  # a request left at the bound was counted as cancelled already
+                run.results.append(res)
 
     for i, due in enumerate(load.send_times()):
-        wait = start + due - clock()
+        wait = min(start + due, bound) - clock()  # a request due after the bound is not waited for
         if wait > 0:
             time.sleep(wait)
         if not gate.acquire(timeout=max(0.0, start + load.max_duration_s - clock())):
@@ -148,8 +154,18 @@ def run_load(backend, handle, load: Load, clock=time.perf_counter) -> LoadRun:
         t = threading.Thread(target=one, args=(i, clock()), daemon=True)
         t.start()
         threads.append(t)
-    for t in threads:
-        t.join()
+    for t in threads:  # each request ends by the bound; a backend that overruns it is not waited for
+        t.join(timeout=max(0.0, bound + JOIN_SLACK_S - clock()))
+    with lock:
+        finished = {r.index for r in run.results}
+        closed.append(True)
+        for i, t in enumerate(threads):
+            if t.is_alive() and i not in finished:
+                run.results.append(
+                    RequestResult(
+                        i, 0.0, error=f"still running at the level's bound of {load.max_duration_s:g} s: cancelled"
+                    )
+                )
     ends = [r.sent_s + r.token_times_s[-1] for r in run.results if r.ok and r.token_times_s]
     run.duration_s = max(ends, default=clock() - start)
     run.results.sort(key=lambda r: r.index)
