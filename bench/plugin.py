@@ -38,23 +38,9 @@ def pytest_addoption(parser):
 
 
 def _options(config):
-    from chipbench.measuring.suite import SuiteOptions, parse_ints, split_list
+    from chipbench.measuring.suite import suite_options
 
-    o = config.getoption
-    return SuiteOptions(
-        backends=split_list(o("--bench-backend")),
-        models=split_list(o("--bench-model")),
-        dtypes=split_list(o("--bench-dtype")),
-        workloads=split_list(o("--bench-workload")),
-        batches=parse_ints(o("--bench-batch"), "batch sizes") or (1,),
-        rounds=o("--bench-rounds"),
-        warmup=o("--bench-warmup"),
-        seed=o("--bench-seed"),
-        weights_dir=o("--bench-weights"),
-        repeats=o("--bench-repeats"),
-        modes=split_list(o("--bench-mode")),
-        soak_s=o("--bench-soak"),
-    )
+    return suite_options(lambda name: config.getoption("--bench-" + name))
 
 
 def pytest_configure(config):

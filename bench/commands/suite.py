@@ -9,24 +9,11 @@ from chipbench.measuring.suite_options import add_suite_options
 
 
 def cmd_run(args) -> int:
-    from chipbench.measuring.suite import SuiteOptions, parse_ints, split_list
+    from chipbench.measuring.suite import suite_options
     from chipbench.publishing.record import default_path
     from chipbench.session import Session
 
-    opts = SuiteOptions(
-        backends=split_list(args.backend),
-        models=split_list(args.model),
-        dtypes=split_list(args.dtype),
-        workloads=split_list(args.workload),
-        batches=parse_ints(args.batch, "batch sizes") or (1,),
-        rounds=args.rounds,
-        warmup=args.warmup,
-        seed=args.seed,
-        weights_dir=args.weights,
-        repeats=args.repeats,
-        modes=split_list(args.mode),
-        soak_s=args.soak,
-    )
+    opts = suite_options(lambda name: getattr(args, name))
     session = Session.open(
         opts,
         args.out or default_path(),

@@ -6,8 +6,10 @@ about bad input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import product
+from typing import Any
 
 from chipbench.backends.registry import Entry, add_endpoints
 from chipbench.errors import UsageError
@@ -50,6 +52,25 @@ class SuiteOptions:
     repeats: int = 1  # independent trials per case, each a fresh load (in a fresh process where it can be)
     modes: tuple[str, ...] = ()  # execution modes; empty: the backend's default
     soak_s: float | None = None  # sustained mode: rounds for at least this many seconds
+
+
+def suite_options(value: Callable[[str], Any]) -> SuiteOptions:
+    """The suite's options as either entry point was given them: `value(name)` is the option of
+    that name in measuring/suite_options.py (chipbench run's --name, pytest's --bench-name)."""
+    return SuiteOptions(
+        backends=split_list(value("backend")),
+        models=split_list(value("model")),
+        dtypes=split_list(value("dtype")),
+        workloads=split_list(value("workload")),
+        batches=parse_ints(value("batch"), "batch sizes") or (1,),
+        rounds=value("rounds"),
+        warmup=value("warmup"),
+        seed=value("seed"),
+        weights_dir=value("weights"),
+        repeats=value("repeats"),
+        modes=split_list(value("mode")),
+        soak_s=value("soak"),
+    )
 
 
 @dataclass(frozen=True)
