@@ -131,7 +131,10 @@ def stream_completion(
                 raise EndpointError(f"the server reported an error mid-stream: {str(chunk['error'])[:300]}")
             if isinstance(chunk.get("usage"), dict):
                 out.usage = chunk["usage"]
-            for choice in chunk.get("choices") or []:
+            choices = chunk.get("choices") or []
+            if not isinstance(choices, list):
+                raise EndpointError(f"the stream sent choices that are not a list: {data[:120]!r}")
+            for choice in choices:
                 if not isinstance(choice, dict):
                     raise EndpointError(f"the stream sent a choice that is not a JSON object: {data[:120]!r}")
                 n = _chunk_tokens(choice)

@@ -11,9 +11,12 @@ import time
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chipbench.backends.openai_endpoint import EndpointError, check_counts, stream_completion
 from chipbench.measuring.serving import Load, run_load
+from tests.test_fuzz import FUZZ
 
 DEADLINE_S = 1.5
 SLACK_S = 1.5  # a bound is met within this (a network read's granularity, thread start-up)
@@ -138,3 +141,56 @@ def test_a_level_ends_within_its_bound_and_counts_what_it_cancelled(monkeypatch)
     assert time.perf_counter() - started < 1.0 + 0.5 + SLACK_S
     assert len(run.results) == 2 and run.not_sent == 4
     assert all("still running at the level's bound of 1 s: cancelled" in r.error for r in run.results)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.builds(
+                lambda v: b"data: " + json.dumps(v).encode() + b"\n\n",
+                st.recursive(
+                    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+                    lambda inner: (
+                        st.lists(inner, max_size=3)
+                        | st.dictionaries(
+                            st.sampled_from(
+                                [
+                                    "choices",
+                                    "usage",
+                                    "error",
+                                    "text",
+                                    "logprobs",
+                                    "tokens",
+                                    "token_ids",
+                                    "finish_reason",
+                                    "content",
+                                ]
+                            ),
+                            inner,
+                            max_size=3,
+                        )
+                    ),
+                    max_leaves=10,
+                ),
+            ),
+            st.just(b"data: [DONE]\n\n"),
+        ),
+        max_size=8,
+    )
+)
+def test_any_event_stream_is_a_result_or_one_endpoint_error(pieces):
+    """Fuzzed server-sent events (random bytes, any JSON shape, [DONE] anywhere): the reader returns
+    a result or raises EndpointError, never anything else."""
+
+    def handler(request):
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(pieces))
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        try:
+            r = stream_completion(client, "http://fuzz.test/v1", {"max_tokens": 4})
+        except EndpointError:
+            pass  # one line, named: the case fails with it
+        else:
+            assert r.tokens >= 0 and isinstance(r.text, str)
