@@ -121,7 +121,7 @@ class Session:
             handle = self.handle_for(backend, case)
         except Exception as e:  # the load failed (out of memory, say): the case fails, the run goes on
             self.release()
-            rec = failed_record(case, e, {**origin, **env.device_facts(backend.info())}, self.host, backend)
+            rec = failed_record(case, e, {**origin, **self._device(backend)}, self.host, backend)
             rec.update(new_series().fields())
         else:
             rec = measure_case(backend, case, self.host, new_series(), origin, judge=judge, handle=handle, timer=timer)
@@ -129,6 +129,13 @@ class Session:
                 self.release()  # free the device (after an OOM, say) before the next case
         keep(rec)
         return [rec]
+
+    @staticmethod
+    def _device(backend) -> dict:
+        try:
+            return env.device_facts(backend.info())
+        except Exception:  # a device that cannot describe itself: its record says less, the run goes on
+            return {}
 
     def _refused(self, backend, case: Case, status: str, selftest: str) -> dict:
         why = (

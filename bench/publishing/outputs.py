@@ -40,10 +40,11 @@ def check_output(out: str | Path, inputs: Iterable[str | Path] = (), option: str
     existing = next((p for p in path.parents if p.exists()), Path("."))
     if not existing.is_dir():
         raise UsageError(f"{option} {str(out)!r}: {str(existing)!r} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{option} {str(out)!r} cannot be written")
+    elif not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {str(out)!r}: the folder {str(existing)!r} cannot be written")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {str(out)!r} cannot be written")
     target = path.resolve()
     for given in map(Path, inputs):
         if not given.exists():
