@@ -100,3 +100,82 @@ def test_any_json_as_a_weights_config_is_accepted_or_one_line(tmp_path_factory):
             assert "\n" not in str(e)
 
     check()
+
+
+def _benchmark_json(rec: dict) -> dict:
+    return {
+        "machine_info": {"node": "x"},
+        "benchmarks": [
+            {"name": "test_case[cpu-x]", "stats": {"mean": 0.1}, "extra_info": {"chipbench_records": [rec]}}
+        ],
+    }
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def test_any_pytest_benchmark_json_is_read_or_one_line(tmp_path_factory):
+    """Fuzzed: a pytest-benchmark JSON file whose parts are replaced by any JSON (the benchmarks,
+    one benchmark, its extra_info, the embedded records, one field of a record) is read, or refused
+    in one line naming the file."""
+    from chipbench.publishing.record import read_records
+    from tests.records import make_record
+
+    rec = make_record()
+    paths = [("benchmarks",), ("benchmarks", 0), ("benchmarks", 0, "extra_info"),
+             ("benchmarks", 0, "extra_info", "chipbench_records"), ("benchmarks", 0, "extra_info", "chipbench_records", 0)]  # fmt: skip
+    fields = st.sampled_from(sorted(rec))
+
+    @FUZZ
+    @given(st.sampled_from(paths), _json, st.none() | fields)
+    def check(where, value, field):
+        doc = _benchmark_json(dict(rec))
+        target = doc
+        for key in where[:-1]:
+            target = target[key]
+        if field is not None and where[-1] == 0 and len(where) == 5:
+            target[0][field] = value  # one field of the embedded record
+        else:
+            target[where[-1]] = value
+        path = tmp_path_factory.mktemp("bj") / "bench.json"
+        path.write_text(json.dumps(doc))
+        try:
+            out = read_records(path)
+        except UsageError as e:
+            assert "\n" not in str(e) and str(path) in str(e)
+        else:
+            assert all(isinstance(r, dict) for r in out)
+
+    check()
+
+
+def test_any_suite_options_plan_or_are_one_line():
+    """Fuzzed: the values `chipbench run` and `pytest --benchmark` take (as typed on the command
+    line, any text) plan a suite or are refused in one line, before anything runs."""
+    from chipbench.backends.registry import discover
+    from chipbench.measuring.suite import plan, suite_options
+
+    entries = discover()
+    text = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
+        ["cpu", "tiny-qwen3", "fp32", "bf16", "tg4", "pp8+tg4", "0", "-1", "1,2", "eager", "compiled", "nope", ""]
+    )
+    ints = st.none() | st.integers(-3, 1000)
+
+    @FUZZ
+    @given(st.fixed_dictionaries({
+        "backend": st.none() | text, "model": st.none() | text, "dtype": st.none() | text,
+        "workload": st.none() | text, "batch": text, "mode": st.none() | text, "weights": st.none() | text,
+        "rounds": ints, "warmup": st.integers(-2, 5), "seed": st.integers(0, 5), "repeats": st.integers(-1, 3),
+        "soak": st.none() | st.floats(-1, 100),
+    }))  # fmt: skip
+    def check(values):
+        try:
+            plan(suite_options(values.get), dict(entries))
+        except UsageError as e:
+            assert "\n" not in str(e)
+
+    check()

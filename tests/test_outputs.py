@@ -182,3 +182,38 @@ def test_hostile_record_strings_stay_text_in_every_output(tmp_path, capsys, monk
     assert main(["baseline", str(path)]) == 0
     out = capsys.readouterr()
     assert "\x1b" not in out.out + out.err and "\\x1b[31mRED\\x07" in out.out  # shown, not acted on
+
+
+@pytest.fixture
+def full_tmpfs(tmp_path):
+    """A 64 KiB tmpfs: a disk that really fills. Needs the right to mount (root in a container);
+    skipped where the machine does not give it."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.strip() or res.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_disk_that_fills_keeps_whole_records_and_says_so(full_tmpfs, tmp_path, monkeypatch):
+    monkeypatch.setattr(outputs.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = full_tmpfs / "r.jsonl"
+    w = RecordWriter(path)
+    written = 0
+    with pytest.raises(OutputError, match="No space left on device") as e:
+        for seed in range(100):  # each record is about 8 KiB: the disk fills within ten
+            w.write(make_record(seed=seed))
+            written += 1
+    assert 0 < written < 100 and f"the {written} record(s) written before it are kept there, whole" in str(e.value)
+    assert len(read_records(path)) == written  # every line whole: no fragment of the one that did not fit
+    assert len(read_records(*tmp_path.glob("chipbench-unsaved-*.jsonl"))) == 1
+    table = full_tmpfs / "table.md"
+    with pytest.raises(OutputError, match="nothing was written"):
+        replace_file(table, "x" * 200_000)
+    assert not table.exists() and [p.name for p in full_tmpfs.iterdir()] == ["r.jsonl"]
