@@ -179,3 +179,42 @@ def test_any_suite_options_plan_or_are_one_line():
             assert "\n" not in str(e)
 
     check()
+
+
+def test_any_serving_sweep_options_give_levels_or_one_line():
+    """Fuzzed: `chipbench serve`'s load options (levels as typed, any numbers) make checked load
+    levels or are refused in one line, before any request is sent."""
+    from types import SimpleNamespace
+
+    from chipbench.commands.serve import _levels
+
+    text = (
+        st.none()
+        | st.text(st.characters(codec="utf-8"), max_size=10)
+        | st.sampled_from(["1,2,4", "0.5,1", "0", "-1", "inf", "nan", "1e309"])
+    )
+    nums = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 10**6)
+
+    @FUZZ
+    @given(
+        text,
+        text,
+        st.integers(-3, 100),
+        st.integers(-3, 5000),
+        st.integers(-3, 5000),
+        nums,
+        nums,
+        nums,
+        st.integers(-2, 4),
+    )
+    def check(concurrency, rate, requests, prompt, gen, max_duration, slo_ttft, slo_tpot, repeats):
+        args = SimpleNamespace(concurrency=concurrency, rate=rate, requests=requests, prompt=prompt, gen=gen, seed=0,
+                               max_duration=max_duration, slo_ttft=slo_ttft, slo_tpot=slo_tpot, repeats=repeats)  # fmt: skip
+        try:
+            levels = _levels(args)
+        except UsageError as e:
+            assert "\n" not in str(e)
+        else:
+            assert levels and all(0 < x.max_duration_s < float("inf") and x.requests > 0 for x in levels)
+
+    check()

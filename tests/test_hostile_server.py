@@ -194,3 +194,35 @@ def test_any_event_stream_is_a_result_or_one_endpoint_error(pieces):
             pass  # one line, named: the case fails with it
         else:
             assert r.tokens >= 0 and isinstance(r.text, str)
+
+
+class Through:
+    """A serving backend that streams from the hostile server, as the endpoint backend does."""
+
+    def __init__(self, port):
+        self.url = f"http://127.0.0.1:{port}/v1"
+
+    def prompt(self, handle, ids):
+        return [list(map(int, row)) for row in ids]
+
+    def stream_one(self, handle, prompt, new_tokens, on_chunk=None, check=True, deadline=None):
+        with httpx.Client(timeout=600) as client:
+            r = stream_completion(client, self.url, {"max_tokens": new_tokens}, on_chunk=on_chunk, deadline=deadline)
+        check_counts(r, new_tokens, "logprobs", None)
+        return r
+
+
+@pytest.mark.parametrize("kind, says", [("drips", "deadline"), ("http 500", "HTTP 500"), ("never ends", "requested")])
+def test_a_level_against_a_hostile_server_ends_in_its_bound_with_every_request_counted(server, kind, says):
+    from types import SimpleNamespace
+
+    from chipbench.measuring.serving import serve_fields
+
+    server.kind = kind
+    load = Load(8, 4, 4, 2, None, 0, DEADLINE_S, 2.0, 0.2)  # 4 requests, 2 in flight, the level's bound 1.5 s
+    started = time.perf_counter()
+    run = run_load(Through(server.server_port), SimpleNamespace(spec=SimpleNamespace(vocab=64)), load)
+    assert time.perf_counter() - started < DEADLINE_S + 5.0 + SLACK_S  # the bound, and the join's slack at most
+    fields = serve_fields(run)
+    assert fields["serve_ok"] == 0 and fields["serve_failed"] + fields["serve_not_sent"] == 4
+    assert says in fields["serve_errors"], fields["serve_errors"]

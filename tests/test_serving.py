@@ -20,10 +20,13 @@ def load(**kw):
     [
         (dict(concurrency=None, rate=None), "needs a concurrency, a request rate, or both"),
         (dict(concurrency=0), "concurrency must be >= 1"),
-        (dict(rate=-1.0), "request rate must be > 0"),
+        (dict(rate=-1.0), "request rate must be a finite number > 0"),
         (dict(gen_tokens=1), ">= 2 generated tokens"),
         (dict(requests=0), "requests must be >= 1"),
-        (dict(max_duration_s=0), "max duration must be > 0"),
+        (dict(max_duration_s=0), "max duration must be a finite number of seconds > 0"),
+        (dict(max_duration_s=float("inf")), "max duration must be a finite number of seconds > 0"),
+        (dict(rate=float("inf")), "request rate must be a finite number > 0"),
+        (dict(slo_ttft_s=float("nan")), "the TTFT limit must be > 0 seconds"),
     ],
 )
 def test_bad_loads_are_refused_in_one_line(kw, message):

@@ -16,6 +16,7 @@ request has the endpoint's own timeout. A failed request is counted and named, n
 
 from __future__ import annotations
 
+import math
 import shlex
 import threading
 import time
@@ -62,12 +63,15 @@ class Load:
             raise UsageError("a serving load needs >= 2 generated tokens per request (TPOT needs two)")
         if self.concurrency is not None and self.concurrency < 1:
             raise UsageError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.rate is not None and not self.rate > 0:
-            raise UsageError(f"request rate must be > 0 per second, got {self.rate}")
+        if self.rate is not None and not 0 < self.rate < math.inf:
+            raise UsageError(f"request rate must be a finite number > 0 per second, got {self.rate}")
         if self.concurrency is None and self.rate is None:
             raise UsageError("a serving load needs a concurrency, a request rate, or both")
-        if not self.max_duration_s > 0:
-            raise UsageError(f"max duration must be > 0 seconds, got {self.max_duration_s}")
+        if not 0 < self.max_duration_s < math.inf:
+            raise UsageError(f"max duration must be a finite number of seconds > 0, got {self.max_duration_s}")
+        for what, v in (("the TTFT limit", self.slo_ttft_s), ("the TPOT limit", self.slo_tpot_s)):
+            if not v > 0:  # NaN fails too; infinity is no limit
+                raise UsageError(f"{what} must be > 0 seconds, got {v}")
         return self
 
     @property
