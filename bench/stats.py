@@ -354,11 +354,18 @@ def projected_se(
 # --- same-machine A/B (bench/judging/paired.py): paired ratios and the 2x2 crossover ---------------
 
 
+# The fewest degrees of freedom an interval is shown with. Student's t with 1 degree of freedom is
+# the Cauchy distribution: its 97.5% point is 12.7, and two pairs a few percent apart gave the
+# interval [0.000, 747655464] (chipbench ab --pairs 2). From 2 on (4.3) an interval says something;
+# below, the row gives none and says how many more pairs or trials would.
+MIN_DF = 2
+
+
 def paired_ratio(ratios: list[float]) -> tuple[float, float | None, float | None]:
-    """Geometric mean of the pair ratios and the 95% t interval of it (None below two pairs)."""
+    """Geometric mean of the pair ratios and the 95% t interval of it (None below MIN_DF + 1 pairs)."""
     logs = np.log(np.asarray(ratios, float))
     mean = float(logs.mean())
-    if logs.size < 2:
+    if logs.size - 1 < MIN_DF:
         return math.exp(mean), None, None
     sd = float(logs.std(ddof=1))
     half = _t(0.975, logs.size - 1) * sd / math.sqrt(logs.size) if sd > 0 else 0.0
@@ -373,7 +380,7 @@ def crossover(ratios_a_first: list[float], ratios_b_first: list[float]):
     s^2 / 4 (1/n1 + 1/n2) from the pooled within-sequence variance (n1 + n2 - 2 degrees of freedom).
 
     Returns ((ratio, lo, hi), (position, lo, hi)), or None below one pair in each order and three
-    in all. The ratio is then free of any position effect, even with unequal numbers in each order."""
+    in all (the caller shows no interval below MIN_DF degrees of freedom). The ratio is then free of any position effect, even with unequal numbers in each order."""
     d1, d2 = np.log(np.asarray(ratios_a_first, float)), np.log(np.asarray(ratios_b_first, float))
     n1, n2 = d1.size, d2.size
     if n1 < 1 or n2 < 1 or n1 + n2 < 3:

@@ -199,7 +199,12 @@ def test_ab_run_interleaves_fresh_process_trials_and_rereads(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     [row] = printed["rows"]
     assert row["a_label"] == f"fp32 python={sys.executable}" and row["b_label"] == "bf16 here"
-    assert row["pairs"] == 2 and row["incomplete"] == 0 and row["ci_low"] is not None
+    assert row["pairs"] == 2 and row["incomplete"] == 0 and row["ratio"] > 0
+    # two pairs leave the paired t one degree of freedom: no interval ([0.000, 747655464] once), and
+    # the verdict says how many more pairs would give one
+    assert row["ci_low"] is None and row["verdict"] == (
+        "insufficient data: 2 complete pair(s), no interval: one needs 3 or more, 1 more (--pairs 3)"
+    )
     recs = list(read_records(out))  # in the order they were written
     assert len(recs) == 4 and all(r["status"] == "ok" and r["trial_process"] == "worker" for r in recs)
     assert [(r["ab_pair"], r["ab_arm"]) for r in recs] == [(0, "A"), (0, "B"), (1, "B"), (1, "A")]
@@ -364,8 +369,11 @@ def test_too_few_pairs_for_the_crossover_say_why_the_interval_is_wide():
     verdict, and the row says what would give one."""
     recs = _with_positions(ab_records([0.83, 0.74, 0.66]), {1})
     [row] = ab_rows(recs)
-    assert row.basis.endswith("t with 1 df, position effect removed") and row.verdict == "no significant difference"
+    assert row.basis.endswith("t with 1 df, position effect removed") and row.ci_low is None
+    assert row.verdict == "insufficient data: 3 complete pair(s), no interval: one needs 4 or more, 1 more (--pairs 4)"
     assert any(n.startswith("3 pairs leave the crossover 1 degree(s) of freedom (t = 12.7)") for n in row.notes)
+    [five] = ab_rows(_with_positions(ab_records([0.83, 0.74, 0.66, 0.8, 0.7]), {1, 3}))  # 3 df: an interval
+    assert five.ci_low is not None and any("3 degree(s) of freedom" in n for n in five.notes)
     [six] = ab_rows(_with_positions(ab_records([0.83, 0.74, 0.66, 0.8, 0.7, 0.75]), {1, 3, 5}))
     assert not any("degree(s) of freedom" in n for n in six.notes) and six.verdict == "B slower"
 

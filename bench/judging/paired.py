@@ -51,6 +51,7 @@ class PairedRow:
     equivalence: str | None = None  # with a margin: within | outside | not shown
     basis: str = "none"  # what the interval rests on
     position: tuple | None = None  # crossover only: (ratio, lo, hi) of a pair's second trial over its first
+    needed_pairs: int = stats.MIN_DF + 1  # the complete pairs an interval needs (a crossover: one more)
     a_software: str = "-"  # what A's trials ran on and with, from their records
     b_software: str = "-"
     a_costs: str = ""  # what A's trials cost besides time: peak memory, compile time, share of the roofline
@@ -324,12 +325,19 @@ def _interval(row: PairedRow, ratios: list[float], b_first: list[bool]) -> None:
         f"t with {len(ratios) - 2} df, position effect removed"
     )
     row.position = (pos, plo, phi)
+    if len(ratios) - 2 < stats.MIN_DF:  # the estimate stands, free of the position effect; its interval does not
+        row.ci_low = row.ci_high = None
+        row.needed_pairs = stats.MIN_DF + 2
     if len(ratios) - 2 < 4:  # t's 97.5% point: 12.7 at 1 df, 4.3 at 2, 3.2 at 3, 2.8 at 4
         row.notes.append(
             f"{len(ratios)} pairs leave the crossover {len(ratios) - 2} degree(s) of "
             f"freedom (t = {stats.t_quantile(0.975, len(ratios) - 2):.1f}), so its interval is wide "
             "however well the pairs agree: 6 or more pairs, as many in each order, narrow it"
         )
+    if row.ci_low is None:
+        row.position = (pos, None, None)
+        row.notes.append(f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first")
+        return
     row.notes.append(
         f"position effect: a pair's second trial ran at {pos:.3f}x the speed of its first "
         f"[{plo:.3f}, {phi:.3f}]" + (" (significant; the alternating order cancels it)" if plo > 1 or phi < 1 else "")
@@ -340,10 +348,13 @@ def _verdict(row: PairedRow, facts: _ArmFacts, margin: float | None) -> None:
     if facts.failed_gate:
         row.verdict = f"no verdict: {' and '.join(facts.failed_gate)} failed the correctness gate"
     elif row.ci_low is None:
+        need = row.needed_pairs
+        more = need - len(row.ratios)
         row.verdict = (
             "insufficient data: "
-            + (f"{len(row.ratios)} complete pair" if row.ratios else "no complete pair")
-            + " (an interval needs two or more)"
+            + (f"{len(row.ratios)} complete pair(s)" if row.ratios else "no complete pair")
+            + f", no interval: one needs {need} or more, {more} more"
+            + (f" (--pairs {need + row.incomplete})" if more > 0 else "")
         )
     else:
         row.verdict = "B faster" if row.ci_low > 1 else "B slower" if row.ci_high < 1 else "no significant difference"
