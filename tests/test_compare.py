@@ -297,7 +297,8 @@ def test_a_slowdown_the_device_itself_shows_is_said_and_never_fails_the_gate():
     assert row["gate"] == "FAIL" and "machine_note" not in row
     slowed = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0, ceiling_tflops=1.5)
     (row,) = compare_records(slowed, base, metrics=["tpot_s"], threshold=0.95).rows
-    assert row["verdict"] == "slower" and row["machine_ratio"] == pytest.approx(0.6)
+    assert row["verdict"] == "machine differs" and row["speed_verdict"] == "slower"
+    assert row["machine_ratio"] == pytest.approx(0.6) and "what would decide it" in row["decide"]
     assert (
         row["gate"] == "too noisy"
         and "the device itself measured 0.60x the baseline's memory bandwidth" in row["gate_note"]
@@ -310,6 +311,7 @@ def test_a_slowdown_the_device_itself_shows_is_said_and_never_fails_the_gate():
     faster = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=30.0)
     (row,) = compare_records(faster, base, metrics=["tpot_s"], threshold=0.95).rows
     assert row["gate"] == "FAIL" and row["machine_note"].endswith("(30 vs 20 GB/s): the machine moved the other way")
+    assert row["verdict"] == "slower"  # slower on a faster machine: the machine does not explain it
 
 
 def test_across_devices_the_two_ceilings_are_shown_beside_the_ratio_not_as_a_caveat():
@@ -339,11 +341,19 @@ def test_the_comparison_table_shows_the_machine_note():
 
     base = make_trials(3, tpot_s=0.020, seed=1, ceiling_gb_per_s=20.0)
     run = make_trials(3, tpot_s=0.025, seed=2, ceiling_gb_per_s=12.0)
-    text = render_comparison(compare_records(run, base, metrics=["tpot_s"]), "md", None, False)
+    result = compare_records(run, base, metrics=["tpot_s"])
+    text = render_comparison(result, "md", None, False)
     assert (
-        "slower (invocation drift assumed); the device itself measured 0.60x the baseline's memory bandwidth (12 vs 20 GB/s)"
-        in text
+        "machine differs (invocation drift assumed); the device itself measured 0.60x the baseline's memory "
+        "bandwidth (12 vs 20 GB/s)" in text
     )
+    assert "what would decide it: a run when this machine measures its ceilings within 15%" in text
+    # on a terminal: one short line per case, the explanation once below it, numbered
+    lines = render_comparison(result, "text", None, False).splitlines()
+    assert max(map(len, lines)) <= 120
+    (row,) = [line for line in lines if line.startswith("cuda tg32 B1")]
+    assert row.endswith("machine differs (invocation drift assumed) [1]")
+    assert any(line.startswith("[1] the device itself measured 0.60x") for line in lines)
 
 
 def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(tmp_path, capsys):

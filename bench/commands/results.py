@@ -75,7 +75,7 @@ def cmd_compare(args) -> int:
             f"the baseline matches none of the run's {len(result.unmatched_run)} case(s) (cases match "
             f"by model, dtype, workload, batch, backend and its device kind, execution path{hint})"
         )
-    text = render_comparison(result, args.format, args.fail_below, args.unmatched)
+    text = render_comparison(result, shown_format(args), args.fail_below, args.unmatched)
     md = render_comparison(result, "md", args.fail_below, args.unmatched)
     emit(text, args.out, args.github_summary, md)
     if result.failed:
@@ -85,6 +85,13 @@ def cmd_compare(args) -> int:
         )
         return 1
     return 0
+
+
+def shown_format(args) -> str:
+    """--format, or when none was given: plain text on a terminal, Markdown into a file or a pipe."""
+    if args.format:
+        return args.format
+    return "text" if not args.out and sys.stdout.isatty() else "md"
 
 
 def cmd_merge(args) -> int:
@@ -175,7 +182,7 @@ def cmd_claims(args) -> int:
     records = read_records(*args.runs, on_error=args.on_error) if args.runs else []
     account = Account()
     verdicts = check_all(claims, records, account)
-    emit(render(verdicts, args.format, account), args.out, args.github_summary, render(verdicts, "md", account))
+    emit(render(verdicts, shown_format(args), account), args.out, args.github_summary, render(verdicts, "md", account))
     return 0
 
 
@@ -230,7 +237,12 @@ def add_compare(sub) -> None:
         choices=("devices",),
         help="devices: compare each run device with every baseline device of the same case (deliberate; never gates)",
     )
-    s.add_argument("--format", choices=("md", "csv", "json", "html"), default="md")
+    s.add_argument(
+        "--format",
+        choices=("text", "md", "csv", "json", "html"),
+        default=None,
+        help="text: a short line per case (the default on a terminal); md: every metric (the default elsewhere)",
+    )
     s.add_argument("--out", metavar="FILE")
     add_filters(s)
     s.set_defaults(fn=cmd_compare)
@@ -274,7 +286,12 @@ def add_claims(sub) -> None:
     s = sub.add_parser("claims", help="check chip / model claims: physics, then measured runs")
     s.add_argument("file", help="a claims TOML file (see results/claims.toml)")
     s.add_argument("runs", nargs="*", default=[], metavar="RUN", help="records that can confirm or refute the claims")
-    s.add_argument("--format", choices=("md", "json"), default="md")
+    s.add_argument(
+        "--format",
+        choices=("text", "md", "json"),
+        default=None,
+        help="text: the default on a terminal; md: the default elsewhere",
+    )
     s.add_argument("--out", metavar="FILE")
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     s.add_argument("--github-summary", action="store_true")

@@ -65,7 +65,7 @@ class MetricComparison:
     ci_low: float | None
     ci_high: float | None
     basis: str  # what the interval rests on
-    verdict: str  # faster | slower | no significant difference | insufficient data
+    verdict: str  # faster | slower | no significant difference | insufficient data (rows: machine differs)
     run_invocations: int = 0
     base_invocations: int = 0
     se_log: float | None = None  # standard error of log(ratio)
@@ -79,6 +79,27 @@ class MetricComparison:
     mdr_more: str | None = None  # what more trials or invocations would make of it
     gate: str | None = None  # pass | FAIL | too noisy | no baseline (gated rows, with a threshold)
     gate_note: str | None = None
+    needs: str | None = None  # no interval (fewer than stats.MIN_DF degrees of freedom): what would give one
+
+
+def _more_trials(run: CaseStat, base: CaseStat, noise: stats.Noise) -> str:
+    """How many more trials of the run (as one more invocation's worth, in this invocation) would
+    give the interval its stats.MIN_DF degrees of freedom; each adds one to the trials' own."""
+    _, _, df = stats.difference(run.side, base.side, noise)
+    first, *rest = run.side.groups
+    for k in range(1, 31):
+        more = stats.Side((first + (sum(first) / len(first),) * k, *rest))
+        grown = dataclasses.replace(noise, trial_df=noise.trial_df + k) if noise.trial_var else noise
+        if stats.difference(more, base.side, grown)[2] >= stats.MIN_DF:
+            return (
+                f"no interval: {df:.1f} degrees of freedom; about {k} more trial(s) of the run give one "
+                f"(--repeats {run.trials + k})"
+            )
+    more = max(1, math.ceil(stats.MIN_DF - df))
+    return (
+        f"no interval: {df:.1f} degrees of freedom; about {more} more invocation(s) in the baseline give one "
+        "(chipbench baseline over more runs)"
+    )
 
 
 def case_noise(run: CaseStat, base: CaseStat, drift: tuple[float, int] | None = None) -> stats.Noise:
@@ -133,6 +154,18 @@ def compare_stats(run: CaseStat, base: CaseStat, noise: stats.Noise | None = Non
     sign = 1 if higher else -1
     d, se, df = stats.difference(run.side, base.side, noise)
     d *= sign
+    if df < stats.MIN_DF:  # a t with under 2 degrees of freedom: no interval worth printing
+        return MetricComparison(
+            **common,
+            ratio=math.exp(d),
+            ci_low=None,
+            ci_high=None,
+            basis=_basis(run, base, noise),
+            verdict="insufficient data",
+            df=df,
+            drift_source=noise.drift_source,
+            needs=_more_trials(run, base, noise),
+        )
     lo, hi = stats.t_interval(d, se, df)
     lo, hi = math.exp(lo), math.exp(hi)
     verdict = "faster" if lo > 1 else "slower" if hi < 1 else "no significant difference"
@@ -401,6 +434,26 @@ def machine_moved(okr: list[dict], okb: list[dict], metric: str, speed_ratio: fl
     return {"machine_ratio": ratio, "machine_note": said}
 
 
+MACHINE_DECIDES = (
+    "what would decide it: a run when this machine measures its ceilings within "
+    f"{MACHINE_MOVED - 1:.0%} of the baseline's (a quiet machine), or a baseline made on this machine as it is now "
+    "(chipbench baseline over a few runs)"
+)
+
+
+def machine_differs(row: dict) -> None:
+    """A speed verdict the machine's own move explains: the run's device measured its bounding
+    ceiling beyond MACHINE_MOVED of the baseline's, in the same direction as the speed. Then the
+    verdict is "machine differs" (the speed one kept as speed_verdict) and the row says what would
+    decide it. A speed that moved against the machine (faster on a slower machine) keeps its verdict."""
+    ratio = row.get("machine_ratio")
+    verdict = row.get("verdict")
+    if ratio is None or verdict not in ("faster", "slower"):
+        return
+    if (verdict == "slower") == (ratio < 1):
+        row.update(speed_verdict=verdict, verdict="machine differs", decide=MACHINE_DECIDES)
+
+
 def devices_ratio(okr: list[dict], okb: list[dict], metric: str) -> dict:
     """Across devices: the two devices' own measured ceiling that bounds `metric`, beside the speed
     ratio, so a reader sees how much of the difference the hardware's limits alone account for."""
@@ -603,10 +656,12 @@ def _rows(key, recs, bkey, brecs, per_metric, gated, threshold, drift) -> list[t
             **(cpus_differ(okr, okb) if same_device else {}),
             **software_differ(okr, okb),
         }
+        if same_device:
+            machine_differs(row)
         side = None
         if gating and metric in gated_here:
             if c.se_log is None:
-                row.update(gate="too noisy", gate_note="no interval: too few rounds")
+                row.update(gate="too noisy", gate_note=c.needs or "no interval: too few rounds")
             elif not noise.gateable:
                 row.update(
                     gate="too noisy",

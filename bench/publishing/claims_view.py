@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 
 from chipbench.judging import cases
 from chipbench.judging.claims import Verdict
 from chipbench.publishing.tables import md_cell as esc
+from chipbench.publishing.tables import terminal_safe
 
 
 def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | None = None) -> str:
@@ -34,6 +36,8 @@ def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | No
             },
             indent=1,
         )
+    if fmt == "text":
+        return _text(verdicts, account)
     lines = ["| claim | statement | verdict | why |", "|---|---|---|---|"]
     for v in verdicts:
         origin = ", ".join(x for x in (v.claim.source, v.claim.date) if x)
@@ -44,3 +48,18 @@ def render(verdicts: list[Verdict], fmt: str = "md", account: cases.Account | No
     if account is not None and account.inputs:
         lines += ["", account.line("records")]
     return "\n".join(lines) + "\n"
+
+
+def _text(verdicts: list[Verdict], account: cases.Account | None, width: int = 120) -> str:
+    """Each claim as a short block for a terminal: its id, verdict and statement on one line, its
+    reasons below, wrapped to `width`; no markup, and no control character from the file acts."""
+    out: list[str] = []
+    for v in verdicts:
+        origin = ", ".join(x for x in (v.claim.source, v.claim.date) if x)
+        head = f"{v.claim.id}: {v.verdict.upper()} · {v.claim.statement}" + (f" ({origin})" if origin else "")
+        out += textwrap.wrap(terminal_safe(head), width, subsequent_indent="    ") or [""]
+        for reason in v.reasons:
+            out += textwrap.wrap(terminal_safe(reason), width, initial_indent="  - ", subsequent_indent="    ")
+    if account is not None and account.inputs:
+        out.append(account.line("records"))
+    return "\n".join(out) + "\n"

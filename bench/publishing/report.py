@@ -73,16 +73,67 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-def summary_table(records: list[dict]) -> str:
+def summary_table(records: list[dict], wide: bool = True, width: int = 120) -> str:
     """One line per case: the workload's headline throughput, TTFT, TPOT, memory and energy over
-    all trials, beside its roofline share and the correctness gate's verdict.
+    all trials, beside its roofline share and the correctness gate's verdict. `wide`: every column;
+    else the table that fits `width` columns (compact_summary).
 
     t/s is prefill tokens/s for pp tests, decode tokens/s for tg tests, output tokens/s for pp+tg.
     """
     from chipbench.judging.cases import SPREAD, STATISTIC
     from chipbench.publishing.tables import plain_table
 
+    if not wide:
+        return compact_summary(records, width)
     return plain_table(summary_rows(records)) + f"\n(each cell: the {STATISTIC}, {SPREAD})"
+
+
+# The compact summary's columns, and the order they give way in when the table is still too wide.
+DROPPED_FIRST = ("J/token", "peak GiB", "TTFT ms", "path", "n")
+
+
+def compact_summary(records: list[dict], width: int = 120) -> str:
+    """The summary a terminal holds: what every row shares (device, model, dtype, batch) said once
+    above the table, the path cut to its first part, the gate's verdict in a word, notes numbered
+    below it, and columns dropped (DROPPED_FIRST) while it is wider than `width`; every line wrapped
+    to `width`. The whole table is `--wide`'s, the report's and the records'."""
+    import textwrap
+
+    from chipbench.judging.cases import SPREAD, STATISTIC
+    from chipbench.publishing.tables import plain_table
+
+    rows = summary_rows(records)
+    shared = {k: rows[0][k] for k in ("device", "model", "dtype", "B") if len({str(r[k]) for r in rows}) == 1}
+    notes: list[str] = []
+    short = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if k not in shared and k not in ("note", "trials×rounds")}
+        row["path"] = str(r["path"] or "-").split(",")[0]
+        row["peak GiB"] = str(r["peak GiB"]).split(" ")[0]
+        row["roofline"] = str(r["roofline"]).replace(" measured", " meas.")
+        row["correct"] = str(r["correct"]).split(" ")[0]
+        row["n"] = r["trials×rounds"]
+        if r["note"]:
+            notes.append(r["note"])
+            row["n"] += f" [{len(notes)}]"
+        short.append(row)
+    if all(r.get("J/token") == "-" for r in short):
+        for r in short:
+            r.pop("J/token", None)
+    table = plain_table(short)
+    for column in DROPPED_FIRST:
+        if max(len(line) for line in table.splitlines()) <= width:
+            break
+        for r in short:
+            r.pop(column, None)
+        table = plain_table(short)
+    head = " · ".join(f"{k} {v}" if k == "B" else str(v) for k, v in shared.items())
+    legend = f"each cell: the {STATISTIC}, {SPREAD}; n: trials×rounds; --wide: every column"
+    lines = [head] if head else []
+    lines += [*table.splitlines(), legend] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
+    return "\n".join(
+        wrapped for line in lines for wrapped in (textwrap.wrap(line, width) if len(line) > width else [line])
+    )
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -91,7 +142,11 @@ def summary_table(records: list[dict]) -> str:
 def _ratio_text(row: dict) -> str:
     if row.get("ratio") is None:
         return "-"
-    ci = f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]" if row.get("ci_low") is not None else " [no interval]"
+    ci = (
+        f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        if row.get("ci_low") is not None
+        else f" [{row.get('needs') or 'no interval'}]"
+    )
     return f"{row['ratio']:.3f}{ci}"
 
 
@@ -144,6 +199,7 @@ def comparison_table(comparison, with_gate: bool) -> tuple[list[str], list[list[
             _verdict_text(r)
             + (f"; {loaded} trial(s) on a loaded host" if loaded else "")
             + (f"; {r['machine_note']}" if r.get("machine_note") else "")
+            + (f"; {r['decide']}" if r.get("decide") else "")
             + (f"; {r['weights_note']}" if r.get("weights_note") else "")
             + (f"; {r['cpu_note']}" if r.get("cpu_note") else "")
             + (f"; {r['software_note']}" if r.get("software_note") and not _common_software(comparison) else ""),
@@ -203,7 +259,88 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def comparison_text(comparison, threshold: float | None = None, width: int = 120) -> str:
+    """The comparison a terminal holds: one short line per case (its own throughput's ratio, 95%
+    interval, verdict and gate), what every line shares said once above, and the explanations once
+    below, numbered; the other metrics are in --format md / csv / json."""
+    import textwrap
+
+    from chipbench.publishing.tables import plain_table, terminal_safe
+
+    by_case: dict[tuple, dict] = {}
+    for r in comparison.rows:
+        key = tuple(r.get(k) for k in ("model", "dtype", "workload", "batch", "backend", "exec_path", "device"))
+        key += (r.get("base_device"),)
+        best = by_case.get(key)
+        if best is None or (
+            str(r.get("metric", "")).endswith("tok_per_s") and not best["metric"].endswith("tok_per_s")
+        ):
+            by_case[key] = r
+    notes: list[str] = []
+
+    def mark(text: str | None) -> str:
+        if not text:
+            return ""
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    rows = []
+    for r in by_case.values():
+        explained = "; ".join(
+            dict.fromkeys(
+                x
+                for x in (
+                    r.get("needs"),
+                    r.get("machine_note"),
+                    r.get("decide"),
+                    r.get("weights_note"),
+                    r.get("cpu_note"),
+                    r.get("software_note") if not _common_software(comparison) else None,
+                    r.get("gate_note") if r.get("gate") not in (None, "pass") else None,
+                )
+                if x
+            )
+        )
+        interval = f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r.get("ci_low") is not None else "none"
+        row = {
+            "case": " ".join(str(x) for x in (r.get("backend"), r["workload"], f"B{r['batch']}") if x),
+            "path": str(r.get("exec_path") or "-").split(",")[0],
+            "metric": str(r["metric"]).replace("_tok_per_s", " t/s").replace("_s", ""),
+            "ratio": f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-",
+            "95% CI": interval,
+            "verdict": _verdict_text(r) + (f" {mark(explained)}" if explained else ""),
+        }
+        if threshold is not None:
+            row["gate"] = r.get("gate") or "-"
+        rows.append(row)
+    shared = {
+        k: {str(r.get(k)) for r in comparison.rows}
+        for k in ("model", "dtype", "device", "base_device")
+        if len({str(r.get(k)) for r in comparison.rows}) == 1
+    }
+    head = "vs baseline: " + ", ".join(
+        f"{'baseline device ' if k == 'base_device' else ''}{v.pop()}" for k, v in shared.items()
+    )
+    lines = [head, *plain_table(rows).splitlines()]
+    lines += [
+        "ratio: above 1 is better (run over baseline for a throughput, baseline over run for a latency); "
+        "every metric: --format md"
+    ]
+    lines += [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
+    if common := _common_software(comparison):
+        lines.append(f"every row: {common}")
+    lines += comparison.account_lines()
+    out = []
+    for line in lines:
+        line = terminal_safe(line)
+        out += textwrap.wrap(line, width, subsequent_indent="    ") if len(line) > width else [line]
+    return "\n".join(out) + "\n"
+
+
 def render_comparison(comparison, fmt: str, threshold: float | None, show_unmatched: bool) -> str:
+    if fmt == "text":
+        return comparison_text(comparison, threshold)
     header, body = comparison_table(comparison, threshold is not None)
     unmatched = [("run", k) for k in comparison.unmatched_run] + [("baseline", k) for k in comparison.unmatched_base]
     notes = comparison_notes(comparison, threshold)
