@@ -115,6 +115,8 @@ class Ceilings:
     ranks: int = 1  # under torchrun: the ranks whose ceilings, measured at once, are summed here
     matmul_dtype: str | None = None  # the product that set tflops: `dtype`'s own, or fp32's where faster (WIDER)
     tflops_in_dtype: float | None = None  # `dtype`'s own product's best rate, beside tflops
+    kept_from: str | None = None  # when these were measured, if an earlier run's (chipbench.session)
+    revalidation: float | None = None  # kept ones: this run's quick rounds over them, the lower of the two
 
     @classmethod
     def summed(cls, parts: list["Ceilings"]) -> "Ceilings":

@@ -9,6 +9,7 @@ to a JSON-lines file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,12 @@ def pytest_addoption(parser):
         default=None,
         metavar="PATH",
         help="records to compare the run with at the end (default: results/baselines)",
+    )
+    g.addoption(
+        "--bench-pytest-table",
+        action="store_true",
+        default=False,
+        help="also print pytest-benchmark's own table (seconds per round); off unless asked",
     )
 
 
@@ -64,8 +71,10 @@ def pytest_configure(config):
             peak_tflops=config.getoption("--bench-peak-tflops"),
             check=not config.getoption("--bench-no-check"),
             ceiling_window=config.getoption("--bench-ceiling-window"),
-            say=lambda line: None,  # pytest names each case as it runs
+            progress=_progress(config),
             prefix="--bench-",
+            fresh=config.getoption("--bench-fresh"),
+            wide=config.getoption("--bench-wide"),
         )
     except UsageError as e:
         raise pytest.UsageError(str(e)) from None
@@ -73,6 +82,35 @@ def pytest_configure(config):
         _follow(config)
     setattr(config, _KEY, session)
     config.args[:] = [str(SUITE_FILE)]  # collect the suite, not the project's tests
+
+
+def _progress(config):
+    """The suite's progress display under pytest: on the terminal pytest started on (a copy of its
+    stderr taken now, before any test's output is captured), live when that is a terminal, a line
+    per stage when it is a log; none with -q. While it shows, pytest's own per-test letters give way
+    to each case's outcome line (a failure is still pytest's: the summary lists it)."""
+    from chipbench.publishing.progress import Progress
+
+    if config.get_verbosity() < 0:
+        return Progress()
+    try:
+        stream = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    except OSError:
+        return Progress()
+    live = stream.isatty() and os.environ.get("TERM") != "dumb"
+    config.add_cleanup(stream.close)
+    return Progress(stream, live=live)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report, config):
+    """A suite case's letter (".", "s") gives way to its outcome line while the progress shows."""
+    session = getattr(config, _KEY, None)
+    if session is None or session.progress.quiet or config.get_verbosity() != 0:
+        return None
+    if report.when == "call" and report.passed:
+        return "passed", "", "PASSED"
+    return None
 
 
 class _SuiteModule(pytest.Module):
@@ -153,10 +191,29 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     }
 
 
+def pytest_sessionstart(session):
+    """pytest-benchmark's own table (seconds per round, "OPS") repeats the suite's cases in other
+    units: shown only when asked for, with --bench-pytest-table or an option of its own that needs it."""
+    config = session.config
+    suite = getattr(config, _KEY, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if suite is not None and reporter is not None and not suite.progress.quiet and config.get_verbosity() == 0:
+        reporter.showfspath = False  # "bench/benchmark_suite.py ....": each case's outcome line says more
+    bench = getattr(config, "_benchmarksession", None)
+    if suite is None or bench is None:
+        return
+    o = config.option
+    asked = o.bench_pytest_table or getattr(o, "benchmark_verbose", False)
+    asked = asked or getattr(o, "benchmark_histogram", None) or getattr(o, "benchmark_compare", None)
+    if not asked:
+        bench.quiet = True
+
+
 def pytest_sessionfinish(session):
     suite = getattr(session.config, _KEY, None)
     if suite is not None:
         suite.release()
+        suite.progress.close()
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -168,36 +225,42 @@ def pytest_terminal_summary(terminalreporter, config):
     if not distributed.is_lead():  # rank 0 prints the launch's results (see _follow)
         return
     terminalreporter.section("chipbench results")
-    lines = session.summary_lines()
-    if session.records:
-        lines[1:1] = ["", session.saved_line()]
-    for line in lines:
+    for line in session.summary_lines():
         terminalreporter.write_line(line)
+    comparison = None
     if session.records:
-        _compare_with_baseline(terminalreporter, config, session.records)
+        terminalreporter.write_line(session.saved_line())
+        comparison = _compare_with_baseline(terminalreporter, config, session.records, session.wide)
+    if config.get_verbosity() >= 0:
+        terminalreporter.write_line(session.time_line())
+        for line in session.next_lines(comparison, compared=comparison is not None):
+            terminalreporter.write_line(line)
 
 
-def _compare_with_baseline(tr, config, records) -> None:
+def _compare_with_baseline(tr, config, records, wide: bool = False):
+    """The run beside its best baseline: a short line per case (the whole table with
+    --bench-wide); the comparison, or None when there was none."""
     from chipbench.judging.compare import best_baseline, compare_records
     from chipbench.publishing.record import read_records
     from chipbench.publishing.report import render_comparison
 
     path = config.getoption("--bench-baseline") or baselines_dir(config)
     if not Path(path).exists():
-        return
+        return None
     try:
         base, across = best_baseline(records, read_records(path, on_error="skip", warn=tr.write_line))
     except Exception as e:  # a broken baseline never costs the run its results
         tr.write_line(f"baseline comparison skipped: {e}")
-        return
+        return None
     tr.section("chipbench vs baseline")
     if not base:
         tr.write_line(f"no baseline in {path} matches these cases")
-        return
+        return None
     result = compare_records(records, base, across_devices=across)
     devices = sorted({r["base_device"] for r in result.rows})
     tr.write_line(
         f"baseline: {path} (device: {', '.join(devices)})"
         + (" - no baseline on this device: shown across devices, for information only" if across else "")
     )
-    tr.write_line(render_comparison(result, "md", None, show_unmatched=False))
+    tr.write_line(render_comparison(result, "md" if wide else "text", None, show_unmatched=False).rstrip("\n"))
+    return result

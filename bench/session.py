@@ -14,11 +14,16 @@ mode, or a plain loop) and where the lines go.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
+import shlex
+import textwrap
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+
+import chipbench
 
 from chipbench.backends import distributed
-from chipbench.backends.ceilings import use_window
+from chipbench.backends.ceilings import Ceilings, use_window, window_s
 from chipbench.backends import registry
 from chipbench.backends.registry import get_backend
 from chipbench.judging.chips import resolve_chip
@@ -26,8 +31,10 @@ from chipbench.judging.trial import TrialJudge
 from chipbench.measuring import env
 from chipbench.measuring.runner import (
     Case,
+    beside_ceilings,
     failed_record,
     measure_case,
+    measure_ceilings,
     new_series,
     refuse_if_too_big,
     shared_ceilings,
@@ -38,11 +45,43 @@ from chipbench.measuring.suite import Planned, SuiteOptions, plan
 from chipbench.measuring.trials import Series
 from chipbench.models.zoo import get_model
 from chipbench.publishing.record import RecordWriter
+from chipbench.measuring.metrics import HEADLINE
+from chipbench.publishing.progress import Progress, clock
 from chipbench.publishing.report import summary_table
+from chipbench.stash import Stash, age_text, use_fresh
+
+# A timing self-test that passed is kept this long for the same adapter, device and software (the
+# key: Session._selftest_key); --fresh proves it again.
+SELFTEST_KEPT = "7 days"
+SELFTESTS = Stash("selftest", 7 * 86400)
+# The device's measured ceilings are kept a day for the same device, host and software, and each
+# run checks them with 3 quick rounds: kept when that check reads within KEEP_BELOW..KEEP_ABOVE of
+# them, else measured again (--fresh: always).
+CEILINGS = Stash("ceilings", 86400)
+KEEP_BELOW, KEEP_ABOVE = 0.85, 1.10
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+# Where a run's time goes (the end line, and .ci/main_job.py): the rounds include each record's own
+# work; the gate and the ceilings beside a case are their own stages.
+STAGES = ("self-test", "ceilings", "build", "gate", "rounds")
+WIDTH = 120  # the summary's width, unless --wide
+
+
+def outcome_line(records: list[dict]) -> str:
+    """A case's outcome in one line: its headline figure, rounds and verdict, or why it failed."""
+    if not records:
+        return "failed before any record"
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        return f"FAILED: {str(records[0].get('error') or '')[:160]}"
+    r = ok[-1]
+    metric = HEADLINE.get(r.get("kind"), "decode_tok_per_s")
+    value = r.get(f"{metric}_median")
+    figure = f"{value:,.1f} {'t/s' if metric.endswith('tok_per_s') else metric}" if value is not None else "-"
+    trials = f"{len(ok)} trials × " if len(records) > 1 else ""
+    gate = {True: "correct", False: "INCORRECT", None: "unchecked"}[r.get("correct")]
+    failed = f", {len(records) - len(ok)} trial(s) FAILED" if len(ok) < len(records) else ""
+    return f"{figure}, {trials}{r.get('rounds')} rounds, {gate}{failed}"
 
 
 @dataclass
@@ -57,14 +96,18 @@ class Session:
     check: bool = True
     repeats: int = 1  # independent trials per case
     notes: list[str] = field(default_factory=list)  # lines for the summary (a chip option's warning)
-    say: object = _stderr  # progress lines; under torchrun rank 0 alone speaks
+    progress: Progress = field(default_factory=Progress)  # what a person watching sees (quiet by default)
     prefix: str = "--"  # how this entry point spells the suite's options ("--bench-" under pytest)
+    wide: bool = False  # the summary's every column
     host: dict = field(default_factory=env.host_facts)
     records: list[dict] = field(default_factory=list)
     gates: dict = field(default_factory=dict)  # correctness verdicts, by judging.trial.gate_key
     ceilings: dict = field(default_factory=dict)  # (device kind, device, dtype) -> measured ceilings
     selftests: dict = field(default_factory=dict)  # (backend, timing loop) -> (status, text)
     loaded: tuple | None = None  # (key, backend, handle): consecutive cases on one model share it
+    spent: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))  # seconds by stage
+    started: float = field(default_factory=time.perf_counter)
+    _open: list = field(default_factory=list, repr=False)  # the stages running now, innermost last
 
     @classmethod
     def open(
@@ -77,17 +120,44 @@ class Session:
         peak_tflops: float | None = None,
         check: bool = True,
         ceiling_window: float | None = None,
-        say=_stderr,
+        progress: Progress | None = None,
         prefix: str = "--",
+        fresh: bool = False,
+        wide: bool = False,
     ) -> Session:
-        """Plan the suite and open its record file; a bad option raises UsageError before anything runs."""
+        """Plan the suite and open its record file; a bad option raises UsageError before anything runs.
+        `progress`: the display (none when None; under torchrun rank 0 alone shows one)."""
         entries = registry.discover()
         planned = plan(opts, entries)
         use_window(ceiling_window)
+        use_fresh(fresh)
         notes: list[str] = []
         spec_row = resolve_chip(chip, peak_gbps, peak_tflops, warn=notes.append)
-        speak = say if distributed.is_lead() else (lambda line: None)
-        return cls(planned, entries, RecordWriter(out), spec_row, check, opts.repeats, notes, speak, prefix)
+        shown = progress if progress is not None and distributed.is_lead() else Progress()
+        session = cls(planned, entries, RecordWriter(out), spec_row, check, opts.repeats, notes, shown, prefix, wide)
+        shown.machine = session.machine_key()
+        shown.plan([c.id for c in session.cases])
+        return session
+
+    def machine_key(self) -> dict:
+        """The host and software facts that key what is kept between runs on this machine."""
+        return {k: v for k, v in self.host.items() if k not in ("env_runner", "env_os")}
+
+    @contextmanager
+    def stage(self, name: str, text: str):
+        """Time a stage of the run (STAGES) and show it. A stage inside another (the gate inside a
+        case's rounds) is its own: the outer one's time is what the inner one did not take."""
+        start = time.perf_counter()
+        self._open.append(name)
+        try:
+            with self.progress.stage(text):
+                yield
+        finally:
+            self._open.pop()
+            took = time.perf_counter() - start
+            self.spent[name] = self.spent.get(name, 0.0) + took
+            if self._open:
+                self.spent[self._open[-1]] -= took
 
     @property
     def cases(self) -> list[Case]:
@@ -98,12 +168,22 @@ class Session:
     def run(self, case: Case, timer=timed_loop) -> list[dict]:
         """Every trial of `case`, each record written as soon as it exists. `timer(round, rounds,
         warmup)` runs the timed calls (a round in-process, a whole trial with repeats)."""
+        self.progress.start_case(case.id)
+        records: list[dict] = []
+        try:
+            records = self._run(case, timer)
+        finally:
+            self.progress.end_case(case.id, outcome_line(records))
+        return records
+
+    def _run(self, case: Case, timer) -> list[dict]:
         backend = get_backend(case.backend, self.entries)
         status, selftest = self.selftest_for(backend, case)
         if status != "passed":
             return [self._refused(backend, case, status, selftest)]
-        self.say(f"running {case.id}" + (f" ({self.repeats} trials)" if self.repeats > 1 else "") + " ...")
-        judge = TrialJudge(shared_ceilings(self.ceilings, backend, case.dtype), self.chip, self.check, self.gates)
+        ceilings = shared_ceilings(self.ceilings, backend, case.dtype, measure=self.kept_or_measured)
+        judge = TrialJudge(ceilings, self.chip, self.check, self.gates, stage=self.stage)
+        listener = self.progress
 
         def keep(rec: dict) -> None:
             rec["timing_selftest"] = selftest
@@ -114,8 +194,15 @@ class Session:
             series = Series(
                 backend, case, self.repeats, entries=self.entries, host=self.host, judge=judge, on_record=keep
             )
-            timer(series.run_one, self.repeats, 0)
-            return series.run_rest()  # a timer that ran fewer (pytest-benchmark disabled): the others
+            self.progress.phase("trial", self.repeats)
+
+            def one_trial():
+                self.progress.tick()
+                return series.run_one()
+
+            with self.stage("rounds", f"{self.repeats} trials in worker processes"):
+                timer(one_trial, self.repeats, 0)
+                return series.run_rest()  # a timer that ran fewer (pytest-benchmark disabled): the others
         origin = self.entries[case.backend].origin()
         try:
             handle = self.handle_for(backend, case)
@@ -124,7 +211,18 @@ class Session:
             rec = failed_record(case, e, {**origin, **self._device(backend)}, self.host, backend)
             rec.update(new_series().fields())
         else:
-            rec = measure_case(backend, case, self.host, new_series(), origin, judge=judge, handle=handle, timer=timer)
+            with self.stage("rounds", ""):
+                rec = measure_case(
+                    backend,
+                    case,
+                    self.host,
+                    new_series(),
+                    origin,
+                    judge=judge,
+                    handle=handle,
+                    timer=timer,
+                    listener=listener,
+                )
             if rec["status"] != "ok":
                 self.release()  # free the device (after an OOM, say) before the next case
         keep(rec)
@@ -161,13 +259,82 @@ class Session:
         key = (case.backend, loop)  # each loop the run times is proved once
         if key in self.selftests:
             return self.selftests[key]
-        self.say(f"timing self-test of {case.backend}" + (f" ({loop} loop)" if loop != "lock-step" else "") + " ...")
-        self.release()  # the self-test loads its own copies
-        status, text = suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case))
-        self.release()  # what the self-test's copies left
+        stash_key = self._selftest_key(backend, case, loop)
+        kept = SELFTESTS.get(stash_key) if stash_key else None
+        if kept is not None:  # passed on this backend, device and software lately: not proved again
+            status, text = "passed", f"{kept[0]} (kept: {age_text(kept[1])}; the self-test is kept {SELFTEST_KEPT})"
+            self.selftests[key] = (status, text)
+            return status, text
+        with self.stage(
+            "self-test", f"timing self-test of {case.backend}" + (f" ({loop} loop)" if loop != "lock-step" else "")
+        ):
+            self.release()  # the self-test loads its own copies
+            status, text = suite_check(backend, case.model, case.dtype, case.mode, probe_cache_len(case))
+            self.release()  # what the self-test's copies left
         if status != "error":  # could not run on this model: the next case's model tries again
             self.selftests[key] = (status, text)
+        if status == "passed" and stash_key:  # a failure is proved again every run
+            SELFTESTS.put(stash_key, text)
         return status, text
+
+    def _selftest_key(self, backend, case: Case, loop: str) -> dict | None:
+        """What a self-test's verdict depends on: the adapter and its version, the device and its
+        driver and runtime, the software under it, the loop, model and dtype it ran."""
+        try:
+            device = env.device_facts(backend.info())
+        except Exception:  # a device that cannot describe itself is proved every run
+            return None
+        software = {k: self.host.get(k) for k in ("env_torch", "env_transformers", "env_python", "env_cpu_model")}
+        return {
+            "backend": case.backend,
+            **self.entries[case.backend].origin(),
+            **device,
+            **software,
+            "harness": env.provenance(0)["git_commit"] or chipbench.__version__,
+            "loop": loop,
+            "model": case.model,
+            "dtype": case.dtype,
+            "mode": case.mode,
+            "cache_len": probe_cache_len(case),
+        }
+
+    def kept_or_measured(self, backend, dtype: str):
+        """The device's ceilings: an earlier run's on this machine (CEILINGS_KEPT) when a quick
+        measurement now agrees with them, else measured now (and kept for the next run). Kept ceilings
+        had a whole window of rounds; the quick check (3 rounds) is read against them, and a device
+        slower now than then (a busy neighbour) or faster (they were measured in a busy spell) is
+        measured again, so shares rest on today's machine either way."""
+        with self.stage("ceilings", f"ceilings of {backend.name} in {dtype}"):
+            return self._kept_or_measured(backend, dtype)
+
+    def _kept_or_measured(self, backend, dtype: str):
+        key = self._ceilings_key(backend, dtype)
+        kept = CEILINGS.get(key) if key else None
+        if kept is not None:
+            try:
+                then = Ceilings(**kept[0])
+            except TypeError:  # kept by another version of the fields
+                then = None
+            quick = beside_ceilings(backend, dtype) if then else None
+            if quick is not None:
+                ratio = (
+                    min(quick.bandwidth_gb_per_s / then.bandwidth_gb_per_s, quick.tflops / then.tflops),
+                    max(quick.bandwidth_gb_per_s / then.bandwidth_gb_per_s, quick.tflops / then.tflops),
+                )
+                if KEEP_BELOW <= ratio[0] and ratio[1] <= KEEP_ABOVE:
+                    return replace(then, kept_from=kept[1], revalidation=round(ratio[0], 4))
+        now = measure_ceilings(backend, dtype)
+        if key and isinstance(now, Ceilings):
+            CEILINGS.put(key, asdict(now))
+        return now
+
+    def _ceilings_key(self, backend, dtype: str) -> dict | None:
+        try:
+            device = env.device_facts(backend.info())
+        except Exception:
+            return None
+        host = {k: v for k, v in self.host.items() if k not in ("env_runner", "env_os")}
+        return {**device, **host, "dtype": dtype, "window_s": window_s(device["backend_kind"] or "cpu")}
 
     def handle_for(self, backend, case: Case):
         """The case's loaded model: the previous case's when it is the same model, else a fresh load."""
@@ -176,7 +343,8 @@ class Session:
             return self.loaded[2]
         self.release()
         refuse_if_too_big(backend, case)
-        handle = backend.load(get_model(case.model), case.dtype, seed=case.workload.seed, **case.load_kwargs())
+        with self.stage("build", f"loading {case.model} in {case.dtype}"):
+            handle = backend.load(get_model(case.model), case.dtype, seed=case.workload.seed, **case.load_kwargs())
         self.loaded = (key, backend, handle)
         return handle
 
@@ -192,13 +360,46 @@ class Session:
 
     def summary_lines(self) -> list[str]:
         """The results table and what a reader needs beside it: skipped backends, the notes, devices
-        no spec row matched, matmul ceilings another dtype set."""
-        lines = [summary_table(self.records) if self.records else "no case ran"]
+        no spec row matched, matmul ceilings another dtype set. Unless `wide`, it all fits 120
+        columns (the compact table, the lines wrapped)."""
+        lines = [summary_table(self.records, wide=self.wide) if self.records else "no case ran"]
         lines += [f"skipped backend {p.label}: {p.skip_reason}" for p in self.planned if p.skip_reason]
-        return lines + self.notes + unmatched_devices(self.records, self.prefix) + widened_ceilings(self.records)
+        lines += self.notes + unmatched_devices(self.records, self.prefix) + widened_ceilings(self.records)
+        if self.wide:
+            return lines
+        return [w for line in lines for part in line.split("\n") for w in (textwrap.wrap(part, WIDTH) or [""])]
 
     def saved_line(self) -> str:
         return f"{len(self.records)} record(s) appended to {self.writer.path}"
+
+    def time_line(self) -> str:
+        """Where the run's time went, by stage."""
+        total = time.perf_counter() - self.started
+        parts = [f"{name} {clock(self.spent.get(name, 0.0))}" for name in STAGES if self.spent.get(name, 0.0) >= 0.5]
+        other = total - sum(self.spent.values())
+        return f"took {clock(total)}: " + ", ".join(parts + [f"other {clock(max(other, 0.0))}"])
+
+    def next_lines(self, comparison=None, compared: bool = False) -> list[str]:
+        """The one or two commands that make sense after this run: its report, and what its evidence
+        lacks (a machine that differs from its baseline's, a single trial per case, no comparison)."""
+        if not self.records:
+            return []
+        path = shlex.quote(str(self.writer.path))
+        steps = [f"chipbench report {path}   the full table (--format md|html to publish)"]
+        differs = [r for r in (comparison.rows if comparison is not None else []) if r["verdict"] == "machine differs"]
+        failed = [r for r in self.records if r.get("status") != "ok" or r.get("correct") is False]
+        if failed:
+            steps.append(f"{failed[0].get('rerun') or 'chipbench run ...'}   run the first failing case again alone")
+        elif differs:
+            steps.append(
+                f"this machine's ceilings differ from its baseline's: rerun when it is quiet, or make its own baseline: "
+                f"{self.prefix}repeats 3 over a few runs, then chipbench baseline RUN..."
+            )
+        elif self.repeats < 2:
+            steps.append(f"{self.prefix}repeats 3   independent trials per case: what a baseline or a CI gate needs")
+        elif not compared:
+            steps.append(f"chipbench compare {path} --baseline results/baselines   ratios, intervals and verdicts")
+        return ["next:"] + [f"  {s}" for s in steps[:2]]
 
     def exit_code(self) -> int:
         return 0 if all(r["status"] == "ok" for r in self.records) else 1

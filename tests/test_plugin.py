@@ -12,6 +12,7 @@ import chipbench.backends.registry  # noqa: F401
 import chipbench.judging.chips  # noqa: F401
 import chipbench.measuring.suite  # noqa: F401
 import chipbench.publishing.record  # noqa: F401
+import chipbench.session  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--bench-backend=cpu", "--bench-model=tiny-qwen3", "--bench-dtype=fp32", "--bench-rounds=2"]
@@ -39,7 +40,12 @@ def test_benchmark_runs_the_suite_writes_records_and_summarises(pytester, env_pa
         (w, b) for w in ("pp16", "tg8", "pp8+tg4") for b in (1, 2)
     }
     assert all(r["status"] == "ok" and r["rounds"] == 2 and len(r["token_times_s"]) == 2 for r in records)
-    res.stdout.fnmatch_lines(["*chipbench results*", "*tiny-qwen3*tg8*", "*6 record(s) appended to*"])
+    res.stdout.fnmatch_lines(
+        ["*chipbench results*", "*tiny-qwen3 · fp32*", "cpu*tg8*", "*6 record(s) appended to*", "took *", "next:"]
+    )
+    summary = res.stdout.str().split("chipbench results")[1].split("record(s) appended")[0].splitlines()[1:-1]
+    assert max(map(len, summary)) <= 120  # the summary fits a terminal; --bench-wide has every column
+    assert "Name (time in" not in res.stdout.str()  # pytest-benchmark's own table only when asked
     data = json.loads(js.read_text())
     extra = {b["extra_info"]["workload"]: b["extra_info"] for b in data["benchmarks"]}
     assert extra["tg8"]["decode_tok_per_s_median"] > 0 and extra["pp16"]["prefill_tok_per_s_median"] > 0
@@ -186,9 +192,10 @@ def test_the_run_ends_compared_with_the_best_matching_baseline_and_says_a_device
     res.assert_outcomes(passed=1)
     res.stdout.fnmatch_lines(
         [
-            "*no spec row matches*measured ceilings only; the table has no server CPUs*",
+            "*no spec row matches*measured ceilings only; the table has no",  # wrapped at 120 columns
+            "server CPUs: give its sheet's --bench-peak-gbps / --bench-peak-tflops",
             "*chipbench vs baseline*",
-            "*tiny-qwen3 | fp32 | tg8 | 1 | eager | * | decode_tok_per_s |*invocation drift assumed*",
+            "cpu tg8 B1*eager*decode t/s*(invocation drift assumed)*",
             "run: 1 record(s): 1 used",
             "baseline: 1 record(s): 1 used",
         ]

@@ -103,6 +103,8 @@ def roofline_fields(rec: dict, chip=None, ceilings=None, beside=None) -> dict:
         out["ceiling_gb_per_s_median"] = ceilings.bandwidth_gb_per_s_median
         out["ceiling_tflops_median"] = ceilings.tflops_median
         out["ceiling_window_s"] = ceilings.window_s
+        out["ceiling_kept_from"] = getattr(ceilings, "kept_from", None)
+        out["ceiling_revalidation"] = getattr(ceilings, "revalidation", None)
         out.update(_shares(work, rec, ceilings.bandwidth_gb_per_s * 1e9, ceilings.tflops * 1e12, "measured"))
     against_beside = {}
     if beside:
@@ -154,6 +156,8 @@ def recount_prefill(rec: dict) -> bool:
             ranks=chips,
             matmul_dtype=rec.get("ceiling_matmul_dtype") if shared else None,
             tflops_in_dtype=rec.get("ceiling_tflops_in_dtype") if shared else None,
+            kept_from=rec.get("ceiling_kept_from") if shared else None,
+            revalidation=rec.get("ceiling_revalidation") if shared else None,
         )
 
     chip = next((c for c in load_chips() if c.name == rec.get("chip")), None) if rec.get("chip") else None

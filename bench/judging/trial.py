@@ -10,6 +10,8 @@ judged in one call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 from chipbench.backends.ceilings import Ceilings
@@ -61,9 +63,16 @@ class TrialJudge:
     check: bool = True
     gates: dict | None = field(default=None, repr=False)
     unchecked_note: str | None = NOT_CHECKED  # what a record says when the user turned the gate off
+    # stage(name, text): a context manager timing and showing a stage (chipbench.session.Session.stage)
+    stage: Callable | None = field(default=None, repr=False, compare=False)
+
+    def _stage(self, name: str, text: str):
+        return self.stage(name, text) if self.stage is not None else nullcontext()
 
     def __call__(self, rec: dict, run: CaseRun) -> None:
-        add_roofline(rec, self.ceilings, self.chip, beside_ceilings(run.backend, run.case.dtype))
+        with self._stage("ceilings", ""):
+            beside = beside_ceilings(run.backend, run.case.dtype)
+        add_roofline(rec, self.ceilings, self.chip, beside)
         if not self.check:
             if self.unchecked_note:
                 rec.update(correct=None, correctness_note=self.unchecked_note)
@@ -72,7 +81,8 @@ class TrialJudge:
         if self.gates is not None and key in self.gates:
             rec.update(self.gates[key])
             return
-        fields = gate_fields(run.backend, run.case, run.handle, rec.get("env_host_memory_bytes") or 0)
+        with self._stage("gate", "correctness gate"):
+            fields = gate_fields(run.backend, run.case, run.handle, rec.get("env_host_memory_bytes") or 0)
         if self.gates is not None:
             self.gates[key] = fields
         rec.update(fields)

@@ -67,6 +67,7 @@ class Case:
     weights_dir: str | None = None
     mode: str = "eager"  # execution mode asked for: eager, or compiled (static cache, compiled decode)
     soak_s: float | None = None  # sustained mode: time rounds for at least this long (rounds is then a minimum)
+    budget_s: float | None = None  # sized rounds: as many as fit this time at the warmup's pace (rounds: the most)
 
     @property
     def id(self) -> str:
@@ -139,6 +140,12 @@ class CaseRun:
     clock_notes: set = field(default_factory=set)
     compile_time_s: float | None = None
     sampler: object = None  # telemetry.Sampler: read at each round's edges, outside its clock
+    rounds_rule: tuple[int, str] | None = None  # sized rounds: (count, why), set after the warmup
+    listener: object = None  # told of each phase of rounds and each round (chipbench.publishing.progress)
+
+    def phase(self, name: str, count: int) -> None:
+        if self.listener is not None:
+            self.listener.phase(name, count)
 
     def setup(self, handle=None) -> None:
         """Load the model (or take `handle`, one already loaded for this case) and the prompt, and
@@ -155,6 +162,8 @@ class CaseRun:
 
     def round(self) -> Round:
         """One timed generation; returns (and keeps) its per-token timestamps."""
+        if self.listener is not None:
+            self.listener.tick()
         w = self.case.workload
         stamps: list[float] = []
         clock = time.perf_counter
@@ -376,18 +385,18 @@ def device_key(backend) -> tuple:
         return ("backend", backend.name)
 
 
-def shared_ceilings(cache: dict, backend, dtype: str):
+def shared_ceilings(cache: dict, backend, dtype: str, measure=None):
     """The measured ceilings of the device `backend` runs on, measured once per run and dtype and
     shared by every backend on that device: two engines side by side on one chip are judged against
     one yardstick (on a shared host, two measurements a minute apart can differ by a quarter, and
     each engine's MBU would then rest on its own). A backend that cannot measure them (vLLM) gets
     those another backend measured on its device in this run, if any. `cache` maps (kind, device,
-    dtype) to them."""
+    dtype) to them. `measure(backend, dtype)`: how they are had (measure_ceilings by default)."""
     key = (*device_key(backend), dtype)
     if capability(backend, "ceilings") is None:
         return cache.get(key)
     if cache.get(key) is None:  # not yet measured, or the last backend could not measure them
-        cache[key] = measure_ceilings(backend, dtype)
+        cache[key] = (measure or measure_ceilings)(backend, dtype)
     return cache[key]
 
 
@@ -415,11 +424,10 @@ def rerun_command(case: Case, compile_flags: str | None = None) -> str:
         case.mode,
         "--warmup",
         str(case.warmup),
-        "--rounds",
-        str(case.rounds),
         "--seed",
         str(w.seed),
     ]
+    args += [] if case.budget_s and not case.soak_s else ["--rounds", str(case.rounds)]  # sized: sized again
     args += ["--soak", f"{case.soak_s:g}"] if case.soak_s else []
     args += ["--weights", case.weights_dir] if case.weights_dir else []
     head = (
@@ -531,6 +539,36 @@ def soak_rounds(case: Case, warmup_windows: list[tuple[float, float]]) -> int:
     return max(case.rounds, math.floor(case.soak_s / (pace * SOAK_PACE_MARGIN)) if pace > 0 else case.rounds)
 
 
+# Sized rounds (the default suite's): the warmup round is a pilot whose pace sets how many timed rounds
+# fit the case's budget, between these bounds. The count is fixed before the first timed round and
+# depends on no timed value, so the rounds are a fixed-size sample and their t interval keeps its
+# coverage; stopping when the interval looks tight would not (its width is itself an estimate).
+# pytest-benchmark's pedantic mode needs the count up front too.
+ROUNDS_MIN = 3  # the fewest a sized case times: two degrees of freedom for its interval
+ROUNDS_MAX = 10
+
+
+def budget_rounds(case: Case, windows: list[tuple[float, float]]) -> tuple[int, str]:
+    """(timed rounds, why) for a sized case, from the last warmup round's pace."""
+    lo, hi = ROUNDS_MIN, max(ROUNDS_MIN, case.rounds)
+    pace = max((end - start for start, end in windows[-1:]), default=0.0) if case.warmup else 0.0
+    if pace <= 0:
+        return lo, f"{lo}: the fewest (no warmup round to pace the {case.budget_s:g} s budget by)"
+    fit = math.floor(case.budget_s / pace)
+    n = min(hi, max(lo, fit))
+    bound = " (the fewest)" if n == lo and fit < lo else " (the most)" if n == hi and fit > hi else ""
+    return n, f"{n}{bound}: the {case.budget_s:g} s budget at the warmup round's {pace:.3g} s"
+
+
+def rounds_fields(case: Case, rule: tuple[int, str] | None, timed: int) -> dict:
+    """How the count of timed rounds was set: fixed (--rounds), sized (the budget) or a soak."""
+    if case.soak_s:
+        return {"rounds_rule": "soak", "rounds_reason": f"{timed}: as many as filled the {case.soak_s:g} s soak"}
+    if case.budget_s and rule is not None:
+        return {"rounds_rule": "budget", "rounds_reason": rule[1]}
+    return {"rounds_rule": "fixed", "rounds_reason": f"{timed}: as asked (--rounds)"}
+
+
 def soak_unfilled(case: Case, windows: list[tuple[float, float]], first: int) -> bool:
     """Sustained mode: whether the timed rounds (windows[first:]) have not yet filled the soak."""
     return bool(case.soak_s) and len(windows) > first and windows[-1][1] - windows[first][0] < case.soak_s
@@ -586,16 +624,18 @@ def measure_case(
     judge: Judge | None = None,
     handle=None,
     timer=timed_loop,
+    listener=None,
 ) -> dict:
     """Run `case` on `backend` as one trial (load, warmup, timed rounds) and return its record, ok
     or failed, with the host's load around it; `judge` adds its verdicts while the model is loaded.
     `origin`: the adapter's distribution and version. `handle`: a model already loaded for this case
     (the caller keeps it; otherwise it is loaded here and closed at the end). `timer(round, rounds,
-    warmup)` runs the rounds. Raises NothingTimed when the timer ran none."""
+    warmup)` runs the rounds; `listener` is told of them (phase(name, count), tick() per round).
+    Raises NothingTimed when the timer ran none."""
     host = host if host is not None else env.host_facts()
     trial = trial or new_series()
     device: dict = dict(origin or {})
-    run = CaseRun(backend, case)
+    run = CaseRun(backend, case, listener=listener)
     try:
         device.update(env.device_facts(backend.info()))
         run.setup(handle=handle)
@@ -604,13 +644,26 @@ def measure_case(
         sampler = run.sampler = telemetry.sampler_for(backend).start()
         try:
             if case.soak_s:  # sustained: warm up first, then rounds until the time is up
+                run.phase("warmup", case.warmup)
                 timed_loop(run.round, 0, case.warmup)
                 run.rounds_done.clear()
+                run.phase("soak", soak_rounds(case, run.windows))
                 timer(run.round, soak_rounds(case, run.windows), 0)
                 while soak_unfilled(case, run.windows, case.warmup):  # the rest of the time: in the record
                     run.round()
                 timed = list(run.rounds_done)
+            elif case.budget_s:  # sized: the warmup is the pilot, its pace sets the count before any is timed
+                run.phase("warmup", case.warmup)
+                timed_loop(run.round, 0, case.warmup)
+                run.rounds_done.clear()
+                run.rounds_rule = budget_rounds(case, run.windows)
+                run.phase("timed", run.rounds_rule[0])
+                timer(run.round, run.rounds_rule[0], 0)
+                timed = list(run.rounds_done)
+                if len(timed) < run.rounds_rule[0]:  # pytest-benchmark disabled ran one, as a warmup
+                    timed = []
             else:
+                run.phase("warmup and timed", case.warmup + case.rounds)
                 timer(run.round, case.rounds, case.warmup)
                 timed = run.rounds_done[case.warmup :]
         finally:
@@ -625,6 +678,7 @@ def measure_case(
         if rec["parallel"] != "none":
             rec.update(split_power(rec, run.tokens_per_round() * len(windows)))
         rec.update(soak_fields(case, timed, windows))
+        rec.update(rounds_fields(case, run.rounds_rule, len(timed)))
         if judge is not None:
             judge(rec, run)
     except NothingTimed:

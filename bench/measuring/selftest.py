@@ -42,6 +42,7 @@ class TimingCheck:
     new_tokens: int
     mode: str = "eager"
     lags_s: tuple[float, ...] = ()  # every attempt's lag, in order (the last is lag_s)
+    first_s: float = 0.0  # the first token's time: the prompt's prefill
 
     def describe(self) -> str:
         verdict = "waits for the device" if self.passed else "DOES NOT wait for the device"
@@ -70,6 +71,16 @@ def timing_loop(backend: Backend, mode: str) -> str:
     return "run-ahead" if ahead is not None and ahead(mode) else "lock-step"
 
 
+# The long probe's prompt: as long as the device prefills in about LONG_PROBE_S (paced by the decode
+# probe's 32-token prefill), between LONG_MIN and the model's 2048. A backend that does not wait
+# leaves that whole prefill in flight, so a second of work shows as a lag 250 times the 2 ms floor;
+# 2,048 tokens of bf16 on a CPU without native bf16 took 93 s, twice (warmup and probe), for the
+# same proof.
+LONG_PROBE_S = 1.0
+LONG_MIN = 128
+LONG_STEP = 64
+
+
 def check_all(
     backend: Backend,
     model: str = "qwen3-0.6b",
@@ -77,15 +88,34 @@ def check_all(
     long_prompt: int = 2048,
     mode: str = "eager",
     cache_len: int | None = None,
+    long_probe_s: float | None = LONG_PROBE_S,
 ) -> list[TimingCheck]:
     """The decode probe (in `mode`) and the long-prefill probe; the backend passes when both do.
     The prefill probe runs eager: a prefill's time is the loop's first delivery, the same wait in
     either mode (the decode probe's first token proves it in `mode`), and compiling a static cache
-    for the probe's long prompt would be compiled for nothing."""
-    return [
-        check_timing_waits(backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode, cache_len=cache_len),
-        check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long_prompt),
-    ]
+    for the probe's long prompt would be compiled for nothing. Eager, both probes share one load.
+    `long_probe_s`: the long prompt is sized to about this much prefill (None: `long_prompt` itself)."""
+    spec = get_model(model)
+    shared = backend.load(spec, dtype, seed=0) if mode == "eager" else None
+    try:
+        decode = check_timing_waits(
+            backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode, cache_len=cache_len, handle=shared
+        )
+        long = long_prompt if long_probe_s is None else sized_prompt(decode, long_prompt, long_probe_s)
+        prefill = check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long, handle=shared)
+    finally:
+        if shared is not None:
+            backend.close(shared)
+    return [decode, prefill]
+
+
+def sized_prompt(decode: TimingCheck, most: int, seconds: float) -> int:
+    """A prompt the device prefills in about `seconds`, at the pace of the decode probe's prefill
+    (its first token), between LONG_MIN and `most` tokens, in steps of LONG_STEP."""
+    if decode.first_s <= 0:
+        return most
+    tokens = int(decode.prompt_tokens / decode.first_s * seconds) // LONG_STEP * LONG_STEP
+    return max(min(LONG_MIN, most), min(most, tokens))
 
 
 def check_timing_waits(
@@ -96,12 +126,16 @@ def check_timing_waits(
     prompt_tokens: int = 32,
     mode: str = "eager",
     cache_len: int | None = None,
+    handle=None,
 ) -> TimingCheck:
     """`cache_len` (compiled): the static cache's length, at least the probe's; the first case's
-    length makes the probe's compile the one that case then finds in inductor's cache."""
+    length makes the probe's compile the one that case then finds in inductor's cache. `handle`: a
+    model already loaded (eager) that the caller closes."""
     spec = get_model(model)
     w = Workload("generate", prompt_tokens, new_tokens)
-    handle = backend.load(spec, dtype, seed=0, **({"mode": mode} if mode != "eager" else {}))
+    own = handle is None
+    if own:
+        handle = backend.load(spec, dtype, seed=0, **({"mode": mode} if mode != "eager" else {}))
     try:
         prepare = capability(backend, "prepare")
         if mode != "eager" and cache_len and prepare is not None:
@@ -120,8 +154,11 @@ def check_timing_waits(
             if passed:  # host jitter does not recur; work left in flight does
                 break
     finally:
-        backend.close(handle)
-    return TimingCheck(passed, lag, median_gap, last - start, prompt_tokens, new_tokens, mode, tuple(lags))
+        if own:
+            backend.close(handle)
+    return TimingCheck(
+        passed, lag, median_gap, last - start, prompt_tokens, new_tokens, mode, tuple(lags), stamps[0] - start
+    )
 
 
 def _timed_generation(backend: Backend, handle, prompt, new_tokens: int) -> tuple[list[float], float, float]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from chipbench.backends.registry import Entry, add_endpoints
 from chipbench.errors import UsageError
-from chipbench.measuring.runner import Case
+from chipbench.measuring.runner import ROUNDS_MAX, Case
 from chipbench.measuring.workload import parse_workload
 from chipbench.options import parse_ints, split_list  # noqa: F401  (callers import them from here too)
 from chipbench.backends.torch_device import MODES
@@ -27,14 +27,21 @@ from chipbench.backends.base import capability
 # GPUs: qwen3-8b, the model of the published H20 / A100 speed tables (chips.md), eager and compiled
 # side by side: eager decode at batch 1 times the host launching kernels one by one, compiled (CUDA
 # graphs) times the chip, and a claim about the chip needs the second; the pair shows the gap.
+# Rounds: unless --rounds fixes them, each case times as many as fit its budget at its warmup round's
+# pace, between ROUNDS_MIN and ROUNDS_MAX (chipbench.measuring.runner.budget_rounds): a CPU's tg128
+# round can take 13 s and its pp512 round 0.5 s, so a fixed count spends minutes on one case and too
+# few rounds on another.
 DEFAULT_SUITE = {
-    "cpu": dict(models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5, modes=("eager",)),
+    "cpu": dict(
+        models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=15.0, modes=("eager",)
+    ),
     "cuda": dict(
-        models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5, modes=("eager", "compiled")
+        models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=10.0, modes=("eager", "compiled")
     ),
 }
+FIXED_ROUNDS = 5  # a soak's minimum rounds
 FALLBACK_SUITE = dict(
-    models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), rounds=5, modes=("eager",)
+    models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=15.0, modes=("eager",)
 )
 
 
@@ -203,6 +210,7 @@ def _plan_backend(name: str, entry: Entry, opts: SuiteOptions, entries: dict, wo
             w.validate(spec.max_pos, spec.name)
         if opts.weights_dir:
             check_weights_dir(spec, opts.weights_dir)
+    sized = opts.rounds is None and not opts.soak_s
     for m, d, w, b, mode in product(ok["model"], ok["dtype"], wls, opts.batches, ok["mode"]):
         case = Case(
             name,
@@ -210,10 +218,11 @@ def _plan_backend(name: str, entry: Entry, opts: SuiteOptions, entries: dict, wo
             d,
             replace(w, batch=b, seed=opts.seed),
             warmup=opts.warmup,
-            rounds=opts.rounds or defaults["rounds"],
+            rounds=opts.rounds or (ROUNDS_MAX if sized else FIXED_ROUNDS),
             weights_dir=opts.weights_dir,
             mode=mode,
             soak_s=opts.soak_s,
+            budget_s=defaults["budget_s"] if sized else None,
         )
         planned.append(Planned(case, label=case.id))
     return planned

@@ -34,7 +34,13 @@ SUITE_OPTIONS: tuple[Option, ...] = (
     ),
     Option("workload", f"comma-separated workloads: {WORKLOAD_HELP}", "pp512,tg128", metavar="NAMES"),
     Option("batch", "comma-separated batch sizes", "1", default="1", metavar="SIZES"),
-    Option("rounds", "timed rounds per case", "per backend: 5", type=int, metavar="N"),
+    Option(
+        "rounds",
+        "timed rounds per case",
+        "as many as fit a per-case budget (15 s on a CPU, 10 s elsewhere) at the warmup round's pace, 3 to 10",
+        type=int,
+        metavar="N",
+    ),
     Option("warmup", "untimed warmup rounds", "1", default=1, type=int, metavar="N"),
     Option(
         "mode",
@@ -97,6 +103,22 @@ SUITE_OPTIONS: tuple[Option, ...] = (
         default=False,
         flag=True,
     ),
+    Option(
+        "fresh",
+        "prove the timing self-test and measure the ceilings and the correctness reference again, instead of "
+        "reusing this machine's from an earlier run (a self-test is kept 7 days, ceilings 1 day and revalidated, "
+        "a reference while the software is the same)",
+        "reuse",
+        default=False,
+        flag=True,
+    ),
+    Option(
+        "wide",
+        "print the full summary table (every column) instead of the one that fits 120 columns",
+        "off",
+        default=False,
+        flag=True,
+    ),
     Option("out", "JSON-lines file the records are appended to", "results/runs/<time>-<host>.jsonl", metavar="FILE"),
 )
 
@@ -136,5 +158,11 @@ PYTEST_ONLY = (
         "--bench-baseline",
         "records the run is compared with at the end",
         "results/baselines (this checkout's when the run's rootdir has none)",
+    ),
+    (
+        "--bench-pytest-table",
+        "also print pytest-benchmark's own table (seconds per round of each case; the records hold the same "
+        "rounds as per-token times)",
+        "off (on with --benchmark-verbose, --benchmark-histogram or --benchmark-compare)",
     ),
 )

@@ -74,6 +74,13 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "gen_tokens": (Opt(Positive), "tokens", "tokens generated per sequence, N (fixed; EOS ignored)"),
     "warmup_rounds": (Opt(Count), "rounds", "untimed rounds run first"),
     "rounds": (Opt(Positive), "rounds", "timed rounds the statistics are over"),
+    "rounds_rule": (
+        Opt(Literal["fixed", "budget", "soak"]),
+        "",
+        "how their count was set: fixed (--rounds), budget (as many as fit the case's time budget at its "
+        "warmup round's pace, between 3 and 10), soak (as many as filled --soak)",
+    ),
+    "rounds_reason": (Opt(Text), "", "the count and why: the budget, the warmup's pace, a bound reached"),
     "series_id": (Opt(str), "", "one invocation's id: the trials of one `--bench-repeats` run share it"),
     "trial_index": (Opt(Count), "", "this trial's number within its series (0-based)"),
     "trials_planned": (Opt(Positive), "trials", "trials the series asked for (--bench-repeats)"),
@@ -389,6 +396,18 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         Opt(NonNeg),
         "s",
         "how long the ceilings' rounds ran (default 3 s on a CPU, 1 s on an accelerator; --ceiling-window)",
+    ),
+    "ceiling_kept_from": (
+        Opt(str),
+        "",
+        "when the shared ceilings were measured, if an earlier run on this machine measured them (kept a day, "
+        "for the same device, host, software, dtype and window): null when this run measured them",
+    ),
+    "ceiling_revalidation": (
+        Opt(NonNeg),
+        "",
+        "kept ceilings: this run's quick rounds (3, no window) over them, the lower of bandwidth and matmul; "
+        "they are kept only between 0.85 and 1.1, else measured again",
     ),
     "spec_check": (Opt(str), "", "set when the measured ceilings beat the spec row or miss it by half"),
     "spec_mbu": (
