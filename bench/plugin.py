@@ -110,6 +110,8 @@ def pytest_report_teststatus(report, config):
         return None
     if report.when == "call" and report.passed:
         return "passed", "", "PASSED"
+    if report.when == "setup" and report.skipped:  # a backend this machine lacks: the summary says why
+        return "skipped", "", "SKIPPED"
     return None
 
 

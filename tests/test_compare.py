@@ -453,7 +453,8 @@ def test_a_cpu_of_the_same_name_with_other_matmul_extensions_is_no_baseline():
     base = make_trials(3, tpot_s=0.020, seed=1, env_device_isa="avx2 avx512f amx_bf16", **cpu)
     slow = make_trials(3, tpot_s=0.030, seed=2, env_device_isa="avx2", **cpu)
     (row,) = compare_records(slow, base, metrics=["tpot_s"], threshold=0.95).rows
-    assert row["verdict"] == "slower" and row["gate"] == "no baseline"
+    assert row["verdict"] == "machine differs" and row["speed_verdict"] == "slower" and row["gate"] == "no baseline"
+    assert "a baseline made on a CPU with these matmul extensions" in row["decide"]
     assert row["cpu_note"] == (
         "another CPU under the same name: the run's reported avx2, the baseline's "
         "avx2 avx512f amx_bf16 (matmul extensions)"

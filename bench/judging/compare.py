@@ -441,13 +441,21 @@ MACHINE_DECIDES = (
 )
 
 
+OTHER_CPU_DECIDES = "what would decide it: a baseline made on a CPU with these matmul extensions (chipbench baseline)"
+
+
 def machine_differs(row: dict) -> None:
     """A speed verdict the machine's own move explains: the run's device measured its bounding
     ceiling beyond MACHINE_MOVED of the baseline's, in the same direction as the speed. Then the
     verdict is "machine differs" (the speed one kept as speed_verdict) and the row says what would
-    decide it. A speed that moved against the machine (faster on a slower machine) keeps its verdict."""
+    decide it. A speed that moved against the machine (faster on a slower machine) keeps its verdict.
+    Another CPU under the same name (cpu_note: other matmul extensions) is another machine, whatever
+    the speed says."""
     ratio = row.get("machine_ratio")
     verdict = row.get("verdict")
+    if row.get("cpu_note") and verdict in ("faster", "slower", "no significant difference"):
+        row.update(speed_verdict=verdict, verdict="machine differs", decide=OTHER_CPU_DECIDES)
+        return
     if ratio is None or verdict not in ("faster", "slower"):
         return
     if (verdict == "slower") == (ratio < 1):
