@@ -150,8 +150,8 @@ def test_a_second_run_reuses_the_self_test_and_ceilings_and_fresh_does_not(tmp_p
     assert "(kept: made" in second["timing_selftest"] and "kept 7 days" in second["timing_selftest"]
     assert second["rounds_rule"] == "budget" and ROUNDS_MIN <= second["rounds"] <= ROUNDS_MAX
     if second["ceiling_kept_from"] is not None:  # kept when the quick rounds agreed with them
-        assert 0.85 <= second["ceiling_revalidation"] <= 1.1
-        assert second["ceiling_gb_per_s"] == first["ceiling_gb_per_s"]
+        assert second["ceiling_revalidation"] >= 0.85
+        assert second["ceiling_gb_per_s"] >= first["ceiling_gb_per_s"]
     assert "(kept:" not in fresh["timing_selftest"] and fresh["ceiling_kept_from"] is None
     assert main([*args, "-q", "--out", str(tmp_path / "q.jsonl")]) == 0
     assert capsys.readouterr().err.strip().splitlines() == [f"1 record(s) appended to {tmp_path / 'q.jsonl'}"]
@@ -159,8 +159,8 @@ def test_a_second_run_reuses_the_self_test_and_ceilings_and_fresh_does_not(tmp_p
 
 def test_kept_ceilings_are_used_only_while_quick_rounds_agree_with_them(tmp_path, monkeypatch):
     """The shared ceilings an earlier run measured on this machine are kept when 3 quick rounds now
-    read within 0.85-1.1 of them; a slower machine now (a busy neighbour) or a faster one (they were
-    measured in a busy spell) is measured again, and the new ones are kept."""
+    read at least 0.85 of them (raised where the quick rounds read more: a ceiling is the best rate
+    seen); a slower machine now (a busy neighbour) is measured again, and the new ones are kept."""
     from chipbench.backends.base import DeviceInfo
     from chipbench.backends.ceilings import Ceilings
     from chipbench.session import Session
@@ -189,7 +189,41 @@ def test_kept_ceilings_are_used_only_while_quick_rounds_agree_with_them(tmp_path
     kept = session.kept_or_measured(fake, "fp32")
     assert kept.kept_from is not None and kept.revalidation == 0.95 and kept.bandwidth_gb_per_s == 10.0
     assert fake.calls[-1] == {"window": 0, "repeats": 3}
-    for rate in (6.0, 12.0):  # slower now, or faster now: measured again over the window
-        fake.rate = rate
-        again = session.kept_or_measured(fake, "fp32")
-        assert again.kept_from is None and again.bandwidth_gb_per_s == rate and fake.calls[-1] == {}
+    fake.rate = 12.0  # quick rounds above them: kept, raised to the best rate seen
+    raised = session.kept_or_measured(fake, "fp32")
+    assert raised.kept_from is not None and raised.bandwidth_gb_per_s == 12.0 and raised.revalidation == 1.2
+    fake.rate = 6.0  # slower now: measured again over the window, and kept for the next run
+    again = session.kept_or_measured(fake, "fp32")
+    assert again.kept_from is None and again.bandwidth_gb_per_s == 6.0 and fake.calls[-1] == {}
+    assert session.kept_or_measured(fake, "fp32").kept_from is not None
+
+
+def test_the_correctness_reference_is_kept_for_the_same_software(tmp_path, monkeypatch, cpu):
+    """The CPU fp32 reference (and the dtype's own error on the CPU) is computed once and kept on
+    disk: the next process on the same software reads it and reaches the same verdict; another
+    seed, --fresh or a damaged file computes it again."""
+    from chipbench.judging import correctness
+    from chipbench.models.zoo import get_model
+
+    monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path))
+    monkeypatch.delenv("CHIPBENCH_FRESH", raising=False)
+    computed = []
+    real = correctness._compute_reference
+    monkeypatch.setattr(correctness, "_compute_reference", lambda *a: computed.append(a[2:]) or real(*a))
+    spec = get_model("tiny-qwen3")
+
+    def gate(dtype="bf16", seed=0):
+        correctness._REFERENCES.clear()  # as a new process would start
+        return correctness.check(cpu, spec, dtype, seed, 2**34).fields()
+
+    first = gate()
+    assert gate() == first and len(computed) == 1  # read back: the same verdict, nothing recomputed
+    gate(seed=1)
+    assert len(computed) == 2  # another seed: another reference
+    monkeypatch.setenv("CHIPBENCH_FRESH", "1")
+    gate()
+    assert len(computed) == 3
+    monkeypatch.delenv("CHIPBENCH_FRESH")
+    for kept in (tmp_path / "reference").glob("*.safetensors"):
+        kept.write_bytes(b"\x00" * 64)  # damaged: computed again, never an error
+    assert gate() == first and len(computed) == 4

@@ -17,16 +17,24 @@ a looser bound (ten times) rather than excused. NaN never passes.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+import chipbench
 
 from chipbench.backends import torch_loop
 from chipbench.backends.base import capability
 from chipbench.measuring import env
-from chipbench.models.build import build_random, parse_dtype
+from chipbench.models.build import WEIGHTS_SCHEME, build_random, parse_dtype
 from chipbench.models.counts import facts
 from chipbench.models.zoo import ModelSpec
+from chipbench.stash import cache_root, fresh
 
 BASE_TOLERANCE = {
     "fp32": 1e-4,
@@ -158,14 +166,88 @@ _KEPT_REFERENCES = 4
 
 
 def _reference(backend, spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> tuple:
-    """(seq, l_ref, router ties, the dtype's own error floor), computed once per process."""
+    """(seq, l_ref, router ties, the dtype's own error floor), computed once per process, and kept
+    on disk for the next run of the same software (_kept_reference)."""
     own = capability(backend, "reference_model")
     key = (spec.name, dtype, seed, layers, type(backend).__qualname__ if own is not None else None)
     if key not in _REFERENCES:
         if len(_REFERENCES) >= _KEPT_REFERENCES:
             _REFERENCES.pop(next(iter(_REFERENCES)))
-        _REFERENCES[key] = _compute_reference(backend, spec, dtype, seed, layers)
+        facts = _reference_facts(spec, key)
+        kept = _kept_reference(facts)
+        if kept is None:
+            kept = _compute_reference(backend, spec, dtype, seed, layers)
+            _keep_reference(facts, kept)
+        _REFERENCES[key] = kept
     return _REFERENCES[key]
+
+
+# A reference is a function of the model's architecture, dtype, seed, depth and reference backend,
+# and of the software that builds and runs it (torch, transformers, chipbench's own weights and
+# loop): kept on disk under exactly those facts for REFERENCE_KEPT_S, so a run on the same software
+# does not build the fp32 model again. --fresh (or $CHIPBENCH_FRESH) computes it again.
+REFERENCE_KEPT_S = 30 * 86400
+
+
+def _reference_facts(spec: ModelSpec, key: tuple) -> dict:
+    import transformers
+
+    return {
+        "spec": repr(spec),
+        "key": list(key),
+        "prompt": PROMPT_TOKENS,
+        "checked": CHECKED_TOKENS,
+        "tolerances": BASE_TOLERANCE,
+        "weights": WEIGHTS_SCHEME,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "harness": env.provenance(0)["git_commit"] or chipbench.__version__,
+    }
+
+
+def _reference_path(facts: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return cache_root() / "reference" / f"{digest}.safetensors"
+
+
+def _kept_reference(facts: dict) -> tuple | None:
+    """A kept reference for exactly these facts, young enough; None otherwise (or unreadable)."""
+    if fresh():
+        return None
+    path = _reference_path(facts)
+    try:
+        if not 0 <= time.time() - path.stat().st_mtime < REFERENCE_KEPT_S:
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if json.loads(meta.get("facts", "null")) != json.loads(json.dumps(facts, sort_keys=True, default=str)):
+                return None
+            seq, l_ref = f.get_tensor("seq"), f.get_tensor("l_ref")
+        ties = {int(i) for i in json.loads(meta["ties"])}
+        return seq, l_ref, ties, float(meta["floor"])
+    except Exception:  # absent, another version's, or damaged: computed again
+        return None
+
+
+def _keep_reference(facts: dict, ref: tuple) -> None:
+    from safetensors.torch import save_file
+
+    seq, l_ref, ties, floor = ref
+    path = _reference_path(facts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+        meta = {
+            "facts": json.dumps(facts, sort_keys=True, default=str),
+            "ties": json.dumps(sorted(ties)),
+            "floor": repr(float(floor)),
+        }
+        save_file({"seq": seq.contiguous(), "l_ref": l_ref.contiguous()}, str(tmp), metadata=meta)
+        tmp.replace(path)
+    except Exception:  # a cache that cannot be written costs the reuse, never the gate
+        pass
 
 
 def _compute_reference(backend, spec: ModelSpec, dtype: str, seed: int, layers: int | None) -> tuple:

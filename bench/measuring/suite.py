@@ -33,7 +33,7 @@ from chipbench.backends.base import capability
 # few rounds on another.
 DEFAULT_SUITE = {
     "cpu": dict(
-        models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=15.0, modes=("eager",)
+        models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=12.0, modes=("eager",)
     ),
     "cuda": dict(
         models=("qwen3-8b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=10.0, modes=("eager", "compiled")
@@ -41,7 +41,7 @@ DEFAULT_SUITE = {
 }
 FIXED_ROUNDS = 5  # a soak's minimum rounds
 FALLBACK_SUITE = dict(
-    models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=15.0, modes=("eager",)
+    models=("qwen3-0.6b",), dtypes=("bf16",), workloads=("pp512", "tg128"), budget_s=12.0, modes=("eager",)
 )
 
 

@@ -37,7 +37,7 @@ SUITE_OPTIONS: tuple[Option, ...] = (
     Option(
         "rounds",
         "timed rounds per case",
-        "as many as fit a per-case budget (15 s on a CPU, 10 s elsewhere) at the warmup round's pace, 3 to 10",
+        "as many as fit a per-case budget (12 s on a CPU, 10 s elsewhere) at the warmup round's pace, 3 to 10",
         type=int,
         metavar="N",
     ),
@@ -107,7 +107,7 @@ SUITE_OPTIONS: tuple[Option, ...] = (
         "fresh",
         "prove the timing self-test and measure the ceilings and the correctness reference again, instead of "
         "reusing this machine's from an earlier run (a self-test is kept 7 days, ceilings 1 day and revalidated, "
-        "a reference while the software is the same)",
+        "a reference 30 days, each for the same machine or software)",
         "reuse",
         default=False,
         flag=True,

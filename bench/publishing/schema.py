@@ -407,7 +407,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         Opt(NonNeg),
         "",
         "kept ceilings: this run's quick rounds (3, no window) over them, the lower of bandwidth and matmul; "
-        "they are kept only between 0.85 and 1.1, else measured again",
+        "kept from 0.85 up (raised to the quick rounds' rate where that is higher), else measured again",
     ),
     "spec_check": (Opt(str), "", "set when the measured ceilings beat the spec row or miss it by half"),
     "spec_mbu": (
