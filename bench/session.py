@@ -389,21 +389,25 @@ class Session:
         if not self.records:
             return []
         path = shlex.quote(str(self.writer.path))
-        steps = [f"chipbench report {path}   the full table (--format md|html to publish)"]
+        steps = [f"chipbench report {path}   (the full table; --format md or html to publish)"]
         differs = [r for r in (comparison.rows if comparison is not None else []) if r["verdict"] == "machine differs"]
         failed = [r for r in self.records if r.get("status") != "ok" or r.get("correct") is False]
         if failed:
-            steps.append(f"{failed[0].get('rerun') or 'chipbench run ...'}   run the first failing case again alone")
+            steps.append(f"{failed[0].get('rerun') or 'chipbench run ...'}   (the first failing case, alone)")
         elif differs:
             steps.append(
-                f"this machine's ceilings differ from its baseline's: rerun when it is quiet, or make its own baseline: "
-                f"{self.prefix}repeats 3 over a few runs, then chipbench baseline RUN..."
+                f"{self.prefix}repeats 3, a few runs, then chipbench baseline RUN...   (this machine's own "
+                "baseline: its ceilings differ from the baseline's; or rerun when it is quiet)"
             )
         elif self.repeats < 2:
-            steps.append(f"{self.prefix}repeats 3   independent trials per case: what a baseline or a CI gate needs")
+            steps.append(f"{self.prefix}repeats 3   (independent trials: what a baseline or a CI gate needs)")
         elif not compared:
-            steps.append(f"chipbench compare {path} --baseline results/baselines   ratios, intervals and verdicts")
-        return ["next:"] + [f"  {s}" for s in steps[:2]]
+            steps.append(f"chipbench compare {path} --baseline results/baselines   (ratios, intervals, verdicts)")
+        return ["next:"] + [
+            line
+            for step in steps[:2]
+            for line in textwrap.wrap(step, WIDTH, initial_indent="  ", subsequent_indent="    ")
+        ]
 
     def exit_code(self) -> int:
         return 0 if all(r["status"] == "ok" for r in self.records) else 1

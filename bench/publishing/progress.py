@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 from chipbench.stash import Stash
 
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 DURATIONS = Stash("durations", 30 * 86400)  # each case's last wall time on a machine, for the estimate
 
 
@@ -165,8 +166,8 @@ class Progress:
     def status(self) -> str:
         """The live line's text."""
         done, count, name = self.round
-        parts = [self._prefix() + (self.stage_text or "starting")]
-        if count:
+        parts = [(self._prefix() + self.stage_text) if self.stage_text else self._prefix().rstrip(": ")]
+        if count and not self.stage_text:
             parts.append(f"{name} round {min(done + 1, count)} of {count}")
         parts.append(f"{clock(time.perf_counter() - self.started)} elapsed")
         left, whole = self.left()
@@ -190,16 +191,15 @@ class Progress:
             return
         from rich.console import Console
         from rich.live import Live
-        from rich.spinner import Spinner
+        from rich.text import Text
 
         console = Console(file=self.stream, force_terminal=True, highlight=False)
-        spinner = Spinner("dots")
         progress = self
 
-        class _Line:
+        class _Line:  # one line, cut to the terminal's width: a wrapped live line would not be erased whole
             def __rich_console__(self, console, options):
-                spinner.text = progress.status()
-                yield spinner
+                frame = SPINNER[int(time.monotonic() * 8) % len(SPINNER)]
+                yield Text(f"{frame} {progress.status()}", no_wrap=True, overflow="ellipsis")
 
         self._live = Live(
             _Line(), console=console, refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False

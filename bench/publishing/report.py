@@ -278,29 +278,27 @@ def comparison_text(comparison, threshold: float | None = None, width: int = 120
             by_case[key] = r
     notes: list[str] = []
 
-    def mark(text: str | None) -> str:
-        if not text:
-            return ""
-        if text not in notes:
-            notes.append(text)
-        return f"[{notes.index(text) + 1}]"
+    def marks(parts: list) -> str:
+        """Each explanation once below, numbered: a row cites its own ("[1,3]")."""
+        cited = []
+        for text in dict.fromkeys(p for p in parts if p):
+            if text not in notes:
+                notes.append(text)
+            cited.append(str(notes.index(text) + 1))
+        return f" [{','.join(cited)}]" if cited else ""
 
     rows = []
     for r in by_case.values():
-        explained = "; ".join(
-            dict.fromkeys(
-                x
-                for x in (
-                    r.get("needs"),
-                    r.get("machine_note"),
-                    r.get("decide"),
-                    r.get("weights_note"),
-                    r.get("cpu_note"),
-                    r.get("software_note") if not _common_software(comparison) else None,
-                    r.get("gate_note") if r.get("gate") not in (None, "pass") else None,
-                )
-                if x
-            )
+        cite = marks(
+            [
+                r.get("needs"),
+                r.get("machine_note"),
+                r.get("cpu_note"),
+                r.get("decide"),
+                r.get("weights_note"),
+                r.get("software_note") if not _common_software(comparison) else None,
+                r.get("gate_note") if r.get("gate") not in (None, "pass") else None,
+            ]
         )
         interval = f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r.get("ci_low") is not None else "none"
         row = {
@@ -309,7 +307,7 @@ def comparison_text(comparison, threshold: float | None = None, width: int = 120
             "metric": str(r["metric"]).replace("_tok_per_s", " t/s").replace("_s", ""),
             "ratio": f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-",
             "95% CI": interval,
-            "verdict": _verdict_text(r) + (f" {mark(explained)}" if explained else ""),
+            "verdict": _verdict_text(r) + cite,
         }
         if threshold is not None:
             row["gate"] = r.get("gate") or "-"
