@@ -112,7 +112,7 @@ def test_the_live_line_says_case_round_elapsed_and_left():
     shown.round_started -= 10  # the first round has run 10 s
     shown.tick()
     status = shown.status()
-    assert status.startswith("[1/1] cpu-qwen3-0.6b-bf16-tg128-b1: ")
+    assert status.startswith("[1/1] cpu-qwen3-0.6b-bf16-tg128-b1 · timed round 2 of 3 · ")
     assert "timed round 2 of 3" in status and "elapsed" in status and "about 0:2" in status  # ~20 s left
     assert clock(3725) == "1:02:05" and clock(65) == "1:05"
 
