@@ -14,6 +14,7 @@ a case never run here makes it a lower bound, shown with a "+".
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -193,7 +194,11 @@ class Progress:
         from rich.live import Live
         from rich.text import Text
 
-        console = Console(file=self.stream, force_terminal=True, highlight=False)
+        try:  # the stream is a copy of the terminal's descriptor: rich cannot ask it its width
+            width = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            width = 80
+        console = Console(file=self.stream, force_terminal=True, highlight=False, width=width)
         progress = self
 
         class _Line:  # one line, cut to the terminal's width: a wrapped live line would not be erased whole
