@@ -21,8 +21,9 @@ def sized(pace: float, budget: float = 15.0, warmup: int = 1) -> tuple[int, str]
 
 
 def test_rounds_fill_the_budget_at_the_warmups_pace_between_their_bounds():
+    assert ROUNDS_MIN == 5  # the fixed count before rounds were sized: no case's interval got wider
     assert sized(2.0) == (7, "7: the 15 s budget at the warmup round's 2 s")
-    assert sized(13.3) == (ROUNDS_MIN, "3 (the fewest): the 15 s budget at the warmup round's 13.3 s")
+    assert sized(13.3) == (ROUNDS_MIN, "5 (the fewest): the 15 s budget at the warmup round's 13.3 s")
     assert sized(0.01) == (ROUNDS_MAX, "10 (the most): the 15 s budget at the warmup round's 0.01 s")
     n, why = sized(1.0, warmup=0)  # no warmup to pace by: the fewest, said
     assert n == ROUNDS_MIN and "no warmup round" in why

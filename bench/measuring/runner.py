@@ -544,7 +544,7 @@ def soak_rounds(case: Case, warmup_windows: list[tuple[float, float]]) -> int:
 # depends on no timed value, so the rounds are a fixed-size sample and their t interval keeps its
 # coverage; stopping when the interval looks tight would not (its width is itself an estimate).
 # pytest-benchmark's pedantic mode needs the count up front too.
-ROUNDS_MIN = 3  # the fewest a sized case times: two degrees of freedom for its interval
+ROUNDS_MIN = 5  # the fewest a sized case times: the fixed count before sizing, so no interval gets wider
 ROUNDS_MAX = 10
 
 

@@ -37,7 +37,7 @@ SUITE_OPTIONS: tuple[Option, ...] = (
     Option(
         "rounds",
         "timed rounds per case",
-        "as many as fit a per-case budget (12 s on a CPU, 10 s elsewhere) at the warmup round's pace, 3 to 10",
+        "as many as fit a per-case budget (12 s on a CPU, 10 s elsewhere) at the warmup round's pace, 5 to 10",
         type=int,
         metavar="N",
     ),

@@ -78,7 +78,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         Opt(Literal["fixed", "budget", "soak"]),
         "",
         "how their count was set: fixed (--rounds), budget (as many as fit the case's time budget at its "
-        "warmup round's pace, between 3 and 10), soak (as many as filled --soak)",
+        "warmup round's pace, between 5 and 10), soak (as many as filled --soak)",
     ),
     "rounds_reason": (Opt(Text), "", "the count and why: the budget, the warmup's pace, a bound reached"),
     "series_id": (Opt(str), "", "one invocation's id: the trials of one `--bench-repeats` run share it"),
