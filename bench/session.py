@@ -14,6 +14,7 @@ mode, or a plain loop) and where the lines go.
 
 from __future__ import annotations
 
+import math
 import shlex
 import textwrap
 import time
@@ -29,6 +30,7 @@ from chipbench.backends.registry import get_backend
 from chipbench.judging.chips import resolve_chip
 from chipbench.judging.trial import TrialJudge
 from chipbench.measuring import env
+from chipbench.measuring.metrics import HEADLINE
 from chipbench.measuring.runner import (
     Case,
     beside_ceilings,
@@ -45,7 +47,6 @@ from chipbench.measuring.suite import Planned, SuiteOptions, plan
 from chipbench.measuring.trials import Series
 from chipbench.models.zoo import get_model
 from chipbench.publishing.record import RecordWriter
-from chipbench.measuring.metrics import HEADLINE
 from chipbench.publishing.progress import Progress, clock
 from chipbench.publishing.report import summary_table
 from chipbench.stash import Stash, age_text, use_fresh
@@ -314,7 +315,9 @@ class Session:
         if kept is not None:
             try:
                 then = Ceilings(**kept[0])
-            except TypeError:  # kept by another version of the fields
+                if not all(math.isfinite(x) and x > 0 for x in (then.bandwidth_gb_per_s, then.tflops)):
+                    then = None  # not what a measurement gives: measured again
+            except TypeError:  # kept by another version of the fields, or not numbers
                 then = None
             quick = beside_ceilings(backend, dtype) if then else None
             if quick is not None:
@@ -337,8 +340,7 @@ class Session:
             device = env.device_facts(backend.info())
         except Exception:
             return None
-        host = {k: v for k, v in self.host.items() if k not in ("env_runner", "env_os")}
-        return {**device, **host, "dtype": dtype, "window_s": window_s(device["backend_kind"] or "cpu")}
+        return {**device, **self.machine_key(), "dtype": dtype, "window_s": window_s(device["backend_kind"] or "cpu")}
 
     def handle_for(self, backend, case: Case):
         """The case's loaded model: the previous case's when it is the same model, else a fresh load."""

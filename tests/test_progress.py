@@ -197,6 +197,12 @@ def test_kept_ceilings_are_used_only_while_quick_rounds_agree_with_them(tmp_path
     again = session.kept_or_measured(fake, "fp32")
     assert again.kept_from is None and again.bandwidth_gb_per_s == 6.0 and fake.calls[-1] == {}
     assert session.kept_or_measured(fake, "fp32").kept_from is not None
+    from chipbench.session import CEILINGS
+
+    key = session._ceilings_key(fake, "fp32")
+    for bad in (-1.0, float("nan"), "fast"):  # a kept file edited by hand: measured again, never trusted
+        CEILINGS.put(key, {**CEILINGS.get(key)[0], "bandwidth_gb_per_s": bad})
+        assert session.kept_or_measured(fake, "fp32").kept_from is None and fake.calls[-1] == {}
 
 
 def test_the_correctness_reference_is_kept_for_the_same_software(tmp_path, monkeypatch, cpu):

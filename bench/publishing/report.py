@@ -7,6 +7,7 @@ import html
 import io
 import json
 import math
+import textwrap
 
 from chipbench.measuring.metrics import HEADLINE, METRICS
 
@@ -97,8 +98,6 @@ def compact_summary(records: list[dict], width: int = 120) -> str:
     above the table, the path cut to its first part, the gate's verdict in a word, notes numbered
     below it, and columns dropped (DROPPED_FIRST) while it is wider than `width`; every line wrapped
     to `width`. The whole table is `--wide`'s, the report's and the records'."""
-    import textwrap
-
     from chipbench.judging.cases import SPREAD, STATISTIC
     from chipbench.publishing.tables import plain_table
 
@@ -263,8 +262,6 @@ def comparison_text(comparison, threshold: float | None = None, width: int = 120
     """The comparison a terminal holds: one short line per case (its own throughput's ratio, 95%
     interval, verdict and gate), what every line shares said once above, and the explanations once
     below, numbered; the other metrics are in --format md / csv / json."""
-    import textwrap
-
     from chipbench.publishing.tables import plain_table, terminal_safe
 
     by_case: dict[tuple, dict] = {}
