@@ -352,9 +352,10 @@ def test_the_comparison_table_shows_the_machine_note():
     lines = render_comparison(result, "text", None, False).splitlines()
     assert max(map(len, lines)) <= 120
     (row,) = [line for line in lines if line.startswith("cuda tg32 B1")]
-    assert row.endswith("machine differs (invocation drift assumed) [1,2]")
-    assert any(line.startswith("[1] the device itself measured 0.60x") for line in lines)
-    assert any(line.startswith("[2] what would decide it: a run when") for line in lines)
+    assert row.endswith("machine differs [1,2,3]")
+    assert any(line.startswith("[1] invocation drift assumed: each side is one invocation") for line in lines)
+    assert any(line.startswith("[2] the device itself measured 0.60x") for line in lines)
+    assert any(line.startswith("[3] what would decide it: a run when") for line in lines)
 
 
 def test_a_baseline_says_its_floors_and_when_the_machine_moved_across_its_runs(tmp_path, capsys):

@@ -195,7 +195,8 @@ def test_the_run_ends_compared_with_the_best_matching_baseline_and_says_a_device
             "*no spec row matches*measured ceilings only; the table has no",  # wrapped at 120 columns
             "server CPUs: give its sheet's --bench-peak-gbps / --bench-peak-tflops",
             "*chipbench vs baseline*",
-            "cpu tg8 B1*eager*decode t/s*(invocation drift assumed)*",
+            "cpu tg8 B1*eager*decode t/s*",
+            "*invocation drift assumed: each side is one invocation*",
             "run: 1 record(s): 1 used",
             "baseline: 1 record(s): 1 used",
         ]

@@ -258,6 +258,12 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+DRIFT_ASSUMED = (
+    "invocation drift assumed: each side is one invocation, so a prior stands in for how much one run's level "
+    "moves from the next (a baseline of several runs measures it)"
+)
+
+
 def comparison_text(comparison, threshold: float | None = None, width: int = 120) -> str:
     """The comparison a terminal holds: one short line per case (its own throughput's ratio, 95%
     interval, verdict and gate), what every line shares said once above, and the explanations once
@@ -286,8 +292,10 @@ def comparison_text(comparison, threshold: float | None = None, width: int = 120
 
     rows = []
     for r in by_case.values():
+        assumed = r.get("drift_source") and r["drift_source"].startswith("prior")
         cite = marks(
             [
+                DRIFT_ASSUMED if assumed else None,
                 r.get("needs"),
                 r.get("machine_note"),
                 r.get("cpu_note"),
@@ -304,7 +312,7 @@ def comparison_text(comparison, threshold: float | None = None, width: int = 120
             "metric": str(r["metric"]).replace("_tok_per_s", " t/s").replace("_s", ""),
             "ratio": f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-",
             "95% CI": interval,
-            "verdict": _verdict_text(r) + cite,
+            "verdict": r["verdict"] + cite,
         }
         if threshold is not None:
             row["gate"] = r.get("gate") or "-"
@@ -327,9 +335,11 @@ def comparison_text(comparison, threshold: float | None = None, width: int = 120
         lines.append(f"every row: {common}")
     lines += comparison.account_lines()
     out = []
-    for line in lines:
+    table = 1 + len(rows)  # lines 1..table: the header and the rows, never wrapped (the columns would not line up)
+    for i, line in enumerate(lines):
         line = terminal_safe(line)
-        out += textwrap.wrap(line, width, subsequent_indent="    ") if len(line) > width else [line]
+        keep = 1 <= i <= table or len(line) <= width
+        out += [line] if keep else textwrap.wrap(line, width, subsequent_indent="    ")
     return "\n".join(out) + "\n"
 
 
