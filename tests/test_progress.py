@@ -9,7 +9,18 @@ import time
 import pytest
 
 from chipbench import stash
-from chipbench.measuring.runner import ROUNDS_MAX, ROUNDS_MIN, Case, budget_rounds, rounds_fields
+from chipbench.measuring.metrics import Round
+from chipbench.measuring.runner import (
+    ROUNDS_MAX,
+    ROUNDS_MIN,
+    WARMUP_TOKENS,
+    Case,
+    budget_rounds,
+    full_round_pace,
+    measure_case,
+    rounds_fields,
+    warmup_tokens,
+)
 from chipbench.measuring.selftest import LONG_MIN, TimingCheck, sized_prompt
 from chipbench.measuring.workload import parse_workload
 from chipbench.publishing.progress import Progress, clock
@@ -17,7 +28,7 @@ from chipbench.publishing.progress import Progress, clock
 
 def sized(pace: float, budget: float = 15.0, warmup: int = 1) -> tuple[int, str]:
     case = Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg8"), warmup=warmup, rounds=ROUNDS_MAX, budget_s=budget)
-    return budget_rounds(case, [(0.0, pace)])
+    return budget_rounds(case, pace)
 
 
 def test_rounds_fill_the_budget_at_the_warmups_pace_between_their_bounds():
@@ -29,6 +40,43 @@ def test_rounds_fill_the_budget_at_the_warmups_pace_between_their_bounds():
     assert n == ROUNDS_MIN and "no warmup round" in why
     fixed = Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg8"), rounds=4)
     assert rounds_fields(fixed, None, 4) == {"rounds_rule": "fixed", "rounds_reason": "4: as asked (--rounds)"}
+
+
+def test_a_sized_decode_case_warms_up_on_its_first_tokens_and_is_paced_as_a_full_round():
+    tg128 = parse_workload("tg128")
+    sized_case = Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=ROUNDS_MAX, budget_s=12.0)
+    assert warmup_tokens(sized_case) == WARMUP_TOKENS == 16
+    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=5)) == 128  # fixed rounds: the whole round
+    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=5, soak_s=60.0)) == 128
+    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp512"), budget_s=12.0)) == 1
+    # 16 tokens: the first at 1.0 s, then 0.1 s a step: a full round is the first plus 127 steps
+    warm = Round(tuple(1.0 + 0.1 * i for i in range(16)))
+    assert full_round_pace(sized_case, warm) == pytest.approx(13.7)
+    assert full_round_pace(sized_case, None) == 0.0
+    whole = Round(tuple(0.1 * (i + 1) for i in range(128)))
+    assert full_round_pace(sized_case, whole) == pytest.approx(12.8)  # a full warmup: its own duration
+    n, why = budget_rounds(sized_case, full_round_pace(sized_case, warm))
+    assert n == ROUNDS_MIN and "round's 13.7 s at the pace of the warmup's 16 tokens" in why
+
+
+def test_the_warmup_round_generates_its_tokens_and_the_timed_rounds_the_workloads(monkeypatch):
+    from chipbench.backends.cpu import create
+
+    backend = create()
+    asked = []
+    generate = backend.generate
+
+    def counting(handle, prompt, tokens, on_token):
+        asked.append(tokens)
+        return generate(handle, prompt, tokens, on_token)
+
+    monkeypatch.setattr(backend, "generate", counting)
+    case = Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg24"), rounds=ROUNDS_MIN, budget_s=0.01)
+    rec = measure_case(backend, case)
+    assert rec["status"] == "ok", rec.get("error")
+    assert asked == [16] + [24] * ROUNDS_MIN and rec["warmup_tokens"] == 16
+    assert len(rec["token_times_s"]) == ROUNDS_MIN and all(len(r) == 24 for r in rec["token_times_s"])
+    assert "at the pace of the warmup's 16 tokens" in rec["rounds_reason"]
 
 
 def test_the_long_probe_is_sized_to_about_a_second_of_prefill():

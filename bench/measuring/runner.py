@@ -160,11 +160,13 @@ class CaseRun:
         if prepare is not None:
             self.compile_time_s = prepare(self.handle, w.batch, w.prompt_tokens + w.gen_tokens, w.prompt_tokens)
 
-    def round(self) -> Round:
-        """One timed generation; returns (and keeps) its per-token timestamps."""
+    def round(self, tokens: int | None = None) -> Round:
+        """One timed generation (of `tokens` tokens: a short warmup; default the workload's); returns
+        (and keeps) its per-token timestamps."""
         if self.listener is not None:
             self.listener.tick()
         w = self.case.workload
+        tokens = tokens or w.gen_tokens
         stamps: list[float] = []
         clock = time.perf_counter
         on_token = _stamping(stamps, clock, w.batch)
@@ -174,13 +176,13 @@ class CaseRun:
         if self.sampler is not None:
             self.sampler.read_now()  # the energy counter at the round's start
         start = clock()
-        gen = self.backend.generate(self.handle, self.prompt, w.gen_tokens, on_token)
+        gen = self.backend.generate(self.handle, self.prompt, tokens, on_token)
         if self.sampler is not None:
             self.sampler.read_now()  # and at its end
-        if len(stamps) != w.gen_tokens or len(gen.tokens) != w.gen_tokens:
+        if len(stamps) != tokens or len(gen.tokens) != tokens:
             raise BackendContractError(
-                f"backend {self.backend.name!r} produced {len(stamps)} token steps, the workload "
-                f"asked for exactly {w.gen_tokens} (EOS must be ignored)"
+                f"backend {self.backend.name!r} produced {len(stamps)} token steps, the "
+                f"{'workload' if tokens == w.gen_tokens else 'warmup round'} asked for exactly {tokens} (EOS must be ignored)"
             )
         host = tuple(t - start for t in stamps)
         step_s, busy = host_step(host, getattr(gen, "host_waits_s", None))
@@ -329,6 +331,7 @@ def case_identity(case: Case) -> dict:
         "prompt_tokens": w.prompt_tokens,
         "gen_tokens": w.gen_tokens,
         "warmup_rounds": case.warmup,
+        "warmup_tokens": warmup_tokens(case) if case.warmup else None,
         "rounds": case.rounds,
         "params_total": f.params_total,
         "params_active": f.params_active,
@@ -548,16 +551,43 @@ ROUNDS_MIN = 5  # the fewest a sized case times: the fixed count before sizing, 
 ROUNDS_MAX = 10
 
 
-def budget_rounds(case: Case, windows: list[tuple[float, float]]) -> tuple[int, str]:
-    """(timed rounds, why) for a sized case, from the last warmup round's pace."""
+# A sized case's warmup round generates at most this many tokens: a few decode steps load the kernels,
+# touch the weights and grow the caches as the timed rounds will, and the whole tg128 warmup (12-17 s
+# of torch's eager bf16 decode on a 2-core CPU) was the main job's largest untimed cost. Its pace is
+# scaled to the full round's for sizing. Prefill rounds keep their full warmup: a shorter prompt would
+# warm other matrix shapes than the timed ones.
+WARMUP_TOKENS = 16
+
+
+def warmup_tokens(case: Case) -> int:
+    """Tokens each warmup round of `case` generates: the workload's, or WARMUP_TOKENS for a sized case
+    (the default suite's) that generates more."""
+    n = case.workload.gen_tokens
+    return min(n, WARMUP_TOKENS) if case.budget_s and not case.soak_s else n
+
+
+def full_round_pace(case: Case, warm: Round | None) -> float:
+    """A full round's duration estimated from a warmup round: its first token, then its decode steps'
+    pace for all of the workload's steps (the round itself where it was full); 0 without a round."""
+    if warm is None or not warm.token_times_s:
+        return 0.0
+    times, n = warm.token_times_s, case.workload.gen_tokens
+    if len(times) >= n or len(times) < 2:
+        return times[-1]
+    return times[0] + (times[-1] - times[0]) / (len(times) - 1) * (n - 1)
+
+
+def budget_rounds(case: Case, pace: float) -> tuple[int, str]:
+    """(timed rounds, why) for a sized case, from a full round's pace (full_round_pace)."""
     lo, hi = ROUNDS_MIN, max(ROUNDS_MIN, case.rounds)
-    pace = max((end - start for start, end in windows[-1:]), default=0.0) if case.warmup else 0.0
-    if pace <= 0:
+    if pace <= 0 or not case.warmup:
         return lo, f"{lo}: the fewest (no warmup round to pace the {case.budget_s:g} s budget by)"
     fit = math.floor(case.budget_s / pace)
     n = min(hi, max(lo, fit))
     bound = " (the fewest)" if n == lo and fit < lo else " (the most)" if n == hi and fit > hi else ""
-    return n, f"{n}{bound}: the {case.budget_s:g} s budget at the warmup round's {pace:.3g} s"
+    part = warmup_tokens(case) < case.workload.gen_tokens
+    seen = f"a round's {pace:.3g} s at the pace of the warmup's {warmup_tokens(case)} tokens" if part else None
+    return n, f"{n}{bound}: the {case.budget_s:g} s budget at " + (seen or f"the warmup round's {pace:.3g} s")
 
 
 def rounds_fields(case: Case, rule: tuple[int, str] | None, timed: int) -> dict:
@@ -654,9 +684,10 @@ def measure_case(
                 timed = list(run.rounds_done)
             elif case.budget_s:  # sized: the warmup is the pilot, its pace sets the count before any is timed
                 run.phase("warmup", case.warmup)
-                timed_loop(run.round, 0, case.warmup)
+                timed_loop(lambda: run.round(warmup_tokens(case)), 0, case.warmup)
+                warm = run.rounds_done[-1] if run.rounds_done else None
                 run.rounds_done.clear()
-                run.rounds_rule = budget_rounds(case, run.windows)
+                run.rounds_rule = budget_rounds(case, full_round_pace(case, warm))
                 run.phase("timed", run.rounds_rule[0])
                 timer(run.round, run.rounds_rule[0], 0)
                 timed = list(run.rounds_done)

@@ -73,6 +73,12 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "prompt_tokens": (Opt(Positive), "tokens", "prompt length P per sequence (the context for decode workloads)"),
     "gen_tokens": (Opt(Positive), "tokens", "tokens generated per sequence, N (fixed; EOS ignored)"),
     "warmup_rounds": (Opt(Count), "rounds", "untimed rounds run first"),
+    "warmup_tokens": (
+        Opt(Positive),
+        "tokens",
+        "tokens each warmup round generated: the workload's, or its first 16 in a case whose rounds are sized "
+        "(its pace scaled to a full round's)",
+    ),
     "rounds": (Opt(Positive), "rounds", "timed rounds the statistics are over"),
     "rounds_rule": (
         Opt(Literal["fixed", "budget", "soak"]),
