@@ -211,6 +211,14 @@ OPTIONAL: tuple[Capability, ...] = (
         True,
         "False when a trial cannot run in a fresh worker process found by name (the trial then runs in-process)",
     ),
+    Capability(
+        "short_warmup",
+        "backend",
+        False,
+        "True when a warmup of a few decode steps leaves the backend as warm as a whole round: no state "
+        "that grows with the round and outlives it (a persistent KV cache, a caching allocator); a sized case "
+        "then warms up on its first 16 tokens (chipbench.measuring.runner.warmup_tokens); default: whole rounds",
+    ),
     Capability("exec_path", "handle", None, "how this handle generates (eager, compiled, ...); default the mode asked"),
     Capability("exec_note", "handle", None, "why the mode asked for did not run as asked (a fallback), for the record"),
     Capability("file_bytes", "handle", None, "the bytes of an engine's real weight file, beside the nominal count"),

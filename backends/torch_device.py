@@ -187,6 +187,15 @@ class TorchBackend:
     def parallel(self) -> str:
         return distributed.layout()
 
+    @property
+    def short_warmup(self) -> bool:
+        """On the CPU each round's cache is new and every large tensor is mapped from the OS afresh
+        (glibc: no caching allocator), so 16 decode steps warm what a whole round does; measured,
+        torch's tg128 first timed round against the rest's median: 0.95 after a 16-token warmup, 0.94
+        after a whole one (results/measurements/2026-12-07-short-warmup/). On an accelerator the
+        caching allocator would meet the longer round's larger blocks only in the first timed round."""
+        return self.name == "cpu"
+
     def before_round(self) -> None:
         """Every rank ready before rank 0 starts its clock (a no-op in one process)."""
         distributed.barrier()

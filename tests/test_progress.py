@@ -42,20 +42,30 @@ def test_rounds_fill_the_budget_at_the_warmups_pace_between_their_bounds():
     assert rounds_fields(fixed, None, 4) == {"rounds_rule": "fixed", "rounds_reason": "4: as asked (--rounds)"}
 
 
-def test_a_sized_decode_case_warms_up_on_its_first_tokens_and_is_paced_as_a_full_round():
+def test_a_sized_decode_case_warms_up_on_its_first_tokens_where_its_backend_allows_it():
+    from types import SimpleNamespace
+
+    from chipbench.backends.cpu import create
+
+    cpu, other = create(), SimpleNamespace(name="llamacpp")  # no short_warmup: the contract's default
     tg128 = parse_workload("tg128")
     sized_case = Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=ROUNDS_MAX, budget_s=12.0)
-    assert warmup_tokens(sized_case) == WARMUP_TOKENS == 16
-    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=5)) == 128  # fixed rounds: the whole round
-    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=5, soak_s=60.0)) == 128
-    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp512"), budget_s=12.0)) == 1
+    assert warmup_tokens(sized_case, cpu) == WARMUP_TOKENS == 16
+    assert warmup_tokens(sized_case, other) == 128  # llama.cpp's KV cache outlives the round: whole rounds
+    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=5), cpu) == 128  # fixed rounds: whole
+    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", tg128, rounds=5, soak_s=60.0), cpu) == 128
+    assert warmup_tokens(Case("cpu", "tiny-qwen3", "fp32", parse_workload("pp512"), budget_s=12.0), cpu) == 1
+
+
+def test_a_short_warmup_paces_a_full_round():
+    sized_case = Case("cpu", "tiny-qwen3", "fp32", parse_workload("tg128"), rounds=ROUNDS_MAX, budget_s=12.0)
     # 16 tokens: the first at 1.0 s, then 0.1 s a step: a full round is the first plus 127 steps
     warm = Round(tuple(1.0 + 0.1 * i for i in range(16)))
     assert full_round_pace(sized_case, warm) == pytest.approx(13.7)
     assert full_round_pace(sized_case, None) == 0.0
     whole = Round(tuple(0.1 * (i + 1) for i in range(128)))
     assert full_round_pace(sized_case, whole) == pytest.approx(12.8)  # a full warmup: its own duration
-    n, why = budget_rounds(sized_case, full_round_pace(sized_case, warm))
+    n, why = budget_rounds(sized_case, full_round_pace(sized_case, warm), 16)
     assert n == ROUNDS_MIN and "round's 13.7 s at the pace of the warmup's 16 tokens" in why
 
 

@@ -331,7 +331,7 @@ def case_identity(case: Case) -> dict:
         "prompt_tokens": w.prompt_tokens,
         "gen_tokens": w.gen_tokens,
         "warmup_rounds": case.warmup,
-        "warmup_tokens": warmup_tokens(case) if case.warmup else None,
+        "warmup_tokens": case.workload.gen_tokens if case.warmup else None,  # a short warmup: set by measure_case
         "rounds": case.rounds,
         "params_total": f.params_total,
         "params_active": f.params_active,
@@ -551,19 +551,21 @@ ROUNDS_MIN = 5  # the fewest a sized case times: the fixed count before sizing, 
 ROUNDS_MAX = 10
 
 
-# A sized case's warmup round generates at most this many tokens: a few decode steps load the kernels,
-# touch the weights and grow the caches as the timed rounds will, and the whole tg128 warmup (12-17 s
-# of torch's eager bf16 decode on a 2-core CPU) was the main job's largest untimed cost. Its pace is
-# scaled to the full round's for sizing. Prefill rounds keep their full warmup: a shorter prompt would
-# warm other matrix shapes than the timed ones.
+# A sized case's warmup round generates at most this many tokens where its backend says a few decode
+# steps warm it as a whole round would (capability short_warmup: torch on the CPU). Torch's eager tg128
+# warmup was the main job's largest untimed cost (12-17 s on a 2-core CPU); its pace is scaled to a full
+# round's for sizing. llama.cpp keeps whole rounds: after a 16-token warmup its first timed tg128 round
+# ran 1.14x the others' median (0.99x after a whole one; results/measurements/2026-12-07-short-warmup/).
+# Prefill rounds keep their full warmup: a shorter prompt would warm other matrix shapes.
 WARMUP_TOKENS = 16
 
 
-def warmup_tokens(case: Case) -> int:
+def warmup_tokens(case: Case, backend=None) -> int:
     """Tokens each warmup round of `case` generates: the workload's, or WARMUP_TOKENS for a sized case
-    (the default suite's) that generates more."""
+    (the default suite's) that generates more on a backend whose warmup may be short."""
     n = case.workload.gen_tokens
-    return min(n, WARMUP_TOKENS) if case.budget_s and not case.soak_s else n
+    short = case.budget_s and not case.soak_s and backend is not None and capability(backend, "short_warmup")
+    return min(n, WARMUP_TOKENS) if short else n
 
 
 def full_round_pace(case: Case, warm: Round | None) -> float:
@@ -577,16 +579,17 @@ def full_round_pace(case: Case, warm: Round | None) -> float:
     return times[0] + (times[-1] - times[0]) / (len(times) - 1) * (n - 1)
 
 
-def budget_rounds(case: Case, pace: float) -> tuple[int, str]:
-    """(timed rounds, why) for a sized case, from a full round's pace (full_round_pace)."""
+def budget_rounds(case: Case, pace: float, warm_tokens: int | None = None) -> tuple[int, str]:
+    """(timed rounds, why) for a sized case, from a full round's pace (full_round_pace) estimated from
+    a warmup of `warm_tokens` tokens (default: a whole round)."""
     lo, hi = ROUNDS_MIN, max(ROUNDS_MIN, case.rounds)
     if pace <= 0 or not case.warmup:
         return lo, f"{lo}: the fewest (no warmup round to pace the {case.budget_s:g} s budget by)"
     fit = math.floor(case.budget_s / pace)
     n = min(hi, max(lo, fit))
     bound = " (the fewest)" if n == lo and fit < lo else " (the most)" if n == hi and fit > hi else ""
-    part = warmup_tokens(case) < case.workload.gen_tokens
-    seen = f"a round's {pace:.3g} s at the pace of the warmup's {warmup_tokens(case)} tokens" if part else None
+    part = warm_tokens is not None and warm_tokens < case.workload.gen_tokens
+    seen = f"a round's {pace:.3g} s at the pace of the warmup's {warm_tokens} tokens" if part else None
     return n, f"{n}{bound}: the {case.budget_s:g} s budget at " + (seen or f"the warmup round's {pace:.3g} s")
 
 
@@ -684,10 +687,11 @@ def measure_case(
                 timed = list(run.rounds_done)
             elif case.budget_s:  # sized: the warmup is the pilot, its pace sets the count before any is timed
                 run.phase("warmup", case.warmup)
-                timed_loop(lambda: run.round(warmup_tokens(case)), 0, case.warmup)
+                warm_tokens = warmup_tokens(case, backend)
+                timed_loop(lambda: run.round(warm_tokens), 0, case.warmup)
                 warm = run.rounds_done[-1] if run.rounds_done else None
                 run.rounds_done.clear()
-                run.rounds_rule = budget_rounds(case, full_round_pace(case, warm))
+                run.rounds_rule = budget_rounds(case, full_round_pace(case, warm), warm_tokens)
                 run.phase("timed", run.rounds_rule[0])
                 timer(run.round, run.rounds_rule[0], 0)
                 timed = list(run.rounds_done)
@@ -710,6 +714,8 @@ def measure_case(
             rec.update(split_power(rec, run.tokens_per_round() * len(windows)))
         rec.update(soak_fields(case, timed, windows))
         rec.update(rounds_fields(case, run.rounds_rule, len(timed)))
+        if case.budget_s and not case.soak_s and case.warmup:
+            rec["warmup_tokens"] = warm_tokens
         if judge is not None:
             judge(rec, run)
     except NothingTimed:
