@@ -212,6 +212,13 @@ OPTIONAL: tuple[Capability, ...] = (
         "False when a trial cannot run in a fresh worker process found by name (the trial then runs in-process)",
     ),
     Capability(
+        "default_dtypes",
+        "backend",
+        None,
+        "() -> (dtypes, why) the suite times by default on this device where they differ from the suite's "
+        "own default, or None (a CPU without bf16 matmul instructions: fp32); default: the suite's",
+    ),
+    Capability(
         "short_warmup",
         "backend",
         False,

@@ -66,6 +66,26 @@ def matmul_isa() -> str | None:
     return " ".join(f for f in MATMUL_ISA if f in flags) if flags else None
 
 
+# bf16 matmul in hardware: x86's AVX-512 BF16 and AMX, Arm's BF16 extension (the "bf16" flag)
+BF16_MATMUL = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def default_dtype(isa: str | None = None) -> tuple[str, str] | None:
+    """fp32 and why on a CPU whose flags show no bf16 matmul instructions: torch's bf16 matmul is a
+    software conversion there, and the suite would time that code, not the chip (on this project's
+    AVX2 EPYC its bf16 matmul ceiling was 0.021 TFLOP/s against 0.187 in fp32, and one bf16 pp512
+    round of qwen3-0.6b took 22 s). None (the suite's bf16) where bf16 is in hardware or the flags
+    cannot be read."""
+    isa = matmul_isa() if isa is None else isa
+    if not isa or set(isa.split()) & set(BF16_MATMUL):
+        return None
+    return (
+        "fp32",
+        f"fp32 by default: this CPU reports no bf16 matmul instructions ({', '.join(BF16_MATMUL)}; it has: "
+        f"{isa}), so torch's bf16 here is a software conversion; --dtype bf16 times it anyway",
+    )
+
+
 def _reset_rss_peak() -> None:
     # Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM).
     try:
@@ -124,6 +144,7 @@ def create() -> TorchBackend:
         peak_memory_kind="process_rss_peak",
         telemetry=_telemetry,
         compile_refuses=compile_refuses,
+        default_dtype=default_dtype,
     )
     return TorchBackend("cpu", ops)
 

@@ -37,6 +37,9 @@ class DeviceOps:
     # a timing event of this device's stream (e.g. torch.cuda.Event(enable_timing=True)); None: the
     # device has no clock of its own to offer, and the harness's host stamps are the times
     event: Callable[[], object] | None = None
+    # the dtype the suite should time by default on this device and why, where it is not the suite's
+    # (a CPU without bf16 matmul instructions: fp32); None: the suite's default
+    default_dtype: Callable[[], tuple[str, str] | None] = lambda: None
 
 
 @dataclass
@@ -186,6 +189,12 @@ class TorchBackend:
     @property
     def parallel(self) -> str:
         return distributed.layout()
+
+    def default_dtypes(self) -> tuple[tuple[str, ...], str] | None:
+        """(dtypes, why) the suite times by default on this device where they differ from its own
+        per-backend default; None: no opinion."""
+        picked = self.ops.default_dtype()
+        return ((picked[0],), picked[1]) if picked else None
 
     @property
     def short_warmup(self) -> bool:

@@ -188,6 +188,7 @@ class Session:
 
         def keep(rec: dict) -> None:
             rec["timing_selftest"] = selftest
+            rec["dtype_reason"] = case.dtype_reason  # a worker's record is made without it
             self.keep(rec)
 
         if self.repeats > 1:

@@ -292,3 +292,36 @@ def test_the_correctness_reference_is_kept_for_the_same_software(tmp_path, monke
     for kept in (tmp_path / "reference").glob("*.safetensors"):
         kept.write_bytes(b"\x00" * 64)  # damaged: computed again, never an error
     assert gate() == first and len(computed) == 4
+
+
+def test_a_cpu_without_bf16_matmul_instructions_times_fp32_by_default_and_says_why(monkeypatch):
+    from chipbench.backends import cpu
+    from chipbench.backends.registry import discover
+    from chipbench.measuring.suite import SuiteOptions, plan
+
+    assert cpu.default_dtype("avx2 fma")[0] == "fp32"
+    assert "no bf16 matmul instructions" in cpu.default_dtype("avx2 fma")[1]
+    assert cpu.default_dtype("avx2 fma avx512f avx512_bf16") is None  # bf16 in hardware: the suite's bf16
+    assert cpu.default_dtype("asimd sve bf16") is None and cpu.default_dtype("avx2 amx_bf16") is None
+    assert cpu.default_dtype("") is None  # flags unreadable: no opinion
+
+    def cases(**opts):
+        return [p.case for p in plan(SuiteOptions(backends=("cpu",), **opts), discover()) if p.case]
+
+    monkeypatch.setattr(cpu, "matmul_isa", lambda: "avx2 fma")
+    chosen = cases()
+    assert {c.dtype for c in chosen} == {"fp32"} and all("--dtype bf16" in c.dtype_reason for c in chosen)
+    asked = cases(dtypes=("bf16",))
+    assert {c.dtype for c in asked} == {"bf16"} and all(c.dtype_reason is None for c in asked)
+    monkeypatch.setattr(cpu, "matmul_isa", lambda: "avx2 fma avx512f avx512_bf16")
+    assert {(c.dtype, c.dtype_reason) for c in cases()} == {("bf16", None)}
+
+
+def test_a_note_several_rows_share_is_said_once_in_the_compact_summary():
+    from chipbench.publishing.report import compact_summary
+    from tests.records import make_record
+
+    why = "fp32 by default: this CPU reports no bf16 matmul instructions"
+    recs = [make_record(workload=w, dtype="fp32", dtype_reason=why) for w in ("pp64", "tg16")]
+    text = compact_summary(recs)
+    assert text.count(why) == 1 and text.count("[1]") == 3  # two rows point at the one note below

@@ -68,6 +68,7 @@ class Case:
     mode: str = "eager"  # execution mode asked for: eager, or compiled (static cache, compiled decode)
     soak_s: float | None = None  # sustained mode: time rounds for at least this long (rounds is then a minimum)
     budget_s: float | None = None  # sized rounds: as many as fit this time at the warmup's pace (rounds: the most)
+    dtype_reason: str | None = None  # why the suite chose this dtype by default on this device (not asked for)
 
     @property
     def id(self) -> str:
@@ -330,6 +331,7 @@ def case_identity(case: Case) -> dict:
         "batch": w.batch,
         "prompt_tokens": w.prompt_tokens,
         "gen_tokens": w.gen_tokens,
+        "dtype_reason": case.dtype_reason,
         "warmup_rounds": case.warmup,
         "warmup_tokens": case.workload.gen_tokens if case.warmup else None,  # a short warmup: set by measure_case
         "rounds": case.rounds,

@@ -179,7 +179,10 @@ def _plan_backend(name: str, entry: Entry, opts: SuiteOptions, entries: dict, wo
     runnable = entry.backend.supported_dtypes()
     has_modes = capability(entry.backend, "supported_modes")()
     unsupported = capability(entry.backend, "model_unsupported")
-    dtypes = opts.dtypes or defaults["dtypes"]
+    chooser = capability(entry.backend, "default_dtypes")
+    chosen = None if opts.dtypes or chooser is None else chooser()
+    dtypes = opts.dtypes or (chosen[0] if chosen else defaults["dtypes"])
+    dtype_reason = chosen[1] if chosen else None
     modes = opts.modes or tuple(m for m in defaults["modes"] if m in has_modes) or ("eager",)
     why_not = {
         "dtype": {d: None if d in runnable else f"it runs: {', '.join(runnable)}" for d in dtypes},
@@ -223,6 +226,7 @@ def _plan_backend(name: str, entry: Entry, opts: SuiteOptions, entries: dict, wo
             mode=mode,
             soak_s=opts.soak_s,
             budget_s=defaults["budget_s"] if sized else None,
+            dtype_reason=dtype_reason,
         )
         planned.append(Planned(case, label=case.id))
     return planned

@@ -50,6 +50,8 @@ def summary_rows(records: list[dict]) -> list[dict]:
                 f"host-bound: the host's own work filled {busy:.0%} of each step"
                 + (f" in {len(bound)} of {len(good)} trials" if len(bound) < len(good) else "")
             )
+        if first.get("dtype_reason"):  # the suite chose another dtype than its own default on this device
+            note = (note + "; " if note else "") + first["dtype_reason"]
         energy = [r["energy_per_token_j"] for r in good if r.get("energy_per_token_j")]
         rows.append(
             {
@@ -113,8 +115,9 @@ def compact_summary(records: list[dict], width: int = 120) -> str:
         row["correct"] = str(r["correct"]).split(" ")[0]
         row["n"] = r["trials×rounds"]
         if r["note"]:
-            notes.append(r["note"])
-            row["n"] += f" [{len(notes)}]"
+            if r["note"] not in notes:  # a note that several rows share is said once
+                notes.append(r["note"])
+            row["n"] += f" [{notes.index(r['note']) + 1}]"
         short.append(row)
     if all(r.get("J/token") == "-" for r in short):
         for r in short:

@@ -72,6 +72,12 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "batch": (Positive, "sequences", "batch size B"),
     "prompt_tokens": (Opt(Positive), "tokens", "prompt length P per sequence (the context for decode workloads)"),
     "gen_tokens": (Opt(Positive), "tokens", "tokens generated per sequence, N (fixed; EOS ignored)"),
+    "dtype_reason": (
+        Opt(Text),
+        "",
+        "why the suite timed this dtype by default on this device, where it is not the suite's own (a CPU "
+        "without bf16 matmul instructions: fp32); null when the dtype was asked for or is the suite's",
+    ),
     "warmup_rounds": (Opt(Count), "rounds", "untimed rounds run first"),
     "warmup_tokens": (
         Opt(Positive),
