@@ -28,6 +28,7 @@ COMMANDS = (
     results.add_report,
     results.add_compare,
     results.add_merge,
+    results.add_import,
     results.add_baseline,
     results.add_schema,
     results.add_claims,

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from chipbench.commands.common import outputs, add_filters, emit, record_filters
 from chipbench.errors import UsageError
+from chipbench.judging.chips import resolve_chip
 from chipbench.options import split_list
 from chipbench.publishing import serving_view
-from chipbench.publishing.report import render_comparison
+from chipbench.publishing.report import compact_summary, render_comparison
 
 
 def cmd_report(args) -> int:
@@ -246,6 +247,52 @@ def add_compare(sub) -> None:
     s.add_argument("--out", metavar="FILE")
     add_filters(s)
     s.set_defaults(fn=cmd_compare)
+
+
+def cmd_import(args) -> int:
+    """Other tools' result files as chipbench records, judged against the chip's sheet (the roofline)."""
+    from chipbench.judging.trial import add_roofline
+    from chipbench.publishing.importing import import_file
+    from chipbench.publishing.record import RecordWriter, default_path
+
+    out = Path(args.out) if args.out else default_path()
+    outputs(str(out), args.paths)
+    chip = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops, warn=lambda line: print(line, file=sys.stderr))
+    records = []
+    for path in args.paths:
+        got = import_file(path, args.fmt, args.model, args.device, args.engine, args.dtype)
+        for rec in got:
+            add_roofline(rec, chip=chip)
+        records += got
+        print(f"{path}: {len(got)} record(s) from {got[0]['import_tool']}", file=sys.stderr)
+    writer = RecordWriter(out)
+    for rec in records:
+        writer.write(rec)
+    print(compact_summary(records))
+    missing = sorted({m for r in records for m in (r.get("import_missing") or [])})
+    if missing:
+        print(f"not in the file(s), left null: {', '.join(missing)}", file=sys.stderr)
+    print(f"{len(records)} record(s) appended to {out}", file=sys.stderr)
+    return 0
+
+
+def add_import(sub) -> None:
+    from chipbench.publishing.importing import FORMATS
+
+    s = sub.add_parser("import", help="read other tools' result files (llama-bench, vllm bench serve) as records")
+    s.add_argument("paths", nargs="+", metavar="FILE")
+    s.add_argument("--from", dest="fmt", choices=FORMATS, default=None, help="the file's tool (default: detected)")
+    s.add_argument("--model", default=None, help="the zoo model, where the file's model id does not name one")
+    s.add_argument("--device", default=None, help="the device, where the file does not name it")
+    s.add_argument("--engine", default=None, help="the serving engine, where the file does not name it")
+    s.add_argument("--dtype", default=None, help="the weights' type, where the file does not say it")
+    s.add_argument("--chip", default=None, help="the chip's spec row (results/chips.toml) for the roofline")
+    s.add_argument("--peak-gbps", type=float, default=None, help="the chip's peak memory bandwidth, GB/s")
+    s.add_argument("--peak-tflops", type=float, default=None, help="the chip's peak dense bf16 TFLOP/s")
+    s.add_argument(
+        "--out", default=None, metavar="FILE", help="the records file (default: results/runs/<time>-<host>.jsonl)"
+    )
+    s.set_defaults(fn=cmd_import)
 
 
 def add_merge(sub) -> None:

@@ -56,7 +56,8 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "dtype": (
         Text,
         "",
-        "weight and activation dtype (fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0)",
+        "weight and activation dtype (fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0; "
+        "unknown: an imported result whose file does not say)",
     ),
     "weights": (
         Opt(str),
@@ -536,6 +537,20 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "timestamp_utc": (Opt(str), "", "when the case finished, ISO 8601 UTC"),
     "seed": (Opt(int), "", "seed of the random weights and the prompt ids"),
     "command": (Opt(str), "", "the command line that produced the record"),
+    "import_tool": (
+        Opt(Literal["llama-bench", "vllm-bench"]),
+        "",
+        "an imported record: the tool whose result file it was read from (`chipbench import`)",
+    ),
+    "import_tool_version": (Opt(str), "", "that tool's version or build, as its file says"),
+    "import_file": (Opt(str), "", "the result file it was read from, as given"),
+    "import_sha256": (Opt(str), "", "SHA-256 of that file"),
+    "import_missing": (
+        Opt(list[str]),
+        "",
+        "what the file does not say, left null rather than guessed (a metric, the device, the dtype, ...)",
+    ),
+    "import_note": (Opt(str), "", "what the import had to say about the file (lengths that vary, say)"),
     "rerun": (
         Opt(str),
         "",

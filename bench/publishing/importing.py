@@ -1,0 +1,344 @@
+"""Other tools' result files read as chipbench records (`chipbench import`), so that the reports,
+comparisons, claims and the roofline judge the numbers people already have.
+
+Each reader maps what its file says onto the published schema and nothing more: a figure the file
+lacks is null and named in the record's `import_missing`, never guessed. The model is the file's
+model id mapped to the zoo (or `--model`), the device and engine as far as the file names them (or
+given), and the tool with its version is the stack. The source file's SHA-256 and path are kept.
+
+Formats: llama-bench (`-o json` or `-o jsonl`) and vLLM's `vllm bench serve --save-result`
+(`--save-detailed` keeps each request's TTFT and inter-token gaps, and the records then hold the
+per-request statistics chipbench computes itself; without it, the file's own mean, median and
+percentiles are taken as they are).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+
+from chipbench.errors import UsageError
+from chipbench.measuring import env
+from chipbench.measuring.metrics import METRICS, Round
+from chipbench.measuring.runner import Case, case_identity, metric_fields
+from chipbench.measuring.workload import Workload
+from chipbench.models.zoo import MODELS, get_model
+from chipbench.stats import summarize
+
+FORMATS = ("llama-bench", "vllm-bench")
+MAX_BYTES = 256 * 2**20  # a result file larger than this is refused, not read into memory
+
+# llama-bench's model type ends with the weights' type; chipbench's dtype names
+_GGUF_TYPES = {
+    "BF16": "bf16",
+    "F16": "fp16",
+    "F32": "fp32",
+    "Q8_0": "q8_0",
+    "Q6_K": "q6_K",
+    "Q5_K - Medium": "q5_K_M",
+    "Q4_K - Medium": "q4_K_M",
+    "Q4_0": "q4_0",
+}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    if size > MAX_BYTES:
+        raise UsageError(f"{path}: {size} bytes; a result file is read up to {MAX_BYTES // 2**20} MiB")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path} as UTF-8 text: {e}") from None
+
+
+def _json_values(text: str, path: Path) -> list:
+    """The file's JSON value(s): one document, or JSON lines."""
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, list) else [value]
+    except json.JSONDecodeError:
+        pass
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise UsageError(
+                    f"{path}: line {i} is not JSON ({e.msg}); expected a JSON file or JSON lines"
+                ) from None
+    return out
+
+
+def detect(values: list, path: Path) -> str:
+    """The format of a file's JSON values, from the keys each tool writes."""
+    first = values[0] if values and isinstance(values[0], dict) else {}
+    if {"n_prompt", "n_gen", "avg_ts", "model_type"} <= first.keys():
+        return "llama-bench"
+    if {"request_throughput", "output_throughput", "mean_ttft_ms"} <= first.keys():
+        return "vllm-bench"
+    raise UsageError(
+        f"{path}: not a result file chipbench reads (llama-bench -o json/jsonl, vllm bench serve --save-result); "
+        f"give --from {'|'.join(FORMATS)} if it is one"
+    )
+
+
+def zoo_model(text: str | None, given: str | None, what: str) -> str:
+    """The zoo name of a model named in a file ('qwen3 0.6B BF16', 'Qwen/Qwen3-8B', a path), or `given`."""
+    if given:
+        return get_model(given).name
+    if text:
+        key = re.sub(r"[^a-z0-9.]+", "", text.lower().rsplit("/", 1)[-1])
+        full = [n for n in MODELS if not n.startswith("tiny-")]
+        for name in sorted(full, key=len, reverse=True):  # the longest match first
+            if re.sub(r"[^a-z0-9.]+", "", name) in key:
+                return name
+    raise UsageError(f"{what}: the file names no model of the zoo ({text!r}); give --model (chipbench list models)")
+
+
+def _finite(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _stats(name: str, values: list[float]) -> dict:
+    return {f"{name}_{k}": v for k, v in summarize(values).items()} | {f"{name}_samples": values}
+
+
+def _base(case: Case, source: dict, device: dict, stack: dict) -> dict:
+    rec = case_identity(case)
+    rec.update(status="ok", error=None, rounds=None, warmup_rounds=None, warmup_tokens=None)
+    rec.update(device)
+    rec.update(stack)
+    rec.update(source)
+    rec.update(env.provenance(case.workload.seed))
+    rec["rerun"] = None
+    return rec
+
+
+def _missing(rec: dict, names: list[str]) -> None:
+    rec["import_missing"] = sorted(set(rec.get("import_missing") or []) | set(names)) or None
+
+
+# --- llama-bench -----------------------------------------------------------------------------
+
+
+def llama_bench(values: list, source: dict, model: str | None, device: str | None) -> list[dict]:
+    """One record per llama-bench test (a model, a pp or tg size, its settings): its repetitions are
+    the rounds. pp: TTFT is the prompt's time, prefill tokens/s its rate; tg: the n_gen single-token
+    decode calls' rate is the decode tokens/s, and TPOT its inverse (llama-bench times no first token)."""
+    out = []
+    for i, t in enumerate(values):
+        if not isinstance(t, dict):
+            raise UsageError(f"{source['import_file']}: test {i} is not a JSON object")
+        n_prompt, n_gen, depth = (int(t.get(k) or 0) for k in ("n_prompt", "n_gen", "n_depth"))
+        samples = [s for s in (map(_finite, t.get("samples_ns") or [])) if s and s > 0]
+        if not samples:
+            raise UsageError(f"{source['import_file']}: test {i} has no timed repetitions (samples_ns)")
+        model_type = str(t.get("model_type") or "")
+        name = zoo_model(model_type or t.get("model_filename"), model, source["import_file"])
+        quant = next((v for k, v in _GGUF_TYPES.items() if model_type.upper().endswith(" " + k.upper())), None)
+        if quant is None:
+            raise UsageError(f"{source['import_file']}: weight type of {model_type!r} is not one chipbench names")
+        if n_gen and n_prompt:
+            w = Workload("generate", n_prompt, n_gen)
+        elif n_gen:
+            w = Workload("decode", max(1, depth), n_gen)
+        else:
+            w = Workload("prefill", n_prompt, 1)
+        case = Case("llama-bench", name, quant, w, rounds=len(samples))
+        cpu, gpu = t.get("cpu_info"), t.get("gpu_info")
+        on_gpu = bool(gpu) and int(t.get("n_gpu_layers") or 0) > 0 and "CPU" != str(t.get("backends"))
+        dev = {
+            "device_name": device or (gpu if on_gpu else cpu),
+            "backend_kind": "gpu" if on_gpu else "cpu",
+            "env_cpu_model": cpu,
+            "env_cpu_threads": t.get("n_threads"),
+        }
+        version = f"build {t.get('build_number')} ({t.get('build_commit')})"
+        stack = {
+            "engine": "llama.cpp",
+            "engine_version": str(t.get("build_commit") or ""),
+            "exec_path": "ggml " + str(t.get("backends") or "").lower(),
+            "stack": f"llama-bench {version}",
+            "import_tool_version": version,
+        }
+        rec = _base(case, source, dev, stack)
+        rec["rounds"] = len(samples)
+        secs = [s / 1e9 for s in samples]
+        missing = ["itl_s", "peak_mem_bytes"]
+        if w.kind == "prefill":
+            rec.update(_stats("ttft_s", secs) | _stats("e2e_s", secs))
+            rec.update(_stats("prefill_tok_per_s", [n_prompt / s for s in secs]))
+            missing += ["tpot_s", "decode_tok_per_s"]
+        elif w.kind == "decode":
+            rec.update(_stats("decode_tok_per_s", [n_gen / s for s in secs]))
+            rec.update(_stats("tpot_s", [s / n_gen for s in secs]))
+            rec.update(_stats("output_tok_per_s", [n_gen / s for s in secs]) | _stats("e2e_s", secs))
+            missing += ["ttft_s", "prefill_tok_per_s"]
+        else:
+            rec.update(_stats("e2e_s", secs) | _stats("output_tok_per_s", [n_gen / s for s in secs]))
+            missing += ["ttft_s", "tpot_s", "prefill_tok_per_s", "decode_tok_per_s"]
+        rec.update({f"{m}_n": 0 for m in missing if m in METRICS and f"{m}_n" not in rec})
+        rec["timing_method"] = "llama-bench's own clock around each repetition (samples_ns)"
+        rec["timestamp_utc"] = t.get("test_time") or rec.get("timestamp_utc")
+        _missing(rec, missing)
+        out.append(rec)
+    return out
+
+
+# --- vLLM bench serve ---------------------------------------------------------------------------
+
+
+def _request_rounds(r: dict) -> list[Round] | None:
+    """Each successful request's token times from --save-detailed's ttfts and itls: the first token at
+    its TTFT, each next one an inter-token gap later (chunks of several tokens: vLLM splits them)."""
+    ttfts, itls = r.get("ttfts"), r.get("itls")
+    if not isinstance(ttfts, list) or not isinstance(itls, list) or len(ttfts) != len(itls):
+        return None
+    rounds = []
+    for first, gaps in zip(ttfts, itls):
+        first = _finite(first)
+        if not first or first <= 0 or not isinstance(gaps, list):
+            continue  # a failed request: vLLM writes a zero TTFT and no gaps
+        times = [first]
+        for g in gaps:
+            g = _finite(g)
+            if g is None or g < 0:
+                break
+            times.append(times[-1] + g)
+        else:
+            rounds.append(Round(tuple(times)))
+    return rounds
+
+
+# case_identity's fields that follow from the weights' type: null where the file does not say it
+_DTYPE_FIELDS = (
+    "weight_bytes",
+    "active_weight_bytes",
+    "kv_bytes_per_token",
+    "recurrent_state_bytes",
+    "expected_mem_bytes",
+)
+
+
+def vllm_bench(
+    values: list, source: dict, model: str | None, device: str | None, engine: str | None, dtype: str | None
+) -> list[dict]:
+    out = []
+    for r in values:
+        if not isinstance(r, dict):
+            raise UsageError(f"{source['import_file']}: not a vllm bench serve result object")
+        name = zoo_model(r.get("model_id") or r.get("tokenizer_id"), model, source["import_file"])
+        completed = int(r.get("completed") or 0)
+        ins, outs = r.get("input_lens") or [], r.get("output_lens") or []
+        prompt = round(r["total_input_tokens"] / completed) if completed and r.get("total_input_tokens") else None
+        gen = round(r["total_output_tokens"] / completed) if completed and r.get("total_output_tokens") else None
+        if not prompt or not gen or gen < 2:
+            raise UsageError(f"{source['import_file']}: no completed request with 2 or more output tokens")
+        conc = r.get("max_concurrency")
+        rate = _finite(r.get("request_rate"))
+        w = Workload("generate", prompt, gen, batch=int(conc) if conc else max(1, completed))
+        case = Case("vllm-bench", name, dtype or "bf16", w, rounds=completed)
+        dev = {"device_name": device, "backend_kind": None}
+        tool_version = r.get("vllm_version") or r.get("version")
+        stack = {
+            "engine": engine or r.get("backend"),
+            "engine_version": None,
+            "exec_path": None,
+            "stack": f"vllm bench serve {tool_version or '(version not in the file)'}",
+            "import_tool_version": tool_version,
+        }
+        rec = _base(case, source, dev, stack)
+        missing = ["peak_mem_bytes", "engine_version"] + ([] if device else ["device_name"])
+        if not dtype:  # vllm bench does not know the server's weights' type
+            rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
+            missing.append("dtype")
+        rec.update(
+            kind="serve",
+            workload=f"pp{prompt}+tg{gen} serve@"
+            + "-".join(([f"c{conc}"] if conc else []) + ([f"r{rate:g}"] if rate else [])).rstrip("-"),
+            serve_concurrency=int(conc) if conc else None,
+            serve_rate_per_s=rate,
+            serve_requests=int(r.get("num_prompts") or completed + int(r.get("failed") or 0)),
+            serve_ok=completed,
+            serve_failed=int(r.get("failed") or 0),
+            serve_duration_s=_finite(r.get("duration")),
+            request_per_s=_finite(r.get("request_throughput")),
+            serve_output_tok_per_s=_finite(r.get("output_throughput")),
+            goodput_req_per_s=_finite(r.get("request_goodput")),
+            rounds=completed,
+        )
+        if len(set(ins)) > 1 or len(set(outs)) > 1:
+            rec["import_note"] = (
+                f"request lengths vary: input {min(ins)}-{max(ins)}, output {min(outs)}-{max(outs)} tokens; "
+                f"the workload names their means"
+            )
+        rounds = _request_rounds(r)
+        if rounds:
+            rec.update(metric_fields(rounds, Workload("generate", prompt, gen)))
+            rec["token_times_s"] = None  # per-request times are in the source file; the record keeps the statistics
+            rec["timing_method"] = "vllm bench serve's client clock: each request's TTFT and inter-token gaps"
+        else:
+            for metric, key in (("ttft_s", "ttft"), ("tpot_s", "tpot"), ("itl_s", "itl"), ("e2e_s", "e2el")):
+                rec[f"{metric}_mean"] = _ms(r.get(f"mean_{key}_ms"))
+                rec[f"{metric}_median"] = _ms(r.get(f"median_{key}_ms"))
+                rec[f"{metric}_stdev"] = _ms(r.get(f"std_{key}_ms"))
+                rec[f"{metric}_p90"] = _ms(r.get(f"p90_{key}_ms"))
+                rec[f"{metric}_p99"] = _ms(r.get(f"p99_{key}_ms"))
+                rec[f"{metric}_n"] = completed
+            missing += ["per-request times (vllm bench serve --save-detailed)", "ci95 of every latency"]
+            rec["timing_method"] = "vllm bench serve's client clock (its own statistics, no per-request times)"
+        agg = rec["serve_output_tok_per_s"]
+        if agg:
+            rec.update(
+                {f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg]
+            )
+        rec["correct"], rec["correctness_note"] = None, "not checked: an imported result runs the server's own weights"
+        _missing(rec, missing)
+        out.append(rec)
+    return out
+
+
+def _ms(x) -> float | None:
+    x = _finite(x)
+    return x / 1e3 if x is not None else None
+
+
+# --- the command's entry ------------------------------------------------------------------------
+
+
+def import_file(
+    path: str | Path,
+    fmt: str | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    engine: str | None = None,
+    dtype: str | None = None,
+) -> list[dict]:
+    """The records of one result file (`fmt` detected when None); `model`, `device`, `engine`,
+    `dtype`: what the file does not say (a file that says it keeps its own where it names one)."""
+    path = Path(path)
+    values = _json_values(read_text(path), path)
+    if not values:
+        raise UsageError(f"{path}: no results in it")
+    fmt = fmt or detect(values, path)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; chipbench reads: {', '.join(FORMATS)}")
+    source = {"import_tool": fmt, "import_file": str(path), "import_sha256": sha256(path)}
+    if fmt == "llama-bench":
+        return llama_bench(values, source, model, device)
+    return vllm_bench(values, source, model, device, engine, dtype)

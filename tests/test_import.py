@@ -1,0 +1,67 @@
+"""Other tools' result files read as records (issue 44): real files made here by the real tools
+(tests/fixtures/import/README.md says how)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chipbench.cli import main
+from chipbench.errors import UsageError
+from chipbench.publishing.importing import import_file
+from chipbench.publishing.record import read_records
+
+FIXTURES = Path(__file__).parent / "fixtures" / "import"
+
+
+def test_llama_bench_json_gives_one_record_per_test_with_its_repetitions_as_rounds():
+    pp, tg = import_file(FIXTURES / "llama-bench-qwen3-0.6b-bf16.json")
+    raw = json.loads((FIXTURES / "llama-bench-qwen3-0.6b-bf16.json").read_text())
+    assert (pp["model"], pp["dtype"], pp["workload"], pp["kind"]) == ("qwen3-0.6b", "bf16", "pp512", "prefill")
+    assert (tg["workload"], tg["kind"], tg["rounds"]) == ("tg128", "decode", 5)
+    assert pp["prefill_tok_per_s_mean"] == pytest.approx(raw[0]["avg_ts"], rel=1e-6)
+    assert tg["decode_tok_per_s_mean"] == pytest.approx(raw[1]["avg_ts"], rel=1e-6)
+    assert tg["tpot_s_median"] == pytest.approx(128 / tg["decode_tok_per_s_median"] / 128, rel=0.05)
+    assert pp["device_name"] == "AMD EPYC" and pp["engine"] == "llama.cpp" and "llama-bench" in pp["stack"]
+    assert pp["import_tool"] == "llama-bench" and len(pp["import_sha256"]) == 64
+    assert "tpot_s" in pp["import_missing"] and "ttft_s" in tg["import_missing"]  # never guessed
+    assert pp["tpot_s_n"] == 0 and tg.get("ttft_s_mean") is None
+
+
+def test_llama_bench_jsonl_of_a_model_the_zoo_cannot_name_needs_model():
+    with pytest.raises(UsageError, match="give --model"):
+        import_file(FIXTURES / "llama-bench-tiny-qwen3.jsonl")
+    recs = import_file(FIXTURES / "llama-bench-tiny-qwen3.jsonl", model="tiny-qwen3")
+    assert [(r["workload"], r["dtype"]) for r in recs] == [("pp64", "fp32"), ("tg16", "fp32")]
+
+
+def test_vllm_bench_serve_detailed_gives_per_request_statistics():
+    (rec,) = import_file(FIXTURES / "vllm-bench-llama-server-c2.json", engine="llama.cpp")
+    raw = json.loads((FIXTURES / "vllm-bench-llama-server-c2.json").read_text())
+    assert rec["kind"] == "serve" and rec["workload"] == "pp64+tg32 serve@c2" and rec["serve_concurrency"] == 2
+    assert rec["serve_ok"] == 8 and rec["ttft_s_n"] == 8
+    assert rec["ttft_s_mean"] == pytest.approx(raw["mean_ttft_ms"] / 1e3, rel=1e-6)  # the same requests
+    # vLLM's TPOT divides the whole request latency (to the stream's end) less TTFT; chipbench's ends at
+    # the last token: slightly less, never more
+    assert raw["mean_tpot_ms"] / 1e3 * 0.95 <= rec["tpot_s_mean"] <= raw["mean_tpot_ms"] / 1e3
+    assert rec["serve_output_tok_per_s"] == pytest.approx(raw["output_throughput"])
+    assert rec["dtype"] == "unknown" and "dtype" in rec["import_missing"] and rec["weight_bytes"] is None
+    assert "device_name" in rec["import_missing"] and rec["device_name"] is None
+
+
+def test_chipbench_import_writes_valid_records_and_refuses_what_it_cannot_read(tmp_path, capsys):
+    out = tmp_path / "imported.jsonl"
+    args = [
+        "import",
+        str(FIXTURES / "llama-bench-qwen3-0.6b-bf16.json"),
+        str(FIXTURES / "vllm-bench-llama-server-c2.json"),
+    ]
+    assert main([*args, "--device", "AMD EPYC", "--dtype", "bf16", "--peak-gbps", "50", "--out", str(out)]) == 0
+    recs = read_records(out)
+    assert len(recs) == 3 and recs[1].get("measured_mbu") is None  # no measured ceilings: the given peak's share
+    assert 0 < recs[1]["spec_mbu"] < 1  # against the given 50 GB/s
+    assert "left null" in capsys.readouterr().err
+    bad = tmp_path / "other.json"
+    bad.write_text('{"hello": 1}')
+    assert main(["import", str(bad), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "not a result file chipbench reads" in capsys.readouterr().err
