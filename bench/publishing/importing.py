@@ -256,14 +256,16 @@ def vllm_bench(
         dev = {"device_name": device, "backend_kind": None}
         tool_version = r.get("vllm_version") or r.get("version")
         stack = {
-            "engine": engine or r.get("backend"),
+            "engine": engine,  # the file's "backend" is the client's request format, not the server's engine
             "engine_version": None,
-            "exec_path": None,
+            "exec_path": f"{r.get('endpoint_type') or r.get('backend') or 'openai'} stream (vllm bench serve)",
             "stack": f"vllm bench serve {tool_version or '(version not in the file)'}",
             "import_tool_version": tool_version,
         }
         rec = _base(case, source, dev, stack)
-        missing = ["peak_mem_bytes", "engine_version"] + ([] if device else ["device_name"])
+        missing = (
+            ["peak_mem_bytes", "engine_version"] + ([] if device else ["device_name"]) + ([] if engine else ["engine"])
+        )
         if not dtype:  # vllm bench does not know the server's weights' type
             rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
             missing.append("dtype")
