@@ -65,3 +65,25 @@ def test_chipbench_import_writes_valid_records_and_refuses_what_it_cannot_read(t
     bad.write_text('{"hello": 1}')
     assert main(["import", str(bad), "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "not a result file chipbench reads" in capsys.readouterr().err
+
+
+def test_guidellm_json_gives_one_serving_record_per_benchmark_from_each_requests_timings():
+    (rec,) = import_file(FIXTURES / "guidellm-llama-server-c2.json")
+    raw = json.loads((FIXTURES / "guidellm-llama-server-c2.json").read_text())["benchmarks"][0]
+    assert rec["import_tool"] == "guidellm" and rec["import_tool_version"] == "0.8.1"
+    assert rec["workload"] == "pp64+tg32 serve@c2" and rec["serve_ok"] == 8 and rec["serve_failed"] == 0
+    assert rec["ttft_s_mean"] == pytest.approx(
+        raw["metrics"]["time_to_first_token_ms"]["successful"]["mean"] / 1e3, rel=1e-3
+    )
+    assert rec["serve_output_tok_per_s"] == pytest.approx(8 * 32 / raw["duration"])
+    # chipbench's TPOT (after the first token) is below GuideLLM's (the whole latency over every token)
+    assert rec["tpot_s_mean"] < raw["metrics"]["time_per_output_token_ms"]["successful"]["mean"] / 1e3
+    assert {"itl_s", "dtype", "device_name", "engine"} <= set(rec["import_missing"])
+
+
+def test_one_unreadable_file_costs_the_others_nothing(tmp_path, capsys):
+    out = tmp_path / "imported.jsonl"
+    files = [FIXTURES / "guidellm-scenario.json", FIXTURES / "llama-bench-qwen3-0.6b-bf16.json"]
+    assert main(["import", *map(str, files), "--out", str(out)]) == 2  # the scenario is no result file
+    assert "guidellm-scenario.json: not a result file" in capsys.readouterr().err
+    assert [r["workload"] for r in read_records(out)] == ["pp512", "tg128"]

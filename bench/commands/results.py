@@ -258,13 +258,21 @@ def cmd_import(args) -> int:
     out = Path(args.out) if args.out else default_path()
     outputs(str(out), args.paths)
     chip = resolve_chip(args.chip, args.peak_gbps, args.peak_tflops, warn=lambda line: print(line, file=sys.stderr))
-    records = []
+    records, refused = [], []
     for path in args.paths:
-        got = import_file(path, args.fmt, args.model, args.device, args.engine, args.dtype)
+        try:
+            got = import_file(path, args.fmt, args.model, args.device, args.engine, args.dtype)
+        except UsageError as e:  # one file that cannot be read costs no other file its records
+            refused.append(path)
+            print(f"chipbench: {e}", file=sys.stderr)
+            continue
         for rec in got:
-            add_roofline(rec, chip=chip)
+            if rec["dtype"] != "unknown":  # the bytes a token moves follow from the weights' type
+                add_roofline(rec, chip=chip)
         records += got
         print(f"{path}: {len(got)} record(s) from {got[0]['import_tool']}", file=sys.stderr)
+    if not records:
+        return 2
     writer = RecordWriter(out)
     for rec in records:
         writer.write(rec)
@@ -273,13 +281,15 @@ def cmd_import(args) -> int:
     if missing:
         print(f"not in the file(s), left null: {', '.join(missing)}", file=sys.stderr)
     print(f"{len(records)} record(s) appended to {out}", file=sys.stderr)
-    return 0
+    return 2 if refused else 0
 
 
 def add_import(sub) -> None:
     from chipbench.publishing.importing import FORMATS
 
-    s = sub.add_parser("import", help="read other tools' result files (llama-bench, vllm bench serve) as records")
+    s = sub.add_parser(
+        "import", help="read other tools' result files (llama-bench, vllm bench serve, guidellm) as records"
+    )
     s.add_argument("paths", nargs="+", metavar="FILE")
     s.add_argument("--from", dest="fmt", choices=FORMATS, default=None, help="the file's tool (default: detected)")
     s.add_argument("--model", default=None, help="the zoo model, where the file's model id does not name one")

@@ -6,10 +6,11 @@ lacks is null and named in the record's `import_missing`, never guessed. The mod
 model id mapped to the zoo (or `--model`), the device and engine as far as the file names them (or
 given), and the tool with its version is the stack. The source file's SHA-256 and path are kept.
 
-Formats: llama-bench (`-o json` or `-o jsonl`) and vLLM's `vllm bench serve --save-result`
+Formats: llama-bench (`-o json` or `-o jsonl`); vLLM's `vllm bench serve --save-result`
 (`--save-detailed` keeps each request's TTFT and inter-token gaps, and the records then hold the
 per-request statistics chipbench computes itself; without it, the file's own mean, median and
-percentiles are taken as they are).
+percentiles are taken as they are); GuideLLM's JSON report (one record per benchmark, each
+request's TTFT, TPOT and E2E from its own timings: first and last token, request start).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from chipbench.measuring.workload import Workload
 from chipbench.models.zoo import MODELS, get_model
 from chipbench.stats import summarize
 
-FORMATS = ("llama-bench", "vllm-bench")
+FORMATS = ("llama-bench", "vllm-bench", "guidellm")
 MAX_BYTES = 256 * 2**20  # a result file larger than this is refused, not read into memory
 
 # llama-bench's model type ends with the weights' type; chipbench's dtype names
@@ -91,8 +92,11 @@ def detect(values: list, path: Path) -> str:
         return "llama-bench"
     if {"request_throughput", "output_throughput", "mean_ttft_ms"} <= first.keys():
         return "vllm-bench"
+    if "benchmarks" in first and "guidellm_version" in (first.get("metadata") or {}):
+        return "guidellm"
     raise UsageError(
-        f"{path}: not a result file chipbench reads (llama-bench -o json/jsonl, vllm bench serve --save-result); "
+        f"{path}: not a result file chipbench reads (llama-bench -o json/jsonl, vllm bench serve --save-result, "
+        f"guidellm's JSON report); "
         f"give --from {'|'.join(FORMATS)} if it is one"
     )
 
@@ -292,6 +296,7 @@ def vllm_bench(
         rounds = _request_rounds(r)
         if rounds:
             rec.update(metric_fields(rounds, Workload("generate", prompt, gen)))
+            rec["tok_per_s_per_user"] = 1 / rec["tpot_s_median"] if rec["tpot_s_median"] else None
             rec["token_times_s"] = None  # per-request times are in the source file; the record keeps the statistics
             rec["timing_method"] = "vllm bench serve's client clock: each request's TTFT and inter-token gaps"
         else:
@@ -320,6 +325,100 @@ def _ms(x) -> float | None:
     return x / 1e3 if x is not None else None
 
 
+# --- GuideLLM ------------------------------------------------------------------------------------
+
+
+def _guidellm_request(q: dict) -> tuple[float, float, float, int, int] | None:
+    """(TTFT, TPOT, E2E, prompt tokens, output tokens) of one completed request from its timings: the
+    request's start, its first and last token (chipbench's definitions: TPOT over the tokens after
+    the first, E2E to the last token; GuideLLM's own TPOT divides the whole latency)."""
+    t = (q.get("info") or {}).get("timings") or {}
+    start, first, last = (_finite(t.get(k)) for k in ("request_start", "first_token_iteration", "last_token_iteration"))
+    n, p = q.get("output_tokens"), q.get("prompt_tokens")
+    if None in (start, first, last) or not isinstance(n, int) or n < 2 or first < start or last < first:
+        return None
+    return first - start, (last - first) / (n - 1), last - start, int(p or 0), n
+
+
+def _request_model(q: dict) -> str | None:
+    try:
+        return json.loads(q.get("request_args") or "{}").get("body", {}).get("model")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def guidellm(doc: dict, source: dict, model, device, engine, dtype) -> list[dict]:
+    version = (doc.get("metadata") or {}).get("guidellm_version")
+    spec = ((doc.get("config") or {}).get("spec") or {}).get("backend") or {}
+    out = []
+    for i, b in enumerate(doc.get("benchmarks") or []):
+        reqs = b.get("requests") or {}
+        done = [x for x in map(_guidellm_request, reqs.get("successful") or []) if x]
+        if not done:
+            raise UsageError(f"{source['import_file']}: benchmark {i} has no completed request with 2 or more tokens")
+        ttft, tpot, e2e, prompts, outs = (list(c) for c in zip(*done))
+        first = (reqs.get("successful") or [{}])[0]
+        name = zoo_model(spec.get("model") or _request_model(first), model, source["import_file"])
+        strategy = (b.get("config") or {}).get("strategy") or {}
+        kind = strategy.get("type_")
+        conc = strategy.get("streams") if kind == "concurrent" else 1 if kind == "synchronous" else None
+        rate = _finite(strategy.get("rate")) if kind in ("constant", "poisson") else None
+        prompt, gen = round(sum(prompts) / len(prompts)), round(sum(outs) / len(outs))
+        w = Workload("generate", prompt, gen, batch=int(conc) if conc else len(done))
+        case = Case("guidellm", name, dtype or "bf16", w, rounds=len(done))
+        stack = {
+            "engine": engine,
+            "engine_version": None,
+            "exec_path": f"openai {spec.get('request_format') or 'http'} stream (guidellm {kind})",
+            "stack": f"guidellm {version or '(version not in the file)'}",
+            "import_tool_version": version,
+        }
+        rec = _base(case, source, {"device_name": device, "backend_kind": None}, stack)
+        missing = ["itl_s", "peak_mem_bytes", "engine_version"] + [
+            k for k, v in (("device_name", device), ("engine", engine)) if not v
+        ]
+        if not dtype:
+            rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
+            missing.append("dtype")
+        duration = _finite(b.get("duration"))
+        errored, incomplete = len(reqs.get("errored") or []), len(reqs.get("incomplete") or [])
+        tokens = sum(outs)
+        rec.update(
+            kind="serve",
+            workload=f"pp{prompt}+tg{gen} serve@"
+            + "-".join(([f"c{conc}"] if conc else []) + ([f"r{rate:g}"] if rate else [])),
+            serve_concurrency=int(conc) if conc else None,
+            serve_rate_per_s=rate,
+            serve_requests=len(done) + errored + incomplete,
+            serve_ok=len(done),
+            serve_failed=errored + incomplete,
+            serve_partial=bool(errored or incomplete),
+            serve_duration_s=duration,
+            request_per_s=len(done) / duration if duration else None,
+            serve_output_tok_per_s=tokens / duration if duration else None,
+            rounds=len(done),
+        )
+        rec.update(_stats("ttft_s", ttft) | _stats("tpot_s", tpot) | _stats("e2e_s", e2e))
+        rec.update(_stats("prefill_tok_per_s", [p / t for p, t in zip(prompts, ttft) if t > 0]))
+        rec.update(_stats("decode_tok_per_s", [1 / t for t in tpot if t > 0]), itl_s_n=0)
+        rec["tok_per_s_per_user"] = 1 / rec["tpot_s_median"] if rec["tpot_s_median"] else None
+        if rec["serve_output_tok_per_s"]:
+            agg = rec["serve_output_tok_per_s"]
+            rec.update(
+                {f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg]
+            )
+        if len(set(prompts)) > 1 or len(set(outs)) > 1:
+            rec["import_note"] = (
+                f"request lengths vary: input {min(prompts)}-{max(prompts)}, output {min(outs)}-{max(outs)} tokens; "
+                f"the workload names their means"
+            )
+        rec["timing_method"] = "GuideLLM's client clock: each request's start, first and last token"
+        rec["correct"], rec["correctness_note"] = None, "not checked: an imported result runs the server's own weights"
+        _missing(rec, missing)
+        out.append(rec)
+    return out
+
+
 # --- the command's entry ------------------------------------------------------------------------
 
 
@@ -343,4 +442,6 @@ def import_file(
     source = {"import_tool": fmt, "import_file": str(path), "import_sha256": sha256(path)}
     if fmt == "llama-bench":
         return llama_bench(values, source, model, device)
+    if fmt == "guidellm":
+        return [r for doc in values for r in guidellm(doc, source, model, device, engine, dtype)]
     return vllm_bench(values, source, model, device, engine, dtype)
