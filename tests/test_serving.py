@@ -234,3 +234,36 @@ def test_a_levels_requests_find_their_connections_open(llama_server, monkeypatch
     assert all(verb == "POST" for _, verb, _ in lines[-6:])
     opened_before = {port for port, _, _ in lines[:-6]}
     assert set(level) <= opened_before, (level, lines)
+
+
+def test_a_requests_wait_inside_the_client_is_counted_from_its_due_time():
+    # due at 0.0 and 0.1, sent at 0.0 and 2.0 (the second waited for the first's slot): 1.9 s in the client
+    first = RequestResult(0, 0.0, tuple(0.1 + 0.01 * i for i in range(8)), due_s=0.0)
+    queued = RequestResult(1, 2.0, tuple(0.1 + 0.01 * i for i in range(8)), due_s=0.1)
+    f = serve_fields(LoadRun(load(rate=10.0), [first, queued], duration_s=2.2))
+    assert f["serve_send_lag_max_s"] == pytest.approx(1.9)
+    assert f["ttft_from_due_p99_s"] == pytest.approx(1.9 + 0.1, rel=0.02)  # the server's TTFT was 0.1 for both
+    assert f["e2e_from_due_p99_s"] > 2.0  # where the server's own E2E was 0.17 s for both
+
+
+def test_a_schedule_faster_than_one_slot_shows_as_client_queueing_not_server_latency():
+    import time
+    from types import SimpleNamespace
+
+    from chipbench.measuring.serving import run_load
+
+    class Slow:  # a server that answers every request in 0.05 s, one at a time (concurrency 1)
+        def prompt(self, handle, ids):
+            return ids
+
+        def stream_one(self, handle, prompt, n, on_chunk, deadline):
+            for _ in range(n):
+                time.sleep(0.05 / n)
+                on_chunk(time.perf_counter(), 1)
+
+    run = run_load(Slow(), SimpleNamespace(spec=SimpleNamespace(vocab=64)), load(requests=6, rate=200.0, concurrency=1))
+    f = serve_fields(run)
+    assert f["serve_ok"] == 6
+    # due every 5 ms on average, served every 50 ms: the last waits about 0.25 s in this client
+    assert f["serve_send_lag_max_s"] > 0.15
+    assert f["e2e_from_due_p99_s"] > 0.15 + 0.05  # each request's own E2E stayed about 0.05 s

@@ -99,6 +99,9 @@ class RequestResult:
     sent_s: float  # when it was sent, from the load's start
     token_times_s: tuple[float, ...] = ()  # each token's arrival, from the request's send
     error: str | None = None
+    # when it was due, from the load's start: its arrival by the rate's schedule, or (concurrency alone)
+    # when its slot opened; sent_s - due_s is its wait inside this client, which the server never sees
+    due_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -128,8 +131,9 @@ def run_load(backend, handle, load: Load, clock=time.perf_counter) -> LoadRun:
     bound = start + load.max_duration_s  # no request runs past it: the level's wall time is bounded
     closed = []  # set once the level is over
 
-    def one(i: int, sent: float) -> None:
-        res = RequestResult(i, sent - start)
+    def one(i: int, due: float) -> None:
+        sent = clock()  # in its own thread, right before the request: a late thread start is client queueing
+        res = RequestResult(i, sent - start, due_s=due - start)
         try:
             stamps: list[float] = []
             backend.stream_one(
@@ -155,7 +159,8 @@ def run_load(backend, handle, load: Load, clock=time.perf_counter) -> LoadRun:
             gate.release()
             run.not_sent = load.requests - i
             break
-        t = threading.Thread(target=one, args=(i, clock()), daemon=True)
+        # due: its place in the rate's schedule, or with concurrency alone the moment its slot opened
+        t = threading.Thread(target=one, args=(i, start + due if load.rate else clock()), daemon=True)
         t.start()
         threads.append(t)
     for t in threads:  # each request ends by the bound; a backend that overruns it is not waited for
@@ -189,6 +194,8 @@ def serve_fields(run: LoadRun) -> dict:
         return (t[-1] - t[0]) / (len(t) - 1)
 
     good = [r for r in ok if r.token_times_s[0] <= load.slo_ttft_s and tpot(r) <= load.slo_tpot_s]
+    scheduled = [r for r in ok if r.due_s is not None]
+    lags = [max(0.0, r.sent_s - r.due_s) for r in scheduled]
     tpots = sorted(tpot(r) for r in ok)
     median_tpot = float(np.median(tpots)) if tpots else None
     return {
@@ -209,7 +216,18 @@ def serve_fields(run: LoadRun) -> dict:
         "goodput_fraction": len(good) / (len(run.results) + run.not_sent) if run.results or run.not_sent else None,
         "slo_ttft_s": load.slo_ttft_s,
         "slo_tpot_s": load.slo_tpot_s,
+        # the client's own queueing: how long each request waited here past its due time before it was
+        # sent, and its latencies counted from the due time (what a user of the schedule saw)
+        "serve_send_lag_median_s": _pct(lags, 50),
+        "serve_send_lag_p99_s": _pct(lags, 99),
+        "serve_send_lag_max_s": max(lags) if lags else None,
+        "ttft_from_due_p99_s": _pct([lag + r.token_times_s[0] for lag, r in zip(lags, scheduled)], 99),
+        "e2e_from_due_p99_s": _pct([lag + r.token_times_s[-1] for lag, r in zip(lags, scheduled)], 99),
     }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
 
 
 def rounds_of(run: LoadRun) -> list[Round]:

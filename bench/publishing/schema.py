@@ -356,6 +356,21 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     ),
     "slo_ttft_s": (Opt(NonNeg), "s", "serve: the TTFT limit of goodput (default MLPerf Llama-2-70B server: 2 s)"),
     "slo_tpot_s": (Opt(NonNeg), "s", "serve: the TPOT limit of goodput (default MLPerf Llama-2-70B server: 0.2 s)"),
+    "serve_send_lag_median_s": (
+        Opt(NonNeg),
+        "s",
+        "a serving level: the median wait of a request inside this client past its due time (its place in the "
+        "rate's schedule, or with concurrency alone when its slot opened) before it was sent; the server never "
+        "sees it",
+    ),
+    "serve_send_lag_p99_s": (Opt(NonNeg), "s", "the 99th percentile of that wait"),
+    "serve_send_lag_max_s": (Opt(NonNeg), "s", "the longest such wait"),
+    "ttft_from_due_p99_s": (
+        Opt(NonNeg),
+        "s",
+        "99th percentile TTFT counted from each request's due time, not its send: the client's queueing included",
+    ),
+    "e2e_from_due_p99_s": (Opt(NonNeg), "s", "99th percentile E2E counted from each request's due time"),
     "decode_bytes_per_step": (
         Opt(NonNeg),
         "bytes",
