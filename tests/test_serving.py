@@ -267,3 +267,79 @@ def test_a_schedule_faster_than_one_slot_shows_as_client_queueing_not_server_lat
     # due every 5 ms on average, served every 50 ms: the last waits about 0.25 s in this client
     assert f["serve_send_lag_max_s"] > 0.15
     assert f["e2e_from_due_p99_s"] > 0.15 + 0.05  # each request's own E2E stayed about 0.05 s
+
+
+def test_the_clients_capacity_is_measured_against_a_mock_server():
+    from chipbench.measuring import capacity
+
+    measured = capacity.measure(levels=(1, 4), gen_tokens=32)
+    assert [r["concurrency"] for r in measured["levels"]] == [1, 4]
+    assert all(r["failed"] == 0 and r["tok_per_s"] > 0 for r in measured["levels"])
+    assert measured["tok_per_s"] == max(r["tok_per_s"] for r in measured["levels"]) and measured["bytes_per_s"] > 0
+    assert "concurrency" in capacity.table(measured).splitlines()[0]
+    flags = capacity.level_fields({"serve_output_tok_per_s": 0.6 * measured["tok_per_s"]}, measured)
+    assert flags["client_bound"] is True and flags["client_capacity_share"] == pytest.approx(0.6)
+    assert (
+        capacity.level_fields(
+            {"serve_output_tok_per_s": 10.0}, {"tok_per_s": 1000.0, "request_per_s": 5.0, "at_concurrency": 4}
+        )["client_bound"]
+        is False
+    )
+    assert capacity.level_fields({"serve_output_tok_per_s": 10.0}, None)["client_bound"] is None
+
+
+def test_a_level_past_half_the_clients_capacity_is_flagged_client_bound(tmp_path, monkeypatch, capsys):
+    from chipbench.cli import main
+    from chipbench.measuring.mockserver import MockServer
+    from chipbench.publishing.record import read_records
+
+    monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path / "cache"))  # the capacity measured once, then kept
+    monkeypatch.delenv("CHIPBENCH_FRESH", raising=False)
+    args = ["serve", "--model", "qwen3-0.6b", "--prompt", "16", "--warmup", "0"]
+    with MockServer() as instant:  # tokens as fast as the client reads them: the client is the bottleneck
+        out = tmp_path / "instant.jsonl"
+        assert (
+            main(
+                [
+                    *args,
+                    "--backend",
+                    "openai:" + instant.url,
+                    "--concurrency",
+                    "4",
+                    "--requests",
+                    "16",
+                    "--gen",
+                    "128",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+    (rec,) = read_records(out)
+    assert rec["client_bound"] is True and rec["client_capacity_share"] > 0.5
+    assert "CLIENT-BOUND" in capsys.readouterr().err
+    with MockServer(tok_per_s=20) as slow:  # 20 tokens/s per request: far below what the client drives
+        out = tmp_path / "slow.jsonl"
+        assert (
+            main(
+                [
+                    *args,
+                    "--backend",
+                    "openai:" + slow.url,
+                    "--concurrency",
+                    "1",
+                    "--requests",
+                    "2",
+                    "--gen",
+                    "8",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+    (rec,) = read_records(out)
+    assert rec["client_bound"] is False and rec["client_capacity_share"] < 0.1
+    assert "(kept: made" in rec["client_capacity_note"]  # the second sweep reused the first's measurement
+    assert rec["serve_send_lag_p99_s"] is not None

@@ -10,6 +10,7 @@ from chipbench.backends.registry import discover, get_backend
 from chipbench.commands.common import chip_options
 from chipbench.errors import UsageError
 from chipbench.judging.chips import resolve_chip
+from chipbench.measuring import capacity as client
 from chipbench.measuring import env
 from chipbench.models.zoo import get_model
 from chipbench.options import parse_ints, split_list
@@ -47,6 +48,18 @@ def cmd_serve(args) -> int:
     from chipbench.measuring.serving import serve_record
     from chipbench.publishing.record import RecordWriter, default_path
 
+    if args.client_capacity:  # what this client can drive here, against a mock server: the table, no sweep
+        measured = client.measure()
+        print(client.table(measured))
+        print(
+            f"capacity: {measured['tok_per_s']:.0f} streamed tokens/s, {measured['request_per_s']:.1f} requests/s "
+            f"(best at concurrency {measured['at_concurrency']}); a level past {client.CLIENT_BOUND_SHARE:.0%} "
+            "of it is flagged client-bound",
+            file=sys.stderr,
+        )
+        return 0
+    if not args.backend or not args.model:
+        raise UsageError("serve needs --backend openai:URL and --model (or --client-capacity alone)")
     entries = discover((args.backend,))
     backend = get_backend(args.backend, entries)
     if capability(backend, "stream_one") is None:
@@ -61,6 +74,8 @@ def cmd_serve(args) -> int:
     chip = resolve_chip(
         args.chip, args.peak_gbps, args.peak_tflops, warn=lambda m: print(f"chipbench: {m}", file=sys.stderr)
     )
+    print("measuring what this client can drive (a mock server on this host) ...", file=sys.stderr, flush=True)
+    capacity, made = client.kept_or_measured()
     writer = RecordWriter(args.out or default_path())
     host, records = env.host_facts(), []
     for load in levels:
@@ -84,6 +99,8 @@ def cmd_serve(args) -> int:
                 warmup=args.warmup,
                 trial=replace(series, index=k),
             )
+            if rec["status"] == "ok":
+                rec.update(client.level_fields(rec, capacity, made))
             writer.write(rec)
             records.append(rec)
     print(serving_view.to_markdown(records) or "no serving level produced a record")
@@ -99,6 +116,14 @@ def cmd_serve(args) -> int:
             ),
             file=sys.stderr,
         )
+    for r in records:
+        if r.get("client_bound"):
+            print(
+                f"chipbench: {r['workload']} CLIENT-BOUND: {r['client_capacity_share']:.0%} of what this client can "
+                f"drive ({r['client_capacity_tok_per_s']:.0f} tokens/s): the figures measure the client as much as "
+                "the server; drive it with more client processes or another load tool",
+                file=sys.stderr,
+            )
     return 1 if failed or partial else 0
 
 
@@ -108,8 +133,13 @@ def add_serve(sub) -> None:
         help="a serving load sweep against an OpenAI-compatible server: TTFT / TPOT / ITL / "
         "E2E percentiles, throughput and goodput per concurrency or request rate",
     )
-    s.add_argument("--backend", required=True, help="the server: openai:URL (e.g. openai:http://127.0.0.1:8000/v1)")
-    s.add_argument("--model", required=True, help="the zoo name of the model the server runs (for its byte counts)")
+    s.add_argument("--backend", help="the server: openai:URL (e.g. openai:http://127.0.0.1:8000/v1)")
+    s.add_argument("--model", help="the zoo name of the model the server runs (for its byte counts)")
+    s.add_argument(
+        "--client-capacity",
+        action="store_true",
+        help="measure only what this client can drive on this host (a mock server), and print it",
+    )
     s.add_argument("--dtype", default="bf16", help="the dtype the server runs it in, as you know it (default bf16)")
     s.add_argument("--concurrency", help="comma-separated levels of requests in flight (e.g. 1,2,4,8)")
     s.add_argument("--rate", help="comma-separated Poisson request rates per second (with or without --concurrency)")

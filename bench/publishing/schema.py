@@ -371,6 +371,19 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         "99th percentile TTFT counted from each request's due time, not its send: the client's queueing included",
     ),
     "e2e_from_due_p99_s": (Opt(NonNeg), "s", "99th percentile E2E counted from each request's due time"),
+    "client_capacity_tok_per_s": (
+        Opt(NonNeg),
+        "tokens/s",
+        "a serving level: the streamed tokens/s this client drove against a mock server on this host (its "
+        "capacity; a floor: the mock shares the host)",
+    ),
+    "client_capacity_share": (
+        Opt(NonNeg),
+        "",
+        "the level's output tokens/s over that capacity (tokens, where a server may send several per chunk)",
+    ),
+    "client_bound": (Opt(bool), "", "the level used more than half the client's capacity: it measured the client too"),
+    "client_capacity_note": (Opt(str), "", "how the client's capacity was measured, and when"),
     "decode_bytes_per_step": (
         Opt(NonNeg),
         "bytes",
