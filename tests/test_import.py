@@ -87,3 +87,27 @@ def test_one_unreadable_file_costs_the_others_nothing(tmp_path, capsys):
     assert main(["import", *map(str, files), "--out", str(out)]) == 2  # the scenario is no result file
     assert "guidellm-scenario.json: not a result file" in capsys.readouterr().err
     assert [r["workload"] for r in read_records(out)] == ["pp512", "tg128"]
+
+
+def test_aiperf_uses_the_servers_token_counts_and_each_requests_chunks():
+    (rec,) = import_file(FIXTURES / "aiperf-llama-server-c2" / "profile_export_aiperf.json")
+    raw = json.loads((FIXTURES / "aiperf-llama-server-c2" / "profile_export_aiperf.json").read_text())
+    assert rec["import_tool"] == "aiperf" and rec["import_tool_version"] == "0.13.0"
+    assert rec["workload"] == "pp64+tg32 serve@c2" and rec["serve_ok"] == 8 and rec["ttft_s_n"] == 8
+    assert rec["ttft_s_mean"] == pytest.approx(raw["time_to_first_token"]["avg"] / 1e3, rel=1e-6)
+    # AIPerf's tokenizer counted 269 output tokens over the 8 requests; the server generated 256
+    assert raw["total_osl"]["avg"] != 256 and rec["serve_output_tok_per_s"] == pytest.approx(
+        256 / raw["benchmark_duration"]["avg"]
+    )
+    assert (
+        "the server's counts are used" in rec["import_note"] and "profile_export.jsonl (sha256 " in rec["import_note"]
+    )
+
+
+def test_aiperf_without_its_per_request_file_takes_its_summary_and_says_so(tmp_path):
+    lone = tmp_path / "profile_export_aiperf.json"
+    lone.write_text((FIXTURES / "aiperf-llama-server-c2" / "profile_export_aiperf.json").read_text())
+    (rec,) = import_file(lone)
+    assert rec["ttft_s_median"] == pytest.approx(json.loads(lone.read_text())["time_to_first_token"]["p50"] / 1e3)
+    assert rec.get("ttft_s_ci95_low") is None and "tpot_s" in rec["import_missing"]
+    assert any("profile_export.jsonl" in m for m in rec["import_missing"])

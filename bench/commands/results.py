@@ -288,7 +288,7 @@ def add_import(sub) -> None:
     from chipbench.publishing.importing import FORMATS
 
     s = sub.add_parser(
-        "import", help="read other tools' result files (llama-bench, vllm bench serve, guidellm) as records"
+        "import", help="read other tools' result files (llama-bench, vllm bench serve, guidellm, aiperf) as records"
     )
     s.add_argument("paths", nargs="+", metavar="FILE")
     s.add_argument("--from", dest="fmt", choices=FORMATS, default=None, help="the file's tool (default: detected)")

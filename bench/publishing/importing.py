@@ -10,7 +10,9 @@ Formats: llama-bench (`-o json` or `-o jsonl`); vLLM's `vllm bench serve --save-
 (`--save-detailed` keeps each request's TTFT and inter-token gaps, and the records then hold the
 per-request statistics chipbench computes itself; without it, the file's own mean, median and
 percentiles are taken as they are); GuideLLM's JSON report (one record per benchmark, each
-request's TTFT, TPOT and E2E from its own timings: first and last token, request start).
+request's TTFT, TPOT and E2E from its own timings: first and last token, request start); NVIDIA
+AIPerf's `profile_export_aiperf.json` (with `profile_export.jsonl` beside it, each request's TTFT
+and inter-chunk gaps, its token count the server's usage rather than AIPerf's own tokenizer's).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from chipbench.measuring.workload import Workload
 from chipbench.models.zoo import MODELS, get_model
 from chipbench.stats import summarize
 
-FORMATS = ("llama-bench", "vllm-bench", "guidellm")
+FORMATS = ("llama-bench", "vllm-bench", "guidellm", "aiperf")
 MAX_BYTES = 256 * 2**20  # a result file larger than this is refused, not read into memory
 
 # llama-bench's model type ends with the weights' type; chipbench's dtype names
@@ -94,9 +96,11 @@ def detect(values: list, path: Path) -> str:
         return "vllm-bench"
     if "benchmarks" in first and "guidellm_version" in (first.get("metadata") or {}):
         return "guidellm"
+    if "aiperf_version" in first and "input_config" in first:
+        return "aiperf"
     raise UsageError(
         f"{path}: not a result file chipbench reads (llama-bench -o json/jsonl, vllm bench serve --save-result, "
-        f"guidellm's JSON report); "
+        f"guidellm's JSON report, aiperf's profile_export_aiperf.json); "
         f"give --from {'|'.join(FORMATS)} if it is one"
     )
 
@@ -419,6 +423,129 @@ def guidellm(doc: dict, source: dict, model, device, engine, dtype) -> list[dict
     return out
 
 
+# --- AIPerf ---------------------------------------------------------------------------------------
+
+
+def _aiperf_value(metrics: dict, name: str):
+    m = metrics.get(name)
+    return m.get("value") if isinstance(m, dict) else None
+
+
+def _aiperf_requests(path: Path) -> tuple[list[Round], list[int], list[int], str | None]:
+    """Each completed request of AIPerf's per-request file as a round (its first token at its TTFT, a
+    token per chunk after it, where the chunks are as many as the server's usage counts), and AIPerf's
+    own output-token counts beside the server's."""
+    rounds, served, counted = [], [], []
+    if not path.is_file():
+        return rounds, served, counted, None
+    for line in read_text(path).splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            raise UsageError(f"{path}: a line that is not JSON") from None
+        if not isinstance(r, dict) or r.get("error"):
+            continue
+        m = r.get("metrics") or {}
+        ttft, gaps = _finite(_aiperf_value(m, "time_to_first_token")), _aiperf_value(m, "inter_chunk_latency")
+        n = _aiperf_value(m, "usage_completion_tokens")
+        if not ttft or not isinstance(gaps, list) or not isinstance(n, int) or len(gaps) + 1 != n:
+            continue  # chunks that carry several tokens (or no usage): no per-token times to be had
+        times = [ttft / 1e3]
+        for g in gaps:
+            times.append(times[-1] + (_finite(g) or 0.0) / 1e3)
+        rounds.append(Round(tuple(times)))
+        served.append(n)
+        counted.append(_aiperf_value(m, "output_sequence_length"))
+    return rounds, served, counted, sha256(path)
+
+
+def aiperf(doc: dict, source: dict, model, device, engine, dtype) -> list[dict]:
+    config = doc.get("input_config") or {}
+    names = [m.get("name") for m in (config.get("models") or {}).get("items") or [] if isinstance(m, dict)]
+    name = zoo_model(names[0] if names else None, model, source["import_file"])
+    phase = next((p for p in config.get("phases") or [] if p.get("kind") == "profiling"), {})
+    prompts = ((config.get("datasets") or [{}])[0].get("prompts") or {}) if config.get("datasets") else {}
+    isl, osl = (prompts.get("isl") or {}).get("mean"), (prompts.get("osl") or {}).get("mean")
+    rounds, served, counted, detail = _aiperf_requests(Path(source["import_file"]).with_name("profile_export.jsonl"))
+    gen = round(sum(served) / len(served)) if served else (round(osl) if osl else None)
+    prompt = round(isl) if isl else None
+    if not prompt or not gen or gen < 2:
+        raise UsageError(f"{source['import_file']}: no input and output lengths in the file's input_config")
+    conc = phase.get("concurrency")
+    rate = _finite(phase.get("request_rate"))
+    count = int((doc.get("completed_request_count") or {}).get("avg") or len(rounds) or 0)
+    w = Workload("generate", prompt, gen, batch=int(conc) if conc else max(1, count))
+    case = Case("aiperf", name, dtype or "bf16", w, rounds=count)
+    version = doc.get("aiperf_version")
+    stack = {
+        "engine": engine,
+        "engine_version": None,
+        "exec_path": f"openai {(config.get('endpoint') or {}).get('type') or 'http'} stream (aiperf)",
+        "stack": f"aiperf {version or '(version not in the file)'}",
+        "import_tool_version": version,
+    }
+    rec = _base(case, source, {"device_name": device, "backend_kind": None}, stack)
+    missing = ["peak_mem_bytes", "engine_version"] + [
+        k for k, v in (("device_name", device), ("engine", engine)) if not v
+    ]
+    if not dtype:
+        rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
+        missing.append("dtype")
+    duration = _finite((doc.get("benchmark_duration") or {}).get("avg"))
+    total = _finite((doc.get("total_output_tokens") or {}).get("avg"))
+    errors = sum(int(e.get("count") or 0) for e in doc.get("error_summary") or [] if isinstance(e, dict))
+    rec.update(
+        kind="serve",
+        workload=f"pp{prompt}+tg{gen} serve@"
+        + "-".join(([f"c{conc}"] if conc else []) + ([f"r{rate:g}"] if rate else [])),
+        serve_concurrency=int(conc) if conc else None,
+        serve_rate_per_s=rate,
+        serve_requests=count + errors,
+        serve_ok=count,
+        serve_failed=errors,
+        serve_partial=bool(errors and count),
+        serve_duration_s=duration,
+        request_per_s=_finite((doc.get("request_throughput") or {}).get("avg")),
+        rounds=count,
+    )
+    if rounds:
+        rec.update(metric_fields(rounds, Workload("generate", prompt, gen)))
+        rec["token_times_s"] = None  # per-request times are in the source files; the record keeps the statistics
+        rec["serve_output_tok_per_s"] = sum(served) / duration if duration else None
+        rec["timing_method"] = "AIPerf's client clock: each request's TTFT and inter-chunk gaps (one token a chunk)"
+        notes = [f"per-request times from profile_export.jsonl (sha256 {detail})"]
+        if any(c != s for c, s in zip(counted, served)):
+            notes.append(
+                f"AIPerf's own tokenizer counted {min(counted)}-{max(counted)} output tokens where the server's usage "
+                f"says {min(served)}-{max(served)}: the server's counts are used"
+            )
+        rec["import_note"] = "; ".join(notes)
+    else:
+        for metric, key in (
+            ("ttft_s", "time_to_first_token"),
+            ("itl_s", "inter_token_latency"),
+            ("e2e_s", "request_latency"),
+        ):
+            stats = doc.get(key) or {}
+            rec.update(
+                {
+                    f"{metric}_{k}": _ms(stats.get(a))
+                    for k, a in (("mean", "avg"), ("median", "p50"), ("p90", "p90"), ("p99", "p99"), ("stdev", "std"))
+                }
+            )
+            rec[f"{metric}_n"] = count
+        rec["serve_output_tok_per_s"] = total / duration if total and duration else None
+        missing += ["per-request times (profile_export.jsonl beside the file)", "tpot_s", "ci95 of every latency"]
+        rec["timing_method"] = "AIPerf's client clock (its own statistics, no per-request times)"
+    if rec["serve_output_tok_per_s"]:
+        agg = rec["serve_output_tok_per_s"]
+        rec.update({f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg])
+    rec["tok_per_s_per_user"] = 1 / rec["tpot_s_median"] if rec.get("tpot_s_median") else None
+    rec["correct"], rec["correctness_note"] = None, "not checked: an imported result runs the server's own weights"
+    _missing(rec, missing)
+    return [rec]
+
+
 # --- the command's entry ------------------------------------------------------------------------
 
 
@@ -444,4 +571,6 @@ def import_file(
         return llama_bench(values, source, model, device)
     if fmt == "guidellm":
         return [r for doc in values for r in guidellm(doc, source, model, device, engine, dtype)]
+    if fmt == "aiperf":
+        return [r for doc in values for r in aiperf(doc, source, model, device, engine, dtype)]
     return vllm_bench(values, source, model, device, engine, dtype)
