@@ -74,9 +74,12 @@ def cmd_serve(args) -> int:
     chip = resolve_chip(
         args.chip, args.peak_gbps, args.peak_tflops, warn=lambda m: print(f"chipbench: {m}", file=sys.stderr)
     )
+    writer = RecordWriter(args.out or default_path())
+    if args.driver != "builtin":
+        records = _driven(args, backend, entries, levels, chip, writer)
+        return _finish(records)
     print("measuring what this client can drive (a mock server on this host) ...", file=sys.stderr, flush=True)
     capacity, made = client.kept_or_measured()
-    writer = RecordWriter(args.out or default_path())
     host, records = env.host_facts(), []
     for load in levels:
         series = replace(new_series(), planned=args.repeats)
@@ -103,6 +106,57 @@ def cmd_serve(args) -> int:
                 rec.update(client.level_fields(rec, capacity, made))
             writer.write(rec)
             records.append(rec)
+    return _finish(records)
+
+
+def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
+    """Each level driven by another load tool (--driver), its result file imported as the level's record."""
+    import shlex
+    from pathlib import Path
+
+    from chipbench.judging.trial import add_roofline
+    from chipbench.measuring import drivers
+    from chipbench.measuring.runner import Case, failed_record
+    from chipbench.measuring.workload import Workload
+    from chipbench.models.gguf_export import tokenizer_dir
+    from chipbench.publishing.importing import import_file
+
+    prefix = drivers.prefix_for(args.driver, args.driver_bin)
+    handle = backend.load(get_model(args.model), args.dtype, seed=args.seed)  # the served model's id and engine
+    model_id, engine = handle.model_id, handle.engine
+    backend.close(handle)
+    device = {**entries[args.backend].origin(), **env.device_facts(backend.info())}
+    host = env.host_facts()
+    root = Path(str(writer.path)).with_suffix("")
+    records = []
+    for load in levels:
+        for k in range(args.repeats):
+            out = root / f"{args.driver}-{load.name.replace('@', '-')}-{k}"
+            print(f"serving {load.name} with {args.driver} ({load.requests} requests) ...", file=sys.stderr, flush=True)
+            dr = drivers.run(args.driver, prefix, backend.url, model_id, load, out, str(tokenizer_dir()))
+            if dr.error is None:
+                try:
+                    got = import_file(dr.result, None, args.model, None, engine, args.dtype)
+                except UsageError as e:
+                    dr.error, got = f"{args.driver}'s result could not be read: {e}", []
+            if dr.error is not None:
+                wl = Workload("generate", load.prompt_tokens, load.gen_tokens, batch=load.concurrency or load.requests)
+                rec = failed_record(Case(args.driver, args.model, args.dtype, wl), dr.error, device, host)
+                rec.update(kind="serve", workload=f"pp{load.prompt_tokens}+tg{load.gen_tokens} {load.name}")
+                got = [rec]
+            for rec in got:
+                rec.update({k: v for k, v in device.items() if rec.get(k) is None})
+                if rec.get("import_missing") and rec.get("device_name"):
+                    rec["import_missing"] = [m for m in rec["import_missing"] if m != "device_name"] or None
+                rec.update(serve_driver=args.driver, driver_log=str(dr.log), rerun=shlex.join(dr.command))
+                if rec["status"] == "ok":
+                    add_roofline(rec, None, chip)
+                writer.write(rec)
+                records.append(rec)
+    return records
+
+
+def _finish(records: list[dict]) -> int:
     print(serving_view.to_markdown(records) or "no serving level produced a record")
     failed = [r for r in records if r["status"] != "ok"]
     for r in failed:
@@ -135,6 +189,16 @@ def add_serve(sub) -> None:
     )
     s.add_argument("--backend", help="the server: openai:URL (e.g. openai:http://127.0.0.1:8000/v1)")
     s.add_argument("--model", help="the zoo name of the model the server runs (for its byte counts)")
+    from chipbench.measuring.drivers import DRIVERS
+
+    s.add_argument(
+        "--driver",
+        choices=DRIVERS,
+        default="builtin",
+        help="the load generator: chipbench's own client (builtin), or guidellm, aiperf or vllm bench serve run for "
+        "each level, their results imported (default builtin)",
+    )
+    s.add_argument("--driver-bin", metavar="COMMAND", help="the driver's command, where it is not on PATH (a prefix)")
     s.add_argument(
         "--client-capacity",
         action="store_true",

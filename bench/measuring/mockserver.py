@@ -99,7 +99,9 @@ class MockServer:
             return False
         body = await reader.readexactly(length) if length else b""
         path = target.split("?", 1)[0].rstrip("/")
-        if method == "GET" and path.endswith("/models"):
+        if method == "GET" and path in ("/health", "/v1/health"):  # the readiness probe load tools send first
+            await self._send(writer, 200, {"status": "ok"})
+        elif method == "GET" and path.endswith("/models"):
             await self._send(
                 writer, 200, {"object": "list", "data": [{"id": self.model, "owned_by": "chipbench-mock"}]}
             )

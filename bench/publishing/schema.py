@@ -384,6 +384,12 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     ),
     "client_bound": (Opt(bool), "", "the level used more than half the client's capacity: it measured the client too"),
     "client_capacity_note": (Opt(str), "", "how the client's capacity was measured, and when"),
+    "serve_driver": (
+        Opt(Literal["builtin", "guidellm", "aiperf", "vllm-bench"]),
+        "",
+        "a serving level driven by another load tool (`chipbench serve --driver`), its result imported",
+    ),
+    "driver_log": (Opt(str), "", "that tool's output for the level, kept beside the records"),
     "decode_bytes_per_step": (
         Opt(NonNeg),
         "bytes",
