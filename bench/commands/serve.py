@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from chipbench.backends.base import capability
 from chipbench.backends.registry import discover, get_backend
@@ -11,6 +13,8 @@ from chipbench.commands.common import chip_options
 from chipbench.errors import UsageError
 from chipbench.judging.chips import resolve_chip
 from chipbench.measuring import capacity as client
+from chipbench.measuring import drivers
+from chipbench.measuring.workload import Workload
 from chipbench.measuring import env
 from chipbench.models.zoo import get_model
 from chipbench.options import parse_ints, split_list
@@ -111,13 +115,8 @@ def cmd_serve(args) -> int:
 
 def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
     """Each level driven by another load tool (--driver), its result file imported as the level's record."""
-    import shlex
-    from pathlib import Path
-
     from chipbench.judging.trial import add_roofline
-    from chipbench.measuring import drivers
     from chipbench.measuring.runner import Case, failed_record
-    from chipbench.measuring.workload import Workload
     from chipbench.models.gguf_export import tokenizer_dir
     from chipbench.publishing.importing import import_file
 
