@@ -12,7 +12,6 @@ from chipbench.backends.registry import discover, get_backend
 from chipbench.commands.common import chip_options
 from chipbench.errors import UsageError
 from chipbench.judging.chips import resolve_chip
-from chipbench.measuring import capacity as client
 from chipbench.measuring import drivers
 from chipbench.measuring.workload import Workload
 from chipbench.measuring import env
@@ -48,6 +47,7 @@ def cmd_serve(args) -> int:
     """A serving sweep: one record per load level (concurrency x rate), written as each finishes."""
 
     from chipbench.judging.trial import add_roofline
+    from chipbench.measuring import capacity as client
     from chipbench.measuring.runner import new_series
     from chipbench.measuring.serving import serve_record
     from chipbench.publishing.record import RecordWriter, default_path
@@ -188,11 +188,9 @@ def add_serve(sub) -> None:
     )
     s.add_argument("--backend", help="the server: openai:URL (e.g. openai:http://127.0.0.1:8000/v1)")
     s.add_argument("--model", help="the zoo name of the model the server runs (for its byte counts)")
-    from chipbench.measuring.drivers import DRIVERS
-
     s.add_argument(
         "--driver",
-        choices=DRIVERS,
+        choices=drivers.DRIVERS,
         default="builtin",
         help="the load generator: chipbench's own client (builtin), or guidellm, aiperf or vllm bench serve run for "
         "each level, their results imported (default builtin)",

@@ -22,9 +22,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chipbench.errors import UsageError
-from chipbench.measuring.serving import Load
+
+if TYPE_CHECKING:
+    from chipbench.measuring.serving import Load
 
 DRIVERS = ("builtin", "guidellm", "aiperf", "vllm-bench")
 EXECUTABLE = {"guidellm": "guidellm", "aiperf": "aiperf", "vllm-bench": "vllm"}
