@@ -96,7 +96,8 @@ def command(
         args += ["--request-rate", f"{load.rate:g}"] if load.rate else []
         args += ["--request-count", n, "--prompt-input-tokens-mean", p, "--prompt-input-tokens-stddev", "0"]
         args += ["--output-tokens-mean", g, "--output-tokens-stddev", "0", "--extra-inputs", "ignore_eos:true"]
-        args += ["--benchmark-duration", f"{load.max_duration_s:g}"]
+        # no --benchmark-duration: with it AIPerf issues requests until the duration ends, whatever the count
+        # (a 16-request level ran 7 minutes); the level's bound is this process's kill (run())
         return args + [
             "--tokenizer",
             tokenizer,

@@ -286,6 +286,8 @@ def vllm_bench(
             serve_requests=int(r.get("num_prompts") or completed + int(r.get("failed") or 0)),
             serve_ok=completed,
             serve_failed=int(r.get("failed") or 0),
+            serve_partial=bool(r.get("failed")) and completed > 0,
+            serve_errors="; ".join(sorted({_last_line(e) for e in r.get("errors") or [] if e}))[:2000] or None,
             serve_duration_s=_finite(r.get("duration")),
             request_per_s=_finite(r.get("request_throughput")),
             serve_output_tok_per_s=_finite(r.get("output_throughput")),
@@ -322,6 +324,12 @@ def vllm_bench(
         _missing(rec, missing)
         out.append(rec)
     return out
+
+
+def _last_line(text) -> str:
+    """A traceback's last line (its exception), or the text."""
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 def _ms(x) -> float | None:
@@ -411,11 +419,21 @@ def guidellm(doc: dict, source: dict, model, device, engine, dtype) -> list[dict
             rec.update(
                 {f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg]
             )
+        notes = []
         if len(set(prompts)) > 1 or len(set(outs)) > 1:
-            rec["import_note"] = (
+            notes.append(
                 f"request lengths vary: input {min(prompts)}-{max(prompts)}, output {min(outs)}-{max(outs)} tokens; "
                 f"the workload names their means"
             )
+        cached = sum(int(q.get("cached_tokens") or 0) for q in reqs.get("successful") or [])
+        if cached:  # the server's prefix cache answered part of the prompts: TTFT timed no full prefill
+            share = cached / max(1, sum(prompts))
+            notes.append(
+                f"the server answered {share:.0%} of the prompt tokens from its prefix cache ({cached} of {sum(prompts)}): "
+                "TTFT is not a full prefill"
+            )
+            rec["prefix_cached_fraction"] = share
+        rec["import_note"] = "; ".join(notes) or None
         rec["timing_method"] = "GuideLLM's client clock: each request's start, first and last token"
         rec["correct"], rec["correctness_note"] = None, "not checked: an imported result runs the server's own weights"
         _missing(rec, missing)

@@ -198,6 +198,12 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         "",
         "how a prompt cache was kept from serving a round's or request's prompt (null: the adapter does not say)",
     ),
+    "prefix_cached_fraction": (
+        Opt(NonNeg),
+        "",
+        "an imported serving level: the share of its prompt tokens the server answered from its prefix cache "
+        "(the tool's file says); above 0, TTFT timed no full prefill",
+    ),
     "linear_attn_path": (
         Opt(str),
         "",
