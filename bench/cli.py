@@ -23,6 +23,7 @@ COMMANDS = (
     machine.add_env,
     suite.add_run,
     serve.add_serve,
+    serve.add_loadgen,
     ab.add_ab,
     machine.add_ceilings,
     results.add_report,

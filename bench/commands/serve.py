@@ -226,3 +226,113 @@ def add_serve(sub) -> None:
     s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
     chip_options(s)
     s.set_defaults(fn=cmd_serve)
+
+
+def cmd_loadgen(args) -> int:
+    """One MLPerf LoadGen scenario with a chipbench backend as the system under test."""
+    from chipbench.judging.trial import add_roofline
+    from chipbench.measuring import loadgen
+    from chipbench.measuring.runner import Case, case_identity, failed_record, metric_fields, stack_fields
+    from chipbench.publishing.record import RecordWriter, default_path
+
+    case = loadgen.LoadGenCase(
+        args.scenario,
+        args.prompt,
+        args.gen,
+        args.samples,
+        args.qps,
+        args.min_duration,
+        args.min_queries,
+        args.slo_ttft,
+        args.slo_tpot,
+        args.seed,
+    ).validate()
+    entries = discover((args.backend,))
+    backend = get_backend(args.backend, entries)
+    spec = get_model(args.model)
+    if args.dtype not in backend.supported_dtypes():
+        raise UsageError(f"unknown dtype {args.dtype!r}; valid: {', '.join(backend.supported_dtypes())}")
+    chip = resolve_chip(
+        args.chip, args.peak_gbps, args.peak_tflops, warn=lambda m: print(f"chipbench: {m}", file=sys.stderr)
+    )
+    writer = RecordWriter(args.out or default_path())
+    logs = Path(str(writer.path)).with_suffix("") / f"loadgen-{case.scenario.lower()}"
+    wl = Workload("generate", case.prompt_tokens, case.gen_tokens, batch=1, seed=case.seed)
+    ident = Case(args.backend, spec.name, args.dtype, wl, rounds=case.min_queries)
+    device = {**entries[args.backend].origin(), **env.device_facts(backend.info())}
+    host = env.host_facts()
+    handle = None
+    print(f"LoadGen {case.scenario} on {args.backend} {spec.name} {args.dtype} ...", file=sys.stderr, flush=True)
+    try:
+        handle = backend.load(spec, args.dtype, seed=case.seed)
+        run = loadgen.run(backend, handle, case, logs)
+        rec = case_identity(ident)
+        rec.update(kind="serve", workload=case.name, status="ok", error=None)
+        rec.update(stack_fields(backend, handle))
+        rec.update(device)
+        rec.update(loadgen.record_fields(run, case))
+        rounds = loadgen.rounds_of(run)
+        if not rounds:
+            raise RuntimeError(f"no query completed: {rec['serve_errors']}")
+        rec.update(metric_fields(rounds, wl), rounds=len(rounds), token_times_s=None)
+        rec["tok_per_s_per_user"] = 1 / rec["tpot_s_median"] if rec.get("tpot_s_median") else None
+        rec["timing_method"] = (
+            "host clock: each token stamped as the backend delivered it, from LoadGen's issue of its query"
+        )
+        rec["correct"], rec["correctness_note"] = (
+            None,
+            "not checked here: chipbench run gates this backend, model and dtype",
+        )
+        add_roofline(rec, None, chip)
+    except UsageError:
+        raise
+    except Exception as e:  # the scenario fails as a record with its reason
+        rec = failed_record(ident, e, device, host, backend)
+        rec.update(kind="serve", workload=case.name)
+    finally:
+        if handle is not None:
+            backend.close(handle)
+    rec.update(host)
+    rec.update(env.provenance(case.seed))
+    writer.write(rec)
+    print(serving_view.to_markdown([rec]) or "", flush=True)
+    if rec["status"] != "ok":
+        print(terminal_safe(f"chipbench: LoadGen {case.scenario} failed: {rec.get('error')}"), file=sys.stderr)
+        return 1
+    print(
+        f"LoadGen {case.scenario}: {'VALID' if rec['loadgen_valid'] else 'INVALID' if rec['loadgen_valid'] is False else 'no result'}"
+        f"; {rec['loadgen_result'] or '-'}; early stopping satisfied: {rec['loadgen_early_stopping'] or '-'}; "
+        f"{rec['loadgen_checks'] or ''}"
+        + (f"; LoadGen recommends: {rec['loadgen_recommendations']}" if rec["loadgen_recommendations"] else "")
+        + f"; logs in {logs}",
+        file=sys.stderr,
+    )
+    return 0 if rec["loadgen_valid"] else 1
+
+
+def add_loadgen(sub) -> None:
+    from chipbench.measuring.serving import DEFAULT_SLO_TPOT_S, DEFAULT_SLO_TTFT_S
+
+    s = sub.add_parser(
+        "loadgen", help="an MLPerf LoadGen scenario (SingleStream, Server, Offline) on a chipbench backend"
+    )
+    s.add_argument("--backend", required=True, help="a backend that generates (cpu, cuda, llamacpp, vllm, a plugin)")
+    s.add_argument("--model", required=True, help="the zoo model")
+    s.add_argument("--dtype", default="bf16")
+    s.add_argument("--scenario", required=True, choices=("SingleStream", "Server", "Offline"))
+    s.add_argument(
+        "--qps",
+        type=float,
+        help="Server: the target query rate per second; Offline: the expected rate (sizes its query)",
+    )
+    s.add_argument("--samples", type=int, default=16, help="distinct seeded prompts in the sample library (default 16)")
+    s.add_argument("--prompt", type=int, default=64, help="prompt tokens per query (default 64)")
+    s.add_argument("--gen", type=int, default=32, help="generated tokens per query, fixed (default 32)")
+    s.add_argument("--min-duration", type=float, default=10.0, help="LoadGen's minimum duration, s (default 10)")
+    s.add_argument("--min-queries", type=int, default=8, help="LoadGen's minimum query count (default 8)")
+    s.add_argument("--slo-ttft", type=float, default=DEFAULT_SLO_TTFT_S, help="Server: the TTFT limit, s (default 2)")
+    s.add_argument("--slo-tpot", type=float, default=DEFAULT_SLO_TPOT_S, help="Server: the TPOT limit, s (default 0.2)")
+    s.add_argument("--seed", type=int, default=0)
+    chip_options(s)
+    s.add_argument("--out", metavar="FILE", help="JSON-lines file (default results/runs/<time>-<host>.jsonl)")
+    s.set_defaults(fn=cmd_loadgen)

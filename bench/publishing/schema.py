@@ -390,6 +390,25 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     ),
     "client_bound": (Opt(bool), "", "the level used more than half the client's capacity: it measured the client too"),
     "client_capacity_note": (Opt(str), "", "how the client's capacity was measured, and when"),
+    "loadgen_scenario": (
+        Opt(Literal["SingleStream", "Server", "Offline"]),
+        "",
+        "an MLPerf LoadGen scenario run on a chipbench backend (`chipbench loadgen`)",
+    ),
+    "loadgen_valid": (Opt(bool), "", "LoadGen's verdict on the run: its 'Result is' VALID"),
+    "loadgen_early_stopping": (Opt(str), "", "LoadGen's early-stopping verdict and its percentile estimate"),
+    "loadgen_result": (
+        Opt(str),
+        "",
+        "the scenario's result line in LoadGen's summary (a latency percentile, samples/s)",
+    ),
+    "loadgen_checks": (
+        Opt(str),
+        "",
+        "LoadGen's other checks: minimum duration, minimum queries, performance constraints",
+    ),
+    "loadgen_recommendations": (Opt(str), "", "what LoadGen recommends, where the run was not valid"),
+    "loadgen_log_dir": (Opt(str), "", "LoadGen's own logs (summary, detail, trace), kept beside the records"),
     "serve_driver": (
         Opt(Literal["builtin", "guidellm", "aiperf", "vllm-bench"]),
         "",
