@@ -111,3 +111,15 @@ def test_aiperf_without_its_per_request_file_takes_its_summary_and_says_so(tmp_p
     assert rec["ttft_s_median"] == pytest.approx(json.loads(lone.read_text())["time_to_first_token"]["p50"] / 1e3)
     assert rec.get("ttft_s_ci95_low") is None and "tpot_s" in rec["import_missing"]
     assert any("profile_export.jsonl" in m for m in rec["import_missing"])
+
+
+def test_an_mlperf_loadgen_summary_needs_the_model_and_lengths_and_keeps_loadgens_verdict():
+    summary = FIXTURES / "mlperf-loadgen-llamacpp-server" / "mlperf_log_summary.txt"
+    with pytest.raises(UsageError, match="give --model and --workload ppP\\+tgN"):
+        import_file(summary)
+    (rec,) = import_file(summary, model="qwen3-0.6b", workload="pp64+tg32", dtype="bf16")
+    assert rec["import_tool"] == "mlperf" and rec["import_tool_version"].startswith("6.0.17")
+    assert rec["workload"] == "pp64+tg32 loadgen-server@q0.5" and rec["loadgen_valid"] is False
+    assert rec["loadgen_recommendations"] == "TTFT constrain not met: Reduce target QPS to improve latency."
+    assert rec["ttft_s_p99"] == pytest.approx(4.318422437) and rec["tpot_s_median"] == pytest.approx(0.042830291)
+    assert rec["serve_output_tok_per_s"] == pytest.approx(15.49) and "per-query times" in rec["import_missing"]

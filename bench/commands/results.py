@@ -261,7 +261,7 @@ def cmd_import(args) -> int:
     records, refused = [], []
     for path in args.paths:
         try:
-            got = import_file(path, args.fmt, args.model, args.device, args.engine, args.dtype)
+            got = import_file(path, args.fmt, args.model, args.device, args.engine, args.dtype, args.workload)
         except UsageError as e:  # one file that cannot be read costs no other file its records
             refused.append(path)
             print(f"chipbench: {e}", file=sys.stderr)
@@ -288,7 +288,8 @@ def add_import(sub) -> None:
     from chipbench.publishing.importing import FORMATS
 
     s = sub.add_parser(
-        "import", help="read other tools' result files (llama-bench, vllm bench serve, guidellm, aiperf) as records"
+        "import",
+        help="read other tools' result files (llama-bench, vllm bench serve, guidellm, aiperf, mlperf) as records",
     )
     s.add_argument("paths", nargs="+", metavar="FILE")
     s.add_argument("--from", dest="fmt", choices=FORMATS, default=None, help="the file's tool (default: detected)")
@@ -296,6 +297,7 @@ def add_import(sub) -> None:
     s.add_argument("--device", default=None, help="the device, where the file does not name it")
     s.add_argument("--engine", default=None, help="the serving engine, where the file does not name it")
     s.add_argument("--dtype", default=None, help="the weights' type, where the file does not say it")
+    s.add_argument("--workload", default=None, help="ppP+tgN: the lengths, where the file does not say them (MLPerf)")
     s.add_argument("--chip", default=None, help="the chip's spec row (results/chips.toml) for the roofline")
     s.add_argument("--peak-gbps", type=float, default=None, help="the chip's peak memory bandwidth, GB/s")
     s.add_argument("--peak-tflops", type=float, default=None, help="the chip's peak dense bf16 TFLOP/s")

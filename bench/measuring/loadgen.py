@@ -179,7 +179,10 @@ def read_summary(path: Path) -> dict:
     lines = path.read_text(errors="replace").splitlines()
     for i, line in enumerate(lines):
         if line.strip() == "Recommendations:":
-            advice += [x.strip(" *") for x in lines[i + 1 :] if x.startswith(" * ")][:5]
+            for x in lines[i + 1 :]:  # its own bullet lines, up to the next block
+                if not x.startswith(" * "):
+                    break
+                advice.append(x.strip(" *"))
             continue
         m = _LINE.match(line)
         if m and not line.startswith("="):

@@ -12,7 +12,9 @@ per-request statistics chipbench computes itself; without it, the file's own mea
 percentiles are taken as they are); GuideLLM's JSON report (one record per benchmark, each
 request's TTFT, TPOT and E2E from its own timings: first and last token, request start); NVIDIA
 AIPerf's `profile_export_aiperf.json` (with `profile_export.jsonl` beside it, each request's TTFT
-and inter-chunk gaps, its token count the server's usage rather than AIPerf's own tokenizer's).
+and inter-chunk gaps, its token count the server's usage rather than AIPerf's own tokenizer's);
+MLPerf LoadGen's `mlperf_log_summary.txt` (its verdict, early stopping, result line and latency
+percentiles; the summary names neither model nor lengths, so `--model` and `--workload` say them).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from pathlib import Path
 
 from chipbench.errors import UsageError
 from chipbench.measuring import env
+from chipbench.measuring.loadgen import RESULT_KEY, read_summary
 from chipbench.measuring.metrics import METRICS, Round
 from chipbench.measuring.runner import Case, case_identity, metric_fields
-from chipbench.measuring.workload import Workload
+from chipbench.measuring.workload import Workload, parse_workload
 from chipbench.models.zoo import MODELS, get_model
 from chipbench.stats import summarize
 
-FORMATS = ("llama-bench", "vllm-bench", "guidellm", "aiperf")
+FORMATS = ("llama-bench", "vllm-bench", "guidellm", "aiperf", "mlperf")
 MAX_BYTES = 256 * 2**20  # a result file larger than this is refused, not read into memory
 
 # llama-bench's model type ends with the weights' type; chipbench's dtype names
@@ -100,7 +103,7 @@ def detect(values: list, path: Path) -> str:
         return "aiperf"
     raise UsageError(
         f"{path}: not a result file chipbench reads (llama-bench -o json/jsonl, vllm bench serve --save-result, "
-        f"guidellm's JSON report, aiperf's profile_export_aiperf.json); "
+        f"guidellm's JSON report, aiperf's profile_export_aiperf.json, MLPerf's mlperf_log_summary.txt); "
         f"give --from {'|'.join(FORMATS)} if it is one"
     )
 
@@ -564,6 +567,102 @@ def aiperf(doc: dict, source: dict, model, device, engine, dtype) -> list[dict]:
     return [rec]
 
 
+# --- MLPerf LoadGen ------------------------------------------------------------------------------
+
+_PCT = re.compile(r"^(\d+(?:\.\d+)?) percentile (latency|first token latency|time to output token) \(ns\)$")
+_METRIC = {"latency": "e2e_s", "first token latency": "ttft_s", "time to output token": "tpot_s"}
+
+
+def mlperf(path: Path, source: dict, model, device, engine, dtype, workload: str | None) -> list[dict]:
+    s = read_summary(path)
+    scenario = s.get("Scenario")
+    if not scenario:
+        raise UsageError(f"{path}: an MLPerf summary without its Scenario line")
+    if not model or not workload:
+        raise UsageError(
+            f"{path}: an MLPerf summary names neither the model nor the prompt and output lengths: give --model "
+            "and --workload ppP+tgN"
+        )
+    w = parse_workload(workload)
+    if w.kind != "generate":
+        raise UsageError(f"--workload for an MLPerf summary is ppP+tgN (prompt and output tokens), got {workload!r}")
+    name = get_model(model).name
+    detail = path.with_name("mlperf_log_detail.txt")
+    version = None
+    if detail.is_file():
+        m = re.search(r'"key": "loadgen_version", "value": "([^"]+)"', read_text(detail))
+        version = m.group(1) if m else None
+    qps = _finite(_float(s.get("target_qps"))) if scenario == "Server" else None
+    case = Case("mlperf", name, dtype or "bf16", w, rounds=1)
+    stack = {
+        "engine": engine,
+        "engine_version": None,
+        "exec_path": f"LoadGen {scenario} ({s.get('SUT name') or 'SUT'})",
+        "stack": f"MLPerf LoadGen {version or '(version not in the logs)'}",
+        "import_tool_version": version,
+    }
+    rec = _base(case, source, {"device_name": device, "backend_kind": None}, stack)
+    missing = ["peak_mem_bytes", "engine_version", "per-query times", "ci95 of every latency"]
+    missing += [k for k, v in (("device_name", device), ("engine", engine)) if not v]
+    if not dtype:
+        rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
+        missing.append("dtype")
+    result_key = next((k for k in s if RESULT_KEY.match(k)), None)
+    estimate = next((f"{k.lstrip('* ')}: {v}" for k, v in s.items() if "Early stopping" in k and "estimate" in k), None)
+    valid = s.get("Result is")
+    rate = _float(
+        s.get("Completed samples per second") or s.get("Samples per second") or s.get("QPS w/o loadgen overhead")
+    )
+    rec.update(
+        kind="serve",
+        workload=f"{w.name} loadgen-{scenario.lower()}" + (f"@q{qps:g}" if qps else ""),
+        loadgen_scenario=scenario if scenario in ("SingleStream", "Server", "Offline") else None,
+        loadgen_valid=None if valid is None else valid.upper() == "VALID",
+        loadgen_early_stopping="; ".join(x for x in (s.get("Early stopping satisfied"), estimate) if x) or None,
+        loadgen_result=f"{result_key}: {s[result_key]}" if result_key else None,
+        loadgen_checks="; ".join(
+            f"{k.strip()}: {s[k]}"
+            for k in s
+            if k.strip().endswith("satisfied") and k.strip() != "Early stopping satisfied"
+        )
+        or None,
+        loadgen_recommendations="; ".join(s.get("recommendations") or []) or None,
+        loadgen_log_dir=str(path.parent),
+        serve_rate_per_s=qps,
+        request_per_s=rate,
+        serve_output_tok_per_s=_float(s.get("Completed tokens per second") or s.get("Tokens per second")),
+        rounds=None,
+    )
+    for key, value in s.items():
+        m = _PCT.match(key)
+        v = _float(value)
+        if not m or v is None:
+            continue
+        metric, q = _METRIC[m.group(2)], float(m.group(1))
+        stat = {50.0: "median", 90.0: "p90", 99.0: "p99"}.get(q)
+        if stat:
+            rec[f"{metric}_{stat}"] = v / 1e9
+    for metric, label in (("e2e_s", "latency"), ("ttft_s", "First Token latency"), ("tpot_s", "Time per Output Token")):
+        mean = _float(s.get(f"Mean {label} (ns)"))
+        rec[f"{metric}_mean"] = mean / 1e9 if mean is not None else rec.get(f"{metric}_mean")
+    if rec.get("tpot_s_median"):
+        rec["tok_per_s_per_user"] = 1 / rec["tpot_s_median"]
+    if rec.get("serve_output_tok_per_s"):
+        agg = rec["serve_output_tok_per_s"]
+        rec.update({f"output_tok_per_s_{k}": v for k, v in summarize([agg]).items()}, output_tok_per_s_samples=[agg])
+    rec["timing_method"] = "LoadGen's clock: from each query's issue (its summary's statistics, no per-query times)"
+    rec["correct"], rec["correctness_note"] = None, "not checked: an imported result"
+    _missing(rec, missing)
+    return [rec]
+
+
+def _float(x) -> float | None:
+    try:
+        return _finite(float(str(x).split()[0]))
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 # --- the command's entry ------------------------------------------------------------------------
 
 
@@ -574,11 +673,16 @@ def import_file(
     device: str | None = None,
     engine: str | None = None,
     dtype: str | None = None,
+    workload: str | None = None,
 ) -> list[dict]:
     """The records of one result file (`fmt` detected when None); `model`, `device`, `engine`,
     `dtype`: what the file does not say (a file that says it keeps its own where it names one)."""
     path = Path(path)
-    values = _json_values(read_text(path), path)
+    text = read_text(path)
+    if fmt == "mlperf" or (fmt is None and "MLPerf Results Summary" in text[:400]):
+        source = {"import_tool": "mlperf", "import_file": str(path), "import_sha256": sha256(path)}
+        return mlperf(path, source, model, device, engine, dtype, workload)
+    values = _json_values(text, path)
     if not values:
         raise UsageError(f"{path}: no results in it")
     fmt = fmt or detect(values, path)

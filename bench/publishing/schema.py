@@ -597,7 +597,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "seed": (Opt(int), "", "seed of the random weights and the prompt ids"),
     "command": (Opt(str), "", "the command line that produced the record"),
     "import_tool": (
-        Opt(Literal["llama-bench", "vllm-bench", "guidellm", "aiperf"]),
+        Opt(Literal["llama-bench", "vllm-bench", "guidellm", "aiperf", "mlperf"]),
         "",
         "an imported record: the tool whose result file it was read from (`chipbench import`)",
     ),
