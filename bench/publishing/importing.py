@@ -144,6 +144,21 @@ def _missing(rec: dict, names: list[str]) -> None:
     rec["import_missing"] = sorted(set(rec.get("import_missing") or []) | set(names)) or None
 
 
+def _serve_workload(prompt: int, gen: int, conc, rate) -> str:
+    """A serving level's name, as chipbench serve names its own: pp64+tg32 serve@c2-r0.5 (serve@unbounded:
+    every request sent at once, vllm bench's default)."""
+    parts = ([f"c{conc}"] if conc else []) + ([f"r{rate:g}"] if rate else [])
+    return f"pp{prompt}+tg{gen} serve@" + ("-".join(parts) or "unbounded")
+
+
+def _unknown_dtype(rec: dict, dtype: str | None, missing: list[str]) -> None:
+    """A file that does not say the served weights' type: dtype "unknown", the byte counts that follow
+    from it null, and named."""
+    if not dtype:
+        rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
+        missing.append("dtype")
+
+
 # --- llama-bench -----------------------------------------------------------------------------
 
 
@@ -277,13 +292,10 @@ def vllm_bench(
         missing = (
             ["peak_mem_bytes", "engine_version"] + ([] if device else ["device_name"]) + ([] if engine else ["engine"])
         )
-        if not dtype:  # vllm bench does not know the server's weights' type
-            rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
-            missing.append("dtype")
+        _unknown_dtype(rec, dtype, missing)  # vllm bench does not know the server's weights' type
         rec.update(
             kind="serve",
-            workload=f"pp{prompt}+tg{gen} serve@"
-            + "-".join(([f"c{conc}"] if conc else []) + ([f"r{rate:g}"] if rate else [])).rstrip("-"),
+            workload=_serve_workload(prompt, gen, conc, rate),
             serve_concurrency=int(conc) if conc else None,
             serve_rate_per_s=rate,
             serve_requests=int(r.get("num_prompts") or completed + int(r.get("failed") or 0)),
@@ -392,16 +404,13 @@ def guidellm(doc: dict, source: dict, model, device, engine, dtype) -> list[dict
         missing = ["itl_s", "peak_mem_bytes", "engine_version"] + [
             k for k, v in (("device_name", device), ("engine", engine)) if not v
         ]
-        if not dtype:
-            rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
-            missing.append("dtype")
+        _unknown_dtype(rec, dtype, missing)
         duration = _finite(b.get("duration"))
         errored, incomplete = len(reqs.get("errored") or []), len(reqs.get("incomplete") or [])
         tokens = sum(outs)
         rec.update(
             kind="serve",
-            workload=f"pp{prompt}+tg{gen} serve@"
-            + "-".join(([f"c{conc}"] if conc else []) + ([f"r{rate:g}"] if rate else [])),
+            workload=_serve_workload(prompt, gen, conc, rate),
             serve_concurrency=int(conc) if conc else None,
             serve_rate_per_s=rate,
             serve_requests=len(done) + errored + incomplete,
@@ -509,16 +518,13 @@ def aiperf(doc: dict, source: dict, model, device, engine, dtype) -> list[dict]:
     missing = ["peak_mem_bytes", "engine_version"] + [
         k for k, v in (("device_name", device), ("engine", engine)) if not v
     ]
-    if not dtype:
-        rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
-        missing.append("dtype")
+    _unknown_dtype(rec, dtype, missing)
     duration = _finite((doc.get("benchmark_duration") or {}).get("avg"))
     total = _finite((doc.get("total_output_tokens") or {}).get("avg"))
     errors = sum(int(e.get("count") or 0) for e in doc.get("error_summary") or [] if isinstance(e, dict))
     rec.update(
         kind="serve",
-        workload=f"pp{prompt}+tg{gen} serve@"
-        + "-".join(([f"c{conc}"] if conc else []) + ([f"r{rate:g}"] if rate else [])),
+        workload=_serve_workload(prompt, gen, conc, rate),
         serve_concurrency=int(conc) if conc else None,
         serve_rate_per_s=rate,
         serve_requests=count + errors,
@@ -604,9 +610,7 @@ def mlperf(path: Path, source: dict, model, device, engine, dtype, workload: str
     rec = _base(case, source, {"device_name": device, "backend_kind": None}, stack)
     missing = ["peak_mem_bytes", "engine_version", "per-query times", "ci95 of every latency"]
     missing += [k for k, v in (("device_name", device), ("engine", engine)) if not v]
-    if not dtype:
-        rec.update(dict.fromkeys(_DTYPE_FIELDS), dtype="unknown")
-        missing.append("dtype")
+    _unknown_dtype(rec, dtype, missing)
     result_key = next((k for k in s if RESULT_KEY.match(k)), None)
     estimate = next((f"{k.lstrip('* ')}: {v}" for k, v in s.items() if "Early stopping" in k and "estimate" in k), None)
     valid = s.get("Result is")
