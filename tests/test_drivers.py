@@ -36,6 +36,32 @@ def test_each_tools_command_carries_chipbenchs_lengths_level_seed_and_bound(tmp_
         drivers.command("guidellm", ["guidellm"], "http://x/v1", "m", Load(8, 8, 2, 2, 1.0), tmp_path, "/tok")
 
 
+def test_chipbenchs_prompts_become_each_tools_dataset_file(tmp_path):
+    import json
+
+    load = Load(4, 8, 2, concurrency=1)
+    texts = [" the of and to", " in is it on"]
+    for driver, flag, row in (
+        ("aiperf", "--input-file", {"text": " the of and to", "output_length": 8}),
+        ("vllm-bench", "--dataset-path", {"prompt": " the of and to", "output_tokens": 8}),
+    ):
+        out = tmp_path / driver
+        out.mkdir()
+        args = drivers.command(driver, [driver], "http://x/v1", "m", load, out, "/tok", texts)
+        data = out / "prompts.jsonl"
+        assert args[args.index(flag) + 1] == str(data)
+        assert [json.loads(x) for x in data.read_text().splitlines()][0] == row
+    assert "--custom-dataset-type" in drivers.command(
+        "aiperf", ["a"], "http://x/v1", "m", load, tmp_path / "aiperf", "/t", texts
+    )
+    out = tmp_path / "guidellm"
+    out.mkdir()
+    drivers.command("guidellm", ["g"], "http://x/v1", "m", load, out, "/tok", texts)
+    scenario = json.loads((out / "guidellm-scenario.json").read_text())
+    assert scenario["spec"]["data"] == [{"kind": "json_file", "path": str(out / "prompts.jsonl")}]
+    assert json.loads((out / "prompts.jsonl").read_text().splitlines()[1])["output_tokens_count"] == 8
+
+
 def test_a_missing_tool_is_one_line_that_says_how_to_get_it(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(UsageError, match="needs 'aiperf' on PATH .*pip install aiperf.* or --driver-bin"):
@@ -68,6 +94,8 @@ def test_each_installed_tool_drives_a_level_and_its_result_becomes_the_record(dr
         assert main([*args, "--out", str(out)]) == 0
     (rec,) = read_records(out)
     assert rec["status"] == "ok" and rec["serve_driver"] == driver and rec["import_tool"] == driver
-    assert rec["serve_ok"] == 6 and rec["workload"].endswith("+tg16 serve@c2")
+    assert rec["serve_ok"] == 6
     assert rec["device_name"] and "device_name" not in (rec["import_missing"] or [])
     assert 0.004 < rec["tpot_s_median"] < 0.05  # the mock's 200 tokens/s per request: 5 ms a token
+    assert rec["workload"] == "pp32+tg16 serve@c2"  # chipbench's prompts, sent as the tool's dataset
+    assert rec["serve_prompts"].startswith("chipbench's seeded prompts")

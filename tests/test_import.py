@@ -123,3 +123,21 @@ def test_an_mlperf_loadgen_summary_needs_the_model_and_lengths_and_keeps_loadgen
     assert rec["loadgen_recommendations"] == "TTFT constrain not met: Reduce target QPS to improve latency."
     assert rec["ttft_s_p99"] == pytest.approx(4.318422437) and rec["tpot_s_median"] == pytest.approx(0.042830291)
     assert rec["serve_output_tok_per_s"] == pytest.approx(15.49) and "per-query times" in rec["import_missing"]
+
+
+def test_imported_records_compare_like_any_others(tmp_path, capsys):
+    files = [str(FIXTURES / "llama-bench-qwen3-0.6b-bf16.json"), str(FIXTURES / "vllm-bench-llama-server-c2.json")]
+    for name in ("run", "base"):
+        assert (
+            main(
+                ["import", *files, "--dtype", "bf16", "--device", "AMD EPYC", "--out", str(tmp_path / f"{name}.jsonl")]
+            )
+            == 0
+        )
+    capsys.readouterr()
+    assert (
+        main(["compare", str(tmp_path / "run.jsonl"), "--baseline", str(tmp_path / "base.jsonl"), "--format", "md"])
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "pp64+tg32 serve@c2" in table and "tg128" in table and "no significant difference" in table

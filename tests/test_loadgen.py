@@ -14,22 +14,23 @@ pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed
 ARGS = ["loadgen", "--backend", "cpu", "--model", "tiny-qwen3", "--dtype", "fp32", "--prompt", "16", "--gen", "8"]
 
 
-def test_single_stream_on_the_cpu_backend_is_valid_and_keeps_loadgens_logs(tmp_path):
+def test_single_stream_on_the_cpu_backend_records_loadgens_verdict_and_keeps_its_logs(tmp_path):
     out = tmp_path / "r.jsonl"
-    assert (
-        main([*ARGS, "--scenario", "SingleStream", "--min-duration", "1", "--min-queries", "16", "--out", str(out)])
-        == 0
-    )
+    # 64 queries: the fewest LoadGen's early stopping takes for a 90th percentile; on a busy host the
+    # verdict may still be INVALID (its estimate), and the exit status follows it
+    rc = main([*ARGS, "--scenario", "SingleStream", "--min-duration", "1", "--min-queries", "64", "--out", str(out)])
     (rec,) = read_records(out)
     assert rec["status"] == "ok" and rec["kind"] == "serve" and rec["workload"] == "pp16+tg8 loadgen-singlestream"
-    assert rec["loadgen_valid"] is True and rec["loadgen_early_stopping"].startswith("Yes")
+    assert rec["loadgen_valid"] in (True, False) and rc == (0 if rec["loadgen_valid"] else 1)
+    assert rec["loadgen_early_stopping"].split(";")[0] in ("Yes", "NO")
     assert rec["loadgen_result"].startswith("90.0th percentile latency (ns): ")
+    assert "Min queries satisfied: Yes" in rec["loadgen_checks"]
     summary = read_summary(tmp_path / "r" / "loadgen-singlestream" / "mlperf_log_summary.txt")
-    assert summary["Result is"] == "VALID" and rec["loadgen_log_dir"].endswith("loadgen-singlestream")
+    assert summary["Result is"] in ("VALID", "INVALID") and rec["loadgen_log_dir"].endswith("loadgen-singlestream")
     # chipbench's own statistics of the same queries: as many as LoadGen completed, each 8 tokens
-    assert rec["serve_ok"] >= 16 and rec["ttft_s_n"] == rec["serve_ok"] and rec["serve_failed"] == 0
+    assert rec["serve_ok"] >= 64 and rec["ttft_s_n"] == rec["serve_ok"] and rec["serve_failed"] == 0
     p90_ns = float(rec["loadgen_result"].split(": ")[1])
-    assert rec["e2e_s_p90"] == pytest.approx(p90_ns / 1e9, rel=0.5)  # LoadGen's clock and the harness's agree roughly
+    assert rec["e2e_s_p90"] == pytest.approx(p90_ns / 1e9, rel=0.5)  # LoadGen's clock and the harness's agree
 
 
 def test_server_scenario_records_loadgens_verdict_whatever_it_is(tmp_path):
@@ -51,3 +52,17 @@ def test_bad_scenarios_are_one_line():
         LoadGenCase("MultiStream", 16, 8).validate()
     with pytest.raises(UsageError, match=">= 2 generated tokens"):
         LoadGenCase("Offline", 16, 1).validate()
+
+
+def test_an_endpoint_backend_is_a_system_under_test_too(tmp_path):
+    from chipbench.measuring.mockserver import MockServer
+
+    out = tmp_path / "r.jsonl"
+    with MockServer(tok_per_s=500) as mock:
+        args = ["loadgen", "--backend", "openai:" + mock.url, "--model", "qwen3-0.6b", "--scenario", "SingleStream"]
+        main([*args, "--min-duration", "1", "--min-queries", "8", "--prompt", "16", "--gen", "8", "--out", str(out)])
+        served = mock.requests
+    (rec,) = read_records(out)
+    assert rec["status"] == "ok" and rec["loadgen_result"].startswith("90.0th percentile latency (ns): ")
+    assert rec["serve_ok"] >= 8 and served >= rec["serve_ok"]  # every query went to the server
+    assert 0.0015 < rec["tpot_s_median"] < 0.02  # the mock paces 500 tokens/s per request: 2 ms a token

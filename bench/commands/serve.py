@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chipbench.backends.base import capability
+from chipbench.backends.openai_endpoint import salted, text_prompt
 from chipbench.backends.registry import discover, get_backend
 from chipbench.commands.common import chip_options
 from chipbench.errors import UsageError
@@ -121,7 +122,8 @@ def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
     from chipbench.publishing.importing import import_file
 
     prefix = drivers.prefix_for(args.driver, args.driver_bin)
-    handle = backend.load(get_model(args.model), args.dtype, seed=args.seed)  # the served model's id and engine
+    spec = get_model(args.model)
+    handle = backend.load(spec, args.dtype, seed=args.seed)  # the served model's id and engine
     model_id, engine = handle.model_id, handle.engine
     backend.close(handle)
     device = {**entries[args.backend].origin(), **env.device_facts(backend.info())}
@@ -132,7 +134,8 @@ def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
         for k in range(args.repeats):
             out = root / f"{args.driver}-{load.name.replace('@', '-')}-{k}"
             print(f"serving {load.name} with {args.driver} ({load.requests} requests) ...", file=sys.stderr, flush=True)
-            dr = drivers.run(args.driver, prefix, backend.url, model_id, load, out, str(tokenizer_dir()))
+            texts = [salted(text_prompt(row, spec.vocab), spec.vocab) for row in load.prompts(spec.vocab).tolist()]
+            dr = drivers.run(args.driver, prefix, backend.url, model_id, load, out, str(tokenizer_dir()), texts)
             if dr.error is None:
                 try:
                     got = import_file(dr.result, None, args.model, None, engine, args.dtype)
@@ -148,6 +151,7 @@ def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
                 if rec.get("import_missing") and rec.get("device_name"):
                     rec["import_missing"] = [m for m in rec["import_missing"] if m != "device_name"] or None
                 rec.update(serve_driver=args.driver, driver_log=str(dr.log), rerun=shlex.join(dr.command))
+                rec["serve_prompts"] = "chipbench's seeded prompts as text, each salted (the tool's dataset file)"
                 if rec["status"] == "ok":
                     add_roofline(rec, None, chip)
                 writer.write(rec)

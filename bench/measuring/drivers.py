@@ -7,8 +7,11 @@ its own worker processes drives the load.
 
 The tools are not chipbench's dependencies: each is found on PATH (guidellm, aiperf, vllm) or
 given as a command prefix (`--driver-bin`, e.g. another environment's interpreter and script). They
-make their own synthetic prompts of chipbench's lengths, tokenised by the model's tokenizer
-(chipbench's local Qwen tokenizer files), which the record says.
+send chipbench's own prompts: its seeded prompt ids as text of exactly the prompt length (one
+Qwen token a word), each salted with fresh first words as chipbench's own client salts them, so
+that a server's prefix cache cannot answer them (a tool's own synthetic prompts, sent again, were
+answered from llama.cpp's prompt cache: results/measurements/2026-12-07-serve-drivers/), written
+as each tool's dataset file; the tools count tokens with chipbench's local Qwen tokenizer files.
 """
 
 from __future__ import annotations
@@ -53,12 +56,40 @@ def server_root(url: str) -> str:
     return url[: -len("/v1")] if url.rstrip("/").endswith("/v1") else url.rstrip("/")
 
 
+DATASET = {"guidellm": "prompts.jsonl", "aiperf": "prompts.jsonl", "vllm-bench": "prompts.jsonl"}
+
+
+def write_prompts(driver: str, out: Path, prompts: list[str], load: "Load") -> Path:
+    """chipbench's prompts as the tool's dataset file: one line per request, with its lengths."""
+    rows = {
+        "guidellm": lambda p: {
+            "prompt": p,
+            "prompt_tokens_count": load.prompt_tokens,
+            "output_tokens_count": load.gen_tokens,
+        },
+        "aiperf": lambda p: {"text": p, "output_length": load.gen_tokens},
+        "vllm-bench": lambda p: {"prompt": p, "output_tokens": load.gen_tokens},
+    }[driver]
+    path = out / DATASET[driver]
+    path.write_text("".join(json.dumps(rows(p)) + "\n" for p in prompts))
+    return path
+
+
 def command(
-    driver: str, prefix: list[str], url: str, model_id: str, load: Load, out: Path, tokenizer: str
+    driver: str,
+    prefix: list[str],
+    url: str,
+    model_id: str,
+    load: Load,
+    out: Path,
+    tokenizer: str,
+    prompts: list[str] | None = None,
 ) -> list[str]:
-    """The tool's command line for one load level, its results written under `out`."""
+    """The tool's command line for one load level, its results written under `out`; `prompts`:
+    chipbench's, written as the tool's dataset file (None: the tool's own synthetic prompts)."""
     root = server_root(url)
     p, g, n = str(load.prompt_tokens), str(load.gen_tokens), str(load.requests)
+    data = write_prompts(driver, out, prompts, load) if prompts and driver in DATASET else None
     if driver == "guidellm":
         if load.concurrency and load.rate:
             raise UsageError("guidellm drives a concurrency or a rate, not both at once: give one of them")
@@ -77,7 +108,13 @@ def command(
                 },
                 "profile": profile,
                 "data": [
-                    {"kind": "synthetic_text", "prompt_tokens": load.prompt_tokens, "output_tokens": load.gen_tokens}
+                    {"kind": "json_file", "path": str(data)}
+                    if data
+                    else {
+                        "kind": "synthetic_text",
+                        "prompt_tokens": load.prompt_tokens,
+                        "output_tokens": load.gen_tokens,
+                    }
                 ],
                 "tokenizer": {"kind": "huggingface_auto", "model": tokenizer},
                 "constraints": [
@@ -94,7 +131,11 @@ def command(
         args = [*prefix, "profile", "--model", model_id, "--url", root, "--endpoint-type", "completions", "--streaming"]
         args += ["--concurrency", str(load.concurrency)] if load.concurrency else []
         args += ["--request-rate", f"{load.rate:g}"] if load.rate else []
-        args += ["--request-count", n, "--prompt-input-tokens-mean", p, "--prompt-input-tokens-stddev", "0"]
+        args += ["--request-count", n]
+        if data:
+            args += ["--input-file", str(data), "--custom-dataset-type", "single_turn"]
+        else:
+            args += ["--prompt-input-tokens-mean", p, "--prompt-input-tokens-stddev", "0"]
         args += ["--output-tokens-mean", g, "--output-tokens-stddev", "0", "--extra-inputs", "ignore_eos:true"]
         # no --benchmark-duration: with it AIPerf issues requests until the duration ends, whatever the count
         # (a 16-request level ran 7 minutes); the level's bound is this process's kill (run())
@@ -110,8 +151,13 @@ def command(
         ]
     if driver == "vllm-bench":
         args = [*prefix, "bench", "serve", "--backend", "openai", "--base-url", root, "--endpoint", "/v1/completions"]
-        args += ["--model", model_id, "--tokenizer", tokenizer, "--dataset-name", "random"]
-        args += ["--random-input-len", p, "--random-output-len", g, "--num-prompts", n, "--seed", str(load.seed)]
+        args += ["--model", model_id, "--tokenizer", tokenizer]
+        if data:
+            args += ["--dataset-name", "custom", "--dataset-path", str(data), "--custom-output-len", g]
+            args += ["--skip-chat-template", "--disable-shuffle"]
+        else:
+            args += ["--dataset-name", "random", "--random-input-len", p, "--random-output-len", g]
+        args += ["--num-prompts", n, "--seed", str(load.seed)]
         args += ["--max-concurrency", str(load.concurrency)] if load.concurrency else []
         args += ["--request-rate", f"{load.rate:g}"] if load.rate else []
         args += ["--ignore-eos", "--temperature", "0", "--save-result", "--save-detailed"]
@@ -130,11 +176,20 @@ class DriverRun:
     error: str | None = None
 
 
-def run(driver: str, prefix: list[str], url: str, model_id: str, load: Load, out: Path, tokenizer: str) -> DriverRun:
+def run(
+    driver: str,
+    prefix: list[str],
+    url: str,
+    model_id: str,
+    load: Load,
+    out: Path,
+    tokenizer: str,
+    prompts: list[str] | None = None,
+) -> DriverRun:
     """Run the tool for one level, bounded by the level's time plus the tool's start; its output in
     `out`/driver.log. A tool that overruns is killed with its process group."""
     out.mkdir(parents=True, exist_ok=True)
-    cmd = command(driver, prefix, url, model_id, load, out, tokenizer)
+    cmd = command(driver, prefix, url, model_id, load, out, tokenizer, prompts)
     log = out / "driver.log"
     bound = load.max_duration_s + START_SLACK_S
     t0 = time.perf_counter()

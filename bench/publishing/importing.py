@@ -461,13 +461,13 @@ def _aiperf_value(metrics: dict, name: str):
     return m.get("value") if isinstance(m, dict) else None
 
 
-def _aiperf_requests(path: Path) -> tuple[list[Round], list[int], list[int], str | None]:
+def _aiperf_requests(path: Path) -> tuple[list[Round], list[int], list[int], list[int], str | None]:
     """Each completed request of AIPerf's per-request file as a round (its first token at its TTFT, a
     token per chunk after it, where the chunks are as many as the server's usage counts), and AIPerf's
     own output-token counts beside the server's."""
-    rounds, served, counted = [], [], []
+    rounds, served, counted, prompts = [], [], [], []
     if not path.is_file():
-        return rounds, served, counted, None
+        return rounds, served, counted, prompts, None
     for line in read_text(path).splitlines():
         try:
             r = json.loads(line)
@@ -486,7 +486,10 @@ def _aiperf_requests(path: Path) -> tuple[list[Round], list[int], list[int], str
         rounds.append(Round(tuple(times)))
         served.append(n)
         counted.append(_aiperf_value(m, "output_sequence_length"))
-    return rounds, served, counted, sha256(path)
+        prompt = _aiperf_value(m, "usage_prompt_tokens") or _aiperf_value(m, "input_sequence_length")
+        if isinstance(prompt, int):
+            prompts.append(prompt)
+    return rounds, served, counted, prompts, sha256(path)
 
 
 def aiperf(doc: dict, source: dict, model, device, engine, dtype) -> list[dict]:
@@ -496,9 +499,12 @@ def aiperf(doc: dict, source: dict, model, device, engine, dtype) -> list[dict]:
     phase = next((p for p in config.get("phases") or [] if p.get("kind") == "profiling"), {})
     prompts = ((config.get("datasets") or [{}])[0].get("prompts") or {}) if config.get("datasets") else {}
     isl, osl = (prompts.get("isl") or {}).get("mean"), (prompts.get("osl") or {}).get("mean")
-    rounds, served, counted, detail = _aiperf_requests(Path(source["import_file"]).with_name("profile_export.jsonl"))
+    rounds, served, counted, asked, detail = _aiperf_requests(
+        Path(source["import_file"]).with_name("profile_export.jsonl")
+    )
     gen = round(sum(served) / len(served)) if served else (round(osl) if osl else None)
-    prompt = round(isl) if isl else None
+    # the server's count of each prompt where the requests say it (a dataset file has no isl to read)
+    prompt = round(sum(asked) / len(asked)) if asked else (round(isl) if isl else None)
     if not prompt or not gen or gen < 2:
         raise UsageError(f"{source['import_file']}: no input and output lengths in the file's input_config")
     conc = phase.get("concurrency")

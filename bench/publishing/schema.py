@@ -415,6 +415,11 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         "a serving level driven by another load tool (`chipbench serve --driver`), its result imported",
     ),
     "driver_log": (Opt(str), "", "that tool's output for the level, kept beside the records"),
+    "serve_prompts": (
+        Opt(str),
+        "",
+        "a driven level: which prompts the tool sent (chipbench's, salted, as its dataset)",
+    ),
     "decode_bytes_per_step": (
         Opt(NonNeg),
         "bytes",
