@@ -104,6 +104,15 @@ def gather(value) -> list:
     return out
 
 
+def lead(value):
+    """Rank 0's `value` on every rank (`value` in one process). Every rank must call it. A choice made
+    from a clock (how many rounds fit a budget, whether a probe lagged, how long a prompt to probe
+    with) differs between ranks, and ranks that choose differently call different collectives: one
+    rank waits for a step the other never takes, or gloo aborts on mismatched sizes. Rank 0's clock is
+    the measurement's, so its choice is every rank's."""
+    return gather(value)[0]
+
+
 def total(value: int | float | None) -> int | float | None:
     """The sum of `value` over every rank (None when any rank has none); `value` in one process."""
     values = gather(value)

@@ -262,7 +262,8 @@ class Session:
         if key in self.selftests:
             return self.selftests[key]
         stash_key = self._selftest_key(backend, case, loop)
-        kept = SELFTESTS.get(stash_key) if stash_key else None
+        # under torchrun rank 0's stash on every rank: a rank that proves again alone waits forever
+        kept = distributed.lead(SELFTESTS.get(stash_key) if stash_key else None)
         if kept is not None:  # passed on this backend, device and software lately: not proved again
             status, text = "passed", f"{kept[0]} (kept: {age_text(kept[1])}; the self-test is kept {SELFTEST_KEPT})"
             self.selftests[key] = (status, text)
@@ -312,7 +313,8 @@ class Session:
 
     def _kept_or_measured(self, backend, dtype: str):
         key = self._ceilings_key(backend, dtype)
-        kept = CEILINGS.get(key) if key else None
+        # rank 0's on every rank: the quick rounds and the measurement are every rank's at once (lockstep)
+        kept = distributed.lead(CEILINGS.get(key) if key else None)
         if kept is not None:
             try:
                 then = Ceilings(**kept[0])

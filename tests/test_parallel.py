@@ -189,8 +189,50 @@ while time.process_time() - start < 1.0:  # each rank works 1 s of CPU time
     pass
 distributed.barrier()
 own = hostload.sample().own_s - before.own_s
+
+from chipbench.measuring import selftest
+from chipbench.measuring.metrics import Round
+from chipbench.measuring.runner import Case, sized_rounds
+from chipbench.measuring.workload import Workload
+
+
+class Lockstep:  # a split model's generation: a collective in every call, on every rank
+    name = "lockstep"
+
+    def load(self, spec, dtype, seed=0, **kw):
+        return object()
+
+    def prompt(self, handle, ids):
+        return ids
+
+    def generate(self, handle, prompt, n, on_token):
+        distributed.barrier()
+
+    def synchronize(self):
+        pass
+
+    def close(self, handle):
+        pass
+
+
+tries = []
+
+
+def timed(backend, handle, prompt, n):
+    distributed.barrier()
+    tries.append(n)
+    lag = 1.0 if rank == 1 and len(tries) == 1 else 0.0  # rank 1's first decode probe lags
+    first = 0.01 * (rank + 1)  # rank 1 prefills at half rank 0's pace
+    return [first + 0.01 * i for i in range(n)], 0.0, lag
+
+
+selftest._timed_generation = timed
+probes = [(c.passed, len(c.lags_s), c.prompt_tokens) for c in selftest.check_all(Lockstep(), long_probe_s=0.1)]
+warm = Round(tuple(0.02 * (rank + 1) * (i + 1) for i in range(16)))  # rank 1's warmup: half the pace
+sized = sized_rounds(Case("cpu", "tiny-qwen3", "fp32", Workload("generate", 16, 64), rounds=10, budget_s=10.0), warm, 16)
+choices = distributed.gather([probes, sized[0]])
 if distributed.is_lead():
-    print(json.dumps({"own": own, "bandwidth": got.bandwidth_gb_per_s, "tflops": got.tflops, "ranks": got.ranks,
+    print(json.dumps({"choices": choices, "own": own, "bandwidth": got.bandwidth_gb_per_s, "tflops": got.tflops, "ranks": got.ranks,
                       "rounds": got.rounds, "window": got.window_s, "failed": failed, "peaks": peaks,
                       "power": power}))
 """
@@ -213,6 +255,10 @@ def test_under_torchrun_ceilings_memory_power_and_cpu_time_are_every_ranks(tmp_p
     assert gpus == {"energy_j": 30.0, "tele_power_w": 201.0, "energy_per_token_j": 0.3}  # each GPU meters its own
     assert cpus == {"energy_j": 10.0, "tele_power_w": 100.0, "energy_per_token_j": 0.1}  # one package, read once
     assert unmetered["energy_j"] is None and unmetered["energy_per_token_j"] is None  # not metered, never zero
+    # choices made from a clock are rank 0's on every rank, or the ranks call different collectives
+    # (a CI run aborted in gloo: each rank had sized the self-test's long prompt by its own clock).
+    # Rank 1's first decode probe lagged: both tried again; rank 0's pace sized the prompt and the rounds.
+    assert out["choices"] == [[[[True, 2, 32], [True, 1, 320]], 7]] * 2
 
 
 def test_a_model_too_big_for_one_device_says_which_splits_fit():

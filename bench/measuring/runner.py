@@ -595,6 +595,13 @@ def budget_rounds(case: Case, pace: float, warm_tokens: int | None = None) -> tu
     return n, f"{n}{bound}: the {case.budget_s:g} s budget at " + (seen or f"the warmup round's {pace:.3g} s")
 
 
+def sized_rounds(case: Case, warm: Round | None, warm_tokens: int) -> tuple[int, str]:
+    """budget_rounds at the pace of the warmup round `warm`; under torchrun rank 0's count on every
+    rank (each rank's warmup paces differently, and a rank that times one round more waits forever
+    in that round's collectives)."""
+    return distributed.lead(budget_rounds(case, full_round_pace(case, warm), warm_tokens))
+
+
 def rounds_fields(case: Case, rule: tuple[int, str] | None, timed: int) -> dict:
     """How the count of timed rounds was set: fixed (--rounds), sized (the budget) or a soak."""
     if case.soak_s:
@@ -684,7 +691,8 @@ def measure_case(
                 run.rounds_done.clear()
                 run.phase("soak", soak_rounds(case, run.windows))
                 timer(run.round, soak_rounds(case, run.windows), 0)
-                while soak_unfilled(case, run.windows, case.warmup):  # the rest of the time: in the record
+                # the rest of the time, in the record; rank 0's clock says when it is up (lockstep)
+                while distributed.lead(soak_unfilled(case, run.windows, case.warmup)):
                     run.round()
                 timed = list(run.rounds_done)
             elif case.budget_s:  # sized: the warmup is the pilot, its pace sets the count before any is timed
@@ -693,7 +701,7 @@ def measure_case(
                 timed_loop(lambda: run.round(warm_tokens), 0, case.warmup)
                 warm = run.rounds_done[-1] if run.rounds_done else None
                 run.rounds_done.clear()
-                run.rounds_rule = budget_rounds(case, full_round_pace(case, warm), warm_tokens)
+                run.rounds_rule = sized_rounds(case, warm, warm_tokens)
                 run.phase("timed", run.rounds_rule[0])
                 timer(run.round, run.rounds_rule[0], 0)
                 timed = list(run.rounds_done)

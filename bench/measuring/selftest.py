@@ -19,6 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from chipbench.backends import distributed
 from chipbench.backends.base import Backend, capability
 from chipbench.measuring.workload import Workload, prompt_ids
 from chipbench.models.zoo import get_model
@@ -101,7 +102,11 @@ def check_all(
         decode = check_timing_waits(
             backend, model, dtype, new_tokens=16, prompt_tokens=32, mode=mode, cache_len=cache_len, handle=shared
         )
-        long = long_prompt if long_probe_s is None else sized_prompt(decode, long_prompt, long_probe_s)
+        # rank 0's size on every rank of a split model: each rank's clock sizes it a little differently,
+        # and ranks prefilling different lengths exchange tensors of different sizes (gloo aborts)
+        long = (
+            long_prompt if long_probe_s is None else distributed.lead(sized_prompt(decode, long_prompt, long_probe_s))
+        )
         prefill = check_timing_waits(backend, model, dtype, new_tokens=1, prompt_tokens=long, handle=shared)
     finally:
         if shared is not None:
@@ -150,7 +155,9 @@ def check_timing_waits(
             last = stamps[-1]
             gaps = [b - a for a, b in zip(stamps, stamps[1:])] or [last - start]  # one step: its e2e
             median_gap = statistics.median(gaps)
-            passed = lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)
+            # a split model's timing waits when every rank's does; the ranks try again together (each
+            # attempt's generation is collective, so one rank cannot retry alone)
+            passed = all(distributed.gather(lag <= max(LAG_FRACTION * median_gap, LAG_FLOOR_S)))
             if passed:  # host jitter does not recur; work left in flight does
                 break
     finally:
