@@ -11,6 +11,7 @@ No home-made splitting: what transformers' plan cannot shard is its error, repor
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 
@@ -84,6 +85,18 @@ def init(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    # closed before the interpreter exits: a gloo group left to the interpreter's teardown aborted
+    # the process at exit ("terminate called without an active exception") in 4 launches of 6 here,
+    # after its work was done, and torchrun then failed the launch
+    atexit.register(close)
+
+
+def close() -> None:
+    """The process group's end, every rank's last collective done (at exit; idempotent)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
@@ -205,7 +218,4 @@ if __name__ == "__main__":  # torchrun --nproc-per-node N -m chipbench.backends.
         out = check_tokens(name, sys.argv[2] if len(sys.argv) > 2 else "fp32")
         if is_lead():
             print(json.dumps({"model": name, **out}), flush=True)
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    close()
