@@ -141,3 +141,38 @@ def test_imported_records_compare_like_any_others(tmp_path, capsys):
     )
     table = capsys.readouterr().out
     assert "pp64+tg32 serve@c2" in table and "tg128" in table and "no significant difference" in table
+
+
+CLAIM = """
+[[claim]]
+id = "{id}"
+statement = "llama.cpp decodes qwen3-0.6b at {value} tokens/s or more on AMD EPYC"
+source = "a test"
+date = "2026-12"
+kind = "metric"
+metric = "decode_tok_per_s"
+model = "qwen3-0.6b"
+dtype = "bf16"
+workload = "tg128"
+value = {value}
+compare = "at_least"
+stack = "llama.cpp"
+"""
+
+
+def test_claims_judge_imported_records_by_the_engine_that_ran_them(tmp_path, capsys):
+    """A llama-bench file's tg128 (27.5 tokens/s over its 5 repetitions) confirms a claim of 20 tokens/s
+    with llama.cpp; a claim of 60 is short of it, which on a device the claim does not name decides
+    nothing. The imported stack names the engine (what claims match on), then the tool."""
+    out = tmp_path / "imp.jsonl"
+    assert main(["import", str(FIXTURES / "llama-bench-qwen3-0.6b-bf16.json"), "--out", str(out)]) == 0
+    assert read_records(out)[1]["stack"] == "llama.cpp 0c1e570 (measured by llama-bench build 1 (0c1e570))"
+    claims = tmp_path / "claims.toml"
+    claims.write_text(CLAIM.format(id="twenty", value=20) + CLAIM.format(id="sixty", value=60))
+    capsys.readouterr()
+    assert main(["claims", str(claims), str(out), "--format", "json"]) == 0
+    verdicts = {v["id"]: v for v in json.loads(capsys.readouterr().out)["claims"]}
+    twenty, sixty = verdicts["twenty"], verdicts["sixty"]
+    assert twenty["verdict"] == "confirmed" and twenty["numbers"]["measured"] == pytest.approx(27.511, abs=1e-3)
+    assert twenty["numbers"]["rounds"] == 5 and "stack: llama.cpp 0c1e570" in twenty["reasons"][-1]
+    assert sixty["verdict"] == "inconclusive" and "the claim names no chip" in sixty["reasons"][-1]

@@ -4,7 +4,8 @@ comparisons, claims and the roofline judge the numbers people already have.
 Each reader maps what its file says onto the published schema and nothing more: a figure the file
 lacks is null and named in the record's `import_missing`, never guessed. The model is the file's
 model id mapped to the zoo (or `--model`), the device and engine as far as the file names them (or
-given), and the tool with its version is the stack. The source file's SHA-256 and path are kept.
+given). The stack, which claims match on, is the engine and its version, then the tool and its
+version that measured it. The source file's SHA-256 and path are kept.
 
 Formats: llama-bench (`-o json` or `-o jsonl`); vLLM's `vllm bench serve --save-result`
 (`--save-detailed` keeps each request's TTFT and inter-token gaps, and the records then hold the
@@ -129,6 +130,12 @@ def _stats(name: str, values: list[float]) -> dict:
     return {f"{name}_{k}": v for k, v in summarize(values).items()} | {f"{name}_samples": values}
 
 
+def stack_line(engine: str | None, version: str | None, tool: str) -> str:
+    """The record's stack, which claims match on: the engine that ran the model and its version (as
+    far as the file or --engine names them), then the tool that measured it."""
+    return " ".join(x for x in (engine or "(engine not named)", version) if x) + f" (measured by {tool})"
+
+
 def _base(case: Case, source: dict, device: dict, stack: dict) -> dict:
     rec = case_identity(case)
     rec.update(status="ok", error=None, rounds=None, warmup_rounds=None, warmup_tokens=None)
@@ -199,7 +206,7 @@ def llama_bench(values: list, source: dict, model: str | None, device: str | Non
             "engine": "llama.cpp",
             "engine_version": str(t.get("build_commit") or ""),
             "exec_path": "ggml " + str(t.get("backends") or "").lower(),
-            "stack": f"llama-bench {version}",
+            "stack": stack_line("llama.cpp", str(t.get("build_commit") or ""), f"llama-bench {version}"),
             "import_tool_version": version,
         }
         rec = _base(case, source, dev, stack)
@@ -285,7 +292,7 @@ def vllm_bench(
             "engine": engine,  # the file's "backend" is the client's request format, not the server's engine
             "engine_version": None,
             "exec_path": f"{r.get('endpoint_type') or r.get('backend') or 'openai'} stream (vllm bench serve)",
-            "stack": f"vllm bench serve {tool_version or '(version not in the file)'}",
+            "stack": stack_line(engine, None, f"vllm bench serve {tool_version or '(version not in the file)'}"),
             "import_tool_version": tool_version,
         }
         rec = _base(case, source, dev, stack)
@@ -397,7 +404,7 @@ def guidellm(doc: dict, source: dict, model, device, engine, dtype) -> list[dict
             "engine": engine,
             "engine_version": None,
             "exec_path": f"openai {spec.get('request_format') or 'http'} stream (guidellm {kind})",
-            "stack": f"guidellm {version or '(version not in the file)'}",
+            "stack": stack_line(engine, None, f"guidellm {version or '(version not in the file)'}"),
             "import_tool_version": version,
         }
         rec = _base(case, source, {"device_name": device, "backend_kind": None}, stack)
@@ -517,7 +524,7 @@ def aiperf(doc: dict, source: dict, model, device, engine, dtype) -> list[dict]:
         "engine": engine,
         "engine_version": None,
         "exec_path": f"openai {(config.get('endpoint') or {}).get('type') or 'http'} stream (aiperf)",
-        "stack": f"aiperf {version or '(version not in the file)'}",
+        "stack": stack_line(engine, None, f"aiperf {version or '(version not in the file)'}"),
         "import_tool_version": version,
     }
     rec = _base(case, source, {"device_name": device, "backend_kind": None}, stack)
@@ -610,7 +617,7 @@ def mlperf(path: Path, source: dict, model, device, engine, dtype, workload: str
         "engine": engine,
         "engine_version": None,
         "exec_path": f"LoadGen {scenario} ({s.get('SUT name') or 'SUT'})",
-        "stack": f"MLPerf LoadGen {version or '(version not in the logs)'}",
+        "stack": stack_line(engine, None, f"MLPerf LoadGen {version or '(version not in the logs)'}"),
         "import_tool_version": version,
     }
     rec = _base(case, source, {"device_name": device, "backend_kind": None}, stack)
