@@ -106,3 +106,4 @@ def test_each_installed_tool_drives_a_level_and_its_result_becomes_the_record(dr
     assert 0.004 < rec["tpot_s_median"] < 0.05  # the mock's 200 tokens/s per request: 5 ms a token
     assert rec["workload"] == "pp32+tg16 serve@c2"  # chipbench's prompts, sent as the tool's dataset
     assert rec["serve_prompts"].startswith("chipbench's seeded prompts")
+    assert rec["client_cpu_cores"] > 0  # the tool's own CPU time, counted once it was waited for

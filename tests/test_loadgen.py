@@ -66,3 +66,24 @@ def test_an_endpoint_backend_is_a_system_under_test_too(tmp_path):
     assert rec["status"] == "ok" and rec["loadgen_result"].startswith("90.0th percentile latency (ns): ")
     assert rec["serve_ok"] >= 8 and served >= rec["serve_ok"]  # every query went to the server
     assert 0.0015 < rec["tpot_s_median"] < 0.02  # the mock paces 500 tokens/s per request: 2 ms a token
+
+
+def test_a_run_past_its_bound_answers_the_waiting_queries_unrun_and_ends(tmp_path):
+    """Offline issues every query at once; a system under test that needs 0.8 s a query would take
+    about 50 s for 64 of them. Past the 2 s bound the queries still waiting are answered unrun and
+    counted as failed, and the run ends with the one in flight."""
+    from chipbench.measuring.mockserver import MockServer
+
+    out = tmp_path / "r.jsonl"
+    with MockServer(tok_per_s=20) as mock:
+        args = ["loadgen", "--backend", "openai:" + mock.url, "--model", "qwen3-0.6b", "--scenario", "Offline"]
+        args += ["--min-duration", "1", "--max-duration", "2", "--min-queries", "64", "--prompt", "16", "--gen", "16"]
+        rc = main([*args, "--out", str(out)])
+    (rec,) = read_records(out)
+    assert rc == 1 and rec["serve_requests"] == 64 and 1 <= rec["serve_ok"] < 10
+    assert rec["serve_failed"] == 64 - rec["serve_ok"] and "the run's bound of 2 s had passed" in rec["serve_errors"]
+    assert rec["serve_duration_s"] < 20  # the bound and the query in flight, far from the 50 s unbounded
+    # LoadGen itself called the run VALID, counting the empty answers as completed queries
+    assert rec["loadgen_valid"] is False and "which LoadGen counted as completed: its VALID" in rec["loadgen_checks"]
+    with pytest.raises(UsageError, match="maximum duration must be at least the minimum"):
+        LoadGenCase("Offline", 16, 8, min_duration_s=10, max_duration_s=5).validate()

@@ -114,6 +114,7 @@ def test_a_concurrency_sweep_against_the_server(llama_server, tmp_path):
         assert r["prefix_caching"].startswith("each request's first prompt tokens drawn fresh")
         assert r["correct"] is None
         assert r["host_other_cpu_frac"] is not None  # the host's load over the level, the server's work not in it
+        assert r["server_cpu_cores"] > 0 and r["client_cpu_cores"] > 0  # the server on this host, and the client
     assert recs[1]["batch"] == 2
     json.dumps(recs)
     import shlex
@@ -317,7 +318,7 @@ def test_a_level_past_half_the_clients_capacity_is_flagged_client_bound(tmp_path
             == 0
         )
     (rec,) = read_records(out)
-    assert rec["client_bound"] is True and rec["client_capacity_share"] > 0.5
+    assert rec["client_bound"] is True and rec["client_capacity_share"] > 0.5, rec["client_capacity_note"]
     assert "CLIENT-BOUND" in capsys.readouterr().err
     with MockServer(tok_per_s=20) as slow:  # 20 tokens/s per request: far below what the client drives
         out = tmp_path / "slow.jsonl"
@@ -343,3 +344,33 @@ def test_a_level_past_half_the_clients_capacity_is_flagged_client_bound(tmp_path
     assert rec["client_bound"] is False and rec["client_capacity_share"] < 0.1
     assert "(kept: made" in rec["client_capacity_note"]  # the second sweep reused the first's measurement
     assert rec["serve_send_lag_p99_s"] is not None
+    assert rec["server_cpu_cores"] is None and "inside the client's own process" in rec["client_cpu_note"], rec[
+        "client_cpu_note"
+    ]
+
+
+@pytest.mark.parametrize(
+    "client, server, wall, contends, said",
+    [
+        (5.0, 15.0, 10.0, True, "used 0.50 of this host's 2 CPUs beside the server's 1.50: they contended"),
+        (1.0, 10.0, 10.0, False, "used 0.10 of this host's 2 CPUs beside the server's 1.00"),
+        (0.2, 0.4, 0.5, None, "a level of 0.50 s"),
+        (1.0, None, 10.0, None, "used 0.10 of this host's 2 CPUs; the server is not on this host"),
+    ],
+)
+def test_a_client_and_server_that_fill_the_hosts_cpus_are_said_to_contend(
+    monkeypatch, client, server, wall, contends, said
+):
+    """On one host the load generator takes CPU time the server would use: a level whose client and
+    server kept 90% of the CPUs busy measured the server slowed by its own client."""
+    import psutil
+
+    from chipbench.measuring import hostload
+
+    monkeypatch.setattr(psutil, "cpu_count", lambda *a, **k: 2)
+    note = None if server is not None else "the server is not on this host: no CPUs shared"
+    before = hostload.ClientSample(100.0, 3.0, None if server is None else 7.0, note)
+    after = hostload.ClientSample(100.0 + wall, 3.0 + client, None if server is None else 7.0 + server, note)
+    out = hostload.client_fields(before, after)
+    assert out["client_contends"] is contends and said in out["client_cpu_note"]
+    assert out["client_cpu_cores"] == pytest.approx(client / wall)

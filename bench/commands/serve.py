@@ -13,7 +13,7 @@ from chipbench.backends.registry import discover, get_backend
 from chipbench.commands.common import chip_options
 from chipbench.errors import UsageError
 from chipbench.judging.chips import resolve_chip
-from chipbench.measuring import drivers
+from chipbench.measuring import drivers, hostload
 from chipbench.measuring.workload import Workload
 from chipbench.measuring import env
 from chipbench.models.zoo import get_model
@@ -129,13 +129,18 @@ def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
     device = {**entries[args.backend].origin(), **env.device_facts(backend.info())}
     host = env.host_facts()
     root = Path(str(writer.path)).with_suffix("")
+    pids = hostload.case_pids(backend)  # the server's processes on this host, if it runs here
     records = []
     for load in levels:
         for k in range(args.repeats):
             out = root / f"{args.driver}-{load.name.replace('@', '-')}-{k}"
             print(f"serving {load.name} with {args.driver} ({load.requests} requests) ...", file=sys.stderr, flush=True)
             texts = [salted(text_prompt(row, spec.vocab), spec.vocab) for row in load.prompts(spec.vocab).tolist()]
+            before, cpu_before = hostload.sample(pids), hostload.client_sample(pids)
             dr = drivers.run(args.driver, prefix, backend.url, model_id, load, out, str(tokenizer_dir()), texts)
+            # the tool's CPU time counts once it has been waited for (it has: drivers.run waits)
+            cpu = hostload.client_fields(cpu_before, hostload.client_sample(pids))
+            host_load = {**hostload.facts(before, hostload.sample(pids)), **cpu}
             if dr.error is None:
                 try:
                     got = import_file(dr.result, None, args.model, None, engine, args.dtype)
@@ -151,6 +156,7 @@ def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
                 if rec.get("import_missing") and rec.get("device_name"):
                     rec["import_missing"] = [m for m in rec["import_missing"] if m != "device_name"] or None
                 rec.update(serve_driver=args.driver, driver_log=str(dr.log), rerun=shlex.join(dr.command))
+                rec.update(host_load)
                 rec["serve_prompts"] = "chipbench's seeded prompts as text, each salted (the tool's dataset file)"
                 if rec["status"] == "ok":
                     add_roofline(rec, None, chip)
@@ -181,6 +187,9 @@ def _finish(records: list[dict]) -> int:
                 "the server; drive it with more client processes or another load tool",
                 file=sys.stderr,
             )
+    for r in records:
+        if r.get("client_contends"):
+            print(terminal_safe(f"chipbench: {r['workload']} CLIENT CONTENDS: {r['client_cpu_note']}"), file=sys.stderr)
     return 1 if failed or partial else 0
 
 
@@ -250,6 +259,7 @@ def cmd_loadgen(args) -> int:
         args.slo_ttft,
         args.slo_tpot,
         args.seed,
+        args.max_duration,
     ).validate()
     entries = discover((args.backend,))
     backend = get_backend(args.backend, entries)
@@ -334,6 +344,13 @@ def add_loadgen(sub) -> None:
     s.add_argument("--gen", type=int, default=32, help="generated tokens per query, fixed (default 32)")
     s.add_argument("--min-duration", type=float, default=10.0, help="LoadGen's minimum duration, s (default 10)")
     s.add_argument("--min-queries", type=int, default=8, help="LoadGen's minimum query count (default 8)")
+    s.add_argument(
+        "--max-duration",
+        type=float,
+        default=600.0,
+        help="the run's bound, s: LoadGen issues nothing past it and queries still waiting are answered unrun, "
+        "counted as failed (default 600)",
+    )
     s.add_argument("--slo-ttft", type=float, default=DEFAULT_SLO_TTFT_S, help="Server: the TTFT limit, s (default 2)")
     s.add_argument("--slo-tpot", type=float, default=DEFAULT_SLO_TPOT_S, help="Server: the TPOT limit, s (default 0.2)")
     s.add_argument("--seed", type=int, default=0)

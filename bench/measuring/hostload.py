@@ -213,6 +213,73 @@ def facts(before: HostSample, after: HostSample) -> dict:
     }
 
 
+# A load generator and the server it loads, on one host, share its CPUs. When the two together keep
+# at least this share of them busy, the client took CPU time the server would have used: the level
+# measured the server slowed by its own client.
+CONTEND_SHARE = 0.9
+CLIENT_MIN_WALL_S = 1.0  # a shorter level's CPU shares are within the counters' ticks: not judged
+
+
+@dataclass(frozen=True)
+class ClientSample:
+    wall_s: float
+    client_s: float  # this process's CPU time and its exited, waited-for children's (a driver's tool)
+    server_s: float | None  # a server's on this host, with everything it started (None: see server_note)
+    server_note: str | None = None  # why the server's CPU time is not known apart from the client's
+
+
+def client_sample(server_pids: list[int] | None) -> ClientSample:
+    """The load generator's CPU time now (this process; a driver's tool counts once it has exited and
+    been waited for) and a local server's (`server_pids`: case_pids of the backend)."""
+    client = _cpu_s(psutil.Process())
+    if server_pids is None:
+        return ClientSample(time.monotonic(), client, None, "the server runs on this host, its process unseen")
+    if not server_pids:
+        return ClientSample(time.monotonic(), client, None, "the server is not on this host: no CPUs shared")
+    if os.getpid() in server_pids:
+        return ClientSample(time.monotonic(), client, None, "the server runs inside the client's own process")
+    procs = []
+    for pid in server_pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except Exception:  # exited since it was found
+            pass
+    if not procs:
+        return ClientSample(time.monotonic(), client, None, "the server's process exited")
+    return ClientSample(time.monotonic(), client, sum(_cpu_s(p) for p in _with_descendants(psutil, procs)))
+
+
+def client_fields(before: ClientSample, after: ClientSample) -> dict:
+    """A serving level's CPUs: the load generator's and a local server's average use over the level,
+    and whether they contended for this host's CPUs (CONTEND_SHARE)."""
+    wall = after.wall_s - before.wall_s
+    out = {"client_cpu_cores": None, "server_cpu_cores": None, "client_contends": None, "client_cpu_note": None}
+    if wall <= 0:
+        return out
+    cpus = psutil.cpu_count() or 1
+    client = max(0.0, after.client_s - before.client_s) / wall
+    server = None if None in (before.server_s, after.server_s) else max(0.0, after.server_s - before.server_s) / wall
+    out.update(client_cpu_cores=round(client, 4), server_cpu_cores=None if server is None else round(server, 4))
+    if server is None:
+        out["client_cpu_note"] = f"the load generator used {client:.2f} of this host's {cpus} CPUs; " + (
+            after.server_note or before.server_note or "the server's CPU use is unknown"
+        )
+    elif wall < CLIENT_MIN_WALL_S:
+        out["client_cpu_note"] = f"a level of {wall:.2f} s: its CPU shares are within the counters' resolution"
+    else:
+        out["client_contends"] = client + server >= CONTEND_SHARE * cpus
+        out["client_cpu_note"] = (
+            f"the load generator used {client:.2f} of this host's {cpus} CPUs beside the server's {server:.2f}"
+            + (
+                ": they contended for them, so the server ran slower than it would alone (drive it from another "
+                "host, or pin the two to separate CPUs)"
+                if out["client_contends"]
+                else ""
+            )
+        )
+    return out
+
+
 def case_pids(backend) -> list[int] | None:
     """Processes beside this one that do a backend's work on this host (an adapter's optional
     `host_processes()`: an endpoint's local server); [] when it names none."""

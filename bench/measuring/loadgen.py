@@ -42,6 +42,10 @@ class LoadGenCase:
     ttft_limit_s: float = 2.0  # Server: MLPerf's Llama-2-70B limits by default
     tpot_limit_s: float = 0.2
     seed: int = 0
+    # the run's bound: LoadGen issues no query past it, and a query still waiting then is answered
+    # empty, unrun (counted as failed), so that a slow or stuck system under test ends the run within
+    # this bound plus the query in flight
+    max_duration_s: float = 600.0
 
     def validate(self) -> "LoadGenCase":
         if self.scenario not in SCENARIOS:
@@ -52,6 +56,11 @@ class LoadGenCase:
             raise UsageError("LoadGen needs >= 1 prompt token, >= 2 generated tokens, >= 1 sample and >= 1 query")
         if not 0 < self.min_duration_s < 86400:
             raise UsageError(f"the minimum duration must be between 0 and a day, got {self.min_duration_s} s")
+        if not self.min_duration_s <= self.max_duration_s < 86400:
+            raise UsageError(
+                f"the maximum duration must be at least the minimum ({self.min_duration_s:g} s) and under a day, "
+                f"got {self.max_duration_s:g} s"
+            )
         return self
 
     @property
@@ -83,6 +92,7 @@ def settings_for(lg, case: LoadGenCase):
     s.mode = lg.TestMode.PerformanceOnly
     s.min_duration_ms = int(case.min_duration_s * 1000)
     s.min_query_count = case.min_queries
+    s.max_duration_ms = int(case.max_duration_s * 1000)
     s.use_token_latencies = case.scenario == "Server"
     s.ttft_latency = int(case.ttft_limit_s * 1e9)
     s.tpot_latency = int(case.tpot_limit_s * 1e9)
@@ -125,6 +135,8 @@ def run(backend, handle, case: LoadGenCase, log_dir: Path, clock=time.perf_count
 
             res = QueryResult(sample.index, issued - start, began - start)
             try:
+                if began - start > case.max_duration_s:
+                    raise TimeoutError(f"not run: the run's bound of {case.max_duration_s:g} s had passed")
                 gen = backend.generate(handle, prompts[sample.index], case.gen_tokens, on_token)
                 tokens = np.array([t[0] for t in gen.tokens], dtype=np.int64)
                 res.token_times_s = tuple(t - issued for t in stamps)
@@ -203,21 +215,25 @@ def record_fields(run: LoadGenRun, case: LoadGenCase) -> dict:
     valid = s.get("Result is")
     result_key = next((k for k in s if RESULT_KEY.match(k)), None)  # the summary's first: the scenario's metric
     estimate = next((f"{k.lstrip('* ')}: {v}" for k, v in s.items() if "Early stopping" in k and "estimate" in k), None)
+    empty = len(run.results) - len(ok)  # answered with no tokens: failed, or unrun past the bound
+    checks = [
+        f"{k.strip()}: {s[k]}" for k in s if k.strip().endswith("satisfied") and k.strip() != "Early stopping satisfied"
+    ]
+    if empty and valid is not None:  # LoadGen counts an empty answer as a completed query
+        checks.append(
+            f"chipbench: {empty} of {len(run.results)} queries answered empty (failed, or unrun past the bound), "
+            f"which LoadGen counted as completed: its {valid} does not stand"
+        )
     return {
         "loadgen_scenario": case.scenario,
-        "loadgen_valid": None if valid is None else valid.upper() == "VALID",
+        "loadgen_valid": None if valid is None else valid.upper() == "VALID" and not empty,
         "loadgen_early_stopping": "; ".join(
             x for x in (s.get("Early stopping satisfied") or s.get("Early Stopping satisfied"), estimate) if x
         )
         or None,
         "loadgen_result": f"{result_key}: {s[result_key]}" if result_key else None,
         "loadgen_log_dir": run.log_dir,
-        "loadgen_checks": "; ".join(
-            f"{k.strip()}: {s[k]}"
-            for k in s
-            if k.strip().endswith("satisfied") and k.strip() != "Early stopping satisfied"
-        )
-        or None,
+        "loadgen_checks": "; ".join(checks) or None,
         "loadgen_recommendations": "; ".join(s.get("recommendations") or []) or None,
         "serve_requests": len(run.results),
         "serve_ok": len(ok),

@@ -357,9 +357,10 @@ def serve_record(
         from chipbench.measuring import hostload
 
         pids = hostload.case_pids(backend)  # a server on this host works for the load, it is no neighbour
-        before = hostload.sample(pids)
+        before, cpu_before = hostload.sample(pids), hostload.client_sample(pids)
         run = run_load(backend, handle, load)
-        host_load = hostload.facts(before, hostload.sample(pids))
+        cpu = hostload.client_fields(cpu_before, hostload.client_sample(pids))
+        host_load = {**hostload.facts(before, hostload.sample(pids)), **cpu}
         rec = level_record(case, name, load, backend, handle, run, device, host_load, host, judge)
     except Exception as e:  # the level fails, the sweep goes on
         rec = failed_record(case, e, device, host, backend)

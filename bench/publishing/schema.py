@@ -390,12 +390,34 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     ),
     "client_bound": (Opt(bool), "", "the level used more than half the client's capacity: it measured the client too"),
     "client_capacity_note": (Opt(str), "", "how the client's capacity was measured, and when"),
+    "client_cpu_cores": (
+        Opt(NonNeg),
+        "CPUs",
+        "a serving level: the load generator's average CPU use over the level (chipbench's process, or a "
+        "driver's tool and the children it waited for)",
+    ),
+    "server_cpu_cores": (
+        Opt(NonNeg),
+        "CPUs",
+        "the average CPU use of the server over the level, where it runs on this host (null: not seen here)",
+    ),
+    "client_contends": (
+        Opt(bool),
+        "",
+        "the client and a server on the same host kept 90% or more of its CPUs busy: the client slowed the server",
+    ),
+    "client_cpu_note": (Opt(str), "", "the client's and the server's CPU use in words, and what it means"),
     "loadgen_scenario": (
         Opt(Literal["SingleStream", "Server", "Offline"]),
         "",
         "an MLPerf LoadGen scenario run on a chipbench backend (`chipbench loadgen`)",
     ),
-    "loadgen_valid": (Opt(bool), "", "LoadGen's verdict on the run: its 'Result is' VALID"),
+    "loadgen_valid": (
+        Opt(bool),
+        "",
+        "LoadGen's verdict on the run: its 'Result is' VALID, and every query answered with tokens (LoadGen counts "
+        "an empty answer, a failed or unrun query, as completed; chipbench does not)",
+    ),
     "loadgen_early_stopping": (Opt(str), "", "LoadGen's early-stopping verdict and its percentile estimate"),
     "loadgen_result": (
         Opt(str),
