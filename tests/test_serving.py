@@ -354,6 +354,8 @@ def test_a_level_past_half_the_clients_capacity_is_flagged_client_bound(tmp_path
     [
         (5.0, 15.0, 10.0, True, "used 0.50 of this host's 2 CPUs beside the server's 1.50: they contended"),
         (1.0, 10.0, 10.0, False, "used 0.10 of this host's 2 CPUs beside the server's 1.00"),
+        # measured here: chipbench's client at 0.01 CPUs beside a 2-thread llama-server at 1.97 slowed nothing
+        (0.1, 19.7, 10.0, False, "used 0.01 of this host's 2 CPUs beside the server's 1.97"),
         (0.2, 0.4, 0.5, None, "a level of 0.50 s"),
         (1.0, None, 10.0, None, "used 0.10 of this host's 2 CPUs; the server is not on this host"),
     ],
@@ -374,3 +376,18 @@ def test_a_client_and_server_that_fill_the_hosts_cpus_are_said_to_contend(
     out = hostload.client_fields(before, after)
     assert out["client_contends"] is contends and said in out["client_cpu_note"]
     assert out["client_cpu_cores"] == pytest.approx(client / wall)
+
+
+def test_a_driven_levels_server_use_is_over_the_load_and_its_tool_is_not_judged(monkeypatch):
+    """A load tool's wall holds its start-up (tens of seconds of imports while the server idles): the
+    server's use is taken over the load the tool timed, and the tool's CPU time, start-up included,
+    says nothing of contention during the load."""
+    import psutil
+
+    from chipbench.measuring import hostload
+
+    monkeypatch.setattr(psutil, "cpu_count", lambda *a, **k: 2)
+    before, after = hostload.ClientSample(0.0, 1.0, 5.0), hostload.ClientSample(30.0, 7.0, 41.0)
+    out = hostload.client_fields(before, after, load_s=20.0)
+    assert out["server_cpu_cores"] == pytest.approx(1.8) and out["client_cpu_cores"] == pytest.approx(0.2)
+    assert out["client_contends"] is None and "start-up included" in out["client_cpu_note"]

@@ -139,8 +139,8 @@ def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
             before, cpu_before = hostload.sample(pids), hostload.client_sample(pids)
             dr = drivers.run(args.driver, prefix, backend.url, model_id, load, out, str(tokenizer_dir()), texts)
             # the tool's CPU time counts once it has been waited for (it has: drivers.run waits)
-            cpu = hostload.client_fields(cpu_before, hostload.client_sample(pids))
-            host_load = {**hostload.facts(before, hostload.sample(pids)), **cpu}
+            cpu_after, after = hostload.client_sample(pids), hostload.sample(pids)
+            host_load = hostload.facts(before, after)
             if dr.error is None:
                 try:
                     got = import_file(dr.result, None, args.model, None, engine, args.dtype)
@@ -157,6 +157,7 @@ def _driven(args, backend, entries, levels, chip, writer) -> list[dict]:
                     rec["import_missing"] = [m for m in rec["import_missing"] if m != "device_name"] or None
                 rec.update(serve_driver=args.driver, driver_log=str(dr.log), rerun=shlex.join(dr.command))
                 rec.update(host_load)
+                rec.update(hostload.client_fields(cpu_before, cpu_after, rec.get("serve_duration_s") or dr.wall_s))
                 rec["serve_prompts"] = "chipbench's seeded prompts as text, each salted (the tool's dataset file)"
                 if rec["status"] == "ok":
                     add_roofline(rec, None, chip)

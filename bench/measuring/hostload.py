@@ -217,6 +217,7 @@ def facts(before: HostSample, after: HostSample) -> dict:
 # at least this share of them busy, the client took CPU time the server would have used: the level
 # measured the server slowed by its own client.
 CONTEND_SHARE = 0.9
+CLIENT_SHARE = 0.05  # ... and the client took at least this share of them (less could not slow the server)
 CLIENT_MIN_WALL_S = 1.0  # a shorter level's CPU shares are within the counters' ticks: not judged
 
 
@@ -249,16 +250,20 @@ def client_sample(server_pids: list[int] | None) -> ClientSample:
     return ClientSample(time.monotonic(), client, sum(_cpu_s(p) for p in _with_descendants(psutil, procs)))
 
 
-def client_fields(before: ClientSample, after: ClientSample) -> dict:
+def client_fields(before: ClientSample, after: ClientSample, load_s: float | None = None) -> dict:
     """A serving level's CPUs: the load generator's and a local server's average use over the level,
-    and whether they contended for this host's CPUs (CONTEND_SHARE)."""
+    and whether they contended for this host's CPUs (CONTEND_SHARE, CLIENT_SHARE). `load_s`: a driven
+    level's load as the tool timed it, inside a wall that also holds the tool's start-up: the server's
+    use is over the load alone, and whether the tool contended is not known (its CPU time counts its
+    start-up, while the server idled)."""
     wall = after.wall_s - before.wall_s
     out = {"client_cpu_cores": None, "server_cpu_cores": None, "client_contends": None, "client_cpu_note": None}
     if wall <= 0:
         return out
     cpus = psutil.cpu_count() or 1
     client = max(0.0, after.client_s - before.client_s) / wall
-    server = None if None in (before.server_s, after.server_s) else max(0.0, after.server_s - before.server_s) / wall
+    span = load_s if load_s and 0 < load_s <= wall else wall
+    server = None if None in (before.server_s, after.server_s) else max(0.0, after.server_s - before.server_s) / span
     out.update(client_cpu_cores=round(client, 4), server_cpu_cores=None if server is None else round(server, 4))
     if server is None:
         out["client_cpu_note"] = f"the load generator used {client:.2f} of this host's {cpus} CPUs; " + (
@@ -266,8 +271,13 @@ def client_fields(before: ClientSample, after: ClientSample) -> dict:
         )
     elif wall < CLIENT_MIN_WALL_S:
         out["client_cpu_note"] = f"a level of {wall:.2f} s: its CPU shares are within the counters' resolution"
+    elif load_s is not None:
+        out["client_cpu_note"] = (
+            f"the load tool used {client:.2f} of this host's {cpus} CPUs over the level, its start-up included; "
+            f"the server {server:.2f} over the {span:.1f} s of load; whether the tool slowed the server is not known"
+        )
     else:
-        out["client_contends"] = client + server >= CONTEND_SHARE * cpus
+        out["client_contends"] = client + server >= CONTEND_SHARE * cpus and client >= CLIENT_SHARE * cpus
         out["client_cpu_note"] = (
             f"the load generator used {client:.2f} of this host's {cpus} CPUs beside the server's {server:.2f}"
             + (

@@ -404,7 +404,9 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "client_contends": (
         Opt(bool),
         "",
-        "the client and a server on the same host kept 90% or more of its CPUs busy: the client slowed the server",
+        "the client, taking 5% or more of the host's CPUs, and a server on the same host kept 90% or more of them "
+        "busy: the client slowed the server (null: not judged, as for a driven level, whose tool's CPU time counts "
+        "its start-up)",
     ),
     "client_cpu_note": (Opt(str), "", "the client's and the server's CPU use in words, and what it means"),
     "loadgen_scenario": (
