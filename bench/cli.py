@@ -8,6 +8,7 @@ Bad input prints one line (what was wrong, what is valid) and exits 2; no traceb
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -73,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
         print(f"chipbench: {how}; finished records were kept", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        code = 143 if isinstance(e, Terminated) else 130
+        left = getattr(e, "leaves_threads", None)
+        if left:  # native threads that cannot be joined (LoadGen's): the process ends here, not in their teardown
+            print(f"chipbench: {left} was still running; it ends with the process", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

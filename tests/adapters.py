@@ -77,6 +77,16 @@ class CrashesOn(Wrapped):
         return self.inner.generate(handle, prompt, new_tokens, on_token)
 
 
+class Hangs(Wrapped):
+    """A generate call that never returns (vLLM 0.32's CPU engine after a failed step spun so)."""
+
+    def __init__(self):
+        super().__init__("hangs")
+
+    def generate(self, handle, prompt, new_tokens, on_token):
+        threading.Event().wait()
+
+
 class NoisyLogits(Wrapped):
     """Perturbs its logits by `relative` noise: fast, plausible, and wrong."""
 

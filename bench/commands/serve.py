@@ -261,6 +261,7 @@ def cmd_loadgen(args) -> int:
         args.slo_tpot,
         args.seed,
         args.max_duration,
+        args.grace,
     ).validate()
     entries = discover((args.backend,))
     backend = get_backend(args.backend, entries)
@@ -276,7 +277,7 @@ def cmd_loadgen(args) -> int:
     ident = Case(args.backend, spec.name, args.dtype, wl, rounds=case.min_queries)
     device = {**entries[args.backend].origin(), **env.device_facts(backend.info())}
     host = env.host_facts()
-    handle = None
+    handle = measured = None
     print(f"LoadGen {case.scenario} on {args.backend} {spec.name} {args.dtype} ...", file=sys.stderr, flush=True)
     try:
         handle = backend.load(spec, args.dtype, seed=case.seed)
@@ -285,7 +286,8 @@ def cmd_loadgen(args) -> int:
         rec.update(kind="serve", workload=case.name, status="ok", error=None)
         rec.update(stack_fields(backend, handle))
         rec.update(device)
-        rec.update(loadgen.record_fields(run, case))
+        measured = loadgen.record_fields(run, case)
+        rec.update(measured)
         rounds = loadgen.rounds_of(run)
         if not rounds:
             raise RuntimeError(f"no query completed: {rec['serve_errors']}")
@@ -304,6 +306,8 @@ def cmd_loadgen(args) -> int:
     except Exception as e:  # the scenario fails as a record with its reason
         rec = failed_record(ident, e, device, host, backend)
         rec.update(kind="serve", workload=case.name)
+        if measured:  # every query failed: how many, and why, stay in the record
+            rec.update(measured)
     finally:
         if handle is not None:
             backend.close(handle)
@@ -350,7 +354,16 @@ def add_loadgen(sub) -> None:
         type=float,
         default=600.0,
         help="the run's bound, s: LoadGen issues nothing past it and queries still waiting are answered unrun, "
-        "counted as failed (default 600)",
+        "counted as failed (default 600); the query in flight gets --grace more, then the run ends whatever "
+        "the backend does",
+    )
+    s.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long past --max-duration the query in flight may take (default: a quarter of the bound, "
+        "at least 60 s)",
     )
     s.add_argument("--slo-ttft", type=float, default=DEFAULT_SLO_TTFT_S, help="Server: the TTFT limit, s (default 2)")
     s.add_argument("--slo-tpot", type=float, default=DEFAULT_SLO_TPOT_S, help="Server: the TPOT limit, s (default 0.2)")

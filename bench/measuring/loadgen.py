@@ -28,6 +28,8 @@ from chipbench.measuring.metrics import Round
 from chipbench.measuring.workload import Workload, prompt_ids
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
+STOP_WAIT_S = 5.0  # an interrupted run waits this long for LoadGen to end
+EMPTY = np.zeros(0, dtype=np.int64)  # the answer of a failed or unrun query
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class LoadGenCase:
     # empty, unrun (counted as failed), so that a slow or stuck system under test ends the run within
     # this bound plus the query in flight
     max_duration_s: float = 600.0
+    # the query in flight at the bound gets this long more (None: a quarter of the bound, at least
+    # 60 s); past it every open query is answered empty, so the run ends by hard_end_s whatever the
+    # backend does
+    grace_s: float | None = None
 
     def validate(self) -> "LoadGenCase":
         if self.scenario not in SCENARIOS:
@@ -61,7 +67,15 @@ class LoadGenCase:
                 f"the maximum duration must be at least the minimum ({self.min_duration_s:g} s) and under a day, "
                 f"got {self.max_duration_s:g} s"
             )
+        if self.grace_s is not None and not 0 < self.grace_s < 86400:
+            raise UsageError(f"the grace for the query in flight must be between 0 and a day, got {self.grace_s} s")
         return self
+
+    @property
+    def hard_end_s(self) -> float:
+        """When the run ends whatever the backend does, from its start."""
+        grace = self.grace_s if self.grace_s is not None else max(60.0, self.max_duration_s / 4)
+        return self.max_duration_s + grace
 
     @property
     def name(self) -> str:
@@ -105,7 +119,14 @@ def settings_for(lg, case: LoadGenCase):
 
 
 def run(backend, handle, case: LoadGenCase, log_dir: Path, clock=time.perf_counter) -> LoadGenRun:
-    """Run LoadGen's test of `case` against the loaded `handle`; its logs are written to `log_dir`."""
+    """Run LoadGen's test of `case` against the loaded `handle`; its logs are written to `log_dir`.
+
+    LoadGen runs in a thread of its own while this one watches the clock, so that the run ends by
+    its hard end whatever the backend does: past `case.hard_end_s` every query still open (waiting,
+    or in a generate call that has not returned) is answered empty and recorded as failed, and LoadGen
+    finishes. Ctrl-C and SIGTERM reach this thread too: open queries are answered, LoadGen ends, and
+    the interrupt goes on. A generate call that never returns is left in its (daemon) thread; its
+    answer, should it come, is dropped."""
     try:
         import mlperf_loadgen as lg
     except ImportError:
@@ -116,7 +137,30 @@ def run(backend, handle, case: LoadGenCase, log_dir: Path, clock=time.perf_count
     prompts = [backend.prompt(handle, ids[i : i + 1]) for i in range(case.samples)]
     out = LoadGenRun(log_dir=str(log_dir))
     pending: queue.Queue = queue.Queue()
+    # the queries issued and not yet answered, by LoadGen's id: each is answered exactly once, by the
+    # backend's thread or by this one at the hard end (re-entrant: LoadGen may issue from inside a call)
+    lock = threading.RLock()
+    open_queries: dict[int, tuple[object, float]] = {}
+    stopping = threading.Event()  # interrupted: every query is answered at once, unrun and unrecorded
     start = clock()
+
+    def answer(sample, result: QueryResult, tokens: np.ndarray) -> bool:
+        with lock:
+            if open_queries.pop(sample.id, None) is None:
+                return False  # answered already, at the hard end or on an interrupt
+            if not stopping.is_set():
+                out.results.append(result)
+            lg.QuerySamplesComplete(
+                [lg.QuerySampleResponse(sample.id, tokens.ctypes.data, tokens.nbytes, int(tokens.size))]
+            )
+            return True
+
+    def answer_open(why: str) -> None:
+        with lock:
+            now = clock()
+            for sample, issued in list(open_queries.values()):
+                res = QueryResult(sample.index, issued - start, now - start, error=why)
+                answer(sample, res, EMPTY)
 
     def serve() -> None:
         while True:
@@ -124,6 +168,12 @@ def run(backend, handle, case: LoadGenCase, log_dir: Path, clock=time.perf_count
             if item is None:
                 return
             sample, issued = item
+            with lock:
+                if sample.id not in open_queries:
+                    continue
+            if stopping.is_set():
+                answer(sample, QueryResult(sample.index, issued - start, clock() - start, error="interrupted"), EMPTY)
+                continue
             began = clock()
             stamps: list[float] = []
 
@@ -131,7 +181,11 @@ def run(backend, handle, case: LoadGenCase, log_dir: Path, clock=time.perf_count
                 stamps.append(clock())
                 if len(stamps) == 1:
                     first = np.array(tokens, dtype=np.int64)
-                    lg.FirstTokenComplete([lg.QuerySampleResponse(sample.id, first.ctypes.data, first.nbytes, 1)])
+                    with lock:
+                        if sample.id in open_queries:
+                            lg.FirstTokenComplete(
+                                [lg.QuerySampleResponse(sample.id, first.ctypes.data, first.nbytes, 1)]
+                            )
 
             res = QueryResult(sample.index, issued - start, began - start)
             try:
@@ -142,14 +196,17 @@ def run(backend, handle, case: LoadGenCase, log_dir: Path, clock=time.perf_count
                 res.token_times_s = tuple(t - issued for t in stamps)
             except Exception as e:  # a failed query is answered empty and counted, never left hanging
                 res.error = f"{type(e).__name__}: {e}"
-                tokens = np.zeros(0, dtype=np.int64)
-            out.results.append(res)
-            lg.QuerySamplesComplete(
-                [lg.QuerySampleResponse(sample.id, tokens.ctypes.data, tokens.nbytes, int(tokens.size))]
-            )
+                tokens = EMPTY
+            answer(sample, res, tokens)
 
     def issue(samples) -> None:
         now = clock()
+        with lock:
+            for s in samples:
+                open_queries[s.id] = (s, now)
+            if stopping.is_set():
+                answer_open("interrupted")
+                return
         for s in samples:
             pending.put((s, now))
 
@@ -161,14 +218,48 @@ def run(backend, handle, case: LoadGenCase, log_dir: Path, clock=time.perf_count
     log_dir.mkdir(parents=True, exist_ok=True)
     logs.log_output.outdir = str(log_dir)
     logs.log_output.copy_summary_to_stdout = False
+    finished = threading.Event()
+    failure: list[BaseException] = []
+
+    def test() -> None:
+        try:
+            lg.StartTestWithLogSettings(sut, qsl, settings_for(lg, case), logs)
+        except BaseException as e:  # handed to the watching thread
+            failure.append(e)
+        finally:
+            finished.set()
+
+    tester = threading.Thread(target=test, name="chipbench-loadgen", daemon=True)
+    tester.start()
+    hard_end = False
     try:
-        lg.StartTestWithLogSettings(sut, qsl, settings_for(lg, case), logs)
+        while not finished.wait(0.2):
+            if clock() - start > case.hard_end_s:  # and any LoadGen issues after it
+                hard_end = True
+                answer_open(
+                    f"TimeoutError: unanswered at the run's hard end, {case.hard_end_s:g} s (its bound of "
+                    f"{case.max_duration_s:g} s and {case.hard_end_s - case.max_duration_s:g} s for the query in "
+                    "flight): the backend's generate did not return"
+                )
+    except BaseException as e:  # Ctrl-C or SIGTERM: each query answered at once, LoadGen ends by its minimums
+        stopping.set()
+        until = time.monotonic() + STOP_WAIT_S
+        while True:
+            answer_open("interrupted")
+            if finished.wait(0.1) or time.monotonic() > until:
+                break
+        if not finished.is_set():  # its minimum duration is further off: it is left to the process's end
+            e.leaves_threads = "LoadGen's test (its minimum duration had not passed)"
+        raise
     finally:
         out.duration_s = clock() - start
         pending.put(None)
-        worker.join(timeout=60)
-        lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
+        worker.join(timeout=1 if hard_end or stopping.is_set() else 60)
+        if finished.is_set():  # never under a LoadGen still running
+            lg.DestroyQSL(qsl)
+            lg.DestroySUT(sut)
+    if failure:
+        raise failure[0]
     out.summary = read_summary(log_dir / "mlperf_log_summary.txt")
     return out
 
