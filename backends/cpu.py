@@ -175,4 +175,4 @@ def compile_refuses(spec, version: str | None = None) -> str | None:
 
 
 def _telemetry() -> list:
-    return [CpuClock(), Rapl()]
+    return [CpuClock(), Rapl(), Rapl("host_energy_j", Rapl.PSYS)]

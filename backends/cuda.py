@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from chipbench.backends.base import DeviceInfo, Probe
-from chipbench.backends.sensors import Nvml
+from chipbench.backends.sensors import AmdSmi, Nvml, Rapl
 from chipbench.backends.torch_device import DeviceOps, TorchBackend
 
 
@@ -109,9 +109,16 @@ def create() -> TorchBackend:
 
 
 def _telemetry() -> list:
-    """NVML on NVIDIA; a ROCm device has no NVML, so every quantity is then not metered."""
-
-    if getattr(torch.version, "hip", None):
-        return []
+    """NVML on NVIDIA, AMD SMI on ROCm; the host's RAPL beside either (host_energy_j)."""
     index = torch.cuda.current_device()
-    return [Nvml(index, _uuid(index))]
+    host = Rapl("host_energy_j", Rapl.HOST)
+    if getattr(torch.version, "hip", None):
+        return [AmdSmi(index, _bdf(index)), host]
+    return [Nvml(index, _uuid(index)), host]
+
+
+def _bdf(index: int) -> str | None:
+    """The device's PCI address as domain:bus:device, where torch reports it."""
+    props = torch.cuda.get_device_properties(index)
+    parts = [getattr(props, f"pci_{k}_id", None) for k in ("domain", "bus", "device")]
+    return None if None in parts else f"{parts[0]:04x}:{parts[1]:02x}:{parts[2]:02x}"

@@ -173,7 +173,7 @@ class LlamaCppBackend:
         return ("eager",)  # llama.cpp's own graph: it has no eager/compiled split to choose
 
     def telemetry_sources(self) -> list:
-        return [CpuClock(), Rapl()]
+        return [CpuClock(), Rapl(), Rapl("host_energy_j", Rapl.PSYS)]
 
     def load(
         self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None

@@ -111,10 +111,17 @@ def test_cuda_compiled_run_ahead_gives_the_eager_tokens(cuda):
 def test_nvml_telemetry_meters_the_gpu(cuda):
     pytest.importorskip("pynvml")
     rec = run_case(cuda, Case("cuda", "tiny-qwen3", "bf16", parse_workload("tg256"), rounds=3))
-    assert rec["telemetry_sources"] == "nvml" and rec["tele_clock_mhz"] > 0 and rec["tele_power_w"] > 0
+    assert rec["telemetry_sources"].startswith("nvml") and rec["tele_clock_mhz"] > 0 and rec["tele_power_w"] > 0
     assert rec["energy_j"] is None or rec["energy_per_token_j"] > 0
+    # the method: Volta and later boards have NVML's energy counter, checked before it is trusted
+    assert rec["energy_meter"] in ("nvml-energy-counter", "nvml-power-integration") and rec["energy_domain"] == "device"
+    assert rec["energy_check"].startswith(("passed", "failed")) and rec["host_energy_meter"] in ("rapl", "none")
     if rec["energy_j"] is not None:
         assert 0 < rec["energy_counter_period_s"] < 0.5 and rec["energy_scope"] in ("rounds", "span")
+        assert (
+            rec["energy_check"].startswith("passed")
+            and rec["energy_per_total_token_j"] < rec["energy_per_output_token_j"]
+        )
     if rec["energy_scope"] == "rounds" and rec.get("env_device_power_limit_w"):
         # energy is the counter's rise over the rounds alone: the power it implies over the rounds'
         # own time is a board's, above idle and within its limit (gaps counted in would inflate it)

@@ -175,8 +175,8 @@ except RuntimeError as e:
 peaks = distributed.total(1000 * (rank + 1)), distributed.total(None if rank else 5)
 from chipbench.measuring.runner import split_power
 
-metered = {"energy_j": 10.0 * (rank + 1), "tele_power_w": 100.0 + rank}
-power = [split_power({**metered, "backend_kind": kind}, 100) for kind in ("cuda", "cpu")]
+metered = {"energy_j": 10.0 * (rank + 1), "tele_power_w": 100.0 + rank, "host_energy_j": 5.0 * (rank + 1)}
+power = [split_power({**metered, "backend_kind": kind}, 100, 100, 200) for kind in ("cuda", "cpu")]
 power.append(split_power({"backend_kind": "cuda", "energy_j": None if rank else 1.0, "tele_power_w": None}, 100))
 import time
 from chipbench.measuring import hostload
@@ -252,9 +252,14 @@ def test_under_torchrun_ceilings_memory_power_and_cpu_time_are_every_ranks(tmp_p
     assert out["peaks"] == [3000, None]  # a split case's peak memory: every rank's, or unknown if one has none
     assert out["own"] > 1.6  # both ranks' CPU time is the case's own: their load is not a neighbour's
     gpus, cpus, unmetered = out["power"]
-    assert gpus == {"energy_j": 30.0, "tele_power_w": 201.0, "energy_per_token_j": 0.3}  # each GPU meters its own
-    assert cpus == {"energy_j": 10.0, "tele_power_w": 100.0, "energy_per_token_j": 0.1}  # one package, read once
+    # each GPU meters its own; the host's meter (RAPL, one per host) is read once
+    host = {"host_energy_j": 5.0, "host_energy_per_output_token_j": 0.05, "host_energy_per_total_token_j": 0.025}
+    assert gpus == {"energy_j": 30.0, "tele_power_w": 201.0, "energy_per_token_j": 0.3, **host,
+                    "energy_per_output_token_j": 0.3, "energy_per_total_token_j": 0.15}  # fmt: skip
+    assert cpus == {"energy_j": 10.0, "tele_power_w": 100.0, "energy_per_token_j": 0.1, **host,
+                    "energy_per_output_token_j": 0.1, "energy_per_total_token_j": 0.05}  # one package, read once  # fmt: skip
     assert unmetered["energy_j"] is None and unmetered["energy_per_token_j"] is None  # not metered, never zero
+    assert unmetered["host_energy_j"] is None
     # choices made from a clock are rank 0's on every rank, or the ranks call different collectives
     # (a CI run aborted in gloo: each rank had sized the self-test's long prompt by its own clock).
     # Rank 1's first decode probe lagged: both tried again; rank 0's pace sized the prompt and the rounds.

@@ -48,7 +48,11 @@ def test_energy_power_and_throttled_rounds_over_the_timed_rounds():
     assert out["energy_per_token_j"] == pytest.approx(out["energy_j"] / 600)
     assert out["tele_power_w"] == 100.0 and out["tele_temp_c_max"] == 90.0
     assert out["throttled_rounds"] in (2, 3) and out["throttle_reasons"] == "hw thermal"
-    assert out["telemetry_not_metered"] == "memory clock" and out["telemetry_samples"] > 10
+    assert out["telemetry_not_metered"] == "memory clock, host energy" and out["telemetry_samples"] > 10
+    # the method: the meter (a source that names none is its own name), its check before the rounds
+    assert out["energy_meter"] == "fake" and out["energy_domain"] == "unknown" and out["energy_sample_hz"] == 50
+    assert out["energy_check"].startswith("passed: advanced 3 time(s)") and "no limit stated" in out["energy_check"]
+    assert out["host_energy_meter"] == "none" and out["host_energy_j"] is None and out["host_energy_check"] is None
 
 
 def test_a_round_shorter_than_the_sampling_period_is_judged_by_the_reads_around_it():

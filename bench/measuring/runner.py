@@ -514,17 +514,29 @@ def metric_fields(timed: list[Round], w: Workload) -> dict:
     return out
 
 
-def split_power(rec: dict, tokens: int) -> dict:
+def split_power(rec: dict, tokens: int, output_tokens: int | None = None, total_tokens: int | None = None) -> dict:
     """A split case's power and energy over every chip it ran on (each rank meters its own device;
-    CPU ranks on one host share one package counter, read once), so that joules per token count the
-    whole case, not rank 0's share of it. Every rank must call it (lockstep)."""
+    CPU ranks on one host share one package counter, read once; the host's meter is read once per
+    host), so that joules per token count the whole case, not rank 0's share of it. Every rank must
+    call it (lockstep)."""
     mine = distributed.first_on_chip(rec.get("backend_kind"))
+    host_first = distributed.first_on_chip("cpu")
     energy = distributed.total(rec.get("energy_j") if mine else 0.0)
+    host = distributed.total(rec.get("host_energy_j") if host_first else 0.0)
     power = distributed.total(rec.get("tele_power_w") if mine else 0.0)
+
+    def per(value, n):
+        return value / n if value is not None and n else None
+
     return {
         "energy_j": energy,
         "tele_power_w": power,
-        "energy_per_token_j": energy / tokens if energy is not None and tokens else None,
+        "energy_per_token_j": per(energy, tokens),
+        "energy_per_output_token_j": per(energy, output_tokens),
+        "energy_per_total_token_j": per(energy, total_tokens),
+        "host_energy_j": host,
+        "host_energy_per_output_token_j": per(host, output_tokens),
+        "host_energy_per_total_token_j": per(host, total_tokens),
     }
 
 
@@ -719,9 +731,11 @@ def measure_case(
         rec = build_record(run, timed, device, host)
         rec.update(load)
         windows = run.windows[case.warmup :]
-        rec.update(sampler.summary(windows, run.tokens_per_round() * len(windows)))
+        w, n = case.workload, len(windows)
+        per_token = dict(output_tokens=w.batch * w.gen_tokens * n, total_tokens=w.batch * w.total_tokens * n)
+        rec.update(sampler.summary(windows, run.tokens_per_round() * n, **per_token))
         if rec["parallel"] != "none":
-            rec.update(split_power(rec, run.tokens_per_round() * len(windows)))
+            rec.update(split_power(rec, run.tokens_per_round() * n, **per_token))
         rec.update(soak_fields(case, timed, windows))
         rec.update(rounds_fields(case, run.rounds_rule, len(timed)))
         if case.budget_s and not case.soak_s and case.warmup:

@@ -220,6 +220,43 @@ def _read_file(path: Path, on_error: str, warn) -> list[dict]:
     return records
 
 
+OLD_METER_CHECK = "not checked: recorded before chipbench checked its meters (2026-12-07); meter and per-token figures derived on reading"
+
+
+def energy_method_of_old(rec: dict) -> bool:
+    """Gives a record made before 2026-12-07 its energy method, from what it stored; True when it did.
+
+    Such a record sampled telemetry (telemetry_sources) but named no meter. Its meter follows from
+    its sources, as chipbench then read them: NVML's total-energy counter alone (the power was not
+    integrated), RAPL's top-level powercap zones summed (its CPU packages; a psys zone, where the
+    host had one, was summed in too). Its counter was not checked, and the record says so. Joules
+    per output and per total token are its energy_j over the timed rounds' tokens. Nothing measured
+    is changed; the host's energy was not read then and stays unknown (absent, not "none")."""
+    if "energy_meter" in rec or "telemetry_sources" not in rec or rec.get("status") != "ok":
+        return False
+    sources = rec.get("telemetry_sources") or ""
+    if "nvml" in sources:
+        meter, domain = "nvml-energy-counter", "device"
+    elif "rapl" in sources:
+        meter, domain = "rapl", "cpu-package"
+    else:
+        meter, domain = "none", None
+    energy = rec.get("energy_j")
+    rounds, batch = rec.get("rounds"), rec.get("batch")
+    gen, prompt = rec.get("gen_tokens"), rec.get("prompt_tokens")
+    out_tokens = batch * gen * rounds if rounds and batch and gen else None
+    all_tokens = batch * (gen + prompt) * rounds if rounds and batch and gen and prompt else None
+    rec.update(
+        energy_meter=meter,
+        energy_domain=domain,
+        energy_check=OLD_METER_CHECK if meter != "none" else None,
+        energy_sample_hz=rec.get("telemetry_rate_hz") if meter != "none" else None,
+        energy_per_output_token_j=energy / out_tokens if energy is not None and out_tokens else None,
+        energy_per_total_token_j=energy / all_tokens if energy is not None and all_tokens else None,
+    )
+    return True
+
+
 def read_records(*paths: str | Path, on_error: str = "fail", warn=None) -> list[dict]:
     """Records from JSON-lines files, pytest-benchmark JSON files and directories of either.
 
@@ -237,6 +274,7 @@ def read_records(*paths: str | Path, on_error: str = "fail", warn=None) -> list[
     for path in files:
         for rec in _read_file(path, on_error, warn):
             recount_prefill(rec)  # records made before the prefill's output head was counted once
+            energy_method_of_old(rec)  # records made before the energy method was recorded
             rec["source_file"] = str(path)
             records.append(rec)
     if not records:

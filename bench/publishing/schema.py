@@ -275,7 +275,27 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "energy_j": (
         Opt(NonNeg),
         "J",
-        "energy counter's increase during the timed rounds (NVML total energy; RAPL package energy), read at each round's edges; energy_scope says over what; a split case: every chip's, summed",
+        "the device's energy over the timed rounds: its meter's rise (energy_meter), read at each round's edges; energy_scope says over what; null where not metered or not trusted (telemetry_not_metered says why), never zero; a split case: every chip's, summed",
+    ),
+    "energy_meter": (
+        Opt(str),
+        "",
+        "what counted the device's joules: nvml-energy-counter (NVML's total-energy counter), nvml-power-integration (NVML's power integrated over the reads, for boards without the counter), rapl (the kernel's powercap counters), amdsmi-energy-counter (AMD SMI's accumulator), a plugin's own name, or none",
+    ),
+    "energy_domain": (
+        Opt(str),
+        "",
+        "what that meter covers: device (the accelerator board), cpu-package, cpu-package+dram (the CPU as the device: its sockets and their memory), platform (psys)",
+    ),
+    "energy_sample_hz": (
+        Opt(NonNeg),
+        "Hz",
+        "how often the meter was read in the background; each round's edges are read as well",
+    ),
+    "energy_check": (
+        Opt(str),
+        "",
+        "the meter's check before the rounds, passed or failed with what was seen: the counter advanced, and the power it implied lay within 1.5 x the limit its domain states (5 kW where none is stated); a failed meter's energy is not recorded, nor energy that implies a power outside that bound over the rounds",
     ),
     "energy_scope": (
         Opt(Literal["rounds", "span"]),
@@ -285,12 +305,39 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
     "energy_counter_period_s": (
         Opt(NonNeg),
         "s",
-        "how often the energy counter moved, timed before the rounds (an energy figure is off by up to one step; 0.5: it did not move twice in 0.5 s)",
+        "how often the energy counter moved, timed before the rounds (an energy figure is off by up to one step; 0.5: it did not move twice in 0.5 s; 1.0 for NVML power integration: its power reading is a one-second average)",
     ),
     "energy_per_token_j": (
         Opt(NonNeg),
         "J",
         "energy_j over the tokens the timed rounds produced (prompt tokens for ppN, generated tokens otherwise)",
+    ),
+    "energy_per_output_token_j": (
+        Opt(NonNeg),
+        "J",
+        "energy_j over the generated tokens of the timed rounds (batch x generated tokens x rounds)",
+    ),
+    "energy_per_total_token_j": (
+        Opt(NonNeg),
+        "J",
+        "energy_j over every token the timed rounds processed, the prompt's included (batch x (prompt + generated) x rounds): each round prefills its prompt",
+    ),
+    "host_energy_j": (
+        Opt(NonNeg),
+        "J",
+        "the host's energy over the same rounds, beside the device's, from its own meter (host_energy_meter: RAPL's psys where the platform has it, else the CPU packages and their DRAM beside an accelerator; the CPU as the device: psys only); null where not metered, with why; a split case: once per host",
+    ),
+    "host_energy_meter": (Opt(str), "", "what counted the host's joules (as energy_meter), or none"),
+    "host_energy_domain": (Opt(str), "", "what the host's meter covers (as energy_domain)"),
+    "host_energy_sample_hz": (Opt(NonNeg), "Hz", "how often the host's meter was read in the background"),
+    "host_energy_check": (Opt(str), "", "the host meter's check before the rounds (as energy_check)"),
+    "host_energy_scope": (Opt(Literal["rounds", "span"]), "", "over what host_energy_j was summed (as energy_scope)"),
+    "host_energy_counter_period_s": (Opt(NonNeg), "s", "how often the host's counter moved, timed before the rounds"),
+    "host_energy_per_output_token_j": (Opt(NonNeg), "J", "host_energy_j over the generated tokens of the timed rounds"),
+    "host_energy_per_total_token_j": (
+        Opt(NonNeg),
+        "J",
+        "host_energy_j over every token the timed rounds processed, the prompt's included",
     ),
     "throttled_rounds": (
         Opt(Count),

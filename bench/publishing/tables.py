@@ -27,7 +27,7 @@ from chipbench.measuring.metrics import DEFINITIONS, METRICS
 
 CASE = ("model", "dtype", "workload", "batch", "exec_path")
 STATS = ("value", "spread", "trials", "rounds", "ci95_low", "ci95_high")
-TEXT_METRICS = ("headline", "roofline", "check", "n")  # not measured metrics: columns made from records
+TEXT_METRICS = ("headline", "roofline", "check", "n", "energy")  # not measured metrics: columns made from records
 DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s", "roofline", "check", "n")
 
 
@@ -61,6 +61,51 @@ def check_metrics(metrics) -> tuple[str, ...]:
         if m not in TEXT_METRICS and m not in METRICS:
             raise UsageError(f"unknown metric {m!r}; valid metrics: {', '.join(TEXT_METRICS)}, {', '.join(METRICS)}")
     return tuple(metrics)
+
+
+def pooled_energy_text(records: list[dict]) -> str:
+    """Joules per output token and per total token (the prompt's included): the median over the
+    trials whose energy was metered and trusted; '-' where none was (the footer says how)."""
+    out = [r["energy_per_output_token_j"] for r in records if r.get("energy_per_output_token_j") is not None]
+    every = [r["energy_per_total_token_j"] for r in records if r.get("energy_per_total_token_j") is not None]
+    if not out:
+        return "-"
+    text = f"{_median(out):.3g} J/out"
+    if every:
+        text += f", {_median(every):.3g} J/tok"
+    return text + (f" ({len(out)} of {len(records)} metered)" if len(out) < len(records) else "")
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def energy_method_lines(records: list[dict]) -> list[str]:
+    """How the energy of the table's records was measured: one line per meter, domain and check
+    outcome, with how many trials each covers; and the reasons where it was not metered."""
+    methods: dict[str, int] = {}
+    for r in records:
+        meter = r.get("energy_meter")
+        if meter is None or r.get("status") != "ok":
+            continue
+        if meter == "none":
+            key = "not metered"
+        else:
+            check = (r.get("energy_check") or "not checked").split(":")[0]
+            rate = (
+                f", read at {r['energy_sample_hz']:g} Hz and at each round's edges" if r.get("energy_sample_hz") else ""
+            )
+            key = f"{meter} ({r.get('energy_domain') or 'domain unknown'}{rate}); check: {check}"
+            if r.get("energy_j") is None:
+                why = re.search(r"(?:^|[(;] ?)energy: ([^;)]*)", r.get("telemetry_not_metered") or "")
+                key += "; no figure" + (f" ({re.sub(r'[0-9.]+', 'N', why.group(1))})" if why else "")
+        host = r.get("host_energy_meter")
+        if host and host != "none":
+            key += f"; host beside it: {host} ({r.get('host_energy_domain')})"
+        methods[key] = methods.get(key, 0) + 1
+    return [f"{k}: {n} trial(s)" for k, n in methods.items()]
 
 
 def pooled_check_text(records: list[dict]) -> str:
@@ -148,6 +193,8 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
     shown = cases.dedupe(kept, account)
     if not shown:
         raise UsageError("no record matches the filters")
+    if tuple(metrics) == DEFAULT_METRICS and any(r.get("energy_j") is not None for r in shown):
+        metrics = (*metrics, "energy")  # a column where any record was metered
     groups: dict[tuple, list[dict]] = {}
     for rec in sorted(shown, key=lambda r: r.get("timestamp_utc") or ""):
         if "roofline" in metrics and rec.get("status") == "ok" and "decode_bytes_per_step" not in rec:
@@ -170,6 +217,7 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
             continue
         head = resolve_metric("headline", good[-1])
         text = {
+            "energy": lambda: pooled_energy_text(good),
             "roofline": lambda: pooled_roofline_text(good),
             "check": lambda: pooled_check_text(good),
             "n": lambda: n_text(good, len(recs) - len(good), head),
@@ -210,6 +258,7 @@ TITLES = {
     "roofline": "roofline",
     "check": "correct",
     "n": "n",
+    "energy": "energy",
     "ttft_s": "TTFT ms",
     "tpot_s": "TPOT ms",
     "e2e_s": "E2E ms",
@@ -320,6 +369,14 @@ def footer_lines(table: Table) -> list[str]:
             "- correct: the correctness gate: relative logits error against a CPU fp32 reference "
             "under teacher forcing, within its bound (WRONG: fast but wrong, not a result)"
         )
+    if "energy" in table.metrics:
+        out.append(
+            "- energy: joules per output token (J/out) and per total token, the prompt's included (J/tok), "
+            "the median over the metered trials. A meter is checked before its counter is trusted (it "
+            "advances; the power it implies is one its domain can draw); records made before 2026-12-07 "
+            "were not. Meters:"
+        )
+        out += [f"  - {md_cell(line)}" for line in energy_method_lines(table.records)]
     if table.account is not None:
         out.append("- " + table.account.line("records"))
     out.append("")
