@@ -286,7 +286,11 @@ def test_the_10x_decode_claim_exceeds_the_byte_ratio_at_32k(tmp_path):
             "no chip 'H30' in the spec table (a chip it lacks is a new row of results/chips.toml",
         ),
         (H20_8B.replace("decode_tok_per_s", "speed") + "value = 5\n", "metric", "'speed'; valid: ttft_s"),
-        (H20_8B + 'value = 5\nunit = "GB/s"\n', "unit", "Input should be 'tokens/s', 's', 'ms' or 'x' (got 'GB/s')"),
+        (
+            H20_8B + 'value = 5\nunit = "GB/s"\n',
+            "unit",
+            "Input should be 'tokens/s', 's', 'ms', 'x', '$/M tokens' or 'tokens/J' (got 'GB/s')",
+        ),
         (H20_8B + 'value = 5\nunit = "x"\n', "unit", "'x' does not fit decode_tok_per_s"),
         ('kind = "fits"\nmodel = "qwen3-8b"\nchip = "NVIDIA H20"\nmetric = "ttft_s"\n', "metric", "a fits claim names"),
         (H20_8B + "value = -3\n", "value", "Input should be greater than 0 (got -3)"),
@@ -333,7 +337,10 @@ def test_a_bad_claims_file_exits_2_with_one_line(tmp_path):
         timeout=120,
     )
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
-    assert "claim 'x': field 'kind': Input should be 'metric', 'ratio' or 'fits' (got 'vibes')" in res.stderr
+    assert (
+        "claim 'x': field 'kind': Input should be 'metric', 'ratio', 'fits', 'cost' or 'energy' (got 'vibes')"
+        in res.stderr
+    )
 
 
 FITS_8B_H20 = 'kind = "fits"\nmodel = "qwen3-8b"\ndtype = "bf16"\nchip = "NVIDIA H20"\ncontext = 4096\n'

@@ -19,10 +19,13 @@ def cmd_report(args) -> int:
 
     outputs(args.out, args.paths)
     records = read_records(*args.paths, on_error=args.on_error)
-    table = tables.build(records, split_list(args.metrics), record_filters(args))
+    if args.cost_at is not None and not 0 < args.cost_at < 1e6:
+        raise UsageError(f"--cost-at must be a positive tokens/s per user, got {args.cost_at}")
+    prices = price_basis(args)
+    table = tables.build(records, split_list(args.metrics), record_filters(args), prices=prices)
     md = tables.to_markdown(table, args.transpose)
 
-    serving = serving_view.to_markdown(table.records)
+    serving = serving_view.to_markdown(table.records, prices, args.cost_at)
     if serving:
         md += "\n\n## Serving\n\n" + serving
     if args.format == "md":
@@ -34,7 +37,7 @@ def cmd_report(args) -> int:
     else:
         from chipbench.publishing.html_page import to_html
 
-        text = to_html(table, args.transpose)
+        text = to_html(table, args.transpose, cost_at=args.cost_at)
     emit(text, args.out, args.github_summary, md)
     return 0
 
@@ -199,7 +202,35 @@ def add_report(sub) -> None:
         help="comma-separated; headline: the test's own throughput, roofline: MBU / MFU, check: the correctness gate",
     )
     add_filters(s)
+    price_options(s)
+    s.add_argument(
+        "--cost-at",
+        type=float,
+        metavar="TOK_S_USER",
+        help="serving curves: their cost interpolated at this many tokens/s per user (InferenceX's interactivity)",
+    )
     s.set_defaults(fn=cmd_report)
+
+
+def price_options(s) -> None:
+    """The prices a cost uses: results/prices.toml, or another file, and overrides."""
+    s.add_argument("--prices", metavar="FILE", help="prices file (default results/prices.toml)")
+    s.add_argument("--provider", help="the provider kind whose device prices apply (default: the file's)")
+    s.add_argument("--region", help="the electricity price's region (default: the file's)")
+    s.add_argument(
+        "--price-hour", type=float, metavar="USD", help="one $/device-hour for every device, overriding the file"
+    )
+    s.add_argument("--price-kwh", type=float, metavar="USD", help="$/kWh, overriding the file's region")
+
+
+def price_basis(args, required: bool = False):
+    """The prices of the options; None when the default file is absent (no cost column) and none was asked for."""
+    from chipbench.judging.prices import PRICES_FILE, load_basis
+
+    asked = args.prices or args.provider or args.region or args.price_hour is not None or args.price_kwh is not None
+    if not asked and not required and not PRICES_FILE.is_file():
+        return None
+    return load_basis(args.prices, args.provider, args.region, args.price_hour, args.price_kwh)
 
 
 def add_compare(sub) -> None:

@@ -48,7 +48,7 @@ chips, metrics, workloads) are then checked against this chipbench's tables.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from chipbench.judging.chips import Chip, load_chips, match_chip, read_toml
 from chipbench.judging import cases
 from chipbench.judging.claim_checks import check_fits_runs, check_metric, check_ratio
+from chipbench.judging.claim_costs import check_cost, check_energy
 from chipbench.judging.claim_physics import fits
 from chipbench.judging.claim_runs import matching_runs, matching_runs_any
 from chipbench.errors import UsageError
@@ -65,9 +66,10 @@ from chipbench.measuring.workload import parse_workload
 from chipbench.models.counts import DTYPE_BYTES
 from chipbench.models.zoo import MODELS
 
-KINDS = ("metric", "ratio", "fits")
+KINDS = ("metric", "ratio", "fits", "cost", "energy")
 COMPARES = ("at_least", "at_most", "about")
-UNITS = {"tokens/s": 1.0, "s": 1.0, "ms": 1e-3, "x": 1.0}
+UNITS = {"tokens/s": 1.0, "s": 1.0, "ms": 1e-3, "x": 1.0, "$/M tokens": 1.0, "tokens/J": 1.0}
+THROUGHPUTS = ("output_tok_per_s", "decode_tok_per_s", "prefill_tok_per_s")  # what a cost claim may price
 CASE_FIELDS = ("model", "dtype", "workload", "batch", "chip", "stack", "chips")
 
 
@@ -108,6 +110,10 @@ class ClaimTable(CaseTable):
     numerator: CaseTable | None = None
     denominator: CaseTable | None = None
     notes: str | None = None
+    usd_per_hour: Annotated[float, Field(gt=0, lt=1e6)] | None = Field(
+        None, description="a cost claim's price per device-hour (else the prices file's row for its chip)"
+    )
+    provider: Name | None = Field(None, description="a cost claim's provider kind in the prices file")
 
 
 class ClaimsFile(BaseModel):
@@ -150,6 +156,8 @@ class Claim:
     numerator: Case | None = None  # ratio claims
     denominator: Case | None = None
     context: int = 0  # fits claims: tokens of KV cache to hold for one sequence
+    usd_per_hour: float | None = None  # cost claims: the price of one device-hour
+    price_note: str = ""  # cost claims: where that price came from
 
 
 @dataclass
@@ -231,7 +239,37 @@ def _structure_error(path, data, err: ValidationError) -> UsageError:
     return UsageError(f"{path}: {where}: {e['msg']}")
 
 
-def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | None = None) -> list[Claim]:
+def _cost_price(raw: dict, case: Case, path, cid, prices) -> tuple[float, str]:
+    """A cost claim's $/device-hour: its own, or the prices file's row for its chip and provider."""
+    if raw.get("usd_per_hour") is not None:
+        return float(raw["usd_per_hour"]), "the claim's own price"
+    if case.chip is None:
+        raise _err(
+            path,
+            cid,
+            "usd_per_hour",
+            "a cost claim needs a price: its own usd_per_hour, or a chip the prices file prices",
+        )
+    from chipbench.judging.prices import load_basis
+
+    basis = prices or load_basis(provider=raw.get("provider"))
+    if raw.get("provider") and prices is not None:
+        basis = replace(basis, provider=raw["provider"], used={})
+    names = [case.chip.name, *getattr(case.chip, "aliases", ())]
+    found = next((h for n in names if (h := basis.hourly(n)) is not None), None)
+    if found is None:
+        raise _err(
+            path,
+            cid,
+            "usd_per_hour",
+            f"no {basis.provider} price for {case.chip.name} in {basis.file}: give usd_per_hour",
+        )
+    return found
+
+
+def parse_claims(
+    data: dict, path: str | Path = "<claims>", chips: list[Chip] | None = None, prices=None
+) -> list[Claim]:
     """Claims from a parsed TOML document; a one-line UsageError naming the claim and field otherwise."""
     chips = chips if chips is not None else load_chips()
     try:
@@ -265,6 +303,44 @@ def parse_claims(data: dict, path: str | Path = "<claims>", chips: list[Chip] | 
             continue
         if "context" in raw:
             raise _err(path, cid, "context", "only a fits claim has a context; a workload names its own (tg128@d4096)")
+        for only in ("usd_per_hour", "provider"):
+            if only in raw and kind != "cost":
+                raise _err(path, cid, only, "only a cost claim has a price")
+        if kind in ("cost", "energy"):
+            if "numerator" in raw or "denominator" in raw:
+                raise _err(path, cid, "numerator", f"a {kind} claim has one case")
+            unit = {"cost": "$/M tokens", "energy": "tokens/J"}[kind]
+            if raw.get("unit", unit) != unit:
+                raise _err(path, cid, "unit", f"{raw['unit']!r} does not fit a {kind} claim; valid: {unit}")
+            if raw.get("value") is None:
+                raise _err(path, cid, "value", f"is required: a positive number of {unit}")
+            case = _case(raw, path, cid, chips, needs_workload=True)
+            if kind == "energy":
+                if "metric" in raw:
+                    raise _err(
+                        path, cid, "metric", "an energy claim is about output tokens per joule; it names no metric"
+                    )
+                claims.append(Claim(**common, metric="tokens_per_j", value=float(raw["value"]), case=case))
+                continue
+            metric = raw.get("metric", "output_tok_per_s")
+            if metric not in THROUGHPUTS:
+                raise _err(
+                    path,
+                    cid,
+                    "metric",
+                    f"{metric!r}: a cost claim prices a throughput; valid: {', '.join(THROUGHPUTS)}",
+                )
+            if compare not in ("at_most", "at_least"):
+                raise _err(
+                    path, cid, "compare", "a cost claim compares at_most or at_least (a price makes 'about' lopsided)"
+                )
+            price, note = _cost_price(raw, case, path, cid, prices)
+            claims.append(
+                Claim(
+                    **common, metric=metric, value=float(raw["value"]), case=case, usd_per_hour=price, price_note=note
+                )
+            )
+            continue
         metric = raw.get("metric")
         if metric not in METRICS or metric == "itl_s":
             raise _err(path, cid, "metric", f"{metric!r}; valid: {', '.join(m for m in METRICS if m != 'itl_s')}")
@@ -332,6 +408,10 @@ def check(claim: Claim, records: list[dict]) -> Verdict:
         return check_fits_runs(claim, records, v)
     if claim.kind == "metric":
         return check_metric(claim, records, v)
+    if claim.kind == "cost":
+        return check_cost(claim, records, v)
+    if claim.kind == "energy":
+        return check_energy(claim, records, v)
     return check_ratio(claim, records, v)
 
 
@@ -340,7 +420,7 @@ def claim_runs(claim: Claim, records: list[dict]) -> list[dict]:
     claim, runs of its model in its dtype on its chips, any workload."""
     if claim.kind == "fits":
         return matching_runs_any(claim.case, records)
-    if claim.kind == "metric":
+    if claim.kind in ("metric", "cost", "energy"):
         return matching_runs(claim.case, records)
     return matching_runs(claim.numerator, records) + matching_runs(claim.denominator, records)
 

@@ -242,7 +242,36 @@ def table_html(table: tables.Table, transpose: bool = False) -> list[str]:
     return out
 
 
-def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbench report") -> str:
+def cost_chart(table: tables.Table):
+    """Rent per million output tokens per case and device (total tokens for prefill tests), at the
+    prices under the table; cases whose device has no price are left out."""
+    if table.prices is None:
+        return None
+    plt = pyplot()
+    bars = []
+    for (case, device), cell in sorted(table.cells.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        if not cell:
+            continue
+        recs = cases.ok([r for r in table.records if tables._case_key(r) == case and tables.device_label(r) == device])
+        cost = tables.case_cost(recs, table.prices)
+        value = cost and (cost["out"] if cost["out"] is not None else cost["total"])
+        if value:
+            unit = "out" if cost["out"] is not None else "prompt"
+            bars.append((tick_label(f"{case[0]} {case[1]} {case[2]} B{case[3]} {case[4]} | {device} ({unit})"), value))
+    if not bars:
+        return None
+    fig, ax = plt.subplots(figsize=(11, 1.5 + 0.45 * len(bars)), layout="constrained")
+    labels, values = zip(*bars)
+    ax.barh(range(len(values)), values, color="#dd8452")
+    ax.set_yticks(range(len(values)), labels, fontsize=8)
+    ax.invert_yaxis()
+    readable_axis(ax, "x", values, log=max(values) / min(values) > 100)
+    ax.set_xlabel("$ per million tokens (rent at the listed prices; lower is better)", fontsize=9)
+    fig.suptitle("Cost per million tokens")
+    return fig
+
+
+def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbench report", cost_at=None) -> str:
     e = html.escape
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
@@ -256,7 +285,7 @@ def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbenc
     foot = tables.footer_lines(table)
     out += [f"<p>{_code(e(line.lstrip('- ')))}</p>" for line in foot if line]
     out.append("</div>")
-    serve_rows = serving_view.table_rows(table.records)
+    serve_rows = serving_view.table_rows(table.records, table.prices)
     if serve_rows:
         out.append(
             "<h2>Serving</h2><div class='scroll'><table><tr>"
@@ -268,8 +297,13 @@ def to_html(table: tables.Table, transpose: bool = False, title: str = "chipbenc
                 "<tr>" + "".join(f"<td class='{'k' if i < 5 else ''}'>{e(v)}</td>" for i, v in enumerate(row)) + "</tr>"
             )
         out.append("</table></div>")
+        if table.prices is not None and any(row[-1] != "-" for row in serve_rows):
+            out.append("<p>$/M out: " + e("; ".join(table.prices.lines())) + "</p>")
+            if cost_at is not None:
+                out += [f"<p>{e(line)}</p>" for line in serving_view.costs_at(table.records, table.prices, cost_at)]
     for chart, data in (
         (throughput_chart, table),
+        (cost_chart, table),
         (distribution_chart, table.records),
         (per_token_chart, table.records),
         (serving_view.curve_chart, table.records),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from chipbench.judging import prices as pricing
 from chipbench.publishing.charts import pyplot
 
 COLUMNS = (
@@ -31,6 +32,7 @@ COLUMNS = (
     "E2E p50 s",
     "goodput req/s",
     "goodput %",
+    "$/M out",
 )
 
 
@@ -64,7 +66,36 @@ def _f(v: float | None, digits: int = 1) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def table_rows(records: list[dict]) -> list[list[str]]:
+def level_cost(recs: list[dict], prices) -> float | None:
+    """A serving level's rent per million output tokens: its server's devices at their hourly price
+    over the level's output tokens/s (median over its trials); None without a price."""
+    if prices is None:
+        return None
+    good = [r for r in recs if r.get("status") == "ok"]
+    hourly = prices.hourly(good[0].get("device_name")) if good else None
+    if hourly is None:
+        return None
+    return pricing.per_million(hourly[0], good[0].get("env_chips") or 1, _med(recs, "serve_output_tok_per_s"))
+
+
+def costs_at(records: list[dict], prices, target: float) -> list[str]:
+    """Each serving curve's cost interpolated at `target` tokens/s per user (InferenceX's way of
+    quoting cost at an interactivity level), or why not."""
+    curves: dict[tuple, list[tuple[float, float, str]]] = defaultdict(list)
+    for (backend, device, model, dtype, workload), recs in _levels(records).items():
+        cost, user = level_cost(recs, prices), _med(recs, "tok_per_s_per_user")
+        level = workload.split(" ")[-1]
+        base = " ".join(workload.split(" ")[:-1]) or workload
+        curves[(backend, device, model, dtype, base)].append((user, cost, level))
+    out = []
+    for (backend, device, model, dtype, base), levels in curves.items():
+        got = pricing.cost_at(levels, target)
+        figure = f"${got.usd_per_m:.3g}/M out ({got.note})" if got.usd_per_m is not None else f"none: {got.note}"
+        out.append(f"{device or backend} · {model} {dtype} {base} at {target:g} tok/s/user: {figure}")
+    return out
+
+
+def table_rows(records: list[dict], prices=None) -> list[list[str]]:
     rows = []
     for (backend, device, model, dtype, workload), recs in _levels(records).items():
         ok = sum(r.get("serve_ok") or 0 for r in recs)
@@ -94,13 +125,14 @@ def table_rows(records: list[dict]) -> list[list[str]]:
                 _f(_med(recs, "e2e_s_median"), 2),
                 _f(_med(recs, "goodput_req_per_s"), 2),
                 _f(goodput, 0),
+                _f(level_cost(recs, prices), 3),
             ]
         )
     return rows
 
 
-def to_markdown(records: list[dict]) -> str:
-    rows = table_rows(records)
+def to_markdown(records: list[dict], prices=None, cost_at: float | None = None) -> str:
+    rows = table_rows(records, prices)
     if not rows:
         return ""
     from chipbench.publishing.tables import md_cell
@@ -129,6 +161,15 @@ def to_markdown(records: list[dict]) -> str:
         f"over the level's wall time, tok/s/user is 1 / median TPOT, goodput counts requests with {slo_text} (goodput % of every request "
         "the level planned: one left unsent at its time bound met no limit)."
     )
+    if prices is not None and any(row[-1] != "-" for row in rows):
+        lines.append("")
+        lines.append(
+            "$/M out: the server's devices at their hourly price over the level's output tokens/s. Assumptions: "
+            + "; ".join(prices.lines())
+        )
+        if cost_at is not None:
+            lines += ["", f"Cost at {cost_at:g} tokens/s per user, interpolated between the levels that bracket it:"]
+            lines += [f"- {md_cell(line)}" for line in costs_at(records, prices, cost_at)]
     return "\n".join(lines)
 
 

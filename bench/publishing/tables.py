@@ -21,13 +21,21 @@ from dataclasses import dataclass
 
 from chipbench.errors import UsageError
 from chipbench.judging import cases
+from chipbench.judging import prices as pricing
 from chipbench.judging.cases import check_text
 from chipbench.judging.compare import resolve_metric
 from chipbench.measuring.metrics import DEFINITIONS, METRICS
 
 CASE = ("model", "dtype", "workload", "batch", "exec_path")
 STATS = ("value", "spread", "trials", "rounds", "ci95_low", "ci95_high")
-TEXT_METRICS = ("headline", "roofline", "check", "n", "energy")  # not measured metrics: columns made from records
+TEXT_METRICS = (
+    "headline",
+    "roofline",
+    "check",
+    "n",
+    "energy",
+    "cost",
+)  # not measured metrics: columns made from records
 DEFAULT_METRICS = ("headline", "ttft_s", "tpot_s", "roofline", "check", "n")
 
 
@@ -74,6 +82,55 @@ def pooled_energy_text(records: list[dict]) -> str:
     if every:
         text += f", {_median(every):.3g} J/tok"
     return text + (f" ({len(out)} of {len(records)} metered)" if len(out) < len(records) else "")
+
+
+def case_cost(records: list[dict], prices) -> dict | None:
+    """A case's cost at `prices`: $ per million output tokens and per million total tokens (the
+    prompt's included; a prefill test's are its prompt tokens) from the case statistic of its
+    throughput, the devices it ran on at their hourly price, and its electricity at the metered
+    energy; None when its device has no price."""
+    if prices is None or not records:
+        return None
+    first = records[-1]
+    hourly = prices.hourly(first.get("device_name"))
+    if hourly is None:
+        return None
+    chips = first.get("env_chips") or 1
+    p, n = first.get("prompt_tokens") or 0, first.get("gen_tokens") or 0
+    kwh = prices.power.usd_per_kwh if prices.power is not None else None
+    energy_out = [r["energy_per_output_token_j"] for r in records if r.get("energy_per_output_token_j") is not None]
+    energy_all = [r["energy_per_total_token_j"] for r in records if r.get("energy_per_total_token_j") is not None]
+    if first.get("kind") == "prefill":
+        rate = cases.case_stat(records, "prefill_tok_per_s").value
+        return {
+            "out": None,
+            "total": pricing.per_million(hourly[0], chips, rate),
+            "power_out": None,
+            "power_total": pricing.power_per_million(_median(energy_all), kwh) if energy_all else None,
+        }
+    rate = cases.case_stat(records, "output_tok_per_s").value
+    return {
+        "out": pricing.per_million(hourly[0], chips, rate),
+        "total": pricing.per_million(hourly[0], chips, rate * (p + n) / n) if rate and n else None,
+        "power_out": pricing.power_per_million(_median(energy_out), kwh) if energy_out else None,
+        "power_total": pricing.power_per_million(_median(energy_all), kwh) if energy_all else None,
+    }
+
+
+def _usd(x: float) -> str:
+    return f"${x:.3g}" if x < 1000 else f"${x:,.0f}"
+
+
+def pooled_cost_text(records: list[dict], prices) -> str:
+    """'$X/M out, $Y/M tok (+$Z power)': rent per million output and total tokens, and the metered
+    electricity per million output tokens; '-' where the device has no price."""
+    c = case_cost(records, prices)
+    if c is None or (c["out"] is None and c["total"] is None):
+        return "-"
+    parts = [f"{_usd(c['out'])}/M out"] if c["out"] is not None else []
+    parts += [f"{_usd(c['total'])}/M tok"] if c["total"] is not None else []
+    power = c["power_out"] if c["power_out"] is not None else c["power_total"]
+    return ", ".join(parts) + (f" (+{_usd(power)} power)" if power is not None else "")
 
 
 def _median(xs: list[float]) -> float:
@@ -179,13 +236,14 @@ class Table:
     cells: dict
     records: list[dict]  # every record shown (all trials)
     account: cases.Account | None = None
+    prices: object | None = None  # chipbench.judging.prices.Basis: the cost column's prices
 
 
 def _case_key(rec: dict) -> tuple:
     return tuple(rec.get(k) if k != "exec_path" else cases.path_key(rec) for k in CASE)
 
 
-def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filters()) -> Table:
+def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filters(), prices=None) -> Table:
     metrics = check_metrics(metrics)
     account = cases.Account()
     kept = [r for r in records if filters.keep(r)]
@@ -195,6 +253,9 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
         raise UsageError("no record matches the filters")
     if tuple(metrics) == DEFAULT_METRICS and any(r.get("energy_j") is not None for r in shown):
         metrics = (*metrics, "energy")  # a column where any record was metered
+    if tuple(metrics[: len(DEFAULT_METRICS)]) == DEFAULT_METRICS and prices is not None:
+        if any(r.get("status") == "ok" and prices.hourly(r.get("device_name")) for r in shown):
+            metrics = (*metrics, "cost")  # a column where any device has a price
     groups: dict[tuple, list[dict]] = {}
     for rec in sorted(shown, key=lambda r: r.get("timestamp_utc") or ""):
         if "roofline" in metrics and rec.get("status") == "ok" and "decode_bytes_per_step" not in rec:
@@ -217,6 +278,7 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
             continue
         head = resolve_metric("headline", good[-1])
         text = {
+            "cost": lambda: pooled_cost_text(good, prices),
             "energy": lambda: pooled_energy_text(good),
             "roofline": lambda: pooled_roofline_text(good),
             "check": lambda: pooled_check_text(good),
@@ -238,7 +300,7 @@ def build(records: list[dict], metrics=DEFAULT_METRICS, filters: Filters = Filte
                 "ci95_high": stat.ci_high,
             }
         cells[key] = cell
-    return Table(table_cases, devices, metrics, cells, shown, account)
+    return Table(table_cases, devices, metrics, cells, shown, account, prices)
 
 
 def fmt(stat: dict | None) -> str:
@@ -259,6 +321,7 @@ TITLES = {
     "check": "correct",
     "n": "n",
     "energy": "energy",
+    "cost": "cost",
     "ttft_s": "TTFT ms",
     "tpot_s": "TPOT ms",
     "e2e_s": "E2E ms",
@@ -377,6 +440,14 @@ def footer_lines(table: Table) -> list[str]:
             "were not. Meters:"
         )
         out += [f"  - {md_cell(line)}" for line in energy_method_lines(table.records)]
+    if "cost" in table.metrics and table.prices is not None:
+        out.append(
+            "- cost: dollars per million output tokens (M out) and per million total tokens, the prompt's "
+            "included (M tok), at the case's throughput (output tokens/s; prompt tokens/s for ppN) on its "
+            "devices at their hourly price; + power: the metered energy per token at the electricity price. "
+            "Assumptions:"
+        )
+        out += [f"  - {md_cell(line)}" for line in table.prices.lines()]
     if table.account is not None:
         out.append("- " + table.account.line("records"))
     out.append("")
