@@ -239,6 +239,13 @@ OPTIONAL: tuple[Capability, ...] = (
         "how no round reuses another's prompt state (on the handle or the backend); null: the adapter does not say",
     ),
     Capability("endpoint_rtt_s", "handle", None, "an endpoint's round trip, the network's share of each TTFT"),
+    Capability(
+        "weights_digest",
+        "handle",
+        None,
+        "the digest of the weights the case ran (chipbench.models.build.weights_digest or file_digest: "
+        "'blake2b-256:<hex>'), recorded and bundled; null: the adapter cannot see its tensors",
+    ),
 )
 _BY_NAME = {c.name: c for c in OPTIONAL}
 

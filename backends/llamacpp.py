@@ -84,6 +84,7 @@ class LlamaModel:
     ctx: object = None  # llama_context*, made for the largest request so far
     ctx_shape: tuple[int, int] = (0, 0)  # (sequences, tokens per sequence) the context holds
     sampler: object = None
+    weights_digest: str | None = None  # the GGUF file's (chipbench.models.build.file_digest)
 
 
 class LlamaCppBackend:
@@ -179,6 +180,7 @@ class LlamaCppBackend:
         self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None
     ) -> LlamaModel:
         from chipbench.models import gguf_export
+        from chipbench.models.build import file_digest
 
         if weights_dir:
             raise UsageError(
@@ -213,6 +215,7 @@ class LlamaCppBackend:
             file_bytes=int(lib.llama_model_size(model)),
             exec_path=where,
             engine_version=self.engine_version,
+            weights_digest=file_digest(exported.path),
         )
 
     def _context(self, h: LlamaModel, seqs: int, tokens: int):

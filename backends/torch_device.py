@@ -56,6 +56,7 @@ class LoadedModel:
     exec_note: str | None = None  # why the requested mode did not run (a fallback), if it did not
     decoder: object = None  # compiled: the static cache and compiled step (torch_loop.StaticDecoder)
     parallel: str = "none"  # tpN when split over a torchrun launch's N ranks
+    weights_digest: str | None = None  # chipbench.models.build.weights_digest of the weights as built
 
 
 MODES = ("eager", "compiled")
@@ -150,6 +151,7 @@ class TorchBackend:
             engine_version=self.engine_version,
             exec_note=note,
             parallel=distributed.layout(),
+            weights_digest=getattr(built, "digest", None),
         )
 
     def _refuse_if_too_big(self, spec, dtype: str) -> None:

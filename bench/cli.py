@@ -34,6 +34,9 @@ COMMANDS = (
     results.add_baseline,
     results.add_schema,
     results.add_claims,
+    results.add_bundle,
+    results.add_verify,
+    results.add_keygen,
     machine.add_selftest,
     machine.add_build,
 )

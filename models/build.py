@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ import torch
 
 from chipbench.errors import UsageError
 from chipbench.models.counts import facts
+from chipbench.stash import cache_root
 from chipbench.models.zoo import ModelSpec
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -126,6 +128,72 @@ class BuiltModel:
     dtype: torch.dtype
     weights: str  # "random(seed=N, u8)" or "local:<dir>"
     build_time_s: float  # allocation plus weight fill or load, wall clock
+    digest: str | None = None  # weights_digest(): the tensors as built, or None where not computed
+
+
+# what makes the seeded weights: this file's source, so a changed generator never reuses an old digest
+_GENERATOR = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()
+DIGEST_CHUNK = 1 << 26  # elements copied to the host and hashed at a time
+
+
+def weights_digest(model: torch.nn.Module, key: str) -> str | None:
+    """BLAKE2b-256 over every tensor of the model's state dict in order (its name, dtype and shape,
+    then its bytes): the digest of the weights a case ran, recorded as `weights_digest` and checked
+    by bundles. Computed once per `key` (what determines the bytes: model, dtype, seed and the
+    generator's source; a local directory's files) and kept in the cache folder, since hashing a
+    large model takes seconds. CHIPBENCH_WEIGHTS_DIGEST=0 skips it (None)."""
+    if os.environ.get("CHIPBENCH_WEIGHTS_DIGEST") == "0":
+        return None
+    store = cache_root() / "weights-digests.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    h = hashlib.blake2b(digest_size=32)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            flat = t.detach().reshape(-1)
+            for i in range(0, flat.numel(), DIGEST_CHUNK):
+                part = flat[i : i + DIGEST_CHUNK].to("cpu").contiguous()
+                h.update(part.view(torch.uint8).numpy())  # the bytes as they are (numpy has no bfloat16)
+    known[key] = f"blake2b-256:{h.hexdigest()}"
+    _store_digests(store, known)
+    return known[key]
+
+
+def file_digest(path: str | Path) -> str | None:
+    """BLAKE2b-256 of a weights file (a GGUF), cached by its path, size and modification time."""
+    if os.environ.get("CHIPBENCH_WEIGHTS_DIGEST") == "0":
+        return None
+    path = Path(path)
+    st = path.stat()
+    key = f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    store = cache_root() / "weights-digests.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        h = hashlib.blake2b(digest_size=32)
+        with path.open("rb") as f:
+            while block := f.read(1 << 24):
+                h.update(block)
+        known[key] = f"blake2b-256:{h.hexdigest()}"
+        _store_digests(store, known)
+    return known[key]
+
+
+def _store_digests(store: Path, known: dict) -> None:
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f"{store.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(known, indent=0, sort_keys=True))
+        tmp.replace(store)
+    except OSError:
+        pass  # a read-only cache: computed again next time
 
 
 def allocate(
@@ -237,7 +305,9 @@ def build_random(
     fill_random_(model, seed)
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
-    return BuiltModel(model, spec, dtype, f"random(seed={seed}, {WEIGHTS_SCHEME})", time.perf_counter() - start)
+    took = time.perf_counter() - start
+    key = f"random:{spec.name}:{dtype}:seed{seed}:layers{layers}:{WEIGHTS_SCHEME}:{_GENERATOR}"
+    return BuiltModel(model, spec, dtype, f"random(seed={seed}, {WEIGHTS_SCHEME})", took, weights_digest(model, key))
 
 
 def load_local(
@@ -285,7 +355,10 @@ def load_local(
         raise UsageError(
             f"weights in {str(root)!r} do not match {spec.name}: {len(missing)} tensors missing, first {missing[0]!r}"
         )
-    return BuiltModel(model, spec, dtype, f"local:{root}", time.perf_counter() - start)
+    took = time.perf_counter() - start
+    stamp = ",".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in sorted(root.glob("*.safetensors")))
+    key = f"local:{root.resolve()}:{dtype}:{hashlib.blake2b(stamp.encode(), digest_size=16).hexdigest()}"
+    return BuiltModel(model, spec, dtype, f"local:{root}", took, weights_digest(model, key))
 
 
 _EXPERT_KEY = re.compile(r"^(?P<prefix>.*\.mlp\.experts)\.(?P<e>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)\.weight$")

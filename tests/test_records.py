@@ -144,7 +144,7 @@ def test_field_names_carry_their_units():
         r"peak_mem_kind|env_.*|harness_version|git_commit|timestamp_utc|seed|command|rerun|"
         r"chip|chip_confidence|spec_check|roofline_flag|correct|correctness_reference|"
         r"correctness_note|backend_dist|backend_dist_version|series_id|trial_index|ab_id|ab_arm|ab_pair|ab_position|ab_label|"
-        r"trial_process|engine|engine_version|stack|parallel|host_loaded|host_bound|host_load_note|exec_note|graph_breaks|cuda_graphs|compile_flags|compile_cache|prefill_path|timing_selftest|telemetry_sources|throttle_reasons|telemetry_not_metered|timing_method|energy_scope|energy_meter|energy_domain|energy_check|host_energy_meter|host_energy_domain|host_energy_check|host_energy_scope|"
+        r"trial_process|engine|engine_version|stack|parallel|host_loaded|host_bound|host_load_note|exec_note|graph_breaks|cuda_graphs|compile_flags|compile_cache|prefill_path|timing_selftest|telemetry_sources|throttle_reasons|telemetry_not_metered|timing_method|energy_scope|weights_digest|energy_meter|energy_domain|energy_check|host_energy_meter|host_energy_domain|host_energy_check|host_energy_scope|"
         r"serve_errors|serve_partial|prefix_caching|ceiling_matmul_dtype|ceiling_kept_from|ceiling_revalidation|rounds_rule|rounds_reason|dtype_reason|prefix_cached_fraction|loadgen_scenario|loadgen_valid|loadgen_early_stopping|loadgen_result|loadgen_checks|loadgen_recommendations|loadgen_log_dir|serve_driver|driver_log|serve_prompts|client_capacity_share|client_bound|client_capacity_note|client_contends|client_cpu_note|import_tool|import_tool_version|import_file|import_sha256|import_missing|import_note)$"
     )
     for name, (_, unit, _) in FIELDS.items():

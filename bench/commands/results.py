@@ -386,3 +386,64 @@ def add_claims(sub) -> None:
     s.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     s.add_argument("--github-summary", action="store_true")
     s.set_defaults(fn=cmd_claims)
+
+
+def cmd_bundle(args) -> int:
+    from chipbench.publishing import bundle
+
+    out = Path(args.out)
+    outputs(str(out), [*args.runs, *(args.baseline or []), *([args.claims] if args.claims else [])])
+    manifest = bundle.make(args.runs, out, args.baseline or [], args.claims, args.sign, argv=sys.argv)
+    print(
+        f"wrote {out}: {manifest['records']} record(s)"
+        + (f", {manifest['baseline_records']} baseline record(s)" if manifest["baseline_records"] else "")
+        + f", {len(manifest['files'])} files"
+        + (", signed" if args.sign else "")
+        + f"; check it with: chipbench verify {out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from chipbench.publishing import bundle
+    from chipbench.publishing.tables import terminal_safe
+
+    report = bundle.verify(Path(args.file), args.key)
+    print("\n".join(terminal_safe(line) for line in report.lines))
+    return 0 if report.ok else 1
+
+
+def cmd_keygen(args) -> int:
+    from chipbench.publishing import bundle
+
+    private, public = bundle.keygen(Path(args.out))
+    print(
+        f"wrote the private key {private} (keep it) and the public key {public} (give it to verifiers)", file=sys.stderr
+    )
+    return 0
+
+
+def add_bundle(sub) -> None:
+    s = sub.add_parser(
+        "bundle", help="one archive of records, raw timestamps, environment and digests that anyone can verify offline"
+    )
+    s.add_argument("runs", nargs="+", metavar="RUN", help="JSON-lines records, pytest-benchmark JSON, or directories")
+    s.add_argument("--out", required=True, metavar="FILE", help="the bundle to write (a .tar.gz)")
+    s.add_argument("--baseline", nargs="+", metavar="BASE", help="baseline records: the comparison is bundled too")
+    s.add_argument("--claims", metavar="FILE", help="a claims file: its verdicts are bundled too")
+    s.add_argument("--sign", metavar="KEY", help="sign the manifest with this Ed25519 private key (chipbench keygen)")
+    s.set_defaults(fn=cmd_bundle)
+
+
+def add_verify(sub) -> None:
+    s = sub.add_parser("verify", help="re-derive every number of a bundle offline and check its digests and signature")
+    s.add_argument("file", help="a bundle (chipbench bundle)")
+    s.add_argument("--key", metavar="PUB", help="the signer's Ed25519 public key (PEM): the signature must be its")
+    s.set_defaults(fn=cmd_verify)
+
+
+def add_keygen(sub) -> None:
+    s = sub.add_parser("keygen", help="a new Ed25519 key pair for signing bundles")
+    s.add_argument("--out", required=True, metavar="FILE", help="the private key; the public key is FILE.pub")
+    s.set_defaults(fn=cmd_keygen)

@@ -135,6 +135,24 @@ def recount_prefill(rec: dict) -> bool:
     old = rec["batch"] * p * flops_per_token(spec, p // 2)
     if rec["prefill_flops"] != old or prefill_flops(spec, p, rec["batch"]) == old:
         return False
+    chip = next((c for c in load_chips() if c.name == rec.get("chip")), None) if rec.get("chip") else None
+    k = prefill_flops(spec, p, rec["batch"]) / old
+    try:
+        fresh = stored_roofline(rec, chip)
+    except UsageError:  # a dtype with no analytic byte counts: it has no roofline to recount
+        return False
+    lost_row = bool(rec.get("chip")) and chip is None
+    keep = {"chip", "chip_confidence"} | ({f for f in fresh if f.startswith("spec_")} if lost_row else set())
+    if lost_row:  # a spec row this chipbench does not have (peaks given by hand): its prefill share scales
+        fresh.update({f: rec[f] * k for f in ("spec_prefill_mfu",) if isinstance(rec.get(f), (int, float))})
+        keep.discard("spec_prefill_mfu")
+    rec.update({f: v for f, v in fresh.items() if f not in keep})
+    return True
+
+
+def stored_roofline(rec: dict, chip) -> dict:
+    """The roofline fields recomputed from what a record stored: its counts and times, the run's
+    ceilings and those measured beside it, against `chip` (the spec row it named, or None)."""
     from chipbench.backends.ceilings import Ceilings
 
     chips = rec.get("env_chips") or 1  # stored ceilings already span the case's chips: ranks=chips keeps them so
@@ -160,26 +178,12 @@ def recount_prefill(rec: dict) -> bool:
             revalidation=rec.get("ceiling_revalidation") if shared else None,
         )
 
-    chip = next((c for c in load_chips() if c.name == rec.get("chip")), None) if rec.get("chip") else None
-    k = prefill_flops(spec, p, rec["batch"]) / old
-    try:
-        fresh = roofline_fields(
-            rec,
-            chip,
-            stored(
-                "ceiling_gb_per_s", "ceiling_tflops", "ceiling_gb_per_s_median", "ceiling_tflops_median", shared=True
-            ),
-            stored("ceiling_beside_gb_per_s", "ceiling_beside_tflops"),
-        )
-    except UsageError:  # a dtype with no analytic byte counts: it has no roofline to recount
-        return False
-    lost_row = bool(rec.get("chip")) and chip is None
-    keep = {"chip", "chip_confidence"} | ({f for f in fresh if f.startswith("spec_")} if lost_row else set())
-    if lost_row:  # a spec row this chipbench does not have (peaks given by hand): its prefill share scales
-        fresh.update({f: rec[f] * k for f in ("spec_prefill_mfu",) if isinstance(rec.get(f), (int, float))})
-        keep.discard("spec_prefill_mfu")
-    rec.update({f: v for f, v in fresh.items() if f not in keep})
-    return True
+    return roofline_fields(
+        rec,
+        chip,
+        stored("ceiling_gb_per_s", "ceiling_tflops", "ceiling_gb_per_s_median", "ceiling_tflops_median", shared=True),
+        stored("ceiling_beside_gb_per_s", "ceiling_beside_tflops"),
+    )
 
 
 def _for_chips(ceilings, chips: int):

@@ -123,6 +123,7 @@ def stack_fields(backend, handle, mode: str | None = None) -> dict:
         "parallel": parallel,
         "prefix_caching": fact("prefix_caching"),
         "endpoint_rtt_s": fact("endpoint_rtt_s"),
+        "weights_digest": capability(handle, "weights_digest"),
         "stack": " ".join(str(x) for x in (engine, version, path, parallel if parallel != "none" else None) if x)
         or None,
     }

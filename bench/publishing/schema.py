@@ -64,6 +64,11 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         "",
         "random(seed=N, u8) for seeded random weights (random(seed=N): the older normal draw), local:<dir> for real weights",
     ),
+    "weights_digest": (
+        Opt(str),
+        "",
+        "BLAKE2b-256 of the weights the case ran, over every tensor of the model in order (name, dtype, shape, bytes), computed once per model, dtype, seed and generator (or local files) and cached; null where the backend does not expose its tensors (an engine, a server) or CHIPBENCH_WEIGHTS_DIGEST=0",
+    ),
     "workload": (Text, "", "workload name in llama-bench style (pp512, tg128, tg128@d4096, pp512+tg128)"),
     "kind": (
         Literal["prefill", "decode", "generate", "serve"],
