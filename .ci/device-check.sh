@@ -72,8 +72,12 @@ lease2()    { local end=$(( $(date +%s) + ${LEASE_S:-540} )) t o="$OUT/lease2.js
                 --workload pp512 --batch 1,16 --mode compiled,eager --rounds 3 --no-check --out "$o" 2>&1 | quiet
               python3 -c "import json,sys; [print(r['model'], r['workload'], r['batch'], r['exec_path'], r.get('prefill_path'), r.get('compile_flags'),
                 r['status'], r.get('ttft_s_median'), r.get('prefill_compile_time_s'), r.get('tpot_s_median'), r.get('measured_mbu'),
-                r.get('host_step_s'), r.get('host_busy_frac'), r.get('host_bound'))
-                for r in map(json.loads, open(sys.argv[1]))]" "$o"; }
+                r.get('host_step_s'), r.get('host_busy_frac'), r.get('host_bound'), r.get('energy_meter'),
+                (r.get('energy_check') or '')[:60], r.get('energy_per_output_token_j'), r.get('host_energy_meter'))
+                for r in map(json.loads, open(sys.argv[1]))]" "$o"
+              # issue 45: the lease's records as a reproduction bundle, verified here (the GPU records'
+              # energy method, weights digests and every statistic re-derived offline)
+              step "bundle"; chipbench bundle "$o" --out "$OUT/lease2-bundle.tar.gz" && chipbench verify "$OUT/lease2-bundle.tar.gz"; }
 models()    { chipbench run --backend cuda --model qwen3-30b-a3b,qwen3.5-9b --workload pp512,tg128 \
                 --rounds 3 --out "$OUT/runs.jsonl" 2>&1 | quiet; }
 

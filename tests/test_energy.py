@@ -3,6 +3,7 @@ how often, and whether the counter passed its check before it was trusted; joule
 per total token; the host's energy beside the device's. This machine exposes no meter, so the meters
 here are fakes of known values: a powercap tree in a temporary directory, NVML and AMD SMI modules."""
 
+import json
 import os
 import re
 import sys
@@ -360,3 +361,19 @@ def test_the_report_shows_energy_per_output_and_total_token_and_every_method_und
     assert "no figure (its counter moves every N ms, too coarse for rounds that span N ms in all): 5 trial(s)" in md
     unmetered = [{**r, "energy_j": None} for r in read_records(path)]
     assert "energy" not in tables.build(unmetered).metrics  # no column where nothing was metered
+
+
+def test_serving_levels_and_imported_results_state_no_meter_and_why(tmp_path):
+    from pathlib import Path
+
+    from chipbench.publishing.record import RecordWriter, read_records
+
+    path = Path(__file__).resolve().parent.parent / "results/measurements/2026-12-07-serve-drivers/builtin.jsonl"
+    (level,) = read_records(path)[:1]
+    assert level["energy_meter"] == "none" and level.get("energy_j") is None
+    assert "a serving level is timed at the client; the server's meters are not read" in level["telemetry_not_metered"]
+    fresh = {k: v for k, v in level.items() if k not in ("energy_meter", "telemetry_not_metered", "source_file")}
+    writer = RecordWriter(tmp_path / "w.jsonl")
+    writer.write(fresh)
+    assert json.loads((tmp_path / "w.jsonl").read_text())["energy_meter"] == "none"  # as written, too
+    assert "energy_meter" not in fresh  # the caller's record is left as it was

@@ -85,6 +85,9 @@ class RecordWriter:
         kept elsewhere, and OutputError says where, and what the file holds."""
         if not distributed.is_lead():  # tensor parallel: rank 0's record is the measurement
             return
+        if "energy_meter" not in record and (record.get("kind") == "serve" or record.get("import_tool")):
+            record = dict(record)
+            energy_method_of_old(record)  # a serving level's or an imported file's: none, and why
         line = record_json(record)
         try:
             append_line(self.path, line)
@@ -225,6 +228,7 @@ OLD_METER_CHECK = "not checked: recorded before chipbench checked its meters (20
 
 def energy_method_of_old(rec: dict) -> bool:
     """Gives a record made before 2026-12-07 its energy method, from what it stored; True when it did.
+    A serving level and an imported result are metered by nothing: "none", and why.
 
     Such a record sampled telemetry (telemetry_sources) but named no meter. Its meter follows from
     its sources, as chipbench then read them: NVML's total-energy counter alone (the power was not
@@ -232,7 +236,18 @@ def energy_method_of_old(rec: dict) -> bool:
     host had one, was summed in too). Its counter was not checked, and the record says so. Joules
     per output and per total token are its energy_j over the timed rounds' tokens. Nothing measured
     is changed; the host's energy was not read then and stays unknown (absent, not "none")."""
-    if "energy_meter" in rec or "telemetry_sources" not in rec or rec.get("status") != "ok":
+    if "energy_meter" in rec:
+        return False
+    if rec.get("kind") == "serve" or rec.get("import_tool"):  # no sampler ran beside these
+        why = (
+            f"energy: the imported {rec['import_tool']} file holds none"
+            if rec.get("import_tool")
+            else "energy: a serving level is timed at the client; the server's meters are not read"
+        )
+        missing = rec.get("telemetry_not_metered")
+        rec.update(energy_meter="none", telemetry_not_metered=f"{missing}; {why}" if missing else why)
+        return True
+    if "telemetry_sources" not in rec or rec.get("status") != "ok":
         return False
     sources = rec.get("telemetry_sources") or ""
     if "nvml" in sources:
