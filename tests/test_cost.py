@@ -111,6 +111,7 @@ def test_report_command_takes_price_options_and_refuses_bad_ones(tmp_path):
     run = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "chipbench.cli", "report", str(H200), *a], capture_output=True, text=True, cwd=ROOT
     )
+    assert "$0.2/device-hour for every device" in run("--price", "0.2").stdout  # --price: --price-hour's short name
     out = run("--provider", "long-tail", "--price-kwh", "0.30")
     assert out.returncode == 0 and "$5.08/M out" in out.stdout and "electricity: $0.3/kWh (given)" in out.stdout
     bad = run("--provider", "spot")

@@ -218,7 +218,12 @@ def price_options(s) -> None:
     s.add_argument("--provider", help="the provider kind whose device prices apply (default: the file's)")
     s.add_argument("--region", help="the electricity price's region (default: the file's)")
     s.add_argument(
-        "--price-hour", type=float, metavar="USD", help="one $/device-hour for every device, overriding the file"
+        "--price-hour",
+        "--price",
+        dest="price_hour",
+        type=float,
+        metavar="USD",
+        help="one $/device-hour for every device, overriding the file (--price: the same)",
     )
     s.add_argument("--price-kwh", type=float, metavar="USD", help="$/kWh, overriding the file's region")
 
