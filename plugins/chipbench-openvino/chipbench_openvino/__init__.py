@@ -1,0 +1,212 @@
+"""Intel OpenVINO as a chipbench backend, shipped as its own distribution (chipbench-openvino).
+
+It uses chipbench's public plugin contract only:
+- `chipbench.backends.base`: the Probe, DeviceInfo and Generation types a backend returns;
+- `chipbench.models.build.build_random`: the harness's seeded weights, so the correctness gate can
+  check this runtime against the CPU fp32 reference of the same weights;
+- `chipbench.backends.sensors`: the CPU's clock and RAPL meters, for the record's telemetry;
+- `chipbench.stash.cache_root`: where exported models are kept.
+
+The model is the harness's own build, exported once with OpenVINO's converter
+(chipbench_openvino.export): one graph that takes the new tokens, their positions and every layer's
+key and value cache, and returns the logits and the caches grown by the new tokens. Prefill runs it
+on the prompt from empty caches; each decode step runs it on one token. The harness owns the clock:
+a step's tokens are handed over the moment OpenVINO's synchronous infer() returns them, so each
+timestamp covers the step's whole work. The exported model is cached by the weights' digest, the
+OpenVINO version and this plugin's export code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import resource
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from chipbench.backends.base import DeviceInfo, Generation, Probe
+
+INSTALL_HINT = "openvino is not installed: pip install ./plugins/chipbench-openvino (it brings openvino)"
+DTYPES = ("fp32", "bf16")  # bf16: bf16 weights, and bf16 inference where the CPU has it (recorded)
+_STATUS = Path("/proc/self/status")
+
+
+@dataclass
+class OpenVinoModel:
+    compiled: object  # openvino.CompiledModel
+    request: object  # its InferRequest
+    spec: object  # the chipbench model spec
+    dtype: str
+    weights: str
+    build_time_s: float
+    exec_path: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    kv_dtype: object  # numpy dtype of the caches
+    engine: str = "openvino"
+    engine_version: str | None = None
+    linear_attn_path: str | None = None
+    exec_note: str | None = None
+    weights_digest: str | None = None
+    prefix_caching = "none: every round starts from empty key and value caches"
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("openvino")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+class OpenVinoBackend:
+    name = "openvino"
+    engine = "openvino"
+    prefix_caching = "none: every round starts from empty key and value caches"
+
+    def __init__(self, device: str = "CPU"):
+        self.device = device
+
+    @property
+    def engine_version(self) -> str | None:
+        return _version()
+
+    def probe(self) -> Probe:
+        if importlib.util.find_spec("openvino") is None:
+            return Probe.no(INSTALL_HINT)
+        try:
+            import openvino as ov
+
+            devices = ov.Core().available_devices
+        except Exception as e:  # a probe never raises
+            return Probe.no(f"OpenVINO cannot start: {type(e).__name__}: {e}")
+        if self.device not in devices:
+            return Probe.no(f"OpenVINO has no {self.device} device here (it has: {', '.join(devices) or 'none'})")
+        return Probe.ok()
+
+    def info(self) -> DeviceInfo:
+        import openvino as ov
+
+        core = ov.Core()
+        name = str(core.get_property(self.device, "FULL_DEVICE_NAME")).strip()
+        caps = core.get_property(self.device, "OPTIMIZATION_CAPABILITIES")
+        return DeviceInfo(
+            backend=self.name,
+            kind="cpu" if self.device == "CPU" else self.device.lower(),
+            device_name=name,
+            memory_bytes=psutil.virtual_memory().total if self.device == "CPU" else None,
+            runtime=f"openvino {_version()} {self.device}",
+            extra={"openvino_capabilities": ", ".join(map(str, caps))},
+        )
+
+    def supported_dtypes(self) -> tuple[str, ...]:
+        return DTYPES
+
+    def supported_modes(self) -> tuple[str, ...]:
+        return ("eager",)  # OpenVINO compiles its own graph; there is no eager/compiled choice to make
+
+    def telemetry_sources(self) -> list:
+        from chipbench.backends.sensors import CpuClock, Rapl
+
+        return [CpuClock(), Rapl(), Rapl("host_energy_j", Rapl.PSYS)] if self.device == "CPU" else []
+
+    def ceilings(self, dtype: str, **rounds):
+        """The CPU's measured copy bandwidth and matmul rate, the roofline's yardstick: the same
+        device OpenVINO runs on, measured by chipbench's own CPU probe."""
+        if self.device != "CPU":
+            return None
+        from chipbench.backends.ceilings import measure
+
+        return measure("cpu", dtype, lambda: None, **rounds)
+
+    def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None):
+        from chipbench_openvino.export import compile_model
+
+        if weights_dir:
+            raise ValueError("the OpenVINO plugin runs the harness's seeded weights only")
+        if dtype not in DTYPES:
+            raise ValueError(f"backend 'openvino' cannot run dtype {dtype!r}; it runs: {', '.join(DTYPES)}")
+        start = time.perf_counter()
+        made = compile_model(spec, dtype, seed, layers, self.device)
+        hint = made.compiled.get_property("INFERENCE_PRECISION_HINT")
+        precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        return OpenVinoModel(
+            compiled=made.compiled,
+            request=made.compiled.create_infer_request(),
+            spec=spec,
+            dtype=dtype,
+            weights=f"random(seed={seed}) exported to OpenVINO IR" + (" (cached)" if made.cached else ""),
+            build_time_s=time.perf_counter() - start,
+            exec_path=f"{self.device}, inference precision {precision}, key/value caches in and out",
+            layers=made.layers,
+            kv_heads=spec.kv_heads,
+            head_dim=spec.head_dim,
+            kv_dtype=made.kv_dtype,
+            engine_version=_version(),
+            weights_digest=made.digest,
+        )
+
+    def prompt(self, handle: OpenVinoModel, ids) -> np.ndarray:
+        return np.asarray(ids.cpu().numpy() if hasattr(ids, "cpu") else ids, dtype=np.int64)
+
+    def _empty(self, handle: OpenVinoModel, batch: int) -> list[np.ndarray]:
+        shape = (batch, handle.kv_heads, 0, handle.head_dim)
+        return [np.zeros(shape, handle.kv_dtype) for _ in range(2 * handle.layers)]
+
+    def _step(self, handle: OpenVinoModel, ids: np.ndarray, start: int, caches: list[np.ndarray]):
+        """One run of the graph: logits [batch, tokens, vocab] and the grown caches."""
+        batch, n = ids.shape
+        positions = np.broadcast_to(np.arange(start, start + n, dtype=np.int64), (batch, n))
+        out = handle.request.infer([ids, np.ascontiguousarray(positions), *caches], share_inputs=True)
+        return out[0], [out[i] for i in range(1, 1 + 2 * handle.layers)]
+
+    def generate(self, handle: OpenVinoModel, prompt: np.ndarray, new_tokens: int, on_token) -> Generation:
+        batch, length = prompt.shape
+        logits, caches = self._step(handle, prompt, 0, self._empty(handle, batch))
+        tokens = np.argmax(logits[:, -1], axis=-1).astype(np.int64)
+        steps = [tokens.tolist()]
+        on_token(steps[-1])
+        for i in range(1, new_tokens):
+            logits, caches = self._step(handle, tokens[:, None], length + i - 1, caches)
+            tokens = np.argmax(logits[:, -1], axis=-1).astype(np.int64)
+            steps.append(tokens.tolist())
+            on_token(steps[-1])
+        return Generation(tokens=steps, peak_mem_bytes=_rss_peak(), peak_mem_kind="process_rss_peak")
+
+    def teacher_forced_logits(self, handle: OpenVinoModel, ids, prompt_tokens: int):
+        """Logits [K, vocab] at each position after the prompt, feeding `ids` through the same prefill
+        and cached decode steps generation uses (the correctness gate's input)."""
+        import torch
+
+        ids = self.prompt(handle, ids)
+        logits, caches = self._step(handle, ids[:, :prompt_tokens], 0, self._empty(handle, 1))
+        rows = [logits[0, -1]]
+        for i in range(prompt_tokens, ids.shape[1] - 1):
+            logits, caches = self._step(handle, ids[:, i : i + 1], i, caches)
+            rows.append(logits[0, -1])
+        return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+    def synchronize(self) -> None:
+        pass  # infer() returns when its outputs are ready
+
+    def close(self, handle: OpenVinoModel | None) -> None:
+        if handle is not None:
+            handle.request = handle.compiled = None
+
+
+def _rss_peak() -> int:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def create() -> OpenVinoBackend:
+    return OpenVinoBackend()
