@@ -8,9 +8,9 @@ It uses chipbench's public plugin contract only:
 - `chipbench.stash.cache_root`: where exported models are kept.
 
 The model is the harness's own build, exported once with OpenVINO's converter
-(chipbench_openvino.export): one graph that takes the new tokens, their positions and every layer's
-key and value cache, and returns the logits and the caches grown by the new tokens. Prefill runs it
-on the prompt from empty caches; each decode step runs it on one token. The harness owns the clock:
+(chipbench_openvino.export): one graph that takes the new tokens and their positions, keeps every
+layer's key and value cache as OpenVINO state between calls, and returns the logits. Each round
+starts from empty caches; prefill runs it on the prompt, each decode step on one token. The harness owns the clock:
 a step's tokens are handed over the moment OpenVINO's synchronous infer() returns them, so each
 timestamp covers the step's whole work. The exported model is cached by the weights' digest, the
 OpenVINO version and this plugin's export code.
@@ -142,7 +142,7 @@ class OpenVinoBackend:
             dtype=dtype,
             weights=f"random(seed={seed}) exported to OpenVINO IR" + (" (cached)" if made.cached else ""),
             build_time_s=time.perf_counter() - start,
-            exec_path=f"{self.device}, inference precision {precision}, key/value caches in and out",
+            exec_path=f"{self.device}, inference precision {precision}, key/value caches kept as OpenVINO state",
             layers=made.layers,
             kv_heads=spec.kv_heads,
             head_dim=spec.head_dim,
@@ -154,26 +154,26 @@ class OpenVinoBackend:
     def prompt(self, handle: OpenVinoModel, ids) -> np.ndarray:
         return np.asarray(ids.cpu().numpy() if hasattr(ids, "cpu") else ids, dtype=np.int64)
 
-    def _empty(self, handle: OpenVinoModel, batch: int) -> list[np.ndarray]:
+    def _start(self, handle: OpenVinoModel, batch: int) -> None:
+        """Empty key and value caches for `batch` sequences: every round starts from nothing."""
         shape = (batch, handle.kv_heads, 0, handle.head_dim)
-        return [np.zeros(shape, handle.kv_dtype) for _ in range(2 * handle.layers)]
+        for state in handle.request.query_state():
+            state.state = ov_tensor(np.zeros(shape, handle.kv_dtype))
 
-    def _step(self, handle: OpenVinoModel, ids: np.ndarray, start: int, caches: list[np.ndarray]):
-        """One run of the graph: logits [batch, tokens, vocab] and the grown caches."""
+    def _step(self, handle: OpenVinoModel, ids: np.ndarray, start: int) -> np.ndarray:
+        """One run of the graph on `ids` at positions from `start`: logits [batch, tokens, vocab]."""
         batch, n = ids.shape
-        positions = np.broadcast_to(np.arange(start, start + n, dtype=np.int64), (batch, n))
-        out = handle.request.infer([ids, np.ascontiguousarray(positions), *caches], share_inputs=True)
-        return out[0], [out[i] for i in range(1, 1 + 2 * handle.layers)]
+        positions = np.ascontiguousarray(np.broadcast_to(np.arange(start, start + n, dtype=np.int64), (batch, n)))
+        return handle.request.infer([np.ascontiguousarray(ids), positions])[0]
 
     def generate(self, handle: OpenVinoModel, prompt: np.ndarray, new_tokens: int, on_token) -> Generation:
         batch, length = prompt.shape
-        logits, caches = self._step(handle, prompt, 0, self._empty(handle, batch))
-        tokens = np.argmax(logits[:, -1], axis=-1).astype(np.int64)
+        self._start(handle, batch)
+        tokens = np.argmax(self._step(handle, prompt, 0)[:, -1], axis=-1).astype(np.int64)
         steps = [tokens.tolist()]
         on_token(steps[-1])
         for i in range(1, new_tokens):
-            logits, caches = self._step(handle, tokens[:, None], length + i - 1, caches)
-            tokens = np.argmax(logits[:, -1], axis=-1).astype(np.int64)
+            tokens = np.argmax(self._step(handle, tokens[:, None], length + i - 1)[:, -1], axis=-1).astype(np.int64)
             steps.append(tokens.tolist())
             on_token(steps[-1])
         return Generation(tokens=steps, peak_mem_bytes=_rss_peak(), peak_mem_kind="process_rss_peak")
@@ -184,11 +184,10 @@ class OpenVinoBackend:
         import torch
 
         ids = self.prompt(handle, ids)
-        logits, caches = self._step(handle, ids[:, :prompt_tokens], 0, self._empty(handle, 1))
-        rows = [logits[0, -1]]
+        self._start(handle, 1)
+        rows = [self._step(handle, ids[:, :prompt_tokens], 0)[0, -1]]
         for i in range(prompt_tokens, ids.shape[1] - 1):
-            logits, caches = self._step(handle, ids[:, i : i + 1], i, caches)
-            rows.append(logits[0, -1])
+            rows.append(self._step(handle, ids[:, i : i + 1], i)[0, -1])
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
     def synchronize(self) -> None:
@@ -197,6 +196,12 @@ class OpenVinoBackend:
     def close(self, handle: OpenVinoModel | None) -> None:
         if handle is not None:
             handle.request = handle.compiled = None
+
+
+def ov_tensor(array: np.ndarray):
+    import openvino as ov
+
+    return ov.Tensor(array)
 
 
 def _reset_rss_peak() -> None:

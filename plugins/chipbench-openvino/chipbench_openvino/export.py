@@ -2,7 +2,8 @@
 
 The graph (one, for prefill and decode alike) takes input_ids [batch, n], position_ids [batch, n]
 and, per layer, the key and value caches [batch, kv_heads, past, head_dim] in fp32; it returns the
-logits [batch, n, vocab] in fp32 and every layer's caches grown by the n new tokens. A bf16 model
+logits [batch, n, vocab] in fp32 and every layer's caches grown by the n new tokens. At load, each
+cache's input and output become one of OpenVINO's states (make_stateful), kept between calls. A bf16 model
 keeps bf16 weights and computes in bf16 inside; its caches cross the boundary as fp32 (numpy has no
 bfloat16). It is traced from transformers' own Qwen modules by OpenVINO's converter
 (openvino.convert_model) and saved as IR under chipbench's cache folder, keyed by the weights'
@@ -11,6 +12,7 @@ digest, the dtype, the OpenVINO version and this file's source.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import hashlib
 import json
@@ -64,6 +66,21 @@ def _step_module(model, dtype):
     return Step(), layers
 
 
+def make_stateful(ov_model, layers: int) -> None:
+    """Turns each layer's cache input and grown-cache output into one state OpenVINO keeps between
+    calls (its own transformation, as optimum-intel applies it): a decode step then passes one token
+    and its position, not every cache in and out. The graph keeps one output, the logits."""
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    pairs = {}
+    for k in range(2 * layers):
+        past, present = ov_model.inputs[2 + k], ov_model.outputs[1 + k]
+        past.get_tensor().set_names({f"past.{k}"})
+        present.get_tensor().set_names({f"present.{k}"})
+        pairs[f"past.{k}"] = f"present.{k}"
+    apply_make_stateful_transformation(ov_model, pairs)
+
+
 def compile_model(spec, dtype: str, seed: int, layers_limit: int | None, device: str) -> Compiled:
     import openvino as ov
     import torch
@@ -102,6 +119,11 @@ def compile_model(spec, dtype: str, seed: int, layers_limit: int | None, device:
     digest = built.digest  # the tensors the export was made from, as the harness built them
     del built, model
     gc.collect()
+    try:  # the torch build's pages back to the OS, so the process's resident set is the runtime's
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+    make_stateful(ov_model, layers)
     config = {"INFERENCE_PRECISION_HINT": PRECISION[dtype], "PERFORMANCE_HINT": "LATENCY"}
     compiled = core.compile_model(ov_model, device, config)
     return Compiled(compiled, layers, np.float32, digest, cached)
