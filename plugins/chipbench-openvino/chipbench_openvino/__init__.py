@@ -31,7 +31,9 @@ import psutil
 from chipbench.backends.base import DeviceInfo, Generation, Probe
 
 INSTALL_HINT = "openvino is not installed: pip install ./plugins/chipbench-openvino (it brings openvino)"
-DTYPES = ("fp32", "bf16")  # bf16: bf16 weights, and bf16 inference where the CPU has it (recorded)
+# bf16: bf16 weights, and bf16 inference where the CPU has it (recorded). Weights are never
+# compressed (NNCF's int8 / int4 weight compression is not offered yet): exec_path says so.
+DTYPES = ("fp32", "bf16")
 _STATUS = Path("/proc/self/status")
 
 
@@ -142,7 +144,8 @@ class OpenVinoBackend:
             dtype=dtype,
             weights=f"random(seed={seed}) exported to OpenVINO IR" + (" (cached)" if made.cached else ""),
             build_time_s=time.perf_counter() - start,
-            exec_path=f"{self.device}, inference precision {precision}, key/value caches kept as OpenVINO state",
+            exec_path=f"{self.device}, inference precision {precision}, {dtype} weights uncompressed, "
+            "key/value caches kept as OpenVINO state",
             layers=made.layers,
             kv_heads=spec.kv_heads,
             head_dim=spec.head_dim,
