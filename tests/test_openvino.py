@@ -35,18 +35,15 @@ def test_pytest_benchmark_runs_openvino_with_the_gate_and_the_self_test(tmp_path
         [
             sys.executable, "-m", "pytest", "--benchmark", "-p", "no:cacheprovider", "--bench-backend=openvino",
             "--bench-model=tiny-qwen3", "--bench-dtype=fp32,bf16", "--bench-workload=pp16,tg8", "--bench-rounds=2",
+            "--bench-batch=1,2",
             f"--bench-out={out}",
         ],
         capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "CHIPBENCH_CACHE": str(tmp_path / "cache")},
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["dtype"], r["workload"]) for r in records] == [
-        ("fp32", "pp16"),
-        ("fp32", "tg8"),
-        ("bf16", "pp16"),
-        ("bf16", "tg8"),
-    ]
+    cases = {(r["dtype"], r["workload"], r["batch"]) for r in records}
+    assert len(records) == 8 and cases == {(d, w, b) for d in ("fp32", "bf16") for w in ("pp16", "tg8") for b in (1, 2)}
     for r in records:
         assert r["status"] == "ok" and r["backend"] == "openvino" and r["backend_dist"] == "chipbench-openvino"
         assert r["correct"] is True, r["correctness_note"]  # the gate: the same weights as the CPU fp32 reference
@@ -59,5 +56,5 @@ def test_pytest_benchmark_runs_openvino_with_the_gate_and_the_self_test(tmp_path
             r["weights_digest"].startswith("blake2b-256:")
             and r["measured_mbu" if r["workload"] == "tg8" else "measured_prefill_mfu"]
         )
-    fp32 = [r for r in records if r["dtype"] == "fp32"]
-    assert fp32[0]["weights_digest"] == fp32[1]["weights_digest"]  # one export, cached by content
+    fp32 = {r["weights_digest"] for r in records if r["dtype"] == "fp32"}
+    assert len(fp32) == 1  # one export, cached by content, for every case of those weights
