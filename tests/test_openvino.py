@@ -25,8 +25,12 @@ def test_chipbench_lists_the_plugin_with_its_distribution():
     )
     assert res.returncode == 0, res.stderr
     (entry,) = [b for b in json.loads(res.stdout) if b["backend"] == "openvino"]
-    assert entry["status"] == "available" and entry["source"] == "chipbench-openvino"
-    assert metadata.version("chipbench-openvino") == "0.1.0"
+    assert entry["status"] == "available" and entry["source"] == "chipbench-openvino" and entry["version"] == "0.1.0"
+    table = subprocess.run(
+        [sys.executable, "-m", "chipbench.cli", "list", "backends"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    (line,) = [x for x in table.splitlines() if x.startswith("openvino ")]
+    assert line.split()[:4] == ["openvino", "chipbench-openvino", "0.1.0", "available"]
 
 
 def test_pytest_benchmark_runs_openvino_with_the_gate_and_the_self_test(tmp_path):

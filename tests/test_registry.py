@@ -127,7 +127,7 @@ def test_chipbench_list_shows_plugins(installed_plugins):
     )
     assert out.returncode == 0, out.stderr
     assert "vendorx" in out.stdout and "plugin failed to load" in out.stdout
-    assert out.stdout.splitlines()[0].split() == ["backend", "source", "status"]  # no blank line before the table
+    assert out.stdout.splitlines()[0].split() == ["backend", "source", "version", "status"]  # no blank line before it
 
 
 def test_the_contract_page_is_made_from_the_one_declaration():

@@ -52,6 +52,7 @@ def cmd_list(args) -> int:
             {
                 "backend": n,
                 "source": e.source,
+                "version": e.origin()["backend_dist_version"],  # of the distribution that provides it
                 "status": "available" if e.available else f"unavailable: {e.probe.reason}",
             }
             for n, e in discover().items()
