@@ -2,6 +2,7 @@
 
 It uses chipbench's public plugin contract only:
 - `chipbench.backends.base`: the Probe, DeviceInfo and Generation types a backend returns;
+- `chipbench.errors.UsageError`: bad input, said in one line;
 - `chipbench.models.build.build_random`: the harness's seeded weights, so the correctness gate can
   check this runtime against the CPU fp32 reference of the same weights;
 - `chipbench.backends.sensors`: the CPU's clock and RAPL meters, for the record's telemetry;
@@ -29,6 +30,7 @@ import numpy as np
 import psutil
 
 from chipbench.backends.base import DeviceInfo, Generation, Probe
+from chipbench.errors import UsageError
 
 INSTALL_HINT = "openvino is not installed: pip install ./plugins/chipbench-openvino (it brings openvino)"
 # bf16: bf16 weights, and bf16 inference where the CPU has it (recorded). Weights are never
@@ -129,9 +131,9 @@ class OpenVinoBackend:
         from chipbench_openvino.export import compile_model
 
         if weights_dir:
-            raise ValueError("the OpenVINO plugin runs the harness's seeded weights only")
+            raise UsageError("the OpenVINO plugin runs the harness's seeded weights only; --weights is not for it")
         if dtype not in DTYPES:
-            raise ValueError(f"backend 'openvino' cannot run dtype {dtype!r}; it runs: {', '.join(DTYPES)}")
+            raise UsageError(f"backend 'openvino' cannot run dtype {dtype!r}; it runs: {', '.join(DTYPES)}")
         start = time.perf_counter()
         made = compile_model(spec, dtype, seed, layers, self.device)
         _reset_rss_peak()  # the export's torch model is gone: the peak from here on is the runtime's
