@@ -40,7 +40,7 @@ from urllib.parse import urlparse
 from chipbench.backends.base import DeviceInfo, Generation, Probe, TokenCallback
 from chipbench.backends.sensors import server_pids
 from chipbench.errors import UsageError
-from chipbench.models.counts import facts
+from chipbench.models.counts import RUN_DTYPES, facts
 
 PREFIX = "openai:"
 TIMEOUT_S = 600.0  # one request; a stuck server fails the case rather than hanging the suite
@@ -368,10 +368,7 @@ class OpenAIEndpoint:
         return server_pids(parsed.hostname or "", port)
 
     def supported_dtypes(self) -> tuple[str, ...]:
-        from chipbench.models.build import DTYPES
-        from chipbench.models.gguf_export import DTYPES as ENGINE
-
-        return (*DTYPES, *(d for d in ENGINE if d not in DTYPES))  # what the server runs: as the user says
+        return RUN_DTYPES  # what the server runs: as the user says
 
     def supported_modes(self) -> tuple[str, ...]:
         return ("eager",)

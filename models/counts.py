@@ -15,8 +15,24 @@ DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
 # llama.cpp's quantised types: bytes per weight of the block format (q8_0: 32 int8 + one fp16 scale
 # in 34 bytes). The _M mixes keep some tensors in a wider type: their figure is the nominal one,
 # and records of them carry the file's real tensor bytes instead (the adapter reads them).
-QUANT_BYTES = {"q8_0": 34 / 32, "q6_K": 210 / 256, "q5_K_M": 176 / 256, "q4_K_M": 144 / 256, "q4_0": 18 / 32}
-# llama.cpp keeps its KV cache in fp16 whatever the weights' type
+QUANT_BYTES = {
+    "q8_0": 34 / 32,
+    "q6_K": 210 / 256,
+    "q5_K_M": 176 / 256,
+    "q4_K_M": 144 / 256,
+    "q4_0": 18 / 32,
+    # NNCF's weight compression modes (the OpenVINO plugin): int8 with an fp32 scale per row (and a
+    # u8 zero point, asym), int4 with an fp16 scale per group of 128 (and a u4 zero point, asym).
+    # Their embedding and output head stay int8: records carry the IR's real bytes.
+    "int8_sym": 1.0,
+    "int8_asym": 1.0,
+    "int4_sym": 0.5 + 2 / 128,
+    "int4_asym": 0.5 + 2.5 / 128,
+}
+# every dtype a case may run in: chipbench counts its bytes and its correctness gate has a tolerance
+# for it. A backend (a plugin's too) may offer only these; the others in DTYPE_BYTES are for claims.
+RUN_DTYPES = ("fp32", "bf16", "fp16", *QUANT_BYTES)
+# quantised weights leave the KV cache in a 16-bit type (llama.cpp: fp16), counted at 2 bytes
 KV_DTYPE = {q: "fp16" for q in QUANT_BYTES}
 RECURRENT_STATE_BYTES = 4  # DeltaNet recurrent state is kept in fp32 whatever the weights' dtype
 

@@ -105,3 +105,13 @@ def test_the_reference_is_computed_once_for_every_path_of_a_model(cpu, monkeypat
     other = check(cpu, get_model("tiny-qwen3"), "bf16", 5, HOST)
     assert len(calls) == 2 and [c[2] for c in calls] == [4, 5]  # seeds 4 and 5, once each
     assert first == again and first.correct and noisy.correct is False and other.correct
+
+
+def test_every_dtype_a_case_may_run_has_a_tolerance_and_a_byte_count():
+    from chipbench.judging.correctness import BASE_TOLERANCE
+    from chipbench.models.counts import RUN_DTYPES, facts
+
+    f = facts(get_model("qwen3-0.6b"))
+    assert set(RUN_DTYPES) <= set(BASE_TOLERANCE)
+    for d in RUN_DTYPES:
+        assert 0.4 * f.params_total < f.weight_bytes(d) <= 4 * f.params_total and f.kv_bytes_per_token(d) > 0

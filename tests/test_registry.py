@@ -156,3 +156,37 @@ def test_the_harness_reads_optional_capabilities_only_through_the_declared_contr
             if node.func.id == "capability" and isinstance(name, ast.Constant) and name.value not in declared:
                 undeclared.append(f"{path.name}:{node.lineno} {name.value}")
     assert not probed and not undeclared, (probed, undeclared)
+
+
+def test_a_dtype_chipbench_cannot_count_or_gate_is_not_run_whatever_a_backend_offers():
+    """A plugin may offer any name; chipbench runs only dtypes it has byte counts and a gate
+    tolerance for (RUN_DTYPES): nf4 is planned as a skip with what the backend runs, and refused
+    when asked for by name."""
+    from chipbench.backends.base import Probe
+    from chipbench.backends.cpu import create
+    from chipbench.backends.registry import Entry
+    from chipbench.measuring.suite import SuiteOptions, plan
+
+    class Offers:
+        name = "vendorx"
+
+        def __init__(self):
+            self._cpu = create()
+
+        def __getattr__(self, attr):
+            return getattr(self._cpu, attr)
+
+        def supported_dtypes(self):
+            return ("fp32", "nf4")
+
+        def default_dtypes(self):
+            return ("fp32", "nf4"), "what the vendor recommends"
+
+    entries = {"vendorx": Entry("vendorx", "chipbench-vendorx", Offers(), Probe.ok())}
+    planned = plan(SuiteOptions(models=("tiny-qwen3",), workloads=("tg4",)), entries)  # every available backend
+    assert [p.case.dtype for p in planned if p.case] == ["fp32"]
+    assert [p.skip_reason for p in planned if not p.case] == ["cannot run dtype 'nf4' (it runs: fp32)"]
+    with pytest.raises(UsageError, match="backend 'vendorx' cannot run dtype 'nf4'; it runs: fp32"):
+        plan(SuiteOptions(backends=("vendorx",), models=("tiny-qwen3",), workloads=("tg4",)), entries)
+    with pytest.raises(UsageError, match="unknown dtype 'nf4'; valid dtypes: fp32, bf16, fp16, q8_0"):
+        plan(SuiteOptions(backends=("vendorx",), dtypes=("nf4",), models=("tiny-qwen3",)), entries)

@@ -17,8 +17,8 @@ from chipbench.measuring.runner import ROUNDS_MAX, Case
 from chipbench.measuring.workload import parse_workload
 from chipbench.options import parse_ints, split_list  # noqa: F401  (callers import them from here too)
 from chipbench.backends.torch_device import MODES
-from chipbench.models.build import DTYPES, check_weights_dir
-from chipbench.models.gguf_export import DTYPES as ENGINE_DTYPES
+from chipbench.models.build import check_weights_dir
+from chipbench.models.counts import RUN_DTYPES
 from chipbench.models.zoo import get_model
 from chipbench.backends.base import capability
 
@@ -127,10 +127,9 @@ def _check_options(opts: SuiteOptions) -> list:
         raise UsageError(f"warmup rounds must be >= 0, got {opts.warmup}")
     for m in opts.models:
         get_model(m)
-    known_dtypes = (*DTYPES, *(d for d in ENGINE_DTYPES if d not in DTYPES))
     for d in opts.dtypes:
-        if d not in known_dtypes:
-            raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(known_dtypes)}")
+        if d not in RUN_DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; valid dtypes: {', '.join(RUN_DTYPES)}")
     for m in opts.modes:
         if m not in MODES:
             raise UsageError(f"unknown execution mode {m!r}; valid modes: {', '.join(MODES)}")
@@ -176,7 +175,8 @@ def _plan_backend(name: str, entry: Entry, opts: SuiteOptions, entries: dict, wo
     (an error instead when the backend was named and no other named one runs it)."""
     defaults = DEFAULT_SUITE.get(name, FALLBACK_SUITE)
     named = name in opts.backends
-    runnable = entry.backend.supported_dtypes()
+    # a dtype chipbench cannot count or gate is not run, whatever the backend offers
+    runnable = tuple(d for d in entry.backend.supported_dtypes() if d in RUN_DTYPES)
     has_modes = capability(entry.backend, "supported_modes")()
     unsupported = capability(entry.backend, "model_unsupported")
     chooser = capability(entry.backend, "default_dtypes")

@@ -28,7 +28,8 @@ SUITE_OPTIONS: tuple[Option, ...] = (
     Option("model", "comma-separated zoo models (`chipbench list models`)", "per backend", metavar="NAMES"),
     Option(
         "dtype",
-        "comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0",
+        "comma-separated: fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0; "
+        "OpenVINO also int8_sym, int8_asym, int4_sym, int4_asym",
         "per backend: bf16",
         metavar="NAMES",
     ),

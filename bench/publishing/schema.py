@@ -57,6 +57,7 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         Text,
         "",
         "weight and activation dtype (fp32, bf16, fp16; llama.cpp also q8_0, q6_K, q5_K_M, q4_K_M, q4_0; "
+        "OpenVINO also NNCF's weight compressions int8_sym, int8_asym, int4_sym, int4_asym; "
         "unknown: an imported result whose file does not say)",
     ),
     "weights": (
