@@ -137,6 +137,13 @@ OPTIONAL: tuple[Capability, ...] = (
         "measured yardstick; default: none measured (the spec sheet alone)",
     ),
     Capability(
+        "ceiling_dtype",
+        "backend",
+        None,
+        "ceiling_dtype(dtype) -> the float dtype whose matmul its ceilings(dtype) measure (a quantised type's: the "
+        "one its products run in); cases on one device and ceiling dtype share one yardstick; default: dtype",
+    ),
+    Capability(
         "prepare",
         "backend",
         None,

@@ -330,13 +330,16 @@ class LlamaCppBackend:
         gguf_export.load_dequantized(model, spec, exported.path, layers)
         return model
 
+    def ceiling_dtype(self, dtype: str) -> str:
+        return dtype if dtype in ("fp32", "bf16", "fp16") else "bf16"
+
     def ceilings(self, dtype: str, **rounds):
         """The measured bandwidth and matmul rate (bf16 for the quantised types, which torch has no
         kernel for) of the device llama.cpp runs on, measured through torch: the host's cores and
         memory, or the GPU its layers are offloaded to."""
         from chipbench.backends.ceilings import measure
 
-        like = dtype if dtype in ("fp32", "bf16", "fp16") else "bf16"
+        like = self.ceiling_dtype(dtype)
         if gpu_offload() and torch.cuda.is_available():
             return measure("cuda", like, torch.cuda.synchronize, **rounds)
         return measure("cpu", like, lambda: None, **rounds)

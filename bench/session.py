@@ -34,6 +34,7 @@ from chipbench.measuring.metrics import HEADLINE
 from chipbench.measuring.runner import (
     Case,
     beside_ceilings,
+    ceiling_dtype,
     failed_record,
     measure_case,
     measure_ceilings,
@@ -343,7 +344,12 @@ class Session:
             device = env.device_facts(backend.info())
         except Exception:
             return None
-        return {**device, **self.machine_key(), "dtype": dtype, "window_s": window_s(device["backend_kind"] or "cpu")}
+        return {
+            **device,
+            **self.machine_key(),
+            "dtype": ceiling_dtype(backend, dtype),
+            "window_s": window_s(device["backend_kind"] or "cpu"),
+        }
 
     def handle_for(self, backend, case: Case):
         """The case's loaded model: the previous case's when it is the same model, else a fresh load."""

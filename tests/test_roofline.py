@@ -389,6 +389,23 @@ def test_backends_on_one_device_are_judged_against_one_measured_ceiling():
     assert measured == ["cpu", "cpu", "cpu"]
 
 
+def test_quantised_cases_share_the_yardstick_of_the_float_their_products_run_in():
+    """llama.cpp's q4_0 and OpenVINO's int4_asym compute in bf16 on the CPU: their MBU rests on the
+    bf16 ceilings the run measured once, not on a measurement of their own minutes apart (on
+    2026-12-07 this VM's copy bandwidth read 37 GB/s for one dtype's and 67 for another's)."""
+    from chipbench.measuring.runner import ceiling_dtype, shared_ceilings
+
+    measured, cache = [], {}
+    torch_cpu, llama = _OnDevice("cpu", "Xeon", measured), _OnDevice("llamacpp", "Xeon", measured)
+    llama.ceiling_dtype = lambda d: d if d in ("fp32", "bf16", "fp16") else "bf16"
+    first = shared_ceilings(cache, torch_cpu, "bf16")
+    assert shared_ceilings(cache, llama, "q4_0") is first and shared_ceilings(cache, llama, "q8_0") is first
+    assert shared_ceilings(cache, llama, "fp32") is not first and measured == ["cpu", "llamacpp"]
+    broken = _OnDevice("plugin", "Xeon", measured)
+    broken.ceiling_dtype = lambda d: 1 / 0
+    assert ceiling_dtype(broken, "int4_sym") == "int4_sym" and ceiling_dtype(torch_cpu, "q4_0") == "q4_0"
+
+
 def test_the_ceilings_measured_right_after_a_case_say_which_cause_of_a_flag_fits():
     # a prefill at 0.50 TFLOP/s against the run's matmul ceiling of 0.49, measured minutes earlier
     run_ceilings = Ceilings("cpu", "bf16", 20.0, 0.49, 1, 2048, 19.0, 0.47, 3.0, 25)

@@ -391,14 +391,26 @@ def device_key(backend) -> tuple:
         return ("backend", backend.name)
 
 
+def ceiling_dtype(backend, dtype: str) -> str:
+    """The dtype the backend's ceilings for a case in `dtype` measure their matmul in (its
+    ceiling_dtype capability), else `dtype` itself."""
+    mapping = capability(backend, "ceiling_dtype")
+    try:
+        return str(mapping(dtype)) if mapping is not None else dtype
+    except Exception:  # a plugin's mapping that fails keys by the case's dtype, as before it had one
+        return dtype
+
+
 def shared_ceilings(cache: dict, backend, dtype: str, measure=None):
     """The measured ceilings of the device `backend` runs on, measured once per run and dtype and
     shared by every backend on that device: two engines side by side on one chip are judged against
     one yardstick (on a shared host, two measurements a minute apart can differ by a quarter, and
     each engine's MBU would then rest on its own). A backend that cannot measure them (vLLM) gets
     those another backend measured on its device in this run, if any. `cache` maps (kind, device,
-    dtype) to them. `measure(backend, dtype)`: how they are had (measure_ceilings by default)."""
-    key = (*device_key(backend), dtype)
+    dtype) to them, the dtype being the one the ceilings' matmul runs in (ceiling_dtype): llama.cpp's
+    q4_0 and OpenVINO's int4_asym both compute in bf16 on this CPU, and are judged against the bf16
+    yardstick. `measure(backend, dtype)`: how they are had (measure_ceilings by default)."""
+    key = (*device_key(backend), ceiling_dtype(backend, dtype))
     if capability(backend, "ceilings") is None:
         return cache.get(key)
     if cache.get(key) is None:  # not yet measured, or the last backend could not measure them
