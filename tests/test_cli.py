@@ -197,7 +197,7 @@ def test_build_says_when_a_weight_is_not_finite(monkeypatch, capsys, bad):
 
 def test_ci_runs_exactly_the_readmes_test_command():
     readme = (ROOT / "README.md").read_text()
-    command = "python -m pip install -e '.[test]' -e ./plugins/chipbench-openvino && pytest"
+    command = "python -m pip install -e '.[test]' -e './plugins/chipbench-openvino[compress]' && pytest"
     assert f"{command}   # the harness's own tests" in readme
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith(command)
 

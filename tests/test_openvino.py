@@ -62,3 +62,79 @@ def test_pytest_benchmark_runs_openvino_with_the_gate_and_the_self_test(tmp_path
         )
     fp32 = {r["weights_digest"] for r in records if r["dtype"] == "fp32"}
     assert len(fp32) == 1  # one export, cached by content, for every case of those weights
+
+
+COMPRESSED_AS = {
+    "int8_sym": "i8 per row",
+    "int8_asym": "u8 per row",
+    "int4_sym": "i4 groups of",
+    "int4_asym": "u4 groups of",
+}
+
+
+def test_pytest_benchmark_runs_every_weight_compression_with_its_real_bytes_and_the_gate(tmp_path):
+    """NNCF's four modes, beside fp32, through `pytest --benchmark`: each is gated against the CPU
+    fp32 reference with its own floor, says in exec_path what the compressed model holds, and
+    counts the compressed IR's real bytes, from the one fp32 export of the harness's weights."""
+    pytest.importorskip(
+        "nncf", reason="weight compression needs NNCF: pip install './plugins/chipbench-openvino[compress]'"
+    )
+    out = tmp_path / "r.jsonl"
+    res = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "--benchmark", "-p", "no:cacheprovider", "--bench-backend=openvino",
+            "--bench-model=tiny-qwen3", f"--bench-dtype=fp32,{','.join(COMPRESSED_AS)}", "--bench-workload=tg8",
+            "--bench-rounds=2", f"--bench-out={out}",
+        ],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "CHIPBENCH_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "Weight Compression" not in res.stdout + res.stderr  # NNCF's progress bar is not the run's output
+    records = {r["dtype"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(records) == {"fp32", *COMPRESSED_AS}
+    for dtype, r in records.items():
+        assert r["status"] == "ok" and r["correct"] is True, r.get("correctness_note") or r.get("error")
+        assert r["timing_selftest"].startswith("passed") and r["measured_mbu"]
+        if dtype != "fp32":
+            assert f"{dtype} weights by NNCF {metadata.version('nncf')} ({COMPRESSED_AS[dtype]}" in r["exec_path"]
+            assert r["correctness_tolerance"] >= {"int8": 0.02, "int4": 0.1}[dtype[:4]]
+    assert len({r["weights_digest"] for r in records.values()}) == 1  # every mode compresses the same export
+    fp32 = records["fp32"]["weight_bytes"]
+    assert (
+        records["int4_sym"]["weight_bytes"]
+        < records["int4_asym"]["weight_bytes"]
+        < records["int8_asym"]["weight_bytes"]
+    )
+    assert records["int8_sym"]["weight_bytes"] < 0.3 * fp32  # a quarter, plus the scales and small fp32 tensors
+
+
+def test_a_compressed_model_computes_with_its_decompressed_weights(tmp_path, monkeypatch):
+    """The gate's floor for a compressed dtype is the model carrying the weights OpenVINO reads back
+    from the compressed IR: what ran. OpenVINO's logits lie far closer to that model's than to the
+    fp32 model's, so a decompression read wrongly (or weights compressed other than the ones run)
+    would show."""
+    pytest.importorskip("nncf", reason="weight compression needs NNCF")
+    import torch
+
+    from chipbench.backends import torch_loop
+    from chipbench.models.build import build_random
+    from chipbench.models.zoo import get_model
+    from chipbench_openvino import create
+
+    monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path))
+    backend, spec = create(), get_model("tiny-qwen3")
+    ids = torch.randint(0, spec.vocab, (1, 24), generator=torch.Generator().manual_seed(3))
+    handle = backend.load(spec, "int4_sym", seed=0)
+    try:
+        ran = backend.teacher_forced_logits(handle, ids, 16)
+    finally:
+        backend.close(handle)
+    own = torch_loop.teacher_forced_logits(backend.reference_model(spec, "int4_sym", 0, None), ids, 16)
+    fp32 = torch_loop.teacher_forced_logits(build_random(spec, torch.float32, "cpu", seed=0).module, ids, 16)
+
+    def err(a, b):
+        return float(((a - b).norm(dim=-1) / b.norm(dim=-1)).max())
+
+    assert err(ran, own) < err(ran, fp32) / 3, (err(ran, own), err(ran, fp32))
+    assert err(own, fp32) > 0.01  # int4 really changed the weights
+    assert backend.reference_model(spec, "bf16", 0, None) is None  # an uncompressed dtype: torch's own model

@@ -33,9 +33,12 @@ from chipbench.backends.base import DeviceInfo, Generation, Probe
 from chipbench.errors import UsageError
 
 INSTALL_HINT = "openvino is not installed: pip install ./plugins/chipbench-openvino (it brings openvino)"
-# bf16: bf16 weights, and bf16 inference where the CPU has it (recorded). Weights are never
-# compressed (NNCF's int8 / int4 weight compression is not offered yet): exec_path says so.
-DTYPES = ("fp32", "bf16")
+# fp32, bf16: weights and inference in that precision. The compressed ones are NNCF's weight
+# compression modes (chipbench_openvino.export): the weights in int8 or int4, the products computed
+# in the device's inference precision (recorded), offered where NNCF is installed.
+FLOATS = ("fp32", "bf16")
+COMPRESSIONS = ("int8_sym", "int8_asym", "int4_sym", "int4_asym")
+COMPRESS_HINT = "weight compression needs NNCF: pip install './plugins/chipbench-openvino[compress]'"
 _STATUS = Path("/proc/self/status")
 
 
@@ -57,6 +60,7 @@ class OpenVinoModel:
     linear_attn_path: str | None = None
     exec_note: str | None = None
     weights_digest: str | None = None
+    file_bytes: int | None = None  # compressed: the IR's weight file, scales and zero points included
     prefix_caching = "none: every round starts from empty key and value caches"
 
 
@@ -108,7 +112,7 @@ class OpenVinoBackend:
         )
 
     def supported_dtypes(self) -> tuple[str, ...]:
-        return DTYPES
+        return FLOATS + (COMPRESSIONS if importlib.util.find_spec("nncf") is not None else ())
 
     def supported_modes(self) -> tuple[str, ...]:
         return ("eager",)  # OpenVINO compiles its own graph; there is no eager/compiled choice to make
@@ -120,25 +124,44 @@ class OpenVinoBackend:
 
     def ceilings(self, dtype: str, **rounds):
         """The CPU's measured copy bandwidth and matmul rate, the roofline's yardstick: the same
-        device OpenVINO runs on, measured by chipbench's own CPU probe."""
+        device OpenVINO runs on, measured by chipbench's own CPU probe, its matmul in the precision
+        the products run in (a compressed dtype's: bf16 where the CPU has it, as OpenVINO chooses)."""
         if self.device != "CPU":
             return None
         from chipbench.backends.ceilings import measure
 
-        return measure("cpu", dtype, lambda: None, **rounds)
+        return measure("cpu", self.ceiling_dtype(dtype), lambda: None, **rounds)
+
+    def ceiling_dtype(self, dtype: str) -> str:
+        """The precision a case's products run in: its own for fp32 and bf16; a compressed dtype's
+        is OpenVINO's choice on this CPU (bf16 where it has it), so its cases share that yardstick."""
+        if dtype in FLOATS:
+            return dtype
+        import openvino as ov
+
+        caps = ov.Core().get_property(self.device, "OPTIMIZATION_CAPABILITIES")
+        return "bf16" if "BF16" in map(str, caps) else "fp32"
 
     def load(self, spec, dtype: str, *, seed: int, weights_dir: str | None = None, layers: int | None = None):
         from chipbench_openvino.export import compile_model
 
         if weights_dir:
             raise UsageError("the OpenVINO plugin runs the harness's seeded weights only; --weights is not for it")
-        if dtype not in DTYPES:
-            raise UsageError(f"backend 'openvino' cannot run dtype {dtype!r}; it runs: {', '.join(DTYPES)}")
+        if dtype not in self.supported_dtypes():
+            hint = f" ({COMPRESS_HINT})" if dtype in COMPRESSIONS else ""
+            raise UsageError(
+                f"backend 'openvino' cannot run dtype {dtype!r}; it runs: {', '.join(self.supported_dtypes())}{hint}"
+            )
         start = time.perf_counter()
         made = compile_model(spec, dtype, seed, layers, self.device)
         _reset_rss_peak()  # the export's torch model is gone: the peak from here on is the runtime's
-        hint = made.compiled.get_property("INFERENCE_PRECISION_HINT")
-        precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        precision = _type_name(made.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if made.compression:
+            group = made.compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE")
+            weights = f"{dtype} weights by NNCF {_nncf_version()} ({made.compression})"
+            weights += f", activations quantised on the fly in groups of {group}" if group else ""
+        else:
+            weights = f"{dtype} weights uncompressed"
         return OpenVinoModel(
             compiled=made.compiled,
             request=made.compiled.create_infer_request(),
@@ -146,14 +169,15 @@ class OpenVinoBackend:
             dtype=dtype,
             weights=f"random(seed={seed}) exported to OpenVINO IR" + (" (cached)" if made.cached else ""),
             build_time_s=time.perf_counter() - start,
-            exec_path=f"{self.device}, inference precision {precision}, {dtype} weights uncompressed, "
-            "key/value caches kept as OpenVINO state",
+            exec_path=f"{self.device}, inference precision {precision}, {weights}, "
+            "key/value caches kept as fp32 OpenVINO state",
             layers=made.layers,
             kv_heads=spec.kv_heads,
             head_dim=spec.head_dim,
             kv_dtype=made.kv_dtype,
             engine_version=_version(),
             weights_digest=made.digest,
+            file_bytes=made.weight_file_bytes if made.compression else None,
         )
 
     def prompt(self, handle: OpenVinoModel, ids) -> np.ndarray:
@@ -173,6 +197,7 @@ class OpenVinoBackend:
 
     def generate(self, handle: OpenVinoModel, prompt: np.ndarray, new_tokens: int, on_token) -> Generation:
         batch, length = prompt.shape
+        _reset_rss_peak()  # each round's peak its own: not the load's, nor a correctness gate's between cases
         self._start(handle, batch)
         tokens = np.argmax(self._step(handle, prompt, 0)[:, -1], axis=-1).astype(np.int64)
         steps = [tokens.tolist()]
@@ -182,6 +207,28 @@ class OpenVinoBackend:
             steps.append(tokens.tolist())
             on_token(steps[-1])
         return Generation(tokens=steps, peak_mem_bytes=_rss_peak(), peak_mem_kind="process_rss_peak")
+
+    def reference_model(self, spec, dtype: str, seed: int, layers: int | None):
+        """The correctness gate's floor for a compressed dtype: a torch fp32 model of the harness's
+        build carrying the compressed weights as OpenVINO decompresses them (None for fp32 and bf16:
+        the gate then uses torch's model in that dtype)."""
+        if dtype not in COMPRESSIONS:
+            return None
+        import torch
+
+        from chipbench.models.build import build_random
+        from chipbench_openvino.export import decompressed, export
+
+        weights = decompressed(export(spec, dtype, seed, layers).model)
+        model = build_random(spec, torch.float32, "cpu", seed=seed, layers=layers).module
+        params = dict(model.named_parameters())
+        missing = set(weights) - set(params)
+        if missing:
+            raise RuntimeError(f"compressed weights with no torch parameter: {sorted(missing)[:3]}")
+        with torch.no_grad():
+            for name, array in weights.items():
+                params[name].copy_(torch.from_numpy(array).reshape(params[name].shape))
+        return model
 
     def teacher_forced_logits(self, handle: OpenVinoModel, ids, prompt_tokens: int):
         """Logits [K, vocab] at each position after the prompt, feeding `ids` through the same prefill
@@ -201,6 +248,17 @@ class OpenVinoBackend:
     def close(self, handle: OpenVinoModel | None) -> None:
         if handle is not None:
             handle.request = handle.compiled = None
+
+
+def _type_name(value) -> str:
+    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+
+def _nncf_version() -> str | None:
+    try:
+        return metadata.version("nncf")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def ov_tensor(array: np.ndarray):
