@@ -296,6 +296,21 @@ def test_a_ceiling_measured_while_the_device_rate_moved_says_so_in_the_flag():
         assert rec["ceiling_tflops_median"] == c.tflops_median and rec["ceiling_window_s"] == 3.0
 
 
+@pytest.mark.parametrize(
+    "dtype, ttft_s, flagged", [("bf16", 0.6, True), ("q8_0", 0.6, False), ("int4_sym", 0.6, False), ("q8_0", 0.2, True)]
+)
+def test_a_quantised_prefill_may_pass_the_bf16_matmul_rate_but_not_twice_it(dtype, ttft_s, flagged):
+    """Where activations are quantised too, a quantised type's products can run as int8, at up to
+    twice the bf16 rate its MFU is measured against: 1.1x is no measurement error, 3x is."""
+    ceilings = Ceilings("cpu", "bf16", 20.0, 0.49, 1, 2048, 19.0, 0.47, 3.0, 25)
+    rec = make_record(model="qwen3-0.6b", workload="pp512", ttft_s=ttft_s, device="Some CPU", dtype=dtype)
+    add_roofline(rec, ceilings)
+    assert rec["measured_prefill_mfu"] > 1
+    assert bool(rec["roofline_flag"]) is flagged, rec["roofline_flag"]
+    if flagged and dtype != "bf16":
+        assert "exceeds 200% of the bf16 roofline" in rec["roofline_flag"]
+
+
 def test_ceilings_spread_each_synchronisation_over_enough_calls():
     from chipbench.backends.ceilings import MAX_CALLS, _Probe
 

@@ -134,7 +134,10 @@ class OpenVinoBackend:
 
     def ceiling_dtype(self, dtype: str) -> str:
         """The precision a case's products run in: its own for fp32 and bf16; a compressed dtype's
-        is OpenVINO's choice on this CPU (bf16 where it has it), so its cases share that yardstick."""
+        is OpenVINO's inference precision on this CPU (bf16 where it has it), so its cases share that
+        yardstick. Where OpenVINO quantises activations on the fly, its products with compressed
+        weights may run as int8 (VNNI, AMX): their MFU against this yardstick is then not a share
+        of a bf16 peak, and may pass 100% without being wrong (exec_path says when it does)."""
         if dtype in FLOATS:
             return dtype
         import openvino as ov
