@@ -616,7 +616,11 @@ FIELDS: dict[str, tuple[Any, str, str]] = {
         "the backend's timing self-test, run once per benchmark run before any number is "
         "reported (bench/measuring/selftest.py): passed, with the work left in flight after the last token",
     ),
-    "roofline_flag": (Opt(str), "", "MEASUREMENT ERROR when a utilisation exceeds 100%: such a figure is not a result"),
+    "roofline_flag": (
+        Opt(str),
+        "",
+        "MEASUREMENT ERROR when a utilisation exceeds 100% (a quantised type's MFU against its float's yardstick: 200%): such a figure is not a result",
+    ),
     "correct": (
         Opt(bool),
         "",
