@@ -12,7 +12,7 @@ digest, the dtype, the OpenVINO version and this file's source.
 Weight compression (the dtypes int8_sym, int8_asym, int4_sym, int4_asym) is NNCF's data-free
 `compress_weights` applied to the fp32 export, OpenVINO's own tool for it, with NNCF's defaults for an
 LLM: int4 in groups of 128 along each row (a narrower layer gets the largest group that divides
-it), the embedding and output head in int8_asym, every other matrix in the named mode. It is cached
+it) with the embedding and output head in int8_asym; every matrix of an int8 mode in that mode. It is cached
 beside the export, keyed also by NNCF's version. `decompressed` reads the compressed weights back as
 the runtime holds them, so the correctness gate's floor is what the compression did to this model.
 """
