@@ -297,7 +297,10 @@ def test_a_level_past_half_the_clients_capacity_is_flagged_client_bound(tmp_path
     monkeypatch.setenv("CHIPBENCH_CACHE", str(tmp_path / "cache"))  # the capacity measured once, then kept
     monkeypatch.delenv("CHIPBENCH_FRESH", raising=False)
     args = ["serve", "--model", "qwen3-0.6b", "--prompt", "16", "--warmup", "0"]
-    with MockServer() as instant:  # tokens as fast as the client reads them: the client is the bottleneck
+    # tokens as fast as the client reads them: the client is the bottleneck. At concurrency 1, where
+    # the capacity is usually measured best on 2 cores, the level reads 0.94-1.12 of it; at 4 it
+    # read 0.67-0.83, close enough to 0.5 that a busy spell failed it once in three runs
+    with MockServer() as instant:
         out = tmp_path / "instant.jsonl"
         assert (
             main(
@@ -306,7 +309,7 @@ def test_a_level_past_half_the_clients_capacity_is_flagged_client_bound(tmp_path
                     "--backend",
                     "openai:" + instant.url,
                     "--concurrency",
-                    "4",
+                    "1",
                     "--requests",
                     "16",
                     "--gen",
