@@ -236,6 +236,13 @@ OPTIONAL: tuple[Capability, ...] = (
     Capability("exec_path", "handle", None, "how this handle generates (eager, compiled, ...); default the mode asked"),
     Capability("exec_note", "handle", None, "why the mode asked for did not run as asked (a fallback), for the record"),
     Capability("file_bytes", "handle", None, "the bytes of an engine's real weight file, beside the nominal count"),
+    Capability(
+        "kv_cache_dtype",
+        "handle",
+        None,
+        "the dtype the runtime keeps its key/value cache in where it is not the case's own (a DTYPE_BYTES name): "
+        "the record's kv_bytes_per_token and the roofline count its bytes",
+    ),
     Capability("engine", "handle", None, "the inference software (on the handle or the backend)"),
     Capability("engine_version", "handle", None, "its version (on the handle or the backend)"),
     Capability("parallel", "handle", None, "the parallel layout when split: tpN / ppN (on the handle or the backend)"),

@@ -62,6 +62,20 @@ def test_pytest_benchmark_runs_openvino_with_the_gate_and_the_self_test(tmp_path
         )
     fp32 = {r["weights_digest"] for r in records if r["dtype"] == "fp32"}
     assert len(fp32) == 1  # one export, cached by content, for every case of those weights
+    for r in records:
+        assert_cache_counted_as_kept(r)
+
+
+def assert_cache_counted_as_kept(r):
+    """The caches are declared fp32 at the graph's boundary, but OpenVINO keeps them in its inference
+    precision: exec_path says which, and the record's cache bytes count that."""
+    from chipbench.models.counts import DTYPE_BYTES, facts
+    from chipbench.models.zoo import get_model
+
+    kept = {"f32": "fp32", "bf16": "bf16"}[r["exec_path"].split("inference precision ")[1].split(",")[0]]
+    assert f"key/value caches kept as {kept} OpenVINO state" in r["exec_path"]
+    per_byte = facts(get_model(r["model"])).kv_bytes_per_token_per_dtype_byte
+    assert r["kv_bytes_per_token"] == per_byte * DTYPE_BYTES[kept]
 
 
 COMPRESSED_AS = {
@@ -99,6 +113,8 @@ def test_pytest_benchmark_runs_every_weight_compression_with_its_real_bytes_and_
             assert f"{dtype} weights by NNCF {metadata.version('nncf')} ({COMPRESSED_AS[dtype]}" in r["exec_path"]
             assert r["correctness_tolerance"] >= {"int8": 0.02, "int4": 0.1}[dtype[:4]]
     assert len({r["weights_digest"] for r in records.values()}) == 1  # every mode compresses the same export
+    for r in records.values():
+        assert_cache_counted_as_kept(r)
     fp32 = records["fp32"]["weight_bytes"]
     assert (
         records["int4_sym"]["weight_bytes"]

@@ -138,6 +138,30 @@ def test_peak_memory_is_set_beside_the_analytic_weights_and_cache(cpu):
     assert rec["peak_mem_kind"] == "process_rss_peak" and rec["mem_vs_expected"] > 1
 
 
+def test_a_cache_kept_in_another_dtype_is_counted_in_its_own_bytes(cpu, monkeypatch):
+    """A runtime that keeps its caches wider (or narrower) than the case's dtype says so with the
+    handle's kv_cache_dtype: the record's cache bytes, the expected memory and the decode step's
+    bytes follow it (OpenVINO keeps an fp32-declared state in bf16 on a bf16 CPU)."""
+    from chipbench.models.counts import facts
+    from chipbench.models.zoo import get_model
+
+    plain = run_case(cpu, case(workload="tg8@d64", rounds=1))
+    loaded = cpu.load
+
+    def load_half_cache(*a, **k):
+        handle = loaded(*a, **k)
+        handle.kv_cache_dtype = "bf16"
+        return handle
+
+    monkeypatch.setattr(cpu, "load", load_half_cache)
+    half = run_case(cpu, case(workload="tg8@d64", rounds=1))
+    per_token = facts(get_model("tiny-qwen3")).kv_bytes_per_token("fp32")
+    assert plain["kv_bytes_per_token"] == per_token and half["kv_bytes_per_token"] == per_token // 2
+    assert plain["expected_mem_bytes"] - half["expected_mem_bytes"] == (64 + 8) * per_token // 2
+    context = 64 + 8 // 2  # the average decode step's
+    assert plain["decode_bytes_per_step"] - half["decode_bytes_per_step"] == context * per_token // 2
+
+
 def test_a_models_freed_memory_is_handed_back_before_the_next_case_can_count_it(cpu, monkeypatch):
     """On the CPU a case's peak is the process's resident set: memory the allocator kept from the
     model before it (another backend's, the self-test's) counted in the next case's peak (a llama.cpp

@@ -34,16 +34,19 @@ def case_work(rec: dict) -> dict:
         p, n = w.prompt_tokens, w.gen_tokens
     context = p + n / 2  # decode step i reads the cache of p + i tokens
     f = facts(spec)
-    # the record's weight bytes when it has them (an engine's real file bytes), else the analytic ones
+    # the record's weight and cache bytes when it has them (an engine's real file bytes, a cache kept
+    # in another dtype than the case's), else the analytic ones
     weights = rec.get("weight_bytes") or f.weight_bytes(dtype)
     active = rec.get("active_weight_bytes") or f.active_weight_bytes(dtype)
+    kv = rec.get("kv_bytes_per_token") or f.kv_bytes_per_token(dtype)
     return {
         "decode_bytes_per_step": decode_step_bytes(spec, dtype, round(context), b)
         - f.active_weight_bytes(dtype)
-        + active,
+        + active
+        + b * round(context) * (kv - f.kv_bytes_per_token(dtype)),
         "decode_flops_per_step": b * flops_per_token(spec, round(context)),
         # prefill touches every expert once the batch of tokens is large: all weights are read
-        "prefill_bytes": weights + b * p * f.kv_bytes_per_token(dtype),
+        "prefill_bytes": weights + b * p * kv,
         "prefill_flops": prefill_flops(spec, p, b),
     }
 

@@ -22,7 +22,7 @@ from chipbench.measuring import env, hostload, telemetry
 from chipbench.measuring.metrics import HEADLINE, METRICS, Round, inter_token_latencies, round_metrics
 from chipbench.measuring.recordline import SCHEMA_VERSION, new_record_id
 from chipbench.measuring.workload import Workload, prompt_ids
-from chipbench.models.counts import facts, flops_per_token
+from chipbench.models.counts import DTYPE_BYTES, facts, flops_per_token
 from chipbench.models.zoo import get_model
 from chipbench.stats import summarize
 
@@ -470,8 +470,13 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> 
         scale = file_bytes / rec["weight_bytes"]
         rec["expected_mem_bytes"] += file_bytes - rec["weight_bytes"]
         rec.update(weight_bytes=file_bytes, active_weight_bytes=int(rec["active_weight_bytes"] * scale))
+    kv_dtype = capability(run.handle, "kv_cache_dtype")
+    if kv_dtype in DTYPE_BYTES and rec["kv_bytes_per_token"] is not None:  # the cache as the runtime keeps it
+        kv = facts(get_model(case.model)).kv_bytes_per_token_per_dtype_byte * DTYPE_BYTES[kv_dtype]
+        rec["expected_mem_bytes"] += w.batch * w.total_tokens * (kv - rec["kv_bytes_per_token"])
+        rec["kv_bytes_per_token"] = kv
     compiled = capability(run.backend, "compile_facts")  # read before the gate, which may rebuild the step
-    facts = {
+    compile_fields = {
         "compiled_graphs": None,
         "graph_breaks": None,
         "cuda_graphs": None,
@@ -481,7 +486,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> 
         "prefill_compile_time_s": None,
         **(compiled(run.handle) if compiled else {}),
     }
-    notes = [n for n in (capability(run.handle, "exec_note"), facts.pop("note", None)) if n]
+    notes = [n for n in (capability(run.handle, "exec_note"), compile_fields.pop("note", None)) if n]
     rec.update(
         status="ok",
         error=None,
@@ -490,7 +495,7 @@ def build_record(run: CaseRun, timed: list[Round], device: dict, host: dict) -> 
         build_time_s=run.handle.build_time_s,
         compile_time_s=run.compile_time_s,
         exec_note="; ".join(notes) or None,
-        **facts,
+        **compile_fields,
     )
     rec.update(stack_fields(run.backend, run.handle))
     rec.update(device)

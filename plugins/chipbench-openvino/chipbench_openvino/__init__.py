@@ -61,6 +61,7 @@ class OpenVinoModel:
     exec_note: str | None = None
     weights_digest: str | None = None
     file_bytes: int | None = None  # compressed: the IR's weight file, scales and zero points included
+    kv_cache_dtype: str | None = None  # what OpenVINO keeps the caches in, read from its runtime graph
     prefix_caching = "none: every round starts from empty key and value caches"
 
 
@@ -173,7 +174,7 @@ class OpenVinoBackend:
             weights=f"random(seed={seed}) exported to OpenVINO IR" + (" (cached)" if made.cached else ""),
             build_time_s=time.perf_counter() - start,
             exec_path=f"{self.device}, inference precision {precision}, {weights}, "
-            "key/value caches kept as fp32 OpenVINO state",
+            f"key/value caches kept as {made.cache_dtype or 'unstated-precision'} OpenVINO state",
             layers=made.layers,
             kv_heads=spec.kv_heads,
             head_dim=spec.head_dim,
@@ -181,6 +182,7 @@ class OpenVinoBackend:
             engine_version=_version(),
             weights_digest=made.digest,
             file_bytes=made.weight_file_bytes if made.compression else None,
+            kv_cache_dtype=made.cache_dtype,
         )
 
     def prompt(self, handle: OpenVinoModel, ids) -> np.ndarray:

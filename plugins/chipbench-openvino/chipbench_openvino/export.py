@@ -4,8 +4,8 @@ The graph (one, for prefill and decode alike) takes input_ids [batch, n], positi
 and, per layer, the key and value caches [batch, kv_heads, past, head_dim] in fp32; it returns the
 logits [batch, n, vocab] in fp32 and every layer's caches grown by the n new tokens. At load, each
 cache's input and output become one of OpenVINO's states (make_stateful), kept between calls. A bf16 model
-keeps bf16 weights and computes in bf16 inside; its caches cross the boundary as fp32 (numpy has no
-bfloat16). It is traced from transformers' own Qwen modules by OpenVINO's converter
+keeps bf16 weights and computes in bf16 inside; its caches are declared fp32 at the boundary (numpy has
+no bfloat16), and the CPU keeps them in its inference precision (state_dtype reads which). It is traced from transformers' own Qwen modules by OpenVINO's converter
 (openvino.convert_model) and saved as IR under chipbench's cache folder, keyed by the weights'
 digest, the dtype, the OpenVINO version and this file's source.
 
@@ -48,6 +48,7 @@ class Compiled:
     cached: bool
     weight_file_bytes: int  # the IR's weight file: every constant the runtime holds
     compression: str | None  # what compress_weights did, in words; None: uncompressed
+    cache_dtype: str | None  # what the compiled model keeps the caches in (its states' precision)
 
 
 @dataclass
@@ -271,4 +272,24 @@ def compile_model(spec, dtype: str, seed: int, layers_limit: int | None, device:
     if dtype in PRECISION:
         config["INFERENCE_PRECISION_HINT"] = PRECISION[dtype]
     compiled = ov.Core().compile_model(ov_model, device, config)
-    return Compiled(compiled, made.layers, np.float32, made.digest, made.cached, file_bytes, compression)
+    return Compiled(
+        compiled, made.layers, np.float32, made.digest, made.cached, file_bytes, compression, state_dtype(compiled)
+    )
+
+
+_PRECISIONS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+
+
+def state_dtype(compiled) -> str | None:
+    """The precision the compiled model keeps its states (the caches) in, as its runtime graph says:
+    the states are declared fp32 at the graph's boundary, but the CPU keeps them in its inference
+    precision (bf16 where it computes in bf16). None when the graph does not say, or says several."""
+    seen = set()
+    try:
+        for op in compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            if info["layerType"].astype(str) == "MemoryInput" and "outputPrecisions" in info:
+                seen.add(info["outputPrecisions"].astype(str))
+    except Exception:  # a device whose runtime graph carries no such facts
+        return None
+    return _PRECISIONS.get(seen.pop()) if len(seen) == 1 else None
