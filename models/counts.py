@@ -21,9 +21,9 @@ QUANT_BYTES = {
     "q5_K_M": 176 / 256,
     "q4_K_M": 144 / 256,
     "q4_0": 18 / 32,
-    # NNCF's weight compression modes (the OpenVINO plugin): int8 with an fp32 scale per row (and a
-    # u8 zero point, asym), int4 with an fp16 scale per group of 128 (and a u4 zero point, asym).
-    # Their embedding and output head stay int8: records carry the IR's real bytes.
+    # NNCF's weight compression modes (the OpenVINO plugin): int8 with a scale per row (and a u8 zero
+    # point, asym), int4 with an fp16 scale per group of 128 (and a u4 zero point, asym). The int4
+    # modes keep the embedding and output head in int8: records carry the IR's real bytes.
     "int8_sym": 1.0,
     "int8_asym": 1.0,
     "int4_sym": 0.5 + 2 / 128,
