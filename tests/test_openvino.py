@@ -33,6 +33,18 @@ def test_chipbench_lists_the_plugin_with_its_distribution():
     assert line.split()[:4] == ["openvino", "chipbench-openvino", "0.1.0", "available"]
 
 
+def test_a_device_openvino_does_not_have_leaves_the_backend_unavailable_with_the_devices_it_has():
+    env = {**os.environ, "CHIPBENCH_OPENVINO_DEVICE": "NPU.7"}
+    res = subprocess.run(
+        [sys.executable, "-m", "chipbench.cli", "list", "backends", "--json"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    (entry,) = [b for b in json.loads(res.stdout) if b["backend"] == "openvino"]
+    assert entry["status"].startswith("unavailable: OpenVINO has no NPU.7 device here (it has: CPU")
+    assert "$CHIPBENCH_OPENVINO_DEVICE picks one" in entry["status"]
+
+
 def test_pytest_benchmark_runs_openvino_with_the_gate_and_the_self_test(tmp_path):
     out = tmp_path / "r.jsonl"
     res = subprocess.run(

@@ -20,6 +20,7 @@ OpenVINO version and this plugin's export code.
 from __future__ import annotations
 
 import importlib.util
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -94,7 +95,10 @@ class OpenVinoBackend:
         except Exception as e:  # a probe never raises
             return Probe.no(f"OpenVINO cannot start: {type(e).__name__}: {e}")
         if self.device not in devices:
-            return Probe.no(f"OpenVINO has no {self.device} device here (it has: {', '.join(devices) or 'none'})")
+            return Probe.no(
+                f"OpenVINO has no {self.device} device here (it has: {', '.join(devices) or 'none'}; "
+                f"${DEVICE_ENV} picks one)"
+            )
         return Probe.ok()
 
     def info(self) -> DeviceInfo:
@@ -105,7 +109,7 @@ class OpenVinoBackend:
         caps = core.get_property(self.device, "OPTIMIZATION_CAPABILITIES")
         return DeviceInfo(
             backend=self.name,
-            kind="cpu" if self.device == "CPU" else self.device.lower(),
+            kind="cpu" if self.device == "CPU" else self.device.split(".")[0].lower(),  # GPU.1: gpu
             device_name=name,
             memory_bytes=psutil.virtual_memory().total if self.device == "CPU" else None,
             runtime=f"openvino {_version()} {self.device}",
@@ -290,5 +294,8 @@ def _rss_peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+DEVICE_ENV = "CHIPBENCH_OPENVINO_DEVICE"  # OpenVINO's device name: CPU (the default), GPU, GPU.1, NPU
+
+
 def create() -> OpenVinoBackend:
-    return OpenVinoBackend()
+    return OpenVinoBackend(os.environ.get(DEVICE_ENV, "").strip() or "CPU")
